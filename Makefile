@@ -1,0 +1,54 @@
+# Two entry points: `make serve` runs the service, `make test` passes the tests.
+# Both create .venv and install the pinned dependencies if needed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+STAMP_RUN := $(VENV)/.installed-run
+STAMP_DEV := $(VENV)/.installed-dev
+
+.PHONY: serve test lint typecheck pytest bench loadtest soak clean install install-dev
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(STAMP_RUN): $(PY) pyproject.toml constraints.txt
+	$(PIP) install -q -c constraints.txt -e .
+	touch $@
+
+$(STAMP_DEV): $(PY) pyproject.toml constraints.txt
+	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	touch $@ $(STAMP_RUN)
+
+install: $(STAMP_RUN)
+install-dev: $(STAMP_DEV)
+
+serve: $(STAMP_RUN)
+	$(VENV)/bin/cnnlens serve --host $(HOST) --port $(PORT)
+
+lint: $(STAMP_DEV)
+	$(VENV)/bin/ruff check cnnlens tests benchmarks
+	$(VENV)/bin/ruff format --check cnnlens tests benchmarks
+
+typecheck: $(STAMP_DEV)
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP_DEV)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test: lint typecheck pytest
+
+bench: $(STAMP_DEV)
+	$(PY) -m benchmarks.run
+
+loadtest: $(STAMP_DEV)
+	$(PY) -m benchmarks.loadtest
+
+soak: $(STAMP_DEV)
+	$(PY) -m benchmarks.soak
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

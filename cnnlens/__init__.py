@@ -1,0 +1,17 @@
+"""cnnlens: explains what image CNNs see."""
+
+from cnnlens.errors import CnnlensError
+from cnnlens.methods import attribute, method_names, run_methods
+from cnnlens.models import DEFAULT_MODEL, LoadedModel, list_models, load_model
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "CnnlensError",
+    "LoadedModel",
+    "attribute",
+    "list_models",
+    "load_model",
+    "method_names",
+    "run_methods",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,62 @@
+"""Errors a caller can cause, each with a stable code and the HTTP status the service maps it to."""
+
+from __future__ import annotations
+
+
+class CnnlensError(Exception):
+    """Base of every error caused by the caller's input (never by a bug)."""
+
+    code = "bad_request"
+    status = 400
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+
+class ModelNotFoundError(CnnlensError):
+    code = "unknown_model"
+    status = 404
+
+
+class WeightsError(CnnlensError):
+    """A weights file that is missing, unreadable or does not fit the architecture."""
+
+    code = "bad_weights"
+    status = 422
+
+
+class LayerNotFoundError(CnnlensError):
+    code = "unknown_layer"
+    status = 422
+
+
+class TargetError(CnnlensError):
+    code = "bad_target"
+    status = 422
+
+
+class MethodNotFoundError(CnnlensError):
+    code = "unknown_method"
+    status = 422
+
+
+class InvalidParamsError(CnnlensError):
+    code = "invalid_params"
+    status = 422
+
+
+class IncompatibleModelError(CnnlensError):
+    """The method cannot be applied faithfully to this model (e.g. guided backprop over SiLU)."""
+
+    code = "incompatible_model"
+    status = 422
+
+
+class ImageDecodeError(CnnlensError):
+    code = "bad_image"
+    status = 400

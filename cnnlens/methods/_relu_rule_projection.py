@@ -1,0 +1,56 @@
+"""Shared body of deconvnet and guided backprop: project a class score or one activation."""
+
+from __future__ import annotations
+
+import torch
+
+from cnnlens.errors import InvalidParamsError
+from cnnlens.methods.base import INPUT, MethodContext, MethodParams
+from cnnlens.models.hooks import ReluRule
+
+
+class ProjectionParams(MethodParams):
+    """Project the class score (default), or one activation of the chosen layer.
+
+    With `channel` set, the signal starts at that feature map of `layer`, at `position`
+    (row, column on the layer's grid) or, if omitted, at the channel's strongest activation,
+    with every other activation of the layer set to zero (Zeiler & Fergus, section 2.1).
+    """
+
+    channel: int | None = None
+    position: tuple[int, int] | None = None
+
+
+def project(context: MethodContext, params: ProjectionParams, rule: ReluRule) -> torch.Tensor:
+    """(B, 3, H, W): gradient of the score or activation w.r.t. the input under `rule`."""
+    shared = context.shared
+    if params.channel is None:
+        return shared.gradient(INPUT, rule)
+    activations = shared.activation(context.layer)  # (B, C, h, w)
+    if activations.dim() != 4:
+        raise InvalidParamsError(f"layer {context.layer!r} has no (C, h, w) output")
+    channels, height, width = activations.shape[1:]
+    if not 0 <= params.channel < channels:
+        raise InvalidParamsError(f"channel {params.channel} is out of range 0..{channels - 1}")
+    feature = activations[:, params.channel]  # (B, h, w)
+    if params.position is None:
+        flat = feature.detach().flatten(1).argmax(dim=1)  # (B,)
+        rows, cols = flat // width, flat % width
+    else:
+        row, col = params.position
+        if not (0 <= row < height and 0 <= col < width):
+            raise InvalidParamsError(f"position {params.position} is outside {height}x{width}")
+        rows = torch.full((feature.shape[0],), row, device=feature.device)
+        cols = torch.full((feature.shape[0],), col, device=feature.device)
+    batch = torch.arange(feature.shape[0], device=feature.device)
+    unit = feature[batch, rows, cols]  # (B,)
+    assert shared.session.input is not None
+    (gradient,) = shared.session.gradients(unit, [shared.session.input], rule=rule)
+    return gradient
+
+
+def projection_requirements(params: ProjectionParams, layer: str, rule: ReluRule) -> tuple[
+    frozenset[str], frozenset[tuple[str, ReluRule]]
+]:  # fmt: skip
+    layers = frozenset({layer}) if params.channel is not None else frozenset()
+    return layers, frozenset({(INPUT, rule)})

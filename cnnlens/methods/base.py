@@ -1,0 +1,182 @@
+"""Method registry, params models, the shared gradient pass and the tensor-level driver.
+
+A method is one class registered with `@register`. Gradient methods declare what they need
+(captured layers, gradients w.r.t. the input or a layer under a ReLU rule) and read it from
+a `GradientPass`, which runs one forward and at most one backward per ReLU rule for every
+method of one call. Perturbation and optimization methods run their own forwards.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+from torch import nn
+
+from cnnlens.errors import InvalidParamsError, MethodNotFoundError
+from cnnlens.models.hooks import HookSession, ReluRule
+from cnnlens.models.layers import LayerInventory
+from cnnlens.models.preprocess import Preprocessing
+
+INPUT = "input"  # the gradient target meaning "the model's input"
+
+
+class MethodParams(BaseModel):
+    """Base of every method's parameters: unknown fields are errors, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """What a gradient method reads from the shared pass."""
+
+    layers: frozenset[str] = frozenset()
+    gradients: frozenset[tuple[str, ReluRule]] = frozenset()  # (INPUT or layer, rule)
+
+
+@dataclass
+class MethodOutput:
+    """A method's raw result: `map` in input space plus method-specific extras."""
+
+    map: torch.Tensor  # (B, 1, H, W) or (B, 3, H, W), raw, not normalized
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MethodContext:
+    """Everything a method may use for one batch."""
+
+    model: nn.Module
+    x: torch.Tensor  # (B, 3, H, W) preprocessed, never modified
+    targets: torch.Tensor  # (B,) class indices
+    layer: str  # resolved target layer
+    preprocessing: Preprocessing  # normalization, for methods that work in pixel units
+    inventory: LayerInventory  # layer shapes, default layer, compatibility report
+    gradient_pass: GradientPass | None = None
+
+    @property
+    def shared(self) -> GradientPass:
+        """The shared pass (gradient methods only)."""
+        if self.gradient_pass is None:
+            raise RuntimeError("this method needs the shared gradient pass")
+        return self.gradient_pass
+
+
+class Method(ABC):
+    """One interpretation method. Subclasses set the class attributes and `compute`."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    paper: ClassVar[str]
+    Params: ClassVar[type[MethodParams]] = MethodParams
+    # "gradient": reads a GradientPass; "standalone": runs its own forwards.
+    kind: ClassVar[Literal["gradient", "standalone"]] = "gradient"
+    # "class": explains a target class; "layer": looks at a layer; "image": makes an image.
+    produces: ClassVar[Literal["map", "image", "activations", "weights"]] = "map"
+    uses_layer: ClassVar[bool] = False
+    uses_target: ClassVar[bool] = True
+
+    def requirements(self, params: Any, layer: str) -> Requirements:
+        return Requirements()
+
+    @abstractmethod
+    def compute(self, context: MethodContext, params: Any) -> MethodOutput:
+        """Return the raw result for the batch in `context`."""
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: make a method available to the API, CLI, client and web page."""
+    METHODS[cls.name] = cls()
+    return cls
+
+
+def get_method(name: str) -> Method:
+    _load_builtin_methods()
+    try:
+        return METHODS[name]
+    except KeyError:
+        known = ", ".join(sorted(METHODS))
+        raise MethodNotFoundError(f"unknown method {name!r}; known: {known}") from None
+
+
+def method_names() -> list[str]:
+    _load_builtin_methods()
+    return list(METHODS)
+
+
+def parse_params(method: Method, params: BaseModel | dict[str, Any] | None) -> MethodParams:
+    """Validate raw params into the method's pydantic model, as a clear 422 on failure."""
+    if isinstance(params, method.Params):
+        return params
+    if isinstance(params, BaseModel):
+        params = params.model_dump()
+    try:
+        return method.Params.model_validate(params or {})
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in issue['loc']) or 'params'}: {issue['msg']}"
+            for issue in error.errors()
+        )
+        raise InvalidParamsError(f"{method.name}: {problems}") from None
+
+
+class GradientPass:
+    """One forward and at most one backward per ReLU rule, shared by several methods."""
+
+    def __init__(self, session: HookSession, requirements: Sequence[Requirements]) -> None:
+        self.session = session
+        self._wanted: dict[ReluRule, set[str]] = {}
+        for requirement in requirements:
+            for source, rule in requirement.gradients:
+                self._wanted.setdefault(rule, set()).add(source)
+        self._gradients: dict[tuple[str, ReluRule], torch.Tensor] = {}
+        self.logits: torch.Tensor | None = None
+        self.scores: torch.Tensor | None = None
+
+    @property
+    def needs_input_gradient(self) -> bool:
+        return any(INPUT in sources for sources in self._wanted.values())
+
+    def run_forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.logits = self.session.forward(x, input_grad=self.needs_input_gradient)
+        return self.logits
+
+    def select(self, targets: torch.Tensor) -> None:
+        assert self.logits is not None
+        self.scores = self.logits.gather(1, targets.view(-1, 1)).squeeze(1)  # (B,)
+
+    def activation(self, layer: str) -> torch.Tensor:
+        return self.session.activations[layer]
+
+    def gradient(self, source: str, rule: ReluRule) -> torch.Tensor:
+        """d score / d source under rule; all sources of one rule come from one backward."""
+        key = (source, rule)
+        if key not in self._gradients:
+            sources = sorted(self._wanted.get(rule, set()) | {source})
+            tensors = [self._tensor(name) for name in sources]
+            assert self.scores is not None
+            grads = self.session.gradients(self.scores, tensors, rule=rule)
+            for name, grad in zip(sources, grads, strict=True):
+                self._gradients[(name, rule)] = grad
+        return self._gradients[key]
+
+    def _tensor(self, source: str) -> torch.Tensor:
+        if source == INPUT:
+            assert self.session.input is not None
+            return self.session.input
+        return self.session.activations[source]
+
+
+def _load_builtin_methods() -> None:
+    import cnnlens.methods.catalog  # noqa: F401  (registers every built-in method)
+
+
+MethodFunction = Callable[[MethodContext, Any], MethodOutput]

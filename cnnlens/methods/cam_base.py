@@ -1,0 +1,49 @@
+"""Shared machinery of the CAM family: capture, channel weighting, ReLU, upsampling."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+import torch
+import torch.nn.functional as F
+
+from cnnlens.errors import IncompatibleModelError
+from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, Requirements
+
+
+class CamParams(MethodParams):
+    relu: bool = True  # keep only features with a positive influence (the papers' choice)
+
+
+class CamMethod(Method):
+    """L^c = ReLU(sum_k w_k^c A^k), upsampled bilinearly to the input size.
+
+    A subclass supplies only the channel weights w^c (B, C).
+    Shapes: activations (B, C, h, w) -> map (B, 1, H, W).
+    """
+
+    uses_layer = True
+    Params = CamParams
+
+    def requirements(self, params: CamParams, layer: str) -> Requirements:
+        return Requirements(layers=frozenset({layer}))
+
+    @abstractmethod
+    def channel_weights(self, context: MethodContext, activations: torch.Tensor) -> torch.Tensor:
+        """(B, C) weight of each feature map for each sample's target."""
+
+    def compute(self, context: MethodContext, params: CamParams) -> MethodOutput:
+        activations = context.shared.activation(context.layer)
+        if activations.dim() != 4:
+            raise IncompatibleModelError(
+                f"{self.name} needs a layer with (C, h, w) output; {context.layer!r} has "
+                f"{tuple(activations.shape[1:])}"
+            )
+        weights = self.channel_weights(context, activations)  # (B, C)
+        cam = torch.einsum("bc,bchw->bhw", weights, activations.detach()).unsqueeze(1)
+        if params.relu:
+            cam = cam.clamp(min=0)
+        upsampled = F.interpolate(
+            cam, size=context.x.shape[-2:], mode="bilinear", align_corners=False
+        )
+        return MethodOutput(upsampled, {"low_resolution": cam})

@@ -1,0 +1,151 @@
+"""The tensor-level driver: `attribute` for one method, `run_methods` for several sharing passes."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlens.errors import LayerNotFoundError
+from cnnlens.methods.base import (
+    GradientPass,
+    MethodContext,
+    MethodOutput,
+    get_method,
+    parse_params,
+)
+from cnnlens.methods.targets import Targets, resolve_targets
+from cnnlens.models.hooks import hook_session
+from cnnlens.models.layers import LayerInventory, inspect_layers
+from cnnlens.models.loaded import LoadedModel
+from cnnlens.models.preprocess import Preprocessing
+
+_INVENTORIES: weakref.WeakKeyDictionary[nn.Module, LayerInventory] = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class RunResult:
+    outputs: dict[str, MethodOutput]  # by method name
+    logits: torch.Tensor  # (B, K), detached
+    targets: torch.Tensor  # (B,)
+    layer: str
+
+
+def inventory_of(model: LoadedModel | nn.Module, input_size: tuple[int, int]) -> LayerInventory:
+    if isinstance(model, LoadedModel):
+        return model.layers
+    inventory = _INVENTORIES.get(model)
+    if inventory is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        inventory = _INVENTORIES[model] = inspect_layers(model, input_size, device=device)
+    return inventory
+
+
+def resolve_layer(
+    model: LoadedModel | nn.Module, layer: str | None, input_size: tuple[int, int]
+) -> str:
+    inventory = inventory_of(model, input_size)
+    if layer is None:
+        return inventory.default_layer
+    info = inventory.get(layer)
+    if info is None:
+        raise LayerNotFoundError(f"unknown layer {layer!r}; see the model's layer list")
+    return layer
+
+
+def run_methods(
+    model: LoadedModel | nn.Module,
+    x: torch.Tensor,
+    methods: Sequence[tuple[str, Any]],
+    target: Targets = None,
+    layer: str | None = None,
+) -> RunResult:
+    """Run several methods on one batch: gradient methods share one forward and one
+    backward per ReLU rule; the others run their own passes.
+
+    Args:
+        model: a LoadedModel or any nn.Module classifier returning logits.
+        x: (B, 3, H, W) preprocessed batch (left untouched).
+        methods: (name, params) pairs; params a dict, the method's Params or None.
+        target: None (top-1), an index, a label, or one per sample.
+        layer: module name for layer-based methods (default: the model's default layer).
+    """
+    module = model.module if isinstance(model, LoadedModel) else model
+    categories = model.categories if isinstance(model, LoadedModel) else ()
+    preprocessing = model.preprocessing if isinstance(model, LoadedModel) else Preprocessing()
+    device = next((p.device for p in module.parameters()), x.device)
+    x = x.detach().to(device)
+    resolved_layer = resolve_layer(model, layer, (x.shape[-2], x.shape[-1]))
+    inventory = inventory_of(model, (x.shape[-2], x.shape[-1]))
+    chosen = [(get_method(name), name) for name, _ in methods]
+    parsed = [
+        parse_params(method, params)
+        for (method, _), (_, params) in zip(chosen, methods, strict=True)
+    ]
+
+    gradient_methods = [
+        (m, p) for (m, _), p in zip(chosen, parsed, strict=True) if m.kind == "gradient"
+    ]
+    other_methods = [
+        (m, p) for (m, _), p in zip(chosen, parsed, strict=True) if m.kind != "gradient"
+    ]
+    outputs: dict[str, MethodOutput] = {}
+    logits: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
+
+    if gradient_methods:
+        requirements = [m.requirements(p, resolved_layer) for m, p in gradient_methods]
+        layers = sorted(set().union(*(r.layers for r in requirements)))
+        needs_rules = any(rule.value != "gradient" for r in requirements for _, rule in r.gradients)
+        with hook_session(module, layers=layers, relu_rules=needs_rules) as session:
+            gradient_pass = GradientPass(session, requirements)
+            logits = gradient_pass.run_forward(x)
+            targets = _targets(target, logits, categories, x.shape[0])
+            gradient_pass.select(targets.to(device))
+            context = MethodContext(
+                module, x, targets.to(device), resolved_layer, preprocessing, inventory, gradient_pass
+            )
+            for method, params in gradient_methods:
+                outputs[method.name] = _detached(method.compute(context, params))
+            logits = logits.detach()
+
+    if logits is None:
+        with hook_session(module), torch.no_grad():
+            logits = module(x)
+    if targets is None:
+        targets = _targets(target, logits, categories, x.shape[0])
+    for method, params in other_methods:
+        context = MethodContext(
+            module, x, targets.to(device), resolved_layer, preprocessing, inventory
+        )
+        with hook_session(module):  # eval mode and frozen weights; methods nest their own
+            outputs[method.name] = _detached(method.compute(context, params))
+    return RunResult(outputs=outputs, logits=logits, targets=targets, layer=resolved_layer)
+
+
+def attribute(
+    method: str,
+    model: LoadedModel | nn.Module,
+    x: torch.Tensor,
+    target: Targets = None,
+    layer: str | None = None,
+    **params: Any,
+) -> torch.Tensor:
+    """One method on a preprocessed batch, like captum's `attribute`: the raw map in input space."""
+    result = run_methods(model, x, [(method, params)], target=target, layer=layer)
+    return result.outputs[method].map
+
+
+def _targets(
+    target: Targets, logits: torch.Tensor, categories: Sequence[str], batch: int
+) -> torch.Tensor:
+    return resolve_targets(target, logits, categories, batch, logits.shape[1]).to(logits.device)
+
+
+def _detached(output: MethodOutput) -> MethodOutput:
+    output.map = output.map.detach()
+    return output

@@ -1,0 +1,308 @@
+"""The one hook manager: every hook in cnnlens is registered here, inside a context manager.
+
+A `HookSession` runs one forward pass that captures the activations of chosen layers and,
+when asked, routes every ReLU through a rule that is picked at *backward* time:
+
+- ``gradient``: the true derivative, mask(x > 0) * g            (saliency, Grad-CAM)
+- ``guided``:   mask(x > 0) * max(g, 0)                          (Springenberg et al. 2014)
+- ``deconv``:   max(g, 0), ignoring the forward mask             (Zeiler & Fergus 2014)
+
+so one forward serves saliency, Grad-CAM, guided backprop and deconvnet. Gradients are taken
+with `torch.autograd.grad` on captured tensors (never module full-backward hooks, which break
+on in-place ReLU), so parameters' `.grad` is never touched and the backward stops at the
+requested tensors. Functional and in-place ReLUs are covered by a thread-local
+TorchFunctionMode, so concurrent sessions on other threads never see each other's rules.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from enum import StrEnum
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from cnnlens.errors import IncompatibleModelError, LayerNotFoundError
+
+
+class ReluRule(StrEnum):
+    GRADIENT = "gradient"
+    GUIDED = "guided"
+    DECONV = "deconv"
+
+
+# Activations that play ReLU's role but have no guided/deconv rule: refuse rather than lie.
+UNSUPPORTED_ACTIVATION_NAMES = (
+    "silu", "swish", "gelu", "mish", "hardswish", "elu", "selu", "celu",
+    "leakyrelu", "prelu", "softplus", "glu",
+)  # fmt: skip
+_UNSUPPORTED_FUNCTIONS = {
+    F.silu, F.gelu, F.mish, F.hardswish, F.elu, F.selu, F.celu, F.leaky_relu, F.softplus,
+}  # fmt: skip
+
+_MODEL_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """The lock that serializes hook sessions on one module tree."""
+    with _LOCKS_GUARD:
+        lock = _MODEL_LOCKS.get(model)
+        if lock is None:
+            lock = _MODEL_LOCKS[model] = threading.RLock()
+        return lock
+
+
+class _RuleState:
+    """Mutable per-session switch read by every rule-ReLU during backward."""
+
+    def __init__(self) -> None:
+        self.rule = ReluRule.GRADIENT
+
+
+class _RuleReLU(torch.autograd.Function):
+    """clamp(x, 0, upper) whose backward follows the session's current ReLU rule."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, upper: float | None, state: _RuleState) -> torch.Tensor:
+        if upper is None:
+            passes = x > 0
+            output = x.clamp(min=0)
+        else:
+            passes = (x > 0) & (x < upper)
+            output = x.clamp(0, upper)
+        ctx.save_for_backward(passes)
+        ctx.state = state
+        return output
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (passes,) = ctx.saved_tensors
+        rule = ctx.state.rule
+        if rule is ReluRule.GRADIENT:
+            return grad * passes, None, None
+        if rule is ReluRule.GUIDED:
+            return grad.clamp(min=0) * passes, None, None
+        return grad.clamp(min=0), None, None
+
+
+class _ReluRuleMode(TorchFunctionMode):
+    """Routes relu / relu6 / hardtanh(0, u), functional or in-place, through `_RuleReLU`."""
+
+    def __init__(self, state: _RuleState) -> None:
+        super().__init__()
+        self.state = state
+        self.unsupported: set[str] = set()
+        self.relu_calls = 0
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Any,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        kwargs = kwargs or {}
+        upper = _relu_upper_bound(func, args, kwargs)
+        if upper is not False and isinstance(args[0], torch.Tensor) and args[0].is_floating_point():
+            self.relu_calls += 1
+            # Out of place even for in-place calls: the pre-activation stays intact for backward.
+            return _RuleReLU.apply(args[0], upper, self.state)
+        if func in _UNSUPPORTED_FUNCTIONS:
+            self.unsupported.add(getattr(func, "__name__", str(func)))
+        return func(*args, **kwargs)
+
+
+_RELU_FUNCTIONS = {
+    F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_,
+}  # fmt: skip
+_HARDTANH_FUNCTIONS = {F.hardtanh, F.hardtanh_, F.relu6}
+
+
+def _relu_upper_bound(
+    func: Any, args: Sequence[Any], kwargs: dict[str, Any]
+) -> float | None | bool:
+    """None for a plain ReLU, the cap for ReLU6-like clamps, False for anything else."""
+    if not args:
+        return False
+    if func in _RELU_FUNCTIONS:
+        return None
+    if func is F.relu6:
+        return 6.0
+    if func in _HARDTANH_FUNCTIONS:
+        low = args[1] if len(args) > 1 else kwargs.get("min_val", -1.0)
+        high = args[2] if len(args) > 2 else kwargs.get("max_val", 1.0)
+        if float(low) == 0.0:
+            return float(high)
+    return False
+
+
+def unsupported_activation_modules(model: nn.Module) -> list[str]:
+    """Names of modules whose activation has no guided / deconv rule (SiLU, GELU, ...)."""
+    found = []
+    for name, module in model.named_modules():
+        kind = type(module).__name__.lower().replace("_", "")
+        if any(kind == bad or kind.startswith(bad) for bad in UNSUPPORTED_ACTIVATION_NAMES):
+            found.append(f"{name} ({type(module).__name__})")
+    return found
+
+
+def count_hooks(model: nn.Module) -> int:
+    """Every module hook on the tree, plus the global ones (0 after any session)."""
+    total = 0
+    for module in model.modules():
+        for attribute in (
+            "_forward_hooks",
+            "_forward_pre_hooks",
+            "_backward_hooks",
+            "_backward_pre_hooks",
+        ):
+            total += len(getattr(module, attribute, {}))
+    from torch.nn.modules import module as module_globals
+
+    for attribute in (
+        "_global_forward_hooks",
+        "_global_forward_pre_hooks",
+        "_global_backward_hooks",
+    ):
+        total += len(getattr(module_globals, attribute, {}))
+    return total
+
+
+class HookSession:
+    """One forward with activation captures, then backward passes under any ReLU rule.
+
+    Use through `hook_session(...)`; outside the `with` block nothing is registered.
+    """
+
+    def __init__(self, model: nn.Module, layers: Sequence[str], relu_rules: bool) -> None:
+        self.model = model
+        self.layer_names = list(dict.fromkeys(layers))
+        self.relu_rules = relu_rules
+        self.activations: dict[str, torch.Tensor] = {}
+        self.input: torch.Tensor | None = None
+        self._state = _RuleState()
+        self._mode: _ReluRuleMode | None = None
+        self._unsupported_modules: list[str] = []
+        self._input_grad = False
+
+    def forward(self, x: torch.Tensor, input_grad: bool = True) -> torch.Tensor:
+        """Run the model on a copy of `x` (the caller's tensor is never touched)."""
+        self.activations.clear()
+        self._input_grad = input_grad
+        self.input = x.detach().clone().requires_grad_(input_grad)
+        if self._mode is not None:
+            with self._mode:
+                output = self.model(self.input)
+        else:
+            output = self.model(self.input)
+        if not isinstance(output, torch.Tensor):
+            raise IncompatibleModelError("the model must return a single logits tensor")
+        return output
+
+    def gradients(
+        self,
+        scores: torch.Tensor,
+        wrt: Sequence[torch.Tensor],
+        rule: ReluRule | str = ReluRule.GRADIENT,
+        retain_graph: bool = True,
+    ) -> list[torch.Tensor]:
+        """d(sum of scores)/d(each tensor in wrt) under `rule`; samples stay independent."""
+        rule = ReluRule(rule)
+        if rule is not ReluRule.GRADIENT:
+            self.check_rule_supported(rule)
+        self._state.rule = rule
+        try:
+            grads = torch.autograd.grad(
+                scores.sum(), list(wrt), retain_graph=retain_graph, allow_unused=True
+            )
+        finally:
+            self._state.rule = ReluRule.GRADIENT
+        return [
+            torch.zeros_like(tensor) if grad is None else grad
+            for tensor, grad in zip(wrt, grads, strict=True)
+        ]
+
+    def check_rule_supported(self, rule: ReluRule) -> None:
+        if self._mode is None:
+            raise RuntimeError("open the session with relu_rules=True to use guided/deconv rules")
+        problems = self._unsupported_modules + sorted(self._mode.unsupported)
+        if problems:
+            raise IncompatibleModelError(
+                f"the {rule.value} ReLU rule is undefined for this model's activations "
+                f"({', '.join(problems[:5])}); use gradient-based methods instead"
+            )
+        if self._mode.relu_calls == 0:
+            raise IncompatibleModelError(
+                f"the {rule.value} rule needs ReLU activations and this model has none"
+            )
+
+    @contextmanager
+    def _registered(self) -> Iterator[None]:
+        modules = dict(self.model.named_modules())
+        missing = [name for name in self.layer_names if name not in modules]
+        if missing:
+            raise LayerNotFoundError(f"unknown layer(s) {missing}; see the model's layer list")
+        with ExitStack() as stack:
+            for name in self.layer_names:
+                handle = modules[name].register_forward_hook(self._capture_hook(name))
+                stack.callback(handle.remove)
+            if self.relu_rules:
+                self._unsupported_modules = unsupported_activation_modules(self.model)
+                self._mode = _ReluRuleMode(self._state)
+                stack.callback(self._drop_mode)
+            yield
+
+    def _drop_mode(self) -> None:
+        self._mode = None
+
+    def _capture_hook(self, name: str) -> Callable[..., torch.Tensor]:
+        def capture(module: nn.Module, inputs: Any, output: Any) -> torch.Tensor:
+            if not isinstance(output, torch.Tensor):
+                raise LayerNotFoundError(f"layer {name!r} does not output a single tensor")
+            if output.requires_grad:
+                captured = output
+            else:  # nothing below needs a graph: the backward will stop right here
+                captured = output.detach().requires_grad_(True)
+            self.activations[name] = captured
+            # Downstream gets a copy, so a later in-place op cannot rewrite what we captured.
+            return captured.clone()
+
+        return capture
+
+
+@contextmanager
+def hook_session(
+    model: nn.Module, layers: Sequence[str] = (), relu_rules: bool = False
+) -> Iterator[HookSession]:
+    """Open a session: eval mode, frozen parameters, hooks registered; all undone on exit.
+
+    Args:
+        model: the module tree to explain.
+        layers: module names (as in `named_modules`) whose outputs to capture.
+        relu_rules: route ReLUs through the rule switch (needed for guided / deconv).
+    """
+    lock = model_lock(model)
+    with lock:
+        training = {module: module.training for module in model.modules()}
+        needs_grad = [p for p in model.parameters() if p.requires_grad]
+        session = HookSession(model, layers, relu_rules)
+        try:
+            model.eval()
+            for parameter in needs_grad:
+                parameter.requires_grad_(False)
+            with session._registered():
+                yield session
+        finally:
+            session.activations.clear()
+            session.input = None
+            for parameter in needs_grad:
+                parameter.requires_grad_(True)
+            for module, was_training in training.items():
+                module.training = was_training
