@@ -57,6 +57,7 @@ class MethodContext:
     layer: str  # resolved target layer
     preprocessing: Preprocessing  # normalization, for methods that work in pixel units
     inventory: LayerInventory  # layer shapes, default layer, compatibility report
+    categories: Sequence[str] = ()  # class names by index (empty when unknown)
     gradient_pass: GradientPass | None = None
 
     @property

@@ -107,7 +107,14 @@ def run_methods(
             targets = _targets(target, logits, categories, x.shape[0])
             gradient_pass.select(targets.to(device))
             context = MethodContext(
-                module, x, targets.to(device), resolved_layer, preprocessing, inventory, gradient_pass
+                module,
+                x,
+                targets.to(device),
+                resolved_layer,
+                preprocessing,
+                inventory,
+                categories,
+                gradient_pass,
             )
             for method, params in gradient_methods:
                 outputs[method.name] = _detached(method.compute(context, params))
@@ -120,7 +127,7 @@ def run_methods(
         targets = _targets(target, logits, categories, x.shape[0])
     for method, params in other_methods:
         context = MethodContext(
-            module, x, targets.to(device), resolved_layer, preprocessing, inventory
+            module, x, targets.to(device), resolved_layer, preprocessing, inventory, categories
         )
         with hook_session(module):  # eval mode and frozen weights; methods nest their own
             outputs[method.name] = _detached(method.compute(context, params))
