@@ -1,0 +1,55 @@
+"""Shared fixtures: the default model and scikit-image photos, loaded once per test run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnlens.models import LoadedModel, load_model
+
+EGYPTIAN_CAT = 285
+ESPRESSO = 967
+
+
+@pytest.fixture(scope="session")
+def default_model() -> LoadedModel:
+    return load_model("efficientnet_lite0")
+
+
+@pytest.fixture(scope="session")
+def chelsea() -> Image.Image:
+    from skimage import data
+
+    return Image.fromarray(data.chelsea())
+
+
+@pytest.fixture(scope="session")
+def coffee() -> Image.Image:
+    from skimage import data
+
+    return Image.fromarray(data.coffee())
+
+
+@pytest.fixture(scope="session")
+def chelsea_batch(default_model: LoadedModel, chelsea: Image.Image) -> torch.Tensor:
+    """(1, 3, 224, 224) preprocessed chelsea()."""
+    return default_model.preprocessing(chelsea)
+
+
+@pytest.fixture(scope="session")
+def coffee_batch(default_model: LoadedModel, coffee: Image.Image) -> torch.Tensor:
+    return default_model.preprocessing(coffee)
+
+
+def pearson(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
+    """Pearson correlation of two maps, flattened."""
+    first = torch.as_tensor(np.asarray(a, dtype=np.float64)).flatten()
+    second = torch.as_tensor(np.asarray(b, dtype=np.float64)).flatten()
+    return float(torch.corrcoef(torch.stack([first, second]))[0, 1])
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _deterministic() -> None:
+    torch.manual_seed(0)
