@@ -45,8 +45,10 @@ def coffee_batch(default_model: LoadedModel, coffee: Image.Image) -> torch.Tenso
 
 def pearson(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
     """Pearson correlation of two maps, flattened."""
-    first = torch.as_tensor(np.asarray(a, dtype=np.float64)).flatten()
-    second = torch.as_tensor(np.asarray(b, dtype=np.float64)).flatten()
+    first, second = (
+        (v.detach().cpu() if isinstance(v, torch.Tensor) else torch.as_tensor(v)).double().flatten()
+        for v in (a, b)
+    )
     return float(torch.corrcoef(torch.stack([first, second]))[0, 1])
 
 
