@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ class RunResult:
     logits: torch.Tensor  # (B, K), detached
     targets: torch.Tensor  # (B,)
     layer: str
+    elapsed_ms: dict[str, float]  # by method; a shared forward is split evenly among its users
 
 
 def inventory_of(model: LoadedModel | nn.Module, input_size: tuple[int, int]) -> LayerInventory:
@@ -94,6 +96,7 @@ def run_methods(
         (m, p) for (m, _), p in zip(chosen, parsed, strict=True) if m.kind != "gradient"
     ]
     outputs: dict[str, MethodOutput] = {}
+    elapsed: dict[str, float] = {}
     logits: torch.Tensor | None = None
     targets: torch.Tensor | None = None
 
@@ -103,7 +106,9 @@ def run_methods(
         needs_rules = any(rule.value != "gradient" for r in requirements for _, rule in r.gradients)
         with hook_session(module, layers=layers, relu_rules=needs_rules) as session:
             gradient_pass = GradientPass(session, requirements)
+            started = time.perf_counter()
             logits = gradient_pass.run_forward(x)
+            forward_share = (time.perf_counter() - started) * 1000 / len(gradient_methods)
             targets = _targets(target, logits, categories, x.shape[0])
             gradient_pass.select(targets.to(device))
             context = MethodContext(
@@ -117,7 +122,9 @@ def run_methods(
                 gradient_pass,
             )
             for method, params in gradient_methods:
+                started = time.perf_counter()
                 outputs[method.name] = _detached(method.compute(context, params))
+                elapsed[method.name] = forward_share + (time.perf_counter() - started) * 1000
             logits = logits.detach()
 
     if logits is None:
@@ -129,9 +136,11 @@ def run_methods(
         context = MethodContext(
             module, x, targets.to(device), resolved_layer, preprocessing, inventory, categories
         )
+        started = time.perf_counter()
         with hook_session(module):  # eval mode and frozen weights; methods nest their own
             outputs[method.name] = _detached(method.compute(context, params))
-    return RunResult(outputs=outputs, logits=logits, targets=targets, layer=resolved_layer)
+        elapsed[method.name] = (time.perf_counter() - started) * 1000
+    return RunResult(outputs, logits, targets, resolved_layer, elapsed)
 
 
 def attribute(

@@ -1,0 +1,176 @@
+"""Image-level explanations: maps for one image, aligned with its own pixels."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cnnlens import render
+from cnnlens.imageio import ImageSource, load_image
+from cnnlens.methods.base import get_method
+from cnnlens.methods.run import run_methods
+from cnnlens.methods.targets import class_index
+from cnnlens.models.loaded import LoadedModel
+from cnnlens.models.registry import load_model
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    index: int
+    label: str
+    probability: float
+
+
+@dataclass
+class Explanation:
+    """One method's map for one target, aligned with the original image's pixels."""
+
+    method: str
+    target: ClassScore | None
+    layer: str | None
+    map: np.ndarray  # (H, W) or (3, H, W) float32 raw values; H, W = the image's own size
+    image: Image.Image = field(repr=False)
+    extras: dict[str, Any] = field(default_factory=dict, repr=False)
+    elapsed_ms: float = 0.0
+    aligned: bool = True  # False for methods whose result is not a map of this image
+
+    @property
+    def width(self) -> int:
+        return int(self.map.shape[-1])
+
+    @property
+    def height(self) -> int:
+        return int(self.map.shape[-2])
+
+    def heatmap(self, cmap: str = "jet") -> Image.Image:
+        if self.map.ndim == 3 and self.map.shape[0] == 3:
+            return render.rgb_map_image(self.map)
+        return render.heatmap_image(self.map, cmap)
+
+    def overlay(self, alpha: float = 0.5, cmap: str = "jet") -> Image.Image:
+        if not self.aligned:
+            return self.heatmap(cmap)
+        return render.overlay(self.image, self.map, alpha=alpha, cmap=cmap)
+
+    def heatmap_png(self, cmap: str = "jet") -> bytes:
+        return render.to_png(self.heatmap(cmap))
+
+    def overlay_png(self, alpha: float = 0.5, cmap: str = "jet") -> bytes:
+        return render.to_png(self.overlay(alpha, cmap))
+
+
+class Explanations(list[Explanation]):
+    """The explanations of one image, with the model's top predictions for it."""
+
+    def __init__(
+        self, items: Sequence[Explanation], predictions: list[ClassScore], image: Image.Image
+    ) -> None:
+        super().__init__(items)
+        self.predictions = predictions
+        self.image = image
+
+
+def explain(
+    model: LoadedModel | str,
+    image: ImageSource,
+    methods: Sequence[str] | str = ("grad_cam",),
+    target: int | str | Sequence[int | str] | None = None,
+    layer: str | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    top_k: int = 5,
+) -> Explanations:
+    """Explain one image with several methods and targets, sharing passes where possible.
+
+    Args:
+        model: a LoadedModel or a model name for `load_model`.
+        image: a path, bytes, PIL image or array.
+        methods: method names (see `cnnlens.method_names()`).
+        target: None (top-1), a class index or label, or several (one map each).
+        layer: module name for layer-based methods (default: the model's default layer).
+        params: per-method parameters, keyed by method name.
+        top_k: how many predictions to report.
+    """
+    loaded = load_model(model) if isinstance(model, str) else model
+    picture = load_image(image)
+    method_list = [methods] if isinstance(methods, str) else list(dict.fromkeys(methods))
+    params = params or {}
+    for name in params:
+        get_method(name)  # unknown names in params are errors too
+    x = loaded.preprocessing(picture).to(loaded.device)  # (1, 3, h, w)
+    targets = _target_list(loaded, target)
+    batch = x.expand(len(targets), -1, -1, -1) if targets else x
+    result = run_methods(
+        loaded,
+        batch,
+        [(name, dict(params.get(name, {}))) for name in method_list],
+        target=targets or None,
+        layer=layer,
+    )
+    probabilities = torch.softmax(result.logits.float(), dim=1)
+    predictions = _top_k(loaded, probabilities[0], top_k)
+    explanations: list[Explanation] = []
+    for name in method_list:
+        method = get_method(name)
+        output = result.outputs[name]
+        rows = range(output.map.shape[0]) if method.uses_target else range(1)
+        for row in rows:
+            index = int(result.targets[row])
+            explanations.append(
+                Explanation(
+                    method=name,
+                    target=ClassScore(
+                        index, loaded.label_of(index), float(probabilities[row, index])
+                    )
+                    if method.uses_target
+                    else None,
+                    layer=result.layer if method.uses_layer else None,
+                    map=_on_image_pixels(output.map[row], picture, method.produces),
+                    image=picture,
+                    extras=_row_extras(output.extras, row, output.map.shape[0]),
+                    elapsed_ms=result.elapsed_ms.get(name, 0.0) / max(1, len(rows)),
+                    aligned=method.produces in ("map", "activations"),
+                )
+            )
+    return Explanations(explanations, predictions, picture)
+
+
+def _target_list(model: LoadedModel, target: Any) -> list[int]:
+    if target is None:
+        return []
+    values = [target] if isinstance(target, int | str) else list(target)
+    classes = len(model.categories) or 1000
+    return list(dict.fromkeys(class_index(value, model.categories, classes) for value in values))
+
+
+def _top_k(model: LoadedModel, probabilities: torch.Tensor, k: int) -> list[ClassScore]:
+    values, indices = probabilities.topk(min(k, probabilities.numel()))
+    return [
+        ClassScore(int(i), model.label_of(int(i)), float(v))
+        for v, i in zip(values, indices, strict=True)
+    ]
+
+
+def _on_image_pixels(raw: torch.Tensor, image: Image.Image, produces: str) -> np.ndarray:
+    """Input-space map -> the original image's resolution (the whole image was resized)."""
+    if produces not in ("map", "activations"):
+        return raw.detach().float().cpu().numpy()
+    resized = render.resize_map(raw, (image.height, image.width))
+    return resized[0] if resized.ndim == 3 and resized.shape[0] == 1 else resized
+
+
+def _row_extras(extras: dict[str, Any], row: int, batch: int) -> dict[str, Any]:
+    """Per-sample slices of batched extras (tensors whose first dim is the batch)."""
+    sliced: dict[str, Any] = {}
+    for key, value in extras.items():
+        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == batch:
+            sliced[key] = value[row]
+        elif isinstance(value, list) and len(value) == batch:
+            sliced[key] = value[row]
+        else:
+            sliced[key] = value
+    return sliced

@@ -1,0 +1,138 @@
+"""Rendering raw maps: normalization, colormaps, heatmaps, overlays, grids and PNG bytes."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+
+# Control points (position, r, g, b) of the colormaps, linearly interpolated into 256 entries.
+_COLORMAP_POINTS: dict[str, list[tuple[float, int, int, int]]] = {
+    "jet": [(0.0, 0, 0, 128), (0.125, 0, 0, 255), (0.375, 0, 255, 255), (0.625, 255, 255, 0),
+            (0.875, 255, 0, 0), (1.0, 128, 0, 0)],
+    "viridis": [(0.0, 68, 1, 84), (0.25, 59, 82, 139), (0.5, 33, 145, 140), (0.75, 94, 201, 98),
+                (1.0, 253, 231, 37)],
+    "inferno": [(0.0, 0, 0, 4), (0.25, 87, 16, 110), (0.5, 188, 55, 84), (0.75, 249, 142, 9),
+                (1.0, 252, 255, 164)],
+    "gray": [(0.0, 0, 0, 0), (1.0, 255, 255, 255)],
+    "coolwarm": [(0.0, 59, 76, 192), (0.5, 221, 221, 221), (1.0, 180, 4, 38)],
+}  # fmt: skip
+COLORMAPS = tuple(_COLORMAP_POINTS)
+
+
+def _lookup_table(name: str) -> np.ndarray:
+    if name not in _COLORMAP_POINTS:
+        raise ValueError(f"unknown colormap {name!r}; known: {', '.join(COLORMAPS)}")
+    points = np.array(_COLORMAP_POINTS[name], dtype=np.float64)
+    grid = np.linspace(0.0, 1.0, 256)
+    channels = [np.interp(grid, points[:, 0], points[:, i]) for i in (1, 2, 3)]
+    return np.stack(channels, axis=1).round().astype(np.uint8)  # (256, 3)
+
+
+def to_2d(raw: np.ndarray | torch.Tensor) -> np.ndarray:
+    """(H, W), (1, H, W) or (3, H, W) -> (H, W) float: colour maps reduce by max |value|."""
+    array = raw.detach().cpu().float().numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw)
+    array = array.astype(np.float32, copy=False)
+    if array.ndim == 3:
+        array = array[0] if array.shape[0] == 1 else np.abs(array).max(axis=0)
+    if array.ndim != 2:
+        raise ValueError(f"a map must be (H, W) or (C, H, W), got {array.shape}")
+    return array
+
+
+def normalize_map(raw: np.ndarray | torch.Tensor, clip_percentile: float = 99.5) -> np.ndarray:
+    """Raw map -> [0, 1]. Non-negative maps scale by their (clipped) maximum; signed maps by
+    max |v| around 0.5, so that zero stays neutral. Non-finite values count as 0."""
+    array = np.nan_to_num(to_2d(raw), nan=0.0, posinf=0.0, neginf=0.0)
+    if array.min(initial=0.0) >= 0:
+        top = float(np.percentile(array, clip_percentile)) if array.size else 0.0
+        top = top if top > 0 else float(array.max(initial=0.0))
+        return np.clip(array / top, 0, 1) if top > 0 else np.zeros_like(array)
+    top = float(np.percentile(np.abs(array), clip_percentile))
+    top = top if top > 0 else float(np.abs(array).max())
+    return np.clip(0.5 + array / (2 * top), 0, 1) if top > 0 else np.full_like(array, 0.5)
+
+
+def colorize(unit: np.ndarray, cmap: str = "jet") -> np.ndarray:
+    """(H, W) values in [0, 1] -> (H, W, 3) uint8."""
+    indices = np.clip((unit * 255.0 + 0.5).astype(np.int64), 0, 255)
+    return _lookup_table(cmap)[indices]
+
+
+def resize_map(raw: torch.Tensor | np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(C, h, w) or (h, w) float map -> same channels at (height, width) = size, bilinear."""
+    tensor = torch.as_tensor(np.asarray(raw) if not isinstance(raw, torch.Tensor) else raw)
+    tensor = tensor.detach().float().cpu()
+    squeeze = tensor.dim() == 2
+    if squeeze:
+        tensor = tensor.unsqueeze(0)
+    if tuple(tensor.shape[-2:]) != tuple(size):
+        tensor = F.interpolate(
+            tensor.unsqueeze(0), size=size, mode="bilinear", align_corners=False
+        )[0]
+    array = tensor.numpy()
+    return array[0] if squeeze else array
+
+
+def heatmap_image(raw: np.ndarray | torch.Tensor, cmap: str = "jet") -> Image.Image:
+    """A colour-mapped heatmap of the map at its own resolution."""
+    return Image.fromarray(colorize(normalize_map(raw), cmap))
+
+
+def rgb_map_image(raw: np.ndarray | torch.Tensor) -> Image.Image:
+    """(3, H, W) signed map (guided backprop, deconvnet) as an image: centred at gray,
+    scaled by a robust spread, as in Springenberg et al.'s figures."""
+    array = raw.detach().cpu().float().numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw)
+    array = np.nan_to_num(array.astype(np.float32))
+    spread = float(np.percentile(np.abs(array - array.mean()), 99.5)) or 1.0
+    unit = np.clip(0.5 + (array - array.mean()) / (2 * spread), 0, 1)
+    return Image.fromarray((np.moveaxis(unit, 0, -1) * 255 + 0.5).astype(np.uint8))
+
+
+def overlay(
+    image: Image.Image, raw: np.ndarray | torch.Tensor, alpha: float = 0.5, cmap: str = "jet"
+) -> Image.Image:
+    """The heatmap blended over the image, at the image's size."""
+    unit = normalize_map(resize_map(to_2d(raw), (image.height, image.width)))
+    heat = colorize(unit, cmap).astype(np.float32)
+    base = np.asarray(image.convert("RGB"), dtype=np.float32)
+    blended = (1 - alpha) * base + alpha * heat
+    return Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8))
+
+
+def grid(
+    tiles: Sequence[Image.Image],
+    titles: Sequence[str] = (),
+    columns: int | None = None,
+    tile_size: int = 224,
+    caption_height: int = 18,
+) -> Image.Image:
+    """Tiles side by side (rows of `columns`), each scaled to tile_size with a caption."""
+    if not tiles:
+        raise ValueError("a grid needs at least one tile")
+    columns = columns or len(tiles)
+    rows = -(-len(tiles) // columns)
+    sheet = Image.new("RGB", (columns * tile_size, rows * (tile_size + caption_height)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for index, tile in enumerate(tiles):
+        row, column = divmod(index, columns)
+        left, top = column * tile_size, row * (tile_size + caption_height)
+        sheet.paste(
+            tile.convert("RGB").resize((tile_size, tile_size)), (left, top + caption_height)
+        )
+        if index < len(titles):
+            draw.text((left + 4, top + 3), titles[index][:40], fill=(0, 0, 0))
+    return sheet
+
+
+def to_png(image: Image.Image | np.ndarray) -> bytes:
+    """PNG bytes of an image or a uint8 array."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
