@@ -1,9 +1,56 @@
 """cnnlens: explains what image CNNs see."""
 
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
 from cnnlens.errors import CnnlensError
-from cnnlens.explain import ClassScore, Explanation, Explanations, explain
-from cnnlens.methods import attribute, method_names, run_methods
-from cnnlens.models import DEFAULT_MODEL, LoadedModel, list_models, load_model
+
+if TYPE_CHECKING:
+    from cnnlens.explain import ClassScore, Explanation, Explanations, explain
+    from cnnlens.methods import attribute, method_names, run_methods
+    from cnnlens.models import DEFAULT_MODEL, LoadedModel, list_models, load_model
+
+# Imported on first use, so that light entry points (`cnnlens --help`, the client) do not
+# pay for torch.
+_LAZY = {
+    "ClassScore": "cnnlens.explain",
+    "Explanation": "cnnlens.explain",
+    "Explanations": "cnnlens.explain",
+    "explain": "cnnlens.explain",
+    "attribute": "cnnlens.methods",
+    "method_names": "cnnlens.methods",
+    "run_methods": "cnnlens.methods",
+    "DEFAULT_MODEL": "cnnlens.models",
+    "LoadedModel": "cnnlens.models",
+    "list_models": "cnnlens.models",
+    "load_model": "cnnlens.models",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    """Keeps `cnnlens.explain` the function when the submodule of that name is imported
+    (the import system would otherwise bind the module over it)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "explain" and isinstance(value, types.ModuleType):
+            value = value.explain
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __all__ = [
     "DEFAULT_MODEL",

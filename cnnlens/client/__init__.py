@@ -1,0 +1,80 @@
+"""The Python client (Client, AsyncClient) and the `cnnlens` command line.
+
+Imports are lazy so that `cnnlens --help` does not pay for httpx, numpy or PIL.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cnnlens.client.async_client import AsyncClient
+    from cnnlens.client.errors import CnnlensAPIError, CnnlensConnectionError
+    from cnnlens.client.results import (
+        ActivationMaxResult,
+        AdversarialResult,
+        ClassScore,
+        CompareResult,
+        ExplainResult,
+        ExplanationResult,
+        FeatureMapsResult,
+        FiltersResult,
+        Health,
+        LayerSummary,
+        MethodInfo,
+        ModelInfo,
+        ModelSummary,
+    )
+    from cnnlens.client.sync import Client
+
+_WHERE = {
+    "Client": "cnnlens.client.sync",
+    "AsyncClient": "cnnlens.client.async_client",
+    "CnnlensAPIError": "cnnlens.client.errors",
+    "CnnlensConnectionError": "cnnlens.client.errors",
+    **{
+        name: "cnnlens.client.results"
+        for name in (
+            "ActivationMaxResult",
+            "AdversarialResult",
+            "ClassScore",
+            "CompareResult",
+            "ExplainResult",
+            "ExplanationResult",
+            "FeatureMapsResult",
+            "FiltersResult",
+            "Health",
+            "LayerSummary",
+            "MethodInfo",
+            "ModelInfo",
+            "ModelSummary",
+        )
+    },
+}
+
+__all__ = [
+    "ActivationMaxResult",
+    "AdversarialResult",
+    "AsyncClient",
+    "ClassScore",
+    "Client",
+    "CnnlensAPIError",
+    "CnnlensConnectionError",
+    "CompareResult",
+    "ExplainResult",
+    "ExplanationResult",
+    "FeatureMapsResult",
+    "FiltersResult",
+    "Health",
+    "LayerSummary",
+    "MethodInfo",
+    "ModelInfo",
+    "ModelSummary",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

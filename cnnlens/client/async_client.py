@@ -1,0 +1,256 @@
+"""AsyncClient: the asyncio Python client of the cnnlens REST service."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+import httpx
+from PIL import Image
+
+from cnnlens.client import _protocol as protocol
+from cnnlens.client import results
+from cnnlens.client._protocol import ImageInput, TargetInput
+from cnnlens.client.errors import CnnlensAPIError, CnnlensConnectionError
+from cnnlens.client.sync import DEFAULT_TIMEOUT, DEFAULT_URL, auth_headers
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """The asyncio twin of `Client`: the same methods, awaited.
+
+    Args:
+        base_url: the service's root, e.g. "http://127.0.0.1:8000".
+        api_key: sent as `Authorization: Bearer <key>` when given.
+        timeout: seconds per request.
+        transport: an httpx transport, e.g. `httpx.ASGITransport(app)` for an in-process app
+            (start the app's lifespan yourself, or use `Client.for_app`).
+        http_client: an httpx.AsyncClient to use instead; not closed by `aclose()`.
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        api_key: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._http = http_client or httpx.AsyncClient(
+            base_url=base_url, timeout=timeout, transport=transport
+        )
+        self._owns_client = http_client is None
+        self._headers = auth_headers(api_key)
+        self._timeout = timeout
+
+    async def aclose(self) -> None:
+        """Close the connection pool if this client owns it."""
+        if self._owns_client:
+            await self._http.aclose()
+            self._owns_client = False
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def _run(self, call: protocol.Call[T]) -> T:
+        try:
+            response = await self._http.request(
+                call.method,
+                call.path,
+                data=call.data,
+                files=call.files,
+                headers={**self._headers, **call.headers},
+                timeout=self._timeout,
+            )
+        except httpx.TimeoutException as error:
+            raise CnnlensConnectionError("timeout", f"no answer in time: {error}") from error
+        except httpx.TransportError as error:
+            raise CnnlensConnectionError("connection_error", str(error) or repr(error)) from error
+        return call.result(response.status_code, response.content, response.headers)
+
+    async def explain(
+        self,
+        image: ImageInput,
+        methods: str | Sequence[str] = ("grad_cam",),
+        *,
+        model: str | None = None,
+        target: TargetInput = None,
+        layer: str | None = None,
+        params: Mapping[str, Mapping[str, Any]] | None = None,
+        output: str | Sequence[str] = ("overlay", "heatmap"),
+        filename: str | None = None,
+    ) -> results.ExplainResult:
+        """POST /v1/explain: one map per method and target. Add "array" to `output` to get
+        each raw map as a numpy array (`ExplanationResult.map`)."""
+        return await self._run(
+            protocol.explain(
+                image,
+                model=model,
+                methods=methods,
+                target=target,
+                layer=layer,
+                params=params,
+                output=output,
+                filename=filename,
+            )
+        )
+
+    async def explain_overlay(
+        self,
+        image: ImageInput,
+        method: str = "grad_cam",
+        *,
+        model: str | None = None,
+        target: int | str | None = None,
+        layer: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        filename: str | None = None,
+    ) -> Image.Image:
+        """POST /v1/explain with `Accept: image/png`: the overlay itself."""
+        return await self._run(
+            protocol.explain_png(
+                image,
+                model=model,
+                method=method,
+                target=target,
+                layer=layer,
+                params=params,
+                filename=filename,
+            )
+        )
+
+    async def compare(
+        self,
+        image: ImageInput,
+        methods: str | Sequence[str] = ("saliency", "grad_cam"),
+        *,
+        model: str | None = None,
+        target: TargetInput = None,
+        layer: str | None = None,
+        params: Mapping[str, Mapping[str, Any]] | None = None,
+        filename: str | None = None,
+    ) -> results.CompareResult:
+        """POST /v1/compare: several methods side by side, agreement and faithfulness."""
+        return await self._run(
+            protocol.compare(
+                image,
+                model=model,
+                methods=methods,
+                target=target,
+                layer=layer,
+                params=params,
+                filename=filename,
+            )
+        )
+
+    async def adversarial(
+        self,
+        image: ImageInput,
+        *,
+        model: str | None = None,
+        target: TargetInput = None,
+        params: Mapping[str, Any] | None = None,
+        filename: str | None = None,
+    ) -> results.AdversarialResult:
+        """POST /v1/adversarial: an FGSM / PGD adversarial version of the image."""
+        return await self._run(
+            protocol.image_route(
+                "/v1/adversarial",
+                results.AdversarialResult,
+                image,
+                model=model,
+                target=target,
+                params=params,
+                filename=filename,
+            )
+        )
+
+    async def activation_max(
+        self,
+        *,
+        model: str | None = None,
+        target: TargetInput = None,
+        layer: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> results.ActivationMaxResult:
+        """POST /v1/activation-max: an image that maximizes a class score (or a channel)."""
+        return await self._run(
+            protocol.image_route(
+                "/v1/activation-max",
+                results.ActivationMaxResult,
+                None,
+                model=model,
+                target=target,
+                layer=layer,
+                params=params,
+            )
+        )
+
+    async def feature_maps(
+        self,
+        image: ImageInput,
+        *,
+        model: str | None = None,
+        layer: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        filename: str | None = None,
+    ) -> results.FeatureMapsResult:
+        """POST /v1/feature-maps: a layer's activations for the image."""
+        return await self._run(
+            protocol.image_route(
+                "/v1/feature-maps",
+                results.FeatureMapsResult,
+                image,
+                model=model,
+                layer=layer,
+                params=params,
+                filename=filename,
+            )
+        )
+
+    async def filters(
+        self,
+        *,
+        model: str | None = None,
+        layer: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> results.FiltersResult:
+        """POST /v1/filters: a layer's filters rendered as images."""
+        return await self._run(
+            protocol.image_route(
+                "/v1/filters",
+                results.FiltersResult,
+                None,
+                model=model,
+                layer=layer,
+                params=params,
+            )
+        )
+
+    async def models(self) -> list[results.ModelSummary]:
+        """GET /v1/models."""
+        return await self._run(protocol.models())
+
+    async def model(self, name: str) -> results.ModelInfo:
+        """GET /v1/models/{name}: layers, default layer, compatibility, class names."""
+        return await self._run(protocol.model(name))
+
+    async def methods(self) -> list[results.MethodInfo]:
+        """GET /v1/methods: every method with its params' JSON schema."""
+        return await self._run(protocol.methods())
+
+    async def health(self) -> results.Health:
+        """GET /healthz and /readyz (a 503 from /readyz means "not ready", not an error)."""
+        alive = await self._run(protocol.json_get("/healthz"))
+        try:
+            ready = await self._run(protocol.json_get("/readyz"))
+            return results.Health(alive=True, ready=True, data={**alive, **ready})
+        except CnnlensAPIError as error:
+            if error.status != 503:
+                raise
+            return results.Health(alive=True, ready=False, data=alive)

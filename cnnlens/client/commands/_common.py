@@ -1,0 +1,130 @@
+"""Helpers shared by the subcommands: server options, argument parsing, tables, progress."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from cnnlens.client.sync import Client
+
+T = TypeVar("T")
+
+SERVER_ENV = "CNNLENS_SERVER"
+API_KEY_ENV = "CNNLENS_API_KEY"
+DEFAULT_MODEL = "efficientnet_lite0"  # cnnlens.models.zoo.DEFAULT_MODEL, without importing torch
+
+
+class UsageError(Exception):
+    """The command line asks for something impossible: exit status 2."""
+
+
+def add_server_options(parser: argparse.ArgumentParser, *, local_ok: bool = True) -> None:
+    """--server URL (or $CNNLENS_SERVER), --api-key (or $CNNLENS_API_KEY), --timeout."""
+    where = "work locally when not given" if local_ok else "required"
+    parser.add_argument(
+        "--server",
+        metavar="URL",
+        default=os.environ.get(SERVER_ENV) or None,
+        help=f"a cnnlens service, e.g. http://127.0.0.1:8000 (default: ${SERVER_ENV}; {where})",
+    )
+    parser.add_argument(
+        "--api-key",
+        metavar="KEY",
+        default=os.environ.get(API_KEY_ENV) or None,
+        help=f"API key for the service (default: ${API_KEY_ENV})",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, metavar="S", help="seconds per request"
+    )
+
+
+def open_client(args: argparse.Namespace) -> Client:
+    from cnnlens.client.sync import Client
+
+    return Client(args.server, api_key=args.api_key, timeout=args.timeout)
+
+
+def split_list(values: Iterable[str] | None) -> list[str]:
+    """["a,b", "c"] -> ["a", "b", "c"], without duplicates, order kept."""
+    items = [item.strip() for value in values or [] for item in value.split(",")]
+    return list(dict.fromkeys(item for item in items if item))
+
+
+def parse_targets(values: Sequence[str] | None) -> list[int | str]:
+    """Class indices stay ints; anything else is a label."""
+    targets: list[int | str] = []
+    for value in values or []:
+        text = value.strip()
+        targets.append(int(text) if text.isdigit() else text)
+    return targets
+
+
+def parse_params(text: str | None) -> dict[str, dict[str, Any]]:
+    """--params: a JSON object keyed by method name, inline or `@file.json`."""
+    if not text:
+        return {}
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.is_file():
+            raise UsageError(f"--params: no such file: {path}")
+        text = path.read_text(encoding="utf-8")
+    try:
+        params = json.loads(text)
+    except ValueError as error:
+        raise UsageError(f"--params is not valid JSON: {error}") from None
+    if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
+        raise UsageError('--params must be a JSON object keyed by method: {"occlusion": {...}}')
+    return params
+
+
+def existing_files(paths: Sequence[str], what: str = "image") -> list[Path]:
+    files = [Path(p) for p in paths]
+    missing = [str(p) for p in files if not p.is_file()]
+    if missing:
+        raise UsageError(f"no such {what} file: {', '.join(missing)}")
+    return files
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], file: Any = None) -> None:
+    """A plain left-aligned text table."""
+    text_rows = [["" if cell is None else str(cell) for cell in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in text_rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=False)]
+    out = file or sys.stdout
+    for row in [list(headers), ["-" * w for w in widths], *text_rows]:
+        print(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip(),
+            file=out,
+        )
+
+
+def progress(items: Sequence[T], description: str, enabled: bool = True) -> Iterator[T]:
+    """A tqdm bar on stderr when there are several items."""
+    if not enabled or len(items) < 2:
+        yield from items
+        return
+    from tqdm import tqdm
+
+    yield from tqdm(items, desc=description, unit="image", file=sys.stderr)
+
+
+def echo(message: str, *, error: bool = False) -> None:
+    """Print a line without breaking a progress bar that may be running."""
+    stream = sys.stderr if error else sys.stdout
+    if "tqdm" in sys.modules:
+        from tqdm import tqdm
+
+        tqdm.write(message, file=stream)
+    else:
+        print(message, file=stream)
+
+
+def shape_text(shape: Sequence[int] | None) -> str:
+    return "x".join(str(n) for n in shape) if shape else "-"

@@ -1,0 +1,275 @@
+"""Explain images: for each IMAGE, each --method and each --target (default: the top-1
+prediction), write the overlay and heatmap PNGs to --out, plus summary.json with the
+predictions, the targets and the files. Runs locally, or on a service with --server URL.
+
+examples:
+  cnnlens explain cat.jpg
+  cnnlens explain photos/*.jpg --method grad_cam saliency --target 285 "tabby, tabby cat"
+  cnnlens explain cat.jpg --method occlusion --params '{"occlusion": {"window": 32}}'
+  cnnlens explain cat.jpg --server http://127.0.0.1:8000 --out results/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnnlens.client.commands._common import (
+    DEFAULT_MODEL,
+    add_server_options,
+    echo,
+    existing_files,
+    open_client,
+    parse_params,
+    parse_targets,
+    progress,
+    split_list,
+)
+
+HELP = "explain images with one or more methods; write overlays, heatmaps and a summary"
+SUMMARY = "summary.json"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    parser.add_argument(
+        "--method",
+        "-m",
+        dest="methods",
+        nargs="+",
+        action="extend",
+        metavar="M",
+        help="method names, repeated or comma-separated (default: grad_cam)",
+    )
+    parser.add_argument(
+        "--target",
+        "-t",
+        dest="targets",
+        nargs="+",
+        action="extend",
+        metavar="T",
+        help="class indices or labels, one map each (default: the top-1 prediction)",
+    )
+    parser.add_argument("--layer", "-l", help="target layer (default: the model's default layer)")
+    parser.add_argument("--model", help=f"model name (default: {DEFAULT_MODEL} / the server's)")
+    parser.add_argument(
+        "--weights", default="default", help="locally: 'default', 'none' or a weights file"
+    )
+    parser.add_argument(
+        "--params", metavar="JSON", help="per-method params, a JSON object or @file.json"
+    )
+    parser.add_argument(
+        "--out", "-o", type=Path, default=Path("explanations"), help="output folder"
+    )
+    parser.add_argument("--array", action="store_true", help="also save raw maps as .npy")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or lines")
+    add_server_options(parser)
+
+
+@dataclass
+class ImageReport:
+    """What one image produced, as written to summary.json."""
+
+    image: str
+    width: int = 0
+    height: int = 0
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+    targets: list[dict[str, Any]] = field(default_factory=list)
+    explanations: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Rendered:
+    """One map as the engines hand it to the writer."""
+
+    method: str
+    target: dict[str, Any] | None
+    layer: str | None
+    overlay_png: bytes | None
+    heatmap_png: bytes | None
+    array: Any  # numpy array or None
+    elapsed_ms: float
+
+
+@dataclass
+class ImageResult:
+    width: int
+    height: int
+    predictions: list[dict[str, Any]]
+    rendered: list[Rendered]
+
+
+class LocalEngine:
+    """Explains in this process with cnnlens.explain; the model loads once."""
+
+    def __init__(
+        self, args: argparse.Namespace, methods: Sequence[str], targets: list[int | str],
+        params: dict[str, dict[str, Any]],
+    ) -> None:  # fmt: skip
+        from cnnlens.methods.base import get_method
+        from cnnlens.models import load_model
+
+        for name in [*methods, *params]:
+            get_method(name)  # unknown names fail before the model loads
+        self.model = load_model(args.model or DEFAULT_MODEL, weights=args.weights)
+        self.model_name: str | None = self.model.name
+        self.methods, self.targets, self.params = methods, targets, params
+        self.layer, self.keep_array = args.layer, args.array
+
+    def __call__(self, path: Path) -> ImageResult:
+        from cnnlens.explain import explain
+
+        result = explain(
+            self.model, path, self.methods, target=self.targets or None, layer=self.layer,
+            params=self.params,
+        )  # fmt: skip
+        rendered = [
+            Rendered(
+                method=item.method,
+                target=vars(item.target) if item.target else None,
+                layer=item.layer,
+                overlay_png=item.overlay_png(),
+                heatmap_png=item.heatmap_png(),
+                array=item.map if self.keep_array else None,
+                elapsed_ms=item.elapsed_ms,
+            )
+            for item in result
+        ]
+        predictions = [vars(score) for score in result.predictions]
+        return ImageResult(result.image.width, result.image.height, predictions, rendered)
+
+
+class RemoteEngine:
+    """Explains on a cnnlens service through Client."""
+
+    def __init__(
+        self, args: argparse.Namespace, methods: Sequence[str], targets: list[int | str],
+        params: dict[str, dict[str, Any]],
+    ) -> None:  # fmt: skip
+        self.client = open_client(args)
+        self.model_name: str | None = args.model
+        self.methods, self.targets, self.params = methods, targets, params
+        self.layer = args.layer
+        self.output = ["overlay", "heatmap", *(["array"] if args.array else [])]
+
+    def __call__(self, path: Path) -> ImageResult:
+        result = self.client.explain(
+            path, self.methods, model=self.model_name, target=self.targets or None,
+            layer=self.layer, params=self.params, output=self.output,
+        )  # fmt: skip
+        self.model_name = result.model or self.model_name
+        rendered = [
+            Rendered(
+                method=item.method,
+                target=vars(item.target) if item.target else None,
+                layer=item.layer,
+                overlay_png=item.overlay_png,
+                heatmap_png=item.heatmap_png,
+                array=item.map,
+                elapsed_ms=item.elapsed_ms,
+            )
+            for item in result.explanations
+        ]
+        predictions = [vars(p) for p in result.predictions]
+        return ImageResult(result.width, result.height, predictions, rendered)
+
+
+def run(args: argparse.Namespace) -> int:
+    images = existing_files(args.images)
+    methods = split_list(args.methods) or ["grad_cam"]
+    targets = parse_targets(split_list(args.targets))
+    params = parse_params(args.params)
+    engine_class = RemoteEngine if args.server else LocalEngine
+    engine = engine_class(args, methods, targets, params)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stems = _unique_stems(images)
+    reports: list[ImageReport] = []
+    failed: list[dict[str, str]] = []
+    for path in progress(images, "explaining", enabled=not args.quiet):
+        try:
+            result = engine(path)
+        except Exception as error:
+            if not _per_image_failure(error):
+                raise
+            failed.append({"image": str(path), "error": str(error)})
+            echo(f"{path}: failed: {error}", error=True)
+            continue
+        report = _write(args.out, stems[path], path, result.rendered, save_array=args.array)
+        report.width, report.height = result.width, result.height
+        report.predictions = result.predictions
+        reports.append(report)
+        if not args.quiet:
+            top = result.predictions[0] if result.predictions else None
+            label = f"{top['label']} ({top['probability']:.3f})" if top else "?"
+            echo(f"{path}: {label} -> {len(report.explanations)} map(s)")
+    summary = {
+        "model": engine.model_name,
+        "server": args.server,
+        "methods": methods,
+        "images": [vars(report) for report in reports],
+        "failed": failed,
+    }
+    summary_path = args.out / SUMMARY
+    summary_path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    if not args.quiet:
+        print(f"wrote {summary_path}")
+    return 1 if failed else 0
+
+
+def _per_image_failure(error: Exception) -> bool:
+    """Errors that concern one image (unreadable, too large, a server hiccup): go on with the
+    others. Requests naming what does not exist fail the whole run (exit status 2)."""
+    from cnnlens.client.cli import USAGE_CODES
+
+    code = getattr(error, "code", None)
+    return isinstance(error, OSError) or (code is not None and code not in USAGE_CODES)
+
+
+def _unique_stems(images: Sequence[Path]) -> dict[Path, str]:
+    """File stems for the outputs; images with the same name get -2, -3, ..."""
+    stems: dict[Path, str] = {}
+    used: set[str] = set()
+    for path in images:
+        stem, count = path.stem, 1
+        while stem in used:
+            count += 1
+            stem = f"{path.stem}-{count}"
+        used.add(stem)
+        stems[path] = stem
+    return stems
+
+
+def _write(
+    out: Path, stem: str, path: Path, rendered: Sequence[Rendered], save_array: bool
+) -> ImageReport:
+    report = ImageReport(image=str(path))
+    seen_targets: dict[int, dict[str, Any]] = {}
+    for item in rendered:
+        name = f"{stem}_{item.method}" + (f"_{item.target['index']}" if item.target else "")
+        files: dict[str, str | None] = {"overlay": None, "heatmap": None, "array": None}
+        for kind, data in (("overlay", item.overlay_png), ("heatmap", item.heatmap_png)):
+            if data is not None:
+                (out / f"{name}_{kind}.png").write_bytes(data)
+                files[kind] = f"{name}_{kind}.png"
+        if save_array and item.array is not None:
+            import numpy as np
+
+            np.save(out / f"{name}.npy", item.array)
+            files["array"] = f"{name}.npy"
+        if item.target:
+            seen_targets.setdefault(int(item.target["index"]), item.target)
+        report.explanations.append(
+            {
+                "method": item.method,
+                "target": item.target,
+                "layer": item.layer,
+                "elapsed_ms": round(item.elapsed_ms, 2),
+                **files,
+            }
+        )
+    report.targets = list(seen_targets.values())
+    return report

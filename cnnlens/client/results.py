@@ -1,0 +1,264 @@
+"""Typed results of the client: maps as numpy arrays, PNGs as PIL images."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+
+def decode_png(encoded: str | None) -> Image.Image | None:
+    """Base64 PNG -> a loaded PIL image (None stays None)."""
+    if not encoded:
+        return None
+    image = Image.open(io.BytesIO(base64.b64decode(encoded)))
+    image.load()
+    return image
+
+
+def decode_array(payload: Mapping[str, Any] | None) -> np.ndarray | None:
+    """`{"dtype", "shape", "data"}` (data: base64 of little-endian bytes) -> numpy array."""
+    if not payload:
+        return None
+    dtype = np.dtype(str(payload["dtype"])).newbyteorder("<")
+    shape = tuple(int(n) for n in payload["shape"])
+    flat = np.frombuffer(base64.b64decode(payload["data"]), dtype=dtype)
+    return flat.reshape(shape).astype(dtype.newbyteorder("="), copy=True)
+
+
+def _png_bytes(encoded: str | None) -> bytes | None:
+    return base64.b64decode(encoded) if encoded else None
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    """A class with the model's probability for it."""
+
+    index: int
+    label: str
+    probability: float
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> ClassScore | None:
+        if not data:
+            return None
+        return cls(int(data["index"]), str(data.get("label", data["index"])), _float(data))
+
+
+def _float(data: Mapping[str, Any], key: str = "probability") -> float:
+    value = data.get(key)
+    return float(value) if value is not None else float("nan")
+
+
+def _scores(items: Any) -> list[ClassScore]:
+    return [score for item in items or [] if (score := ClassScore.from_json(item)) is not None]
+
+
+@dataclass
+class ExplanationResult:
+    """One method's map for one target, at the uploaded image's size."""
+
+    method: str
+    target: ClassScore | None
+    layer: str | None
+    width: int
+    height: int
+    map: np.ndarray | None = None  # (H, W) or (3, H, W) raw float values, when output has array
+    overlay: Image.Image | None = field(default=None, repr=False)
+    heatmap: Image.Image | None = field(default=None, repr=False)
+    overlay_png: bytes | None = field(default=None, repr=False)
+    heatmap_png: bytes | None = field(default=None, repr=False)
+    elapsed_ms: float = 0.0
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ExplanationResult:
+        return cls(
+            method=str(data["method"]),
+            target=ClassScore.from_json(data.get("target")),
+            layer=data.get("layer"),
+            width=int(data.get("width", 0)),
+            height=int(data.get("height", 0)),
+            map=decode_array(data.get("array")),
+            overlay=decode_png(data.get("overlay_png")),
+            heatmap=decode_png(data.get("heatmap_png")),
+            overlay_png=_png_bytes(data.get("overlay_png")),
+            heatmap_png=_png_bytes(data.get("heatmap_png")),
+            elapsed_ms=float(data.get("elapsed_ms", 0.0)),
+        )
+
+
+@dataclass
+class ExplainResult:
+    """The answer of POST /v1/explain."""
+
+    model: str
+    width: int
+    height: int
+    predictions: list[ClassScore]
+    explanations: list[ExplanationResult]
+    elapsed_ms: float = 0.0
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ExplainResult:
+        image = data.get("image") or {}
+        return cls(
+            model=str(data.get("model", "")),
+            width=int(image.get("width", 0)),
+            height=int(image.get("height", 0)),
+            predictions=_scores(data.get("predictions")),
+            explanations=[ExplanationResult.from_json(e) for e in data.get("explanations", [])],
+            elapsed_ms=float(data.get("elapsed_ms", 0.0)),
+        )
+
+    def by_method(self, method: str) -> list[ExplanationResult]:
+        return [e for e in self.explanations if e.method == method]
+
+
+def decode_images(data: Any) -> Any:
+    """Recursively turn `*_png` base64 strings into PIL images and `array` payloads into numpy.
+
+    Used for the routes whose answers carry method-specific fields (compare, adversarial,
+    activation maximization, feature maps, filters): nothing is dropped, everything
+    binary is decoded.
+    """
+    if isinstance(data, list):
+        return [decode_images(item) for item in data]
+    if not isinstance(data, dict):
+        return data
+    if {"dtype", "shape", "data"} <= set(data):
+        return decode_array(data)
+    decoded: dict[str, Any] = {}
+    for key, value in data.items():
+        if key.endswith("_png") and isinstance(value, str):
+            decoded[key.removesuffix("_png")] = decode_png(value)
+        else:
+            decoded[key] = decode_images(value)
+    return decoded
+
+
+@dataclass
+class RouteResult:
+    """An answer with method-specific content: `data` holds every field, decoded."""
+
+    data: dict[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+
+@dataclass
+class CompareResult(RouteResult):
+    """POST /v1/compare: the maps side by side, their agreement and faithfulness scores."""
+
+
+@dataclass
+class AdversarialResult(RouteResult):
+    """POST /v1/adversarial: the adversarial image, its perturbation and the class change."""
+
+
+@dataclass
+class ActivationMaxResult(RouteResult):
+    """POST /v1/activation-max: the synthesized image(s) and their scores."""
+
+
+@dataclass
+class FeatureMapsResult(RouteResult):
+    """POST /v1/feature-maps: a layer's activations for one image."""
+
+
+@dataclass
+class FiltersResult(RouteResult):
+    """GET/POST /v1/filters: a layer's filter weights rendered as images."""
+
+
+@dataclass
+class LayerSummary:
+    name: str
+    type: str
+    output_shape: list[int] | None
+    receptive_field: int | None
+    stride: int | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LayerSummary:
+        return cls(
+            name=str(data["name"]),
+            type=str(data.get("type", "")),
+            output_shape=data.get("output_shape"),
+            receptive_field=data.get("receptive_field"),
+            stride=data.get("stride"),
+        )
+
+
+@dataclass
+class ModelSummary:
+    """One entry of GET /v1/models."""
+
+    name: str
+    data: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | str) -> ModelSummary:
+        if isinstance(data, str):
+            return cls(name=data, data={"name": data})
+        return cls(name=str(data["name"]), data=dict(data))
+
+
+@dataclass
+class ModelInfo:
+    """GET /v1/models/{name}: layers, default layer, compatibility and class names."""
+
+    name: str
+    default_layer: str | None
+    layers: list[LayerSummary]
+    categories: list[str]
+    compatibility: dict[str, Any]
+    data: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelInfo:
+        return cls(
+            name=str(data["name"]),
+            default_layer=data.get("default_layer"),
+            layers=[LayerSummary.from_json(layer) for layer in data.get("layers", [])],
+            categories=[str(c) for c in data.get("categories", [])],
+            compatibility=dict(data.get("compatibility") or {}),
+            data=dict(data),
+        )
+
+
+@dataclass
+class MethodInfo:
+    """One entry of GET /v1/methods, with the JSON schema of its params."""
+
+    name: str
+    title: str
+    params_schema: dict[str, Any]
+    data: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MethodInfo:
+        schema = data.get("params_schema", data.get("params", data.get("schema", {})))
+        return cls(
+            name=str(data["name"]),
+            title=str(data.get("title", data["name"])),
+            params_schema=dict(schema or {}),
+            data=dict(data),
+        )
+
+
+@dataclass
+class Health:
+    """GET /healthz and /readyz."""
+
+    alive: bool
+    ready: bool
+    data: dict[str, Any] = field(default_factory=dict)
