@@ -1,0 +1,74 @@
+"""The FastAPI app factory: settings in, app out; models load and warm up in the lifespan."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+
+import cnnlens
+from cnnlens.models.loaded import LoadedModel
+from cnnlens.service.deps import require_api_key
+from cnnlens.service.errors import install_error_handlers
+from cnnlens.service.metrics import Metrics
+from cnnlens.service.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from cnnlens.service.routers import PUBLIC_ROUTERS, V1_ROUTERS
+from cnnlens.service.routers.web import WEB_DIRECTORY
+from cnnlens.service.settings import Settings
+from cnnlens.service.state import ServiceState
+
+
+def create_app(
+    settings: Settings | None = None, models: Mapping[str, LoadedModel] | None = None
+) -> FastAPI:
+    """Build the app. `models` may hand over already loaded models by configured name
+    (tests and embedding); the others are loaded from `settings` at startup."""
+    settings = settings or Settings.model_validate({})
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = ServiceState(settings, metrics, preloaded=models)
+        app.state.service = state
+        state.start()  # loads and warms the models on a thread: /readyz says 503 until done
+        try:
+            yield
+        finally:
+            state.stop()
+
+    app = FastAPI(
+        title="cnnlens",
+        version=cnnlens.__version__,
+        description="Explains what image CNNs see: heatmaps, adversarial inputs, "
+        "activation maximization, feature maps and filters.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    for name in PUBLIC_ROUTERS:
+        app.include_router(_router(name))
+    for name in V1_ROUTERS:
+        app.include_router(_router(name), dependencies=[Depends(require_api_key)])
+    app.mount("/web", StaticFiles(directory=WEB_DIRECTORY, check_dir=False), name="web")
+    # Added last = outermost: the request id and metrics see every answer, 413 included.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_request_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["X-API-Key", "X-Request-ID", "Content-Type", "Accept"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    return app
+
+
+def _router(name: str) -> APIRouter:
+    router = importlib.import_module(f"cnnlens.service.routers.{name}").router
+    assert isinstance(router, APIRouter)
+    return router

@@ -1,0 +1,109 @@
+"""Dependencies shared by every router (use them as `Annotated` aliases).
+
+    from cnnlens.service.deps import StateDep, SettingsDep, DeadlineDep, read_image, wants_png
+
+- `StateDep`: the ServiceState (models, workers, settings, metrics).
+- `SettingsDep`: the Settings.
+- `DeadlineDep`: this request's deadline, a `time.monotonic()` value; pass it to
+  `state.worker(model).run(fn, payload, deadline=deadline)` so the work is dropped (504)
+  when the client can no longer get an answer.
+- `read_image(upload, settings)`: the uploaded file -> RGB PIL image (size limit, format
+  allowlist, pixel limit, EXIF), decoded off the event loop.
+- API keys are checked for every router in `cnnlens.service.routers.V1_ROUTERS`; nothing to
+  add per route.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from typing import Annotated
+
+import anyio
+from fastapi import Depends, Request, UploadFile
+from PIL import Image
+
+from cnnlens.imageio import decode_image
+from cnnlens.service.errors import NotReadyError, PayloadTooLargeError, UnauthorizedError
+from cnnlens.service.settings import Settings
+from cnnlens.service.state import ServiceState
+
+
+def get_state(request: Request) -> ServiceState:
+    state = getattr(request.app.state, "service", None)
+    if state is None:
+        raise NotReadyError("the service is starting")
+    assert isinstance(state, ServiceState)
+    return state
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_settings(state: StateDep) -> Settings:
+    return state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def request_deadline(request: Request, settings: SettingsDep) -> float:
+    """Monotonic time by which this request must be answered (504 after that)."""
+    started = request.scope.get("state", {}).get("started", time.monotonic())
+    return float(started) + settings.limits.request_deadline_s
+
+
+DeadlineDep = Annotated[float, Depends(request_deadline)]
+
+
+def require_api_key(request: Request, settings: SettingsDep) -> None:
+    """401 unless X-API-Key hashes to a configured sha256 (when keys are configured)."""
+    if not settings.auth_enabled:
+        return
+    offered = request.headers.get("x-api-key")
+    if not offered:
+        raise UnauthorizedError("this service needs an X-API-Key header")
+    digest = hashlib.sha256(offered.encode("utf-8", "surrogateescape")).hexdigest()
+    matched = False
+    for stored in settings.api_key_sha256:  # no early exit: time does not depend on the match
+        matched |= hmac.compare_digest(digest, stored)
+    if not matched:
+        raise UnauthorizedError("the X-API-Key is not valid")
+
+
+async def read_upload(upload: UploadFile, settings: Settings) -> bytes:
+    """The uploaded bytes, refusing more than max_upload_bytes (413)."""
+    limit = settings.limits.max_upload_bytes
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLargeError(f"the image file is larger than {limit} bytes")
+    return data
+
+
+async def read_image(upload: UploadFile, settings: Settings) -> Image.Image:
+    """Uploaded file -> RGB image, decoded on a worker thread (not the event loop)."""
+    data = await read_upload(upload, settings)
+    limits = settings.limits
+    return await anyio.to_thread.run_sync(
+        lambda: decode_image(data, max_pixels=limits.max_pixels, max_side=limits.max_side)
+    )
+
+
+def wants_png(request: Request) -> bool:
+    """True when the Accept header prefers image/png to JSON (`*/*` alone means JSON)."""
+    accept = request.headers.get("accept", "")
+    quality: dict[str, float] = {}
+    for part in accept.split(","):
+        media, *options = (piece.strip() for piece in part.split(";"))
+        q = 1.0
+        for option in options:
+            key, _, value = option.partition("=")
+            if key.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        quality[media.lower()] = max(q, quality.get(media.lower(), 0.0))
+    png = quality.get("image/png", 0.0)
+    return png > 0 and png >= quality.get("application/json", 0.0)

@@ -1,0 +1,139 @@
+"""Service-level errors and the handlers that turn every error into {"error": {code, message}}."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cnnlens.errors import CnnlensError
+
+logger = logging.getLogger("cnnlens.service")
+
+
+class ServiceError(CnnlensError):
+    """A CnnlensError that may carry response headers (Retry-After, WWW-Authenticate)."""
+
+    headers: Mapping[str, str] = {}
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, code=code, status=status)
+        if headers is not None:
+            self.headers = dict(headers)
+
+
+class QueueFullError(ServiceError):
+    code = "queue_full"
+    status = 503
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+class NotReadyError(ServiceError):
+    code = "not_ready"
+    status = 503
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+class DeadlineExceededError(ServiceError):
+    code = "deadline_exceeded"
+    status = 504
+
+
+class PayloadTooLargeError(ServiceError):
+    code = "payload_too_large"
+    status = 413
+
+
+class UnauthorizedError(ServiceError):
+    code = "unauthorized"
+    status = 401
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "X-API-Key"})
+
+
+class NotAcceptableError(ServiceError):
+    code = "not_acceptable"
+    status = 406
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message), status_code=status, headers=dict(headers or {}))
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+def _validation_message(error: RequestValidationError) -> str:
+    """Where and what, never the offending input itself (it may be binary or huge)."""
+    problems = []
+    for issue in error.errors()[:10]:
+        location = ".".join(str(part) for part in issue.get("loc", ()) if part != "body")
+        problems.append(f"{location or 'request'}: {issue.get('msg', 'invalid')}")
+    return "; ".join(problems) or "invalid request"
+
+
+async def _cnnlens_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, CnnlensError)
+    headers = getattr(error, "headers", None)
+    if error.status >= 500:
+        logger.warning("request failed: %s", error.message, extra={"code": error.code})
+    return error_response(error.status, error.code, error.message, headers)
+
+
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    return error_response(422, "invalid_request", _validation_message(error))
+
+
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)
+    code = _HTTP_CODES.get(error.status_code, "http_error")
+    message = str(error.detail) if error.detail else code.replace("_", " ")
+    return error_response(error.status_code, code, message, error.headers)
+
+
+async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    logger.error("unhandled error", exc_info=(type(error), error, error.__traceback__))
+    return error_response(500, "internal_error", "internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(CnnlensError, _cnnlens_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

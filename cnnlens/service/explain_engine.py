@@ -1,0 +1,208 @@
+"""POST /v1/explain's work: batched runs on the model's worker, rendering off the event loop.
+
+Requests that share model, methods, params, layer and target mode are stacked into one
+`run_methods` call (rows: each image repeated once per target), and the result is split back
+into per-request rows. Rendering is the same as `cnnlens.explain`'s, at the image's own size.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cnnlens.explain import ClassScore, Explanation, _on_image_pixels, _row_extras, _top_k
+from cnnlens.methods.base import MethodOutput, get_method
+from cnnlens.methods.run import run_methods
+from cnnlens.models.loaded import LoadedModel
+
+# Methods whose output has one row per sample and does not depend on the batch's make-up
+# (random starts and shared jitter would make a batched image differ from an unbatched one).
+_BATCHABLE_OUTPUTS = ("map", "activations")
+
+
+@dataclass(frozen=True)
+class ExplainPlan:
+    """What every request of one batch shares (hashable: it is the batch key)."""
+
+    model: str
+    methods: tuple[tuple[str, str], ...]  # (method name, canonical params JSON)
+    layer: str | None
+    explicit_targets: bool
+
+    @property
+    def batchable(self) -> bool:
+        return all(get_method(name).produces in _BATCHABLE_OUTPUTS for name, _ in self.methods)
+
+
+@dataclass
+class ExplainInput:
+    plan: ExplainPlan
+    x: torch.Tensor  # (1, 3, H, W) preprocessed
+    targets: list[int]  # empty: the top-1 prediction
+
+    @property
+    def rows(self) -> int:
+        return max(1, len(self.targets))
+
+
+@dataclass
+class ExplainRows:
+    """One request's share of a batched run."""
+
+    logits: torch.Tensor  # (k, K)
+    targets: torch.Tensor  # (k,)
+    layer: str
+    outputs: dict[str, MethodOutput]  # maps (k, C, H, W) or per-method shapes
+    elapsed_ms: dict[str, float]
+    batch_size: int  # requests in the batch this came from
+
+
+def run_explain_batch(model: LoadedModel, inputs: Sequence[ExplainInput]) -> list[ExplainRows]:
+    """One run_methods over every request's rows (on the model's worker thread)."""
+    plan = inputs[0].plan
+    x = torch.cat([item.x.expand(item.rows, -1, -1, -1) for item in inputs])  # (N, 3, H, W)
+    targets = [t for item in inputs for t in item.targets] if plan.explicit_targets else None
+    methods = [
+        (name, get_method(name).Params.model_validate_json(params)) for name, params in plan.methods
+    ]
+    result = run_methods(model, x, methods, target=targets, layer=plan.layer)
+    total = x.shape[0]
+    split: list[ExplainRows] = []
+    start = 0
+    for item in inputs:
+        rows = slice(start, start + item.rows)
+        outputs = {
+            name: MethodOutput(
+                output.map[rows] if output.map.shape[0] == total else output.map,
+                _slice_extras(output.extras, rows, total),
+            )
+            for name, output in result.outputs.items()
+        }
+        share = item.rows / total
+        split.append(
+            ExplainRows(
+                logits=result.logits[rows].float().cpu(),
+                targets=result.targets[rows].cpu(),
+                layer=result.layer,
+                outputs=outputs,
+                elapsed_ms={name: ms * share for name, ms in result.elapsed_ms.items()},
+                batch_size=len(inputs),
+            )
+        )
+        start += item.rows
+    return split
+
+
+def _slice_extras(extras: dict[str, Any], rows: slice, total: int) -> dict[str, Any]:
+    sliced: dict[str, Any] = {}
+    for key, value in extras.items():
+        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == total:
+            sliced[key] = value[rows]
+        elif isinstance(value, list) and len(value) == total:
+            sliced[key] = value[rows]
+        else:
+            sliced[key] = value
+    return sliced
+
+
+def encode_array(array: np.ndarray) -> dict[str, Any]:
+    """{dtype, shape, data}: base64 of the little-endian, C-order bytes."""
+    little = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False)
+    return {
+        "dtype": little.dtype.name,
+        "shape": list(little.shape),
+        "data": base64.b64encode(little.tobytes()).decode("ascii"),
+    }
+
+
+def b64_png(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def explanations_for(
+    model: LoadedModel, picture: Image.Image, rows: ExplainRows, method_names: Sequence[str]
+) -> tuple[list[Explanation], list[ClassScore]]:
+    """The same Explanation objects `cnnlens.explain` builds, from one request's rows."""
+    probabilities = torch.softmax(rows.logits, dim=1)  # (k, K)
+    explanations: list[Explanation] = []
+    for name in method_names:
+        method = get_method(name)
+        output = rows.outputs[name]
+        count = output.map.shape[0] if method.uses_target else 1
+        for row in range(count):
+            index = int(rows.targets[row])
+            explanations.append(
+                Explanation(
+                    method=name,
+                    target=ClassScore(
+                        index, model.label_of(index), float(probabilities[row, index])
+                    )
+                    if method.uses_target
+                    else None,
+                    layer=rows.layer if method.uses_layer else None,
+                    map=_on_image_pixels(output.map[row], picture, method.produces),
+                    image=picture,
+                    extras=_row_extras(output.extras, row, output.map.shape[0]),
+                    elapsed_ms=rows.elapsed_ms.get(name, 0.0) / count,
+                    aligned=method.produces in ("map", "activations"),
+                )
+            )
+    return explanations, _top_k(model, probabilities[0], 5)
+
+
+def render_explain_response(
+    model: LoadedModel,
+    picture: Image.Image,
+    rows: ExplainRows,
+    method_names: Sequence[str],
+    outputs: Sequence[str],
+    started: float,
+) -> dict[str, Any]:
+    """The JSON body of POST /v1/explain (CPU work: run it on a thread)."""
+    explanations, predictions = explanations_for(model, picture, rows, method_names)
+    items = []
+    for explanation in explanations:
+        items.append(
+            {
+                "method": explanation.method,
+                "target": _score(explanation.target),
+                "layer": explanation.layer,
+                "width": picture.width if explanation.aligned else explanation.width,
+                "height": picture.height if explanation.aligned else explanation.height,
+                "heatmap_png": b64_png(explanation.heatmap_png()) if "heatmap" in outputs else None,
+                "overlay_png": b64_png(explanation.overlay_png()) if "overlay" in outputs else None,
+                "array": encode_array(explanation.map.astype(np.float32))
+                if "array" in outputs
+                else None,
+                "elapsed_ms": round(explanation.elapsed_ms, 3),
+            }
+        )
+    return {
+        "model": model.name,
+        "image": {"width": picture.width, "height": picture.height},
+        "predictions": [_score(score) for score in predictions],
+        "explanations": items,
+        "elapsed_ms": round((time.monotonic() - started) * 1000, 3),
+    }
+
+
+def render_overlay_png(
+    model: LoadedModel, picture: Image.Image, rows: ExplainRows, method_name: str
+) -> bytes:
+    """The first explanation's overlay PNG (Accept: image/png)."""
+    explanations, _ = explanations_for(model, picture, rows, [method_name])
+    return explanations[0].overlay_png()
+
+
+def _score(score: ClassScore | None) -> dict[str, Any] | None:
+    if score is None:
+        return None
+    probability = score.probability if np.isfinite(score.probability) else 0.0
+    return {"index": score.index, "label": score.label, "probability": probability}

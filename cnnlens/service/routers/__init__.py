@@ -1,0 +1,22 @@
+"""The app's routers, one module per resource, each exposing `router` (a FastAPI APIRouter).
+
+To add a resource: write `routers/<name>.py` with `router = APIRouter(prefix="/v1", ...)` and
+add its module name to `V1_ROUTERS` (API-key protected) or `PUBLIC_ROUTERS`. Use the
+dependencies of `cnnlens.service.deps` (StateDep, SettingsDep, DeadlineDep, read_image) and
+run model work through `await state.run(model_name, work, deadline=deadline)`.
+"""
+
+from __future__ import annotations
+
+PUBLIC_ROUTERS = [
+    "health",
+    "metrics",
+    "web",
+]
+
+V1_ROUTERS = [
+    "models",
+    "methods",
+    "explain",
+    "visualize",
+]

@@ -1,0 +1,112 @@
+"""POST /v1/explain: maps for one uploaded image, several methods and targets at once."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+
+from cnnlens.service.deps import DeadlineDep, SettingsDep, StateDep, read_image, wants_png
+from cnnlens.service.errors import NotAcceptableError
+from cnnlens.service.explain_engine import (
+    ExplainInput,
+    ExplainPlan,
+    render_explain_response,
+    render_overlay_png,
+    run_explain_batch,
+)
+from cnnlens.service.forms import (
+    params_key,
+    parse_layer,
+    parse_methods,
+    parse_outputs,
+    parse_params_by_method,
+    parse_targets,
+)
+from cnnlens.service.schemas import ErrorBody, ExplainResponse
+
+router = APIRouter(prefix="/v1", tags=["explain"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in (
+        (400, "the image cannot be decoded"),
+        (401, "missing or invalid X-API-Key (when keys are configured)"),
+        (404, "the model is not served here"),
+        (406, "Accept: image/png with more than one method"),
+        (413, "the upload or the image is too large"),
+        (415, "the file is not an allowed image format"),
+        (422, "invalid method, target, layer, params or output"),
+        (503, "the model's queue is full or it is still loading (Retry-After)"),
+        (504, "the request deadline passed"),
+    )
+}
+
+
+@router.post(
+    "/explain",
+    response_model=ExplainResponse,
+    responses={
+        **ERRORS,
+        200: {
+            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "JSON, or with `Accept: image/png` and one method the overlay PNG",
+        },
+    },
+)
+async def explain(
+    request: Request,
+    state: StateDep,
+    settings: SettingsDep,
+    deadline: DeadlineDep,
+    image: Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP, GIF or TIFF")],
+    model: Annotated[str | None, Form(description="a served model; default: the default")] = None,
+    method: Annotated[
+        list[str] | None,
+        Form(description="method names, repeated or comma-separated; default grad_cam"),
+    ] = None,
+    target: Annotated[
+        list[str] | None,
+        Form(description="class indices or labels, one per field; default: top-1"),
+    ] = None,
+    layer: Annotated[str | None, Form(description="layer for layer-based methods")] = None,
+    params: Annotated[
+        str | None, Form(description='JSON object keyed by method, e.g. {"occlusion": {...}}')
+    ] = None,
+    output: Annotated[str | None, Form(description="comma list of overlay, heatmap, array")] = None,
+) -> Response:
+    started = time.monotonic()
+    loaded = state.model(model)
+    methods = parse_methods(method)
+    outputs = parse_outputs(output)
+    layer_name = parse_layer(layer, loaded)
+    targets = parse_targets(target, loaded, settings.limits.max_targets)
+    params_by_method = parse_params_by_method(params, methods)
+    png = wants_png(request)
+    if png and len(methods) != 1:
+        raise NotAcceptableError("Accept: image/png answers one method; ask for JSON instead")
+    picture = await read_image(image, settings)
+    x = await anyio.to_thread.run_sync(loaded.preprocessing, picture)  # (1, 3, H, W)
+    plan = ExplainPlan(
+        model=loaded.name,
+        methods=tuple((m.name, params_key(params_by_method[m.name])) for m in methods),
+        layer=layer_name,
+        explicit_targets=bool(targets),
+    )
+    rows = await state.worker(loaded.name).run(
+        run_explain_batch,
+        ExplainInput(plan, x, targets),
+        batch_key=plan if plan.batchable else None,
+        deadline=deadline,
+    )
+    names = [m.name for m in methods]
+    if png:
+        body = await anyio.to_thread.run_sync(render_overlay_png, loaded, picture, rows, names[0])
+        return Response(body, media_type="image/png")
+    answer = await anyio.to_thread.run_sync(
+        render_explain_response, loaded, picture, rows, names, outputs, started
+    )
+    return JSONResponse(answer)

@@ -1,0 +1,189 @@
+"""The single-method routes: POST /v1/adversarial, /v1/activation-max, /v1/feature-maps and
+/v1/filters (multipart forms, like /v1/explain; `params` is the method's own JSON object).
+With `Accept: image/png` each answers its main image itself."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+
+from cnnlens.errors import InvalidParamsError, TargetError
+from cnnlens.methods.base import get_method
+from cnnlens.methods.targets import class_index
+from cnnlens.models.loaded import LoadedModel
+from cnnlens.service.deps import DeadlineDep, SettingsDep, StateDep, read_image, wants_png
+from cnnlens.service.forms import parse_layer, parse_method_params, parse_targets
+from cnnlens.service.routers.explain import ERRORS
+from cnnlens.service.schemas import (
+    ActivationMaxResponse,
+    AdversarialResponse,
+    FeatureMapsResponse,
+    FiltersResponse,
+)
+from cnnlens.service.state import ServiceState
+from cnnlens.service.visualize_engine import (
+    SingleRun,
+    render_activation_max,
+    render_adversarial,
+    render_feature_maps,
+    render_filters,
+    run_single,
+)
+
+router = APIRouter(prefix="/v1", tags=["visualize"])
+
+ModelField = Annotated[str | None, Form(description="a served model; default: the default")]
+TargetField = Annotated[
+    list[str] | None, Form(description="a class index or label (one); default: top-1")
+]
+LayerField = Annotated[str | None, Form(description="a layer name; default: the model's")]
+ParamsField = Annotated[str | None, Form(description="JSON object: the method's params")]
+ImageField = Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP, GIF or TIFF")]
+
+
+def _responses(model: type) -> dict[int | str, dict[str, Any]]:
+    return {
+        **ERRORS,
+        200: {
+            "model": model,
+            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "JSON, or with `Accept: image/png` the main image itself",
+        },
+    }
+
+
+def _one_target(values: list[str] | None, loaded: LoadedModel, limit: int) -> int | None:
+    targets = parse_targets(values, loaded, limit)
+    if len(targets) > 1:
+        raise TargetError("this route explains one target at a time")
+    return targets[0] if targets else None
+
+
+def _answer(request: Request, body: dict[str, Any], png: bytes) -> Response:
+    if wants_png(request):
+        return Response(png, media_type="image/png")
+    return JSONResponse(body)
+
+
+async def _run(state: ServiceState, loaded: LoadedModel, run: SingleRun, deadline: float) -> Any:
+    return await state.worker(loaded.name).run(run_single, run, batch_key=None, deadline=deadline)
+
+
+@router.post(
+    "/adversarial", response_model=AdversarialResponse, responses=_responses(AdversarialResponse)
+)
+async def adversarial(
+    request: Request,
+    state: StateDep,
+    settings: SettingsDep,
+    deadline: DeadlineDep,
+    image: ImageField,
+    model: ModelField = None,
+    target: TargetField = None,
+    params: ParamsField = None,
+) -> Response:
+    """FGSM / PGD: the smallest L-inf change (params.epsilon, 0-255) that flips the class."""
+    started = time.monotonic()
+    loaded = state.model(model)
+    explained = _one_target(target, loaded, settings.limits.max_targets)
+    method = get_method("adversarial")
+    parsed = parse_method_params(params, method)
+    goal = getattr(parsed, "adversarial_target", None)
+    goal_index = None
+    if goal is not None:
+        goal_index = class_index(goal, loaded.categories, len(loaded.categories) or 1000)
+    picture = await read_image(image, settings)
+    x = await anyio.to_thread.run_sync(loaded.preprocessing, picture)
+    result = await _run(state, loaded, SingleRun(method.name, parsed, x, explained, None), deadline)
+    epsilon = float(getattr(parsed, "epsilon", 8.0))
+    body, png = await anyio.to_thread.run_sync(
+        render_adversarial, loaded, picture, result, epsilon, goal_index, started
+    )
+    return _answer(request, body, png)
+
+
+@router.post(
+    "/activation-max",
+    response_model=ActivationMaxResponse,
+    responses=_responses(ActivationMaxResponse),
+)
+async def activation_max(
+    request: Request,
+    state: StateDep,
+    settings: SettingsDep,
+    deadline: DeadlineDep,
+    model: ModelField = None,
+    target: TargetField = None,
+    layer: LayerField = None,
+    params: ParamsField = None,
+) -> Response:
+    """An image that maximizes a class logit (target) or a layer's channel (params.channel)."""
+    started = time.monotonic()
+    loaded = state.model(model)
+    explained = _one_target(target, loaded, settings.limits.max_targets)
+    layer_name = parse_layer(layer, loaded)
+    method = get_method("activation_max")
+    parsed = parse_method_params(params, method)
+    channel = getattr(parsed, "channel", None)
+    if explained is None and channel is None:
+        raise InvalidParamsError("give a target class, or params.channel to maximize a channel")
+    run = SingleRun(method.name, parsed, None, explained, layer_name)
+    result = await _run(state, loaded, run, deadline)
+    body, png = await anyio.to_thread.run_sync(
+        render_activation_max, loaded, result, explained is not None, channel, started
+    )
+    return _answer(request, body, png)
+
+
+@router.post(
+    "/feature-maps", response_model=FeatureMapsResponse, responses=_responses(FeatureMapsResponse)
+)
+async def feature_maps(
+    request: Request,
+    state: StateDep,
+    settings: SettingsDep,
+    deadline: DeadlineDep,
+    image: ImageField,
+    model: ModelField = None,
+    layer: LayerField = None,
+    params: ParamsField = None,
+) -> Response:
+    """A layer's activations for the image: the strongest channels and a grid of their maps."""
+    started = time.monotonic()
+    loaded = state.model(model)
+    layer_name = parse_layer(layer, loaded)
+    method = get_method("feature_maps")
+    parsed = parse_method_params(params, method)
+    picture = await read_image(image, settings)
+    x = await anyio.to_thread.run_sync(loaded.preprocessing, picture)
+    run = SingleRun(method.name, parsed, x, None, layer_name)
+    result = await _run(state, loaded, run, deadline)
+    body, png = await anyio.to_thread.run_sync(
+        render_feature_maps, loaded, picture, result, started
+    )
+    return _answer(request, body, png)
+
+
+@router.post("/filters", response_model=FiltersResponse, responses=_responses(FiltersResponse))
+async def filters(
+    request: Request,
+    state: StateDep,
+    deadline: DeadlineDep,
+    model: ModelField = None,
+    layer: LayerField = None,
+    params: ParamsField = None,
+) -> Response:
+    """A conv layer's filters as tiles (RGB for the first layer)."""
+    started = time.monotonic()
+    loaded = state.model(model)
+    layer_name = parse_layer(layer, loaded)
+    method = get_method("filters")
+    parsed = parse_method_params(params, method)
+    run = SingleRun(method.name, parsed, None, None, layer_name)
+    result = await _run(state, loaded, run, deadline)
+    body, png = await anyio.to_thread.run_sync(render_filters, loaded, result, started)
+    return _answer(request, body, png)

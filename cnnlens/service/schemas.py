@@ -1,0 +1,182 @@
+"""Response (and JSON request) bodies of the REST API v1, as pydantic v2 models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(Schema):
+    code: str = Field(description="stable machine-readable code, e.g. unknown_layer")
+    message: str
+
+
+class ErrorBody(Schema):
+    error: ErrorDetail
+
+
+class Health(Schema):
+    status: str
+    ready: bool
+    models: dict[str, str] = Field(description="model name -> loading | ready | failed")
+    detail: str | None = None
+
+
+class ClassScore(Schema):
+    index: int
+    label: str
+    probability: float
+
+
+class ImageSize(Schema):
+    width: int
+    height: int
+
+
+class ArrayPayload(Schema):
+    dtype: str = Field(description="numpy dtype name; the bytes are little-endian")
+    shape: list[int]
+    data: str = Field(description="base64 of the array's raw little-endian bytes (C order)")
+
+
+class ExplanationBody(Schema):
+    method: str
+    target: ClassScore | None
+    layer: str | None
+    width: int
+    height: int
+    heatmap_png: str | None = Field(default=None, description="base64 PNG at the image's size")
+    overlay_png: str | None = Field(default=None, description="base64 PNG at the image's size")
+    array: ArrayPayload | None = None
+    elapsed_ms: float
+
+
+class ExplainResponse(Schema):
+    model: str
+    image: ImageSize
+    predictions: list[ClassScore] = Field(description="top-5")
+    explanations: list[ExplanationBody]
+    elapsed_ms: float
+
+
+class LayerBody(Schema):
+    name: str
+    type: str
+    output_shape: list[int] | None
+    receptive_field: int | None = Field(description="pixels; null = the whole image")
+    stride: int | None = Field(description="input pixels between neighbouring outputs")
+    calls: int
+
+
+class CompatibilityBody(Schema):
+    relu_modules: int
+    inplace_relu_modules: int
+    relu6_modules: int
+    functional_relu_calls: int
+    unsupported_activations: list[str]
+    guided_methods: bool
+    gap_linear_head: bool
+    classifier: str | None
+    notes: list[str]
+
+
+class PreprocessingBody(Schema):
+    input_size: list[int] = Field(description="[height, width]")
+    mean: list[float]
+    std: list[float]
+    interpolation: str
+
+
+class ModelSummary(Schema):
+    name: str
+    default: bool
+    input_size: list[int] = Field(description="[height, width]")
+    num_classes: int
+    default_layer: str
+    weights_source: str
+    weights_sha256: str | None
+
+
+class ModelList(Schema):
+    default: str
+    models: list[ModelSummary]
+
+
+class ModelDetail(ModelSummary):
+    preprocessing: PreprocessingBody
+    layers: list[LayerBody]
+    compatibility: CompatibilityBody
+    categories: list[str] = Field(description="class names by index")
+
+
+class MethodInfo(Schema):
+    name: str
+    title: str
+    paper: str
+    kind: str = Field(description="gradient (shares one pass) or standalone")
+    produces: str = Field(description="map, image, activations or weights")
+    uses_layer: bool
+    uses_target: bool
+    route: str = Field(description="the route answering this method's own results")
+    params: dict[str, Any] = Field(description="JSON schema of the method's params")
+
+
+class MethodList(Schema):
+    methods: list[MethodInfo]
+
+
+class AdversarialResponse(Schema):
+    model: str
+    image: ImageSize
+    target: ClassScore = Field(description="the class explained / pushed away from")
+    original: ClassScore = Field(description="top-1 on the original image")
+    adversarial: ClassScore = Field(description="top-1 on the adversarial image")
+    adversarial_target: ClassScore | None = Field(
+        default=None, description="the class a targeted attack aims for, with its new probability"
+    )
+    success: bool
+    linf: float = Field(description="largest pixel change, 0-255 units")
+    adversarial_png: str = Field(description="base64 PNG at the model's input size")
+    perturbation_png: str = Field(description="base64 PNG: the perturbation, amplified")
+    elapsed_ms: float
+
+
+class ActivationMaxResponse(Schema):
+    model: str
+    target: ClassScore | None = Field(description="the class maximized, or null for a channel")
+    layer: str | None
+    channel: int | None
+    score: float = Field(description="the objective on the returned image")
+    top1: ClassScore = Field(description="what the model predicts for the returned image")
+    image_png: str = Field(description="base64 PNG at the model's input size")
+    elapsed_ms: float
+
+
+class ChannelScore(Schema):
+    channel: int
+    mean: float
+    max: float
+
+
+class FeatureMapsResponse(Schema):
+    model: str
+    image: ImageSize
+    layer: str
+    shape: list[int] = Field(description="the layer's output (C, h, w)")
+    top_channels: list[ChannelScore]
+    grid_png: str = Field(description="base64 PNG: the top channels' maps side by side")
+    elapsed_ms: float
+
+
+class FiltersResponse(Schema):
+    model: str
+    layer: str
+    shape: list[int] = Field(description="the weight tensor's shape")
+    channels: list[int] = Field(description="which output channels the tiles show")
+    tiles_png: str = Field(description="base64 PNG: one tile per filter")
+    elapsed_ms: float

@@ -1,0 +1,224 @@
+"""Service settings: a TOML or JSON file and/or CNNLENS_* environment variables.
+
+Precedence: defaults < config file < environment. API keys are hashed (sha256) as soon as
+they are read; only the hashes are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cnnlens.errors import CnnlensError
+from cnnlens.models.zoo import DEFAULT_MODEL
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class SettingsError(CnnlensError):
+    """A configuration file or environment variable that cannot be used."""
+
+    code = "bad_settings"
+    status = 500
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Strict):
+    """One model the service loads at startup; requests may only pick among these names."""
+
+    name: str = Field(min_length=1, description="load_model name, e.g. torchvision:resnet18")
+    weights: str = Field(default="default", description='"default", "none" or a local file path')
+    sha256: str | None = Field(default=None, description="expected sha256 of the weights (hex)")
+    device: str | None = Field(default=None, description="overrides the service-wide device")
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, value: str | None) -> str | None:
+        if value is not None and not _SHA256.match(value.lower()):
+            raise ValueError("sha256 must be 64 hexadecimal characters")
+        return value.lower() if value else None
+
+
+class Limits(_Strict):
+    """Resource limits; every one of them answers a clear 4xx/5xx when exceeded."""
+
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1, description="image file size")
+    max_form_bytes: int = Field(
+        default=256 * 1024,
+        ge=0,
+        description="request bytes allowed on top of the image (form fields)",
+    )
+    max_pixels: int = Field(default=16_000_000, ge=1, description="decoded width x height")
+    max_side: int = Field(default=8192, ge=1, description="decoded width or height")
+    queue_size: int = Field(default=64, ge=1, description="jobs waiting per model before 503")
+    max_batch: int = Field(default=8, ge=1, description="requests gathered into one batched run")
+    max_batch_delay_ms: float = Field(
+        default=5.0, ge=0, description="how long a batch waits for more requests"
+    )
+    request_deadline_s: float = Field(default=60.0, gt=0, description="past this: 504")
+    max_targets: int = Field(default=16, ge=1, description="targets per explain request")
+    retry_after_s: int = Field(default=1, ge=1, description="Retry-After when the queue is full")
+
+    @property
+    def max_request_bytes(self) -> int:
+        return self.max_upload_bytes + self.max_form_bytes
+
+
+class Settings(_Strict):
+    """Everything the service needs; build with `load_settings` or directly."""
+
+    models: tuple[ModelConfig, ...] = (ModelConfig.model_validate({"name": DEFAULT_MODEL}),)
+    default_model: str = DEFAULT_MODEL
+    device: str = "cpu"
+    limits: Limits = Field(default_factory=Limits)
+    api_key_sha256: tuple[str, ...] = Field(
+        default=(),
+        description="sha256 hex digests of the accepted X-API-Key values; empty = no auth",
+    )
+    cors_origins: tuple[str, ...] = Field(
+        default=(), description="allowed CORS origins; empty = off"
+    )
+    warmup: bool = True
+    log_level: str = "info"
+
+    @field_validator("api_key_sha256")
+    @classmethod
+    def _hex_digests(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            if not _SHA256.match(value.lower()):
+                raise ValueError("api_key_sha256 entries must be 64 hexadecimal characters")
+        return tuple(value.lower() for value in values)
+
+    @model_validator(mode="after")
+    def _default_is_configured(self) -> Settings:
+        names = [model.name for model in self.models]
+        if not names:
+            raise ValueError("configure at least one model")
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique, got {names}")
+        if self.default_model not in names:
+            raise ValueError(f"default_model {self.default_model!r} is not among models {names}")
+        return self
+
+    @property
+    def model_names(self) -> list[str]:
+        return [model.name for model in self.models]
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_key_sha256)
+
+
+def hash_api_key(key: str) -> str:
+    """The stored form of an API key: its sha256 hex digest."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_bytes()
+    except OSError as error:
+        raise SettingsError(f"cannot read the config file {path}: {error}") from None
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            data = tomllib.loads(text.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise SettingsError(f"cannot parse the config file {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"the config file {path} must hold a table/object")
+    return data
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _model_entry(text: str) -> dict[str, str]:
+    """`name`, `name=weights` or `name=weights@sha256` (CNNLENS_MODELS entries)."""
+    name, _, rest = text.partition("=")
+    entry = {"name": name.strip()}
+    if rest:
+        weights, _, digest = rest.partition("@")
+        entry["weights"] = weights.strip()
+        if digest:
+            entry["sha256"] = digest.strip()
+    return entry
+
+
+_LIMIT_VARIABLES = {
+    "CNNLENS_MAX_UPLOAD_BYTES": "max_upload_bytes",
+    "CNNLENS_MAX_FORM_BYTES": "max_form_bytes",
+    "CNNLENS_MAX_PIXELS": "max_pixels",
+    "CNNLENS_MAX_SIDE": "max_side",
+    "CNNLENS_QUEUE_SIZE": "queue_size",
+    "CNNLENS_MAX_BATCH": "max_batch",
+    "CNNLENS_MAX_BATCH_DELAY_MS": "max_batch_delay_ms",
+    "CNNLENS_REQUEST_DEADLINE_S": "request_deadline_s",
+    "CNNLENS_MAX_TARGETS": "max_targets",
+}
+
+
+def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    limits = dict(data.get("limits") or {})
+    for variable, field in _LIMIT_VARIABLES.items():
+        if environ.get(variable):
+            limits[field] = environ[variable]
+    data["limits"] = limits
+    if environ.get("CNNLENS_MODELS"):
+        data["models"] = [_model_entry(item) for item in _split(environ["CNNLENS_MODELS"])]
+    for variable, field in (
+        ("CNNLENS_DEFAULT_MODEL", "default_model"),
+        ("CNNLENS_DEVICE", "device"),
+        ("CNNLENS_LOG_LEVEL", "log_level"),
+        ("CNNLENS_WARMUP", "warmup"),
+    ):
+        if environ.get(variable):
+            data[field] = environ[variable]
+    if environ.get("CNNLENS_CORS_ORIGINS"):
+        data["cors_origins"] = _split(environ["CNNLENS_CORS_ORIGINS"])
+    hashes = list(data.get("api_key_sha256") or [])
+    if environ.get("CNNLENS_API_KEY_SHA256"):
+        hashes += _split(environ["CNNLENS_API_KEY_SHA256"])
+    if environ.get("CNNLENS_API_KEYS"):
+        hashes += [hash_api_key(key) for key in _split(environ["CNNLENS_API_KEYS"])]
+    data["api_key_sha256"] = hashes
+
+
+def load_settings(
+    config: Path | str | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings from an optional TOML/JSON file (or $CNNLENS_CONFIG) and CNNLENS_* variables.
+
+    Plain API keys (`api_keys` in the file, CNNLENS_API_KEYS) are hashed here and dropped.
+    """
+    environ = os.environ if environ is None else environ
+    path = config if config is not None else environ.get("CNNLENS_CONFIG") or None
+    data = _read_file(Path(path)) if path is not None else {}
+    plain_keys = data.pop("api_keys", None) or []
+    if not isinstance(plain_keys, list) or not all(isinstance(k, str) for k in plain_keys):
+        raise SettingsError("api_keys must be a list of strings")
+    data["api_key_sha256"] = list(data.get("api_key_sha256") or []) + [
+        hash_api_key(key) for key in plain_keys
+    ]
+    _apply_environment(data, environ)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in issue['loc']) or 'settings'}: {issue['msg']}"
+            for issue in error.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None

@@ -1,0 +1,142 @@
+"""What the app holds at runtime (app.state.service): settings, loaded models, their workers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
+
+import torch
+
+from cnnlens.errors import CnnlensError, ModelNotFoundError, WeightsError
+from cnnlens.methods.run import run_methods
+from cnnlens.models.loaded import LoadedModel
+from cnnlens.models.registry import load_model
+from cnnlens.service.errors import NotReadyError
+from cnnlens.service.metrics import Metrics
+from cnnlens.service.settings import ModelConfig, Settings
+from cnnlens.service.worker import ModelWorker
+
+logger = logging.getLogger("cnnlens.service")
+T = TypeVar("T")
+
+
+class ServiceState:
+    """Models load (and warm up) on a background thread so /healthz answers at once and
+    /readyz says 503 until every configured model is ready."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        preloaded: Mapping[str, LoadedModel] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.models: dict[str, LoadedModel] = {}
+        self.workers: dict[str, ModelWorker] = {}
+        self.load_error: str | None = None
+        self.started = time.monotonic()
+        self._preloaded = dict(preloaded or {})
+        self._ready = threading.Event()
+        self._loader: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self._ready.wait(timeout)
+
+    def start(self) -> None:
+        self._loader = threading.Thread(target=self._load_all, name="cnnlens-loader", daemon=True)
+        self._loader.start()
+
+    def stop(self) -> None:
+        if self._loader is not None:
+            self._loader.join(timeout=60)
+        with self._lock:
+            workers = list(self.workers.values())
+        for worker in workers:
+            worker.stop()
+
+    def model(self, name: str | None) -> LoadedModel:
+        """A configured model by name (None: the default), or 404 / 503 while loading."""
+        name = name or self.settings.default_model
+        if name not in self.settings.model_names:
+            known = ", ".join(self.settings.model_names)
+            raise ModelNotFoundError(f"model {name!r} is not served here; served: {known}")
+        loaded = self.models.get(name)
+        if loaded is None or name not in self.workers:
+            if self.load_error:
+                raise NotReadyError(f"models failed to load: {self.load_error}", retry_after_s=30)
+            raise NotReadyError(f"model {name!r} is still loading")
+        return loaded
+
+    def worker(self, name: str | None) -> ModelWorker:
+        """The worker thread that owns a configured model."""
+        name = name or self.settings.default_model
+        self.model(name)
+        return self.workers[name]
+
+    async def run(
+        self, model: str | None, work: Callable[[LoadedModel], T], *, deadline: float | None
+    ) -> T:
+        """Run `work(loaded_model)` on that model's worker thread (never batched) and await it.
+
+        Every use of a model's hooks must go through its worker: queue full -> 503 with
+        Retry-After, past `deadline` (a time.monotonic() value) -> 504.
+        """
+        return cast(
+            T,
+            await self.worker(model).run(_run_alone, work, batch_key=None, deadline=deadline),
+        )
+
+    def _load_all(self) -> None:
+        try:
+            for config in self.settings.models:
+                loaded = self._load(config)
+                if self.settings.warmup:
+                    warm_up(loaded)
+                worker = ModelWorker(loaded, self.settings.limits, self.metrics)
+                worker.start()
+                with self._lock:
+                    self.models[config.name] = loaded
+                    self.workers[config.name] = worker
+                logger.info("model ready", extra={"model": config.name})
+            self._ready.set()
+        except CnnlensError as error:
+            self.load_error = error.message
+            logger.error("model loading failed: %s", error.message)
+        except Exception as error:  # a bug or a broken environment: keep serving /healthz
+            self.load_error = f"{type(error).__name__}: {error}"
+            logger.exception("model loading failed")
+
+    def _load(self, config: ModelConfig) -> LoadedModel:
+        device = config.device or self.settings.device
+        preloaded = self._preloaded.get(config.name)
+        if preloaded is not None:
+            loaded = preloaded
+        else:
+            loaded = load_model(config.name, weights=config.weights, device=device)
+        if config.sha256 is not None and loaded.weights_sha256 != config.sha256:
+            raise WeightsError(
+                f"weights of {config.name!r} have sha256 {loaded.weights_sha256}, "
+                f"expected {config.sha256}"
+            )
+        loaded.layers  # noqa: B018  (trace the layer inventory now, not on the first request)
+        return loaded
+
+
+def _run_alone(loaded: LoadedModel, works: Sequence[Callable[[LoadedModel], Any]]) -> list[Any]:
+    return [work(loaded) for work in works]
+
+
+def warm_up(loaded: LoadedModel) -> None:
+    """One forward and one Grad-CAM on a gray image: allocators and kernels are ready."""
+    height, width = loaded.input_size
+    x = torch.zeros(1, 3, height, width)
+    run_methods(loaded, x, [("grad_cam", {})])
