@@ -1,0 +1,127 @@
+"""Class model visualization by activation maximization (Simonyan et al. 2014; Olah et al. 2017)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from cnnlens.errors import InvalidParamsError
+from cnnlens.methods._image_parameterization import FourierImage, PixelImage
+from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, register
+from cnnlens.models.hooks import HookSession, hook_session
+
+
+class ActivationMaxParams(MethodParams):
+    steps: int = Field(64, ge=1, le=2000)
+    lr: float = Field(0.05, gt=0, le=10, description="Adam (or SGD) learning rate")
+    optimizer: Literal["adam", "sgd"] = "adam"
+    l2: float = Field(1e-4, ge=0, description="lambda in S_c(I) - lambda ||I||^2, input space")
+    jitter: int = Field(8, ge=0, le=64, description="random shift per step, pixels")
+    blur_every: int = Field(4, ge=0, le=2000, description="blur every n steps; 0 = never")
+    blur_sigma: float = Field(0.5, ge=0, le=10, description="blur width, pixels")
+    parameterization: Literal["pixel", "fourier"] = "fourier"
+    init_std: float = Field(0.01, ge=0, le=1, description="start noise, 0-1 pixel units")
+    seed: int = Field(0, ge=0)
+    channel: int | None = Field(
+        None, ge=0, description="maximize this channel of the layer instead of the class"
+    )
+
+
+@register
+class ActivationMax(Method):
+    """I* = argmax_I S_c(I) - lambda ||I||_2^2, by gradient ascent from a near-gray image.
+
+    Simonyan et al., "Deep Inside Convolutional Networks", 2014, section 2: S_c is the
+    class logit, not the softmax; I is the zero-centred (input-space) image. With `channel`,
+    S is the mean activation of that channel of the layer. Legibility comes from random jitter
+    and periodic Gaussian blur (Yosinski et al. 2015), or the decorrelated Fourier
+    parameterization of Olah et al., "Feature Visualization", Distill 2017.
+    Shapes: one image per sample -> (B, 3, H, W) in input space.
+    """
+
+    name = "activation_max"
+    title = "Activation maximization"
+    paper = "Simonyan et al. 2014, arXiv:1312.6034; Olah et al. 2017, doi:10.23915/distill.00007"
+    Params = ActivationMaxParams
+    kind = "standalone"
+    produces = "image"
+    uses_layer = True  # only with `channel`
+
+    def compute(self, context: MethodContext, params: ActivationMaxParams) -> MethodOutput:
+        prep = context.preprocessing
+        shape = tuple(context.x.shape)
+        layers = [context.layer] if params.channel is not None else []
+        generator = torch.Generator().manual_seed(params.seed)
+        image = _start_image(params, shape, prep.mean, generator).to(context.x)
+        optimizer_class = torch.optim.Adam if params.optimizer == "adam" else torch.optim.SGD
+        optimizer = optimizer_class(image.parameters(), lr=params.lr)
+        with hook_session(context.model, layers=layers) as session, torch.enable_grad():
+            for step in range(params.steps):
+                x = prep.normalize(image.pixels())  # (B, 3, H, W)
+                shifted = _jitter(x, params.jitter, generator)
+                logits = session.forward(shifted, input_grad=True)
+                score = _objective(logits, session, context, params.channel)  # (B,)
+                assert session.input is not None
+                (gradient,) = session.gradients(score, [session.input], retain_graph=False)
+                # Chain rule through the jitter and parameterization, minus the L2 prior.
+                loss = params.l2 * x.pow(2).sum() - (shifted * gradient).sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                image.project()
+                if params.blur_every and (step + 1) % params.blur_every == 0:
+                    image.blur(params.blur_sigma)
+            with torch.no_grad():
+                final = prep.normalize(image.pixels())
+                logits = session.forward(final, input_grad=False)
+                score = _objective(logits, session, context, params.channel)
+        probabilities = logits.softmax(dim=1)
+        extras = {
+            "score": score.detach(),  # the maximized objective on the returned image
+            "logit": logits.gather(1, context.targets.view(-1, 1)).squeeze(1).detach(),
+            "probability": probabilities.gather(1, context.targets.view(-1, 1)).squeeze(1),
+            "top1_class": probabilities.argmax(dim=1),
+            "top1_probability": probabilities.amax(dim=1),
+        }
+        return MethodOutput(final.detach(), extras)
+
+
+def _objective(
+    logits: torch.Tensor, session: HookSession, context: MethodContext, channel: int | None
+) -> torch.Tensor:
+    """(B,) class logit of each sample's target, or the mean activation of one channel."""
+    if channel is None:
+        return logits.gather(1, context.targets.view(-1, 1)).squeeze(1)
+    activations = session.activations[context.layer]  # (B, C, h, w) or (B, C)
+    if activations.dim() < 2 or channel >= activations.shape[1]:
+        raise InvalidParamsError(
+            f"channel {channel} is out of range for layer {context.layer!r} "
+            f"with output {tuple(activations.shape[1:])}"
+        )
+    return activations[:, channel].flatten(1).mean(dim=1)
+
+
+def _start_image(
+    params: ActivationMaxParams,
+    shape: tuple[int, ...],
+    mean: tuple[float, float, float],
+    generator: torch.Generator,
+) -> PixelImage | FourierImage:
+    batch, _, height, width = shape
+    if params.parameterization == "fourier":
+        spectrum_shape = FourierImage.spectrum_shape(batch, height, width)
+        noise = torch.randn(spectrum_shape, generator=generator) * params.init_std
+        return FourierImage(shape, noise)
+    gray = torch.tensor(mean).view(1, 3, 1, 1).expand(*shape)
+    noise = torch.randn(shape, generator=generator) * params.init_std
+    return PixelImage((gray + noise).clamp(0.0, 1.0))
+
+
+def _jitter(x: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Tensor:
+    """Roll the image by a random shift of up to `pixels` in each direction."""
+    if pixels == 0:
+        return x
+    dy, dx = (int(v) for v in torch.randint(-pixels, pixels + 1, (2,), generator=generator))
+    return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
