@@ -1,22 +1,51 @@
 """Safe image decoding: a format allowlist by magic bytes, pixel limits checked before any
-pixel is decoded, EXIF orientation applied, every mode converted to 8-bit RGB."""
+pixel is decoded, JPEG scans bounded, EXIF orientation applied, every mode to 8-bit RGB.
+
+Hostile input this guards against: headers claiming huge sizes (checked before the decoder
+allocates: WebP canvases and GIF frame extents are read from the bytes, other formats from
+the header Pillow parses), progressive JPEGs with thousands of scans (each scan is a full
+pass over the coefficients: counted before decoding), frame bombs (only the first frame of
+a GIF / WebP / APNG / multi-page TIFF is decoded, and frames are never counted).
+Everything a client can send ends as an image or an `ImageDecodeError`; no warning is ever
+emitted (a per-size warning text would grow each module's warning registry without bound).
+"""
 
 from __future__ import annotations
 
 import io
-import warnings
+import re
+import struct
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from cnnlens.errors import ImageDecodeError
 
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_SIDE = 16_384
+# libjpeg's default progressive script has 10 scans and optimizing encoders stay well under
+# 100, while every scan costs a pass over all the image's coefficients.
+MAX_JPEG_SCANS = 100
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 
 ImageSource = str | Path | bytes | Image.Image | np.ndarray
+
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSE_FOR_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# The next marker in JPEG entropy-coded data: 0xFF not followed by a stuffed 0x00, a restart
+# marker RST0-7 or another fill byte 0xFF.
+_JPEG_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_JPEG_STANDALONE = {0x01, 0xD8, *range(0xD0, 0xD8)}
+_JPEG_SOS, _JPEG_EOI = 0xDA, 0xD9
 
 
 def sniff_format(data: bytes) -> str:
@@ -48,15 +77,11 @@ def decode_image(
         raise ImageDecodeError("the image is empty (0 bytes)", code="empty_image")
     image_format = sniff_format(data)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image: Image.Image = Image.open(io.BytesIO(data), formats=[image_format])
-            _check_size(image.size, max_pixels, max_side)  # header only: nothing decoded yet
-            if getattr(image, "n_frames", 1) > 1:
-                image.seek(0)  # animated GIF / multi-page TIFF: the first frame only
-            image.load()
-            image = ImageOps.exif_transpose(image) or image
-            return to_rgb(image)
+        _check_before_open(data, image_format, max_pixels, max_side)
+        image = _open(data, image_format)  # parses headers only; the first frame is current
+        _check_size(image.size, max_pixels, max_side)
+        image.load()
+        return to_rgb(_apply_exif_orientation(image))
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -69,6 +94,15 @@ def decode_image(
         raise ImageDecodeError(
             f"cannot decode the {image_format} image: {error}", code="corrupt_image"
         ) from None
+
+
+def _open(data: bytes, image_format: str) -> Image.Image:
+    """Pillow's parser for exactly this format, without `Image.open`'s bomb warning."""
+    if image_format not in Image.OPEN:
+        Image.init()
+    factory, _ = Image.OPEN[image_format]
+    image: Image.Image = factory(io.BytesIO(data), "")
+    return image
 
 
 def _check_size(size: tuple[int, int], max_pixels: int, max_side: int) -> None:
@@ -84,11 +118,131 @@ def _check_size(size: tuple[int, int], max_pixels: int, max_side: int) -> None:
         )
 
 
+def _check_before_open(data: bytes, image_format: str, max_pixels: int, max_side: int) -> None:
+    """Limits Pillow would only see after allocating or after much work: read from the bytes."""
+    if image_format == "JPEG":
+        scans = count_jpeg_scans(data, stop_after=MAX_JPEG_SCANS)
+        if scans > MAX_JPEG_SCANS:
+            raise ImageDecodeError(
+                f"the JPEG has more than {MAX_JPEG_SCANS} scans", code="image_too_complex"
+            )
+    elif image_format == "WEBP":
+        size = _webp_canvas_size(data)
+        if size is not None:
+            _check_size(size, max_pixels, max_side)
+    elif image_format == "GIF":
+        for size in _gif_sizes(data):
+            _check_size(size, max_pixels, max_side)
+
+
+def count_jpeg_scans(data: bytes, stop_after: int | None = None) -> int:
+    """Start-of-scan markers in a JPEG's marker stream (not those inside APPn payloads)."""
+    scans, position = 0, 2  # after SOI
+    while position + 1 < len(data):
+        if data[position] != 0xFF:
+            break  # malformed: the decoder will say so
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            position += 2
+            continue
+        if marker == _JPEG_EOI or position + 4 > len(data):
+            break
+        (length,) = struct.unpack_from(">H", data, position + 2)
+        position += 2 + length
+        if marker == _JPEG_SOS:
+            scans += 1
+            if stop_after is not None and scans > stop_after:
+                break
+            following = _JPEG_NEXT_MARKER.search(data, position)
+            if following is None:
+                break
+            position = following.start()
+    return scans
+
+
+def _webp_canvas_size(data: bytes) -> tuple[int, int] | None:
+    """The canvas size from the first chunk's header (the decoder allocates it on open)."""
+    chunk = data[12:16]
+    if chunk == b"VP8X" and len(data) >= 30:
+        width = int.from_bytes(data[24:27], "little") + 1
+        height = int.from_bytes(data[27:30], "little") + 1
+        return width, height
+    if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
+        width, height = struct.unpack_from("<HH", data, 26)
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+        (bits,) = struct.unpack_from("<I", data, 21)
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    return None
+
+
+def _gif_sizes(data: bytes) -> list[tuple[int, int]]:
+    """The logical screen and the first frame's extent (Pillow grows the image to fit it)."""
+    if len(data) < 13:
+        return []
+    sizes = [struct.unpack_from("<HH", data, 6)]
+    flags = data[10]
+    position = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    while position < len(data):
+        block = data[position]
+        if block == 0x21:  # extension: label, then sub-blocks until an empty one
+            position += 2
+            while position < len(data) and data[position]:
+                position += data[position] + 1
+            position += 1
+        elif block == 0x2C and position + 9 <= len(data):  # the first image descriptor
+            left, top, width, height = struct.unpack_from("<HHHH", data, position + 1)
+            sizes.append((left + width, top + height))
+            break
+        else:
+            break
+    return sizes
+
+
+def _apply_exif_orientation(image: Image.Image) -> Image.Image:
+    """Turn the pixels as EXIF tag 274 says; unreadable EXIF leaves the image as stored."""
+    transpose = _TRANSPOSE_FOR_ORIENTATION.get(_exif_orientation(image))
+    return image.transpose(transpose) if transpose is not None else image
+
+
+def _exif_orientation(image: Image.Image) -> int:
+    """Tag 274 of the TIFF IFD or of the EXIF block's IFD0, read without Pillow's EXIF
+    parser (which warns with data-dependent texts on malformed blocks)."""
+    tiff_tags = getattr(image, "tag_v2", None)
+    if tiff_tags is not None:  # a TIFF: its own first IFD, already parsed on open
+        value = tiff_tags.get(_EXIF_ORIENTATION, 1)
+        return value if isinstance(value, int) else 1
+    exif = image.info.get("exif")
+    if not isinstance(exif, bytes):
+        return 1
+    return _orientation_in_exif_block(exif.removeprefix(b"Exif\x00\x00"))
+
+
+def _orientation_in_exif_block(block: bytes) -> int:
+    """Tag 274 (SHORT) in IFD0 of a TIFF-structured EXIF block; 1 when absent or malformed."""
+    order = {b"II": "<", b"MM": ">"}.get(block[:2])
+    if order is None or len(block) < 8:
+        return 1
+    (ifd,) = struct.unpack_from(order + "I", block, 4)
+    if ifd + 2 > len(block):
+        return 1
+    (entries,) = struct.unpack_from(order + "H", block, ifd)
+    for index in range(min(entries, (len(block) - ifd - 2) // 12)):
+        tag, kind, count = struct.unpack_from(order + "HHI", block, ifd + 2 + 12 * index)
+        if tag == _EXIF_ORIENTATION and kind == 3 and count >= 1:  # SHORT, stored inline
+            (value,) = struct.unpack_from(order + "H", block, ifd + 2 + 12 * index + 8)
+            return int(value)
+    return 1
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Any Pillow mode -> 8-bit RGB: 16-bit scaled down, alpha composited on white."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
+    """Any Pillow mode -> 8-bit RGB: 16-bit and float scaled down, alpha composited on white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        top = _white_level(image.mode, float(array.max(initial=0)))
         gray = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(gray).convert("RGB")
     if image.mode == "P" and "transparency" in image.info:
@@ -97,7 +251,30 @@ def to_rgb(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode == "LAB":
+        return _lab_to_rgb(image)  # Pillow's plain convert would reinterpret the bytes
     return image.convert("RGB")
+
+
+def _white_level(mode: str, brightest: float) -> float:
+    """The value that maps to 255: 16-bit full scale, floats in [0, 1], else 8-bit."""
+    if mode.startswith("I;16") or brightest > 255:
+        return 65535.0
+    if mode == "F" and brightest <= 1.0:
+        return 1.0
+    return 255.0
+
+
+def _lab_to_rgb(image: Image.Image) -> Image.Image:
+    """CIE L*a*b* (TIFF) -> sRGB through Pillow's colour management."""
+    from PIL import ImageCms
+
+    transform = ImageCms.buildTransform(
+        ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB"
+    )
+    converted = ImageCms.applyTransform(image, transform)
+    assert converted is not None
+    return converted
 
 
 def load_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -124,7 +301,7 @@ def _array_to_image(array: np.ndarray) -> Image.Image:
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
         raise ImageDecodeError(f"an image array must be (H, W) or (H, W, 3|4), got {array.shape}")
     if array.dtype != np.uint8:
-        scaled = array.astype(np.float64)
+        scaled = np.nan_to_num(array.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
         if scaled.max(initial=0) <= 1.0:
             scaled = scaled * 255.0
         array = np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
