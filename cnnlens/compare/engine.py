@@ -1,0 +1,345 @@
+"""Compare attribution methods on the same images: maps, agreement and faithfulness."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from cnnlens.compare.faithfulness import PerturbationCurves, perturbation_curves
+from cnnlens.compare.metrics import spearman, top_k_iou
+from cnnlens.compare.options import CompareOptions
+from cnnlens.compare.sanity import RandomizationResult, cascading_randomization
+from cnnlens.errors import InvalidParamsError
+from cnnlens.explain import ClassScore
+from cnnlens.imageio import ImageSource, load_image
+from cnnlens.methods.base import get_method
+from cnnlens.methods.run import run_methods
+from cnnlens.methods.targets import Target, class_index
+from cnnlens.models.loaded import LoadedModel
+
+RANDOM = "random"  # name of the reference map scored with `random_baseline`
+SCORE_NAMES = (
+    "deletion_auc",
+    "insertion_auc",
+    "randomization_similarity",
+    "randomization_ssim",
+)
+LOWER_IS_BETTER = {"deletion_auc", "randomization_similarity", "randomization_ssim"}
+
+
+@dataclass
+class Agreement:
+    """How much two methods' maps of one image agree."""
+
+    first: str
+    second: str
+    spearman: float  # rank correlation over all pixels
+    top_k_iou: float  # overlap of their top-k% pixels
+
+
+@dataclass
+class ImageComparison:
+    """Every method's map of one image, their agreement and their faithfulness scores."""
+
+    name: str
+    image: Image.Image = field(repr=False)
+    target: ClassScore
+    predictions: list[ClassScore]
+    layer: str
+    maps: dict[str, np.ndarray] = field(repr=False)  # (C, H, W) at the model's input size
+    agreement: list[Agreement]
+    curves: dict[str, PerturbationCurves]
+    randomization: RandomizationResult | None
+    scores: dict[str, dict[str, float]]  # method -> score name -> value (NaN: undefined)
+    elapsed_ms: float = 0.0
+
+
+@dataclass
+class Stat:
+    mean: float
+    std: float  # population standard deviation over the images
+    n: int
+
+
+@dataclass
+class Comparison:
+    """The result of `compare`: one ImageComparison per image."""
+
+    model: str
+    methods: list[str]
+    options: CompareOptions
+    images: list[ImageComparison]
+
+    @property
+    def scored(self) -> list[str]:
+        """Methods with scores, plus "random" when it was asked for."""
+        return [*self.methods, *([RANDOM] if self.options.random_baseline else [])]
+
+    @property
+    def score_names(self) -> list[str]:
+        wanted = set(self.options.scores)
+        names = [f"{kind}_auc" for kind in ("deletion", "insertion") if kind in wanted]
+        if "randomization" in wanted:
+            names.append("randomization_similarity")
+            if self.options.ssim:
+                names.append("randomization_ssim")
+        return names
+
+    def summary(self) -> dict[str, dict[str, Stat]]:
+        """method -> score -> mean ± std over the images (undefined values left out)."""
+        table: dict[str, dict[str, Stat]] = {}
+        for method in self.scored:
+            table[method] = {}
+            for score in self.score_names:
+                values = [item.scores.get(method, {}).get(score, math.nan) for item in self.images]
+                finite = np.array([v for v in values if math.isfinite(v)], dtype=np.float64)
+                if finite.size:
+                    table[method][score] = Stat(
+                        float(finite.mean()), float(finite.std()), finite.size
+                    )
+                else:
+                    table[method][score] = Stat(math.nan, math.nan, 0)
+        return table
+
+    def grid(self, shared_scale: bool | None = None, tile_size: int = 160) -> Image.Image:
+        """Rows of [image, one overlay per method] (see `cnnlens.compare.grid`)."""
+        from cnnlens.compare.grid import comparison_grid
+
+        shared = self.options.shared_scale if shared_scale is None else shared_scale
+        return comparison_grid(self, shared_scale=shared, tile_size=tile_size)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON (NaN as null), without images or maps."""
+        return {
+            "model": self.model,
+            "methods": list(self.methods),
+            "options": self.options.model_dump(),
+            "images": [_image_json(item) for item in self.images],
+            "summary": {
+                method: {score: _stat_json(stat) for score, stat in scores.items()}
+                for method, scores in self.summary().items()
+            },
+        }
+
+
+def compare(
+    model: LoadedModel,
+    images: Sequence[ImageSource] | ImageSource,
+    methods: Sequence[str] = ("saliency", "grad_cam", "guided_backprop"),
+    target: Target = None,
+    layer: str | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    options: CompareOptions | None = None,
+    names: Sequence[str] | None = None,
+    on_image: Callable[[ImageComparison], None] | None = None,
+) -> Comparison:
+    """Several methods on several images: maps, pairwise agreement and faithfulness.
+
+    Args:
+        model: a LoadedModel.
+        images: paths, bytes, PIL images or arrays (one, or a list).
+        methods: attribution methods (their result must be a map of the image).
+        target: one class for every image (index or label); None: each image's top-1.
+        layer: target layer of layer-based methods (default: the model's default layer).
+        params: per-method params keyed by method name.
+        options: scores and their settings (CompareOptions).
+        names: a name per image for the report (default: the path or "image-<i>").
+        on_image: called with each image's result as soon as it is done (progress).
+    """
+    options = options or CompareOptions()
+    method_names = check_methods(methods)
+    params = dict(params or {})
+    for name in params:
+        get_method(name)  # a typo in params is an error, not silently unused
+    sources: list[ImageSource] = (
+        list(images) if isinstance(images, list | tuple) else [cast(ImageSource, images)]
+    )
+    if not sources:
+        raise InvalidParamsError("compare needs at least one image")
+    labels = (
+        list(names) if names is not None else [_default_name(s, i) for i, s in enumerate(sources)]
+    )
+    results: list[ImageComparison] = []
+    for source, name in zip(sources, labels, strict=True):
+        picture = source if isinstance(source, Image.Image) else load_image(source)
+        item = compare_image(model, picture, method_names, target, layer, params, options, name)
+        results.append(item)
+        if on_image is not None:
+            on_image(item)
+    return Comparison(model.name, method_names, options, results)
+
+
+def check_methods(methods: Sequence[str] | str) -> list[str]:
+    """Distinct method names whose result is an attribution map (422 otherwise)."""
+    names = [methods] if isinstance(methods, str) else list(dict.fromkeys(methods))
+    if not names:
+        raise InvalidParamsError("compare needs at least one method")
+    for name in names:
+        method = get_method(name)
+        if method.produces != "map" or not method.uses_target:
+            raise InvalidParamsError(
+                f"{name!r} does not make an attribution map of the image; compare maps only"
+            )
+    return names
+
+
+def compare_image(
+    model: LoadedModel,
+    picture: Image.Image,
+    methods: Sequence[str],
+    target: Target,
+    layer: str | None,
+    params: Mapping[str, Mapping[str, Any]],
+    options: CompareOptions,
+    name: str = "image",
+) -> ImageComparison:
+    """One image: the maps in one shared pass, then agreement, curves and randomization."""
+    started = time.perf_counter()
+    x = model.preprocessing(picture).to(model.device)  # (1, 3, H, W)
+    classes = len(model.categories) or 1000
+    explained = None if target is None else class_index(target, model.categories, classes)
+    run = run_methods(
+        model, x, [(m, dict(params.get(m, {}))) for m in methods], target=explained, layer=layer
+    )
+    index = int(run.targets[0])
+    probabilities = torch.softmax(run.logits[0].float(), dim=0).cpu()
+    top = probabilities.topk(min(5, probabilities.numel()))
+    predictions = [
+        ClassScore(int(i), model.label_of(int(i)), float(p))
+        for p, i in zip(top.values, top.indices, strict=True)
+    ]
+    maps = {m: run.outputs[m].map[0].float().cpu().numpy() for m in methods}  # (C, H, W)
+    agreement = [
+        Agreement(a, b, spearman(maps[a], maps[b]), top_k_iou(maps[a], maps[b], options.top_k))
+        for a, b in itertools.combinations(methods, 2)
+    ]
+    scored: dict[str, np.ndarray] = dict(maps)
+    if options.random_baseline:
+        scored[RANDOM] = random_map((x.shape[-2], x.shape[-1]), options.seed)
+    kinds = tuple(kind for kind in ("deletion", "insertion") if kind in options.scores)
+    curves: dict[str, PerturbationCurves] = {}
+    if kinds:
+        for method, raw in scored.items():
+            curves[method] = perturbation_curves(
+                model.module, x, raw, index, steps=options.steps, kinds=kinds,
+                baseline=options.baseline, batch_size=options.batch_size,
+                blur_sigma=options.blur_sigma, seed=options.seed,
+            )  # fmt: skip
+    randomization = None
+    if "randomization" in options.scores:
+        randomization = cascading_randomization(
+            model, x, methods, index, {m: run.outputs[m].map for m in methods}, layer=layer,
+            params=params, stages=options.stages, seed=options.seed, with_ssim=options.ssim,
+        )  # fmt: skip
+    scores = {m: _scores(m, curves.get(m), randomization) for m in scored}
+    return ImageComparison(
+        name=name,
+        image=picture,
+        target=ClassScore(index, model.label_of(index), float(probabilities[index])),
+        predictions=predictions,
+        layer=run.layer,
+        maps=maps,
+        agreement=agreement,
+        curves=curves,
+        randomization=randomization,
+        scores=scores,
+        elapsed_ms=(time.perf_counter() - started) * 1000,
+    )
+
+
+def random_map(size: tuple[int, int], seed: int = 0, cells: int = 7) -> np.ndarray:
+    """(1, H, W) seeded uniform noise on a cells x cells grid, upsampled bilinearly.
+
+    A reference with the spatial scale of a CAM: per-pixel noise would be an unfair null,
+    since scattering deleted pixels over the image breaks any classifier quickly.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 1, cells, cells, generator=generator)
+    return F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)[0].numpy()
+
+
+def _scores(
+    method: str, curves: PerturbationCurves | None, randomization: RandomizationResult | None
+) -> dict[str, float]:
+    scores: dict[str, float] = {}
+    if curves is not None:
+        if curves.deletion is not None:
+            scores["deletion_auc"] = float(curves.deletion_auc or 0.0)
+        if curves.insertion is not None:
+            scores["insertion_auc"] = float(curves.insertion_auc or 0.0)
+    if randomization is not None and method in randomization.similarity:
+        scores["randomization_similarity"] = randomization.mean_similarity(method)
+        structural = randomization.mean_ssim(method)
+        if structural is not None:
+            scores["randomization_ssim"] = structural
+    return scores
+
+
+def _default_name(source: ImageSource, index: int) -> str:
+    return (
+        str(source)
+        if isinstance(source, str) or hasattr(source, "__fspath__")
+        else f"image-{index}"
+    )
+
+
+def _number(value: float) -> float | None:
+    return round(float(value), 6) if math.isfinite(value) else None
+
+
+def _numbers(values: Sequence[float] | None) -> list[float | None] | None:
+    return None if values is None else [_number(v) for v in values]
+
+
+def _score_json(score: ClassScore) -> dict[str, Any]:
+    return {"index": score.index, "label": score.label, "probability": _number(score.probability)}
+
+
+def _stat_json(stat: Stat) -> dict[str, Any]:
+    return {"mean": _number(stat.mean), "std": _number(stat.std), "n": stat.n}
+
+
+def _image_json(item: ImageComparison) -> dict[str, Any]:
+    randomization = None
+    if item.randomization is not None:
+        randomization = {
+            "stages": item.randomization.stages,
+            "similarity": {m: _numbers(v) for m, v in item.randomization.similarity.items()},
+            "ssim": {m: _numbers(v) for m, v in item.randomization.ssim.items()} or None,
+        }
+    return {
+        "name": item.name,
+        "width": item.image.width,
+        "height": item.image.height,
+        "target": _score_json(item.target),
+        "predictions": [_score_json(p) for p in item.predictions],
+        "layer": item.layer,
+        "agreement": [
+            {
+                "methods": [a.first, a.second],
+                "spearman": _number(a.spearman),
+                "top_k_iou": _number(a.top_k_iou),
+            }
+            for a in item.agreement
+        ],
+        "scores": {m: {k: _number(v) for k, v in s.items()} for m, s in item.scores.items()},
+        "curves": {
+            m: {
+                "fractions": _numbers(c.fractions),
+                "deletion": _numbers(c.deletion),
+                "insertion": _numbers(c.insertion),
+            }
+            for m, c in item.curves.items()
+        },
+        "randomization": randomization,
+        "elapsed_ms": round(item.elapsed_ms, 3),
+    }
