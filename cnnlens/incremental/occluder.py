@@ -1,0 +1,106 @@
+"""-log P(target) of window-occluded copies of an image, `batch_size` copies at a time, by
+dense forwards or by exact incremental inference."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlens.errors import IncompatibleModelError
+from cnnlens.incremental.engine import IncrementalOcclusion, Unsupported
+from cnnlens.incremental.windows import WindowGrid
+
+Engine = Literal["auto", "dense", "incremental"]
+# "auto" keeps the incremental engine only if its planned work is clearly below dense work.
+AUTO_MAX_COST_FRACTION = 0.9
+
+
+class Occluder:
+    """Scores occluded copies of images of one size for one model and window grid.
+
+    Peak memory grows with `batch_size` (the copies in flight), never with the number of
+    windows: each batch is scored and dropped before the next one is built.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        grid: WindowGrid,
+        batch_size: int,
+        engine: Engine,
+        example: torch.Tensor,
+    ) -> None:
+        """example: (1, 3, H, W), an input of the size to plan for (only its shape matters)."""
+        self.model = model
+        self.grid = grid
+        self.batch_size = batch_size
+        self.incremental: IncrementalOcclusion | None = None
+        self.note: str | None = None  # why the dense engine runs when it was not asked for
+        if engine != "dense":
+            rows, cols = grid.corners(example.device)
+            size = (grid.window, grid.window)
+            try:
+                prepared = IncrementalOcclusion.prepare(model, example, rows, cols, size)
+            except Unsupported as error:
+                if engine == "incremental":
+                    raise IncompatibleModelError(
+                        f"occlusion: this model cannot run incrementally ({error}); "
+                        'use engine "dense" or "auto"'
+                    ) from None
+                self.note = str(error)
+            else:
+                fraction = prepared.plan.cost_fraction
+                if engine == "incremental" or fraction < AUTO_MAX_COST_FRACTION:
+                    self.incremental = prepared
+                else:
+                    self.note = f"incremental work would be {fraction:.0%} of dense work"
+
+    @property
+    def engine(self) -> Literal["dense", "incremental"]:
+        return "dense" if self.incremental is None else "incremental"
+
+    def losses(
+        self, x: torch.Tensor, target: int, patch: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (1, 3, H, W), patch (3, w, w) -> clean loss () and occluded losses (N,)."""
+        with torch.inference_mode():
+            if self.incremental is not None:
+                return self._incremental_losses(self.incremental, x, target, patch)
+            return self._dense_losses(x, target, patch)
+
+    def _incremental_losses(
+        self, engine: IncrementalOcclusion, x: torch.Tensor, target: int, patch: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        clean = _loss(engine.set_image(x), target)[0]
+        losses = []
+        for start in range(0, len(self.grid), self.batch_size):
+            stop = min(start + self.batch_size, len(self.grid))
+            patches = patch.expand(stop - start, -1, -1, -1)  # (P, 3, w, w)
+            losses.append(_loss(engine.logits(start, stop, patches), target))
+        return clean, torch.cat(losses)
+
+    def _dense_losses(
+        self, x: torch.Tensor, target: int, patch: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        clean = _loss(self.model(x), target)[0]
+        corners = [(r, c) for r in self.grid.row_starts for c in self.grid.col_starts]
+        size = self.grid.window
+        rows = min(self.batch_size, len(corners))
+        buffer = x.new_empty((rows, *x.shape[1:]))
+        losses = []
+        for start in range(0, len(corners), self.batch_size):
+            chunk = corners[start : start + self.batch_size]
+            copies = buffer[: len(chunk)]  # (P, 3, H, W), reused across batches
+            copies.copy_(x.expand(len(chunk), -1, -1, -1))
+            for copy, (row, col) in zip(copies, chunk, strict=True):
+                copy[:, row : row + size, col : col + size] = patch
+            losses.append(_loss(self.model(copies), target))
+        return clean, torch.cat(losses)
+
+
+def _loss(logits: torch.Tensor, target: int) -> torch.Tensor:
+    """(P, K) logits -> (P,) -log softmax at the target class."""
+    return -F.log_softmax(logits.float(), dim=1)[:, target]
