@@ -180,7 +180,7 @@ def compare(
 
 def image_route(
     path: str,
-    wrap: Callable[[dict[str, Any]], T],
+    parse: Callable[[Any], T],
     image: ImageInput | None,
     *,
     model: str | None,
@@ -193,7 +193,7 @@ def image_route(
     return Call(
         "POST",
         path,
-        lambda body: wrap(results.decode_images(body)),
+        parse,
         data=_form(
             model=model,
             target=_targets(target),

@@ -22,7 +22,7 @@ class AsyncClient:
 
     Args:
         base_url: the service's root, e.g. "http://127.0.0.1:8000".
-        api_key: sent as `Authorization: Bearer <key>` when given.
+        api_key: sent as the `X-API-Key` header when given.
         timeout: seconds per request.
         transport: an httpx transport, e.g. `httpx.ASGITransport(app)` for an in-process app
             (start the app's lifespan yourself, or use `Client.for_app`).
@@ -43,7 +43,6 @@ class AsyncClient:
         )
         self._owns_client = http_client is None
         self._headers = auth_headers(api_key)
-        self._timeout = timeout
 
     async def aclose(self) -> None:
         """Close the connection pool if this client owns it."""
@@ -65,7 +64,6 @@ class AsyncClient:
                 data=call.data,
                 files=call.files,
                 headers={**self._headers, **call.headers},
-                timeout=self._timeout,
             )
         except httpx.TimeoutException as error:
             raise CnnlensConnectionError("timeout", f"no answer in time: {error}") from error
@@ -82,11 +80,12 @@ class AsyncClient:
         target: TargetInput = None,
         layer: str | None = None,
         params: Mapping[str, Mapping[str, Any]] | None = None,
-        output: str | Sequence[str] = ("overlay", "heatmap"),
+        output: str | Sequence[str] = ("overlay", "heatmap", "array"),
         filename: str | None = None,
     ) -> results.ExplainResult:
-        """POST /v1/explain: one map per method and target. Add "array" to `output` to get
-        each raw map as a numpy array (`ExplanationResult.map`)."""
+        """POST /v1/explain: one map per method and target, each raw map a numpy array
+        (`ExplanationResult.map`, (H, W) or (3, H, W) at the image's size), the overlay and
+        heatmap PIL images. Leave "array" out of `output` for smaller answers."""
         return await self._run(
             protocol.explain(
                 image,
@@ -161,7 +160,7 @@ class AsyncClient:
         return await self._run(
             protocol.image_route(
                 "/v1/adversarial",
-                results.AdversarialResult,
+                results.AdversarialResult.from_json,
                 image,
                 model=model,
                 target=target,
@@ -182,7 +181,7 @@ class AsyncClient:
         return await self._run(
             protocol.image_route(
                 "/v1/activation-max",
-                results.ActivationMaxResult,
+                results.ActivationMaxResult.from_json,
                 None,
                 model=model,
                 target=target,
@@ -204,7 +203,7 @@ class AsyncClient:
         return await self._run(
             protocol.image_route(
                 "/v1/feature-maps",
-                results.FeatureMapsResult,
+                results.FeatureMapsResult.from_json,
                 image,
                 model=model,
                 layer=layer,
@@ -224,7 +223,7 @@ class AsyncClient:
         return await self._run(
             protocol.image_route(
                 "/v1/filters",
-                results.FiltersResult,
+                results.FiltersResult.from_json,
                 None,
                 model=model,
                 layer=layer,

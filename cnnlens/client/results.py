@@ -159,24 +159,141 @@ class CompareResult(RouteResult):
     """POST /v1/compare: the maps side by side, their agreement and faithfulness scores."""
 
 
+def _image_size(data: Mapping[str, Any]) -> tuple[int, int]:
+    image = data.get("image") or {}
+    return int(image.get("width", 0)), int(image.get("height", 0))
+
+
+def _required_score(data: Mapping[str, Any], key: str) -> ClassScore:
+    score = ClassScore.from_json(data.get(key))
+    if score is None:
+        raise ValueError(f"the answer has no {key!r}")
+    return score
+
+
 @dataclass
-class AdversarialResult(RouteResult):
+class AdversarialResult:
     """POST /v1/adversarial: the adversarial image, its perturbation and the class change."""
 
+    model: str
+    width: int
+    height: int
+    target: ClassScore  # the class explained / pushed away from
+    original: ClassScore  # top-1 on the original image
+    adversarial: ClassScore  # top-1 on the adversarial image
+    adversarial_target: ClassScore | None  # a targeted attack's goal, with its new probability
+    success: bool
+    linf: float  # the largest pixel change, 0-255 units
+    image: Image.Image | None = field(repr=False)  # at the model's input size
+    perturbation: Image.Image | None = field(repr=False)  # amplified for display
+    elapsed_ms: float = 0.0
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AdversarialResult:
+        width, height = _image_size(data)
+        return cls(
+            model=str(data.get("model", "")),
+            width=width,
+            height=height,
+            target=_required_score(data, "target"),
+            original=_required_score(data, "original"),
+            adversarial=_required_score(data, "adversarial"),
+            adversarial_target=ClassScore.from_json(data.get("adversarial_target")),
+            success=bool(data.get("success")),
+            linf=float(data.get("linf", 0.0)),
+            image=decode_png(data.get("adversarial_png")),
+            perturbation=decode_png(data.get("perturbation_png")),
+            elapsed_ms=float(data.get("elapsed_ms", 0.0)),
+        )
+
 
 @dataclass
-class ActivationMaxResult(RouteResult):
-    """POST /v1/activation-max: the synthesized image(s) and their scores."""
+class ActivationMaxResult:
+    """POST /v1/activation-max: an image maximizing a class logit or a layer's channel."""
+
+    model: str
+    target: ClassScore | None  # None when a channel was maximized
+    layer: str | None
+    channel: int | None
+    score: float  # the objective on the returned image
+    top1: ClassScore  # what the model predicts for the returned image
+    image: Image.Image | None = field(repr=False)
+    elapsed_ms: float = 0.0
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ActivationMaxResult:
+        channel = data.get("channel")
+        return cls(
+            model=str(data.get("model", "")),
+            target=ClassScore.from_json(data.get("target")),
+            layer=data.get("layer"),
+            channel=int(channel) if channel is not None else None,
+            score=float(data.get("score", float("nan"))),
+            top1=_required_score(data, "top1"),
+            image=decode_png(data.get("image_png")),
+            elapsed_ms=float(data.get("elapsed_ms", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class ChannelScore:
+    channel: int
+    mean: float
+    max: float
 
 
 @dataclass
-class FeatureMapsResult(RouteResult):
-    """POST /v1/feature-maps: a layer's activations for one image."""
+class FeatureMapsResult:
+    """POST /v1/feature-maps: a layer's strongest channels for one image."""
+
+    model: str
+    width: int
+    height: int
+    layer: str
+    shape: list[int]  # the layer's output (C, h, w)
+    top_channels: list[ChannelScore]
+    grid: Image.Image | None = field(repr=False)
+    elapsed_ms: float = 0.0
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FeatureMapsResult:
+        width, height = _image_size(data)
+        return cls(
+            model=str(data.get("model", "")),
+            width=width,
+            height=height,
+            layer=str(data.get("layer", "")),
+            shape=[int(n) for n in data.get("shape", [])],
+            top_channels=[
+                ChannelScore(int(c["channel"]), float(c["mean"]), float(c["max"]))
+                for c in data.get("top_channels", [])
+            ],
+            grid=decode_png(data.get("grid_png")),
+            elapsed_ms=float(data.get("elapsed_ms", 0.0)),
+        )
 
 
 @dataclass
-class FiltersResult(RouteResult):
-    """GET/POST /v1/filters: a layer's filter weights rendered as images."""
+class FiltersResult:
+    """POST /v1/filters: a conv layer's filters as tiles."""
+
+    model: str
+    layer: str
+    shape: list[int]  # the weight tensor's shape
+    channels: list[int]  # the output channels shown
+    tiles: Image.Image | None = field(repr=False)
+    elapsed_ms: float = 0.0
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FiltersResult:
+        return cls(
+            model=str(data.get("model", "")),
+            layer=str(data.get("layer", "")),
+            shape=[int(n) for n in data.get("shape", [])],
+            channels=[int(n) for n in data.get("channels", [])],
+            tiles=decode_png(data.get("tiles_png")),
+            elapsed_ms=float(data.get("elapsed_ms", 0.0)),
+        )
 
 
 @dataclass
@@ -203,13 +320,26 @@ class ModelSummary:
     """One entry of GET /v1/models."""
 
     name: str
+    default: bool = False
+    input_size: list[int] | None = None  # [height, width]
+    num_classes: int | None = None
+    default_layer: str | None = None
     data: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | str) -> ModelSummary:
         if isinstance(data, str):
             return cls(name=data, data={"name": data})
-        return cls(name=str(data["name"]), data=dict(data))
+        size = data.get("input_size")
+        classes = data.get("num_classes")
+        return cls(
+            name=str(data["name"]),
+            default=bool(data.get("default", False)),
+            input_size=[int(n) for n in size] if size else None,
+            num_classes=int(classes) if classes is not None else None,
+            default_layer=data.get("default_layer"),
+            data=dict(data),
+        )
 
 
 @dataclass
@@ -242,15 +372,22 @@ class MethodInfo:
     name: str
     title: str
     params_schema: dict[str, Any]
+    route: str = "/v1/explain"  # the route answering this method's results
+    produces: str = "map"
+    uses_layer: bool = False
+    uses_target: bool = True
     data: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> MethodInfo:
-        schema = data.get("params_schema", data.get("params", data.get("schema", {})))
         return cls(
             name=str(data["name"]),
             title=str(data.get("title", data["name"])),
-            params_schema=dict(schema or {}),
+            params_schema=dict(data.get("params") or {}),
+            route=str(data.get("route", "/v1/explain")),
+            produces=str(data.get("produces", "map")),
+            uses_layer=bool(data.get("uses_layer", False)),
+            uses_target=bool(data.get("uses_target", True)),
             data=dict(data),
         )
 

@@ -20,7 +20,7 @@ DEFAULT_TIMEOUT = 120.0
 
 
 def auth_headers(api_key: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return {"X-API-Key": api_key} if api_key else {}
 
 
 class Client:
@@ -28,7 +28,7 @@ class Client:
 
     Args:
         base_url: the service's root, e.g. "http://127.0.0.1:8000".
-        api_key: sent as `Authorization: Bearer <key>` when given.
+        api_key: sent as the `X-API-Key` header when given.
         timeout: seconds per request.
         http_client: an httpx.Client to use instead (e.g. starlette's TestClient for an
             in-process app); it is not closed by `close()` unless the Client created it.
@@ -51,7 +51,6 @@ class Client:
         )
         self._close: Callable[[], object] | None = None if http_client else self._http.close
         self._headers = auth_headers(api_key)
-        self._timeout = timeout
 
     @classmethod
     def for_app(cls, app: Any, api_key: str | None = None) -> Client:
@@ -84,7 +83,6 @@ class Client:
                 data=call.data,
                 files=call.files,
                 headers={**self._headers, **call.headers},
-                timeout=self._timeout,
             )
         except httpx.TimeoutException as error:
             raise CnnlensConnectionError("timeout", f"no answer in time: {error}") from error
@@ -101,11 +99,12 @@ class Client:
         target: TargetInput = None,
         layer: str | None = None,
         params: Mapping[str, Mapping[str, Any]] | None = None,
-        output: str | Sequence[str] = ("overlay", "heatmap"),
+        output: str | Sequence[str] = ("overlay", "heatmap", "array"),
         filename: str | None = None,
     ) -> results.ExplainResult:
-        """POST /v1/explain: one map per method and target. Add "array" to `output` to get
-        each raw map as a numpy array (`ExplanationResult.map`)."""
+        """POST /v1/explain: one map per method and target, each raw map a numpy array
+        (`ExplanationResult.map`, (H, W) or (3, H, W) at the image's size), the overlay and
+        heatmap PIL images. Leave "array" out of `output` for smaller answers."""
         return self._run(
             protocol.explain(
                 image,
@@ -180,7 +179,7 @@ class Client:
         return self._run(
             protocol.image_route(
                 "/v1/adversarial",
-                results.AdversarialResult,
+                results.AdversarialResult.from_json,
                 image,
                 model=model,
                 target=target,
@@ -201,7 +200,7 @@ class Client:
         return self._run(
             protocol.image_route(
                 "/v1/activation-max",
-                results.ActivationMaxResult,
+                results.ActivationMaxResult.from_json,
                 None,
                 model=model,
                 target=target,
@@ -223,7 +222,7 @@ class Client:
         return self._run(
             protocol.image_route(
                 "/v1/feature-maps",
-                results.FeatureMapsResult,
+                results.FeatureMapsResult.from_json,
                 image,
                 model=model,
                 layer=layer,
@@ -243,7 +242,7 @@ class Client:
         return self._run(
             protocol.image_route(
                 "/v1/filters",
-                results.FiltersResult,
+                results.FiltersResult.from_json,
                 None,
                 model=model,
                 layer=layer,
