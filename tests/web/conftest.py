@@ -1,0 +1,69 @@
+"""Fixtures of the browser tests: the app behind uvicorn and headless Chromium via selenium."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from cnnlens.models import LoadedModel
+from tests.client.conftest import make_app
+from tests.client.live_server import live_server
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,1000",
+)
+
+
+def _find(names: tuple[str, ...]) -> str | None:
+    return next((path for name in names if (path := shutil.which(name))), None)
+
+
+@pytest.fixture(scope="package")
+def browser() -> Iterator[object]:
+    """Headless Chromium driven by chromedriver; skips only when either is not installed."""
+    chromium, chromedriver = _find(CHROMIUM_NAMES), _find(("chromedriver",))
+    if chromium is None or chromedriver is None:
+        missing = " and ".join(
+            name
+            for name, path in (("chromium", chromium), ("chromedriver", chromedriver))
+            if path is None
+        )
+        pytest.skip(f"{missing} not installed (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="package")
+def page_url(default_model: LoadedModel) -> Iterator[str]:
+    with live_server(make_app(default_model)) as url:
+        yield url
+
+
+@pytest.fixture(scope="package")
+def chelsea_png(chelsea: Image.Image, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("upload") / "chelsea.png"
+    chelsea.save(path)
+    return path
