@@ -50,6 +50,16 @@ class NotReadyError(ServiceError):
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 
+class ComputeOutOfMemoryError(ServiceError):
+    """The batch ran out of (GPU or host) memory; the worker freed it and goes on."""
+
+    code = "out_of_memory"
+    status = 503
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
 class DeadlineExceededError(ServiceError):
     code = "deadline_exceeded"
     status = 504

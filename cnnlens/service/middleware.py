@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,9 +29,18 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+# Logged and counted for a request whose client left before the answer (nginx's convention).
+CLIENT_CLOSED_REQUEST = 499
+
+
 class RequestContextMiddleware:
     """Gives each request an id (the client's X-Request-ID when sane), echoes it in the
-    response, logs one JSON line per request and counts it in the metrics by route template."""
+    response, logs one JSON line per request and counts it in the metrics by route template.
+
+    Once the body is read it also watches the connection: when the client disconnects
+    before its answer, the request's task is cancelled, so its queued job is dropped and a
+    running batch nobody waits for is stopped (see worker.py) instead of finishing.
+    """
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -47,6 +58,7 @@ class RequestContextMiddleware:
         state["started"] = started
         token = request_id_var.set(request_id)
         status = 500
+        watch = _DisconnectWatch(receive)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -55,11 +67,15 @@ class RequestContextMiddleware:
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
                 message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                watch.answered = True
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await watch.run(self.app(scope, watch.receive, send_with_id))
         finally:
+            if watch.client_left:
+                status = CLIENT_CLOSED_REQUEST
             elapsed = time.monotonic() - started
             route = _route_template(scope)
             method = str(scope.get("method", ""))
@@ -76,6 +92,57 @@ class RequestContextMiddleware:
                 },
             )
             request_id_var.reset(token)
+
+
+class _DisconnectWatch:
+    """Cancels the request's task when its client disconnects before the answer is sent.
+
+    The app reads the body through `receive`; after the last body chunk this watch is the
+    only reader of the server's receive channel (the app's later reads wait for the
+    disconnect it saw), so the two never compete for a message.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._body_read = asyncio.Event()
+        self._disconnected = asyncio.Event()
+        self.answered = False
+        self.client_left = False
+        self._finished = False
+
+    async def receive(self) -> Message:
+        if self._body_read.is_set():
+            await self._disconnected.wait()
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            self._disconnected.set()
+        elif not message.get("more_body", False):
+            self._body_read.set()
+        return message
+
+    async def run(self, app: Awaitable[None]) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        watcher = asyncio.create_task(self._watch(task))
+        try:
+            await app
+        except asyncio.CancelledError:
+            if not self.client_left:
+                raise  # a shutdown or a caller's cancellation: not ours to swallow
+            task.uncancel()  # ours: the client left, there is nobody to answer
+        finally:
+            self._finished = True
+            watcher.cancel()
+
+    async def _watch(self, task: asyncio.Task[Any]) -> None:
+        await self._body_read.wait()
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        self._disconnected.set()
+        if not self.answered and not self._finished:
+            self.client_left = True
+            task.cancel()
 
 
 def _route_template(scope: Scope) -> str:

@@ -1,29 +1,77 @@
-"""Running the service: `cnnlens serve` and `python -m cnnlens.service` both call `serve`."""
+"""Running the service: `cnnlens serve` and `python -m cnnlens.service` both call `serve`.
+
+Every configured model is loaded and its weights checked before the port is bound: a
+missing, corrupted or mismatched weights file ends the process with a clear error and a
+non-zero exit status, never a service that answers /healthz but can never be ready.
+SIGTERM / SIGINT (uvicorn's handling): the listening socket closes at once (new
+connections are refused), requests in flight finish (up to `DRAIN_TIMEOUT_S`), then the
+models' workers stop and the process exits 0.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from pathlib import Path
 
+from cnnlens.errors import CnnlensError, WeightsError
+from cnnlens.models.loaded import LoadedModel
+from cnnlens.models.registry import load_model
+from cnnlens.models.weights import sha256_of_file
 from cnnlens.service.app import create_app
 from cnnlens.service.logs import configure_logging
-from cnnlens.service.settings import load_settings
+from cnnlens.service.settings import ModelConfig, Settings, load_settings
+
+logger = logging.getLogger("cnnlens.service")
+
+DRAIN_TIMEOUT_S = 30
+
+
+def load_configured_models(settings: Settings) -> dict[str, LoadedModel]:
+    """Every model of the configuration, loaded and verified; raises WeightsError et al."""
+    return {config.name: load_configured_model(config, settings) for config in settings.models}
+
+
+def load_configured_model(config: ModelConfig, settings: Settings) -> LoadedModel:
+    """One configured model; a weights file's sha256 is checked before the file is parsed."""
+    if config.sha256 is not None and config.weights not in ("default", "none"):
+        path = Path(config.weights)
+        if not path.is_file():
+            raise WeightsError(f"weights file of {config.name!r} not found: {path}")
+        actual = sha256_of_file(path)
+        if actual != config.sha256:
+            raise WeightsError(
+                f"weights file {path} of {config.name!r} has sha256 {actual}, "
+                f"the configuration expects {config.sha256}"
+            )
+    loaded = load_model(
+        config.name, weights=config.weights, device=config.device or settings.device
+    )
+    if config.sha256 is not None and loaded.weights_sha256 != config.sha256:
+        raise WeightsError(
+            f"weights of {config.name!r} have sha256 {loaded.weights_sha256}, "
+            f"the configuration expects {config.sha256}"
+        )
+    return loaded
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, config: Path | None = None) -> None:
-    """Load settings (file and/or CNNLENS_* variables), build the app, run uvicorn."""
+    """Load settings and every model (errors raise before the port is bound), run uvicorn."""
     import uvicorn
 
     settings = load_settings(config)
     configure_logging(settings.log_level)
-    app = create_app(settings)
+    models = load_configured_models(settings)
+    logger.info("models loaded", extra={"models": ",".join(models)})
+    app = create_app(settings, models=models)
     uvicorn.run(
         app,
         host=host,
         port=port,
         log_config=None,  # our JSON logging
         access_log=False,  # one JSON line per request comes from the app itself
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=DRAIN_TIMEOUT_S,
     )
 
 
@@ -33,4 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--config", type=Path, default=None, help="TOML or JSON settings file")
     arguments = parser.parse_args(argv)
-    serve(arguments.host, arguments.port, arguments.config)
+    try:
+        serve(arguments.host, arguments.port, arguments.config)
+    except CnnlensError as error:
+        print(f"cnnlens service: start-up error: [{error.code}] {error.message}", file=sys.stderr)
+        sys.exit(1)

@@ -49,6 +49,17 @@ class ModelConfig(_Strict):
             raise ValueError("sha256 must be 64 hexadecimal characters")
         return value.lower() if value else None
 
+    @model_validator(mode="after")
+    def _files_are_pinned(self) -> ModelConfig:
+        # A weights file is trusted only by its digest: a swapped or corrupted file is a
+        # start-up error, never a model that silently answers differently.
+        if self.weights not in ("default", "none") and self.sha256 is None:
+            raise ValueError(
+                f"model {self.name!r}: a weights file ({self.weights}) needs its sha256 "
+                "in the configuration"
+            )
+        return self
+
 
 class Limits(_Strict):
     """Resource limits; every one of them answers a clear 4xx/5xx when exceeded."""
@@ -91,6 +102,10 @@ class Settings(_Strict):
     )
     warmup: bool = True
     log_level: str = "info"
+    data_dir: str | None = Field(
+        default=None,
+        description="where audit jobs and their results are kept (default ~/.local/share/cnnlens)",
+    )
 
     @field_validator("api_key_sha256")
     @classmethod
@@ -184,6 +199,7 @@ def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None
         ("CNNLENS_DEVICE", "device"),
         ("CNNLENS_LOG_LEVEL", "log_level"),
         ("CNNLENS_WARMUP", "warmup"),
+        ("CNNLENS_DATA_DIR", "data_dir"),
     ):
         if environ.get(variable):
             data[field] = environ[variable]

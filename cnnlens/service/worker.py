@@ -13,6 +13,7 @@ free for the next batch instead of finishing work nobody waits for.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 import time
@@ -23,10 +24,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import torch
 from torch.overrides import TorchFunctionMode
 
 from cnnlens.models.loaded import LoadedModel
-from cnnlens.service.errors import DeadlineExceededError, NotReadyError, QueueFullError
+from cnnlens.service.errors import (
+    ComputeOutOfMemoryError,
+    DeadlineExceededError,
+    NotReadyError,
+    QueueFullError,
+)
 from cnnlens.service.metrics import Metrics
 from cnnlens.service.settings import Limits
 
@@ -80,6 +87,13 @@ class _AbortMode(TorchFunctionMode):
 def _abort_when(should_abort: Callable[[], bool]) -> Iterator[None]:
     with _AbortMode(should_abort):
         yield
+
+
+def _release_memory() -> None:
+    """Free what an out-of-memory batch left: its tensors, then the CUDA cache."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 class ModelWorker:
@@ -237,8 +251,19 @@ class ModelWorker:
             job.future.set_result(result)
 
     def _run(self, jobs: list[Job[Any]]) -> Sequence[Any]:
-        with _abort_when(lambda: all(job.unwanted() for job in jobs)):
-            results = jobs[0].run(self.model, [job.payload for job in jobs])
+        out_of_memory = False
+        try:
+            with _abort_when(lambda: all(job.unwanted() for job in jobs)):
+                results = jobs[0].run(self.model, [job.payload for job in jobs])
+        except (MemoryError, torch.OutOfMemoryError):
+            out_of_memory = True  # handled below, once the traceback (and its tensors) is gone
+        if out_of_memory:
+            _release_memory()  # a batch of several is retried one by one by _execute
+            raise ComputeOutOfMemoryError(
+                f"model {self.model.name!r} ran out of memory on a batch of {len(jobs)}; "
+                "retry later or send a smaller image / fewer targets",
+                retry_after_s=self.limits.retry_after_s,
+            ) from None
         if len(results) != len(jobs):
             raise RuntimeError(f"a batch of {len(jobs)} returned {len(results)} results")
         return results
