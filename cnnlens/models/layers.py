@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from cnnlens.errors import IncompatibleModelError
 from cnnlens.models.hooks import (
     _RELU_FUNCTIONS,
     _UNSUPPORTED_FUNCTIONS,
@@ -216,7 +217,7 @@ def _default_layer(layers: list[LayerInfo], modules: dict[str, nn.Module]) -> st
     for layer in reversed(layers):
         if _is_spatial(layer) and not isinstance(modules[layer.name], _NOT_A_TARGET):
             return layer.name
-    raise ValueError("the model has no layer with a spatial output")
+    raise IncompatibleModelError("the model has no layer with a spatial (C, h, w) output")
 
 
 def _compatibility(

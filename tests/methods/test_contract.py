@@ -21,6 +21,8 @@ FAST_PARAMS: dict[str, dict[str, Any]] = {
     "occlusion": {"window": 8, "stride": 8},
     "activation_max": {"steps": 3},
     "adversarial": {"steps": 2},
+    "integrated_gradients": {"steps": 2},
+    "smoothgrad": {"samples": 2},
 }
 
 

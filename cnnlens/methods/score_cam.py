@@ -1,0 +1,87 @@
+"""Score-CAM (Wang et al. 2020)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from cnnlens.errors import IncompatibleModelError
+from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, register
+from cnnlens.models.hooks import hook_session
+
+
+class ScoreCamParams(MethodParams):
+    weighting: Literal["probability", "channel_softmax"] = Field(
+        "probability",
+        description="target probability of each masked input (the paper), or a softmax over "
+        "channels of the target logits (as pytorch-grad-cam)",
+    )
+    batch_size: int = Field(32, ge=1, le=1024, description="masked inputs per forward")
+    relu: bool = True
+
+
+@register
+class ScoreCam(Method):
+    """w_k^c = f_c(x * H^k), H^k = minmax(upsample(A^k));  L^c = ReLU(sum_k w_k^c A^k).
+
+    Wang et al., "Score-CAM: Score-Weighted Visual Explanations for CNNs", CVPR workshops
+    2020, eq. (5)-(6): no gradients, one forward per channel (batched by `batch_size`).
+    Shapes: activations (B, C, h, w) -> map (B, 1, H, W).
+    """
+
+    name = "score_cam"
+    title = "Score-CAM"
+    paper = "Wang et al. 2020, arXiv:1910.01279"
+    Params = ScoreCamParams
+    kind = "standalone"
+    uses_layer = True
+
+    def compute(self, context: MethodContext, params: ScoreCamParams) -> MethodOutput:
+        x = context.x.detach()
+        with hook_session(context.model, layers=[context.layer]) as session, torch.no_grad():
+            session.forward(x, input_grad=False)
+            activations = session.activations[context.layer].detach()  # (B, C, h, w)
+            if activations.dim() != 4:
+                raise IncompatibleModelError(
+                    f"score_cam needs a layer with (C, h, w) output; {context.layer!r} has "
+                    f"{tuple(activations.shape[1:])}"
+                )
+            scores = torch.stack(
+                [
+                    _masked_scores(session.forward, x[b], activations[b], int(target), params)
+                    for b, target in enumerate(context.targets)
+                ]
+            )  # (B, C)
+        weights = scores.softmax(dim=1) if params.weighting == "channel_softmax" else scores
+        cam = torch.einsum("bc,bchw->bhw", weights, activations).unsqueeze(1)
+        if params.relu:
+            cam = cam.clamp(min=0)
+        upsampled = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return MethodOutput(upsampled, {"low_resolution": cam, "channel_weights": weights})
+
+
+def _masked_scores(
+    forward: Callable[..., torch.Tensor],
+    image: torch.Tensor,
+    activations: torch.Tensor,
+    target: int,
+    params: ScoreCamParams,
+) -> torch.Tensor:
+    """(C,) the target's score for the image masked by each normalized, upsampled channel."""
+    scores = []
+    for start in range(0, activations.shape[0], params.batch_size):
+        chunk = activations[start : start + params.batch_size].unsqueeze(1)  # (n, 1, h, w)
+        masks = F.interpolate(chunk, size=image.shape[-2:], mode="bilinear", align_corners=False)
+        low = masks.flatten(1).amin(dim=1).view(-1, 1, 1, 1)
+        high = masks.flatten(1).amax(dim=1).view(-1, 1, 1, 1)
+        masks = (masks - low) / (high - low + 1e-8)  # (n, 1, H, W) in [0, 1]
+        logits = forward(image.unsqueeze(0) * masks, input_grad=False)  # (n, K)
+        if params.weighting == "probability":
+            scores.append(logits.softmax(dim=1)[:, target])
+        else:
+            scores.append(logits[:, target])
+    return torch.cat(scores)
