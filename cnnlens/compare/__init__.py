@@ -11,7 +11,15 @@ randomization (Adebayo et al. 2018); agreement: Spearman rank correlation and to
 
 from __future__ import annotations
 
-from cnnlens.compare.benchmark import benchmark, image_files, plot, to_csv, to_markdown
+from cnnlens.compare.benchmark import (
+    benchmark,
+    image_files,
+    merge_reports,
+    plot,
+    summarize,
+    to_csv,
+    to_markdown,
+)
 from cnnlens.compare.engine import (
     Agreement,
     Comparison,
@@ -41,11 +49,13 @@ __all__ = [
     "compare_image",
     "curve_auc",
     "image_files",
+    "merge_reports",
     "parse_options",
     "perturbation_curves",
     "plot",
     "random_map",
     "spearman",
+    "summarize",
     "ssim",
     "to_csv",
     "to_markdown",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,14 @@ from xml.sax.saxutils import escape
 
 from PIL import Image, ImageDraw
 
-from cnnlens.compare.engine import LOWER_IS_BETTER, Comparison, ImageComparison, compare
+from cnnlens.compare.engine import (
+    LOWER_IS_BETTER,
+    Comparison,
+    ImageComparison,
+    Stat,
+    compare,
+    summarize_scores,
+)
 from cnnlens.compare.options import CompareOptions
 from cnnlens.errors import InvalidParamsError
 from cnnlens.methods.targets import Target
@@ -53,10 +60,71 @@ def benchmark(
     )  # fmt: skip
 
 
-def summary_rows(comparison: Comparison) -> list[dict[str, Any]]:
+@dataclass
+class Summary:
+    """What the tables and plots show, from a Comparison or its JSON (local or remote)."""
+
+    model: str
+    options: dict[str, Any]
+    images: int
+    methods: list[str]  # scored methods, "random" included
+    score_names: list[str]
+    stats: dict[str, dict[str, Stat]]
+
+
+Report = Comparison | Mapping[str, Any]
+
+
+def summarize(report: Report) -> Summary:
+    """The summary of a Comparison, or of its `to_json()` form (e.g. merged server answers)."""
+    if isinstance(report, Comparison):
+        return Summary(
+            report.model, report.options.model_dump(), len(report.images), report.scored,
+            report.score_names, report.summary(),
+        )  # fmt: skip
+    summary = report.get("summary") or {}
+    methods = list(summary)
+    names = list(summary[methods[0]]) if methods else []
+    stats = {
+        method: {
+            name: Stat(
+                _float(value.get("mean")), _float(value.get("std")), int(value.get("n") or 0)
+            )
+            for name, value in scores.items()
+        }
+        for method, scores in summary.items()
+    }
+    return Summary(
+        str(report.get("model", "")), dict(report.get("options") or {}),
+        len(report.get("images") or []), methods, names, stats,
+    )  # fmt: skip
+
+
+def merge_reports(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Several `to_json()` answers (one per image or batch) as one, summary recomputed."""
+    if not reports:
+        raise InvalidParamsError("nothing to merge")
+    images = [image for report in reports for image in report.get("images") or []]
+    first = summarize(reports[0])
+    stats = summarize_scores([image.get("scores") or {} for image in images], first.methods,
+                             first.score_names)  # fmt: skip
+    return {
+        **{k: v for k, v in reports[0].items() if k not in ("images", "summary", "grid_png")},
+        "images": images,
+        "summary": {
+            method: {
+                name: {"mean": _json_number(s.mean), "std": _json_number(s.std), "n": s.n}
+                for name, s in scores.items()
+            }
+            for method, scores in stats.items()
+        },
+    }
+
+
+def summary_rows(report: Report) -> list[dict[str, Any]]:
     """One row per method: for each score its mean, std and number of images."""
     rows: list[dict[str, Any]] = []
-    for method, scores in comparison.summary().items():
+    for method, scores in summarize(report).stats.items():
         row: dict[str, Any] = {"method": method}
         for score, stat in scores.items():
             row[f"{score}_mean"], row[f"{score}_std"], row[f"{score}_n"] = (
@@ -68,29 +136,29 @@ def summary_rows(comparison: Comparison) -> list[dict[str, Any]]:
     return rows
 
 
-def to_markdown(comparison: Comparison, digits: int = 3) -> str:
+def to_markdown(report: Report, digits: int = 3) -> str:
     """A markdown table: rows methods, columns scores as `mean ± std` (arrows: better way)."""
-    names = comparison.score_names
+    summary = summarize(report)
+    names = summary.score_names
     header = ["method", *(f"{n} {'↓' if n in LOWER_IS_BETTER else '↑'}" for n in names)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for method, scores in comparison.summary().items():
+    for method, scores in summary.stats.items():
         cells = [method]
         for name in names:
             stat = scores[name]
             cells.append(f"{stat.mean:.{digits}f} ± {stat.std:.{digits}f}" if stat.n else "–")
         lines.append("| " + " | ".join(cells) + " |")
-    count = len(comparison.images)
     lines.append("")
-    lines.append(f"{count} image(s), model {comparison.model}, {_settings(comparison.options)}.")
+    lines.append(f"{summary.images} image(s), model {summary.model}, {_settings(summary.options)}.")
     return "\n".join(lines) + "\n"
 
 
-def to_csv(comparison: Comparison) -> str:
+def to_csv(report: Report) -> str:
     """CSV: method, then <score>_mean, <score>_std, <score>_n for each score."""
-    rows = summary_rows(comparison)
+    rows = summary_rows(report)
     buffer = io.StringIO()
     fields = ["method"] + [
-        f"{name}_{part}" for name in comparison.score_names for part in ("mean", "std", "n")
+        f"{name}_{part}" for name in summarize(report).score_names for part in ("mean", "std", "n")
     ]
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
@@ -109,18 +177,18 @@ class _Bar:
     std: float
 
 
-def plot(comparison: Comparison, image_format: str = "svg") -> bytes:
+def plot(report: Report, image_format: str = "svg") -> bytes:
     """Bar charts, one panel per score, one bar per method with a ±std error bar.
 
     `image_format`: "svg" (text) or "png" (drawn with Pillow).
     """
     if image_format not in ("svg", "png"):
         raise InvalidParamsError(f"plot format must be svg or png, got {image_format!r}")
-    names = comparison.score_names
+    summary = summarize(report)
+    names = summary.score_names
     if not names:
         raise InvalidParamsError("nothing to plot: no scores were computed")
-    methods = comparison.scored
-    summary = comparison.summary()
+    methods = summary.methods
     panel_w, panel_h, top, bottom, left = 220.0, 200.0, 30.0, 20.0, 40.0
     legend_h = 18 * len(methods) + 10
     width = int(left + panel_w * len(names))
@@ -128,7 +196,7 @@ def plot(comparison: Comparison, image_format: str = "svg") -> bytes:
     bars: list[_Bar] = []
     for panel, name in enumerate(names):
         for slot, method in enumerate(methods):
-            stat = summary[method][name]
+            stat = summary.stats[method][name]
             if stat.n:
                 bars.append(_Bar(panel, slot, stat.mean, stat.std))
     scale = max([1.0, *(b.mean + b.std for b in bars)])  # AUCs and similarities are <= 1
@@ -212,8 +280,17 @@ def _png(shapes: list[tuple[str, Any]], width: int, height: int) -> bytes:
     return buffer.getvalue()
 
 
-def _settings(options: CompareOptions) -> str:
-    return (
-        f"{options.steps} steps, baseline {options.baseline}, top-k {options.top_k:g}, "
-        f"{options.stages} randomized block(s), seed {options.seed}"
-    )
+def _settings(options: Mapping[str, Any]) -> str:
+    parts = [f"{options.get('steps')} steps", f"baseline {options.get('baseline')}"]
+    parts.append(f"top-k {options.get('top_k')}")
+    if "randomization" in (options.get("scores") or ()):
+        parts.append(f"{options.get('stages')} randomized block(s)")
+    return ", ".join([*parts, f"seed {options.get('seed')}"])
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _json_number(value: float) -> float | None:
+    return round(value, 6) if math.isfinite(value) else None

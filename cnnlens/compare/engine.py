@@ -96,19 +96,9 @@ class Comparison:
 
     def summary(self) -> dict[str, dict[str, Stat]]:
         """method -> score -> mean ± std over the images (undefined values left out)."""
-        table: dict[str, dict[str, Stat]] = {}
-        for method in self.scored:
-            table[method] = {}
-            for score in self.score_names:
-                values = [item.scores.get(method, {}).get(score, math.nan) for item in self.images]
-                finite = np.array([v for v in values if math.isfinite(v)], dtype=np.float64)
-                if finite.size:
-                    table[method][score] = Stat(
-                        float(finite.mean()), float(finite.std()), finite.size
-                    )
-                else:
-                    table[method][score] = Stat(math.nan, math.nan, 0)
-        return table
+        return summarize_scores(
+            [item.scores for item in self.images], self.scored, self.score_names
+        )
 
     def grid(self, shared_scale: bool | None = None, tile_size: int = 160) -> Image.Image:
         """Rows of [image, one overlay per method] (see `cnnlens.compare.grid`)."""
@@ -129,6 +119,27 @@ class Comparison:
                 for method, scores in self.summary().items()
             },
         }
+
+
+def summarize_scores(
+    per_image: Sequence[Mapping[str, Mapping[str, float | None]]],
+    methods: Sequence[str],
+    score_names: Sequence[str],
+) -> dict[str, dict[str, Stat]]:
+    """method -> score -> mean ± std over images; None or NaN values are left out."""
+    table: dict[str, dict[str, Stat]] = {}
+    for method in methods:
+        table[method] = {}
+        for score in score_names:
+            values = [scores.get(method, {}).get(score) for scores in per_image]
+            finite = np.array(
+                [v for v in values if v is not None and math.isfinite(v)], dtype=np.float64
+            )
+            mean, std = (
+                (float(finite.mean()), float(finite.std())) if finite.size else (math.nan,) * 2
+            )
+            table[method][score] = Stat(mean, std, int(finite.size))
+    return table
 
 
 def compare(

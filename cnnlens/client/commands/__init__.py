@@ -18,4 +18,6 @@ COMMANDS: tuple[str, ...] = (
     "explain",
     "models",
     "layers",
+    "audit",
+    "compare",
 )

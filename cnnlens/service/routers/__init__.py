@@ -19,4 +19,5 @@ V1_ROUTERS = [
     "methods",
     "explain",
     "visualize",
+    "compare",
 ]

@@ -1,0 +1,255 @@
+"""Compare attribution methods on the same images: a side-by-side grid (grid.png), the maps'
+pairwise agreement (Spearman rank correlation, top-k% IoU) and faithfulness scores for each
+map: deletion / insertion AUC (Petsiuk et al. 2018) and similarity under cascading model
+randomization (Adebayo et al. 2018), all in compare.json. A folder stands for its images.
+With --benchmark: mean ± std of each score per method over all images, as benchmark.md,
+benchmark.csv and a bar plot (benchmark.svg or .png). Runs locally, or with --server URL.
+
+examples:
+  cnnlens compare cat.jpg --method grad_cam guided_backprop saliency
+  cnnlens compare cat.jpg dog.jpg --shared-scale --steps 32 --baseline blur --ssim
+  cnnlens compare photos/ --benchmark --random-baseline --plot-format png --out bench/
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+from cnnlens.client.commands._common import (
+    DEFAULT_MODEL,
+    UsageError,
+    add_server_options,
+    echo,
+    open_client,
+    parse_params,
+    parse_targets,
+    progress,
+    split_list,
+)
+
+HELP = "compare methods side by side: grid, agreement, deletion/insertion AUC, sanity check"
+DEFAULT_METHODS = ("saliency", "grad_cam", "guided_backprop")
+GRID, REPORT = "grid.png", "compare.json"
+MAX_GRID_ROWS = 16  # a benchmark over many images writes its tables and plot, not a grid
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
+    parser.add_argument(
+        "--method", "-m", dest="methods", nargs="+", action="extend", metavar="M",
+        help=f"methods, repeated or comma-separated (default: {' '.join(DEFAULT_METHODS)})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--target", "-t", help="one class index or label for every image (default: top-1)"
+    )
+    parser.add_argument("--layer", "-l", help="target layer (default: the model's default layer)")
+    parser.add_argument("--model", help=f"model name (default: {DEFAULT_MODEL} / the server's)")
+    parser.add_argument(
+        "--weights", default="default", help="locally: 'default', 'none' or a weights file"
+    )
+    parser.add_argument(
+        "--params", metavar="JSON", help="per-method params, a JSON object or @file.json"
+    )
+    scores = parser.add_argument_group("scores")
+    scores.add_argument(
+        "--scores", nargs="+", action="extend", metavar="S",
+        help="deletion, insertion, randomization (default: all; 'none' for agreement only)",
+    )  # fmt: skip
+    scores.add_argument("--steps", type=int, help="points per perturbation curve (default 16)")
+    scores.add_argument(
+        "--baseline", choices=("rise", "mean", "blur"),
+        help="perturbed pixels become the mean colour or a blur (rise: mean for deletion, "
+        "blur for insertion; default)",
+    )  # fmt: skip
+    scores.add_argument("--top-k", type=float, help="share of pixels for IoU (default 0.1)")
+    scores.add_argument("--stages", type=int, help="blocks randomized, top down (default 3)")
+    scores.add_argument("--seed", type=int, help="seed of randomization and ties (default 0)")
+    scores.add_argument("--ssim", action="store_true", help="also SSIM under randomization")
+    scores.add_argument(
+        "--random-baseline", action="store_true", help="also score a seeded random map"
+    )
+    parser.add_argument("--shared-scale", action="store_true", help="one colour scale in the grid")
+    parser.add_argument(
+        "--benchmark", action="store_true", help="write mean ± std tables and a plot"
+    )
+    parser.add_argument("--plot-format", choices=("svg", "png"), default="svg")
+    parser.add_argument("--out", "-o", type=Path, default=Path("comparison"), help="output folder")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or lines")
+    add_server_options(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnlens.compare.benchmark import image_files
+
+    images = image_files(args.images)
+    missing = [str(p) for p in images if not p.is_file()]
+    if missing:
+        raise UsageError(f"no such image file: {', '.join(missing)}")
+    if not images:
+        raise UsageError("no images found (folders are searched for image files)")
+    methods = split_list(args.methods) or list(DEFAULT_METHODS)
+    targets = parse_targets([args.target] if args.target else [])
+    target = targets[0] if targets else None
+    params = parse_params(args.params)
+    options = _options(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.server:
+        report, grid = _remote(args, images, methods, target, params, options)
+    else:
+        report, grid = _local(args, images, methods, target, params, options)
+    written = [args.out / REPORT]
+    (args.out / REPORT).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    if grid is not None:
+        (args.out / GRID).write_bytes(grid)
+        written.append(args.out / GRID)
+    if args.benchmark:
+        written += _write_benchmark(args.out, report, args.plot_format)
+    if not args.quiet:
+        _print_report(report, args.benchmark)
+        echo("wrote " + ", ".join(str(path) for path in written))
+    return 0
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """Only what was given: the library's (or the server's) defaults stand for the rest."""
+    chosen: dict[str, Any] = {}
+    if args.scores:
+        names = split_list(args.scores)
+        chosen["scores"] = [] if names == ["none"] else names
+    for key in ("steps", "baseline", "top_k", "stages", "seed"):
+        if getattr(args, key) is not None:
+            chosen[key] = getattr(args, key)
+    for key in ("ssim", "random_baseline", "shared_scale"):
+        if getattr(args, key):
+            chosen[key] = True
+    return chosen
+
+
+def _local(
+    args: argparse.Namespace, images: list[Path], methods: list[str], target: int | str | None,
+    params: dict[str, Any], options: dict[str, Any],
+) -> tuple[dict[str, Any], bytes | None]:  # fmt: skip
+    from cnnlens.compare import compare, parse_options
+    from cnnlens.compare.engine import check_methods
+    from cnnlens.methods.base import get_method
+    from cnnlens.models import load_model
+    from cnnlens.render import to_png
+
+    check_methods(methods)  # unknown names and bad options fail before the model loads
+    for name in params:
+        get_method(name)
+    parsed = parse_options(options)
+    model = load_model(args.model or DEFAULT_MODEL, weights=args.weights)
+    bar = _bar(len(images), enabled=not args.quiet)
+    try:
+        comparison = compare(
+            model, [str(p) for p in images], methods, target=target, layer=args.layer,
+            params=params, options=parsed, names=[str(p) for p in images],
+            on_image=lambda _: bar.update() if bar is not None else None,
+        )  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+    grid = to_png(comparison.grid()) if len(images) <= MAX_GRID_ROWS else None
+    return {**comparison.to_json(), "server": None}, grid
+
+
+def _remote(
+    args: argparse.Namespace, images: list[Path], methods: list[str], target: int | str | None,
+    params: dict[str, Any], options: dict[str, Any],
+) -> tuple[dict[str, Any], bytes | None]:  # fmt: skip
+    """One POST /v1/compare per image; the answers are merged and the grids stacked."""
+    from cnnlens.client import _protocol as protocol
+    from cnnlens.compare.benchmark import merge_reports
+
+    client = open_client(args)
+    answers: list[dict[str, Any]] = []
+    form = protocol._form(
+        model=args.model, method=methods, target=[] if target is None else [str(target)],
+        layer=args.layer, params=params or None,
+        **{k: ",".join(v) if isinstance(v, list) else str(v).lower() if isinstance(v, bool)
+           else v for k, v in options.items()},
+    )  # fmt: skip
+    if options.get("scores") == []:
+        form["scores"] = "none"
+    for path in progress(images, "comparing", enabled=not args.quiet):
+        call = protocol.Call(
+            "POST", "/v1/compare", lambda body: body, data=form,
+            files={"image": protocol.image_file(path)},
+        )  # fmt: skip
+        answer = client._run(call)
+        for item in answer.get("images", []):
+            item["name"] = str(path)
+        answers.append(answer)
+    grids = [base64.b64decode(a["grid_png"]) for a in answers if a.get("grid_png")]
+    report = {**merge_reports(answers), "server": args.server}
+    grid = _stack(grids) if grids and len(images) <= MAX_GRID_ROWS else None
+    return report, grid
+
+
+def _bar(total: int, enabled: bool) -> Any:
+    """A tqdm bar on stderr for several images, else None."""
+    if not enabled or total < 2:
+        return None
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="comparing", unit="image", file=sys.stderr)
+
+
+def _stack(pngs: list[bytes]) -> bytes:
+    """Per-image grid rows from the server, one under the other."""
+    import io
+
+    from PIL import Image
+
+    from cnnlens.render import to_png
+
+    rows = [Image.open(io.BytesIO(data)).convert("RGB") for data in pngs]
+    sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
+    top = 0
+    for row in rows:
+        sheet.paste(row, (0, top))
+        top += row.height
+    return to_png(sheet)
+
+
+def _write_benchmark(out: Path, report: dict[str, Any], plot_format: str) -> list[Path]:
+    from cnnlens.compare.benchmark import plot, to_csv, to_markdown
+
+    paths = [out / "benchmark.md", out / "benchmark.csv"]
+    paths[0].write_text(to_markdown(report), encoding="utf-8")
+    paths[1].write_text(to_csv(report), encoding="utf-8")
+    if report.get("summary") and any(report["summary"].values()):
+        figure = out / f"benchmark.{plot_format}"
+        figure.write_bytes(plot(report, plot_format))
+        paths.append(figure)
+    return paths
+
+
+def _print_report(report: dict[str, Any], benchmark: bool) -> None:
+    from cnnlens.compare.benchmark import to_markdown
+
+    if benchmark:
+        echo(to_markdown(report).rstrip())
+        return
+    for image in report.get("images", []):
+        target = image["target"]
+        echo(f"{image['name']}: {target['label']} ({target['probability']:.3f})")
+        for pair in image["agreement"]:
+            echo(
+                f"  {' vs '.join(pair['methods'])}: spearman {_fmt(pair['spearman'])}, "
+                f"top-k IoU {_fmt(pair['top_k_iou'])}"
+            )
+        for method, scores in image["scores"].items():
+            text = ", ".join(f"{name} {_fmt(value)}" for name, value in scores.items())
+            echo(f"  {method}: {text or 'no scores'}")
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

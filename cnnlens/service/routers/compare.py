@@ -1,0 +1,173 @@
+"""POST /v1/compare: several methods on one or more images, side by side, with the maps'
+pairwise agreement and faithfulness scores (deletion / insertion AUC, model randomization)."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+from pydantic import Field
+
+from cnnlens.compare.engine import Comparison, check_methods, compare
+from cnnlens.compare.options import parse_options
+from cnnlens.errors import InvalidParamsError, TargetError
+from cnnlens.methods.base import get_method
+from cnnlens.models.loaded import LoadedModel
+from cnnlens.render import to_png
+from cnnlens.service.deps import DeadlineDep, SettingsDep, StateDep, read_image, wants_png
+from cnnlens.service.forms import parse_layer, parse_params_by_method, parse_targets, split_list
+from cnnlens.service.routers.explain import ERRORS
+from cnnlens.service.schemas import ClassScore, Schema
+
+router = APIRouter(prefix="/v1", tags=["compare"])
+
+MAX_IMAGES = 8  # per request: every image costs (steps + 1) x 2 forwards per method
+
+
+class AgreementBody(Schema):
+    methods: list[str] = Field(description="the two methods compared")
+    spearman: float | None = Field(description="rank correlation of the maps over all pixels")
+    top_k_iou: float | None = Field(description="IoU of the two maps' top-k% pixels")
+
+
+class CurvesBody(Schema):
+    fractions: list[float | None] = Field(description="share of pixels perturbed at each step")
+    deletion: list[float | None] | None
+    insertion: list[float | None] | None
+
+
+class RandomizationBody(Schema):
+    stages: list[str] = Field(description="blocks randomized, cumulatively, top first")
+    similarity: dict[str, list[float | None]] = Field(description="Spearman of |map| per stage")
+    ssim: dict[str, list[float | None]] | None
+
+
+class ImageCompareBody(Schema):
+    name: str
+    width: int
+    height: int
+    target: ClassScore
+    predictions: list[ClassScore] = Field(description="top-5")
+    layer: str
+    agreement: list[AgreementBody]
+    scores: dict[str, dict[str, float | None]] = Field(
+        description="method -> deletion_auc (lower: more faithful), insertion_auc (higher), "
+        "randomization_similarity (lower: passes the sanity check), randomization_ssim"
+    )
+    curves: dict[str, CurvesBody]
+    randomization: RandomizationBody | None
+    elapsed_ms: float
+
+
+class StatBody(Schema):
+    mean: float | None
+    std: float | None
+    n: int
+
+
+class CompareResponse(Schema):
+    model: str
+    methods: list[str]
+    options: dict[str, Any]
+    images: list[ImageCompareBody]
+    summary: dict[str, dict[str, StatBody]] = Field(description="method -> score -> mean ± std")
+    grid_png: str = Field(description="base64 PNG: a row per image, a column per method")
+    elapsed_ms: float
+
+
+OptionField = Annotated[str | None, Form()]
+
+
+@router.post(
+    "/compare",
+    response_model=CompareResponse,
+    responses={
+        **ERRORS,
+        200: {
+            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "JSON, or with `Accept: image/png` the side-by-side grid PNG",
+        },
+    },
+)
+async def compare_route(
+    request: Request,
+    state: StateDep,
+    settings: SettingsDep,
+    deadline: DeadlineDep,
+    image: Annotated[
+        list[UploadFile], File(description=f"one to {MAX_IMAGES} images (repeat the field)")
+    ],
+    model: Annotated[str | None, Form(description="a served model; default: the default")] = None,
+    method: Annotated[
+        list[str] | None,
+        Form(description="methods, repeated or comma-separated; default saliency,grad_cam"),
+    ] = None,
+    target: Annotated[
+        list[str] | None, Form(description="one class index or label for every image; top-1")
+    ] = None,
+    layer: Annotated[str | None, Form(description="layer for layer-based methods")] = None,
+    params: Annotated[str | None, Form(description="JSON object keyed by method")] = None,
+    scores: Annotated[
+        str | None, Form(description="comma list of deletion, insertion, randomization; all")
+    ] = None,
+    steps: Annotated[str | None, Form(description="points per perturbation curve (16)")] = None,
+    baseline: Annotated[str | None, Form(description="rise (default), mean or blur")] = None,
+    top_k: Annotated[str | None, Form(description="share of pixels for top-k IoU (0.1)")] = None,
+    stages: Annotated[str | None, Form(description="blocks randomized, top down (3)")] = None,
+    seed: Annotated[str | None, Form(description="randomization / tie-break seed (0)")] = None,
+    ssim: Annotated[str | None, Form(description="true: also SSIM under randomization")] = None,
+    shared_scale: Annotated[str | None, Form(description="true: one colour scale")] = None,
+    random_baseline: Annotated[
+        str | None, Form(description="true: also score a seeded random map")
+    ] = None,
+) -> Response:
+    started = time.monotonic()
+    loaded = state.model(model)
+    methods = check_methods(split_list(method) or ["saliency", "grad_cam"])
+    layer_name = parse_layer(layer, loaded)
+    explained = _one_target(target, loaded, settings.limits.max_targets)
+    params_by_method = parse_params_by_method(params, [get_method(name) for name in methods])
+    options = parse_options(
+        scores=_score_list(scores),
+        steps=steps, baseline=baseline, top_k=top_k, stages=stages, seed=seed, ssim=ssim,
+        shared_scale=shared_scale, random_baseline=random_baseline,
+    )  # fmt: skip
+    if not 1 <= len(image) <= MAX_IMAGES:
+        raise InvalidParamsError(f"compare takes 1 to {MAX_IMAGES} images, got {len(image)}")
+    pictures = [await read_image(upload, settings) for upload in image]
+    names = [upload.filename or f"image-{i}" for i, upload in enumerate(image)]
+    plain_params = {name: value.model_dump() for name, value in params_by_method.items()}
+
+    def work(model_: LoadedModel) -> Comparison:
+        return compare(
+            model_, pictures, methods, target=explained, layer=layer_name,
+            params=plain_params, options=options, names=names,
+        )  # fmt: skip
+
+    comparison = await state.run(loaded.name, work, deadline=deadline)
+    grid = await anyio.to_thread.run_sync(lambda: to_png(comparison.grid()))
+    if wants_png(request):
+        return Response(grid, media_type="image/png")
+    body = comparison.to_json()
+    body["grid_png"] = base64.b64encode(grid).decode("ascii")
+    body["elapsed_ms"] = round((time.monotonic() - started) * 1000, 3)
+    return JSONResponse(body)
+
+
+def _score_list(value: str | None) -> list[str] | None:
+    """Comma list of scores; "none" (or an empty field) asks for agreement only."""
+    if value is None:
+        return None
+    names = split_list([value])
+    return [] if names in ([], ["none"]) else names
+
+
+def _one_target(values: list[str] | None, loaded: LoadedModel, limit: int) -> int | None:
+    targets = parse_targets(values, loaded, limit)
+    if len(targets) > 1:
+        raise TargetError("compare explains one target (the same for every image)")
+    return targets[0] if targets else None
