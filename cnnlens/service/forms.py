@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,10 @@ from cnnlens.models.loaded import LoadedModel
 OUTPUTS = ("overlay", "heatmap", "array")
 DEFAULT_OUTPUTS = ("overlay", "heatmap")
 _MAX_METHODS = 32
+# Integers in params must survive every consumer (torch seeds are 64-bit, JSON peers use
+# doubles): beyond 2**53 a number is refused rather than overflowing somewhere deep.
+_MAX_JSON_INT = 2**53
+_MAX_TARGET_CHARS = 200
 
 
 def split_list(values: Sequence[str] | None) -> list[str]:
@@ -47,8 +52,17 @@ def parse_targets(values: Sequence[str] | None, model: LoadedModel, limit: int) 
     texts = [value.strip() for value in values or () if value.strip()]
     if len(texts) > limit:
         raise TargetError(f"at most {limit} targets per request, got {len(texts)}")
-    classes = len(model.categories) or 1000
-    return list(dict.fromkeys(class_index(text, model.categories, classes) for text in texts))
+    return list(dict.fromkeys(parse_class(text, model) for text in texts))
+
+
+def parse_class(value: int | str, model: LoadedModel) -> int:
+    """One class index or label -> its index; a 422 for anything else (never a ValueError)."""
+    if isinstance(value, str) and len(value) > _MAX_TARGET_CHARS:
+        raise TargetError(f"a target is at most {_MAX_TARGET_CHARS} characters")
+    try:
+        return class_index(value, model.categories, len(model.categories) or 1000)
+    except ValueError:  # digits int() refuses: "²", "--5"
+        raise TargetError(f"target {value!r} is not a class index or label") from None
 
 
 def parse_layer(value: str | None, model: LoadedModel) -> str | None:
@@ -66,11 +80,31 @@ def _json_object(text: str | None, what: str) -> dict[str, Any]:
     if text is None or not text.strip():
         return {}
     try:
-        value = json.loads(text)
+        value = json.loads(
+            text, parse_constant=_refuse_constant, parse_int=_bounded_int, parse_float=_finite
+        )
     except (ValueError, RecursionError) as error:
         raise InvalidParamsError(f"{what} is not valid JSON: {error}") from None
     if not isinstance(value, dict):
         raise InvalidParamsError(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in params")
+
+
+def _bounded_int(text: str) -> int:
+    value = int(text)
+    if abs(value) > _MAX_JSON_INT:
+        raise ValueError(f"integer {text[:40]} is out of range (at most 2**53 in magnitude)")
+    return value
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
     return value
 
 

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from cnnlens import render
+from cnnlens.errors import InvalidParamsError
 from cnnlens.methods.base import MethodOutput, MethodParams
 from cnnlens.methods.run import RunResult, run_methods
 from cnnlens.models.loaded import LoadedModel
@@ -106,6 +107,10 @@ def render_activation_max(
 ) -> tuple[dict[str, Any], bytes]:
     output = result.outputs["activation_max"]
     extras = output.extras
+    if not (torch.isfinite(output.map).all() and math.isfinite(float(extras["score"][0]))):
+        raise InvalidParamsError(
+            "activation maximization diverged (non-finite values); lower params.lr or params.l2"
+        )
     png = render.to_png(model.preprocessing.to_image(output.map[0]))
     target = int(result.targets[0])
     body = {

@@ -11,12 +11,11 @@ import anyio
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from cnnlens.errors import InvalidParamsError, TargetError
+from cnnlens.errors import IncompatibleModelError, InvalidParamsError, TargetError
 from cnnlens.methods.base import get_method
-from cnnlens.methods.targets import class_index
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.service.deps import DeadlineDep, SettingsDep, StateDep, read_image, wants_png
-from cnnlens.service.forms import parse_layer, parse_method_params, parse_targets
+from cnnlens.service.forms import parse_class, parse_layer, parse_method_params, parse_targets
 from cnnlens.service.routers.explain import ERRORS
 from cnnlens.service.schemas import (
     ActivationMaxResponse,
@@ -63,6 +62,16 @@ def _one_target(values: list[str] | None, loaded: LoadedModel, limit: int) -> in
     return targets[0] if targets else None
 
 
+def _require_feature_layer(loaded: LoadedModel, layer: str) -> None:
+    """A channel is maximized over a (C, h, w) output; other layers get a 422, not a crash."""
+    info = loaded.layers.get(layer)
+    shape = None if info is None else info.output_shape
+    if shape is None or len(shape) != 3:
+        raise IncompatibleModelError(
+            f"maximizing a channel needs a layer with (C, h, w) output; {layer!r} has {shape}"
+        )
+
+
 def _answer(request: Request, body: dict[str, Any], png: bytes) -> Response:
     if wants_png(request):
         return Response(png, media_type="image/png")
@@ -93,9 +102,7 @@ async def adversarial(
     method = get_method("adversarial")
     parsed = parse_method_params(params, method)
     goal = getattr(parsed, "adversarial_target", None)
-    goal_index = None
-    if goal is not None:
-        goal_index = class_index(goal, loaded.categories, len(loaded.categories) or 1000)
+    goal_index = None if goal is None else parse_class(goal, loaded)
     picture = await read_image(image, settings)
     x = await anyio.to_thread.run_sync(loaded.preprocessing, picture)
     result = await _run(state, loaded, SingleRun(method.name, parsed, x, explained, None), deadline)
@@ -131,6 +138,8 @@ async def activation_max(
     channel = getattr(parsed, "channel", None)
     if explained is None and channel is None:
         raise InvalidParamsError("give a target class, or params.channel to maximize a channel")
+    if channel is not None:
+        _require_feature_layer(loaded, layer_name or loaded.default_layer)
     run = SingleRun(method.name, parsed, None, explained, layer_name)
     result = await _run(state, loaded, run, deadline)
     body, png = await anyio.to_thread.run_sync(
