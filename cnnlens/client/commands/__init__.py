@@ -19,5 +19,6 @@ COMMANDS: tuple[str, ...] = (
     "models",
     "layers",
     "audit",
+    "audit",
     "compare",
 )

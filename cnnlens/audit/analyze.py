@@ -1,0 +1,243 @@
+"""The per-image work of an audit: predictions, maps, localization, fragility and flags for a
+batch of images, with the thumbnails and overlays the report embeds."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cnnlens import render
+from cnnlens.audit.config import AuditConfig
+from cnnlens.audit.inputs import AuditItem
+from cnnlens.audit.localization import boxes_to_mask, energy_share, is_degenerate, pointing_hit
+from cnnlens.errors import CnnlensError
+from cnnlens.imageio import load_image
+from cnnlens.methods.run import run_methods
+from cnnlens.models.loaded import LoadedModel
+
+MEAN_MAP_SIDE = 56  # class-mean maps are averaged on this grid of the model's input
+
+FLAG_ERROR = "error"
+FLAG_MISCLASSIFIED = "misclassified"
+FLAG_LOW_CONFIDENCE = "low_confidence"
+FLAG_OFF_OBJECT = "off_object"
+FLAG_FRAGILE = "fragile"
+FLAG_DEGENERATE = "degenerate_map"
+FLAGS = (
+    FLAG_ERROR, FLAG_MISCLASSIFIED, FLAG_LOW_CONFIDENCE, FLAG_OFF_OBJECT, FLAG_FRAGILE,
+    FLAG_DEGENERATE,
+)  # fmt: skip
+
+
+@dataclass
+class ImageOutcome:
+    """One image's result: `record` is JSON-ready; the rest are encoded images."""
+
+    index: int
+    record: dict[str, Any]
+    thumbnail: bytes | None = None  # JPEG
+    overlay_thumbnails: dict[str, bytes] = field(default_factory=dict)  # method -> JPEG
+    overlay_pngs: dict[str, bytes] = field(default_factory=dict)  # method -> PNG
+    mean_map: bytes | None = None  # float16 (MEAN_MAP_SIDE, MEAN_MAP_SIDE), first method
+
+
+class AuditAnalyzer:
+    """Turns a batch of AuditItems into ImageOutcomes with one model (one batched pass)."""
+
+    def __init__(self, model: LoadedModel, config: AuditConfig) -> None:
+        self.model = model
+        self.config = config
+
+    def __call__(self, items: Sequence[AuditItem]) -> list[ImageOutcome]:
+        outcomes: dict[int, ImageOutcome] = {}
+        images: list[tuple[AuditItem, Image.Image]] = []
+        for item in items:
+            try:
+                images.append((item, load_image(item.path, max_pixels=self.config.max_pixels)))
+            except (CnnlensError, OSError) as error:
+                outcomes[item.index] = error_outcome(item, _message(error))
+        if images:
+            for outcome in self._analyze(images):
+                outcomes[outcome.index] = outcome
+        return [outcomes[item.index] for item in items]
+
+    def _analyze(self, images: list[tuple[AuditItem, Image.Image]]) -> list[ImageOutcome]:
+        config, model = self.config, self.model
+        x = torch.cat([model.preprocessing(image) for _, image in images]).to(model.device)
+        result = run_methods(
+            model, x, [(name, {}) for name in config.methods], target=None, layer=config.layer
+        )
+        probabilities = torch.softmax(result.logits.float(), dim=1).cpu()  # (B, K)
+        predicted = probabilities.argmax(dim=1)
+        fragile = self._fragility(x, predicted) if config.fragility else None
+        outcomes = []
+        for row, (item, image) in enumerate(images):
+            maps = {name: result.outputs[name].map[row].float().cpu() for name in config.methods}
+            outcomes.append(
+                self._outcome(item, image, probabilities[row], maps, result.layer, fragile, row)
+            )
+        return outcomes
+
+    def _outcome(
+        self,
+        item: AuditItem,
+        image: Image.Image,
+        probabilities: torch.Tensor,
+        maps: dict[str, torch.Tensor],
+        layer: str,
+        fragile: list[float | None] | None,
+        row: int,
+    ) -> ImageOutcome:
+        config, model = self.config, self.model
+        values, indices = probabilities.topk(min(config.top_k, probabilities.numel()))
+        predictions: list[dict[str, Any]] = [
+            {"index": int(i), "label": model.label_of(int(i)), "probability": float(v)}
+            for v, i in zip(values, indices, strict=True)
+        ]
+        top = predictions[0]
+        correct = None if item.label is None else top["index"] == item.label
+        region = self._region(item, image)
+        flags: list[str] = []
+        if correct is False:
+            flags.append(FLAG_MISCLASSIFIED)
+        if top["probability"] < config.low_confidence:
+            flags.append(FLAG_LOW_CONFIDENCE)
+        outcome = ImageOutcome(item.index, {})
+        outcome.thumbnail = _jpeg(_thumbnail(image, config.thumbnail_side))
+        map_records: dict[str, dict[str, Any]] = {}
+        for position, (name, raw) in enumerate(maps.items()):
+            on_image = render.to_2d(render.resize_map(raw, (image.height, image.width)))
+            degenerate = is_degenerate(raw.numpy())
+            entry: dict[str, Any] = {
+                "degenerate": degenerate,
+                "box_energy": None,
+                "pointing_hit": None,
+            }
+            if region is not None:
+                entry["box_energy"] = energy_share(on_image, region)
+                entry["pointing_hit"] = pointing_hit(on_image, region, config.pointing_tolerance)
+                low = (
+                    entry["box_energy"] is not None and entry["box_energy"] < config.min_box_energy
+                )
+                if (low or entry["pointing_hit"] is False) and FLAG_OFF_OBJECT not in flags:
+                    flags.append(FLAG_OFF_OBJECT)
+            if degenerate and FLAG_DEGENERATE not in flags:
+                flags.append(FLAG_DEGENERATE)
+            map_records[name] = entry
+            blended = render.overlay(_bounded(image, config.overlay_max_side), on_image)
+            outcome.overlay_pngs[name] = render.to_png(blended)
+            outcome.overlay_thumbnails[name] = _jpeg(_thumbnail(blended, config.thumbnail_side))
+            if position == 0:
+                small = render.resize_map(render.to_2d(raw), (MEAN_MAP_SIDE, MEAN_MAP_SIDE))
+                outcome.mean_map = render.normalize_map(small).astype(np.float16).tobytes()
+        fragile_epsilon = fragile[row] if fragile is not None else None
+        if fragile_epsilon is not None and fragile_epsilon <= config.fragile_at:
+            flags.append(FLAG_FRAGILE)
+        outcome.record = {
+            "index": item.index,
+            "name": item.name,
+            "status": "ok",
+            "error": None,
+            "width": image.width,
+            "height": image.height,
+            "label": item.label,
+            "label_name": None if item.label is None else model.label_of(item.label),
+            "predicted": top["index"],
+            "predicted_name": top["label"],
+            "confidence": top["probability"],
+            "correct": correct,
+            "predictions": predictions,
+            "layer": layer,
+            "has_region": region is not None,
+            "maps": map_records,
+            "fragility_tested": fragile is not None,
+            "fragile_epsilon": fragile_epsilon,
+            "flags": flags,
+        }
+        return outcome
+
+    def _region(self, item: AuditItem, image: Image.Image) -> np.ndarray | None:
+        """The object's pixels from boxes and/or a mask (mask resized to the image)."""
+        region = None
+        if item.boxes:
+            region = boxes_to_mask(item.boxes, image.height, image.width)
+        if item.mask_path is not None:
+            try:
+                mask_image = load_image(item.mask_path).convert("L")
+            except CnnlensError:
+                return region
+            if mask_image.size != image.size:
+                mask_image = mask_image.resize(image.size, Image.Resampling.NEAREST)
+            mask = np.asarray(mask_image) > 0
+            region = mask if region is None else region | mask
+        return region
+
+    def _fragility(self, x: torch.Tensor, predicted: torch.Tensor) -> list[float | None]:
+        """Smallest epsilon of the ladder at which an untargeted PGD changes the top-1 class
+        (Madry et al. 2018); None when no rung does. Each rung runs only the survivors."""
+        config = self.config
+        found: list[float | None] = [None] * x.shape[0]
+        remaining = list(range(x.shape[0]))
+        for epsilon in config.epsilons:
+            if not remaining:
+                break
+            params = {
+                "attack": "pgd",
+                "epsilon": epsilon,
+                "step_size": min(255.0, 2.5 * epsilon / config.pgd_steps),
+                "steps": config.pgd_steps,
+                "stop_on_success": True,
+            }
+            rows = torch.tensor(remaining, device=x.device)
+            result = run_methods(
+                self.model, x[rows], [("adversarial", params)], target=predicted[rows.cpu()]
+            )
+            success = result.outputs["adversarial"].extras["success"].cpu().tolist()
+            for row, flipped in zip(list(remaining), success, strict=True):
+                if flipped:
+                    found[row] = epsilon
+                    remaining.remove(row)
+        return found
+
+
+def error_outcome(item: AuditItem, message: str) -> ImageOutcome:
+    """An image that could not be read: an error row; the audit goes on."""
+    return ImageOutcome(
+        item.index,
+        {
+            "index": item.index,
+            "name": item.name,
+            "status": "error",
+            "error": message,
+            "label": item.label,
+            "flags": [FLAG_ERROR],
+            "maps": {},
+            "predictions": [],
+        },
+    )
+
+
+def _message(error: Exception) -> str:
+    return error.message if isinstance(error, CnnlensError) else f"{type(error).__name__}: {error}"
+
+
+def _thumbnail(image: Image.Image, side: int) -> Image.Image:
+    small = image.copy()
+    small.thumbnail((side, side), Image.Resampling.BILINEAR)
+    return small
+
+
+def _bounded(image: Image.Image, side: int) -> Image.Image:
+    return image if max(image.size) <= side else _thumbnail(image, side)
+
+
+def _jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=82)
+    return buffer.getvalue()

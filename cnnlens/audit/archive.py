@@ -1,0 +1,183 @@
+"""Safe extraction of uploaded zip and tar archives: zip-slip, absolute paths, links and
+special files are refused; member count, member size and total uncompressed size are capped."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import tarfile
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cnnlens.errors import CnnlensError
+
+_CHUNK = 1 << 20
+
+
+class ArchiveError(CnnlensError):
+    """An archive that is malformed or unsafe to extract."""
+
+    code = "bad_archive"
+    status = 400
+
+
+class ArchiveTooLargeError(ArchiveError):
+    code = "archive_too_large"
+    status = 413
+
+
+class ArchiveLimits(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_archive_bytes: int = Field(default=200 * 1024 * 1024, ge=1, description="the archive file")
+    max_members: int = Field(default=10_000, ge=1, description="entries in the archive")
+    max_member_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1, description="one file, uncompressed"
+    )
+    max_total_bytes: int = Field(
+        default=1024 * 1024 * 1024, ge=1, description="all files, uncompressed"
+    )
+
+
+def archive_kind(path: Path) -> str | None:
+    """ "zip", "tar" or None (not an archive)."""
+    if zipfile.is_zipfile(path):
+        return "zip"
+    try:
+        if tarfile.is_tarfile(path):
+            return "tar"
+    except OSError:
+        return None
+    return None
+
+
+def safe_member_path(name: str) -> PurePosixPath:
+    """The relative path an entry may be written to, or ArchiveError for anything escaping."""
+    text = name.replace("\\", "/")
+    if not text or text.startswith("/") or (len(text) > 1 and text[1] == ":"):
+        raise ArchiveError(f"archive entry {name!r} has an absolute path; refused")
+    parts = [part for part in PurePosixPath(text).parts if part not in ("", ".")]
+    if any(part == ".." for part in parts):
+        raise ArchiveError(f"archive entry {name!r} points outside the archive (..); refused")
+    if not parts:
+        raise ArchiveError(f"archive entry {name!r} has no file name; refused")
+    return PurePosixPath(*parts)
+
+
+def extract_archive(path: Path, destination: Path, limits: ArchiveLimits | None = None) -> Path:
+    """Check every entry first, then extract regular files into `destination` (created)."""
+    limits = limits or ArchiveLimits()
+    size = path.stat().st_size
+    if size > limits.max_archive_bytes:
+        raise ArchiveTooLargeError(
+            f"the archive is {size} bytes; the limit is {limits.max_archive_bytes}"
+        )
+    kind = archive_kind(path)
+    if kind is None:
+        raise ArchiveError("not a zip or tar archive")
+    destination.mkdir(parents=True, exist_ok=True)
+    try:
+        if kind == "zip":
+            _extract_zip(path, destination, limits)
+        else:
+            _extract_tar(path, destination, limits)
+    except ArchiveError:
+        shutil.rmtree(destination, ignore_errors=True)
+        raise
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as error:
+        shutil.rmtree(destination, ignore_errors=True)
+        raise ArchiveError(f"cannot read the {kind} archive: {error}") from None
+    return destination
+
+
+def _check_totals(count: int, total: int, limits: ArchiveLimits) -> None:
+    if count > limits.max_members:
+        raise ArchiveTooLargeError(
+            f"the archive has {count} entries; the limit is {limits.max_members}"
+        )
+    if total > limits.max_total_bytes:
+        raise ArchiveTooLargeError(
+            f"the archive holds {total} bytes uncompressed; the limit is {limits.max_total_bytes}"
+        )
+
+
+def _check_member_size(name: str, size: int, limits: ArchiveLimits) -> None:
+    if size > limits.max_member_bytes:
+        raise ArchiveTooLargeError(
+            f"archive entry {name!r} is {size} bytes; the limit is {limits.max_member_bytes}"
+        )
+
+
+def _extract_zip(path: Path, destination: Path, limits: ArchiveLimits) -> None:
+    with zipfile.ZipFile(path) as archive:
+        entries = archive.infolist()
+        _check_totals(len(entries), 0, limits)
+        files: list[tuple[zipfile.ZipInfo, PurePosixPath]] = []
+        total = 0
+        for entry in entries:
+            target = safe_member_path(entry.filename)
+            mode = entry.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                raise ArchiveError(f"archive entry {entry.filename!r} is a link; refused")
+            if entry.is_dir():
+                continue
+            if mode and not stat.S_ISREG(mode):
+                raise ArchiveError(f"archive entry {entry.filename!r} is not a regular file")
+            _check_member_size(entry.filename, entry.file_size, limits)
+            total += entry.file_size
+            files.append((entry, target))
+        _check_totals(len(entries), total, limits)
+        budget = _Budget(limits)
+        for entry, target in files:
+            with archive.open(entry) as source:
+                _copy(source, destination / target, entry.filename, budget)
+
+
+def _extract_tar(path: Path, destination: Path, limits: ArchiveLimits) -> None:
+    with tarfile.open(path, "r:*") as archive:
+        files: list[tuple[tarfile.TarInfo, PurePosixPath]] = []
+        total = count = 0
+        for member in archive:  # streams headers: stop early on a flood of entries
+            count += 1
+            _check_totals(count, total, limits)
+            target = safe_member_path(member.name)
+            if member.issym() or member.islnk():
+                raise ArchiveError(f"archive entry {member.name!r} is a link; refused")
+            if member.isdir():
+                continue
+            if not member.isfile():
+                raise ArchiveError(f"archive entry {member.name!r} is not a regular file")
+            _check_member_size(member.name, member.size, limits)
+            total += member.size
+            files.append((member, target))
+        _check_totals(count, total, limits)
+        budget = _Budget(limits)
+        for member, target in files:
+            source = archive.extractfile(member)
+            if source is None:
+                raise ArchiveError(f"archive entry {member.name!r} cannot be read")
+            with source:
+                _copy(source, destination / target, member.name, budget)
+
+
+class _Budget:
+    """Counts the bytes really written: headers may lie about sizes."""
+
+    def __init__(self, limits: ArchiveLimits) -> None:
+        self.limits = limits
+        self.total = 0
+
+
+def _copy(source: IO[bytes], target: Path, name: str, budget: _Budget) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with open(target, "wb") as sink:
+        while chunk := source.read(_CHUNK):
+            written += len(chunk)
+            budget.total += len(chunk)
+            _check_member_size(name, written, budget.limits)
+            _check_totals(0, budget.total, budget.limits)
+            sink.write(chunk)

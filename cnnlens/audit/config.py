@@ -1,0 +1,79 @@
+"""What an audit computes and how: model, methods, batch size, flag thresholds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_EPSILONS = (0.25, 0.5, 1.0, 2.0)  # PGD L-inf budgets, 0-255 pixel units
+
+
+class AuditConfig(BaseModel):
+    """One audit's settings; the same config on the same images resumes the same job."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(default="efficientnet_lite0", min_length=1, description="load_model name")
+    weights: str = Field(default="default", description='"default", "none" or a weights file')
+    methods: tuple[str, ...] = Field(default=("grad_cam",), min_length=1, description="map methods")
+    layer: str | None = Field(default=None, description="target layer (default: the model's)")
+    batch_size: int = Field(default=8, ge=1, le=256)
+    top_k: int = Field(default=5, ge=1, le=20)
+    low_confidence: float = Field(default=0.5, ge=0, le=1, description="top-1 below this: flagged")
+    min_box_energy: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="share of map energy inside the object below this: flagged",
+    )
+    pointing_tolerance: int = Field(default=15, ge=0, le=256, description="pointing game, pixels")
+    fragility: bool = Field(default=False, description="run the PGD epsilon ladder (slow)")
+    epsilons: tuple[float, ...] = Field(default=DEFAULT_EPSILONS, min_length=1, description="0-255")
+    fragile_at: float = Field(
+        default=0.5,
+        gt=0,
+        le=255,
+        description="flips at this epsilon (0-255) or below: flagged fragile",
+    )
+    pgd_steps: int = Field(default=5, ge=1, le=100)
+    thumbnail_side: int = Field(default=160, ge=32, le=512)
+    overlay_max_side: int = Field(default=1024, ge=64, le=8192, description="overlay PNG files")
+    max_pixels: int = Field(default=40_000_000, ge=1)
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _split_methods(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list | tuple):
+            names = [part.strip() for item in value for part in str(item).split(",")]
+            return tuple(dict.fromkeys(name for name in names if name))
+        return value
+
+    @field_validator("epsilons")
+    @classmethod
+    def _ascending(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(eps <= 0 or eps > 255 for eps in value):
+            raise ValueError("epsilons must lie in (0, 255]")
+        return tuple(sorted(set(value)))
+
+    def signature(self) -> str:
+        """A stable digest of everything that changes the results."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def check_methods(config: AuditConfig) -> None:
+    """Unknown methods and methods without a per-pixel map fail before any work starts."""
+    from cnnlens.errors import InvalidParamsError
+    from cnnlens.methods.base import get_method
+
+    for name in config.methods:
+        method = get_method(name)  # MethodNotFoundError (422) for unknown names
+        if method.produces != "map":
+            raise InvalidParamsError(
+                f"method {name!r} produces {method.produces}, not a heatmap; an audit needs "
+                "heatmap methods (e.g. grad_cam, saliency)"
+            )

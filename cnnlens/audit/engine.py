@@ -1,0 +1,153 @@
+"""Runs an audit job: prepare it in the store (or find the one to resume), analyze the pending
+images batch by batch, save each batch's results, then write the report and tables."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cnnlens.audit.analyze import ImageOutcome, error_outcome
+from cnnlens.audit.archive import ArchiveLimits
+from cnnlens.audit.config import AuditConfig
+from cnnlens.audit.export import overlay_filename, write_outputs
+from cnnlens.audit.files import write_atomic
+from cnnlens.audit.inputs import Annotations, AuditItem, build_items, collect_images
+from cnnlens.audit.store import AuditStore, JobInfo
+from cnnlens.errors import CnnlensError
+
+logger = logging.getLogger("cnnlens.audit")
+
+ProcessBatch = Callable[[Sequence[AuditItem]], list[ImageOutcome]]
+ProgressCallback = Callable[[JobInfo], None]
+STORE_NAME = "audit.sqlite"
+
+
+@dataclass
+class AuditRun:
+    """What one call of `execute` did."""
+
+    job: JobInfo
+    processed: int  # images analyzed in this run (resumed ones not counted)
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+
+def prepare_job(
+    store: AuditStore,
+    *,
+    source: Path,
+    out_dir: Path,
+    config: AuditConfig,
+    annotations: Annotations,
+    categories: Sequence[str],
+    num_classes: int,
+    resume: bool = True,
+    limits: ArchiveLimits | None = None,
+    job_id: str | None = None,
+) -> JobInfo:
+    """The job for these images and this config: the unfinished or finished one already in the
+    store (resume), or a new one."""
+    images, listed_labels = collect_images(source, out_dir, limits)
+    annotations = Annotations(
+        labels={**listed_labels, **annotations.labels},
+        boxes=annotations.boxes,
+        masks=annotations.masks,
+    )
+    items = build_items(images, annotations, categories, num_classes)
+    described = [(it.name, it.label, it.boxes, it.mask_path is not None) for it in items]
+    digest = hashlib.sha256(
+        json.dumps([config.signature(), str(source.resolve()), described]).encode("utf-8")
+    ).hexdigest()
+    if resume:
+        existing = store.find_job(digest)
+        if existing is not None and existing.status != "cancelled":
+            return existing
+    job_id = job_id or uuid.uuid4().hex[:16]
+    store.create_job(
+        job_id,
+        source=str(source),
+        out_dir=str(out_dir),
+        signature=digest,
+        config=config.model_dump(mode="json"),
+        items=items,
+    )
+    job = store.job(job_id)
+    assert job is not None
+    return job
+
+
+def execute(
+    store: AuditStore,
+    job_id: str,
+    process: ProcessBatch,
+    *,
+    batch_size: int,
+    on_progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> AuditRun:
+    """Analyze the job's pending images; finished ones are never redone. Cancellation is
+    checked between batches; the report is written at the end (also when cancelled)."""
+    store.start_run(job_id)
+    job = _job(store, job_id)
+    out_dir = Path(job.out_dir)
+    pending = store.pending_items(job_id)
+    processed = 0
+    if on_progress is not None:
+        on_progress(job)
+    for start in range(0, len(pending), batch_size):
+        if store.cancel_requested(job_id) or (should_stop is not None and should_stop()):
+            store.set_status(job_id, "cancelled", "cancelled by request")
+            return AuditRun(_job(store, job_id), processed, write_outputs(store, job_id, out_dir))
+        batch = pending[start : start + batch_size]
+        outcomes = process_robustly(process, batch)
+        save_outcomes(store, job_id, out_dir, outcomes)
+        processed += len(batch)
+        if on_progress is not None:
+            on_progress(_job(store, job_id))
+    return finish(store, job_id, processed)
+
+
+def finish(store: AuditStore, job_id: str, processed: int) -> AuditRun:
+    job = _job(store, job_id)
+    status = "done" if job.done == job.total else "failed"
+    message = None if status == "done" else f"{job.total - job.done} images left unprocessed"
+    store.set_status(job_id, status, message)
+    outputs = write_outputs(store, job_id, Path(job.out_dir))
+    return AuditRun(_job(store, job_id), processed, outputs)
+
+
+def process_robustly(process: ProcessBatch, batch: Sequence[AuditItem]) -> list[ImageOutcome]:
+    """A batch that fails on some image's content is retried image by image, so one bad
+    image becomes one error row instead of failing its neighbours."""
+    try:
+        return process(batch)
+    except CnnlensError as error:
+        if len(batch) == 1:
+            return [error_outcome(batch[0], error.message)]
+        logger.info("audit batch failed (%s); retrying its images one by one", error.message)
+        return [outcome for item in batch for outcome in process_robustly(process, [item])]
+
+
+def save_outcomes(
+    store: AuditStore, job_id: str, out_dir: Path, outcomes: Sequence[ImageOutcome]
+) -> None:
+    """Overlay PNG files first, then the batch's rows in one transaction."""
+    for outcome in outcomes:
+        files = {}
+        for method, png in outcome.overlay_pngs.items():
+            relative = overlay_filename(outcome.index, outcome.record["name"], method)
+            write_atomic(out_dir / relative, png)
+            files[method] = relative
+        outcome.record["overlays"] = files
+    store.save_outcomes(job_id, outcomes)
+
+
+def _job(store: AuditStore, job_id: str) -> JobInfo:
+    job = store.job(job_id)
+    if job is None:
+        raise KeyError(f"no audit job {job_id!r}")
+    return job

@@ -1,0 +1,173 @@
+"""What an audit looks at: the images of a folder, an archive or a CSV list, with optional
+labels (class index or name), object boxes and masks."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from cnnlens.audit.archive import ArchiveLimits, archive_kind, extract_archive
+from cnnlens.audit.localization import Box
+from cnnlens.errors import CnnlensError, TargetError
+from cnnlens.methods.targets import class_index
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+T = TypeVar("T")
+_HEADER_WORDS = frozenset({"filename", "file", "path", "image", "name"})
+
+
+class AuditInputError(CnnlensError):
+    """An audit source, labels, boxes or masks file that cannot be used."""
+
+    code = "bad_audit_input"
+    status = 400
+
+
+@dataclass
+class AuditItem:
+    """One image of an audit, in a fixed order."""
+
+    index: int
+    name: str  # relative to the source, posix separators: the key for labels and boxes
+    path: str
+    label: int | None = None
+    boxes: list[Box] = field(default_factory=list)
+    mask_path: str | None = None
+
+
+@dataclass
+class Annotations:
+    """Optional ground truth, keyed by image name (relative path or bare file name)."""
+
+    labels: dict[str, str] = field(default_factory=dict)  # raw text: index or class name
+    boxes: dict[str, list[Box]] = field(default_factory=dict)
+    masks: dict[str, str] = field(default_factory=dict)  # name -> mask file
+
+
+def collect_images(source: Path, workdir: Path, limits: ArchiveLimits | None = None) -> tuple[
+    list[tuple[str, Path]], dict[str, str]
+]:  # fmt: skip
+    """(name, path) pairs in name order, and labels a CSV listing may carry in its 2nd column.
+
+    A folder is scanned recursively for image suffixes; a zip or tar archive is extracted
+    safely into `workdir/input` first; a CSV lists files relative to its own folder.
+    """
+    if source.is_dir():
+        return _scan(source), {}
+    if not source.is_file():
+        raise AuditInputError(f"no such file or folder: {source}")
+    if source.suffix.lower() == ".csv":
+        return _listed(source)
+    if archive_kind(source) is not None:
+        root = extract_archive(source, workdir / "input", limits)
+        return _scan(root), {}
+    raise AuditInputError(f"{source} is not a folder, a zip or tar archive, or a CSV list")
+
+
+def _scan(root: Path) -> list[tuple[str, Path]]:
+    found = []
+    for path in root.rglob("*"):
+        relative = path.relative_to(root)
+        hidden = any(part.startswith(".") or part == "__MACOSX" for part in relative.parts)
+        if hidden or path.suffix.lower() not in IMAGE_SUFFIXES or path.is_symlink():
+            continue
+        if path.is_file():
+            found.append((relative.as_posix(), path))
+    return sorted(found)
+
+
+def _rows(path: Path) -> list[list[str]]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            rows = [[cell.strip() for cell in row] for row in csv.reader(handle)]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise AuditInputError(f"cannot read the CSV file {path.name}: {error}") from None
+    rows = [row for row in rows if row and any(row) and not row[0].startswith("#")]
+    if rows and rows[0][0].lower() in _HEADER_WORDS:
+        rows = rows[1:]
+    return rows
+
+
+def _listed(listing: Path) -> tuple[list[tuple[str, Path]], dict[str, str]]:
+    images: list[tuple[str, Path]] = []
+    labels: dict[str, str] = {}
+    for row in _rows(listing):
+        path = Path(row[0])
+        path = path if path.is_absolute() else listing.parent / path
+        images.append((row[0], path))  # a missing file becomes an error row, not a refusal
+        if len(row) > 1 and row[1]:
+            labels[row[0]] = row[1]
+    return images, labels
+
+
+def read_labels(path: Path) -> dict[str, str]:
+    """CSV `filename,label` (label: class index or class name; an optional header row)."""
+    labels = {}
+    for row in _rows(path):
+        if len(row) < 2 or not row[1]:
+            raise AuditInputError(f"{path.name}: each row needs filename,label; got {row}")
+        labels[row[0]] = row[1]
+    return labels
+
+
+def read_boxes(path: Path) -> dict[str, list[Box]]:
+    """CSV `filename,x0,y0,x1,y1` in image pixels; several rows per image for several boxes."""
+    boxes: dict[str, list[Box]] = {}
+    for row in _rows(path):
+        try:
+            x0, y0, x1, y1 = (float(value) for value in row[1:5])
+        except ValueError:
+            raise AuditInputError(
+                f"{path.name}: each row needs filename,x0,y0,x1,y1 numbers; got {row}"
+            ) from None
+        if len(row) < 5 or x1 <= x0 or y1 <= y0:
+            raise AuditInputError(f"{path.name}: a box needs x0 < x1 and y0 < y1; got {row}")
+        boxes.setdefault(row[0], []).append((x0, y0, x1, y1))
+    return boxes
+
+
+def read_masks(folder: Path) -> dict[str, str]:
+    """Mask images (non-zero = object) named like the images: `cat.png` for `cat.jpg`."""
+    if not folder.is_dir():
+        raise AuditInputError(f"no such masks folder: {folder}")
+    return {name: str(path) for name, path in _scan(folder)}
+
+
+def build_items(
+    images: Sequence[tuple[str, Path]],
+    annotations: Annotations,
+    categories: Sequence[str],
+    num_classes: int,
+) -> list[AuditItem]:
+    """Attach labels, boxes and masks to the images; unknown class names fail at once."""
+    masks_by_stem = {
+        Path(name).with_suffix("").as_posix(): path for name, path in annotations.masks.items()
+    }
+    masks_by_stem |= {Path(name).stem: path for name, path in annotations.masks.items()}
+    items, bad = [], []
+    for index, (name, path) in enumerate(images):
+        label = None
+        raw = _lookup(annotations.labels, name)
+        if raw is not None:
+            try:
+                label = class_index(raw, categories, num_classes)
+            except TargetError as error:
+                bad.append(f"{name}: {error.message}")
+        stem = Path(name).with_suffix("").as_posix()
+        mask = masks_by_stem.get(stem) or masks_by_stem.get(Path(name).stem)
+        boxes = _lookup(annotations.boxes, name) or []
+        items.append(AuditItem(index, name, str(path), label, list(boxes), mask))
+    if bad:
+        shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise AuditInputError(f"labels that name no class of the model: {shown}", code="bad_labels")
+    return items
+
+
+def _lookup(table: Mapping[str, T], name: str) -> T | None:
+    """By relative path first, then by bare file name."""
+    if name in table:
+        return table[name]
+    return table.get(Path(name).name)

@@ -1,0 +1,76 @@
+"""The library / CLI entry point: `run_audit(source, out_dir, ...)` in this process or on Ray."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from cnnlens.audit.analyze import AuditAnalyzer
+from cnnlens.audit.config import AuditConfig, check_methods
+from cnnlens.audit.engine import STORE_NAME, AuditRun, ProgressCallback, execute, prepare_job
+from cnnlens.audit.inputs import Annotations, read_boxes, read_labels, read_masks
+from cnnlens.audit.store import AuditStore
+from cnnlens.methods.run import resolve_layer
+from cnnlens.models.loaded import LoadedModel
+from cnnlens.models.registry import load_model
+
+
+def run_audit(
+    source: Path | str,
+    out_dir: Path | str,
+    config: AuditConfig | None = None,
+    *,
+    labels: Path | str | None = None,
+    boxes: Path | str | None = None,
+    masks: Path | str | None = None,
+    engine: Literal["local", "ray"] = "local",
+    model: LoadedModel | None = None,
+    resume: bool = True,
+    on_progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    ray_address: str | None = None,
+) -> AuditRun:
+    """Audit a folder, a zip/tar archive or a CSV list of images into `out_dir`.
+
+    Writes out_dir/index.html, results.jsonl, results.csv, summary.json, overlays/*.png and
+    keeps its progress in out_dir/audit.sqlite: running it again with the same images and
+    config resumes the unfinished job (finished images are not analyzed again).
+    """
+    config = config or AuditConfig()
+    check_methods(config)
+    source, out_dir = Path(source), Path(out_dir)
+    loaded = model or load_model(config.model, weights=config.weights)
+    resolve_layer(loaded, config.layer, loaded.input_size)  # unknown layer: fail before work
+    annotations = Annotations(
+        labels=read_labels(Path(labels)) if labels else {},
+        boxes=read_boxes(Path(boxes)) if boxes else {},
+        masks=read_masks(Path(masks)) if masks else {},
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = AuditStore(out_dir / STORE_NAME)
+    try:
+        job = prepare_job(
+            store,
+            source=source,
+            out_dir=out_dir,
+            config=config,
+            annotations=annotations,
+            categories=loaded.categories,
+            num_classes=len(loaded.categories) or 1000,
+            resume=resume,
+        )
+        if engine == "ray":
+            from cnnlens.audit.ray_engine import execute_on_ray
+
+            return execute_on_ray(
+                store, job.id, config, on_progress=on_progress, should_stop=should_stop,
+                address=ray_address,
+            )  # fmt: skip
+        analyzer = AuditAnalyzer(loaded, config)
+        return execute(
+            store, job.id, analyzer, batch_size=config.batch_size, on_progress=on_progress,
+            should_stop=should_stop,
+        )  # fmt: skip
+    finally:
+        store.close()

@@ -1,0 +1,267 @@
+"""The self-contained HTML report: summary, inline SVG charts, class-mean maps and a sortable,
+filterable table with embedded thumbnails and overlays (base64); no external resource."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Mapping, Sequence
+from html import escape
+from typing import Any
+
+from PIL import Image
+
+from cnnlens import render
+from cnnlens.audit.analyze import FLAGS
+from cnnlens.audit.svg import bar_chart, stacked_histogram
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:20px;color:#222}
+h1{font-size:22px}h2{font-size:17px;margin-top:28px}
+.cards{display:flex;gap:12px;flex-wrap:wrap}.card{border:1px solid #ddd;border-radius:6px;
+padding:8px 14px}.card b{display:block;font-size:20px}
+.charts{display:flex;gap:24px;flex-wrap:wrap}
+table{border-collapse:collapse;font-size:13px}th,td{border-bottom:1px solid #eee;padding:4px 6px;
+text-align:left;vertical-align:middle}th.sortable{cursor:pointer;user-select:none}
+th.sortable:after{content:" \\2195";color:#aaa}
+.flag{display:inline-block;background:#fde2e1;color:#a11;border-radius:3px;padding:1px 5px;
+margin:1px;font-size:11px}.ok{color:#176b1f}.bad{color:#b11}
+img.t{max-height:96px;max-width:128px}.means{display:flex;gap:12px;flex-wrap:wrap}
+.means figure{margin:0;text-align:center;font-size:12px}
+#controls{margin:8px 0;display:flex;gap:12px;align-items:center}
+"""
+
+_SCRIPT = """
+(function(){
+const table=document.getElementById('results');const body=table.tBodies[0];
+const rows=Array.from(body.rows);const search=document.getElementById('search');
+const flag=document.getElementById('flag');const shown=document.getElementById('shown');
+function apply(){const q=search.value.toLowerCase();const f=flag.value;let n=0;
+ for(const r of rows){const hit=(!q||r.dataset.text.includes(q))&&
+  (f==='all'||(f==='flagged'?r.dataset.flags!=='':(' '+r.dataset.flags+' ').includes(' '+f+' ')));
+  r.style.display=hit?'':'none';if(hit)n++;}
+ shown.textContent=n+' of '+rows.length+' images';}
+search.addEventListener('input',apply);flag.addEventListener('change',apply);
+table.querySelectorAll('th.sortable').forEach(function(th){let up=true;
+ th.addEventListener('click',function(){const c=th.cellIndex;const num=th.dataset.type==='num';
+  rows.sort(function(a,b){let x=a.cells[c].dataset.v,y=b.cells[c].dataset.v;
+   if(num){x=x===''?-Infinity:+x;y=y===''?-Infinity:+y;return up?x-y:y-x;}
+   return up?x.localeCompare(y):y.localeCompare(x);});
+  up=!up;rows.forEach(function(r){body.appendChild(r);});});});
+apply();})();
+"""
+
+
+def render_report(
+    *,
+    job: Mapping[str, Any],
+    records: Sequence[Mapping[str, Any]],
+    summary: Mapping[str, Any],
+    thumbnails: Mapping[int, bytes],
+    overlays: Mapping[int, Mapping[str, bytes]],
+    class_means: Sequence[Mapping[str, Any]],
+) -> str:
+    """The report as one HTML string."""
+    methods = list(job.get("methods") or [])
+    ordered = sorted(records, key=lambda r: (-len(r.get("flags") or ()), r["index"]))
+    title = f"cnnlens audit {job.get('id', '')}"
+    return "".join(
+        [
+            "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+            f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>",
+            f"<h1>{escape(title)}</h1>",
+            _header(job, summary),
+            _charts(records, summary),
+            _tables(summary),
+            _class_means(class_means, methods),
+            _results_table(ordered, methods, thumbnails, overlays),
+            f"<script>{_SCRIPT}</script></body></html>",
+        ]
+    )
+
+
+def _header(job: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
+    accuracy = summary.get("accuracy")
+    mean_confidence = summary.get("mean_confidence")
+    cards = [
+        ("images", summary["images"]),
+        ("analyzed", summary["analyzed"]),
+        ("errors", summary["errors"]),
+        ("flagged", summary["flagged"]),
+        ("accuracy", "-" if accuracy is None else f"{accuracy:.1%} of {summary['labelled']}"),
+        ("mean confidence", "-" if mean_confidence is None else f"{mean_confidence:.3f}"),
+    ]
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(job.get("updated") or time.time()))
+    meta = (
+        f"<p>model <b>{escape(str(job.get('model')))}</b>, methods "
+        f"<b>{escape(', '.join(job.get('methods') or []))}</b>, status "
+        f"<b>{escape(str(job.get('status')))}</b>, {escape(when)}</p>"
+    )
+    return (
+        meta
+        + "<div class='cards'>"
+        + "".join(
+            f"<div class='card'>{escape(name)}<b>{escape(str(value))}</b></div>"
+            for name, value in cards
+        )
+        + "</div>"
+    )
+
+
+def _charts(records: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> str:
+    ok = [r for r in records if r.get("status") == "ok"]
+    series = [
+        ("correct", "#59a14f", [r["confidence"] for r in ok if r.get("correct") is True]),
+        ("wrong", "#e15759", [r["confidence"] for r in ok if r.get("correct") is False]),
+        ("unlabelled", "#9d9da1", [r["confidence"] for r in ok if r.get("correct") is None]),
+    ]
+    charts = [stacked_histogram("Top-1 confidence", [s for s in series if s[2]] or series[:1])]
+    per_class = list(summary.get("per_class") or [])[:20]
+    if per_class:
+        charts.append(
+            bar_chart(
+                "Accuracy per class (worst first)",
+                [f"{e['name']} ({e['n']})" for e in per_class],
+                [e["accuracy"] for e in per_class],
+                maximum=1.0,
+                fmt="{:.0%}",
+                color="#59a14f",
+            )  # fmt: skip
+        )
+    counts = summary.get("flag_counts") or {}
+    charts.append(
+        bar_chart("Flags", list(FLAGS), [counts.get(f, 0) for f in FLAGS], color="#e15759")
+    )
+    return "<h2>Summary</h2><div class='charts'>" + "".join(charts) + "</div>"
+
+
+def _tables(summary: Mapping[str, Any]) -> str:
+    parts = []
+    pairs = list(summary.get("confusion_pairs") or [])[:15]
+    if pairs:
+        parts.append("<h2>Confusion pairs</h2><table><tr><th>label</th><th>predicted</th>"
+                     "<th>count</th></tr>")  # fmt: skip
+        parts += [
+            f"<tr><td>{escape(p['label_name'])}</td><td>{escape(p['predicted_name'])}</td>"
+            f"<td>{p['count']}</td></tr>"
+            for p in pairs
+        ]
+        parts.append("</table>")
+    mistakes = list(summary.get("confident_mistakes") or [])
+    if mistakes:
+        parts.append("<h2>Most confident mistakes</h2><table><tr><th>image</th><th>label</th>"
+                     "<th>predicted</th><th>confidence</th></tr>")  # fmt: skip
+        parts += [
+            f"<tr><td>{escape(m['name'])}</td><td>{escape(m['label_name'])}</td>"
+            f"<td>{escape(m['predicted_name'])}</td><td>{m['confidence']:.3f}</td></tr>"
+            for m in mistakes
+        ]
+        parts.append("</table>")
+    return "".join(parts)
+
+
+def _class_means(class_means: Sequence[Mapping[str, Any]], methods: Sequence[str]) -> str:
+    if not class_means:
+        return ""
+    method = methods[0] if methods else "map"
+    figures = []
+    for entry in class_means:
+        heat = render.heatmap_image(entry["map"]).resize((112, 112), Image.Resampling.BILINEAR)
+        figures.append(
+            f"<figure><img alt='mean map' src='{_data_uri(render.to_png(heat), 'png')}'>"
+            f"<figcaption>{escape(entry['name'])} ({entry['n']})</figcaption></figure>"
+        )
+    return (
+        f"<h2>Class-mean {escape(method)} (by predicted class)</h2>"
+        f"<div class='means'>{''.join(figures)}</div>"
+    )
+
+
+def _results_table(
+    records: Sequence[Mapping[str, Any]],
+    methods: Sequence[str],
+    thumbnails: Mapping[int, bytes],
+    overlays: Mapping[int, Mapping[str, bytes]],
+) -> str:
+    options = "".join(f"<option value='{f}'>{f}</option>" for f in FLAGS)
+    head = [
+        ("#", "num"), ("image", None), *((m, None) for m in methods), ("name", "text"),
+        ("label", "text"), ("prediction", "text"), ("confidence", "num"), ("correct", "text"),
+        ("flags", "text"), ("box energy", "num"), ("pointing", "text"), ("fragile ε", "num"),
+    ]  # fmt: skip
+    header = "".join(
+        f"<th class='sortable' data-type='{kind}'>{escape(name)}</th>" if kind
+        else f"<th>{escape(name)}</th>"
+        for name, kind in head
+    )  # fmt: skip
+    rows = [_row(r, methods, thumbnails, overlays) for r in records]
+    return (
+        "<h2>Images (flagged first)</h2><div id='controls'>"
+        "<input id='search' type='search' placeholder='filter by name, class, flag…'>"
+        f"<select id='flag'><option value='all'>all images</option><option value='flagged'>"
+        f"flagged</option>{options}</select><span id='shown'></span></div>"
+        f"<table id='results'><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}"
+        "</tbody></table>"
+    )
+
+
+def _row(
+    record: Mapping[str, Any],
+    methods: Sequence[str],
+    thumbnails: Mapping[int, bytes],
+    overlays: Mapping[int, Mapping[str, bytes]],
+) -> str:
+    index = record["index"]
+    flags = list(record.get("flags") or [])
+    name = str(record["name"])
+    label = record.get("label_name") or ""
+    predicted = record.get("predicted_name") or ""
+    text = " ".join([name, label, predicted, *flags]).lower()
+    cells = [_cell(str(index), index)]
+    cells.append(_image_cell(thumbnails.get(index), name))
+    for method in methods:
+        cells.append(_image_cell(overlays.get(index, {}).get(method), f"{method} of {name}"))
+    cells.append(_cell(escape(name), name))
+    cells.append(_cell(escape(label), label))
+    if record.get("status") == "error":
+        cells.append(f"<td colspan='2' class='bad'>{escape(str(record.get('error')))}</td>")
+    else:
+        cells.append(_cell(escape(predicted), predicted))
+        cells.append(_cell(f"{record['confidence']:.3f}", record["confidence"]))
+    correct = record.get("correct")
+    mark = {True: "<span class='ok'>yes</span>", False: "<span class='bad'>no</span>"}
+    shown_correct = "" if correct is None else mark[bool(correct)]
+    cells.append(_cell(shown_correct, "" if correct is None else str(correct)))
+    cells.append(
+        _cell("".join(f"<span class='flag'>{escape(f)}</span>" for f in flags), " ".join(flags))
+    )
+    first = (record.get("maps") or {}).get(methods[0] if methods else "", {})
+    energy = first.get("box_energy")
+    cells.append(_cell("" if energy is None else f"{energy:.2f}", "" if energy is None else energy))
+    hit = first.get("pointing_hit")
+    cells.append(
+        _cell({True: "hit", False: "miss"}.get(hit, ""), str(hit) if hit is not None else "")
+    )
+    epsilon = record.get("fragile_epsilon")
+    shown = "" if epsilon is None else f"{epsilon:g}/255"
+    if epsilon is None and record.get("fragility_tested"):
+        shown = "robust"
+    cells.append(_cell(shown, "" if epsilon is None else epsilon))
+    return (
+        f"<tr data-flags='{escape(' '.join(flags))}' data-text='{escape(text)}'>"
+        f"{''.join(cells)}</tr>"
+    )
+
+
+def _cell(content: str, value: Any) -> str:
+    return f"<td data-v='{escape(str(value))}'>{content}</td>"
+
+
+def _image_cell(data: bytes | None, alt: str) -> str:
+    if data is None:
+        return "<td></td>"
+    return f"<td><img class='t' alt='{escape(alt)}' src='{_data_uri(data, 'jpeg')}'></td>"
+
+
+def _data_uri(data: bytes, kind: str) -> str:
+    return f"data:image/{kind};base64,{base64.b64encode(data).decode('ascii')}"

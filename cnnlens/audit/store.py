@@ -1,0 +1,333 @@
+"""The audit store: jobs, their images and per-image results in SQLite (WAL), so that a killed
+audit resumes where it stopped and a restarted service still lists its jobs."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnlens.audit.analyze import ImageOutcome
+from cnnlens.audit.inputs import AuditItem
+
+ACTIVE = ("queued", "running")
+FINISHED = ("done", "failed", "cancelled")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    status TEXT NOT NULL,
+    source TEXT NOT NULL,
+    out_dir TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    config TEXT NOT NULL,
+    total INTEGER NOT NULL,
+    message TEXT,
+    run_started REAL,
+    run_start_done INTEGER NOT NULL DEFAULT 0,
+    finished REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_signature ON jobs (signature);
+CREATE TABLE IF NOT EXISTS items (
+    job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    label INTEGER,
+    boxes TEXT NOT NULL,
+    mask_path TEXT,
+    status TEXT NOT NULL DEFAULT 'pending',
+    record TEXT,
+    thumbnail BLOB,
+    mean_map BLOB,
+    PRIMARY KEY (job_id, idx)
+);
+CREATE TABLE IF NOT EXISTS overlays (
+    job_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    thumbnail BLOB NOT NULL,
+    PRIMARY KEY (job_id, idx, method)
+);
+"""
+
+
+@dataclass
+class JobInfo:
+    id: str
+    status: str
+    created: float
+    updated: float
+    source: str
+    out_dir: str
+    signature: str
+    config: dict[str, Any]
+    total: int
+    done: int
+    errors: int
+    message: str | None
+    run_started: float | None
+    run_start_done: int
+    finished: float | None
+    cancel_requested: bool
+
+    @property
+    def eta_s(self) -> float | None:
+        """Remaining seconds at this run's pace; None before the first image of the run."""
+        if self.status != "running" or self.run_started is None:
+            return None
+        finished_now = self.done - self.run_start_done
+        if finished_now <= 0:
+            return None
+        rate = (time.time() - self.run_started) / finished_now
+        return round(rate * (self.total - self.done), 1)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "created": self.created,
+            "updated": self.updated,
+            "finished": self.finished,
+            "model": self.config.get("model"),
+            "methods": self.config.get("methods"),
+            "progress": {
+                "done": self.done,
+                "total": self.total,
+                "errors": self.errors,
+                "fraction": round(self.done / self.total, 4) if self.total else 1.0,
+            },
+            "eta_s": self.eta_s,
+            "message": self.message,
+        }
+
+
+class AuditStore:
+    """One SQLite file; safe to share between threads (one connection behind a lock)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._connection = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        self._connection.row_factory = sqlite3.Row
+        with self._lock:
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            self._connection.execute("PRAGMA synchronous=NORMAL")
+            self._connection.execute("PRAGMA foreign_keys=ON")
+            self._connection.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._connection:
+            yield self._connection
+
+    def create_job(
+        self,
+        job_id: str,
+        *,
+        source: str,
+        out_dir: str,
+        signature: str,
+        config: dict[str, Any],
+        items: Sequence[AuditItem],
+    ) -> None:
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO jobs (id, created, updated, status, source, out_dir, signature,"
+                " config, total) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+                (job_id, now, now, source, out_dir, signature, json.dumps(config), len(items)),
+            )
+            db.executemany(
+                "INSERT INTO items (job_id, idx, name, path, label, boxes, mask_path)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        job_id,
+                        it.index,
+                        it.name,
+                        it.path,
+                        it.label,
+                        json.dumps(it.boxes),
+                        it.mask_path,
+                    )
+                    for it in items
+                ],
+            )
+
+    def job(self, job_id: str) -> JobInfo | None:
+        with self._lock:
+            row = self._connection.execute(_JOB_QUERY + " WHERE j.id = ?", (job_id,)).fetchone()
+        return _job_info(row) if row else None
+
+    def jobs(self) -> list[JobInfo]:
+        with self._lock:
+            rows = self._connection.execute(_JOB_QUERY + " ORDER BY j.created DESC").fetchall()
+        return [_job_info(row) for row in rows]
+
+    def find_job(self, signature: str) -> JobInfo | None:
+        """The newest job with this signature (same source and config)."""
+        with self._lock:
+            row = self._connection.execute(
+                _JOB_QUERY + " WHERE j.signature = ? ORDER BY j.created DESC LIMIT 1",
+                (signature,),
+            ).fetchone()
+        return _job_info(row) if row else None
+
+    def delete_job(self, job_id: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM overlays WHERE job_id = ?", (job_id,))
+            db.execute("DELETE FROM items WHERE job_id = ?", (job_id,))
+            db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+    def set_status(self, job_id: str, status: str, message: str | None = None) -> None:
+        now = time.time()
+        finished = now if status in FINISHED else None
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET status = ?, message = ?, updated = ?, finished = ? WHERE id = ?",
+                (status, message, now, finished, job_id),
+            )
+
+    def start_run(self, job_id: str) -> None:
+        """Mark the job running and remember where this run began (for the ETA)."""
+        with self._transaction() as db:
+            done = db.execute(
+                "SELECT COUNT(*) FROM items WHERE job_id = ? AND status != 'pending'", (job_id,)
+            ).fetchone()[0]
+            now = time.time()
+            db.execute(
+                "UPDATE jobs SET status = 'running', message = NULL, updated = ?, finished = NULL,"
+                " run_started = ?, run_start_done = ? WHERE id = ?",
+                (now, now, done, job_id),
+            )
+
+    def request_cancel(self, job_id: str) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+
+    def cancel_requested(self, job_id: str) -> bool:
+        with self._lock:
+            row = self._connection.execute(
+                "SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+        return bool(row and row[0])
+
+    def pending_items(self, job_id: str) -> list[AuditItem]:
+        with self._lock:
+            rows = self._connection.execute(
+                "SELECT idx, name, path, label, boxes, mask_path FROM items"
+                " WHERE job_id = ? AND status = 'pending' ORDER BY idx",
+                (job_id,),
+            ).fetchall()
+        return [
+            AuditItem(
+                row["idx"],
+                row["name"],
+                row["path"],
+                row["label"],
+                [tuple(box) for box in json.loads(row["boxes"])],
+                row["mask_path"],
+            )  # fmt: skip
+            for row in rows
+        ]
+
+    def save_outcomes(self, job_id: str, outcomes: Sequence[ImageOutcome]) -> None:
+        """One transaction per batch: a killed run loses at most the batch in flight."""
+        with self._transaction() as db:
+            for outcome in outcomes:
+                status = "error" if outcome.record.get("status") == "error" else "done"
+                db.execute(
+                    "UPDATE items SET status = ?, record = ?, thumbnail = ?, mean_map = ?"
+                    " WHERE job_id = ? AND idx = ?",
+                    (
+                        status, json.dumps(outcome.record), outcome.thumbnail, outcome.mean_map,
+                        job_id, outcome.index,
+                    ),
+                )  # fmt: skip
+                db.executemany(
+                    "INSERT OR REPLACE INTO overlays (job_id, idx, method, thumbnail)"
+                    " VALUES (?, ?, ?, ?)",
+                    [
+                        (job_id, outcome.index, method, data)
+                        for method, data in outcome.overlay_thumbnails.items()
+                    ],
+                )
+            db.execute("UPDATE jobs SET updated = ? WHERE id = ?", (time.time(), job_id))
+
+    def records(self, job_id: str) -> list[dict[str, Any]]:
+        """Finished images' records, in input order."""
+        with self._lock:
+            rows = self._connection.execute(
+                "SELECT record FROM items WHERE job_id = ? AND record IS NOT NULL ORDER BY idx",
+                (job_id,),
+            ).fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def thumbnails(self, job_id: str) -> dict[int, bytes]:
+        with self._lock:
+            rows = self._connection.execute(
+                "SELECT idx, thumbnail FROM items WHERE job_id = ? AND thumbnail IS NOT NULL",
+                (job_id,),
+            ).fetchall()
+        return {row[0]: row[1] for row in rows}
+
+    def overlay_thumbnails(self, job_id: str) -> dict[int, dict[str, bytes]]:
+        with self._lock:
+            rows = self._connection.execute(
+                "SELECT idx, method, thumbnail FROM overlays WHERE job_id = ?", (job_id,)
+            ).fetchall()
+        found: dict[int, dict[str, bytes]] = {}
+        for row in rows:
+            found.setdefault(row[0], {})[row[1]] = row[2]
+        return found
+
+    def mean_maps(self, job_id: str) -> dict[int, bytes]:
+        with self._lock:
+            rows = self._connection.execute(
+                "SELECT idx, mean_map FROM items WHERE job_id = ? AND mean_map IS NOT NULL",
+                (job_id,),
+            ).fetchall()
+        return {row[0]: row[1] for row in rows}
+
+
+_JOB_QUERY = """
+SELECT j.*,
+    (SELECT COUNT(*) FROM items i WHERE i.job_id = j.id AND i.status != 'pending') AS done,
+    (SELECT COUNT(*) FROM items i WHERE i.job_id = j.id AND i.status = 'error') AS errors
+FROM jobs j"""
+
+
+def _job_info(row: sqlite3.Row) -> JobInfo:
+    return JobInfo(
+        id=row["id"],
+        status=row["status"],
+        created=row["created"],
+        updated=row["updated"],
+        source=row["source"],
+        out_dir=row["out_dir"],
+        signature=row["signature"],
+        config=json.loads(row["config"]),
+        total=row["total"],
+        done=row["done"],
+        errors=row["errors"],
+        message=row["message"],
+        run_started=row["run_started"],
+        run_start_done=row["run_start_done"],
+        finished=row["finished"],
+        cancel_requested=bool(row["cancel_requested"]),
+    )

@@ -1,0 +1,162 @@
+"""Audit a model over a folder, a zip/tar archive or a CSV list of images: per image the top-k
+predictions, whether they are right (with --labels), the maps, and flags (misclassified, low
+confidence, explanation off the object, fragile, degenerate map). Writes a self-contained
+index.html, results.jsonl, results.csv and overlays/*.png to --out, and keeps its progress in
+--out/audit.sqlite: run the same command again after an interruption and it resumes.
+
+labels CSV: `filename,label` (class index or name); boxes CSV: `filename,x0,y0,x1,y1` (pixels).
+
+examples:
+  cnnlens audit photos/ --labels labels.csv --out audit/
+  cnnlens audit photos.zip --method grad_cam saliency --boxes boxes.csv --fragility
+  cnnlens audit photos/ --engine ray --ray-address auto
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from cnnlens.client.commands._common import DEFAULT_MODEL, UsageError, echo, split_list
+
+HELP = "audit a model over a folder or archive of images; write an HTML report and tables"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", metavar="PATH", help="folder, .zip/.tar archive or CSV list")
+    parser.add_argument("--labels", type=Path, metavar="CSV", help="filename,label rows")
+    parser.add_argument("--boxes", type=Path, metavar="CSV", help="filename,x0,y0,x1,y1 rows")
+    parser.add_argument("--masks", type=Path, metavar="DIR", help="object masks named as images")
+    parser.add_argument("--out", "-o", type=Path, default=Path("audit"), help="output folder")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
+    parser.add_argument("--weights", default="default", help="'default', 'none' or a weights file")
+    parser.add_argument(
+        "--method", "-m", dest="methods", nargs="+", action="extend", metavar="M",
+        help="heatmap methods, repeated or comma-separated (default: grad_cam)",
+    )  # fmt: skip
+    parser.add_argument("--layer", "-l", help="target layer (default: the model's)")
+    parser.add_argument("--batch-size", type=int, default=8, metavar="N")
+    parser.add_argument("--top-k", type=int, default=5, metavar="K")
+    parser.add_argument(
+        "--low-confidence", type=float, default=0.5, metavar="P",
+        help="flag a top-1 probability below P (default 0.5)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--min-box-energy", type=float, default=0.5, metavar="S",
+        help="flag maps with less than this share of their energy on the object (default 0.5)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--fragility", action="store_true",
+        help="find the smallest PGD epsilon that flips each prediction (slow)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--epsilons", metavar="E,E", help="PGD epsilon ladder in 0-255 units (default 0.25,0.5,1,2)"
+    )
+    parser.add_argument("--engine", choices=("local", "ray"), default="local")
+    parser.add_argument("--ray-address", metavar="ADDR", help="Ray cluster (default: local)")
+    parser.add_argument(
+        "--fresh", action="store_true", help="start a new audit instead of resuming one"
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from pydantic import ValidationError
+
+    from cnnlens.audit import AuditConfig
+
+    values: dict[str, Any] = {
+        "model": args.model,
+        "weights": args.weights,
+        "methods": split_list(args.methods) or ["grad_cam"],
+        "layer": args.layer,
+        "batch_size": args.batch_size,
+        "top_k": args.top_k,
+        "low_confidence": args.low_confidence,
+        "min_box_energy": args.min_box_energy,
+        "fragility": args.fragility,
+    }
+    try:
+        if args.epsilons:
+            values["epsilons"] = [float(value) for value in split_list([args.epsilons])]
+        return AuditConfig.model_validate(values)
+    except (ValidationError, ValueError) as error:
+        raise UsageError(f"invalid audit options: {error}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    source = Path(args.path)
+    if not source.exists():
+        raise UsageError(f"no such file or folder: {source}")
+    for option in ("labels", "boxes"):
+        path = getattr(args, option)
+        if path is not None and not path.is_file():
+            raise UsageError(f"--{option}: no such file: {path}")
+    if args.masks is not None and not args.masks.is_dir():
+        raise UsageError(f"--masks: no such folder: {args.masks}")
+    config = _config(args)
+
+    from cnnlens.audit import run_audit
+
+    bar = _ProgressBar(enabled=not args.quiet)
+    try:
+        result = run_audit(
+            source, args.out, config, labels=args.labels, boxes=args.boxes, masks=args.masks,
+            engine=args.engine, resume=not args.fresh, on_progress=bar.update,
+            ray_address=args.ray_address,
+        )  # fmt: skip
+    finally:
+        bar.close()
+    job = result.job
+    if not args.quiet:
+        _print_summary(result.outputs, job, result.processed)
+    return 0 if job.status == "done" else 1
+
+
+class _ProgressBar:
+    """tqdm on stderr, fed with the job's done/total (resumed images count as done)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def update(self, job: Any) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=job.total, initial=job.done, desc="auditing", unit="image", file=sys.stderr
+            )
+            return
+        self.bar.update(job.done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _print_summary(outputs: dict[str, Path], job: Any, processed: int) -> None:
+    import json
+
+    summary_path = outputs.get("summary.json")
+    summary = json.loads(summary_path.read_text("utf-8"))["summary"] if summary_path else {}
+    accuracy = summary.get("accuracy")
+    resumed = job.total - processed
+    echo(
+        f"audit {job.id}: {job.status}, {summary.get('images', job.total)} images "
+        f"({processed} analyzed now, {resumed} already done), {summary.get('errors', 0)} "
+        f"unreadable, {summary.get('flagged', 0)} flagged"
+        + (
+            f", accuracy {accuracy:.1%} of {summary['labelled']} labelled"
+            if accuracy is not None
+            else ""
+        )
+    )
+    report = outputs.get("index.html")
+    if report is not None:
+        echo(f"report: {report}")
+        echo(f"results: {outputs['results.jsonl']}, {outputs['results.csv']}")
