@@ -19,6 +19,5 @@ COMMANDS: tuple[str, ...] = (
     "models",
     "layers",
     "audit",
-    "audit",
     "compare",
 )
