@@ -77,6 +77,9 @@ CASES: dict[str, Case] = {
     "oversized upload": Case(
         "/v1/explain", 413, "payload_too_large", image=b"\xff\xd8\xff" + b"\x00" * MAX_UPLOAD_BYTES
     ),
+    "body over the request limit": Case(
+        "/v1/explain", 413, "payload_too_large", image=b"\x00" * (MAX_UPLOAD_BYTES + 300_000)
+    ),
     "no image part": Case("/v1/explain", 422, "invalid_request", image=None),
     "image as a text field": Case(
         "/v1/explain", 422, "invalid_request", image=None, data={"image": "not a file"}
