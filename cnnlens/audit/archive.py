@@ -124,7 +124,7 @@ def _extract_zip(path: Path, destination: Path, limits: ArchiveLimits) -> None:
                 raise ArchiveError(f"archive entry {entry.filename!r} is a link; refused")
             if entry.is_dir():
                 continue
-            if mode and not stat.S_ISREG(mode):
+            if stat.S_IFMT(mode) not in (0, stat.S_IFREG):  # no type bits: a plain file
                 raise ArchiveError(f"archive entry {entry.filename!r} is not a regular file")
             _check_member_size(entry.filename, entry.file_size, limits)
             total += entry.file_size

@@ -41,16 +41,30 @@ def write_outputs(store: AuditStore, job_id: str, out_dir: Path) -> dict[str, Pa
     write_atomic(paths[JSONL], "".join(json.dumps(r) + "\n" for r in records))
     write_atomic(paths[CSV], records_csv(records, job.config.get("methods") or []))
     write_atomic(paths[SUMMARY], json.dumps({"job": job.as_dict(), "summary": summary}, indent=2))
-    html = render_report(
+    html = report_html(store, job_id, records, summary)
+    write_atomic(paths[REPORT], html)
+    return paths
+
+
+def report_html(
+    store: AuditStore,
+    job_id: str,
+    records: Sequence[Mapping[str, Any]] | None = None,
+    summary: Mapping[str, Any] | None = None,
+) -> str:
+    """The HTML report from what the store holds now (also for a job still running)."""
+    job = store.job(job_id)
+    if job is None:
+        raise KeyError(job_id)
+    records = store.records(job_id) if records is None else records
+    return render_report(
         job={**job.as_dict(), "updated": job.updated},
         records=records,
-        summary=summary,
+        summary=summarize(records) if summary is None else summary,
         thumbnails=store.thumbnails(job_id),
         overlays=store.overlay_thumbnails(job_id),
         class_means=class_mean_maps(records, store.mean_maps(job_id)),
     )
-    write_atomic(paths[REPORT], html)
-    return paths
 
 
 def records_csv(records: Sequence[Mapping[str, Any]], methods: Sequence[str]) -> str:

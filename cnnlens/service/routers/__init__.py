@@ -20,4 +20,5 @@ V1_ROUTERS = [
     "explain",
     "visualize",
     "compare",
+    "audits",
 ]

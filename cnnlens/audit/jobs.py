@@ -1,0 +1,182 @@
+"""Audit jobs for the service: uploads become jobs in a SQLite store under the data dir, run
+one at a time on a background thread (never on the event loop), resumable after a restart."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import shutil
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from cnnlens.audit.analyze import AuditAnalyzer, ImageOutcome
+from cnnlens.audit.archive import ArchiveLimits
+from cnnlens.audit.config import AuditConfig, check_methods
+from cnnlens.audit.engine import execute, prepare_job
+from cnnlens.audit.inputs import Annotations, AuditItem, read_boxes, read_labels
+from cnnlens.audit.store import ACTIVE, AuditStore, JobInfo
+from cnnlens.errors import CnnlensError
+from cnnlens.models.loaded import LoadedModel
+
+logger = logging.getLogger("cnnlens.audit")
+T = TypeVar("T")
+
+
+class ModelRunner(Protocol):
+    """How jobs reach the service's models (through their worker threads)."""
+
+    def loaded(self, name: str) -> LoadedModel: ...
+
+    def run(self, name: str, work: Callable[[LoadedModel], T]) -> T: ...
+
+    def wait_ready(self, timeout: float) -> bool: ...
+
+
+class JobNotFoundError(CnnlensError):
+    code = "not_found"
+    status = 404
+
+
+class JobFinishedError(CnnlensError):
+    code = "already_finished"
+    status = 409
+
+
+class Interrupted(Exception):
+    """The service is stopping: leave the job queued so that the next start resumes it."""
+
+
+class AuditJobs:
+    """The service's audit jobs: submit, list, look up, cancel; a daemon thread runs them."""
+
+    def __init__(self, root: Path, runner: ModelRunner, limits: ArchiveLimits | None = None):
+        self.root = root
+        self.runner = runner
+        self.limits = limits or ArchiveLimits()
+        self.store = AuditStore(root / "audits.sqlite")
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="cnnlens-audits", daemon=True)
+        self._thread.start()
+        for job in reversed(self.store.jobs()):  # oldest first
+            if job.status in ACTIVE:
+                self._queue.put(job.id)  # a job the last run of the service left unfinished
+
+    def close(self) -> None:
+        self._closed.set()
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+        self.store.close()
+
+    def submit(
+        self,
+        archive: bytes,
+        filename: str,
+        config: AuditConfig,
+        labels: bytes | None = None,
+        boxes: bytes | None = None,
+    ) -> JobInfo:
+        """Store the upload, extract it safely, attach labels and boxes, queue the job.
+        Blocking (file work): call it from a worker thread."""
+        check_methods(config)
+        loaded = self.runner.loaded(config.model)
+        job_id = uuid.uuid4().hex
+        job_dir = self.root / job_id
+        job_dir.mkdir(parents=True)
+        try:
+            suffix = "".join(Path(filename).suffixes[-2:])[:16] if filename else ""
+            upload = job_dir / f"upload{suffix if suffix.replace('.', '').isalnum() else ''}"
+            upload.write_bytes(archive)
+            annotations = Annotations()
+            if labels:
+                (job_dir / "labels.csv").write_bytes(labels)
+                annotations.labels = read_labels(job_dir / "labels.csv")
+            if boxes:
+                (job_dir / "boxes.csv").write_bytes(boxes)
+                annotations.boxes = read_boxes(job_dir / "boxes.csv")
+            job = prepare_job(
+                self.store,
+                source=upload,
+                out_dir=job_dir,
+                config=config,
+                annotations=annotations,
+                categories=loaded.categories,
+                num_classes=len(loaded.categories) or 1000,
+                resume=False,
+                limits=self.limits,
+                job_id=job_id,
+            )
+            upload.unlink()  # extracted: the archive itself is no longer needed
+        except BaseException:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise
+        self._queue.put(job.id)
+        return job
+
+    def job(self, job_id: str) -> JobInfo:
+        job = self.store.job(job_id)
+        if job is None:
+            raise JobNotFoundError(f"no audit job {job_id!r}")
+        return job
+
+    def jobs(self) -> list[JobInfo]:
+        return self.store.jobs()
+
+    def cancel(self, job_id: str) -> JobInfo:
+        job = self.job(job_id)
+        if job.status not in ACTIVE:
+            raise JobFinishedError(f"audit job {job_id} is already {job.status}")
+        self.store.request_cancel(job_id)
+        if job.status == "queued":
+            self.store.set_status(job_id, "cancelled", "cancelled before it started")
+        return self.job(job_id)
+
+    def wait(self, job_id: str, timeout: float) -> JobInfo:
+        """For tests and scripts: poll until the job leaves queued/running."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        job = self.job(job_id)
+        while job.status in ACTIVE and time.monotonic() < deadline:
+            time.sleep(0.05)
+            job = self.job(job_id)
+        return job
+
+    def _loop(self) -> None:
+        while not self._closed.is_set():
+            job_id = self._queue.get()
+            if job_id is None:
+                return
+            try:
+                self._run(job_id)
+            except Interrupted:
+                logger.info("audit %s interrupted; it resumes when the service restarts", job_id)
+            except CnnlensError as error:
+                self.store.set_status(job_id, "failed", error.message)
+            except Exception as error:  # a bug: record it, keep the thread alive
+                logger.exception("audit %s failed", job_id)
+                self.store.set_status(job_id, "failed", f"internal error: {type(error).__name__}")
+
+    def _run(self, job_id: str) -> None:
+        job = self.store.job(job_id)
+        if job is None or job.status not in ACTIVE:
+            return  # cancelled while queued
+        config = AuditConfig.model_validate(job.config)
+        while not self.runner.wait_ready(0.5):
+            if self._closed.is_set():
+                raise Interrupted
+        analyzers: dict[int, AuditAnalyzer] = {}
+
+        def process(items: Sequence[AuditItem]) -> list[ImageOutcome]:
+            def work(loaded: LoadedModel) -> list[ImageOutcome]:
+                analyzer = analyzers.setdefault(id(loaded), AuditAnalyzer(loaded, config))
+                return analyzer(items)
+
+            if self._closed.is_set():
+                raise Interrupted
+            return self.runner.run(config.model, work)
+
+        execute(self.store, job_id, process, batch_size=config.batch_size)

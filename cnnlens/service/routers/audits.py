@@ -1,0 +1,227 @@
+"""Audit jobs: POST /v1/audits (a zip or tar of images, optional labels/boxes CSV) -> 202 and
+an id; GET for the list, a job's progress and ETA, its results and its HTML report; DELETE
+cancels. Jobs run on a background thread; their store lives under the server's data dir."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import anyio
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from pydantic import ValidationError
+
+from cnnlens.audit.archive import ArchiveLimits
+from cnnlens.audit.config import AuditConfig
+from cnnlens.audit.export import JSONL, records_csv, report_html
+from cnnlens.audit.jobs import AuditJobs, JobNotFoundError
+from cnnlens.audit.store import JobInfo
+from cnnlens.errors import InvalidParamsError
+from cnnlens.models.loaded import LoadedModel
+from cnnlens.service.deps import SettingsDep, StateDep
+from cnnlens.service.errors import NotReadyError, PayloadTooLargeError, QueueFullError
+from cnnlens.service.schemas import ErrorBody
+from cnnlens.service.settings import Settings
+from cnnlens.service.state import ServiceState
+
+router = APIRouter(prefix="/v1", tags=["audits"])
+T = TypeVar("T")
+_JOB_ID = re.compile(r"^[0-9a-f]{16,32}$")
+MAX_CSV_BYTES = 4 * 1024 * 1024
+_jobs_lock = threading.Lock()
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in (
+        (400, "not a zip/tar archive, an unsafe entry (.., absolute path, link), bad CSV"),
+        (401, "missing or invalid X-API-Key (when keys are configured)"),
+        (404, "no such audit job, or the model is not served here"),
+        (409, "the job is already finished"),
+        (413, "the archive, an entry or the uncompressed total is too large"),
+        (422, "invalid method or option"),
+        (503, "the model is still loading (Retry-After)"),
+    )
+}
+
+
+def data_dir(settings: Settings) -> Path:
+    """The server's data dir (settings.data_dir, else ~/.local/share/cnnlens)."""
+    if settings.data_dir:
+        return Path(settings.data_dir).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "cnnlens"
+
+
+class _StateRunner:
+    """Audit batches go through the model's worker thread, like every other request."""
+
+    def __init__(self, state: ServiceState) -> None:
+        self.state = state
+
+    def loaded(self, name: str) -> LoadedModel:
+        return self.state.model(name)
+
+    def wait_ready(self, timeout: float) -> bool:
+        return self.state.wait_ready(timeout)
+
+    def run(self, name: str, work: Callable[[LoadedModel], T]) -> T:
+        from cnnlens.audit.jobs import Interrupted
+
+        while True:
+            try:
+                job = self.state.worker(name).submit(_run_each, work, batch_key=None)
+            except QueueFullError:
+                time.sleep(0.2)  # interactive requests first: the audit waits its turn
+                continue
+            except NotReadyError:
+                raise Interrupted from None
+            try:
+                result: T = job.future.result()
+            except NotReadyError:
+                raise Interrupted from None
+            return result
+
+
+def _run_each(loaded: LoadedModel, works: Sequence[Callable[[LoadedModel], Any]]) -> list[Any]:
+    return [work(loaded) for work in works]
+
+
+def get_jobs(request: Request, state: StateDep) -> AuditJobs:
+    """One AuditJobs per running app (created on first use, closed with the app's state)."""
+    with _jobs_lock:
+        jobs = getattr(request.app.state, "audits", None)
+        if jobs is None or jobs.runner.state is not state:
+            if jobs is not None:
+                jobs.close()
+            jobs = AuditJobs(data_dir(state.settings) / "audits", _StateRunner(state))
+            request.app.state.audits = jobs
+        return jobs
+
+
+JobsDep = Annotated[AuditJobs, Depends(get_jobs)]
+
+
+def _job_id(job_id: str) -> str:
+    if not _JOB_ID.match(job_id):
+        raise JobNotFoundError(f"no audit job {job_id!r}")
+    return job_id
+
+
+def _describe(job: JobInfo) -> dict[str, Any]:
+    base = f"/v1/audits/{job.id}"
+    links = {"self": base, "results": f"{base}/results", "report": f"{base}/report"}
+    return {**job.as_dict(), "links": links}
+
+
+async def _read_limited(upload: UploadFile, limit: int, what: str) -> bytes:
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLargeError(f"the {what} is larger than {limit} bytes")
+    return data
+
+
+@router.post("/audits", status_code=202, responses=ERRORS)
+async def create_audit(
+    state: StateDep,
+    settings: SettingsDep,
+    jobs: JobsDep,
+    archive: Annotated[UploadFile, File(description="a zip or tar (.tar, .tar.gz) of images")],
+    labels: Annotated[
+        UploadFile | None, File(description="CSV filename,label (class index or name)")
+    ] = None,
+    boxes: Annotated[UploadFile | None, File(description="CSV filename,x0,y0,x1,y1")] = None,
+    model: Annotated[str | None, Form(description="a served model; default: the default")] = None,
+    method: Annotated[
+        list[str] | None, Form(description="heatmap methods; default grad_cam")
+    ] = None,
+    batch_size: Annotated[int, Form(ge=1, le=256)] = 8,
+    top_k: Annotated[int, Form(ge=1, le=20)] = 5,
+    low_confidence: Annotated[float, Form(ge=0, le=1)] = 0.5,
+    min_box_energy: Annotated[float, Form(ge=0, le=1)] = 0.5,
+    fragility: Annotated[bool, Form(description="PGD epsilon ladder (slow)")] = False,
+) -> JSONResponse:
+    name = model or settings.default_model
+    state.model(name)  # 404 for a model not served, 503 while loading
+    try:
+        config = AuditConfig.model_validate(
+            {
+                "model": name,
+                "methods": method or ["grad_cam"],
+                "batch_size": batch_size,
+                "top_k": top_k,
+                "low_confidence": low_confidence,
+                "min_box_energy": min_box_energy,
+                "fragility": fragility,
+            }  # fmt: skip
+        )
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise InvalidParamsError(f"invalid audit options: {problems}") from None
+    limit = min(settings.limits.max_upload_bytes, ArchiveLimits().max_archive_bytes)
+    archive_bytes = await _read_limited(archive, limit, "archive")
+    labels_bytes = await _read_limited(labels, MAX_CSV_BYTES, "labels CSV") if labels else None
+    boxes_bytes = await _read_limited(boxes, MAX_CSV_BYTES, "boxes CSV") if boxes else None
+    job = await anyio.to_thread.run_sync(
+        lambda: jobs.submit(
+            archive_bytes, archive.filename or "", config, labels=labels_bytes, boxes=boxes_bytes
+        )
+    )
+    body = _describe(job)
+    return JSONResponse(body, status_code=202, headers={"Location": body["links"]["self"]})
+
+
+@router.get("/audits")
+async def list_audits(jobs: JobsDep) -> dict[str, Any]:
+    found = await anyio.to_thread.run_sync(jobs.jobs)
+    return {"audits": [_describe(job) for job in found]}
+
+
+@router.get("/audits/{job_id}", responses=ERRORS)
+async def get_audit(job_id: str, jobs: JobsDep) -> dict[str, Any]:
+    return _describe(await anyio.to_thread.run_sync(jobs.job, _job_id(job_id)))
+
+
+@router.get("/audits/{job_id}/results", responses=ERRORS)
+async def audit_results(
+    job_id: str,
+    jobs: JobsDep,
+    format: Annotated[Literal["json", "jsonl", "csv"], Query()] = "json",
+) -> Response:
+    """Per-image results so far (all of them once the job is done)."""
+    job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id))
+    records = await anyio.to_thread.run_sync(jobs.store.records, job.id)
+    if format == "csv":
+        text = records_csv(records, job.config.get("methods") or [])
+        return PlainTextResponse(text, media_type="text/csv")
+    if format == "jsonl":
+        import json
+
+        lines = "".join(json.dumps(record) + "\n" for record in records)
+        return PlainTextResponse(
+            lines,
+            media_type="application/x-ndjson",
+            headers={"Content-Disposition": f'attachment; filename="{JSONL}"'},
+        )
+    from cnnlens.audit.summary import summarize
+
+    return JSONResponse({"job": _describe(job), "summary": summarize(records), "results": records})
+
+
+@router.get("/audits/{job_id}/report", response_class=HTMLResponse, responses=ERRORS)
+async def audit_report(job_id: str, jobs: JobsDep) -> HTMLResponse:
+    """The self-contained HTML report (of the images finished so far while running)."""
+    job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id))
+    html = await anyio.to_thread.run_sync(report_html, jobs.store, job.id)
+    return HTMLResponse(html)
+
+
+@router.delete("/audits/{job_id}", status_code=202, responses=ERRORS)
+async def cancel_audit(job_id: str, jobs: JobsDep) -> dict[str, Any]:
+    """Cancel a queued or running job (it stops after the batch in flight)."""
+    return _describe(await anyio.to_thread.run_sync(jobs.cancel, _job_id(job_id)))
