@@ -153,9 +153,13 @@ class _Recorder(TorchFunctionMode):
 
 def record(model: nn.Module, x: torch.Tensor) -> OpGraph:
     """Run `model(x)` once and return its op graph (x: (1, 3, H, W), the model in eval mode)."""
-    recorder = _Recorder(x)
-    with torch.no_grad(), recorder:
-        output = model(x)
+    # Version counters reveal in-place calls; inference tensors have none, so record on a
+    # normal copy even when the caller is in inference mode.
+    with torch.inference_mode(False), torch.no_grad():
+        x = x.clone()
+        recorder = _Recorder(x)
+        with recorder:
+            output = model(x)
     output_ref = recorder.refs.get(id(output)) if isinstance(output, torch.Tensor) else None
     problem = recorder.problem
     if output_ref is None:
