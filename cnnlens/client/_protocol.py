@@ -33,7 +33,9 @@ class Call(Generic[T]):
     path: str
     parse: Callable[[Any], T]  # JSON body (or raw bytes when `raw`) -> result
     data: FormData | None = None
-    files: dict[str, tuple[str, bytes, str]] | None = None
+    files: dict[str, tuple[str, bytes, str]] | list[tuple[str, tuple[str, bytes, str]]] | None = (
+        None
+    )
     headers: dict[str, str] = field(default_factory=dict)
     raw: bool = False  # parse the bytes, not JSON
 
@@ -153,28 +155,44 @@ def explain_png(
     )
 
 
+def _option_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return ",".join(str(item) for item in value) or "none"
+    return str(value)
+
+
 def compare(
-    image: ImageInput,
+    images: ImageInput | list[ImageInput],
     *,
     model: str | None,
     methods: str | Sequence[str],
-    target: TargetInput,
+    target: int | str | None,
     layer: str | None,
     params: Mapping[str, Mapping[str, Any]] | None,
-    filename: str | None,
+    options: Mapping[str, Any] | None,
 ) -> Call[results.CompareResult]:
+    """POST /v1/compare; `options` are its form fields (scores, steps, baseline, top_k, ...)."""
+    uploads = images if isinstance(images, list) else [images]
+    if not uploads:
+        raise ValueError("compare needs at least one image")
+    form = _form(
+        model=model,
+        method=_method_list(methods),
+        target=_targets(target),
+        layer=layer,
+        params=dict(params) if params else None,
+    )
+    for key, value in (options or {}).items():
+        if value is not None:
+            form[key] = _option_text(value)
     return Call(
         "POST",
         "/v1/compare",
-        lambda body: results.CompareResult(results.decode_images(body)),
-        data=_form(
-            model=model,
-            method=_method_list(methods),
-            target=_targets(target),
-            layer=layer,
-            params=dict(params) if params else None,
-        ),
-        files={"image": image_file(image, filename)},
+        results.CompareResult.from_json,
+        data=form,
+        files=[("image", image_file(upload)) for upload in uploads],
     )
 
 

@@ -125,25 +125,37 @@ class AsyncClient:
 
     async def compare(
         self,
-        image: ImageInput,
+        images: ImageInput | list[ImageInput],
         methods: str | Sequence[str] = ("saliency", "grad_cam"),
         *,
         model: str | None = None,
-        target: TargetInput = None,
+        target: int | str | None = None,
         layer: str | None = None,
         params: Mapping[str, Mapping[str, Any]] | None = None,
-        filename: str | None = None,
+        scores: str | Sequence[str] | None = None,
+        steps: int | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> results.CompareResult:
-        """POST /v1/compare: several methods side by side, agreement and faithfulness."""
+        """POST /v1/compare: methods side by side on one image (or a list of them), their
+        pairwise agreement and faithfulness scores.
+
+        Args:
+            scores: "deletion", "insertion", "randomization" (default: all); [] or "none"
+                for the agreement only.
+            steps: points per perturbation curve.
+            options: further form fields of the route (baseline, top_k, stages, seed, ssim,
+                shared_scale, random_baseline).
+        """
+        fields = {**(options or {}), "scores": scores, "steps": steps}
         return await self._run(
             protocol.compare(
-                image,
+                images,
                 model=model,
                 methods=methods,
                 target=target,
                 layer=layer,
                 params=params,
-                filename=filename,
+                options=fields,
             )
         )
 

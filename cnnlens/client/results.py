@@ -119,44 +119,87 @@ class ExplainResult:
         return [e for e in self.explanations if e.method == method]
 
 
-def decode_images(data: Any) -> Any:
-    """Recursively turn `*_png` base64 strings into PIL images and `array` payloads into numpy.
+@dataclass(frozen=True)
+class Agreement:
+    """How much two methods' maps agree on one image."""
 
-    Used for the routes whose answers carry method-specific fields (compare, adversarial,
-    activation maximization, feature maps, filters): nothing is dropped, everything
-    binary is decoded.
-    """
-    if isinstance(data, list):
-        return [decode_images(item) for item in data]
-    if not isinstance(data, dict):
-        return data
-    if {"dtype", "shape", "data"} <= set(data):
-        return decode_array(data)
-    decoded: dict[str, Any] = {}
-    for key, value in data.items():
-        if key.endswith("_png") and isinstance(value, str):
-            decoded[key.removesuffix("_png")] = decode_png(value)
-        else:
-            decoded[key] = decode_images(value)
-    return decoded
+    methods: tuple[str, str]
+    spearman: float | None  # rank correlation over all pixels
+    top_k_iou: float | None  # IoU of the two maps' top-k% pixels
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 @dataclass
-class RouteResult:
-    """An answer with method-specific content: `data` holds every field, decoded."""
+class ImageComparison:
+    """One image of POST /v1/compare: its target, predictions, agreement and scores."""
 
-    data: dict[str, Any]
+    name: str
+    width: int
+    height: int
+    target: ClassScore | None
+    predictions: list[ClassScore]
+    layer: str | None
+    agreement: list[Agreement]
+    scores: dict[str, dict[str, float | None]]  # method -> deletion_auc, insertion_auc, ...
+    data: dict[str, Any] = field(default_factory=dict, repr=False)  # curves, randomization
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ImageComparison:
+        return cls(
+            name=str(data.get("name", "")),
+            width=int(data.get("width", 0)),
+            height=int(data.get("height", 0)),
+            target=ClassScore.from_json(data.get("target")),
+            predictions=_scores(data.get("predictions")),
+            layer=data.get("layer"),
+            agreement=[
+                Agreement(
+                    (str(pair["methods"][0]), str(pair["methods"][1])),
+                    _optional_float(pair.get("spearman")),
+                    _optional_float(pair.get("top_k_iou")),
+                )
+                for pair in data.get("agreement", [])
+            ],
+            scores={
+                method: {name: _optional_float(value) for name, value in values.items()}
+                for method, values in (data.get("scores") or {}).items()
+            },
+            data=dict(data),
+        )
+
+
+@dataclass
+class CompareResult:
+    """POST /v1/compare: the maps side by side, their agreement and faithfulness scores.
+
+    `data` holds the whole answer (curves, randomization stages, summary) as sent.
+    """
+
+    model: str
+    methods: list[str]
+    images: list[ImageComparison]
+    summary: dict[str, dict[str, Any]]  # method -> score -> {mean, std, n}
+    grid: Image.Image | None = field(repr=False)  # a row per image, a column per method
+    elapsed_ms: float = 0.0
+    data: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CompareResult:
+        return cls(
+            model=str(data.get("model", "")),
+            methods=[str(m) for m in data.get("methods", [])],
+            images=[ImageComparison.from_json(item) for item in data.get("images", [])],
+            summary=dict(data.get("summary") or {}),
+            grid=decode_png(data.get("grid_png")),
+            elapsed_ms=float(data.get("elapsed_ms", 0.0)),
+            data={k: v for k, v in data.items() if k != "grid_png"},
+        )
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.data.get(key, default)
-
-
-@dataclass
-class CompareResult(RouteResult):
-    """POST /v1/compare: the maps side by side, their agreement and faithfulness scores."""
 
 
 def _image_size(data: Mapping[str, Any]) -> tuple[int, int]:

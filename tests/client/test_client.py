@@ -172,3 +172,31 @@ def test_unreachable_server_is_a_connection_error() -> None:
         with pytest.raises(CnnlensConnectionError) as caught:
             nowhere.models()
     assert caught.value.status == 0 and caught.value.code == "connection_error"
+
+
+def test_compare_agreement_and_deletion_scores(
+    client: Client, chelsea: Image.Image, coffee: Image.Image
+) -> None:
+    result = client.compare([chelsea, coffee], ["saliency", "grad_cam"], scores="deletion", steps=4)
+    assert result.model == "efficientnet_lite0" and result.methods == ["saliency", "grad_cam"]
+    cat, espresso = result.images
+    assert cat.target is not None and cat.target.index == EGYPTIAN_CAT
+    assert espresso.predictions[0].label == "espresso"
+    assert (cat.width, cat.height) == (451, 300) and cat.layer == "bn2"
+    for image in result.images:
+        (pair,) = image.agreement
+        assert pair.methods == ("saliency", "grad_cam")
+        assert pair.spearman is not None and -1 <= pair.spearman <= 1
+        assert pair.top_k_iou is not None and 0 <= pair.top_k_iou <= 1
+        for method in ("saliency", "grad_cam"):
+            auc = image.scores[method]["deletion_auc"]
+            assert auc is not None and 0 <= auc <= 1
+    assert result.summary["grad_cam"]["deletion_auc"]["n"] == 2
+    assert isinstance(result.grid, Image.Image) and result.grid.height > result.grid.width / 2
+
+
+def test_compare_agreement_only(client: Client, chelsea: Image.Image) -> None:
+    result = client.compare(chelsea, "saliency,guided_backprop", scores=[])
+    (image,) = result.images
+    assert image.scores == {"saliency": {}, "guided_backprop": {}}
+    assert image.agreement[0].methods == ("saliency", "guided_backprop")
