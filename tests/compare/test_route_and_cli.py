@@ -1,0 +1,180 @@
+"""POST /v1/compare and `cnnlens compare` on the real default model (few steps: fast)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from cnnlens.client.cli import main
+from cnnlens.compare import CompareOptions, compare
+from cnnlens.models import LoadedModel
+from cnnlens.service import Settings, create_app
+from tests.conftest import EGYPTIAN_CAT, ESPRESSO
+
+FAST = {"steps": "4", "stages": "1"}
+
+
+@pytest.fixture(scope="module")
+def client(default_model: LoadedModel) -> Iterator[TestClient]:
+    app = create_app(
+        Settings.model_validate({"warmup": False}), models={default_model.name: default_model}
+    )
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        assert app.state.service.wait_ready(60), app.state.service.load_error
+        yield test_client
+
+
+def _png(image: Image.Image, size: tuple[int, int] = (160, 120)) -> bytes:
+    buffer = io.BytesIO()
+    image.resize(size).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_route_returns_grid_and_scores_like_the_library(
+    client: TestClient, default_model: LoadedModel, chelsea: Image.Image, coffee: Image.Image
+) -> None:
+    files = [
+        ("image", ("chelsea.png", _png(chelsea), "image/png")),
+        ("image", ("coffee.png", _png(coffee), "image/png")),
+    ]
+    data = {"method": "grad_cam,saliency", **FAST, "random_baseline": "true"}
+    response = client.post("/v1/compare", files=files, data=data)
+    assert response.status_code == 200, response.text[:500]
+    body = response.json()
+    assert body["methods"] == ["grad_cam", "saliency"]
+    assert [item["name"] for item in body["images"]] == ["chelsea.png", "coffee.png"]
+    assert [item["target"]["index"] for item in body["images"]] == [EGYPTIAN_CAT, ESPRESSO]
+    grid = Image.open(io.BytesIO(base64.b64decode(body["grid_png"])))
+    assert grid.format == "PNG" and grid.size == (3 * 160, 2 * (160 + 18))  # 2 rows x 3 tiles
+    # the same numbers as the library on the same decoded pixels
+    pictures = [Image.open(io.BytesIO(_png(p))).convert("RGB") for p in (chelsea, coffee)]
+    options = CompareOptions(steps=4, stages=1, random_baseline=True)
+    local = compare(default_model, pictures, ["grad_cam", "saliency"], options=options).to_json()
+    for remote_item, local_item in zip(body["images"], local["images"], strict=True):
+        for method in ("grad_cam", "saliency", "random"):
+            for score, value in local_item["scores"][method].items():
+                assert remote_item["scores"][method][score] == pytest.approx(value, abs=1e-4)
+        (pair,) = remote_item["agreement"]
+        assert pair["methods"] == ["grad_cam", "saliency"]
+        assert pair["spearman"] == pytest.approx(local_item["agreement"][0]["spearman"], abs=1e-4)
+    stats = body["summary"]["grad_cam"]["deletion_auc"]
+    values = [item["scores"]["grad_cam"]["deletion_auc"] for item in body["images"]]
+    assert stats["n"] == 2 and stats["mean"] == pytest.approx(sum(values) / 2, abs=1e-5)
+
+
+def test_route_answers_the_grid_png_itself(client: TestClient, chelsea: Image.Image) -> None:
+    response = client.post(
+        "/v1/compare",
+        files={"image": ("chelsea.png", _png(chelsea), "image/png")},
+        data={"method": "grad_cam", "scores": "none"},
+        headers={"Accept": "image/png"},
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(response.content)).size == (2 * 160, 160 + 18)
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "code"),
+    [
+        ({"steps": "1"}, 422, "invalid_params"),
+        ({"baseline": "zero"}, 422, "invalid_params"),
+        ({"scores": "deletion,bogus"}, 422, "invalid_params"),
+        ({"method": "filters"}, 422, "invalid_params"),
+        ({"method": "nope"}, 422, "unknown_method"),
+        ({"target": ["1", "2"]}, 422, "bad_target"),
+        ({"layer": "no.such.layer"}, 422, "unknown_layer"),
+        ({"model": "other"}, 404, "unknown_model"),
+        ({"params": '{"grad_cam": {"bad": 1}}'}, 422, "invalid_params"),
+    ],
+)
+def test_route_bad_input_is_a_clear_error(
+    client: TestClient, small: bytes, fields: dict[str, object], status: int, code: str
+) -> None:
+    response = client.post(
+        "/v1/compare", files={"image": ("x.png", small, "image/png")}, data=fields
+    )
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+
+
+def test_route_refuses_too_many_images(client: TestClient, small: bytes) -> None:
+    files = [("image", (f"{i}.png", small, "image/png")) for i in range(9)]
+    response = client.post("/v1/compare", files=files, data={"scores": "none"})
+    assert response.status_code == 422
+    assert "1 to 8 images" in response.json()["error"]["message"]
+
+
+@pytest.fixture(scope="module")
+def small(chelsea: Image.Image) -> bytes:
+    return _png(chelsea, (32, 24))
+
+
+@pytest.fixture(scope="module")
+def image_folder(
+    chelsea: Image.Image, coffee: Image.Image, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    chelsea.resize((160, 120)).save(folder / "chelsea.png")
+    coffee.resize((160, 120)).save(folder / "coffee.jpg")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_cli_compare_writes_grid_and_json(image_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    status = main([
+        "compare", str(image_folder / "chelsea.png"), "--method", "grad_cam", "saliency",
+        "--steps", "4", "--stages", "1", "--shared-scale", "--out", str(out), "--quiet",
+    ])  # fmt: skip
+    assert status == 0
+    grid = Image.open(out / "grid.png")
+    assert grid.size == (3 * 160, 160 + 18)
+    report = json.loads((out / "compare.json").read_text())
+    assert report["options"]["shared_scale"] is True and report["options"]["steps"] == 4
+    (item,) = report["images"]
+    assert item["target"]["index"] == EGYPTIAN_CAT
+    assert set(item["scores"]) == {"grad_cam", "saliency"}
+    assert len(item["curves"]["grad_cam"]["deletion"]) == 5
+    assert 0 <= item["scores"]["grad_cam"]["deletion_auc"] <= 1
+
+
+def test_cli_benchmark_over_a_folder(image_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    status = main([
+        "compare", str(image_folder), "--method", "grad_cam", "--scores", "deletion",
+        "--steps", "3", "--random-baseline", "--benchmark", "--out", str(out), "--quiet",
+    ])  # fmt: skip
+    assert status == 0
+    report = json.loads((out / "compare.json").read_text())
+    assert [Path(i["name"]).name for i in report["images"]] == ["chelsea.png", "coffee.jpg"]
+    values = [i["scores"]["grad_cam"]["deletion_auc"] for i in report["images"]]
+    mean = sum(values) / 2
+    std = abs(values[0] - values[1]) / 2  # population std of two values
+    rows = list(csv.DictReader(io.StringIO((out / "benchmark.csv").read_text())))
+    assert [row["method"] for row in rows] == ["grad_cam", "random"]
+    assert float(rows[0]["deletion_auc_mean"]) == pytest.approx(mean, abs=1e-5)
+    assert float(rows[0]["deletion_auc_std"]) == pytest.approx(std, abs=1e-5)
+    assert rows[0]["deletion_auc_n"] == "2"
+    table = (out / "benchmark.md").read_text()
+    assert f"| grad_cam | {mean:.3f} ± {std:.3f} |" in table
+    svg = ET.fromstring((out / "benchmark.svg").read_bytes())
+    assert svg.tag.endswith("svg") and any("deletion_auc" in (t.text or "") for t in svg.iter())
+
+
+def test_cli_bad_usage_exits_2(image_folder: Path, tmp_path: Path) -> None:
+    chelsea = str(image_folder / "chelsea.png")
+    assert main(["compare", chelsea, "--method", "filters", "--out", str(tmp_path)]) == 2
+    assert main(["compare", chelsea, "--steps", "1", "--out", str(tmp_path)]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", str(tmp_path / "missing.png"), "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
