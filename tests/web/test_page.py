@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 pytestmark = pytest.mark.browser
 
@@ -20,6 +24,23 @@ let r = 0, g = 0, b = 0;
 for (let i = 0; i < data.length; i += 4) { r += data[i]; g += data[i + 1]; b += data[i + 2]; }
 const n = data.length / 4;
 return {width, height, mean: [r / n, g / n, b / n]};
+"""
+
+# Run a link's click handlers but cancel the browser's download itself.
+CLICK_WITHOUT_DOWNLOADING = """
+document.addEventListener("click", (event) => event.preventDefault(), {capture: true, once: true});
+arguments[0].click();
+"""
+
+# Drop a PNG (base64) on the drop zone as a user dragging a file would.
+DROP_FILE = """
+const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+const transfer = new DataTransfer();
+transfer.items.add(new File([bytes], arguments[1], {type: "image/png"}));
+const zone = document.getElementById("drop-zone");
+const init = {dataTransfer: transfer, bubbles: true, cancelable: true};
+zone.dispatchEvent(new DragEvent("dragover", init));
+zone.dispatchEvent(new DragEvent("drop", init));
 """
 
 SET_OPACITY = """
@@ -96,11 +117,30 @@ def test_upload_grad_cam_overlay_and_top_prediction(
     for h, o, m in zip(heatmap["mean"], original["mean"], halfway["mean"], strict=True):
         assert abs(m - (h + o) / 2) < 3  # linear blend
 
+    # Downloads: the service's overlay and heatmap, and the view at the slider's opacity.
     links = driver.find_elements(By.CSS_SELECTOR, "figure[data-method='grad_cam'] a.download")
-    names = sorted(link.get_attribute("download") for link in links)
-    assert "chelsea_grad_cam_285_overlay.png" in names
-    assert "chelsea_grad_cam_285_heatmap.png" in names
-    assert all(link.get_attribute("href").startswith("data:image/png") for link in links)
+    by_name = {link.get_attribute("download"): link for link in links}
+    assert set(by_name) == {
+        "chelsea_grad_cam_285_overlay.png",
+        "chelsea_grad_cam_285_heatmap.png",
+        "chelsea_grad_cam_285_view.png",
+    }
+    for name in ("chelsea_grad_cam_285_overlay.png", "chelsea_grad_cam_285_heatmap.png"):
+        assert _png(by_name[name].get_attribute("href")).size == (451, 300)
+    driver.execute_script(SET_OPACITY, 100)
+    driver.execute_script(CLICK_WITHOUT_DOWNLOADING, by_name["chelsea_grad_cam_285_view.png"])
+    view = _png(by_name["chelsea_grad_cam_285_view.png"].get_attribute("href"))
+    assert view.size == (451, 300)
+    view_mean = np.asarray(view.convert("RGB"), dtype=np.float64).mean(axis=(0, 1))
+    np.testing.assert_allclose(view_mean, heatmap["mean"], atol=0.5)
+
+
+def _png(data_url: str) -> Image.Image:
+    prefix = "data:image/png;base64,"
+    assert data_url.startswith(prefix)
+    picture = Image.open(io.BytesIO(base64.b64decode(data_url[len(prefix) :])))
+    assert picture.format == "PNG"
+    return picture
 
 
 def _stats(driver: Any, selector: str, opacity: int) -> dict[str, Any]:
@@ -109,7 +149,7 @@ def _stats(driver: Any, selector: str, opacity: int) -> dict[str, Any]:
     return stats
 
 
-def test_two_methods_side_by_side_for_a_chosen_target(
+def test_dropped_image_two_methods_side_by_side_for_a_chosen_target(
     browser: Any, page_url: str, chelsea_png: Path
 ) -> None:
     from selenium.webdriver.common.by import By
@@ -117,8 +157,10 @@ def test_two_methods_side_by_side_for_a_chosen_target(
     driver = browser
     driver.get(page_url + "/")
     _wait(driver, "body[data-ready='true']")
-    driver.find_element(By.ID, "image-input").send_keys(str(chelsea_png))
+    encoded = base64.b64encode(chelsea_png.read_bytes()).decode("ascii")
+    driver.execute_script(DROP_FILE, encoded, "dropped cat.png")
     _wait(driver, "#preview:not([hidden])")
+    assert driver.find_element(By.ID, "image-status").text.startswith("dropped cat.png: 451×300")
     driver.find_element(By.ID, "method-saliency").click()
     driver.find_element(By.ID, "target-input").send_keys("281: tabby")
     _explain(driver)

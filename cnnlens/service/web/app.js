@@ -359,16 +359,21 @@ async function showResults(body) {
     const name = `${fileStem()}_${item.method}${item.target ? `_${item.target.index}` : ""}`;
     const downloads = document.createElement("div");
     downloads.className = "downloads";
+    // "view": the canvas as shown, at the slider's opacity (rendered when clicked).
+    const view = downloadLink(`Download ${method.title || item.method} view`, "#", `${name}_view.png`);
+    view.classList.add("download-view");
+    view.addEventListener("click", () => { view.href = canvas.toDataURL("image/png"); });
     downloads.append(
       downloadLink(`Download ${method.title || item.method} overlay`, overlayUrl, `${name}_overlay.png`),
       downloadLink(`Download ${method.title || item.method} heatmap`, heatmapUrl, `${name}_heatmap.png`),
+      view,
     );
     caption.append(title, details, downloads);
     figure.append(canvas, caption);
     gallery.append(figure);
-    const view = { canvas, heatmap, width: item.width, height: item.height };
-    state.views.push(view);
-    draw(view);
+    const shown = { canvas, heatmap, width: item.width, height: item.height };
+    state.views.push(shown);
+    draw(shown);
     canvas.dataset.ready = "true";
   }
   $("results-empty").hidden = true;
