@@ -178,3 +178,33 @@ def test_cli_bad_usage_exits_2(image_folder: Path, tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["compare", str(tmp_path / "missing.png"), "--out", str(tmp_path)])
     assert exit_info.value.code == 2
+
+
+def test_cli_compare_on_a_server_matches_local(
+    default_model: LoadedModel, image_folder: Path, tmp_path: Path
+) -> None:
+    from tests.client.live_server import live_server
+
+    app = create_app(
+        Settings.model_validate({"warmup": False}), models={default_model.name: default_model}
+    )
+    common = ["--method", "grad_cam", "--scores", "deletion", "--steps", "3", "--quiet"]
+    common += ["--benchmark", "--target", "Egyptian cat"]
+    images = [str(image_folder / "chelsea.png"), str(image_folder / "coffee.jpg")]
+    with live_server(app) as url:
+        assert (
+            main(["compare", *images, *common, "--out", str(tmp_path / "r"), "--server", url]) == 0
+        )
+    assert main(["compare", *images, *common, "--out", str(tmp_path / "l")]) == 0
+    remote = json.loads((tmp_path / "r" / "compare.json").read_text())
+    local = json.loads((tmp_path / "l" / "compare.json").read_text())
+    assert remote["server"] == url and local["server"] is None
+    assert [i["name"] for i in remote["images"]] == images
+    for mine, theirs in zip(local["images"], remote["images"], strict=True):
+        assert mine["target"]["index"] == theirs["target"]["index"] == EGYPTIAN_CAT
+        assert mine["scores"]["grad_cam"]["deletion_auc"] == pytest.approx(
+            theirs["scores"]["grad_cam"]["deletion_auc"], abs=1e-3
+        )
+    assert remote["summary"]["grad_cam"]["deletion_auc"]["n"] == 2
+    assert Image.open(tmp_path / "r" / "grid.png").size == (2 * 160, 2 * (160 + 18))
+    assert (tmp_path / "r" / "benchmark.md").read_text().startswith("| method |")
