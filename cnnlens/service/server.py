@@ -11,9 +11,15 @@ models' workers stop and the process exits 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+
+import uvicorn
 
 from cnnlens.errors import CnnlensError, WeightsError
 from cnnlens.models.loaded import LoadedModel
@@ -45,9 +51,14 @@ def load_configured_model(config: ModelConfig, settings: Settings) -> LoadedMode
                 f"weights file {path} of {config.name!r} has sha256 {actual}, "
                 f"the configuration expects {config.sha256}"
             )
-    loaded = load_model(
-        config.name, weights=config.weights, device=config.device or settings.device
-    )
+    try:
+        loaded = load_model(
+            config.name, weights=config.weights, device=config.device or settings.device
+        )
+    except WeightsError as error:
+        raise WeightsError(
+            f"model {config.name!r} with weights {config.weights}: {error.message}"
+        ) from error
     if config.sha256 is not None and loaded.weights_sha256 != config.sha256:
         raise WeightsError(
             f"weights of {config.name!r} have sha256 {loaded.weights_sha256}, "
@@ -58,14 +69,12 @@ def load_configured_model(config: ModelConfig, settings: Settings) -> LoadedMode
 
 def serve(host: str = "127.0.0.1", port: int = 8000, config: Path | None = None) -> None:
     """Load settings and every model (errors raise before the port is bound), run uvicorn."""
-    import uvicorn
-
     settings = load_settings(config)
     configure_logging(settings.log_level)
     models = load_configured_models(settings)
     logger.info("models loaded", extra={"models": ",".join(models)})
     app = create_app(settings, models=models)
-    uvicorn.run(
+    server_config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -73,6 +82,28 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config: Path | None = None)
         access_log=False,  # one JSON line per request comes from the app itself
         timeout_graceful_shutdown=DRAIN_TIMEOUT_S,
     )
+    server = _DrainingServer(server_config)
+    server.run()
+    if not server.started:
+        sys.exit(3)  # uvicorn's own start-up failure status (port taken, lifespan failed)
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn's server, except that a SIGTERM / SIGINT that ended in a complete drain exits
+    0: uvicorn re-raises the signal afterwards, which would end the process with -15."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def main(argv: list[str] | None = None) -> None:
