@@ -1,0 +1,133 @@
+"""POST /v1/audits from a zip: 202 and an id, progress, done, results and the HTML report;
+unsafe archives refused; a restarted service still lists its jobs."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from cnnlens.models import LoadedModel
+from cnnlens.service import Settings, create_app
+from tests.audit.conftest import BROKEN, EGYPTIAN_CAT, write_photos
+
+MODEL = "efficientnet_lite0"
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _wait(client: TestClient, job_id: str, timeout: float = 60) -> tuple[dict[str, Any], list[int]]:
+    seen, deadline = [], time.monotonic() + timeout
+    while True:
+        body = client.get(f"/v1/audits/{job_id}").json()
+        seen.append(body["progress"]["done"])
+        if body["status"] not in ("queued", "running") or time.monotonic() > deadline:
+            return body, seen
+        time.sleep(0.05)
+
+
+def test_service_audit_from_a_zip(
+    default_model: LoadedModel,
+    tmp_path: Path,
+    chelsea: Image.Image,
+    coffee: Image.Image,
+    astronaut: Image.Image,
+) -> None:
+    folder = tmp_path / "photos"
+    write_photos(folder, chelsea, coffee, astronaut)
+    archive = _zip({f"batch/{p.name}": p.read_bytes() for p in sorted(folder.iterdir())})
+    labels = f"chelsea.png,{EGYPTIAN_CAT}\ncoffee.png,1\n".encode()  # coffee: a wrong label
+    settings = Settings.model_validate({"data_dir": str(tmp_path / "data"), "warmup": False})
+    app = create_app(settings, models={MODEL: default_model})
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert app.state.service.wait_ready(60)
+        answer = client.post(
+            "/v1/audits",
+            files={
+                "archive": ("photos.zip", archive, "application/zip"),
+                "labels": ("labels.csv", labels, "text/csv"),
+            },
+            data={"batch_size": "1"},
+        )
+        assert answer.status_code == 202, answer.text
+        job = answer.json()
+        job_id = job["id"]
+        assert answer.headers["location"] == f"/v1/audits/{job_id}"
+        assert job["progress"]["total"] == 4 and job["status"] in ("queued", "running")
+
+        final, seen = _wait(client, job_id)
+        assert final["status"] == "done", final
+        assert final["progress"] == {"done": 4, "total": 4, "errors": 1, "fraction": 1.0}
+        assert seen == sorted(seen)  # progress only grows
+
+        results = client.get(f"/v1/audits/{job_id}/results").json()
+        by_name = {r["name"]: r for r in results["results"]}
+        assert set(by_name) == {
+            f"batch/{n}" for n in ("astronaut.png", BROKEN, "chelsea.png", "coffee.png")
+        }
+        assert by_name["batch/chelsea.png"]["correct"] is True
+        assert by_name["batch/coffee.png"]["correct"] is False
+        assert "misclassified" in by_name["batch/coffee.png"]["flags"]
+        assert by_name[f"batch/{BROKEN}"]["status"] == "error"
+        assert results["summary"]["accuracy"] == 0.5
+
+        report = client.get(f"/v1/audits/{job_id}/report")
+        assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+        for name in by_name:
+            assert name in report.text
+        csv_text = client.get(f"/v1/audits/{job_id}/results", params={"format": "csv"}).text
+        assert csv_text.splitlines()[0].startswith("index,name,status")
+        assert len(csv_text.splitlines()) == 5
+
+        finished = client.delete(f"/v1/audits/{job_id}")
+        assert (
+            finished.status_code == 409 and finished.json()["error"]["code"] == "already_finished"
+        )
+
+        slip = client.post(
+            "/v1/audits",
+            files={
+                "archive": (
+                    "evil.zip",
+                    _zip({"ok.png": b"1", "../../evil.png": b"2"}),
+                    "application/zip",
+                )
+            },
+        )
+        assert slip.status_code == 400
+        assert (
+            slip.json()["error"]["code"] == "bad_archive"
+            and ".." in slip.json()["error"]["message"]
+        )
+        assert (
+            not (tmp_path / "evil.png").exists() and not (tmp_path / "data" / "evil.png").exists()
+        )
+        not_archive = client.post(
+            "/v1/audits", files={"archive": ("x.zip", b"hello", "application/zip")}
+        )
+        assert not_archive.status_code == 400
+        bad_method = client.post(
+            "/v1/audits", files={"archive": ("p.zip", archive, "application/zip")},
+            data={"method": "adversarial"},
+        )  # fmt: skip
+        assert bad_method.status_code == 422
+        assert client.get("/v1/audits/0123456789abcdef").status_code == 404
+        assert client.get("/v1/audits/..%2F..%2Fetc").status_code == 404
+        assert [j["id"] for j in client.get("/v1/audits").json()["audits"]] == [job_id]
+
+    restarted = create_app(settings, models={MODEL: default_model})
+    with TestClient(restarted, raise_server_exceptions=False) as client:
+        listed = client.get("/v1/audits").json()["audits"]
+        assert [(j["id"], j["status"]) for j in listed] == [(job_id, "done")]
+        assert "chelsea.png" in client.get(f"/v1/audits/{job_id}/report").text
