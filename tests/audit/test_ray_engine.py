@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ def local_ray(tmp_path: Path) -> Iterator[None]:
         ray.shutdown()
 
 
-def _records(out: Path) -> list[dict[str, object]]:
+def _records(out: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
 
 
