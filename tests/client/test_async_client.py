@@ -9,6 +9,8 @@ import pytest
 from PIL import Image
 
 from cnnlens.client import AsyncClient, CnnlensAPIError
+from cnnlens.models import LoadedModel
+from tests.client.conftest import make_app
 from tests.conftest import EGYPTIAN_CAT, ESPRESSO
 
 
@@ -83,3 +85,33 @@ def test_async_client_sends_the_api_key_header(api_key: str | None) -> None:
     error = asyncio.run(run())
     assert seen == [api_key]
     assert (error.status, error.code, error.retry_after) == (503, "not_ready", 3.0)
+
+
+def test_async_client_in_process_over_the_asgi_transport(
+    default_model: LoadedModel, chelsea: Image.Image
+) -> None:
+    """httpx's ASGI transport straight into create_app's app, its lifespan started here."""
+    import httpx
+
+    app = make_app(default_model)
+
+    async def scenario() -> tuple:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with AsyncClient("http://cnnlens.test", transport=transport) as client:
+                for _ in range(600):
+                    if (await client.health()).ready:
+                        break
+                    await asyncio.sleep(0.02)
+                result = await client.explain(chelsea, ["grad_cam", "guided_backprop"])
+                try:
+                    await client.explain(chelsea, "grad_cam", target="not a class")
+                except CnnlensAPIError as error:
+                    return result, error
+        raise AssertionError("an unknown class must raise")
+
+    result, error = asyncio.run(scenario())
+    assert result.predictions[0].index == EGYPTIAN_CAT
+    guided = result.by_method("guided_backprop")[0].map
+    assert guided is not None and guided.shape == (3, 300, 451)  # one map per colour channel
+    assert (error.status, error.code) == (422, "bad_target")

@@ -139,3 +139,10 @@ def test_help_for_every_command(command: str | None, capsys) -> None:
 def test_no_command_is_bad_usage(capsys) -> None:
     assert main([]) == 2
     assert "usage: cnnlens" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_missing_config_file(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["serve", "--config", str(tmp_path / "missing.toml")])
+    assert caught.value.code == 2
+    assert "no such file" in capsys.readouterr().err
