@@ -14,7 +14,6 @@ examples:
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -162,32 +161,28 @@ def _remote(
     args: argparse.Namespace, images: list[Path], methods: list[str], target: int | str | None,
     params: dict[str, Any], options: dict[str, Any],
 ) -> tuple[dict[str, Any], bytes | None]:  # fmt: skip
-    """One POST /v1/compare per image; the answers are merged and the grids stacked."""
-    from cnnlens.client import _protocol as protocol
+    """One POST /v1/compare per image (Client.compare); answers merged, grids stacked."""
     from cnnlens.compare.benchmark import merge_reports
+    from cnnlens.render import to_png
 
     client = open_client(args)
+    rest = {k: v for k, v in options.items() if k not in ("scores", "steps")}
     answers: list[dict[str, Any]] = []
-    form = protocol._form(
-        model=args.model, method=methods, target=[] if target is None else [str(target)],
-        layer=args.layer, params=params or None,
-        **{k: ",".join(v) if isinstance(v, list) else str(v).lower() if isinstance(v, bool)
-           else v for k, v in options.items()},
-    )  # fmt: skip
-    if options.get("scores") == []:
-        form["scores"] = "none"
+    grids = []
     for path in progress(images, "comparing", enabled=not args.quiet):
-        call = protocol.Call(
-            "POST", "/v1/compare", lambda body: body, data=form,
-            files={"image": protocol.image_file(path)},
+        result = client.compare(
+            path, methods, model=args.model, target=target, layer=args.layer,
+            params=params or None, scores=options.get("scores"), steps=options.get("steps"),
+            options=rest,
         )  # fmt: skip
-        answer = client._run(call)
+        answer = dict(result.data)
         for item in answer.get("images", []):
             item["name"] = str(path)
         answers.append(answer)
-    grids = [base64.b64decode(a["grid_png"]) for a in answers if a.get("grid_png")]
+        if result.grid is not None:
+            grids.append(result.grid)
     report = {**merge_reports(answers), "server": args.server}
-    grid = _stack(grids) if grids and len(images) <= MAX_GRID_ROWS else None
+    grid = to_png(_stack(grids)) if grids and len(images) <= MAX_GRID_ROWS else None
     return report, grid
 
 
@@ -202,21 +197,16 @@ def _bar(total: int, enabled: bool) -> Any:
     return tqdm(total=total, desc="comparing", unit="image", file=sys.stderr)
 
 
-def _stack(pngs: list[bytes]) -> bytes:
-    """Per-image grid rows from the server, one under the other."""
-    import io
-
+def _stack(rows: list[Any]) -> Any:
+    """Per-image grid rows from the server (PIL images), one under the other."""
     from PIL import Image
 
-    from cnnlens.render import to_png
-
-    rows = [Image.open(io.BytesIO(data)).convert("RGB") for data in pngs]
     sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
     top = 0
     for row in rows:
-        sheet.paste(row, (0, top))
+        sheet.paste(row.convert("RGB"), (0, top))
         top += row.height
-    return to_png(sheet)
+    return sheet
 
 
 def _write_benchmark(out: Path, report: dict[str, Any], plot_format: str) -> list[Path]:
