@@ -17,7 +17,7 @@ def bar_chart(
     top = maximum if maximum is not None else max([*values, 1e-9])
     height = 24 + row * len(labels)
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{height}" '
+        f'<svg width="{_WIDTH}" height="{height}" '
         f'role="img" aria-label="{escape(title)}">',
         f'<text x="0" y="14" font-size="13" font-weight="bold">{escape(title)}</text>',
     ]
@@ -50,7 +50,7 @@ def stacked_histogram(
     height, bottom, left = 170, 140, 30
     slot = (_WIDTH - left - 10) / bins
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{height + 20}" '
+        f'<svg width="{_WIDTH}" height="{height + 20}" '
         f'role="img" aria-label="{escape(title)}">',
         f'<text x="0" y="14" font-size="13" font-weight="bold">{escape(title)}</text>',
         f'<text x="{left - 4}" y="30" font-size="10" text-anchor="end">{top}</text>',
