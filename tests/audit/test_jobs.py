@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -74,7 +75,11 @@ def test_cancel_a_queued_and_a_running_job(
         final = jobs.wait(first.id, 30)
         assert final.status == "cancelled" and final.done == 2 and final.total == 3
         assert runner.calls == 2  # the cancelled job stopped; the queued one never ran
-        assert (tmp_path / "audits" / first.id / "index.html").is_file()  # partial report
+        report = tmp_path / "audits" / first.id / "index.html"  # partial, written just after
+        deadline = time.monotonic() + 10
+        while not report.is_file() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "cancelled" in report.read_text(encoding="utf-8")
     finally:
         runner.release.set()
         jobs.close()

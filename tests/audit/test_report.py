@@ -107,6 +107,7 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
+@pytest.mark.browser
 def test_report_sorts_and_filters_in_a_browser(browser: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
