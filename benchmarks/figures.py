@@ -1,0 +1,511 @@
+"""The benchmark figures: each returns rows of ratios measured against in-process baselines."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from benchmarks import baselines
+from benchmarks.memory import rss_bytes
+from benchmarks.occlusion_params import engines, occlusion_method, occlusion_params
+from benchmarks.report import Row, at_least, at_most
+from benchmarks.timing import Timing, time_interleaved
+from cnnlens.explain import explain
+from cnnlens.methods.run import attribute, run_methods
+from cnnlens.models import LoadedModel, load_model
+
+DEFAULT_MODEL = "efficientnet_lite0"
+SIX = ["saliency", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "cam"]
+OCCLUSION_MODELS = {
+    "efficientnet_lite0": "efficientnet_lite0",
+    "resnet50": "torchvision:resnet50",
+    "vgg16": "torchvision:vgg16",
+}
+MIB = 2**20
+
+
+@dataclass
+class Settings:
+    quick: bool = False
+    skip_slow: bool = False
+    threads: int = 1
+    size: int = 224
+    warmup: int = 3
+    repeats: int = 10
+    occlusion_size: int = 224
+    occlusion_window: int = 16
+    occlusion_stride: int = 8
+    occlusion_batch: int = 32
+    occlusion_models: list[str] = field(default_factory=lambda: list(OCCLUSION_MODELS))
+    occlusion_repeats: int = 3  # the default model; the big random ones are timed once
+    explain_calls: int = 1000
+    memory_size: int = 224
+    activation_max_steps: tuple[int, int] = (8, 32)
+
+    @classmethod
+    def for_run(cls, quick: bool, skip_slow: bool, threads: int) -> Settings:
+        if not quick:
+            return cls(skip_slow=skip_slow, threads=threads)
+        return cls(
+            quick=True,
+            skip_slow=skip_slow,
+            threads=threads,
+            warmup=1,
+            repeats=3,
+            occlusion_size=112,
+            occlusion_stride=16,
+            occlusion_repeats=1,
+            explain_calls=100,
+            memory_size=112,
+            activation_max_steps=(4, 12),
+        )
+
+
+class Bench:
+    """Models, inputs and the baselines' timings shared by the figures of one device."""
+
+    def __init__(self, settings: Settings, device: torch.device) -> None:
+        self.settings = settings
+        self.device = device
+        self.label = device.type
+        self._models: dict[str, LoadedModel] = {}
+        self.forward: Timing | None = None
+
+    def model(self, name: str) -> LoadedModel:
+        if name not in self._models:
+            torch.manual_seed(0)  # random weights for the non-default models are reproducible
+            weights = "default" if name == DEFAULT_MODEL else "none"
+            self._models[name] = load_model(name, weights=weights).to(self.device)
+        return self._models[name]
+
+    def image(self) -> Image.Image:
+        from skimage import data
+
+        return Image.fromarray(data.chelsea())
+
+    def input(self, loaded: LoadedModel, size: int) -> torch.Tensor:
+        """(1, 3, size, size) preprocessed chelsea()."""
+        picture = self.image().resize((size, size), Image.Resampling.BICUBIC)
+        pixels = torch.from_numpy(np.asarray(picture)).permute(2, 0, 1)[None] / 255.0
+        return loaded.preprocessing.normalize(pixels).to(self.device)  # (1, 3, size, size)
+
+    def time(
+        self,
+        calls: dict[str, Callable[[], Any]],
+        warmup: int | None = None,
+        repeats: int | None = None,
+    ) -> dict[str, Timing]:
+        """Median times of the calls, measured in turn (see `time_interleaved`)."""
+        return time_interleaved(
+            calls,
+            self.device,
+            self.settings.warmup if warmup is None else warmup,
+            self.settings.repeats if repeats is None else repeats,
+        )
+
+
+def _top1(loaded: LoadedModel, x: torch.Tensor) -> int:
+    with torch.no_grad():
+        return int(loaded.module(x).argmax(dim=1)[0])
+
+
+def baselines_figure(bench: Bench) -> list[Row]:
+    """1. Bare forward and forward + input-backward of the default model."""
+    loaded = bench.model(DEFAULT_MODEL)
+    x = bench.input(loaded, bench.settings.size)
+    target = _top1(loaded, x)
+
+    def forward() -> torch.Tensor:
+        with torch.no_grad():
+            return loaded.module(x)
+
+    def forward_backward() -> torch.Tensor:
+        leaf = x.detach().clone().requires_grad_(True)
+        (gradient,) = torch.autograd.grad(loaded.module(leaf)[0, target], [leaf])
+        return gradient
+
+    timings = bench.time({"forward": forward, "forward_backward": forward_backward})
+    bench.forward, both = timings["forward"], timings["forward_backward"]
+    return [
+        Row("1 baselines", "bare forward, no_grad", bench.label, bench.forward.median_ms, "ms"),
+        Row(
+            "1 baselines",
+            "forward + input-backward",
+            bench.label,
+            both.median_ms,
+            "ms",
+            note=f"{both.median_ms / bench.forward.median_ms:.2f}x the bare forward",
+        ),
+    ]
+
+
+def grad_cam_figure(bench: Bench) -> list[Row]:
+    """2. grad_cam alone over the bare forward, beside captum and pytorch-grad-cam."""
+    loaded = bench.model(DEFAULT_MODEL)
+    x = bench.input(loaded, bench.settings.size)
+    target, layer = _top1(loaded, x), loaded.default_layer
+    calls: dict[str, Callable[[], Any]] = {
+        "forward": lambda: _no_grad_forward(loaded, x),
+        "cnnlens": lambda: attribute("grad_cam", loaded, x, target=target),
+        "captum LayerGradCam": baselines.captum_layer_grad_cam(loaded.module, layer, x, target),
+        "pytorch-grad-cam GradCAM": baselines.pytorch_grad_cam(loaded.module, layer, x, target),
+    }
+    timings = bench.time(calls)
+    forward_ms = timings["forward"].median_ms
+    ours = timings["cnnlens"].median_ms / forward_ms
+    rows = [
+        Row(
+            "2 grad_cam",
+            "cnnlens grad_cam / bare forward",
+            bench.label,
+            ours,
+            "x",
+            "<= 1.3x",
+            at_most(ours, 1.3),
+            note=f"{timings['cnnlens'].median_ms:.1f} ms; layer {layer}",
+            detail={"ms": timings["cnnlens"].median_ms, "forward_ms": forward_ms},
+        )
+    ]
+    for name in ("captum LayerGradCam", "pytorch-grad-cam GradCAM"):
+        rows.append(
+            Row(
+                "2 grad_cam",
+                f"{name} / bare forward",
+                bench.label,
+                timings[name].median_ms / forward_ms,
+                "x",
+                note=f"reference; {timings[name].median_ms:.1f} ms",
+                detail={"ms": timings[name].median_ms, "forward_ms": forward_ms},
+            )
+        )
+    return rows
+
+
+def _no_grad_forward(loaded: LoadedModel, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return loaded.module(x)
+
+
+def six_methods_figure(bench: Bench) -> list[Row]:
+    """3. One shared call of six gradient methods vs captum's six, one after another."""
+    loaded = bench.model(DEFAULT_MODEL)
+    x = bench.input(loaded, bench.settings.size)
+    target, layer = _top1(loaded, x), loaded.default_layer
+    timings = bench.time(
+        {
+            "forward": lambda: _no_grad_forward(loaded, x),
+            "cnnlens": lambda: run_methods(loaded, x, [(n, {}) for n in SIX], target=target),
+            "captum": baselines.captum_six(loaded.module, layer, x, target),
+        }
+    )
+    ours, captum, forward = timings["cnnlens"], timings["captum"], timings["forward"]
+    ratio = ours.median_ms / captum.median_ms
+    return [
+        Row(
+            "3 six methods",
+            "cnnlens one call / captum six calls",
+            bench.label,
+            ratio,
+            "x",
+            "<= 0.4x",
+            at_most(ratio, 0.4),
+            note=(
+                f"cnnlens {ours.median_ms:.0f} ms = {ours.median_ms / forward.median_ms:.1f} "
+                f"forwards; captum {captum.median_ms:.0f} ms = "
+                f"{captum.median_ms / forward.median_ms:.1f} forwards"
+            ),
+            detail={"ms": ours.median_ms, "captum_ms": captum.median_ms, "methods": SIX},
+        )
+    ]
+
+
+def _pearson(first: torch.Tensor, second: torch.Tensor) -> float:
+    pair = torch.stack([first.detach().double().flatten(), second.detach().double().flatten()])
+    return float(torch.corrcoef(pair.cpu())[0, 1])
+
+
+def occlusion_figure(bench: Bench) -> list[Row]:
+    """4. Occlusion over the same windows as captum's Occlusion, on three architectures."""
+    settings = bench.settings
+    method = occlusion_method()
+    figure = "4 occlusion"
+    if method is None:
+        return [
+            Row(
+                figure,
+                "cnnlens occlusion vs captum Occlusion",
+                bench.label,
+                None,
+                "x",
+                ">= 2x (stretch 4x)",
+                note="skipped: the occlusion method is not registered in this tree yet",
+            )
+        ]
+    rows = []
+    window, stride, batch = (
+        settings.occlusion_window,
+        settings.occlusion_stride,
+        settings.occlusion_batch,
+    )
+    size = settings.occlusion_size
+    windows = ((size - window) // stride + 1) ** 2
+    for short_name in settings.occlusion_models:
+        loaded = bench.model(OCCLUSION_MODELS[short_name])
+        x = bench.input(loaded, size)
+        target = _top1(loaded, x)
+        heavy = short_name != DEFAULT_MODEL and not settings.quick
+        repeats = 1 if heavy else settings.occlusion_repeats
+        warmup = 0 if heavy else 1
+        calls: dict[str, Callable[[], Any]] = {
+            "captum": baselines.captum_occlusion(loaded.module, x, target, window, stride, batch)
+        }
+        maps = {"captum": calls["captum"]().sum(dim=1, keepdim=True)}  # (1, 1, H, W)
+        params_of: dict[str, dict[str, Any]] = {}
+        for engine in engines(method):
+            label = engine or "default"
+            params_of[label] = occlusion_params(method, window, stride, batch, engine)
+            call = functools.partial(
+                attribute, "occlusion", loaded, x, target=target, **params_of[label]
+            )
+            try:
+                maps[label] = call()  # also the warm-up of the big models
+            except Exception as error:  # an engine that refuses this model: report, go on
+                rows.append(
+                    Row(figure, f"{short_name}, engine {label}", bench.label, None, "x",
+                        ">= 2x (stretch 4x)", note=f"skipped: {type(error).__name__}: {error}")
+                )  # fmt: skip
+                continue
+            calls[label] = call
+        timings = bench.time(calls, warmup=warmup, repeats=repeats)
+        captum = timings["captum"]
+        for label, ours in timings.items():
+            if label == "captum":
+                continue
+            speedup = captum.median_ms / ours.median_ms
+            agreement = _pearson(maps[label].sum(dim=1), maps["captum"])
+            rows.append(
+                Row(
+                    figure,
+                    f"{short_name}, engine {label}: captum time / cnnlens time",
+                    bench.label,
+                    speedup,
+                    "x",
+                    ">= 2x (stretch 4x)",
+                    at_least(speedup, 2.0),
+                    note=(
+                        f"{windows} windows {window}px/{stride}px at {size}px, {batch} per "
+                        f"forward; {ours.median_ms:.0f} vs {captum.median_ms:.0f} ms; "
+                        f"map r={agreement:.3f} vs captum"
+                    ),
+                    detail={
+                        "ms": ours.median_ms,
+                        "captum_ms": captum.median_ms,
+                        "windows": windows,
+                        "runs": ours.runs,
+                        "params": params_of[label],
+                    },
+                )
+            )
+    return rows
+
+
+def _probe(bench: Bench, *args: str) -> dict[str, Any]:
+    command = [sys.executable, "-m", "benchmarks.memory_probe", *args]
+    command += ["--device", str(bench.device), "--threads", str(bench.settings.threads)]
+    # Every allocation of 128 KiB or more gets its own mapping, unmapped when freed, so the
+    # RSS high-water mark follows the live tensors instead of malloc's cached heap.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode != 0 or not lines:
+        return {"error": (result.stderr.strip().splitlines() or ["no output"])[-1]}
+    return dict(json.loads(lines[-1]))
+
+
+def _memory_rows(
+    bench: Bench, name: str, probes: dict[str, list[str]], same: tuple[str, str], grows: str
+) -> list[Row]:
+    """Peak of each probe, then: the two `same` probes (more windows/steps) stay within 25%."""
+    figure = "5 memory"
+    peaks: dict[str, float] = {}
+    rows = []
+    for label, args in probes.items():
+        result = _probe(bench, *args)
+        if "error" in result:
+            rows.append(Row(figure, f"{name} peak, {label}", bench.label, None, "MiB",
+                            note=f"skipped: {result['error']}"))  # fmt: skip
+            continue
+        peaks[label] = result["peak_bytes"] / MIB
+        rows.append(Row(figure, f"{name} peak, {label}", bench.label, peaks[label], "MiB",
+                        detail=result))  # fmt: skip
+    if all(label in peaks for label in (*same, grows)):
+        ratio = peaks[same[1]] / max(peaks[same[0]], 1e-9)
+        rows.append(
+            Row(
+                figure,
+                f"{name} peak, {same[1]} / {same[0]}",
+                bench.label,
+                ratio,
+                "x",
+                "<= 1.25x",
+                at_most(ratio, 1.25),
+                note=f"{grows}: {peaks[grows] / max(peaks[same[0]], 1e-9):.2f}x (follows batch)",
+            )
+        )
+    return rows
+
+
+def memory_figure(bench: Bench) -> list[Row]:
+    """5. Peaks that follow the batch size, not the number of windows or steps; RSS growth."""
+    settings = bench.settings
+    size = str(settings.memory_size)
+    rows: list[Row] = []
+    method = occlusion_method()
+    if method is None:
+        rows.append(Row("5 memory", "occlusion peak", bench.label, None, "MiB",
+                        note="skipped: the occlusion method is not registered yet"))  # fmt: skip
+    else:
+        for engine in engines(method):
+            common = ["occlusion", "--size", size, "--window", "16"]
+            if engine is not None:
+                common += ["--engine", engine]
+            rows += _memory_rows(
+                bench,
+                f"occlusion ({engine or 'default'})",
+                {
+                    "batch 8, stride 16": [*common, "--batch", "8", "--stride", "16"],
+                    "batch 8, stride 8": [*common, "--batch", "8", "--stride", "8"],
+                    "batch 32, stride 8": [*common, "--batch", "32", "--stride", "8"],
+                },
+                same=("batch 8, stride 16", "batch 8, stride 8"),
+                grows="batch 32, stride 8",
+            )
+    few, many = (str(s) for s in settings.activation_max_steps)
+    common = ["activation_max", "--size", size]
+    rows += _memory_rows(
+        bench,
+        "activation_max",
+        {
+            f"1 image, {few} steps": [*common, "--images", "1", "--steps", few],
+            f"1 image, {many} steps": [*common, "--images", "1", "--steps", many],
+            f"4 images, {few} steps": [*common, "--images", "4", "--steps", few],
+        },
+        same=(f"1 image, {few} steps", f"1 image, {many} steps"),
+        grows=f"4 images, {few} steps",
+    )
+    rows.append(_explain_loop(bench))
+    return rows
+
+
+def _explain_loop(bench: Bench) -> Row:
+    """RSS growth over many explain calls, after a warm-up (a leak would grow linearly)."""
+    calls = bench.settings.explain_calls
+    name = f"RSS growth over {calls} explain calls (saliency + grad_cam)"
+    if bench.settings.skip_slow:
+        return Row("5 memory", name, bench.label, None, "%", "< 5%", note="skipped: --skip-slow")
+    loaded = bench.model(DEFAULT_MODEL)
+    picture = bench.image()
+
+    def call() -> None:
+        explain(loaded, picture, methods=["saliency", "grad_cam"])
+
+    for _ in range(max(10, calls // 20)):
+        call()
+    before = rss_bytes()
+    for _ in range(calls):
+        call()
+    growth = 100 * (rss_bytes() - before) / before
+    return Row(
+        "5 memory",
+        name,
+        bench.label,
+        growth,
+        "%",
+        "< 5%",
+        at_most(growth, 5.0),
+        note=f"RSS {before / MIB:.0f} MiB after warm-up",
+        detail={"rss_before_bytes": before, "calls": calls},
+    )
+
+
+def gpu_options_figure(bench: Bench) -> list[Row]:
+    """6. bf16 autocast and channels_last for the forward-only occlusion (GPU only)."""
+    figure = "6 bf16 / channels_last"
+    if bench.device.type != "cuda":
+        return [Row(figure, "bf16 autocast, channels_last", bench.label, None, "x",
+                    note="GPU not present: measured only on CUDA")]  # fmt: skip
+    method = occlusion_method()
+    if method is None:
+        return [Row(figure, "bf16 autocast, channels_last", bench.label, None, "x",
+                    note="skipped: the occlusion method is not registered yet")]  # fmt: skip
+    loaded = bench.model(DEFAULT_MODEL)
+    settings = bench.settings
+    x = bench.input(loaded, settings.occlusion_size)
+    target = _top1(loaded, x)
+    params = occlusion_params(
+        method, settings.occlusion_window, settings.occlusion_stride, settings.occlusion_batch
+    )
+
+    last_model = dataclasses.replace(
+        loaded, module=copy.deepcopy(loaded.module).to(memory_format=torch.channels_last)
+    )
+    last_model.__dict__.pop("layers", None)  # traced again for the copy
+    x_last = x.contiguous(memory_format=torch.channels_last)
+
+    def fp32() -> torch.Tensor:
+        return attribute("occlusion", loaded, x, target=target, **params)
+
+    def bf16() -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            return attribute("occlusion", loaded, x, target=target, **params)
+
+    def channels_last() -> torch.Tensor:
+        return attribute("occlusion", last_model, x_last, target=target, **params)
+
+    calls: dict[str, Callable[[], torch.Tensor]] = {
+        "fp32": fp32,
+        "bf16 autocast": bf16,
+        "channels_last": channels_last,
+    }
+    maps = {name: call().float() for name, call in calls.items()}
+    timings = bench.time(dict(calls))
+    reference = maps["fp32"]
+    scale = reference.abs().max().clamp(min=1e-12)
+    rows = []
+    for name in ("bf16 autocast", "channels_last"):
+        difference = float((maps[name] - reference).abs().max() / scale)
+        rows.append(
+            Row(
+                figure,
+                f"occlusion fp32 time / {name} time",
+                bench.label,
+                timings["fp32"].median_ms / timings[name].median_ms,
+                "x",
+                note=f"max |map difference| = {difference:.2e} of the fp32 map's max; "
+                f"r={_pearson(maps[name], reference):.4f}; "
+                f"{timings[name].median_ms:.0f} vs {timings['fp32'].median_ms:.0f} ms",
+            )
+        )
+    return rows
+
+
+FIGURES: list[Callable[[Bench], list[Row]]] = [
+    baselines_figure,
+    grad_cam_figure,
+    six_methods_figure,
+    occlusion_figure,
+    memory_figure,
+    gpu_options_figure,
+]

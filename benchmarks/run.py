@@ -1,0 +1,67 @@
+"""`make bench`: every figure as a ratio to baselines run in this process, beside its target.
+
+    python -m benchmarks.run                # the full run; saves results/latest.{json,md}
+    python -m benchmarks.run --quick        # small sizes, a smoke run; saves results/quick.*
+    python -m benchmarks.run --skip-slow    # without the 1000-call explain loop
+
+CPU always; CUDA too when torch sees a GPU (tensors stay on the device, timers synchronize).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.figures import FIGURES, OCCLUSION_MODELS, Bench, Settings
+from benchmarks.report import Row, environment, markdown_table, print_row, save
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
+    parser.add_argument("--skip-slow", action="store_true", help="skip the explain-call loop")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (CPU)")
+    parser.add_argument("--cpu-only", action="store_true", help="do not run the CUDA figures")
+    parser.add_argument(
+        "--occlusion-models",
+        nargs="+",
+        choices=list(OCCLUSION_MODELS),
+        default=list(OCCLUSION_MODELS),
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to save JSON/markdown")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    settings = Settings.for_run(args.quick, args.skip_slow, args.threads)
+    settings.occlusion_models = args.occlusion_models
+    devices = [torch.device("cpu")]
+    if torch.cuda.is_available() and not args.cpu_only:
+        devices.append(torch.device("cuda"))
+    else:
+        print("CUDA: no GPU present; the GPU figures are skipped")
+
+    rows: list[Row] = []
+    started = time.perf_counter()
+    for device in devices:
+        bench = Bench(settings, device)
+        for figure in FIGURES:
+            for row in figure(bench):
+                print_row(row)
+                rows.append(row)
+    elapsed = time.perf_counter() - started
+    env = environment(args.threads, {**vars(settings), "elapsed_s": round(elapsed, 1)})
+    json_path, md_path = save(rows, env, args.out, "quick" if args.quick else "latest")
+    print()
+    print(markdown_table(rows))
+    print(f"\nsaved {json_path} and {md_path} ({elapsed:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Wall-clock timing with warm-up, device synchronization and the median of repeats."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class Timing:
+    median_ms: float
+    runs: int
+    spread_ms: float  # max - min over the timed runs
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued kernels, so a timer around a call measures the call."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(call: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> Timing:
+    """Median wall-clock milliseconds of `call` after `warmup` untimed calls."""
+    for _ in range(warmup):
+        call()
+    synchronize(device)
+    durations = []
+    for _ in range(max(1, repeats)):
+        started = time.perf_counter()
+        call()
+        synchronize(device)
+        durations.append((time.perf_counter() - started) * 1000)
+    return Timing(statistics.median(durations), len(durations), max(durations) - min(durations))
+
+
+def time_interleaved(
+    calls: dict[str, Callable[[], Any]], device: torch.device, warmup: int, repeats: int
+) -> dict[str, Timing]:
+    """Time several calls in turn (A B C A B C ...), so a load change on a shared machine
+    shifts every median alike and their ratios stay fair."""
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
+    synchronize(device)
+    durations: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(max(1, repeats)):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call()
+            synchronize(device)
+            durations[name].append((time.perf_counter() - started) * 1000)
+    return {
+        name: Timing(statistics.median(values), len(values), max(values) - min(values))
+        for name, values in durations.items()
+    }
