@@ -33,7 +33,9 @@ class CompareOptions(BaseModel):
     stages: int = Field(
         default=3, ge=1, le=64, description="parameter blocks randomized, top of the network down"
     )
-    seed: int = Field(default=0, ge=0, description="seeds randomization, tie-breaks and 'random'")
+    seed: int = Field(
+        default=0, ge=0, le=2**31 - 1, description="seeds randomization, tie-breaks and random"
+    )
     ssim: bool = Field(default=False, description="also report SSIM under model randomization")
     shared_scale: bool = Field(
         default=False, description="one colour scale for every map of the grid"

@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,6 @@ from cnnlens.service import Settings, create_app
 from tests.conftest import EGYPTIAN_CAT, ESPRESSO
 
 FAST = {"steps": "4", "stages": "1"}
-
-
-@pytest.fixture(scope="module")
-def client(default_model: LoadedModel) -> Iterator[TestClient]:
-    app = create_app(
-        Settings.model_validate({"warmup": False}), models={default_model.name: default_model}
-    )
-    with TestClient(app, raise_server_exceptions=False) as test_client:
-        assert app.state.service.wait_ready(60), app.state.service.load_error
-        yield test_client
 
 
 def _png(image: Image.Image, size: tuple[int, int] = (160, 120)) -> bytes:

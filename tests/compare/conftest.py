@@ -1,0 +1,21 @@
+"""The real app serving the session's default model, for the compare route's tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cnnlens.models import LoadedModel
+from cnnlens.service import Settings, create_app
+
+
+@pytest.fixture(scope="package")
+def client(default_model: LoadedModel) -> Iterator[TestClient]:
+    app = create_app(
+        Settings.model_validate({"warmup": False}), models={default_model.name: default_model}
+    )
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        assert app.state.service.wait_ready(60), app.state.service.load_error
+        yield test_client
