@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from cnnlens.audit.analyze import AuditAnalyzer, ImageOutcome
-from cnnlens.audit.archive import ArchiveLimits
+from cnnlens.audit.archive import ArchiveError, ArchiveLimits, archive_kind
 from cnnlens.audit.config import AuditConfig, check_methods
 from cnnlens.audit.engine import execute, prepare_job
 from cnnlens.audit.inputs import Annotations, AuditItem, read_boxes, read_labels
@@ -87,9 +87,12 @@ class AuditJobs:
         job_dir = self.root / job_id
         job_dir.mkdir(parents=True)
         try:
-            suffix = "".join(Path(filename).suffixes[-2:])[:16] if filename else ""
-            upload = job_dir / f"upload{suffix if suffix.replace('.', '').isalnum() else ''}"
+            # Never named after the client's file: only an archive may come in (a CSV list
+            # would name files on this server).
+            upload = job_dir / "upload.archive"
             upload.write_bytes(archive)
+            if archive_kind(upload) is None:
+                raise ArchiveError(f"{filename or 'the upload'} is not a zip or tar archive")
             annotations = Annotations()
             if labels:
                 (job_dir / "labels.csv").write_bytes(labels)

@@ -17,8 +17,7 @@ def bar_chart(
     top = maximum if maximum is not None else max([*values, 1e-9])
     height = 24 + row * len(labels)
     parts = [
-        f'<svg width="{_WIDTH}" height="{height}" '
-        f'role="img" aria-label="{escape(title)}">',
+        f'<svg width="{_WIDTH}" height="{height}" role="img" aria-label="{escape(title)}">',
         f'<text x="0" y="14" font-size="13" font-weight="bold">{escape(title)}</text>',
     ]
     span = _WIDTH - left - 50
@@ -50,8 +49,7 @@ def stacked_histogram(
     height, bottom, left = 170, 140, 30
     slot = (_WIDTH - left - 10) / bins
     parts = [
-        f'<svg width="{_WIDTH}" height="{height + 20}" '
-        f'role="img" aria-label="{escape(title)}">',
+        f'<svg width="{_WIDTH}" height="{height + 20}" role="img" aria-label="{escape(title)}">',
         f'<text x="0" y="14" font-size="13" font-weight="bold">{escape(title)}</text>',
         f'<text x="{left - 4}" y="30" font-size="10" text-anchor="end">{top}</text>',
         f'<line x1="{left}" y1="{bottom}" x2="{_WIDTH - 10}" y2="{bottom}" stroke="#888"/>',

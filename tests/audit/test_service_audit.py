@@ -117,6 +117,10 @@ def test_service_audit_from_a_zip(
             "/v1/audits", files={"archive": ("x.zip", b"hello", "application/zip")}
         )
         assert not_archive.status_code == 400
+        # a CSV list would name files on the server: only archives are accepted here
+        listing = f"{folder / 'chelsea.png'}\n".encode()
+        as_csv = client.post("/v1/audits", files={"archive": ("list.csv", listing, "text/csv")})
+        assert as_csv.status_code == 400 and as_csv.json()["error"]["code"] == "bad_archive"
         bad_method = client.post(
             "/v1/audits", files={"archive": ("p.zip", archive, "application/zip")},
             data={"method": "adversarial"},

@@ -158,7 +158,8 @@ async def create_audit(
                 "low_confidence": low_confidence,
                 "min_box_energy": min_box_energy,
                 "fragility": fragility,
-            }  # fmt: skip
+                "max_pixels": settings.limits.max_pixels,
+            }
         )
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
