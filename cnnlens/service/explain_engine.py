@@ -8,6 +8,7 @@ into per-request rows. Rendering is the same as `cnnlens.explain`'s, at the imag
 from __future__ import annotations
 
 import base64
+import io
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -126,6 +127,14 @@ def b64_png(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def png_bytes(image: Image.Image) -> bytes:
+    """PNG at zlib level 1: 4-6x faster than Pillow's default (6) on photo overlays for about
+    10% more bytes; encoding was the largest share of an explain request's CPU time."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
 def explanations_for(
     model: LoadedModel, picture: Image.Image, rows: ExplainRows, method_names: Sequence[str]
 ) -> tuple[list[Explanation], list[ClassScore]]:
@@ -176,8 +185,12 @@ def render_explain_response(
                 "layer": explanation.layer,
                 "width": picture.width if explanation.aligned else explanation.width,
                 "height": picture.height if explanation.aligned else explanation.height,
-                "heatmap_png": b64_png(explanation.heatmap_png()) if "heatmap" in outputs else None,
-                "overlay_png": b64_png(explanation.overlay_png()) if "overlay" in outputs else None,
+                "heatmap_png": b64_png(png_bytes(explanation.heatmap()))
+                if "heatmap" in outputs
+                else None,
+                "overlay_png": b64_png(png_bytes(explanation.overlay()))
+                if "overlay" in outputs
+                else None,
                 "array": encode_array(explanation.map.astype(np.float32))
                 if "array" in outputs
                 else None,
@@ -198,7 +211,7 @@ def render_overlay_png(
 ) -> bytes:
     """The first explanation's overlay PNG (Accept: image/png)."""
     explanations, _ = explanations_for(model, picture, rows, [method_name])
-    return explanations[0].overlay_png()
+    return png_bytes(explanations[0].overlay())
 
 
 def _score(score: ClassScore | None) -> dict[str, Any] | None:

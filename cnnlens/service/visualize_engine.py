@@ -18,7 +18,7 @@ from cnnlens.errors import InvalidParamsError
 from cnnlens.methods.base import MethodOutput, MethodParams
 from cnnlens.methods.run import RunResult, run_methods
 from cnnlens.models.loaded import LoadedModel
-from cnnlens.service.explain_engine import b64_png
+from cnnlens.service.explain_engine import b64_png, png_bytes
 
 MAX_TILES = 64
 
@@ -67,11 +67,13 @@ def render_adversarial(
     output = result.outputs["adversarial"]
     extras = output.extras
     prep = model.preprocessing
-    adversarial_png = render.to_png(prep.to_image(extras["adversarial"][0]))
+    adversarial_png = png_bytes(prep.to_image(extras["adversarial"][0]))
     perturbation = extras["perturbation_pixels"][0].float().cpu()  # (3, H, W), 0-255 units
     # Gray = unchanged; full colour swing = +-epsilon.
     unit = (0.5 + perturbation / (2 * max(epsilon, 1e-6))).clamp(0, 1)
-    perturbation_png = render.to_png((unit.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+    perturbation_png = png_bytes(
+        Image.fromarray((unit.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+    )
     probabilities = torch.softmax(result.logits.float(), dim=1)[0]
     explained = int(result.targets[0])
     body: dict[str, Any] = {
@@ -111,7 +113,7 @@ def render_activation_max(
         raise InvalidParamsError(
             "activation maximization diverged (non-finite values); lower params.lr or params.l2"
         )
-    png = render.to_png(model.preprocessing.to_image(output.map[0]))
+    png = png_bytes(model.preprocessing.to_image(output.map[0]))
     target = int(result.targets[0])
     body = {
         "model": model.name,
@@ -136,7 +138,7 @@ def _tile(image: Image.Image, size: int) -> Image.Image:
 def _sheet(tiles: list[Image.Image], titles: list[str], tile_size: int) -> bytes:
     columns = max(1, math.ceil(math.sqrt(len(tiles))))
     scaled = [_tile(tile, tile_size) for tile in tiles]
-    return render.to_png(render.grid(scaled, titles, columns=columns, tile_size=tile_size))
+    return png_bytes(render.grid(scaled, titles, columns=columns, tile_size=tile_size))
 
 
 def render_feature_maps(

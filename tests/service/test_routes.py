@@ -17,7 +17,7 @@ from cnnlens.methods.base import method_names
 from cnnlens.models import LoadedModel
 from cnnlens.models.hooks import hook_session
 from tests.conftest import EGYPTIAN_CAT, ESPRESSO
-from tests.service.conftest import MODEL, assert_error, decode_array, decode_png, upload
+from tests.service.conftest import MODEL, assert_error, decode_array, decode_png, encode, upload
 
 # Chelsea's face (eyes, nose, muzzle) in the 451x300 photo; the right edge is background.
 CAT_FACE = (slice(40, 270), slice(90, 360))  # (rows, columns)
@@ -303,3 +303,30 @@ def test_metrics_count_requests_by_route(client: TestClient, small_png: bytes) -
     assert 'cnnlens_requests_total{method="POST",route="/v1/explain",status="200"}' in text
     assert f'cnnlens_batch_size_count{{model="{MODEL}"}}' in text
     assert f'cnnlens_queue_depth{{model="{MODEL}"}} 0.0' in text
+
+
+def test_exif_orientation_is_applied_before_explaining(
+    client: TestClient, chelsea: Image.Image
+) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: display rotated 90 degrees clockwise
+    stored = encode(chelsea.resize((96, 64)), "JPEG", exif=exif.tobytes())
+    body = client.post("/v1/explain", files=upload(stored)).json()
+    assert body["image"] == {"width": 64, "height": 96}
+    item = body["explanations"][0]
+    assert (item["width"], item["height"]) == (64, 96)
+    assert decode_png(item["overlay_png"]).size == (64, 96)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16", "1"])
+def test_every_image_mode_is_explained_as_rgb(
+    client: TestClient, chelsea: Image.Image, mode: str
+) -> None:
+    image_format = "JPEG" if mode == "CMYK" else "PNG"
+    data = encode(chelsea.resize((60, 40)).convert(mode), image_format)
+    response = client.post("/v1/explain", files=upload(data), data={"output": "overlay"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["image"] == {"width": 60, "height": 40}
+    overlay = decode_png(body["explanations"][0]["overlay_png"])
+    assert (overlay.mode, overlay.size) == ("RGB", (60, 40))
