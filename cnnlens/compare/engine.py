@@ -18,7 +18,7 @@ from cnnlens.compare.faithfulness import PerturbationCurves, perturbation_curves
 from cnnlens.compare.metrics import spearman, top_k_iou
 from cnnlens.compare.options import CompareOptions
 from cnnlens.compare.sanity import RandomizationResult, cascading_randomization
-from cnnlens.errors import InvalidParamsError
+from cnnlens.errors import ImageDecodeError, InvalidParamsError
 from cnnlens.explain import ClassScore
 from cnnlens.imageio import ImageSource, load_image
 from cnnlens.methods.base import get_method
@@ -51,7 +51,9 @@ class ImageComparison:
     """Every method's map of one image, their agreement and their faithfulness scores."""
 
     name: str
-    image: Image.Image = field(repr=False)
+    width: int  # the original image's size
+    height: int
+    image: Image.Image = field(repr=False)  # as the model sees it (its input size): the grid's
     target: ClassScore
     predictions: list[ClassScore]
     layer: str
@@ -152,6 +154,7 @@ def compare(
     options: CompareOptions | None = None,
     names: Sequence[str] | None = None,
     on_image: Callable[[ImageComparison], None] | None = None,
+    on_error: Callable[[str, Exception], None] | None = None,
 ) -> Comparison:
     """Several methods on several images: maps, pairwise agreement and faithfulness.
 
@@ -165,6 +168,8 @@ def compare(
         options: scores and their settings (CompareOptions).
         names: a name per image for the report (default: the path or "image-<i>").
         on_image: called with each image's result as soon as it is done (progress).
+        on_error: when given, an image that cannot be read or explained (bad file, wrong
+            format, too large) is reported to it and skipped instead of ending the run.
     """
     options = options or CompareOptions()
     method_names = check_methods(methods)
@@ -181,8 +186,14 @@ def compare(
     )
     results: list[ImageComparison] = []
     for source, name in zip(sources, labels, strict=True):
-        picture = source if isinstance(source, Image.Image) else load_image(source)
-        item = compare_image(model, picture, method_names, target, layer, params, options, name)
+        try:
+            picture = source if isinstance(source, Image.Image) else load_image(source)
+            item = compare_image(model, picture, method_names, target, layer, params, options, name)
+        except (ImageDecodeError, OSError) as error:
+            if on_error is None:
+                raise
+            on_error(name, error)
+            continue
         results.append(item)
         if on_image is not None:
             on_image(item)
@@ -254,7 +265,9 @@ def compare_image(
     scores = {m: _scores(m, curves.get(m), randomization) for m in scored}
     return ImageComparison(
         name=name,
-        image=picture,
+        width=picture.width,
+        height=picture.height,
+        image=picture.convert("RGB").resize((x.shape[-1], x.shape[-2]), Image.Resampling.BICUBIC),
         target=ClassScore(index, model.label_of(index), float(probabilities[index])),
         predictions=predictions,
         layer=run.layer,
@@ -329,8 +342,8 @@ def _image_json(item: ImageComparison) -> dict[str, Any]:
         }
     return {
         "name": item.name,
-        "width": item.image.width,
-        "height": item.image.height,
+        "width": item.width,
+        "height": item.height,
         "target": _score_json(item.target),
         "predictions": [_score_json(p) for p in item.predictions],
         "layer": item.layer,

@@ -197,3 +197,20 @@ def test_cli_compare_on_a_server_matches_local(
     assert remote["summary"]["grad_cam"]["deletion_auc"]["n"] == 2
     assert Image.open(tmp_path / "r" / "grid.png").size == (2 * 160, 2 * (160 + 18))
     assert (tmp_path / "r" / "benchmark.md").read_text().startswith("| method |")
+
+
+def test_cli_goes_on_past_an_unreadable_image(image_folder: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    out = tmp_path / "out"
+    status = main([
+        "compare", str(broken), str(image_folder / "chelsea.png"), "--method", "grad_cam",
+        "--scores", "none", "--out", str(out), "--quiet",
+    ])  # fmt: skip
+    assert status == 1
+    report = json.loads((out / "compare.json").read_text())
+    assert [item["name"] for item in report["images"]] == [str(image_folder / "chelsea.png")]
+    (failure,) = report["failed"]
+    assert failure["image"] == str(broken) and failure["error"]
+    assert report["images"][0]["scores"] == {"grad_cam": {}}
+    assert Image.open(out / "grid.png").size == (2 * 160, 160 + 18)

@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         _print_report(report, args.benchmark)
         echo("wrote " + ", ".join(str(path) for path in written))
-    return 0
+    return 1 if report.get("failed") else 0
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -144,17 +144,26 @@ def _local(
     parsed = parse_options(options)
     model = load_model(args.model or DEFAULT_MODEL, weights=args.weights)
     bar = _bar(len(images), enabled=not args.quiet)
+    failed: list[dict[str, str]] = []
+
+    def skip(name: str, error: Exception) -> None:
+        failed.append({"image": name, "error": str(error)})
+        echo(f"{name}: failed: {error}", error=True)
+        if bar is not None:
+            bar.update()
+
     try:
         comparison = compare(
             model, [str(p) for p in images], methods, target=target, layer=args.layer,
             params=params, options=parsed, names=[str(p) for p in images],
-            on_image=lambda _: bar.update() if bar is not None else None,
+            on_image=lambda _: bar.update() if bar is not None else None, on_error=skip,
         )  # fmt: skip
     finally:
         if bar is not None:
             bar.close()
-    grid = to_png(comparison.grid()) if len(images) <= MAX_GRID_ROWS else None
-    return {**comparison.to_json(), "server": None}, grid
+    rows = len(comparison.images)
+    grid = to_png(comparison.grid()) if 0 < rows <= MAX_GRID_ROWS else None
+    return {**comparison.to_json(), "server": None, "failed": failed}, grid
 
 
 def _remote(
@@ -169,21 +178,42 @@ def _remote(
     rest = {k: v for k, v in options.items() if k not in ("scores", "steps")}
     answers: list[dict[str, Any]] = []
     grids = []
+    failed: list[dict[str, str]] = []
     for path in progress(images, "comparing", enabled=not args.quiet):
-        result = client.compare(
-            path, methods, model=args.model, target=target, layer=args.layer,
-            params=params or None, scores=options.get("scores"), steps=options.get("steps"),
-            options=rest,
-        )  # fmt: skip
+        try:
+            result = client.compare(
+                path, methods, model=args.model, target=target, layer=args.layer,
+                params=params or None, scores=options.get("scores"), steps=options.get("steps"),
+                options=rest,
+            )  # fmt: skip
+        except Exception as error:
+            if not _per_image_failure(error):
+                raise
+            failed.append({"image": str(path), "error": str(error)})
+            echo(f"{path}: failed: {error}", error=True)
+            continue
         answer = dict(result.data)
         for item in answer.get("images", []):
             item["name"] = str(path)
         answers.append(answer)
         if result.grid is not None:
             grids.append(result.grid)
-    report = {**merge_reports(answers), "server": args.server}
+    if not answers:
+        report: dict[str, Any] = {"methods": methods, "images": [], "summary": {}}
+    else:
+        report = merge_reports(answers)
+    report.update(server=args.server, failed=failed)
     grid = to_png(_stack(grids)) if grids and len(images) <= MAX_GRID_ROWS else None
     return report, grid
+
+
+def _per_image_failure(error: Exception) -> bool:
+    """Errors that concern one image (unreadable, too large, a server hiccup): go on with the
+    others. Requests naming what does not exist fail the whole run (exit status 2)."""
+    from cnnlens.client.cli import USAGE_CODES
+
+    code = getattr(error, "code", None)
+    return isinstance(error, OSError) or (code is not None and code not in USAGE_CODES)
 
 
 def _bar(total: int, enabled: bool) -> Any:
