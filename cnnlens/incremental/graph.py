@@ -124,7 +124,7 @@ class _Recorder(TorchFunctionMode):
         else:
             return output  # sizes, flags, numbers: baked into later calls' arguments
         index = len(self.nodes)
-        template_args = _map_tensors(tuple(args), self._template)
+        template_args = tuple(_map_tensors(a, self._template) for a in args)
         template_kwargs = {k: _map_tensors(v, self._template) for k, v in kwargs.items()}
         inputs = tuple(r.node for r in refs_in(template_args, template_kwargs))
         self.nodes.append(
