@@ -13,7 +13,7 @@ from PIL import Image
 
 pytestmark = pytest.mark.browser
 
-TIMEOUT_S = 30
+TIMEOUT_S = 20
 
 # Mean RGB of the first result canvas, read in the page (the canvas is same-origin: no taint).
 CANVAS_STATS = """
@@ -51,13 +51,18 @@ slider.dispatchEvent(new Event("input", {bubbles: true}));
 
 
 def _wait(driver: Any, css: str) -> Any:
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as expected
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, TIMEOUT_S).until(
-        expected.presence_of_element_located((By.CSS_SELECTOR, css))
-    )
+    try:
+        return WebDriverWait(driver, TIMEOUT_S).until(
+            expected.presence_of_element_located((By.CSS_SELECTOR, css))
+        )
+    except TimeoutException:
+        errors = [entry["message"] for entry in driver.get_log("browser")]
+        raise AssertionError(f"{css!r} did not appear; browser console: {errors}") from None
 
 
 def _explain(driver: Any) -> None:
@@ -133,6 +138,7 @@ def test_upload_grad_cam_overlay_and_top_prediction(
     assert view.size == (451, 300)
     view_mean = np.asarray(view.convert("RGB"), dtype=np.float64).mean(axis=(0, 1))
     np.testing.assert_allclose(view_mean, heatmap["mean"], atol=0.5)
+    assert driver.get_log("browser") == []  # no script error, no failed request
 
 
 def _png(data_url: str) -> Image.Image:

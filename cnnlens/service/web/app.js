@@ -317,12 +317,14 @@ function fileStem() {
   return name.replace(/\.[^.]+$/, "").replace(/[^\w.-]+/g, "_") || "image";
 }
 
-function downloadLink(text, dataUrl, filename) {
+function downloadLink(text, description, dataUrl, filename) {
   const link = document.createElement("a");
   link.className = "button download";
   link.href = dataUrl;
   link.download = filename;
   link.textContent = text;
+  link.title = description;
+  link.setAttribute("aria-label", description);
   return link;
 }
 
@@ -360,12 +362,14 @@ async function showResults(body) {
     const downloads = document.createElement("div");
     downloads.className = "downloads";
     // "view": the canvas as shown, at the slider's opacity (rendered when clicked).
-    const view = downloadLink(`Download ${method.title || item.method} view`, "#", `${name}_view.png`);
+    const methodTitle = method.title || item.method;
+    const view = downloadLink("⤓ View", `Download the ${methodTitle} view at the chosen opacity`,
+      "#", `${name}_view.png`);
     view.classList.add("download-view");
     view.addEventListener("click", () => { view.href = canvas.toDataURL("image/png"); });
     downloads.append(
-      downloadLink(`Download ${method.title || item.method} overlay`, overlayUrl, `${name}_overlay.png`),
-      downloadLink(`Download ${method.title || item.method} heatmap`, heatmapUrl, `${name}_heatmap.png`),
+      downloadLink("⤓ Overlay", `Download the ${methodTitle} overlay`, overlayUrl, `${name}_overlay.png`),
+      downloadLink("⤓ Heatmap", `Download the ${methodTitle} heatmap`, heatmapUrl, `${name}_heatmap.png`),
       view,
     );
     caption.append(title, details, downloads);
