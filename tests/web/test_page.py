@@ -83,6 +83,7 @@ def test_upload_grad_cam_overlay_and_top_prediction(
     from selenium.webdriver.common.by import By
 
     driver = browser
+    driver.get_log("browser")  # drop what earlier tests left in the console
     driver.get(page_url + "/")
     assert driver.title.startswith("cnnlens")
     _wait(driver, "body[data-ready='true']")
