@@ -4,6 +4,7 @@ actor (a GPU each where the cluster has GPUs); results merged into the same stor
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 from collections.abc import Callable
 from dataclasses import asdict
@@ -58,8 +59,33 @@ def execute_on_ray(
     import ray
     import ray.data
 
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
+        ray.data.DataContext.get_current().enable_progress_bars = False  # ours shows progress
+    try:
+        return _execute(store, job_id, config, on_progress, should_stop, replicas)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _execute(
+    store: AuditStore,
+    job_id: str,
+    config: AuditConfig,
+    on_progress: ProgressCallback | None,
+    should_stop: Callable[[], bool] | None,
+    replicas: int | None,
+) -> AuditRun:
+    import ray
+    import ray.data
+
     store.start_run(job_id)
     job = store.job(job_id)
     assert job is not None
