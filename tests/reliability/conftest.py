@@ -84,8 +84,13 @@ def start_server(app: FastAPI) -> tuple[uvicorn.Server, threading.Thread, str]:
 
 
 @pytest.fixture(scope="session")
-def live_server(default_model: LoadedModel) -> Iterator[LiveServer]:
-    settings = Settings.model_validate({"warmup": False, "limits": SERVER_LIMITS})
+def live_server(
+    default_model: LoadedModel, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    data_dir = str(tmp_path_factory.mktemp("service-data"))
+    settings = Settings.model_validate(
+        {"warmup": False, "limits": SERVER_LIMITS, "data_dir": data_dir}
+    )
     app = create_app(settings, models={default_model.name: default_model})
     server, thread, url = start_server(app)
     yield LiveServer(url, app, default_model)
