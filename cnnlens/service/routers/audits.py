@@ -188,7 +188,20 @@ async def get_audit(job_id: str, jobs: JobsDep) -> dict[str, Any]:
     return _describe(await anyio.to_thread.run_sync(jobs.job, _job_id(job_id)))
 
 
-@router.get("/audits/{job_id}/results", responses=ERRORS)
+@router.get(
+    "/audits/{job_id}/results",
+    responses={
+        **ERRORS,
+        200: {
+            "content": {
+                "application/json": {},
+                "text/csv": {"schema": {"type": "string"}},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            },
+            "description": "the job, its summary and per-image results (JSON, CSV or JSONL)",
+        },
+    },
+)
 async def audit_results(
     job_id: str,
     jobs: JobsDep,
@@ -214,7 +227,16 @@ async def audit_results(
     return JSONResponse({"job": _describe(job), "summary": summarize(records), "results": records})
 
 
-@router.get("/audits/{job_id}/report", response_class=HTMLResponse, responses=ERRORS)
+@router.get(
+    "/audits/{job_id}/report",
+    responses={
+        **ERRORS,
+        200: {
+            "content": {"text/html": {"schema": {"type": "string"}}},
+            "description": "the self-contained HTML report",
+        },
+    },
+)
 async def audit_report(job_id: str, jobs: JobsDep) -> HTMLResponse:
     """The self-contained HTML report (of the images finished so far while running)."""
     job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id))
