@@ -71,25 +71,25 @@ class _RuleReLU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, upper: float | None, state: _RuleState) -> torch.Tensor:
-        if upper is None:
-            passes = x > 0
-            output = x.clamp(min=0)
-        else:
-            passes = (x > 0) & (x < upper)
-            output = x.clamp(0, upper)
-        ctx.save_for_backward(passes)
+        # The pre-activation is kept (autograd's version check refuses it if later modified);
+        # the masks are taken in backward by single fused kernels, far cheaper than bool masks.
+        ctx.save_for_backward(x)
+        ctx.upper = upper
         ctx.state = state
-        return output
+        return x.clamp(min=0) if upper is None else x.clamp(0, upper)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        (passes,) = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         rule = ctx.state.rule
-        if rule is ReluRule.GRADIENT:
-            return grad * passes, None, None
+        if rule is ReluRule.DECONV:
+            return grad.clamp(min=0), None, None
         if rule is ReluRule.GUIDED:
-            return grad.clamp(min=0) * passes, None, None
-        return grad.clamp(min=0), None, None
+            grad = grad.clamp(min=0)
+        # grad where the unit passes (0 < x, and x < upper for ReLU6-like caps), else 0.
+        if ctx.upper is None:
+            return torch.ops.aten.threshold_backward(grad, x, 0.0), None, None
+        return torch.ops.aten.hardtanh_backward(grad, x, 0.0, ctx.upper), None, None
 
 
 class _ReluRuleMode(TorchFunctionMode):
