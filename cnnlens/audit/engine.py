@@ -120,15 +120,22 @@ def finish(store: AuditStore, job_id: str, processed: int) -> AuditRun:
     return AuditRun(_job(store, job_id), processed, outputs)
 
 
+# What one image can make a model call raise (bad content, a shape a method refuses, out of
+# memory); anything else (an interruption, a bug in the caller) stops the audit.
+_IMAGE_FAILURES = (CnnlensError, RuntimeError, ValueError, OSError, MemoryError)
+
+
 def process_robustly(process: ProcessBatch, batch: Sequence[AuditItem]) -> list[ImageOutcome]:
-    """A batch that fails on some image's content is retried image by image, so one bad
-    image becomes one error row instead of failing its neighbours."""
+    """A batch that fails on some image is retried image by image, so one bad image becomes
+    one error row instead of failing its neighbours."""
     try:
         return process(batch)
-    except CnnlensError as error:
+    except _IMAGE_FAILURES as error:
+        message = error.message if isinstance(error, CnnlensError) else repr(error)
         if len(batch) == 1:
-            return [error_outcome(batch[0], error.message)]
-        logger.info("audit batch failed (%s); retrying its images one by one", error.message)
+            logger.warning("audit image %s failed: %s", batch[0].name, message)
+            return [error_outcome(batch[0], message)]
+        logger.info("audit batch failed (%s); retrying its images one by one", message)
         return [outcome for item in batch for outcome in process_robustly(process, [item])]
 
 

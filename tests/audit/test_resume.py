@@ -64,3 +64,26 @@ def test_killed_audit_resumes_without_redoing(
     for first, second in zip(records, fresh_records, strict=True):
         assert first.get("predicted") == second.get("predicted")
         assert first.get("confidence") == pytest.approx(second.get("confidence"), abs=1e-5)
+
+
+def test_a_failing_image_becomes_an_error_row(
+    photos: Path, tmp_path: Path, default_model: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_run_methods = analyze_module.run_methods
+
+    def fails_with_coffee(model: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
+        # stands for a method that breaks on one image: here, any batch holding coffee
+        if any(abs(float(row.mean()) - coffee_mean) < 1e-6 for row in x):
+            raise RuntimeError("method exploded")
+        return real_run_methods(model, x, *args, **kwargs)
+
+    from PIL import Image
+
+    coffee_mean = float(default_model.preprocessing(Image.open(photos / "coffee.png")).mean())
+    monkeypatch.setattr(analyze_module, "run_methods", fails_with_coffee)
+    run = run_audit(photos, tmp_path / "out", AuditConfig(batch_size=4), model=default_model)
+    assert run.job.status == "done"
+    records = {r["name"]: r for r in map(json.loads, (tmp_path / "out" / "results.jsonl").open())}
+    assert records["coffee.png"]["status"] == "error"
+    assert "method exploded" in records["coffee.png"]["error"]
+    assert records["chelsea.png"]["status"] == "ok" and records["astronaut.png"]["status"] == "ok"
