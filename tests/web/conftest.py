@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +41,10 @@ def browser() -> Iterator[object]:
             for name, path in (("chromium", chromium), ("chromedriver", chromedriver))
             if path is None
         )
-        pytest.skip(f"{missing} not installed (apt-get install chromium chromium-driver)")
+        reason = f"{missing} not installed (apt-get install chromium chromium-driver)"
+        if os.environ.get("CNNLENS_REQUIRE_BROWSER"):  # set by CI: the test must run there
+            pytest.fail(reason)
+        pytest.skip(reason)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
