@@ -56,18 +56,19 @@ def collect_images(source: Path, workdir: Path, limits: ArchiveLimits | None = N
     safely into `workdir/input` first; a CSV lists files relative to its own folder.
     """
     if source.is_dir():
-        return _scan(source), {}
+        return scan_images(source), {}
     if not source.is_file():
         raise AuditInputError(f"no such file or folder: {source}")
     if source.suffix.lower() == ".csv":
         return _listed(source)
     if archive_kind(source) is not None:
         root = extract_archive(source, workdir / "input", limits)
-        return _scan(root), {}
+        return scan_images(root), {}
     raise AuditInputError(f"{source} is not a folder, a zip or tar archive, or a CSV list")
 
 
-def _scan(root: Path) -> list[tuple[str, Path]]:
+def scan_images(root: Path) -> list[tuple[str, Path]]:
+    """(relative posix name, path) of the image files under root, hidden ones skipped."""
     found = []
     for path in root.rglob("*"):
         relative = path.relative_to(root)
@@ -133,7 +134,7 @@ def read_masks(folder: Path) -> dict[str, str]:
     """Mask images (non-zero = object) named like the images: `cat.png` for `cat.jpg`."""
     if not folder.is_dir():
         raise AuditInputError(f"no such masks folder: {folder}")
-    return {name: str(path) for name, path in _scan(folder)}
+    return {name: str(path) for name, path in scan_images(folder)}
 
 
 def build_items(

@@ -19,7 +19,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cnnlens.client.commands._common import DEFAULT_MODEL, UsageError, echo, split_list
+from cnnlens.client.commands._common import (
+    DEFAULT_MODEL,
+    UsageError,
+    add_server_options,
+    echo,
+    split_list,
+)
 
 HELP = "audit a model over a folder or archive of images; write an HTML report and tables"
 
@@ -30,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--boxes", type=Path, metavar="CSV", help="filename,x0,y0,x1,y1 rows")
     parser.add_argument("--masks", type=Path, metavar="DIR", help="object masks named as images")
     parser.add_argument("--out", "-o", type=Path, default=Path("audit"), help="output folder")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
+    parser.add_argument("--model", help=f"model (default: {DEFAULT_MODEL} / the server's default)")
     parser.add_argument("--weights", default="default", help="'default', 'none' or a weights file")
     parser.add_argument(
         "--method", "-m", dest="methods", nargs="+", action="extend", metavar="M",
@@ -60,6 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fresh", action="store_true", help="start a new audit instead of resuming one"
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    add_server_options(parser)
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -68,7 +75,7 @@ def _config(args: argparse.Namespace) -> Any:
     from cnnlens.audit import AuditConfig
 
     values: dict[str, Any] = {
-        "model": args.model,
+        "model": args.model or DEFAULT_MODEL,
         "weights": args.weights,
         "methods": split_list(args.methods) or ["grad_cam"],
         "layer": args.layer,
@@ -97,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
     if args.masks is not None and not args.masks.is_dir():
         raise UsageError(f"--masks: no such folder: {args.masks}")
     config = _config(args)
+    if args.server:
+        return _run_remote(args, source, config)
 
     from cnnlens.audit import run_audit
 
@@ -160,3 +169,104 @@ def _print_summary(outputs: dict[str, Path], job: Any, processed: int) -> None:
     if report is not None:
         echo(f"report: {report}")
         echo(f"results: {outputs['results.jsonl']}, {outputs['results.csv']}")
+
+
+def _run_remote(args: argparse.Namespace, source: Path, config: Any) -> int:
+    """Upload the folder (zipped) or archive to POST /v1/audits, follow its progress, then
+    download the report and the result tables into --out. Ctrl-C cancels the job."""
+    import tempfile
+    import time
+    from types import SimpleNamespace
+
+    import httpx
+
+    if args.masks is not None or args.engine != "local":
+        raise UsageError("--masks and --engine work locally only, not with --server")
+    if source.is_file() and source.suffix.lower() == ".csv":
+        raise UsageError("with --server, PATH must be a folder or a zip/tar archive")
+    headers = {"X-API-Key": args.api_key} if args.api_key else {}
+    data: dict[str, Any] = {
+        "method": list(config.methods),
+        "batch_size": str(config.batch_size),
+        "top_k": str(config.top_k),
+        "low_confidence": str(config.low_confidence),
+        "min_box_energy": str(config.min_box_energy),
+        "fragility": "true" if config.fragility else "false",
+        **({"model": args.model} if args.model else {}),
+    }
+    bar = _ProgressBar(enabled=not args.quiet)
+    with (
+        tempfile.TemporaryFile() as archive,
+        httpx.Client(base_url=args.server, timeout=args.timeout, headers=headers) as http,
+    ):
+        name = _pack(source, archive)
+        files: dict[str, Any] = {"archive": (name, archive, "application/octet-stream")}
+        for field in ("labels", "boxes"):
+            path = getattr(args, field)
+            if path is not None:
+                files[field] = (path.name, path.read_bytes(), "text/csv")
+        job = _call(http, "POST", "/v1/audits", files=files, data=data).json()
+        try:
+            while job["status"] in ("queued", "running"):
+                bar.update(SimpleNamespace(**job["progress"]))
+                time.sleep(0.5)
+                job = _call(http, "GET", f"/v1/audits/{job['id']}").json()
+            bar.update(SimpleNamespace(**job["progress"]))
+        except KeyboardInterrupt:
+            _call(http, "DELETE", f"/v1/audits/{job['id']}")
+            echo(f"audit {job['id']}: cancelled", error=True)
+            raise
+        finally:
+            bar.close()
+        args.out.mkdir(parents=True, exist_ok=True)
+        outputs = {
+            "index.html": f"/v1/audits/{job['id']}/report",
+            "results.jsonl": f"/v1/audits/{job['id']}/results?format=jsonl",
+            "results.csv": f"/v1/audits/{job['id']}/results?format=csv",
+        }
+        for file_name, url in outputs.items():
+            (args.out / file_name).write_bytes(_call(http, "GET", url).content)
+    if not args.quiet:
+        progress = job["progress"]
+        echo(
+            f"audit {job['id']} on {args.server}: {job['status']}, {progress['total']} images, "
+            f"{progress['errors']} unreadable"
+        )
+        echo(f"report: {args.out / 'index.html'}")
+    return 0 if job["status"] == "done" else 1
+
+
+def _pack(source: Path, sink: Any) -> str:
+    """A folder's images zipped into `sink`, or an archive copied as it is; the upload name."""
+    import shutil
+    import zipfile
+
+    if source.is_dir():
+        from cnnlens.audit.inputs import scan_images
+
+        with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as archive:
+            for name, path in scan_images(source):
+                archive.write(path, arcname=name)
+        sink.seek(0)
+        return f"{source.name or 'images'}.zip"
+    with open(source, "rb") as handle:
+        shutil.copyfileobj(handle, sink)
+    sink.seek(0)
+    return source.name
+
+
+def _call(http: Any, method: str, url: str, **kwargs: Any) -> Any:
+    """One request; an error answer or no answer raises the client's typed errors."""
+    import httpx
+
+    from cnnlens.client.errors import CnnlensConnectionError, error_from_response
+
+    try:
+        response = http.request(method, url, **kwargs)
+    except httpx.TimeoutException as error:
+        raise CnnlensConnectionError("timeout", f"{method} {url}: {error}") from None
+    except httpx.TransportError as error:
+        raise CnnlensConnectionError("unreachable", f"{method} {url}: {error}") from None
+    if response.status_code >= 400:
+        raise error_from_response(response.status_code, response.content, dict(response.headers))
+    return response
