@@ -28,6 +28,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
     parser.add_argument("--skip-slow", action="store_true", help="skip the explain-call loop")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (CPU)")
+    parser.add_argument(
+        "--full-size-occlusion",
+        action="store_true",
+        help="resnet50 and vgg16 occlusion at full size on the CPU too (many minutes)",
+    )
     parser.add_argument("--cpu-only", action="store_true", help="do not run the CUDA figures")
     parser.add_argument(
         "--occlusion-models",
@@ -41,6 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     settings = Settings.for_run(args.quick, args.skip_slow, args.threads)
     settings.occlusion_models = args.occlusion_models
+    if args.full_size_occlusion:
+        settings.occlusion_heavy_cpu_size = settings.occlusion_size
     devices = [torch.device("cpu")]
     if torch.cuda.is_available() and not args.cpu_only:
         devices.append(torch.device("cuda"))
