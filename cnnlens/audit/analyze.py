@@ -113,23 +113,16 @@ class AuditAnalyzer:
         map_records: dict[str, dict[str, Any]] = {}
         for position, (name, raw) in enumerate(maps.items()):
             on_image = render.to_2d(render.resize_map(raw, (image.height, image.width)))
-            degenerate = is_degenerate(raw.numpy())
-            entry: dict[str, Any] = {
-                "degenerate": degenerate,
-                "box_energy": None,
-                "pointing_hit": None,
-            }
-            if region is not None:
-                entry["box_energy"] = energy_share(on_image, region)
-                entry["pointing_hit"] = pointing_hit(on_image, region, config.pointing_tolerance)
-                low = (
-                    entry["box_energy"] is not None and entry["box_energy"] < config.min_box_energy
-                )
-                if (low or entry["pointing_hit"] is False) and FLAG_OFF_OBJECT not in flags:
-                    flags.append(FLAG_OFF_OBJECT)
-            if degenerate and FLAG_DEGENERATE not in flags:
-                flags.append(FLAG_DEGENERATE)
-            map_records[name] = entry
+            entry = map_records[name] = self._localize(raw, on_image, region)
+            off_object = entry["pointing_hit"] is False or (
+                entry["box_energy"] is not None and entry["box_energy"] < config.min_box_energy
+            )
+            for flag, raised in (
+                (FLAG_OFF_OBJECT, off_object),
+                (FLAG_DEGENERATE, entry["degenerate"]),
+            ):
+                if raised and flag not in flags:
+                    flags.append(flag)
             blended = render.overlay(_bounded(image, config.overlay_max_side), on_image)
             outcome.overlay_pngs[name] = render.to_png(blended)
             outcome.overlay_thumbnails[name] = _jpeg(_thumbnail(blended, config.thumbnail_side))
@@ -161,6 +154,22 @@ class AuditAnalyzer:
             "flags": flags,
         }
         return outcome
+
+    def _localize(
+        self, raw: torch.Tensor, on_image: np.ndarray, region: np.ndarray | None
+    ) -> dict[str, Any]:
+        """Degenerate or not; with an object region, its energy share and the pointing game."""
+        if region is None:
+            return {
+                "degenerate": is_degenerate(raw.numpy()),
+                "box_energy": None,
+                "pointing_hit": None,
+            }
+        return {
+            "degenerate": is_degenerate(raw.numpy()),
+            "box_energy": energy_share(on_image, region),
+            "pointing_hit": pointing_hit(on_image, region, self.config.pointing_tolerance),
+        }
 
     def _region(self, item: AuditItem, image: Image.Image) -> np.ndarray | None:
         """The object's pixels from boxes and/or a mask (mask resized to the image)."""

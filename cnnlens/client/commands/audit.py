@@ -10,6 +10,7 @@ examples:
   cnnlens audit photos/ --labels labels.csv --out audit/
   cnnlens audit photos.zip --method grad_cam saliency --boxes boxes.csv --fragility
   cnnlens audit photos/ --engine ray --ray-address auto
+  cnnlens audit photos/ --labels labels.csv --server http://127.0.0.1:8000 --out audit/
 """
 
 from __future__ import annotations
