@@ -140,6 +140,7 @@ def test_explain_grad_cam_on_chelsea(client: TestClient, chelsea_jpeg: bytes) ->
     assert (item["width"], item["height"]) == (451, 300)
     assert decode_png(item["heatmap_png"]).size == (451, 300)
     assert decode_png(item["overlay_png"]).size == (451, 300)
+    assert 0 < item["elapsed_ms"] <= body["elapsed_ms"]
     heat = decode_array(item["array"])  # (300, 451)
     assert heat.shape == (300, 451)
     assert np.isfinite(heat).all()

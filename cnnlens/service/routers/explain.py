@@ -93,7 +93,7 @@ async def explain(
     plan = ExplainPlan(
         model=loaded.name,
         methods=tuple((m.name, params_key(params_by_method[m.name])) for m in methods),
-        layer=layer_name,
+        layer=layer_name or loaded.default_layer,  # "bn2" and no layer batch together
         explicit_targets=bool(targets),
     )
     rows = await state.worker(loaded.name).run(
