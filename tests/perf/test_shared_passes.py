@@ -199,3 +199,16 @@ def test_explain_on_the_default_model_shares_its_passes(
             torch.testing.assert_close(
                 torch.from_numpy(ours.map), torch.from_numpy(reference.map), atol=ATOL, rtol=0
             )
+
+
+def test_grad_cams_backward_stops_at_its_layer(rules_used: list[ReluRule]) -> None:
+    """Grad-CAM alone: one backward from the logits that never reaches the stem."""
+    head, stem = PassCounter(), PassCounter()
+    model = small_cnn(head)
+    model[0] = CountBackwards(model[0], stem)  # counts backwards that reach the first conv
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    run_methods(model, x, [("grad_cam", {})])
+    assert (head.backwards, stem.backwards) == (1, 0)
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+    run_methods(model, x, [("saliency", {})])
+    assert (head.backwards, stem.backwards) == (2, 1)  # the input gradient does reach it
