@@ -82,6 +82,14 @@ def test_service_audit_from_a_zip(
         assert by_name[f"batch/{BROKEN}"]["status"] == "error"
         assert results["summary"]["accuracy"] == 0.5
 
+        only_flagged = client.get(f"/v1/audits/{job_id}/results", params={"flagged": "true"})
+        flagged_names = {r["name"] for r in only_flagged.json()["results"]}
+        assert flagged_names == {n for n, r in by_name.items() if r["flags"]}
+        assert f"batch/{BROKEN}" in flagged_names and "batch/coffee.png" in flagged_names
+        page = client.get(f"/v1/audits/{job_id}/results", params={"offset": 1, "limit": 2})
+        assert [r["index"] for r in page.json()["results"]] == [1, 2]
+        assert page.json()["summary"]["images"] == 4
+
         report = client.get(f"/v1/audits/{job_id}/report")
         assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
         for name in by_name:

@@ -206,10 +206,16 @@ async def audit_results(
     job_id: str,
     jobs: JobsDep,
     format: Annotated[Literal["json", "jsonl", "csv"], Query()] = "json",
+    flagged: Annotated[bool, Query(description="only images with at least one flag")] = False,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
 ) -> Response:
-    """Per-image results so far (all of them once the job is done)."""
+    """Per-image results so far (all of them once the job is done), in input order; the
+    summary always covers every finished image."""
     job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id))
-    records = await anyio.to_thread.run_sync(jobs.store.records, job.id)
+    every = await anyio.to_thread.run_sync(jobs.store.records, job.id)
+    records = [r for r in every if r.get("flags")] if flagged else every
+    records = records[offset : None if limit is None else offset + limit]
     if format == "csv":
         text = records_csv(records, job.config.get("methods") or [])
         return PlainTextResponse(text, media_type="text/csv")
@@ -224,7 +230,7 @@ async def audit_results(
         )
     from cnnlens.audit.summary import summarize
 
-    return JSONResponse({"job": _describe(job), "summary": summarize(records), "results": records})
+    return JSONResponse({"job": _describe(job), "summary": summarize(every), "results": records})
 
 
 @router.get(
