@@ -20,6 +20,7 @@ from PIL import Image
 
 from cnnlens.methods.base import get_method
 from cnnlens.models.weights import sha256_of_file
+from cnnlens.service.server import main as server_main
 from tests.reliability import hostile_images as hostile
 from tests.reliability.conftest import LiveServer, free_port
 
@@ -214,10 +215,26 @@ def test_weights_of_another_architecture_are_a_startup_error(tmp_path: Path) -> 
     _assert_never_listened(port)
 
 
-def test_weights_with_another_sha256_are_a_startup_error(tmp_path: Path) -> None:
+def test_weights_with_another_sha256_are_a_startup_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In-process (the two tests above cover the real `cnnlens serve` exit): the file's
+    digest is checked before it is parsed, and the port is never bound."""
     weights = tmp_path / "model.pt"
     torch.save({"anything": torch.zeros(1)}, weights)
-    code, stderr, port = _start_with(weights, "0" * 64)
-    assert code != 0
+    monkeypatch.setenv("CNNLENS_MODELS", f"efficientnet_lite0={weights}@{'0' * 64}")
+    parsed: list[Path] = []
+
+    def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+        parsed.append(path)
+        return {}
+
+    monkeypatch.setattr("cnnlens.models.registry.read_state_dict", read_state_dict)
+    port = free_port()
+    with pytest.raises(SystemExit) as exited:
+        server_main(["--port", str(port)])
+    assert exited.value.code == 1
+    stderr = capsys.readouterr().err
     assert f"has sha256 {sha256_of_file(weights)}" in stderr and "expects " + "0" * 64 in stderr
+    assert not parsed
     _assert_never_listened(port)
