@@ -23,6 +23,7 @@ from cnnlens.models.loaded import LoadedModel
 
 logger = logging.getLogger("cnnlens.audit")
 T = TypeVar("T")
+STORE_FILE = "audits.sqlite"
 
 
 class ModelRunner(Protocol):
@@ -33,6 +34,9 @@ class ModelRunner(Protocol):
     def run(self, name: str, work: Callable[[LoadedModel], T]) -> T: ...
 
     def wait_ready(self, timeout: float) -> bool: ...
+
+    def stop(self) -> None:
+        """Give up waiting for a model (the service is stopping): `run` raises Interrupted."""
 
 
 class JobNotFoundError(CnnlensError):
@@ -56,7 +60,7 @@ class AuditJobs:
         self.root = root
         self.runner = runner
         self.limits = limits or ArchiveLimits()
-        self.store = AuditStore(root / "audits.sqlite")
+        self.store = AuditStore(root / STORE_FILE)
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="cnnlens-audits", daemon=True)
@@ -67,9 +71,11 @@ class AuditJobs:
 
     def close(self) -> None:
         self._closed.set()
+        self.runner.stop()
         self._queue.put(None)
-        self._thread.join(timeout=30)
-        self.store.close()
+        self._thread.join(timeout=30)  # a batch in flight finishes first
+        if not self._thread.is_alive():
+            self.store.close()
 
     def submit(
         self,

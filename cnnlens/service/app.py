@@ -17,6 +17,7 @@ from cnnlens.service.errors import install_error_handlers
 from cnnlens.service.metrics import Metrics
 from cnnlens.service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from cnnlens.service.routers import PUBLIC_ROUTERS, V1_ROUTERS
+from cnnlens.service.routers.audits import resume_audit_jobs, stop_audit_jobs
 from cnnlens.service.routers.web import WEB_DIRECTORY
 from cnnlens.service.settings import Settings
 from cnnlens.service.state import ServiceState
@@ -35,9 +36,11 @@ def create_app(
         state = ServiceState(settings, metrics, preloaded=models)
         app.state.service = state
         state.start()  # loads and warms the models on a thread: /readyz says 503 until done
+        resume_audit_jobs(app, state)  # audits a previous run left unfinished go on
         try:
             yield
         finally:
+            stop_audit_jobs(app)  # between two batches; the next start resumes the job
             state.stop()
 
     app = FastAPI(

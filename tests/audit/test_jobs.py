@@ -36,6 +36,9 @@ class BlockingRunner:
     def wait_ready(self, timeout: float) -> bool:
         return self.ready.wait(timeout)
 
+    def stop(self) -> None:
+        self.release.set()
+
     def run(self, name: str, work: Callable[[LoadedModel], T]) -> T:
         self.calls += 1
         if self.calls == self.block_at:

@@ -143,3 +143,33 @@ def test_service_audit_from_a_zip(
         listed = client.get("/v1/audits").json()["audits"]
         assert [(j["id"], j["status"]) for j in listed] == [(job_id, "done")]
         assert "chelsea.png" in client.get(f"/v1/audits/{job_id}/report").text
+
+
+def test_unfinished_audit_resumes_when_the_service_starts(
+    default_model: LoadedModel, photos: Path, tmp_path: Path
+) -> None:
+    from cnnlens.audit import AuditConfig
+    from cnnlens.audit.jobs import AuditJobs
+    from tests.audit.test_jobs import BlockingRunner
+
+    archive = _zip({p.name: p.read_bytes() for p in sorted(photos.iterdir())})
+    never_ready = BlockingRunner(default_model, ready=False)
+    stopped = AuditJobs(tmp_path / "data" / "audits", never_ready)
+    job = stopped.submit(archive, "p.zip", AuditConfig(batch_size=2))
+    stopped.close()  # a service that stopped before it could run the job
+
+    settings = Settings.model_validate({"data_dir": str(tmp_path / "data"), "warmup": False})
+    app = create_app(settings, models={MODEL: default_model})
+    with TestClient(app):
+        jobs = app.state.audits  # opened at startup: no request needed
+        assert jobs is not None
+        final = jobs.wait(job.id, 60)
+        assert final.status == "done" and final.done == 4 and final.errors == 1
+    assert app.state.audits is None  # closed with the app
+
+
+def test_a_fresh_data_dir_stays_untouched(default_model: LoadedModel, tmp_path: Path) -> None:
+    settings = Settings.model_validate({"data_dir": str(tmp_path / "data"), "warmup": False})
+    with TestClient(create_app(settings, models={MODEL: default_model})) as client:
+        assert client.get("/healthz").status_code == 200
+    assert not (tmp_path / "data").exists()

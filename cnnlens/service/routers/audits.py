@@ -7,20 +7,19 @@ from __future__ import annotations
 import os
 import re
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
 
 from cnnlens.audit.archive import ArchiveLimits
 from cnnlens.audit.config import AuditConfig
 from cnnlens.audit.export import JSONL, records_csv, report_html
-from cnnlens.audit.jobs import AuditJobs, JobNotFoundError
+from cnnlens.audit.jobs import STORE_FILE, AuditJobs, JobNotFoundError
 from cnnlens.audit.store import JobInfo
 from cnnlens.errors import InvalidParamsError
 from cnnlens.models.loaded import LoadedModel
@@ -63,6 +62,10 @@ class _StateRunner:
 
     def __init__(self, state: ServiceState) -> None:
         self.state = state
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
 
     def loaded(self, name: str) -> LoadedModel:
         return self.state.model(name)
@@ -77,7 +80,9 @@ class _StateRunner:
             try:
                 job = self.state.worker(name).submit(_run_each, work, batch_key=None)
             except QueueFullError:
-                time.sleep(0.2)  # interactive requests first: the audit waits its turn
+                # interactive requests first: the audit waits its turn
+                if self._stopping.wait(0.2):
+                    raise Interrupted from None
                 continue
             except NotReadyError:
                 raise Interrupted from None
@@ -105,6 +110,24 @@ def get_jobs(request: Request, state: StateDep) -> AuditJobs:
 
 
 JobsDep = Annotated[AuditJobs, Depends(get_jobs)]
+
+
+def resume_audit_jobs(app: FastAPI, state: ServiceState) -> None:
+    """At startup: when the data dir already holds audit jobs, open them now, so that the
+    unfinished ones resume without waiting for a request (a fresh dir stays untouched)."""
+    root = data_dir(state.settings) / "audits"
+    if (root / STORE_FILE).is_file():
+        with _jobs_lock:
+            app.state.audits = AuditJobs(root, _StateRunner(state))
+
+
+def stop_audit_jobs(app: FastAPI) -> None:
+    """At shutdown: the running job stops between two batches and stays resumable."""
+    with _jobs_lock:
+        jobs = getattr(app.state, "audits", None)
+        app.state.audits = None
+    if jobs is not None:
+        jobs.close()
 
 
 def _job_id(job_id: str) -> str:
