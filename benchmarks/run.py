@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     for device in devices:
         bench = Bench(settings, device)
         for figure in FIGURES:
-            for row in figure(bench):
+            for row in _rows_of(figure, bench):
                 print_row(row)
                 rows.append(row)
     elapsed = time.perf_counter() - started
@@ -68,6 +70,17 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(markdown_table(rows))
     print(f"\nsaved {json_path} and {md_path} ({elapsed:.0f} s)")
+
+
+def _rows_of(figure: Callable[[Bench], list[Row]], bench: Bench) -> list[Row]:
+    """The figure's rows, or one row saying why it failed (the other figures still run)."""
+    try:
+        return figure(bench)
+    except Exception as error:
+        traceback.print_exc()
+        name = figure.__name__.removesuffix("_figure")
+        note = f"failed: {type(error).__name__}: {error}".splitlines()[0][:300]
+        return [Row(name, "figure failed", bench.label, None, "", note=note)]
 
 
 if __name__ == "__main__":
