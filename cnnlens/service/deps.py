@@ -9,6 +9,8 @@
   when the client can no longer get an answer.
 - `read_image(upload, settings)`: the uploaded file -> RGB PIL image (size limit, format
   allowlist, pixel limit, EXIF), decoded off the event loop.
+- `off_loop(work, *args)`: a request's own CPU work (preprocessing, rendering) on a thread,
+  with one torch intra-op thread (the model workers own the cores' parallelism).
 - API keys are checked for every router in `cnnlens.service.routers.V1_ROUTERS`; nothing to
   add per route.
 """
@@ -18,9 +20,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import anyio
+import torch
 from fastapi import Depends, Request, UploadFile
 from PIL import Image
 
@@ -28,6 +32,11 @@ from cnnlens.imageio import decode_image
 from cnnlens.service.errors import NotReadyError, PayloadTooLargeError, UnauthorizedError
 from cnnlens.service.settings import Settings
 from cnnlens.service.state import ServiceState
+
+T = TypeVar("T")
+# Under OpenMP the intra-op thread count is a per-thread setting, so request threads can use
+# one while the model workers keep every core; elsewhere it is global and is left alone.
+_PER_THREAD_INTRA_OP = "parallel backend: OpenMP" in torch.__config__.parallel_info()
 
 
 def get_state(request: Request) -> ServiceState:
@@ -85,9 +94,22 @@ async def read_image(upload: UploadFile, settings: Settings) -> Image.Image:
     """Uploaded file -> RGB image, decoded on a worker thread (not the event loop)."""
     data = await read_upload(upload, settings)
     limits = settings.limits
-    return await anyio.to_thread.run_sync(
+    return await off_loop(
         lambda: decode_image(data, max_pixels=limits.max_pixels, max_side=limits.max_side)
     )
+
+
+def _with_one_intra_op_thread(work: Callable[..., T], *args: Any) -> T:
+    if _PER_THREAD_INTRA_OP and torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+    return work(*args)
+
+
+async def off_loop(work: Callable[..., T], *args: Any) -> T:
+    """`work(*args)` on a thread, not the event loop, with one torch intra-op thread:
+    sixteen concurrent requests each starting a team of OpenMP threads for their resizes
+    would oversubscribe the cores the model worker's batches run on."""
+    return await anyio.to_thread.run_sync(_with_one_intra_op_thread, work, *args)
 
 
 def wants_png(request: Request) -> bool:

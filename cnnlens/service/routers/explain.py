@@ -5,11 +5,17 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-import anyio
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from cnnlens.service.deps import DeadlineDep, SettingsDep, StateDep, read_image, wants_png
+from cnnlens.service.deps import (
+    DeadlineDep,
+    SettingsDep,
+    StateDep,
+    off_loop,
+    read_image,
+    wants_png,
+)
 from cnnlens.service.errors import NotAcceptableError
 from cnnlens.service.explain_engine import (
     ExplainInput,
@@ -89,7 +95,7 @@ async def explain(
     if png and len(methods) != 1:
         raise NotAcceptableError("Accept: image/png answers one method; ask for JSON instead")
     picture = await read_image(image, settings)
-    x = await anyio.to_thread.run_sync(loaded.preprocessing, picture)  # (1, 3, H, W)
+    x = await off_loop(loaded.preprocessing, picture)  # (1, 3, H, W)
     plan = ExplainPlan(
         model=loaded.name,
         methods=tuple((m.name, params_key(params_by_method[m.name])) for m in methods),
@@ -104,9 +110,7 @@ async def explain(
     )
     names = [m.name for m in methods]
     if png:
-        body = await anyio.to_thread.run_sync(render_overlay_png, loaded, picture, rows, names[0])
+        body = await off_loop(render_overlay_png, loaded, picture, rows, names[0])
         return Response(body, media_type="image/png")
-    answer = await anyio.to_thread.run_sync(
-        render_explain_response, loaded, picture, rows, names, outputs, started
-    )
+    answer = await off_loop(render_explain_response, loaded, picture, rows, names, outputs, started)
     return JSONResponse(answer)

@@ -7,14 +7,20 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-import anyio
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from cnnlens.errors import IncompatibleModelError, InvalidParamsError, TargetError
 from cnnlens.methods.base import get_method
 from cnnlens.models.loaded import LoadedModel
-from cnnlens.service.deps import DeadlineDep, SettingsDep, StateDep, read_image, wants_png
+from cnnlens.service.deps import (
+    DeadlineDep,
+    SettingsDep,
+    StateDep,
+    off_loop,
+    read_image,
+    wants_png,
+)
 from cnnlens.service.forms import parse_class, parse_layer, parse_method_params, parse_targets
 from cnnlens.service.routers.explain import ERRORS
 from cnnlens.service.schemas import (
@@ -104,10 +110,10 @@ async def adversarial(
     goal = getattr(parsed, "adversarial_target", None)
     goal_index = None if goal is None else parse_class(goal, loaded)
     picture = await read_image(image, settings)
-    x = await anyio.to_thread.run_sync(loaded.preprocessing, picture)
+    x = await off_loop(loaded.preprocessing, picture)
     result = await _run(state, loaded, SingleRun(method.name, parsed, x, explained, None), deadline)
     epsilon = float(getattr(parsed, "epsilon", 8.0))
-    body, png = await anyio.to_thread.run_sync(
+    body, png = await off_loop(
         render_adversarial, loaded, picture, result, epsilon, goal_index, started
     )
     return _answer(request, body, png)
@@ -142,7 +148,7 @@ async def activation_max(
         _require_feature_layer(loaded, layer_name or loaded.default_layer)
     run = SingleRun(method.name, parsed, None, explained, layer_name)
     result = await _run(state, loaded, run, deadline)
-    body, png = await anyio.to_thread.run_sync(
+    body, png = await off_loop(
         render_activation_max, loaded, result, explained is not None, channel, started
     )
     return _answer(request, body, png)
@@ -168,12 +174,10 @@ async def feature_maps(
     method = get_method("feature_maps")
     parsed = parse_method_params(params, method)
     picture = await read_image(image, settings)
-    x = await anyio.to_thread.run_sync(loaded.preprocessing, picture)
+    x = await off_loop(loaded.preprocessing, picture)
     run = SingleRun(method.name, parsed, x, None, layer_name)
     result = await _run(state, loaded, run, deadline)
-    body, png = await anyio.to_thread.run_sync(
-        render_feature_maps, loaded, picture, result, started
-    )
+    body, png = await off_loop(render_feature_maps, loaded, picture, result, started)
     return _answer(request, body, png)
 
 
@@ -194,5 +198,5 @@ async def filters(
     parsed = parse_method_params(params, method)
     run = SingleRun(method.name, parsed, None, None, layer_name)
     result = await _run(state, loaded, run, deadline)
-    body, png = await anyio.to_thread.run_sync(render_filters, loaded, result, started)
+    body, png = await off_loop(render_filters, loaded, result, started)
     return _answer(request, body, png)
