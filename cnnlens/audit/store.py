@@ -278,6 +278,15 @@ class AuditStore:
             ).fetchall()
         return [json.loads(row[0]) for row in rows]
 
+    def record(self, job_id: str, index: int) -> dict[str, Any] | None:
+        """One finished image's record, or None."""
+        with self._lock:
+            row = self._connection.execute(
+                "SELECT record FROM items WHERE job_id = ? AND idx = ? AND record IS NOT NULL",
+                (job_id, index),
+            ).fetchone()
+        return json.loads(row[0]) if row else None
+
     def thumbnails(self, job_id: str) -> dict[int, bytes]:
         with self._lock:
             rows = self._connection.execute(

@@ -23,6 +23,7 @@ OPERATIONS = [
     ("GET", "/v1/audits/{job_id}"),
     ("GET", "/v1/audits/{job_id}/results"),
     ("GET", "/v1/audits/{job_id}/report"),
+    ("GET", "/v1/audits/{job_id}/overlays/{index}/{method}.png"),
     ("DELETE", "/v1/audits/{job_id}"),
 ]
 

@@ -45,7 +45,7 @@ def test_service_audit_from_a_zip(
     astronaut: Image.Image,
 ) -> None:
     folder = tmp_path / "photos"
-    write_photos(folder, chelsea, coffee, astronaut)
+    chelsea_size = write_photos(folder, chelsea, coffee, astronaut)["chelsea.png"]
     archive = _zip({f"batch/{p.name}": p.read_bytes() for p in sorted(folder.iterdir())})
     labels = f"chelsea.png,{EGYPTIAN_CAT}\ncoffee.png,1\n".encode()  # coffee: a wrong label
     settings = Settings.model_validate({"data_dir": str(tmp_path / "data"), "warmup": False})
@@ -89,6 +89,13 @@ def test_service_audit_from_a_zip(
         page = client.get(f"/v1/audits/{job_id}/results", params={"offset": 1, "limit": 2})
         assert [r["index"] for r in page.json()["results"]] == [1, 2]
         assert page.json()["summary"]["images"] == 4
+
+        chelsea_index = by_name["batch/chelsea.png"]["index"]
+        overlay = client.get(f"/v1/audits/{job_id}/overlays/{chelsea_index}/grad_cam.png")
+        assert overlay.status_code == 200 and overlay.content[:4] == b"\x89PNG"
+        assert Image.open(io.BytesIO(overlay.content)).size == chelsea_size
+        missing = client.get(f"/v1/audits/{job_id}/overlays/{chelsea_index}/saliency.png")
+        assert missing.status_code == 404
 
         report = client.get(f"/v1/audits/{job_id}/report")
         assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")

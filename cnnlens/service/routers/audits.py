@@ -8,11 +8,11 @@ import os
 import re
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
-from fastapi import APIRouter, Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
 
@@ -49,12 +49,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def data_dir(settings: Settings) -> Path:
+def data_dir(settings: Settings) -> FilePath:
     """The server's data dir (settings.data_dir, else ~/.local/share/cnnlens)."""
     if settings.data_dir:
-        return Path(settings.data_dir).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "cnnlens"
+        return FilePath(settings.data_dir).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(FilePath.home() / ".local" / "share")
+    return FilePath(base) / "cnnlens"
 
 
 class _StateRunner:
@@ -271,6 +271,30 @@ async def audit_report(job_id: str, jobs: JobsDep) -> HTMLResponse:
     job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id))
     html = await anyio.to_thread.run_sync(report_html, jobs.store, job.id)
     return HTMLResponse(html)
+
+
+@router.get(
+    "/audits/{job_id}/overlays/{index}/{method}.png",
+    responses={
+        **ERRORS,
+        200: {"content": {"image/png": {}}, "description": "the overlay PNG of one image"},
+    },
+)
+async def audit_overlay(
+    job_id: str, index: Annotated[int, Path(ge=0, le=10_000_000)], method: str, jobs: JobsDep
+) -> Response:
+    """One image's overlay at its own resolution (the report embeds small copies)."""
+    job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id))
+    record = await anyio.to_thread.run_sync(jobs.store.record, job.id, index)
+    relative = ((record or {}).get("overlays") or {}).get(method)
+    if relative is None:
+        raise JobNotFoundError(f"audit job {job.id} has no {method!r} overlay for image {index}")
+    # the file name comes from the store (written by the audit), never from the request
+    try:
+        data = await anyio.to_thread.run_sync((FilePath(job.out_dir) / relative).read_bytes)
+    except OSError:
+        raise JobNotFoundError(f"the overlay file of image {index} is gone") from None
+    return Response(data, media_type="image/png")
 
 
 @router.delete("/audits/{job_id}", status_code=202, responses=ERRORS)
