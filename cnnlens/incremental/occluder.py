@@ -62,6 +62,11 @@ class Occluder:
     def engine(self) -> Literal["dense", "incremental"]:
         return "dense" if self.incremental is None else "incremental"
 
+    @property
+    def planned_work(self) -> float:
+        """Estimated work per window of the engine used, as a fraction of a dense forward."""
+        return 1.0 if self.incremental is None else self.incremental.plan.cost_fraction
+
     def losses(
         self, x: torch.Tensor, target: int, patch: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -73,6 +73,7 @@ class Occlusion(Method):
             "clean_loss": torch.stack(clean_losses),
             "engine": occluder.engine,
             "engine_note": occluder.note,
+            "planned_work": occluder.planned_work,  # incremental / dense multiply-adds
         }
         return MethodOutput(grid.average(deltas), extras)
 
