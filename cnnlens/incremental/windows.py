@@ -46,7 +46,8 @@ class WindowGrid:
         return rows.repeat_interleave(len(cols)), cols.repeat(len(rows))
 
     def average(self, values: torch.Tensor) -> torch.Tensor:
-        """(B, N) one value per window -> (B, 1, H, W): each pixel's mean over its windows."""
+        """(B, N) one value per window -> (B, 1, H, W): each pixel's mean over its windows
+        (0 where a stride longer than the window leaves pixels no window covers)."""
         batch = values.shape[0]
         total = values.new_zeros(batch, self.height, self.width)
         count = values.new_zeros(self.height, self.width)
@@ -56,4 +57,4 @@ class WindowGrid:
             for j, col in enumerate(self.col_starts):
                 total[:, row : row + size, col : col + size] += grid[:, i, j, None, None]
                 count[row : row + size, col : col + size] += 1
-        return (total / count).unsqueeze(1)
+        return (total / count.clamp(min=1)).unsqueeze(1)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from cnnlens.errors import InvalidParamsError
-from cnnlens.incremental.windows import window_starts
+from cnnlens.incremental.windows import WindowGrid, window_starts
 from cnnlens.methods import attribute, run_methods
 from cnnlens.models import LoadedModel
 from cnnlens.models.preprocess import Preprocessing
@@ -82,6 +82,19 @@ def test_overlapping_windows_are_averaged_by_hand(engine: str) -> None:
     np.testing.assert_allclose(result.map[0, 0].numpy(), total / count, rtol=1e-5, atol=1e-6)
     assert result.extras["window_losses"].shape == (1, 2, 2)
     assert result.extras["engine"] == engine
+
+
+def test_pixels_between_windows_get_zero() -> None:
+    """stride 6 > window 4 leaves two-pixel gaps: never occluded, so no loss change."""
+    grid = WindowGrid.of(10, 10, 4, 6)
+    assert grid.row_starts == (0, 6)
+    values = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    got = grid.average(values)[0, 0]
+    assert float(got[0, 0]) == 1.0 and float(got[9, 9]) == 4.0 and float(got[0, 9]) == 2.0
+    assert float(got[4:6].abs().sum()) == 0.0 and float(got[:, 4:6].abs().sum()) == 0.0
+    model = small_cnn().eval()
+    occlusion = attribute("occlusion", model, torch.randn(1, 3, 32, 32), window=4, stride=9)
+    assert torch.isfinite(occlusion).all() and float(occlusion[0, 0, 5, 5]) == 0.0
 
 
 def test_window_starts_cover_every_pixel() -> None:
