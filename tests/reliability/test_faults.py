@@ -28,14 +28,14 @@ CNNLENS = str(Path(sys.executable).with_name("cnnlens"))
 PHOTO = hostile.encode(
     Image.fromarray(np.random.default_rng(5).integers(0, 255, (64, 64, 3), np.uint8)), "PNG"
 )
-SIXTEEN_TARGETS = [str(index) for index in range(16)]  # 16 rows: seconds of work on CPU
+SIXTEEN_TARGETS = [str(index) for index in range(16)]  # 16 rows x 3 methods: seconds of work
 
 
 def _slow_request_bytes(url: str) -> bytes:
     request = httpx.Request(
         "POST",
         f"{url}/v1/explain",
-        data={"target": SIXTEEN_TARGETS, "method": "grad_cam,saliency"},
+        data={"target": SIXTEEN_TARGETS, "method": "grad_cam,saliency,guided_backprop"},
         files={"image": ("p.png", PHOTO, "image/png")},
     )
     head = f"POST /v1/explain HTTP/1.1\r\nHost: {request.url.host}\r\n"
@@ -67,7 +67,8 @@ def test_client_disconnecting_mid_request_drops_the_work(
     left = time.monotonic()
     live_server.wait_idle()
     stopped_after = time.monotonic() - left
-    assert stopped_after < 1.0, f"the abandoned batch ran on for {stopped_after:.2f} s"
+    # the whole batch takes 5-15 s on CPU: stopped between two torch operations instead
+    assert stopped_after < 2.0, f"the abandoned batch ran on for {stopped_after:.2f} s"
     assert live_server.hooks() == 0
     deadline = time.monotonic() + 5
     while _requests_counted(http, "499") < before + 1:  # logged as "client closed request"
@@ -122,8 +123,8 @@ def _environment(**variables: str) -> dict[str, str]:
 def test_sigterm_drains_in_flight_requests_refuses_new_ones_and_exits() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    # A batch waits 2.5 s for companions: the request is surely in flight at SIGTERM.
-    environment = _environment(CNNLENS_MAX_BATCH_DELAY_MS="2500")
+    # A batch waits 4 s for companions: the request is surely in flight at SIGTERM.
+    environment = _environment(CNNLENS_MAX_BATCH_DELAY_MS="4000")
     server = subprocess.Popen(
         [CNNLENS, "serve", "--port", str(port)],
         env=environment,
@@ -139,7 +140,7 @@ def test_sigterm_drains_in_flight_requests_refuses_new_ones_and_exits() -> None:
             )
         )
         client.start()
-        time.sleep(0.8)
+        time.sleep(1.5)
         server.send_signal(signal.SIGTERM)
         refused_at = _wait_refused(port)
         client.join(timeout=60)

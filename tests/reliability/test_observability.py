@@ -9,7 +9,8 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -128,21 +129,20 @@ def test_metrics_count_requests_latency_and_batches(
 def test_a_full_queue_answers_503_with_retry_after_and_is_counted(
     default_model: LoadedModel,
 ) -> None:
-    # One job runs (its batch waits 1.5 s for companions), one waits: the third is refused.
+    # One job runs (its batch waits 3 s for companions), one waits: the third is refused.
     settings = Settings.model_validate(
         {
             "warmup": False,
             "limits": {
                 "queue_size": 1,
                 "max_batch": 2,
-                "max_batch_delay_ms": 1500,
+                "max_batch_delay_ms": 3000,
                 "retry_after_s": 3,
             },
         }
     )
-    server, thread, url = start_server(
-        create_app(settings, models={default_model.name: default_model})
-    )
+    app = create_app(settings, models={default_model.name: default_model})
+    server, thread, url = start_server(app)
     try:
         answers: list[httpx.Response] = []
 
@@ -156,14 +156,24 @@ def test_a_full_queue_answers_503_with_retry_after_and_is_counted(
                 )
             )
 
-        # The first request's batch waits 1.5 s for a companion with the same plan; the
+        # The first request's batch waits 3 s for a companion with the same plan; the
         # second (top-1, not explicit targets: another plan) waits in the queue behind it.
+        worker = app.state.service.worker(default_model.name)
+        submitted: list[object] = []
+        submit = worker.submit
+
+        def counting_submit(*args: Any, **kwargs: Any) -> Any:
+            job = submit(*args, **kwargs)
+            submitted.append(job)
+            return job
+
+        worker.submit = counting_submit
         running = threading.Thread(target=post, args=("1",))
         running.start()
-        time.sleep(0.3)
+        _until(lambda: len(submitted) == 1 and worker.depth == 0)  # taken by the worker
         queued = threading.Thread(target=post, args=("",))
         queued.start()
-        time.sleep(0.3)
+        _until(lambda: worker.depth == 1)
         refused = httpx.post(f"{url}/v1/explain", files={"image": ("p.png", SMALL_PNG)}, timeout=60)
         depth = metric_value(httpx.get(f"{url}/metrics").text, "cnnlens_queue_depth")
         running.join(30)
@@ -179,3 +189,10 @@ def test_a_full_queue_answers_503_with_retry_after_and_is_counted(
     assert [answer.status_code for answer in answers] == [200, 200]
     assert metric_value(metrics, "cnnlens_rejected_jobs_total", reason="queue_full") == 1
     assert metric_value(metrics, "cnnlens_requests_total", status="503") == 1
+
+
+def _until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
