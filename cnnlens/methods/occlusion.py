@@ -42,7 +42,7 @@ class Occlusion(Method):
     last window flush with each far edge); overlapping windows are averaged per pixel. The
     incremental engine (Nakandala et al., "Incremental and Approximate Inference for Faster
     Occlusion-based Deep CNN Explanations", SIGMOD 2019) gives the same values faster.
-    Shapes: x (B, 3, H, W) -> map (B, 1, H, W); extras["window_losses"] (B, rows, cols).
+    Shapes: x (B, 3, H, W) -> map (B, 1, H, W); extras["window_loss_changes"] (B, rows, cols).
     """
 
     name = "occlusion"
@@ -61,15 +61,15 @@ class Occlusion(Method):
             )
         grid = WindowGrid.of(height, width, params.window, params.stride)
         occluder = Occluder(context.model, grid, params.batch_size, params.engine, x[:1])
-        clean_losses, window_losses = [], []
+        clean_losses, loss_changes = [], []
         for image, target in zip(x, context.targets.tolist(), strict=True):
             image = image.unsqueeze(0)  # (1, 3, H, W)
             clean, occluded = occluder.losses(image, target, _patch(context, image, params))
             clean_losses.append(clean)
-            window_losses.append(occluded - clean)  # (N,)
-        deltas = torch.stack(window_losses)  # (B, N)
+            loss_changes.append(occluded - clean)  # (N,)
+        deltas = torch.stack(loss_changes)  # (B, N)
         extras = {
-            "window_losses": deltas.view(-1, *grid.shape),
+            "window_loss_changes": deltas.view(-1, *grid.shape),
             "clean_loss": torch.stack(clean_losses),
             "engine": occluder.engine,
             "engine_note": occluder.note,

@@ -80,7 +80,7 @@ def test_overlapping_windows_are_averaged_by_hand(engine: str) -> None:
         target=1,
     ).outputs["occlusion"]
     np.testing.assert_allclose(result.map[0, 0].numpy(), total / count, rtol=1e-5, atol=1e-6)
-    assert result.extras["window_losses"].shape == (1, 2, 2)
+    assert result.extras["window_loss_changes"].shape == (1, 2, 2)
     assert result.extras["engine"] == engine
 
 
