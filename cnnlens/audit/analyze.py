@@ -124,7 +124,7 @@ class AuditAnalyzer:
                 if raised and flag not in flags:
                     flags.append(flag)
             blended = render.overlay(_bounded(image, config.overlay_max_side), on_image)
-            outcome.overlay_pngs[name] = render.to_png(blended)
+            outcome.overlay_pngs[name] = _png(blended)
             outcome.overlay_thumbnails[name] = _jpeg(_thumbnail(blended, config.thumbnail_side))
             if position == 0:
                 small = render.resize_map(render.to_2d(raw), (MEAN_MAP_SIDE, MEAN_MAP_SIDE))
@@ -244,6 +244,13 @@ def _thumbnail(image: Image.Image, side: int) -> Image.Image:
 
 def _bounded(image: Image.Image, side: int) -> Image.Image:
     return image if max(image.size) <= side else _thumbnail(image, side)
+
+
+def _png(image: Image.Image) -> bytes:
+    """Fast zlib level: 3-4x quicker than the default for ~10% more bytes (audits write many)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
 
 
 def _jpeg(image: Image.Image) -> bytes:
