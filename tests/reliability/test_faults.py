@@ -231,6 +231,8 @@ def test_weights_with_another_sha256_are_a_startup_error(
         return {}
 
     monkeypatch.setattr("cnnlens.models.registry.read_state_dict", read_state_dict)
+    # serve() installs a JSON handler on the root logger; not in this shared test process
+    monkeypatch.setattr("cnnlens.service.server.configure_logging", lambda level: None)
     port = free_port()
     with pytest.raises(SystemExit) as exited:
         server_main(["--port", str(port)])
