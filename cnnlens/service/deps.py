@@ -32,11 +32,9 @@ from cnnlens.imageio import decode_image
 from cnnlens.service.errors import NotReadyError, PayloadTooLargeError, UnauthorizedError
 from cnnlens.service.settings import Settings
 from cnnlens.service.state import ServiceState
+from cnnlens.service.worker import PER_THREAD_INTRA_OP
 
 T = TypeVar("T")
-# Under OpenMP the intra-op thread count is a per-thread setting, so request threads can use
-# one while the model workers keep every core; elsewhere it is global and is left alone.
-_PER_THREAD_INTRA_OP = "parallel backend: OpenMP" in torch.__config__.parallel_info()
 
 
 def get_state(request: Request) -> ServiceState:
@@ -100,7 +98,7 @@ async def read_image(upload: UploadFile, settings: Settings) -> Image.Image:
 
 
 def _with_one_intra_op_thread(work: Callable[..., T], *args: Any) -> T:
-    if _PER_THREAD_INTRA_OP and torch.get_num_threads() != 1:
+    if PER_THREAD_INTRA_OP and torch.get_num_threads() != 1:
         torch.set_num_threads(1)
     return work(*args)
 
