@@ -111,3 +111,34 @@ def test_concurrent_layers_and_rules_never_see_each_others_hooks(
     for request, served in enumerate(together):
         _assert_same_map(served, alone[request % len(MIXED_FORMS)])
     assert count_hooks(default_model.module) == 0
+
+
+def _maps_by_target(client: TestClient, image: bytes, targets: list[str]) -> dict[int, np.ndarray]:
+    response = client.post(
+        "/v1/explain",
+        files=upload(image),
+        data={"method": "saliency", "target": targets, "output": "array"},
+    )
+    assert response.status_code == 200, response.text
+    return {e["target"]["index"]: decode_array(e["array"]) for e in response.json()["explanations"]}
+
+
+def test_batched_requests_with_several_targets_get_their_own_rows(
+    client: TestClient, small_images: list[bytes]
+) -> None:
+    """Rows are image x target: a batch of requests with 2, 1 and 3 targets splits back right."""
+    target_sets = [["285", "967"], ["281"], ["1", "285", "500"]]
+    requests = [(image, targets) for image in small_images[:2] for targets in target_sets]
+    alone = [_maps_by_target(client, image, targets) for image, targets in requests]
+
+    def one(index: int) -> dict[int, np.ndarray]:
+        image, targets = requests[index % len(requests)]
+        return _maps_by_target(client, image, targets)
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        together = list(pool.map(one, range(len(requests))))
+    for index, served in enumerate(together):
+        expected = alone[index % len(requests)]
+        assert list(served) == list(expected)
+        for target, served_map in served.items():
+            _assert_same_map(served_map, expected[target])
