@@ -91,7 +91,9 @@ class Settings(_Strict):
 
     models: tuple[ModelConfig, ...] = (ModelConfig.model_validate({"name": DEFAULT_MODEL}),)
     default_model: str = DEFAULT_MODEL
-    device: str = "cpu"
+    device: str = Field(
+        default="auto", description='"auto" (the GPU when there is one), "cpu", "cuda:0", ...'
+    )
     limits: Limits = Field(default_factory=Limits)
     api_key_sha256: tuple[str, ...] = Field(
         default=(),
@@ -106,6 +108,15 @@ class Settings(_Strict):
         default=None,
         description="where audit jobs and their results are kept (default ~/.local/share/cnnlens)",
     )
+
+    @field_validator("device")
+    @classmethod
+    def _resolve_device(cls, value: str) -> str:
+        if value != "auto":
+            return value
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
 
     @field_validator("api_key_sha256")
     @classmethod
