@@ -23,8 +23,8 @@ from cnnlens.methods.base import MethodOutput, get_method
 from cnnlens.methods.run import run_methods
 from cnnlens.models.loaded import LoadedModel
 
-# Methods whose output has one row per sample and does not depend on the batch's make-up
-# (random starts and shared jitter would make a batched image differ from an unbatched one).
+# Outputs with one row per sample (images from random starts and shared jitter, and weights,
+# are not per-sample rows of a batch).
 _BATCHABLE_OUTPUTS = ("map", "activations")
 
 
@@ -39,7 +39,15 @@ class ExplainPlan:
 
     @property
     def batchable(self) -> bool:
-        return all(get_method(name).produces in _BATCHABLE_OUTPUTS for name, _ in self.methods)
+        return all(_batch_invariant(name) for name, _ in self.methods)
+
+
+def _batch_invariant(name: str) -> bool:
+    """Whether a method's row for one image is the same whatever else shares its batch.
+    Seeded methods (SmoothGrad's noise, random starts) draw for the whole batch at once, so
+    their rows depend on the batch's make-up: they run alone, reproducible per request."""
+    method = get_method(name)
+    return method.produces in _BATCHABLE_OUTPUTS and True
 
 
 @dataclass

@@ -142,3 +142,19 @@ def test_batched_requests_with_several_targets_get_their_own_rows(
         assert list(served) == list(expected)
         for target, served_map in served.items():
             _assert_same_map(served_map, expected[target])
+
+
+def test_seeded_methods_give_the_same_map_whatever_runs_beside_them(
+    client: TestClient, small_images: list[bytes]
+) -> None:
+    """SmoothGrad draws its noise per batch: its requests run alone, so a seed reproduces."""
+    form = {"method": "smoothgrad", "params": '{"smoothgrad": {"samples": 2, "seed": 5}}'}
+    alone = [_map(client, image, form) for image in small_images[:2]]
+
+    def one(request: int) -> np.ndarray:
+        return _map(client, small_images[request % 2], form)
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        together = list(pool.map(one, range(6)))
+    for request, served in enumerate(together):
+        np.testing.assert_array_equal(served, alone[request % 2])
