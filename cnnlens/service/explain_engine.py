@@ -47,7 +47,7 @@ def _batch_invariant(name: str) -> bool:
     Seeded methods (SmoothGrad's noise, random starts) draw for the whole batch at once, so
     their rows depend on the batch's make-up: they run alone, reproducible per request."""
     method = get_method(name)
-    return method.produces in _BATCHABLE_OUTPUTS and True
+    return method.produces in _BATCHABLE_OUTPUTS and "seed" not in method.Params.model_fields
 
 
 @dataclass
