@@ -92,7 +92,9 @@ class Settings(_Strict):
     models: tuple[ModelConfig, ...] = (ModelConfig.model_validate({"name": DEFAULT_MODEL}),)
     default_model: str = DEFAULT_MODEL
     device: str = Field(
-        default="auto", description='"auto" (the GPU when there is one), "cpu", "cuda:0", ...'
+        default="auto",
+        validate_default=True,  # resolve the default "auto" too
+        description='"auto" (the GPU when there is one), "cpu", "cuda:0", ...',
     )
     limits: Limits = Field(default_factory=Limits)
     api_key_sha256: tuple[str, ...] = Field(
