@@ -65,7 +65,7 @@ class IncrementalOcclusion:
         window_rows: torch.Tensor,
         window_cols: torch.Tensor,
         window_size: tuple[int, int],
-        dense_fraction: float = 0.5,
+        dense_fraction: float = 1.0,
     ) -> IncrementalOcclusion:
         """Record the model on x (1, 3, H, W) and plan patches at the given top-left corners.
 

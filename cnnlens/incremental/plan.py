@@ -6,7 +6,8 @@ only recomputes a few unchanged positions. For a window call with stride s, padd
 span k' = d(k-1)+1, input rows [r, r+h) change outputs o with
     ceil((r + p - k' + 1) / s) <= o <= floor((r + h - 1 + p) / s),
 and outputs [o0, o0+h') read padded input rows [o0*s - p, o0*s - p + (h'-1)*s + k').
-A node whose box would cover at least `dense_fraction` of its map, or whose call is
+A node whose box would cover at least `dense_fraction` of its map (by default: all of it;
+recomputing most of a map as a box measured no slower than densely), or whose call is
 neither pointwise nor a window nor a constant pad, is computed densely, and so is
 everything that reads it.
 """
@@ -152,7 +153,7 @@ def make_plan(
     window_rows: torch.Tensor,
     window_cols: torch.Tensor,
     window_size: tuple[int, int],
-    dense_fraction: float = 0.5,
+    dense_fraction: float = 1.0,
 ) -> Plan:
     """Plan every node for patches of `window_size` at (window_rows, window_cols) (N,) each."""
     shapes = [node.shape for node in graph.nodes]
@@ -178,6 +179,10 @@ def make_plan(
                 if not gather.direct:  # copying the region costs about one pass over it
                     incremental += shapes[gather.source][1] * gather.height * gather.width
     return Plan(plans, incremental, dense, first_dense, first_reason)
+
+
+def _covers(box_area: int, map_area: int) -> str:
+    return f"the changed region covers {min(box_area / map_area, 1.0):.0%} of the map"
 
 
 def _plan_node(
@@ -208,7 +213,7 @@ def _plan_node(
         cols = _window_axis(source.cols, source.width, window, 1, size_in[1], width)
         box = Box(rows[0], cols[0], rows[1], cols[1])
         if box.height * box.width >= dense_fraction * height * width:
-            return NodePlan("dense", reason="the changed region covers most of the map")
+            return NodePlan("dense", reason=_covers(box.height * box.width, height * width))
         pad = (window.padding[0], rows[4], window.padding[1], cols[4])
         gather = _gather(
             source_index, source, rows[2], cols[2], rows[3], cols[3], pad, window.pad_value
@@ -225,7 +230,7 @@ def _plan_node(
         box_h, box_w = int((high_r - low_r).max()), int((high_c - low_c).max())
         box = Box(box_h, box_w, _fit(low_r, box_h, height), _fit(low_c, box_w, width))
         if box_h * box_w >= dense_fraction * height * width:
-            return NodePlan("dense", reason="the changed region covers most of the map")
+            return NodePlan("dense", reason=_covers(box_h * box_w, height * width))
         gathers = {
             s: _gather(s, b, box.rows, box.cols, box_h, box_w, (0, 0, 0, 0), 0.0)
             for s, b in zip(sources, boxes, strict=True)

@@ -106,11 +106,12 @@ def test_plan_recomputes_regions_then_falls_back_to_dense() -> None:
     grid = WindowGrid.of(45, 61, 9, 7)
     rows, cols = grid.corners()
     cases = [
-        (False, "conv2d", "covers most of the map", 0.4),  # the 6x8 head map
-        (True, "mean", "not pointwise", 0.9),  # the gate's global mean, mid-network
+        (False, 1.0, "amax", "no (C, h, w) map", 0.4),  # the global max before the classifier
+        (False, 0.5, "conv2d", "of the map", 0.4),  # the head's box covers over half its map
+        (True, 1.0, "mean", "not pointwise", 0.9),  # the gate's global mean, mid-network
     ]
-    for gate, first_dense, reason, most in cases:
-        plan = IncrementalOcclusion.prepare(zoo(gate), x, rows, cols, (9, 9)).plan
+    for gate, fraction, first_dense, reason, most in cases:
+        plan = IncrementalOcclusion.prepare(zoo(gate), x, rows, cols, (9, 9), fraction).plan
         kinds = [node.kind for node in plan.nodes]
         assert {"window", "pointwise", "pad"} <= set(kinds)
         assert plan.first_dense is not None and plan.first_dense.startswith(first_dense)
