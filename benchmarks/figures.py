@@ -49,7 +49,7 @@ class Settings:
     occlusion_stride: int = 8
     occlusion_batch: int = 32
     occlusion_models: list[str] = field(default_factory=lambda: list(OCCLUSION_MODELS))
-    occlusion_repeats: int = 3  # the default model; the big random ones are timed once
+    occlusion_repeats: int = 3  # the default model; the big random ones are timed twice
     # resnet50 / vgg16 on the CPU: a vgg16 forward costs ~0.3-0.9 s per image on one core, so
     # 729 windows at 224 px take minutes per run; same window and stride at a smaller size.
     occlusion_heavy_cpu_size: int = 112
@@ -281,7 +281,7 @@ def occlusion_figure(bench: Bench) -> list[Row]:
         loaded = bench.model(OCCLUSION_MODELS[short_name])
         x = bench.input(loaded, size)
         target = _top1(loaded, x)
-        repeats = 1 if heavy else settings.occlusion_repeats
+        repeats = min(2, settings.occlusion_repeats) if heavy else settings.occlusion_repeats
         warmup = 0  # the first call of each (for the maps below) was the warm-up
         calls: dict[str, Callable[[], Any]] = {
             "captum": baselines.captum_occlusion(loaded.module, x, target, window, stride, batch)
@@ -310,6 +310,9 @@ def occlusion_figure(bench: Bench) -> list[Row]:
                 continue
             speedup = captum.median_ms / ours.median_ms
             agreement = _pearson(maps[label].sum(dim=1), maps["captum"])
+            # "dense" runs whole forwards like captum (the fallback of engine "auto"); the
+            # target is for the engine "auto" picks where it can: incremental.
+            reference = label == "dense"
             rows.append(
                 Row(
                     figure,
@@ -317,10 +320,11 @@ def occlusion_figure(bench: Bench) -> list[Row]:
                     bench.label,
                     speedup,
                     "x",
-                    ">= 2x (stretch 4x)",
-                    at_least(speedup, 2.0),
+                    "" if reference else ">= 2x (stretch 4x)",
+                    None if reference else at_least(speedup, 2.0),
                     note=(
-                        f"{windows} windows {window}px/{stride}px at {size}px, {batch} per "
+                        ("reference, same forwards as captum; " if reference else "")
+                        + f"{windows} windows {window}px/{stride}px at {size}px, {batch} per "
                         f"forward; {ours.median_ms:.0f} vs {captum.median_ms:.0f} ms; "
                         f"map r={agreement:.3f} vs captum"
                     ),
