@@ -65,11 +65,16 @@ class Job(Generic[P]):
 
 
 class _AbortMode(TorchFunctionMode):
-    """Raises between torch operations once nobody waits for the running batch."""
+    """Raises between torch operations once nobody waits for the running batch.
+
+    It raises once: the cleanup the exception then runs (`no_grad` restoring grad mode,
+    hook sessions restoring modules) calls torch too, and must not be interrupted.
+    """
 
     def __init__(self, should_abort: Callable[[], bool]) -> None:
         super().__init__()
         self.should_abort = should_abort
+        self.aborted = False
 
     def __torch_function__(
         self,
@@ -78,15 +83,20 @@ class _AbortMode(TorchFunctionMode):
         args: Sequence[Any] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
-        if self.should_abort():
+        if not self.aborted and self.should_abort():
+            self.aborted = True
             raise DeadlineExceededError("the request deadline passed while computing")
         return func(*args, **(kwargs or {}))
 
 
 @contextmanager
 def _abort_when(should_abort: Callable[[], bool]) -> Iterator[None]:
-    with _AbortMode(should_abort):
-        yield
+    grad_enabled = torch.is_grad_enabled()
+    try:
+        with _AbortMode(should_abort):
+            yield
+    finally:
+        torch.set_grad_enabled(grad_enabled)  # whatever the batch did, the next one starts clean
 
 
 # Under OpenMP the intra-op thread count is a per-thread setting: a worker can change its own

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import torch
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -129,6 +130,19 @@ def test_past_the_deadline_is_504_and_the_worker_is_freed(default_model: LoadedM
         assert client.get("/v1/models").status_code == 200
         next_job = worker.submit(lambda model, payloads: [len(payloads)], None)
         assert next_job.future.result(10) == 1
+
+
+def test_a_batch_stopped_inside_no_grad_leaves_the_worker_able_to_differentiate(
+    default_model: LoadedModel, small_png: bytes
+) -> None:
+    """Score-CAM's channel loop runs under no_grad: the stop must not skip restoring it."""
+    with serving(service_settings(request_deadline_s=0.5), default_model) as client:
+        worker = _app(client).state.service.worker(MODEL)
+        late = client.post("/v1/explain", files=upload(small_png), data={"method": "score_cam"})
+        assert_error(late, 504, "deadline_exceeded")
+        grad_mode = worker.submit(lambda model, payloads: [torch.is_grad_enabled()], None)
+        assert grad_mode.future.result(30) is True
+        assert count_hooks(default_model.module) == 0
 
 
 def test_api_keys_when_configured(default_model: LoadedModel) -> None:
