@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -12,7 +12,7 @@ from PIL import Image
 
 from cnnlens import render
 from cnnlens.imageio import ImageSource, load_image
-from cnnlens.methods.base import get_method
+from cnnlens.methods.base import MethodOutput, get_method
 from cnnlens.methods.run import run_methods
 from cnnlens.methods.targets import class_index
 from cnnlens.models.loaded import LoadedModel
@@ -113,30 +113,46 @@ def explain(
     )
     probabilities = torch.softmax(result.logits.float(), dim=1)
     predictions = _top_k(loaded, probabilities[0], top_k)
+    explanations = explanations_from_run(loaded, picture, result, method_list)
+    return Explanations(explanations, predictions, picture)
+
+
+class MethodRun(Protocol):
+    """What a run of methods over one image's rows gives (RunResult or a batch's share)."""
+
+    outputs: dict[str, MethodOutput]
+    logits: torch.Tensor  # (rows, K)
+    targets: torch.Tensor  # (rows,)
+    layer: str
+    elapsed_ms: dict[str, float]
+
+
+def explanations_from_run(
+    model: LoadedModel, picture: Image.Image, run: MethodRun, method_names: Sequence[str]
+) -> list[Explanation]:
+    """One Explanation per method and target row, each map on the picture's own pixels."""
+    probabilities = torch.softmax(run.logits.float(), dim=1)  # (rows, K)
     explanations: list[Explanation] = []
-    for name in method_list:
+    for name in method_names:
         method = get_method(name)
-        output = result.outputs[name]
-        rows = range(output.map.shape[0]) if method.uses_target else range(1)
-        for row in rows:
-            index = int(result.targets[row])
+        output = run.outputs[name]
+        count = output.map.shape[0] if method.uses_target else 1
+        for row in range(count):
+            index = int(run.targets[row])
+            target = ClassScore(index, model.label_of(index), float(probabilities[row, index]))
             explanations.append(
                 Explanation(
                     method=name,
-                    target=ClassScore(
-                        index, loaded.label_of(index), float(probabilities[row, index])
-                    )
-                    if method.uses_target
-                    else None,
-                    layer=result.layer if method.uses_layer else None,
+                    target=target if method.uses_target else None,
+                    layer=run.layer if method.uses_layer else None,
                     map=_on_image_pixels(output.map[row], picture, method.produces),
                     image=picture,
                     extras=_row_extras(output.extras, row, output.map.shape[0]),
-                    elapsed_ms=result.elapsed_ms.get(name, 0.0) / max(1, len(rows)),
+                    elapsed_ms=run.elapsed_ms.get(name, 0.0) / count,
                     aligned=method.produces in ("map", "activations"),
                 )
             )
-    return Explanations(explanations, predictions, picture)
+    return explanations
 
 
 def _target_list(model: LoadedModel, target: Any) -> list[int]:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cnnlens.explain import ClassScore, Explanation, _on_image_pixels, _row_extras, _top_k
+from cnnlens.explain import ClassScore, Explanation, _top_k, explanations_from_run
 from cnnlens.methods.base import MethodOutput, get_method
 from cnnlens.methods.run import run_methods
 from cnnlens.models.loaded import LoadedModel
@@ -147,30 +147,8 @@ def explanations_for(
     model: LoadedModel, picture: Image.Image, rows: ExplainRows, method_names: Sequence[str]
 ) -> tuple[list[Explanation], list[ClassScore]]:
     """The same Explanation objects `cnnlens.explain` builds, from one request's rows."""
-    probabilities = torch.softmax(rows.logits, dim=1)  # (k, K)
-    explanations: list[Explanation] = []
-    for name in method_names:
-        method = get_method(name)
-        output = rows.outputs[name]
-        count = output.map.shape[0] if method.uses_target else 1
-        for row in range(count):
-            index = int(rows.targets[row])
-            explanations.append(
-                Explanation(
-                    method=name,
-                    target=ClassScore(
-                        index, model.label_of(index), float(probabilities[row, index])
-                    )
-                    if method.uses_target
-                    else None,
-                    layer=rows.layer if method.uses_layer else None,
-                    map=_on_image_pixels(output.map[row], picture, method.produces),
-                    image=picture,
-                    extras=_row_extras(output.extras, row, output.map.shape[0]),
-                    elapsed_ms=rows.elapsed_ms.get(name, 0.0) / count,
-                    aligned=method.produces in ("map", "activations"),
-                )
-            )
+    explanations = explanations_from_run(model, picture, rows, method_names)
+    probabilities = torch.softmax(rows.logits.float(), dim=1)  # (k, K)
     return explanations, _top_k(model, probabilities[0], 5)
 
 
