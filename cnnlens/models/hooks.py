@@ -294,7 +294,8 @@ def hook_session(
         needs_grad = [p for p in model.parameters() if p.requires_grad]
         session = HookSession(model, layers, relu_rules)
         try:
-            model.eval()
+            if any(training.values()):  # eval() walks and sets every module: skip if done
+                model.eval()
             for parameter in needs_grad:
                 parameter.requires_grad_(False)
             with session._registered():
@@ -305,4 +306,5 @@ def hook_session(
             for parameter in needs_grad:
                 parameter.requires_grad_(True)
             for module, was_training in training.items():
-                module.training = was_training
+                if module.training != was_training:
+                    module.training = was_training
