@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from pydantic import Field, model_validator
 
 from cnnlens.errors import InvalidParamsError
 from cnnlens.methods.base import INPUT, MethodContext, MethodParams
@@ -17,8 +18,16 @@ class ProjectionParams(MethodParams):
     with every other activation of the layer set to zero (Zeiler & Fergus, section 2.1).
     """
 
-    channel: int | None = None
-    position: tuple[int, int] | None = None
+    channel: int | None = Field(None, ge=0, description="feature map of `layer` to project")
+    position: tuple[int, int] | None = Field(
+        None, description="(row, column) on the layer's grid; default: the strongest activation"
+    )
+
+    @model_validator(mode="after")
+    def _position_needs_channel(self) -> ProjectionParams:
+        if self.position is not None and self.channel is None:
+            raise ValueError("position needs a channel: it is a place on one feature map")
+        return self
 
 
 def project(context: MethodContext, params: ProjectionParams, rule: ReluRule) -> torch.Tensor:

@@ -21,6 +21,12 @@ class ScoreCamParams(MethodParams):
         "channels of the target logits (as pytorch-grad-cam)",
     )
     batch_size: int = Field(32, ge=1, le=1024, description="masked inputs per forward")
+    channels: int | None = Field(
+        None,
+        ge=1,
+        description="score only this many channels, the most active on average (faster; the "
+        "others weigh 0); default: all, as in the paper",
+    )
     relu: bool = True
 
 
@@ -50,13 +56,22 @@ class ScoreCam(Method):
                     f"score_cam needs a layer with (C, h, w) output; {context.layer!r} has "
                     f"{tuple(activations.shape[1:])}"
                 )
-            scores = torch.stack(
+            channels = activations.shape[1]
+            count = min(params.channels or channels, channels)
+            # (B, n) the channels to score: all, or the most active on average
+            chosen = activations.mean(dim=(2, 3)).topk(count, dim=1).indices
+            scored = torch.stack(
                 [
-                    _masked_scores(session.forward, x[b], activations[b], int(target), params)
+                    _masked_scores(
+                        session.forward, x[b], activations[b, chosen[b]], int(target), params
+                    )
                     for b, target in enumerate(context.targets)
                 ]
-            )  # (B, C)
-        weights = scores.softmax(dim=1) if params.weighting == "channel_softmax" else scores
+            )  # (B, n)
+        if params.weighting == "channel_softmax":
+            scored = scored.softmax(dim=1)
+        weights = torch.zeros(activations.shape[:2], dtype=scored.dtype, device=scored.device)
+        weights.scatter_(1, chosen, scored)  # (B, C); unscored channels weigh 0
         cam = torch.einsum("bc,bchw->bhw", weights, activations).unsqueeze(1)
         if params.relu:
             cam = cam.clamp(min=0)

@@ -192,3 +192,15 @@ def test_score_cam_on_the_tiny_cnn_by_hand() -> None:
 def test_bad_params_are_clear_errors(method: str, params: dict[str, object]) -> None:
     with pytest.raises(InvalidParamsError, match=method):
         attribute(method, tiny.tiny_cnn(), tiny.tiny_input(), target=0, **params)
+
+
+def test_score_cam_can_score_only_the_most_active_channels() -> None:
+    model = tiny.tiny_cnn()
+    x = tiny.tiny_input()
+    full = run_methods(model, x, [("score_cam", {})], target=0, layer="relu")
+    top = run_methods(model, x, [("score_cam", {"channels": 1})], target=0, layer="relu")
+    most_active = int(np.maximum(tiny.pre_activations(), 0).mean(axis=(1, 2)).argmax())
+    full_weights = full.outputs["score_cam"].extras["channel_weights"][0]
+    top_weights = top.outputs["score_cam"].extras["channel_weights"][0]
+    assert float(top_weights[1 - most_active]) == 0.0
+    assert float(top_weights[most_active]) == pytest.approx(float(full_weights[most_active]))

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlens.errors import InvalidParamsError
 from cnnlens.methods import attribute, run_methods
 from tests import tiny
 
@@ -87,6 +88,17 @@ def test_deconvnet_projection_of_one_activation() -> None:
     expected = np.zeros((3, 2, 2))
     expected[:, 1, 0] = tiny.CONV[1]  # the signal 1 is rectified (positive) and passes
     np.testing.assert_allclose(result[0].numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"position": (0, 0)}, {"channel": 5, "position": (0, 0)}, {"channel": 0, "position": (2, 0)}],
+)
+def test_projection_params_out_of_range_are_clear_errors(params: dict[str, object]) -> None:
+    with pytest.raises(InvalidParamsError):
+        attribute(
+            "guided_backprop", tiny.tiny_cnn(), tiny.tiny_input(), target=0, layer="relu", **params
+        )
 
 
 def test_batched_targets_equal_single_runs() -> None:
