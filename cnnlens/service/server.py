@@ -73,6 +73,11 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config: Path | None = None)
     configure_logging(settings.log_level)
     models = load_configured_models(settings)
     logger.info("models loaded", extra={"models": ",".join(models)})
+    if not settings.auth_enabled and host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning(
+            "listening beyond this machine without API keys: anyone who can reach "
+            f"{host}:{port} can use the service; set api_keys or CNNLENS_API_KEYS"
+        )
     app = create_app(settings, models=models)
     server_config = uvicorn.Config(
         app,
