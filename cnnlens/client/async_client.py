@@ -10,9 +10,8 @@ from PIL import Image
 
 from cnnlens.client import _protocol as protocol
 from cnnlens.client import results
-from cnnlens.client._protocol import ImageInput, TargetInput
-from cnnlens.client.errors import CnnlensAPIError, CnnlensConnectionError
-from cnnlens.client.sync import DEFAULT_TIMEOUT, DEFAULT_URL, auth_headers
+from cnnlens.client._protocol import ImageInput, TargetInput, auth_headers
+from cnnlens.client.sync import DEFAULT_TIMEOUT, DEFAULT_URL
 
 T = TypeVar("T")
 
@@ -57,19 +56,10 @@ class AsyncClient:
         await self.aclose()
 
     async def _run(self, call: protocol.Call[T]) -> T:
-        try:
-            response = await self._http.request(
-                call.method,
-                call.path,
-                data=call.data,
-                files=call.files,
-                headers={**self._headers, **call.headers},
-            )
-        except httpx.TimeoutException as error:
-            raise CnnlensConnectionError("timeout", f"no answer in time: {error}") from error
-        except httpx.TransportError as error:
-            raise CnnlensConnectionError("connection_error", str(error) or repr(error)) from error
-        return call.result(response.status_code, response.content, response.headers)
+        """Send one request and read its answer (the only I/O of this class)."""
+        with protocol.transport_errors():
+            response = await self._http.request(**call.request(self._headers))
+        return call.result(response)
 
     async def explain(
         self,
@@ -89,8 +79,8 @@ class AsyncClient:
         return await self._run(
             protocol.explain(
                 image,
+                methods,
                 model=model,
-                methods=methods,
                 target=target,
                 layer=layer,
                 params=params,
@@ -114,8 +104,8 @@ class AsyncClient:
         return await self._run(
             protocol.explain_png(
                 image,
+                method,
                 model=model,
-                method=method,
                 target=target,
                 layer=layer,
                 params=params,
@@ -146,16 +136,17 @@ class AsyncClient:
             options: further form fields of the route (baseline, top_k, stages, seed, ssim,
                 shared_scale, random_baseline).
         """
-        fields = {**(options or {}), "scores": scores, "steps": steps}
         return await self._run(
             protocol.compare(
                 images,
+                methods,
                 model=model,
-                methods=methods,
                 target=target,
                 layer=layer,
                 params=params,
-                options=fields,
+                scores=scores,
+                steps=steps,
+                options=options,
             )
         )
 
@@ -170,9 +161,7 @@ class AsyncClient:
     ) -> results.AdversarialResult:
         """POST /v1/adversarial: an FGSM / PGD adversarial version of the image."""
         return await self._run(
-            protocol.image_route(
-                "/v1/adversarial",
-                results.AdversarialResult.from_json,
+            protocol.adversarial(
                 image,
                 model=model,
                 target=target,
@@ -191,9 +180,7 @@ class AsyncClient:
     ) -> results.ActivationMaxResult:
         """POST /v1/activation-max: an image that maximizes a class score (or a channel)."""
         return await self._run(
-            protocol.image_route(
-                "/v1/activation-max",
-                results.ActivationMaxResult.from_json,
+            protocol.activation_max(
                 None,
                 model=model,
                 target=target,
@@ -213,9 +200,7 @@ class AsyncClient:
     ) -> results.FeatureMapsResult:
         """POST /v1/feature-maps: a layer's activations for the image."""
         return await self._run(
-            protocol.image_route(
-                "/v1/feature-maps",
-                results.FeatureMapsResult.from_json,
+            protocol.feature_maps(
                 image,
                 model=model,
                 layer=layer,
@@ -233,9 +218,7 @@ class AsyncClient:
     ) -> results.FiltersResult:
         """POST /v1/filters: a layer's filters rendered as images."""
         return await self._run(
-            protocol.image_route(
-                "/v1/filters",
-                results.FiltersResult.from_json,
+            protocol.filters(
                 None,
                 model=model,
                 layer=layer,
@@ -257,11 +240,5 @@ class AsyncClient:
 
     async def health(self) -> results.Health:
         """GET /healthz and /readyz (a 503 from /readyz means "not ready", not an error)."""
-        alive = await self._run(protocol.json_get("/healthz"))
-        try:
-            ready = await self._run(protocol.json_get("/readyz"))
-            return results.Health(alive=True, ready=True, data={**alive, **ready})
-        except CnnlensAPIError as error:
-            if error.status != 503:
-                raise
-            return results.Health(alive=True, ready=False, data=alive)
+        alive = await self._run(protocol.alive())
+        return protocol.health(alive, await self._run(protocol.ready()))

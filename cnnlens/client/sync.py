@@ -10,17 +10,12 @@ from PIL import Image
 
 from cnnlens.client import _protocol as protocol
 from cnnlens.client import results
-from cnnlens.client._protocol import ImageInput, TargetInput
-from cnnlens.client.errors import CnnlensAPIError, CnnlensConnectionError
+from cnnlens.client._protocol import ImageInput, TargetInput, auth_headers
 
 T = TypeVar("T")
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 120.0
-
-
-def auth_headers(api_key: str | None) -> dict[str, str]:
-    return {"X-API-Key": api_key} if api_key else {}
 
 
 class Client:
@@ -76,19 +71,10 @@ class Client:
         self.close()
 
     def _run(self, call: protocol.Call[T]) -> T:
-        try:
-            response = self._http.request(
-                call.method,
-                call.path,
-                data=call.data,
-                files=call.files,
-                headers={**self._headers, **call.headers},
-            )
-        except httpx.TimeoutException as error:
-            raise CnnlensConnectionError("timeout", f"no answer in time: {error}") from error
-        except httpx.TransportError as error:
-            raise CnnlensConnectionError("connection_error", str(error) or repr(error)) from error
-        return call.result(response.status_code, response.content, response.headers)
+        """Send one request and read its answer (the only I/O of this class)."""
+        with protocol.transport_errors():
+            response = self._http.request(**call.request(self._headers))
+        return call.result(response)
 
     def explain(
         self,
@@ -108,8 +94,8 @@ class Client:
         return self._run(
             protocol.explain(
                 image,
+                methods,
                 model=model,
-                methods=methods,
                 target=target,
                 layer=layer,
                 params=params,
@@ -133,8 +119,8 @@ class Client:
         return self._run(
             protocol.explain_png(
                 image,
+                method,
                 model=model,
-                method=method,
                 target=target,
                 layer=layer,
                 params=params,
@@ -165,16 +151,17 @@ class Client:
             options: further form fields of the route (baseline, top_k, stages, seed, ssim,
                 shared_scale, random_baseline).
         """
-        fields = {**(options or {}), "scores": scores, "steps": steps}
         return self._run(
             protocol.compare(
                 images,
+                methods,
                 model=model,
-                methods=methods,
                 target=target,
                 layer=layer,
                 params=params,
-                options=fields,
+                scores=scores,
+                steps=steps,
+                options=options,
             )
         )
 
@@ -189,9 +176,7 @@ class Client:
     ) -> results.AdversarialResult:
         """POST /v1/adversarial: an FGSM / PGD adversarial version of the image."""
         return self._run(
-            protocol.image_route(
-                "/v1/adversarial",
-                results.AdversarialResult.from_json,
+            protocol.adversarial(
                 image,
                 model=model,
                 target=target,
@@ -210,9 +195,7 @@ class Client:
     ) -> results.ActivationMaxResult:
         """POST /v1/activation-max: an image that maximizes a class score (or a channel)."""
         return self._run(
-            protocol.image_route(
-                "/v1/activation-max",
-                results.ActivationMaxResult.from_json,
+            protocol.activation_max(
                 None,
                 model=model,
                 target=target,
@@ -232,9 +215,7 @@ class Client:
     ) -> results.FeatureMapsResult:
         """POST /v1/feature-maps: a layer's activations for the image."""
         return self._run(
-            protocol.image_route(
-                "/v1/feature-maps",
-                results.FeatureMapsResult.from_json,
+            protocol.feature_maps(
                 image,
                 model=model,
                 layer=layer,
@@ -252,9 +233,7 @@ class Client:
     ) -> results.FiltersResult:
         """POST /v1/filters: a layer's filters rendered as images."""
         return self._run(
-            protocol.image_route(
-                "/v1/filters",
-                results.FiltersResult.from_json,
+            protocol.filters(
                 None,
                 model=model,
                 layer=layer,
@@ -276,11 +255,5 @@ class Client:
 
     def health(self) -> results.Health:
         """GET /healthz and /readyz (a 503 from /readyz means "not ready", not an error)."""
-        alive = self._run(protocol.json_get("/healthz"))
-        try:
-            ready = self._run(protocol.json_get("/readyz"))
-            return results.Health(alive=True, ready=True, data={**alive, **ready})
-        except CnnlensAPIError as error:
-            if error.status != 503:
-                raise
-            return results.Health(alive=True, ready=False, data=alive)
+        alive = self._run(protocol.alive())
+        return protocol.health(alive, self._run(protocol.ready()))
