@@ -31,34 +31,6 @@ if TYPE_CHECKING:
     )
     from cnnlens.client.sync import Client
 
-_WHERE = {
-    "Client": "cnnlens.client.sync",
-    "AsyncClient": "cnnlens.client.async_client",
-    "CnnlensAPIError": "cnnlens.client.errors",
-    "CnnlensConnectionError": "cnnlens.client.errors",
-    **{
-        name: "cnnlens.client.results"
-        for name in (
-            "ActivationMaxResult",
-            "AdversarialResult",
-            "Agreement",
-            "ChannelScore",
-            "ClassScore",
-            "CompareResult",
-            "ExplainResult",
-            "ExplanationResult",
-            "FeatureMapsResult",
-            "FiltersResult",
-            "Health",
-            "ImageComparison",
-            "LayerSummary",
-            "MethodInfo",
-            "ModelInfo",
-            "ModelSummary",
-        )
-    },
-}
-
 __all__ = [
     "ActivationMaxResult",
     "AdversarialResult",
@@ -83,7 +55,17 @@ __all__ = [
 ]
 
 
+# Where each public name lives; everything else in __all__ is a result type.
+_NOT_RESULTS = {
+    "Client": "cnnlens.client.sync",
+    "AsyncClient": "cnnlens.client.async_client",
+    "CnnlensAPIError": "cnnlens.client.errors",
+    "CnnlensConnectionError": "cnnlens.client.errors",
+}
+
+
 def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
+    if name in __all__:
+        module = _NOT_RESULTS.get(name, "cnnlens.client.results")
+        return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
