@@ -71,11 +71,15 @@ def captum_six(model: nn.Module, layer: str, x: torch.Tensor, target: int) -> Ca
 def captum_occlusion(
     model: nn.Module, x: torch.Tensor, target: int, window: int, stride: int, batch: int
 ) -> Call:
-    """captum's Occlusion over the same windows, `batch` perturbations per forward."""
+    """captum's Occlusion over the same windows, `batch` perturbations per forward.
+
+    captum attributes original minus occluded output; on log-softmax outputs that is the
+    change of -log P(target), the quantity cnnlens maps, so the two maps are comparable.
+    """
     from captum.attr import Occlusion
 
     _quiet()
-    occlusion = Occlusion(model)
+    occlusion = Occlusion(lambda inputs: torch.log_softmax(model(inputs), dim=1))
     return lambda: occlusion.attribute(
         x,
         sliding_window_shapes=(x.shape[1], window, window),
