@@ -42,6 +42,13 @@ def main(argv: list[str] | None = None) -> None:
         choices=list(OCCLUSION_MODELS),
         default=list(OCCLUSION_MODELS),
     )
+    parser.add_argument(
+        "--figures",
+        nargs="+",
+        choices=list(_FIGURE_NAMES),
+        default=list(_FIGURE_NAMES),
+        help="run only these figures",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to save JSON/markdown")
     args = parser.parse_args(argv)
 
@@ -60,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     for device in devices:
         bench = Bench(settings, device)
-        for figure in FIGURES:
+        for figure in (_FIGURE_NAMES[name] for name in args.figures):
             for row in _rows_of(figure, bench):
                 print_row(row)
                 rows.append(row)
@@ -70,6 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(markdown_table(rows))
     print(f"\nsaved {json_path} and {md_path} ({elapsed:.0f} s)")
+
+
+_FIGURE_NAMES = {figure.__name__.removesuffix("_figure"): figure for figure in FIGURES}
 
 
 def _rows_of(figure: Callable[[Bench], list[Row]], bench: Bench) -> list[Row]:
