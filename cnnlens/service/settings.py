@@ -73,7 +73,11 @@ class Limits(_Strict):
     max_pixels: int = Field(default=16_000_000, ge=1, description="decoded width x height")
     max_side: int = Field(default=8192, ge=1, description="decoded width or height")
     queue_size: int = Field(default=64, ge=1, description="jobs waiting per model before 503")
-    max_batch: int = Field(default=8, ge=1, description="requests gathered into one batched run")
+    max_batch: int = Field(
+        default=4,
+        ge=1,
+        description="requests gathered into one batched run (4: best on 2 CPU cores)",
+    )
     max_batch_delay_ms: float = Field(
         default=5.0, ge=0, description="how long a batch waits for more requests"
     )
