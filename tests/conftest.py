@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -50,6 +53,25 @@ def pearson(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float
         for v in (a, b)
     )
     return float(torch.corrcoef(torch.stack([first, second]))[0, 1])
+
+
+@pytest.fixture(scope="session")
+def chelsea_png(chelsea: Image.Image, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """chelsea() as a PNG file, for uploads and the CLI."""
+    path = tmp_path_factory.mktemp("images") / "chelsea.png"
+    chelsea.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def server_url(default_model: LoadedModel) -> Iterator[str]:
+    """Base URL of one uvicorn server running the app on a free loopback port (shared by the
+    client, CLI and browser tests)."""
+    from tests.client.conftest import make_app
+    from tests.client.live_server import live_server
+
+    with live_server(make_app(default_model)) as url:
+        yield url
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
-from PIL import Image
 
 from cnnlens.client import Client
 from cnnlens.models import LoadedModel
 from cnnlens.service import create_app
 from cnnlens.service.settings import Settings
-from tests.client.live_server import live_server
 
 
 def make_app(default_model: LoadedModel, **settings: object) -> FastAPI:
@@ -38,17 +35,3 @@ def wait_ready(client: Client, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("the in-process app was not ready in time")
         time.sleep(0.02)
-
-
-@pytest.fixture(scope="package")
-def server_url(default_model: LoadedModel) -> Iterator[str]:
-    """Base URL of a uvicorn server running the app on a free loopback port."""
-    with live_server(make_app(default_model)) as url:
-        yield url
-
-
-@pytest.fixture(scope="package")
-def chelsea_png(chelsea: Image.Image, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("images") / "chelsea.png"
-    chelsea.save(path)
-    return path

@@ -24,6 +24,7 @@ OPERATIONS = [
     ("POST", "/v1/activation-max"),
     ("POST", "/v1/feature-maps"),
     ("POST", "/v1/filters"),
+    ("POST", "/v1/compare"),
 ]
 
 

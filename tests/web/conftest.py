@@ -5,14 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from PIL import Image
-
-from cnnlens.models import LoadedModel
-from tests.client.conftest import make_app
-from tests.client.live_server import live_server
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 CHROMIUM_FLAGS = (
@@ -59,16 +53,3 @@ def browser() -> Iterator[object]:
         yield driver
     finally:
         driver.quit()
-
-
-@pytest.fixture(scope="package")
-def page_url(default_model: LoadedModel) -> Iterator[str]:
-    with live_server(make_app(default_model)) as url:
-        yield url
-
-
-@pytest.fixture(scope="package")
-def chelsea_png(chelsea: Image.Image, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("upload") / "chelsea.png"
-    chelsea.save(path)
-    return path

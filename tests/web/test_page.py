@@ -78,13 +78,13 @@ def _explain(driver: Any) -> None:
 
 
 def test_upload_grad_cam_overlay_and_top_prediction(
-    browser: Any, page_url: str, chelsea_png: Path
+    browser: Any, server_url: str, chelsea_png: Path
 ) -> None:
     from selenium.webdriver.common.by import By
 
     driver = browser
     driver.get_log("browser")  # drop what earlier tests left in the console
-    driver.get(page_url + "/")
+    driver.get(server_url + "/")
     assert driver.title.startswith("cnnlens")
     _wait(driver, "body[data-ready='true']")
 
@@ -157,12 +157,12 @@ def _stats(driver: Any, selector: str, opacity: int) -> dict[str, Any]:
 
 
 def test_dropped_image_two_methods_side_by_side_for_a_chosen_target(
-    browser: Any, page_url: str, chelsea_png: Path
+    browser: Any, server_url: str, chelsea_png: Path
 ) -> None:
     from selenium.webdriver.common.by import By
 
     driver = browser
-    driver.get(page_url + "/")
+    driver.get(server_url + "/")
     _wait(driver, "body[data-ready='true']")
     encoded = base64.b64encode(chelsea_png.read_bytes()).decode("ascii")
     driver.execute_script(DROP_FILE, encoded, "dropped cat.png")
@@ -183,11 +183,11 @@ def test_dropped_image_two_methods_side_by_side_for_a_chosen_target(
     assert labels[0] == "Egyptian cat" and "tabby" in labels
 
 
-def test_errors_are_shown_not_swallowed(browser: Any, page_url: str, chelsea_png: Path) -> None:
+def test_errors_are_shown_not_swallowed(browser: Any, server_url: str, chelsea_png: Path) -> None:
     from selenium.webdriver.common.by import By
 
     driver = browser
-    driver.get(page_url + "/")
+    driver.get(server_url + "/")
     _wait(driver, "body[data-ready='true']")
     driver.find_element(By.ID, "image-input").send_keys(str(chelsea_png))
     _wait(driver, "#preview:not([hidden])")
