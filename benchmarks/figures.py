@@ -19,7 +19,7 @@ from PIL import Image
 
 from benchmarks import baselines
 from benchmarks.memory import rss_bytes
-from benchmarks.occlusion_params import engines, occlusion_method, occlusion_params
+from benchmarks.occlusion_params import ENGINES, occlusion_params
 from benchmarks.report import Row, at_least, at_most
 from benchmarks.timing import Timing, time_interleaved
 from cnnlens.explain import explain
@@ -252,20 +252,7 @@ def _pearson(first: torch.Tensor, second: torch.Tensor) -> float:
 def occlusion_figure(bench: Bench) -> list[Row]:
     """4. Occlusion over the same windows as captum's Occlusion, on three architectures."""
     settings = bench.settings
-    method = occlusion_method()
     figure = "4 occlusion"
-    if method is None:
-        return [
-            Row(
-                figure,
-                "cnnlens occlusion vs captum Occlusion",
-                bench.label,
-                None,
-                "x",
-                ">= 2x (stretch 4x)",
-                note="skipped: the occlusion method is not registered in this tree yet",
-            )
-        ]
     rows = []
     window, stride, batch = (
         settings.occlusion_window,
@@ -288,9 +275,9 @@ def occlusion_figure(bench: Bench) -> list[Row]:
         }
         maps = {"captum": calls["captum"]().sum(dim=1, keepdim=True)}  # (1, 1, H, W)
         params_of: dict[str, dict[str, Any]] = {}
-        for engine in engines(method):
-            label = engine or "default"
-            params_of[label] = occlusion_params(method, window, stride, batch, engine)
+        for engine in ENGINES:
+            label = engine
+            params_of[label] = occlusion_params(window, stride, batch, engine)
             call = functools.partial(
                 attribute, "occlusion", loaded, x, target=target, **params_of[label]
             )
@@ -391,26 +378,19 @@ def memory_figure(bench: Bench) -> list[Row]:
     settings = bench.settings
     size = str(settings.memory_size)
     rows: list[Row] = []
-    method = occlusion_method()
-    if method is None:
-        rows.append(Row("5 memory", "occlusion peak", bench.label, None, "MiB",
-                        note="skipped: the occlusion method is not registered yet"))  # fmt: skip
-    else:
-        for engine in engines(method):
-            common = ["occlusion", "--size", size, "--window", "16"]
-            if engine is not None:
-                common += ["--engine", engine]
-            rows += _memory_rows(
-                bench,
-                f"occlusion ({engine or 'default'})",
-                {
-                    "batch 8, stride 32": [*common, "--batch", "8", "--stride", "32"],
-                    "batch 8, stride 16": [*common, "--batch", "8", "--stride", "16"],
-                    "batch 32, stride 16": [*common, "--batch", "32", "--stride", "16"],
-                },
-                same=("batch 8, stride 32", "batch 8, stride 16"),
-                grows="batch 32, stride 16",
-            )
+    for engine in ENGINES:
+        common = ["occlusion", "--size", size, "--window", "16", "--engine", engine]
+        rows += _memory_rows(
+            bench,
+            f"occlusion ({engine})",
+            {
+                "batch 8, stride 32": [*common, "--batch", "8", "--stride", "32"],
+                "batch 8, stride 16": [*common, "--batch", "8", "--stride", "16"],
+                "batch 32, stride 16": [*common, "--batch", "32", "--stride", "16"],
+            },
+            same=("batch 8, stride 32", "batch 8, stride 16"),
+            grows="batch 32, stride 16",
+        )
     few, many = (str(s) for s in settings.activation_max_steps)
     common = ["activation_max", "--size", size]
     rows += _memory_rows(
@@ -465,16 +445,12 @@ def gpu_options_figure(bench: Bench) -> list[Row]:
     if bench.device.type != "cuda":
         return [Row(figure, "bf16 autocast, channels_last", bench.label, None, "x",
                     note="GPU not present: measured only on CUDA")]  # fmt: skip
-    method = occlusion_method()
-    if method is None:
-        return [Row(figure, "bf16 autocast, channels_last", bench.label, None, "x",
-                    note="skipped: the occlusion method is not registered yet")]  # fmt: skip
     loaded = bench.model(DEFAULT_MODEL)
     settings = bench.settings
     x = bench.input(loaded, settings.occlusion_size)
     target = _top1(loaded, x)
     params = occlusion_params(
-        method, settings.occlusion_window, settings.occlusion_stride, settings.occlusion_batch
+        settings.occlusion_window, settings.occlusion_stride, settings.occlusion_batch
     )
 
     last_model = dataclasses.replace(

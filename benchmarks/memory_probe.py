@@ -12,7 +12,7 @@ import json
 import torch
 
 from benchmarks.memory import peak_bytes, rss_bytes
-from benchmarks.occlusion_params import occlusion_method, occlusion_params
+from benchmarks.occlusion_params import occlusion_params
 from cnnlens.methods.run import attribute
 from cnnlens.models import load_model
 
@@ -39,11 +39,7 @@ def main() -> None:
         loaded.module(x[:1])  # allocator and kernels warm; not part of the peak
     assert loaded.layers.default_layer  # the layer inventory is traced once per model
     if args.method == "occlusion":
-        method = occlusion_method()
-        if method is None:
-            print(json.dumps({"error": "occlusion is not registered"}))
-            return
-        params = occlusion_params(method, args.window, args.stride, args.batch, args.engine)
+        params = occlusion_params(args.window, args.stride, args.batch, args.engine)
     else:
         params = {"steps": args.steps}
     peak = peak_bytes(lambda: attribute(args.method, loaded, x, target=945, **params), device)
