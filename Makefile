@@ -9,7 +9,7 @@ PORT ?= 8000
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: serve test lint typecheck pytest bench loadtest soak clean install install-dev
+.PHONY: serve test lint typecheck pytest fuzz bench loadtest soak clean install install-dev
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ pytest: $(STAMP_DEV)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test: lint typecheck pytest
+
+# Long random fuzzing of the decoder (not part of make test, which runs derandomized).
+fuzz: $(STAMP_DEV)
+	HYPOTHESIS_PROFILE=fuzz CNNLENS_FUZZ_SCALE=$${CNNLENS_FUZZ_SCALE:-50} $(PY) -m pytest -q -p no:cacheprovider \
+		tests/reliability/test_fuzz.py -k "not schemathesis"
 
 bench: $(STAMP_DEV)
 	$(PY) -m benchmarks.run

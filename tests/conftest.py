@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 from PIL import Image
 
 from cnnlens.models import LoadedModel, load_model
+
+# Hypothesis profiles: "ci" (the default under make test) is derandomized and keeps no example
+# database, so a landing never depends on luck; "fuzz" (make fuzz) explores at random, long.
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("fuzz", derandomize=False, max_examples=5000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 EGYPTIAN_CAT = 285
 ESPRESSO = 967
