@@ -65,7 +65,10 @@ def test_integrated_gradients_matches_captum(
         chelsea_batch, target=EGYPTIAN_CAT, n_steps=8, method="gausslegendre"
     )
     assert pearson(ours, theirs) >= 0.98
-    torch.testing.assert_close(ours, theirs, rtol=1e-3, atol=1e-5)
+    # Value for value up to float32 reduction order, which follows the thread count: a tolerance
+    # relative to the map's scale (absolute 1e-5 failed by 5e-5 on a loaded 2-core machine).
+    scale = float(theirs.abs().max())
+    torch.testing.assert_close(ours, theirs, rtol=1e-3, atol=1e-3 * scale)
     assert count_hooks(default_model.module) == 0
 
 
