@@ -101,7 +101,7 @@ class Limits(_Strict):
         default=3 * 1024**3 // 2, ge=1, description="estimated peak bytes per request (1.5 GiB)"
     )
     max_response_bytes: int = Field(
-        default=64 * 1024 * 1024, ge=1, description="estimated response body size before 422"
+        default=256 * 1024 * 1024, ge=1, description="estimated response body size before 422"
     )
     max_rendered_pixels: int = Field(
         default=64_000_000,
