@@ -47,6 +47,7 @@ __all__ = [
     "cost_params",
     "estimate",
     "estimate_request",
+    "layer_channels",
     "request_cost",
 ]
 
@@ -221,6 +222,14 @@ def estimate_request(
     chosen = _parsed(methods)
     workload = Workload(n_targets * images, input_shape, layer_channels)
     return estimate(request_cost(chosen, workload), workload, calibration)
+
+
+def layer_channels(model: LoadedModel, layer: str | None) -> int | None:
+    """Channels of `layer` (default: the model's default layer), for Score-CAM's cost."""
+    info = model.layers.get(layer or model.default_layer)
+    if info is None or not info.output_shape:
+        return None
+    return int(info.output_shape[0])
 
 
 def check_budget(

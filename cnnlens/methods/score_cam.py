@@ -14,8 +14,8 @@ from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodPara
 from cnnlens.methods.workload import Cost, Workload, chunked
 from cnnlens.models.hooks import hook_session
 
-# Scoring the 64 most active channels of efficientnet_lite0's last layer (of 1280) takes about
-# 2 s on two CPU cores instead of about 50 s, and its map keeps r > 0.9 with all channels.
+# The 64 most active of efficientnet_lite0's 1280 last-layer channels: 1/14 of the CPU time of
+# all of them (10 vs 142 CPU-s, measured), and the map keeps r = 0.995 with the full one.
 DEFAULT_CHANNELS = 64
 
 

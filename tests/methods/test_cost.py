@@ -21,6 +21,7 @@ from cnnlens.methods.cost import (
     cost_params,
     estimate,
     estimate_request,
+    layer_channels,
     request_cost,
 )
 from cnnlens.methods.run import inventory_of
@@ -249,3 +250,5 @@ def test_calibration_of_the_default_model(default_model: LoadedModel) -> None:
     assert count_hooks(default_model.module) == 0
     workload = Workload(1, (3, 224, 224))
     assert estimate(request_cost([], workload), workload, measured).forward_equivalents == 1
+    assert layer_channels(default_model, None) == 1280
+    assert layer_channels(default_model, "blocks.2") == 40
