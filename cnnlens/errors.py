@@ -60,3 +60,29 @@ class IncompatibleModelError(CnnlensError):
 class ImageDecodeError(CnnlensError):
     code = "bad_image"
     status = 400
+
+
+class OverBudgetError(CnnlensError):
+    """A request whose estimated work or memory exceeds the service's budget, refused up front.
+
+    `param` names what to change (a method param, or "targets") and `limit` the value that
+    fits: the largest one where lowering it helps, the smallest where raising it does.
+    """
+
+    code = "over_budget"
+    status = 422
+
+    def __init__(
+        self, message: str, *, method: str, param: str | None = None, limit: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.param = param
+        self.limit = limit
+
+
+class ResponseTooLargeError(CnnlensError):
+    """The response a request asks for would exceed the size or rendering limit."""
+
+    code = "response_too_large"
+    status = 422

@@ -1,7 +1,9 @@
 """Input gradients of the target scores for many perturbed copies of a batch, in chunks.
 
 Path and noise methods (integrated gradients, SmoothGrad) evaluate the same gradient at many
-points; chunking by `batch_size` bounds peak memory by the chunk, not by the number of points.
+points. Rows (point, sample) go `batch_size` at a time, whatever the number of points or
+samples, and each point is built once, when its first row is due: peak memory follows the
+chunk, not the number of points.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from cnnlens.models.hooks import hook_session
 
 def mean_input_gradient(
     model: nn.Module,
+    like: torch.Tensor,
     points: Callable[[int], torch.Tensor],
     count: int,
     targets: torch.Tensor,
@@ -27,27 +30,45 @@ def mean_input_gradient(
 
     Args:
         model: classifier returning logits.
-        points: s -> (B, 3, H, W) the s-th evaluation point for every sample.
+        like: (B, 3, H, W) a tensor of the points' shape, dtype and device.
+        points: s -> (B, 3, H, W) the s-th evaluation point for every sample; called once
+            per s, in increasing order (so a seeded generator may draw inside it).
         count: number of points per sample.
         targets: (B,) class per sample.
         weights: (count,) weight of each point (quadrature weights or 1/count).
-        batch_size: rows per forward/backward (at least one sample's worth of points).
+        batch_size: rows per forward/backward.
         transform: T applied to each point's gradient before weighting (default identity).
     """
-    first = points(0)
-    batch = first.shape[0]
-    per_chunk = max(1, batch_size // batch)  # points per chunk
-    total = torch.zeros_like(first)
+    batch = like.shape[0]
+    total = torch.zeros_like(like)
+    current: list[tuple[int, torch.Tensor]] = []  # the one point being consumed
+
+    def point(s: int) -> torch.Tensor:
+        if not current or current[0][0] != s:
+            current[:] = [(s, points(s))]
+        return current[0][1]
+
+    rows = count * batch
     with hook_session(model) as session, torch.enable_grad():
-        for start in range(0, count, per_chunk):
-            indices = range(start, min(count, start + per_chunk))
-            chunk = torch.cat([points(s) for s in indices])  # (n*B, 3, H, W)
+        for start in range(0, rows, batch_size):
+            stop = min(rows, start + batch_size)
+            pieces: list[tuple[int, int, int]] = []  # (point, first sample, end sample)
+            row = start
+            while row < stop:
+                s, first = divmod(row, batch)
+                end = min(batch, first + stop - row)
+                pieces.append((s, first, end))
+                row += end - first
+            chunk = torch.cat([point(s)[first:end] for s, first, end in pieces])  # (n, 3, H, W)
+            chunk_targets = torch.cat([targets[first:end] for _, first, end in pieces])
             logits = session.forward(chunk, input_grad=True)
-            scores = logits.gather(1, targets.repeat(len(indices)).view(-1, 1))
+            scores = logits.gather(1, chunk_targets.view(-1, 1))
             assert session.input is not None
             (gradient,) = session.gradients(scores, [session.input], retain_graph=False)
             if transform is not None:
                 gradient = transform(gradient)
-            for offset, s in enumerate(indices):
-                total += weights[s] * gradient[offset * batch : (offset + 1) * batch]
+            offset = 0
+            for s, first, end in pieces:
+                total[first:end] += weights[s] * gradient[offset : offset + end - first]
+                offset += end - first
     return total

@@ -10,11 +10,12 @@ from pydantic import Field
 from cnnlens.errors import InvalidParamsError
 from cnnlens.methods._image_parameterization import FourierImage, PixelImage
 from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, register
+from cnnlens.methods.workload import Cost, Workload, chunked
 from cnnlens.models.hooks import HookSession, hook_session
 
 
 class ActivationMaxParams(MethodParams):
-    steps: int = Field(64, ge=1, le=2000)
+    steps: int = Field(64, ge=1, le=2000, json_schema_extra={"drives_cost": "time"})
     lr: float = Field(0.05, gt=0, le=10, description="Adam (or SGD) learning rate")
     optimizer: Literal["adam", "sgd"] = "adam"
     l2: float = Field(1e-4, ge=0, description="lambda in S_c(I) - lambda ||I||^2, input space")
@@ -26,6 +27,13 @@ class ActivationMaxParams(MethodParams):
     seed: int = Field(0, ge=0)
     channel: int | None = Field(
         None, ge=0, description="maximize this channel of the layer instead of the class"
+    )
+    batch_size: int = Field(
+        8,
+        ge=1,
+        le=1024,
+        description="images optimized at once (bounds memory; the result is the same)",
+        json_schema_extra={"drives_cost": "memory"},
     )
 
 
@@ -49,20 +57,62 @@ class ActivationMax(Method):
     produces = "image"
     uses_layer = True  # only with `channel`
 
+    def cost(self, params: ActivationMaxParams, workload: Workload) -> Cost:
+        rows = workload.rows
+        return Cost.of(
+            forwards=(params.steps + 1) * rows,  # each step, then the result
+            backwards=params.steps * rows,
+            peak_rows=chunked(rows, params.batch_size),
+            gradient="input",
+            resident_values=2 * rows * workload.input_values,  # the start and the results
+        )
+
     def compute(self, context: MethodContext, params: ActivationMaxParams) -> MethodOutput:
         prep = context.preprocessing
         shape = tuple(context.x.shape)
-        layers = [context.layer] if params.channel is not None else []
         generator = torch.Generator().manual_seed(params.seed)
-        image = _start_image(params, shape, prep.mean, generator).to(context.x)
+        # Every draw happens up front, in the order of one whole-batch run, so each chunk of
+        # images sees the same start and shifts: the result does not depend on batch_size.
+        start = _start_noise(params, shape, prep.mean, generator)
+        shifts = [_shift(params.jitter, generator) for _ in range(params.steps)]
+        parts = []
+        for first in range(0, shape[0], params.batch_size):
+            rows = slice(first, first + params.batch_size)
+            parts.append(self._optimize(context, params, start[rows], rows, shifts))
+        images = torch.cat([image for image, _, _ in parts])
+        logits = torch.cat([logit for _, logit, _ in parts])
+        score = torch.cat([value for _, _, value in parts])
+        probabilities = logits.softmax(dim=1)
+        extras = {
+            "score": score,  # the maximized objective on the returned image
+            "logit": logits.gather(1, context.targets.view(-1, 1)).squeeze(1),
+            "probability": probabilities.gather(1, context.targets.view(-1, 1)).squeeze(1),
+            "top1_class": probabilities.argmax(dim=1),
+            "top1_probability": probabilities.amax(dim=1),
+        }
+        return MethodOutput(images, extras)
+
+    def _optimize(
+        self,
+        context: MethodContext,
+        params: ActivationMaxParams,
+        start: torch.Tensor,
+        rows: slice,
+        shifts: list[tuple[int, int]],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Gradient ascent for the images of `rows`: (images, logits, objective), detached."""
+        prep = context.preprocessing
+        targets = context.targets[rows]
+        layers = [context.layer] if params.channel is not None else []
+        image = _image(params, start, context.x.shape[-2:]).to(context.x)
         optimizer_class = torch.optim.Adam if params.optimizer == "adam" else torch.optim.SGD
         optimizer = optimizer_class(image.parameters(), lr=params.lr)
         with hook_session(context.model, layers=layers) as session, torch.enable_grad():
-            for step in range(params.steps):
-                x = prep.normalize(image.pixels())  # (B, 3, H, W)
-                shifted = _jitter(x, params.jitter, generator)
+            for step, (dy, dx) in enumerate(shifts):
+                x = prep.normalize(image.pixels())  # (n, 3, H, W)
+                shifted = torch.roll(x, shifts=(dy, dx), dims=(2, 3)) if dy or dx else x
                 logits = session.forward(shifted, input_grad=True)
-                score = _objective(logits, session, context, params.channel)  # (B,)
+                score = _objective(logits, session, context.layer, targets, params.channel)
                 assert session.input is not None
                 (gradient,) = session.gradients(score, [session.input], retain_graph=False)
                 # Chain rule through the jitter and parameterization, minus the L2 prior.
@@ -76,52 +126,56 @@ class ActivationMax(Method):
             with torch.no_grad():
                 final = prep.normalize(image.pixels())
                 logits = session.forward(final, input_grad=False)
-                score = _objective(logits, session, context, params.channel)
-        probabilities = logits.softmax(dim=1)
-        extras = {
-            "score": score.detach(),  # the maximized objective on the returned image
-            "logit": logits.gather(1, context.targets.view(-1, 1)).squeeze(1).detach(),
-            "probability": probabilities.gather(1, context.targets.view(-1, 1)).squeeze(1),
-            "top1_class": probabilities.argmax(dim=1),
-            "top1_probability": probabilities.amax(dim=1),
-        }
-        return MethodOutput(final.detach(), extras)
+                score = _objective(logits, session, context.layer, targets, params.channel)
+        return final.detach(), logits.detach(), score.detach()
 
 
 def _objective(
-    logits: torch.Tensor, session: HookSession, context: MethodContext, channel: int | None
+    logits: torch.Tensor,
+    session: HookSession,
+    layer: str,
+    targets: torch.Tensor,
+    channel: int | None,
 ) -> torch.Tensor:
     """(B,) class logit of each sample's target, or the mean activation of one channel."""
     if channel is None:
-        return logits.gather(1, context.targets.view(-1, 1)).squeeze(1)
-    activations = session.activations[context.layer]  # (B, C, h, w) or (B, C)
+        return logits.gather(1, targets.view(-1, 1)).squeeze(1)
+    activations = session.activations[layer]  # (B, C, h, w) or (B, C)
     if activations.dim() < 2 or channel >= activations.shape[1]:
         raise InvalidParamsError(
-            f"channel {channel} is out of range for layer {context.layer!r} "
+            f"channel {channel} is out of range for layer {layer!r} "
             f"with output {tuple(activations.shape[1:])}"
         )
     return activations[:, channel].flatten(1).mean(dim=1)
 
 
-def _start_image(
+def _start_noise(
     params: ActivationMaxParams,
     shape: tuple[int, ...],
     mean: tuple[float, float, float],
     generator: torch.Generator,
-) -> PixelImage | FourierImage:
+) -> torch.Tensor:
+    """The starting point of every image: a spectrum (Fourier) or near-gray pixels."""
     batch, _, height, width = shape
     if params.parameterization == "fourier":
         spectrum_shape = FourierImage.spectrum_shape(batch, height, width)
-        noise = torch.randn(spectrum_shape, generator=generator) * params.init_std
-        return FourierImage(shape, noise)
+        return torch.randn(spectrum_shape, generator=generator) * params.init_std
     gray = torch.tensor(mean).view(1, 3, 1, 1).expand(*shape)
     noise = torch.randn(shape, generator=generator) * params.init_std
-    return PixelImage((gray + noise).clamp(0.0, 1.0))
+    return (gray + noise).clamp(0.0, 1.0)
 
 
-def _jitter(x: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Tensor:
-    """Roll the image by a random shift of up to `pixels` in each direction."""
+def _image(
+    params: ActivationMaxParams, start: torch.Tensor, size: torch.Size
+) -> PixelImage | FourierImage:
+    if params.parameterization == "fourier":
+        return FourierImage((start.shape[0], 3, *size), start)
+    return PixelImage(start)
+
+
+def _shift(pixels: int, generator: torch.Generator) -> tuple[int, int]:
+    """A random roll of up to `pixels` in each direction (none when pixels is 0)."""
     if pixels == 0:
-        return x
+        return 0, 0
     dy, dx = (int(v) for v in torch.randint(-pixels, pixels + 1, (2,), generator=generator))
-    return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+    return dy, dx

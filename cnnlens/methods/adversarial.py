@@ -10,6 +10,7 @@ from pydantic import Field
 
 from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, register
 from cnnlens.methods.targets import class_index
+from cnnlens.methods.workload import Cost, Workload
 from cnnlens.models.hooks import HookSession, hook_session
 
 
@@ -17,7 +18,13 @@ class AdversarialParams(MethodParams):
     attack: Literal["fgsm", "pgd"] = "pgd"
     epsilon: float = Field(8.0, gt=0, le=255, description="L-inf budget, 0-255 pixel units")
     step_size: float = Field(2.0, gt=0, le=255, description="PGD step, 0-255 pixel units")
-    steps: int = Field(10, ge=1, le=1000, description="PGD iterations (FGSM takes one)")
+    steps: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="PGD iterations (FGSM takes one)",
+        json_schema_extra={"drives_cost": "time"},
+    )
     adversarial_target: int | str | None = Field(
         None, description="class to reach (index or label); None pushes away from the target"
     )
@@ -44,6 +51,17 @@ class Adversarial(Method):
     Params = AdversarialParams
     kind = "standalone"
     produces = "image"
+
+    def cost(self, params: AdversarialParams, workload: Workload) -> Cost:
+        rows = workload.rows
+        steps = 1 if params.attack == "fgsm" else params.steps  # stop_on_success: at most
+        return Cost.of(
+            forwards=(steps + 2) * rows,  # the original, each step, the result
+            backwards=steps * rows,
+            peak_rows=rows,
+            gradient="input",
+            resident_values=4 * rows * workload.input_values,  # x, pixels, bounds
+        )
 
     def compute(self, context: MethodContext, params: AdversarialParams) -> MethodOutput:
         prep = context.preprocessing

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
 from cnnlens.errors import InvalidParamsError, MethodNotFoundError
+from cnnlens.methods.workload import Cost, Workload
 from cnnlens.models.hooks import HookSession, ReluRule
 from cnnlens.models.layers import LayerInventory
 from cnnlens.models.preprocess import Preprocessing
@@ -84,6 +85,20 @@ class Method(ABC):
 
     def requirements(self, params: Any, layer: str) -> Requirements:
         return Requirements()
+
+    def cost(self, params: Any, workload: Workload) -> Cost:
+        """Passes beyond the driver's one forward of the batch (see `cnnlens.methods.cost`).
+
+        Default: a gradient method's one backward to the input through the shared forward;
+        standalone methods declare their own passes.
+        """
+        if self.kind == "gradient":
+            return Cost.of(backwards=workload.rows, peak_rows=workload.rows, gradient="input")
+        return Cost()
+
+    def cost_param_value(self, params: Any, name: str, workload: Workload) -> int:
+        """The integer value of a cost-driving param (a method maps e.g. "all" to a count)."""
+        return int(getattr(params, name))
 
     @abstractmethod
     def compute(self, context: MethodContext, params: Any) -> MethodOutput:

@@ -6,7 +6,8 @@ import torch
 
 from cnnlens.errors import IncompatibleModelError
 from cnnlens.methods.base import MethodContext, register
-from cnnlens.methods.cam_base import CamMethod
+from cnnlens.methods.cam_base import CamMethod, CamParams
+from cnnlens.methods.workload import Cost, Workload
 from cnnlens.models.layers import find_gap_linear_head
 
 
@@ -21,6 +22,9 @@ class Cam(CamMethod):
     name = "cam"
     title = "CAM"
     paper = "Zhou et al. 2016, arXiv:1512.04150"
+
+    def cost(self, params: CamParams, workload: Workload) -> Cost:
+        return Cost.of(peak_rows=workload.rows, gradient="layer")  # the shared forward only
 
     def channel_weights(self, context: MethodContext, activations: torch.Tensor) -> torch.Tensor:
         report = context.inventory.compatibility

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from cnnlens.errors import IncompatibleModelError
 from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, register
+from cnnlens.methods.workload import Cost, Workload
 from cnnlens.models.hooks import hook_session
 
 
@@ -33,6 +34,9 @@ class FeatureMaps(Method):
     produces = "activations"
     uses_layer = True
     uses_target = False
+
+    def cost(self, params: FeatureMapsParams, workload: Workload) -> Cost:
+        return Cost.of(forwards=workload.rows, peak_rows=workload.rows)
 
     def compute(self, context: MethodContext, params: FeatureMapsParams) -> MethodOutput:
         with hook_session(context.model, layers=[context.layer]) as session, torch.no_grad():

@@ -6,6 +6,7 @@ import torch
 
 from cnnlens.methods.base import MethodContext, Requirements, register
 from cnnlens.methods.cam_base import CamMethod, CamParams
+from cnnlens.methods.workload import Cost, Workload
 from cnnlens.models.hooks import ReluRule
 
 
@@ -19,6 +20,10 @@ class GradCam(CamMethod):
     name = "grad_cam"
     title = "Grad-CAM"
     paper = "Selvaraju et al. 2017, arXiv:1610.02391"
+
+    def cost(self, params: CamParams, workload: Workload) -> Cost:
+        # The backward ends at the layer: an upper bound by a whole one.
+        return Cost.of(backwards=workload.rows, peak_rows=workload.rows, gradient="layer")
 
     def requirements(self, params: CamParams, layer: str) -> Requirements:
         return Requirements(

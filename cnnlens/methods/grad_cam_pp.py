@@ -6,6 +6,7 @@ import torch
 
 from cnnlens.methods.base import MethodContext, Requirements, register
 from cnnlens.methods.cam_base import CamMethod, CamParams
+from cnnlens.methods.workload import Cost, Workload
 from cnnlens.models.hooks import ReluRule
 
 
@@ -20,6 +21,10 @@ class GradCamPlusPlus(CamMethod):
     name = "grad_cam_pp"
     title = "Grad-CAM++"
     paper = "Chattopadhay et al. 2018, arXiv:1710.11063"
+
+    def cost(self, params: CamParams, workload: Workload) -> Cost:
+        # The backward ends at the layer: an upper bound by a whole one.
+        return Cost.of(backwards=workload.rows, peak_rows=workload.rows, gradient="layer")
 
     def requirements(self, params: CamParams, layer: str) -> Requirements:
         return Requirements(

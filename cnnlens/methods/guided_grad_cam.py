@@ -12,6 +12,7 @@ from cnnlens.methods.base import (
 )
 from cnnlens.methods.cam_base import CamParams
 from cnnlens.methods.grad_cam import GradCam
+from cnnlens.methods.workload import Cost, Workload
 from cnnlens.models.hooks import ReluRule
 
 
@@ -27,6 +28,11 @@ class GuidedGradCam(Method):
     paper = "Selvaraju et al. 2017, arXiv:1610.02391"
     Params = CamParams
     uses_layer = True
+
+    def cost(self, params: CamParams, workload: Workload) -> Cost:
+        # Grad-CAM's backward to the layer and guided backprop's to the input.
+        rows = workload.rows
+        return Cost.of(backwards=2 * rows, peak_rows=rows, gradient="input")
 
     def requirements(self, params: CamParams, layer: str) -> Requirements:
         grad_cam = GradCam().requirements(params, layer)

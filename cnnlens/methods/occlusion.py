@@ -11,13 +11,23 @@ from cnnlens.errors import InvalidParamsError
 from cnnlens.incremental.occluder import Engine, Occluder
 from cnnlens.incremental.windows import WindowGrid
 from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, register
+from cnnlens.methods.workload import Cost, Workload, chunked
 
 
 class OcclusionParams(MethodParams):
     window: int = Field(16, ge=1, description="side of the square occluding patch, in pixels")
-    stride: int = Field(8, ge=1, description="step between patches, in pixels")
+    stride: int = Field(
+        8,
+        ge=1,
+        description="step between patches, in pixels",
+        json_schema_extra={"drives_cost": "time"},
+    )
     batch_size: int = Field(
-        32, ge=1, le=4096, description="occluded copies evaluated at once (bounds memory)"
+        32,
+        ge=1,
+        le=4096,
+        description="occluded copies evaluated at once (bounds memory)",
+        json_schema_extra={"drives_cost": "memory"},
     )
     fill: Literal["mean", "zero"] | Annotated[float, Field(ge=0.0, le=1.0)] = Field(
         "mean",
@@ -50,6 +60,20 @@ class Occlusion(Method):
     paper = "Zeiler & Fergus 2014, arXiv:1311.2901; Nakandala et al. 2019, arXiv:1803.04626"
     Params = OcclusionParams
     kind = "standalone"
+
+    def cost(self, params: OcclusionParams, workload: Workload) -> Cost:
+        # Dense forwards bound the incremental engine too (and "auto" may fall back to them);
+        # planning records one row and checks two.
+        _, height, width = workload.input_shape
+        windows = 0
+        if params.window <= min(height, width):
+            windows = len(WindowGrid.of(height, width, params.window, params.stride))
+        planning = 0 if params.engine == "dense" else 3
+        return Cost.of(
+            forwards=workload.rows * (1 + windows) + planning,
+            peak_rows=max(1, chunked(windows, params.batch_size)),
+            resident_values=workload.rows * (windows + workload.pixels),
+        )
 
     def compute(self, context: MethodContext, params: OcclusionParams) -> MethodOutput:
         x = context.x

@@ -6,6 +6,12 @@ non-zero exit status, never a service that answers /healthz but can never be rea
 SIGTERM / SIGINT (uvicorn's handling): the listening socket closes at once (new
 connections are refused), requests in flight finish (up to `DRAIN_TIMEOUT_S`), then the
 models' workers stop and the process exits 0.
+
+Connections are bounded by `[limits]`: uvicorn closes idle keep-alive connections and
+answers 503 beyond `max_connections`; uvicorn alone never times out a request still being
+read, so the HTTP protocol here closes one whose headers take longer than
+`header_timeout_s` (a slow header drip included) or whose body pauses longer than
+`body_idle_timeout_s`, with a 408 when no response has started.
 """
 
 from __future__ import annotations
@@ -18,8 +24,11 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, ClassVar, Literal
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from cnnlens.errors import CnnlensError, WeightsError
 from cnnlens.models.loaded import LoadedModel
@@ -27,7 +36,7 @@ from cnnlens.models.registry import load_model
 from cnnlens.models.weights import sha256_of_file
 from cnnlens.service.app import create_app
 from cnnlens.service.logs import configure_logging
-from cnnlens.service.settings import ModelConfig, Settings, load_settings
+from cnnlens.service.settings import Limits, ModelConfig, Settings, load_settings
 
 logger = logging.getLogger("cnnlens.service")
 
@@ -79,18 +88,114 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config: Path | None = None)
             f"{host}:{port} can use the service; set api_keys or CNNLENS_API_KEYS"
         )
     app = create_app(settings, models=models)
-    server_config = uvicorn.Config(
+    server = _DrainingServer(uvicorn_config(app, host, port, settings.limits))
+    server.run()
+    if not server.started:
+        sys.exit(3)  # uvicorn's own start-up failure status (port taken, lifespan failed)
+
+
+def uvicorn_config(app: Any, host: str, port: int, limits: Limits) -> uvicorn.Config:
+    """uvicorn's configuration with the connection limits of `limits`."""
+    return uvicorn.Config(
         app,
         host=host,
         port=port,
         log_config=None,  # our JSON logging
         access_log=False,  # one JSON line per request comes from the app itself
         timeout_graceful_shutdown=DRAIN_TIMEOUT_S,
+        timeout_keep_alive=limits.keep_alive_timeout_s,
+        # uvicorn counts the asking connection among the open ones: +1 serves exactly
+        # max_connections of them and answers 503 to the next.
+        limit_concurrency=limits.max_connections + 1,
+        h11_max_incomplete_event_size=limits.max_header_bytes,
+        http=read_timeout_protocol(limits.header_timeout_s, limits.body_idle_timeout_s),
     )
-    server = _DrainingServer(server_config)
-    server.run()
-    if not server.started:
-        sys.exit(3)  # uvicorn's own start-up failure status (port taken, lifespan failed)
+
+
+def read_timeout_protocol(header_timeout_s: float, body_idle_timeout_s: float) -> type[H11Protocol]:
+    """uvicorn's h11 protocol with these read timeouts (a class: uvicorn instantiates it)."""
+    return type(
+        "ReadTimeoutProtocol",
+        (_ReadTimeoutProtocol,),
+        {"header_timeout_s": header_timeout_s, "body_idle_timeout_s": body_idle_timeout_s},
+    )
+
+
+_TIMEOUT_BODY = b'{"error": {"code": "request_timeout", "message": "the request came too slowly"}}'
+_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    b"content-length: %d\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY)
+)
+
+
+class _ReadTimeoutProtocol(H11Protocol):
+    """h11 with a deadline for the request line and headers, counted from the connection (or
+    the first byte of a next request), and an idle timeout while the body arrives.
+
+    A drip of header bytes never extends the header deadline; every body chunk restarts the
+    idle one. Pauses that are the server's own (reading paused while the app is busy, a
+    100-continue not yet sent) do not count against the client.
+    """
+
+    header_timeout_s: ClassVar[float] = 10.0
+    body_idle_timeout_s: ClassVar[float] = 15.0
+
+    def connection_made(self, transport: Any) -> None:
+        self._read_timer: Any = None
+        self._reading: Literal["headers", "body"] | None = None
+        super().connection_made(transport)
+        self._expect("headers")
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        state = self.conn.their_state
+        if state is h11.SEND_BODY:
+            self._expect("body")  # restarted by each chunk
+        elif state is h11.IDLE:
+            if self._reading != "headers":  # a next request begins: its own deadline
+                self._expect("headers")
+        else:
+            self._stop_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_timer()
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._stop_timer()  # idle until the next request: uvicorn's keep-alive timeout
+
+    def _expect(self, part: Literal["headers", "body"]) -> None:
+        self._stop_timer()
+        self._reading = part
+        delay = self.header_timeout_s if part == "headers" else self.body_idle_timeout_s
+        self._read_timer = self.loop.call_later(delay, self._timed_out)
+
+    def _stop_timer(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+        self._read_timer = None
+        self._reading = None
+
+    def _timed_out(self) -> None:
+        self._read_timer = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        waiting_on_server = self.flow.read_paused or (
+            cycle is not None and cycle.waiting_for_100_continue
+        )
+        if self._reading == "body" and waiting_on_server:
+            self._expect("body")
+            return
+        # Headers: no response to this request can have started (a cycle is a past request's).
+        if self._reading == "headers" or cycle is None or not cycle.response_started:
+            self.transport.write(_TIMEOUT_RESPONSE)
+        if cycle is not None:
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self._reading = None
+        self.transport.close()
 
 
 class _DrainingServer(uvicorn.Server):

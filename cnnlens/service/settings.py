@@ -84,6 +84,46 @@ class Limits(_Strict):
     request_deadline_s: float = Field(default=60.0, gt=0, description="past this: 504")
     max_targets: int = Field(default=16, ge=1, description="targets per explain request")
     retry_after_s: int = Field(default=1, ge=1, description="Retry-After when the queue is full")
+    # Budgets: a request whose estimated work or memory exceeds them is refused up front (422).
+    budget_deadline_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="share of the deadline one request may plan to use, at the forward time "
+        "measured at start-up",
+    )
+    budget_forward_passes: float | None = Field(
+        default=None,
+        gt=0,
+        description="forward-equivalents per request; default: from the deadline and calibration",
+    )
+    budget_memory_bytes: int = Field(
+        default=3 * 1024**3 // 2, ge=1, description="estimated peak bytes per request (1.5 GiB)"
+    )
+    max_response_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1, description="estimated response body size before 422"
+    )
+    max_rendered_pixels: int = Field(
+        default=64_000_000,
+        ge=1,
+        description="pixels rendered per response (image pixels x explanations x images)",
+    )
+    # Connections (uvicorn's keep-alive and concurrency limits, plus read timeouts).
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="time to receive a request's line and headers"
+    )
+    body_idle_timeout_s: float = Field(
+        default=15.0, gt=0, description="longest pause while a request body is arriving"
+    )
+    keep_alive_timeout_s: int = Field(
+        default=5, ge=1, description="an idle keep-alive connection is closed after this"
+    )
+    max_connections: int = Field(
+        default=256, ge=1, description="open connections served; beyond them: 503"
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024, ge=1024, description="request line and headers, bytes"
+    )
 
     @property
     def max_request_bytes(self) -> int:
