@@ -78,7 +78,9 @@ class Adversarial(Method):
         with hook_session(context.model) as session, torch.enable_grad():
             with torch.no_grad():
                 original_logits = session.forward(x, input_grad=False)
-            labels, direction = attack_labels(params, context, original_logits.shape[1])
+            labels, direction = attack_labels(
+                params, context.targets, context.categories, original_logits.shape[1]
+            )
             (pixels,) = projected_gradient_attack(
                 session, to_input, [original], [low], [high], labels, direction, params
             )
@@ -101,13 +103,13 @@ class Adversarial(Method):
 
 
 def attack_labels(
-    params: AdversarialParams, context: MethodContext, num_classes: int
+    params: AdversarialParams, targets: torch.Tensor, categories: Sequence[str], num_classes: int
 ) -> tuple[torch.Tensor, float]:
     """The labels the loss uses and its direction: +1 away from the target, -1 towards a goal."""
     if params.adversarial_target is None:
-        return context.targets, 1.0
-    chosen = class_index(params.adversarial_target, context.categories, num_classes)
-    return torch.full_like(context.targets, chosen), -1.0
+        return targets, 1.0
+    chosen = class_index(params.adversarial_target, categories, num_classes)
+    return torch.full_like(targets, chosen), -1.0
 
 
 def projected_gradient_attack(
@@ -140,9 +142,7 @@ def projected_gradient_attack(
             if not active.any():
                 break
         # sign(dL/dp) is what moves: the same step for every pixel (L-inf steepest ascent).
-        for group, (mask, gradient) in enumerate(
-            zip(active.split(counts), gradients, strict=True)
-        ):
+        for group, (mask, gradient) in enumerate(zip(active.split(counts), gradients, strict=True)):
             update = direction * step * gradient.sign() * mask.view(-1, 1, 1, 1)
             moved = pixels[group] + update
             pixels[group] = torch.maximum(torch.minimum(moved, high[group]), low[group])
