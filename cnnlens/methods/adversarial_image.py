@@ -109,8 +109,8 @@ def adversarial_image(
         params: `AdversarialParams` or its dict (`epsilon` >= 1, `output_size`, ...).
         target: the class to push away from (index or label); default the top-1.
     """
-    (result,) = adversarial_images(model, [load_image(image)], params, None if target is None
-                                   else [target])  # fmt: skip
+    targets = None if target is None else [target]
+    (result,) = adversarial_images(model, [load_image(image)], params, targets)
     return result
 
 
@@ -140,8 +140,9 @@ def adversarial_images(
             logits = session.forward(uploads, input_grad=False)
         num_classes = logits.shape[1]
         explained = resolve_targets(targets, logits, model.categories, len(images), num_classes)
-        labels, direction = attack_labels(parsed, explained.to(device), model.categories,
-                                          num_classes)  # fmt: skip
+        labels, direction = attack_labels(
+            parsed, explained.to(device), model.categories, num_classes
+        )
         final = projected_gradient_attack(
             session, to_input, start, low, high, labels, direction, parsed
         )
