@@ -35,7 +35,7 @@ from cnnlens.methods.adversarial import (
     attack_labels,
     projected_gradient_attack,
 )
-from cnnlens.methods.base import get_method, parse_params
+from cnnlens.methods.base import MethodParams, get_method, parse_params
 from cnnlens.methods.targets import Targets, resolve_targets
 from cnnlens.models.hooks import hook_session
 from cnnlens.models.loaded import LoadedModel
@@ -98,7 +98,7 @@ class AdversarialImage:
 def adversarial_image(
     model: LoadedModel,
     image: ImageSource,
-    params: AdversarialParams | dict[str, Any] | None = None,
+    params: MethodParams | dict[str, Any] | None = None,
     target: int | str | None = None,
 ) -> AdversarialImage:
     """FGSM / PGD on one photo; the result is the 8-bit image and its re-checked prediction.
@@ -117,7 +117,7 @@ def adversarial_image(
 def adversarial_images(
     model: LoadedModel,
     images: Sequence[Image.Image],
-    params: AdversarialParams | dict[str, Any] | None = None,
+    params: MethodParams | dict[str, Any] | None = None,
     targets: Targets = None,
 ) -> list[AdversarialImage]:
     """`adversarial_image` for several photos of any sizes, with batched model passes."""
@@ -178,7 +178,7 @@ def adversarial_images(
     return results
 
 
-def saved_output_params(params: AdversarialParams | dict[str, Any] | None) -> AdversarialParams:
+def saved_output_params(params: MethodParams | dict[str, Any] | None) -> AdversarialParams:
     """The method's params, refusing a budget an 8-bit image cannot hold (a clear 422)."""
     parsed = parse_params(get_method("adversarial"), params)
     assert isinstance(parsed, AdversarialParams)
