@@ -18,6 +18,7 @@ from cnnlens.audit.inputs import AuditItem
 from cnnlens.audit.localization import boxes_to_mask, energy_share, is_degenerate, pointing_hit
 from cnnlens.errors import CnnlensError
 from cnnlens.imageio import load_image
+from cnnlens.methods.adversarial_image import adversarial_images
 from cnnlens.methods.run import run_methods
 from cnnlens.models.loaded import LoadedModel
 
@@ -75,7 +76,8 @@ class AuditAnalyzer:
         )
         probabilities = torch.softmax(result.logits.float(), dim=1).cpu()  # (B, K)
         predicted = probabilities.argmax(dim=1)
-        fragile = self._fragility(x, predicted) if config.fragility else None
+        photos = [image for _, image in images]
+        fragile = self._fragility(photos, predicted) if config.fragility else None
         outcomes = []
         for row, (item, image) in enumerate(images):
             maps = {name: result.outputs[name].map[row].float().cpu() for name in config.methods}
@@ -91,7 +93,7 @@ class AuditAnalyzer:
         probabilities: torch.Tensor,
         maps: dict[str, torch.Tensor],
         layer: str,
-        fragile: list[float | None] | None,
+        fragile: list[Flip | None] | None,
         row: int,
     ) -> ImageOutcome:
         config, model = self.config, self.model
@@ -129,8 +131,8 @@ class AuditAnalyzer:
             if position == 0:
                 small = render.resize_map(render.to_2d(raw), (MEAN_MAP_SIDE, MEAN_MAP_SIDE))
                 outcome.mean_map = render.normalize_map(small).astype(np.float16).tobytes()
-        fragile_epsilon = fragile[row] if fragile is not None else None
-        if fragile_epsilon is not None and fragile_epsilon <= config.fragile_at:
+        flip = fragile[row] if fragile is not None else None
+        if flip is not None and flip.epsilon <= config.fragile_at:
             flags.append(FLAG_FRAGILE)
         outcome.record = {
             "index": item.index,
@@ -150,7 +152,10 @@ class AuditAnalyzer:
             "has_region": region is not None,
             "maps": map_records,
             "fragility_tested": fragile is not None,
-            "fragile_epsilon": fragile_epsilon,
+            "fragile_epsilon": None if flip is None else flip.epsilon,
+            "fragile_class": None if flip is None else flip.index,
+            "fragile_class_name": None if flip is None else model.label_of(flip.index),
+            "fragile_probability": None if flip is None else flip.probability,
             "flags": flags,
         }
         return outcome
@@ -187,12 +192,13 @@ class AuditAnalyzer:
             region = mask if region is None else region | mask
         return region
 
-    def _fragility(self, x: torch.Tensor, predicted: torch.Tensor) -> list[float | None]:
-        """Smallest epsilon of the ladder at which an untargeted PGD changes the top-1 class
-        (Madry et al. 2018); None when no rung does. Each rung runs only the survivors."""
+    def _fragility(self, photos: list[Image.Image], predicted: torch.Tensor) -> list[Flip | None]:
+        """Smallest epsilon of the ladder at which an untargeted PGD (Madry et al. 2018) flips
+        the top-1 class of the saved 8-bit image at the photo's own size, decoded and
+        preprocessed again as an upload; None when no rung does. Each rung runs the survivors."""
         config = self.config
-        found: list[float | None] = [None] * x.shape[0]
-        remaining = list(range(x.shape[0]))
+        found: list[Flip | None] = [None] * len(photos)
+        remaining = list(range(len(photos)))
         for epsilon in config.epsilons:
             if not remaining:
                 break
@@ -202,17 +208,28 @@ class AuditAnalyzer:
                 "step_size": min(255.0, 2.5 * epsilon / config.pgd_steps),
                 "steps": config.pgd_steps,
                 "stop_on_success": True,
+                "output_size": "image",
             }
-            rows = torch.tensor(remaining, device=x.device)
-            result = run_methods(
-                self.model, x[rows], [("adversarial", params)], target=predicted[rows.cpu()]
-            )
-            success = result.outputs["adversarial"].extras["success"].cpu().tolist()
-            for row, flipped in zip(list(remaining), success, strict=True):
-                if flipped:
-                    found[row] = epsilon
+            results = adversarial_images(
+                self.model, [photos[row] for row in remaining], params,
+                targets=[int(predicted[row]) for row in remaining],
+            )  # fmt: skip
+            for row, result in zip(list(remaining), results, strict=True):
+                if result.success:
+                    found[row] = Flip(
+                        epsilon, result.adversarial.index, result.adversarial.probability
+                    )
                     remaining.remove(row)
         return found
+
+
+@dataclass(frozen=True)
+class Flip:
+    """The first rung of the fragility ladder whose saved image changes the top-1 class."""
+
+    epsilon: float  # 0-255 units, whole 8-bit levels
+    index: int  # the class the saved image is predicted as
+    probability: float
 
 
 def error_outcome(item: AuditItem, message: str) -> ImageOutcome:

@@ -7,7 +7,10 @@ import json
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-DEFAULT_EPSILONS = (0.25, 0.5, 1.0, 2.0)  # PGD L-inf budgets, 0-255 pixel units
+# PGD L-inf budgets, 0-255 pixel units: whole 8-bit levels, since a flip counts only if the
+# saved 8-bit image flips and an image cannot move a pixel by less than one level.
+DEFAULT_EPSILONS = (1.0, 2.0, 4.0, 8.0)
+DEFAULT_FRAGILE_AT = 2.0
 
 
 class AuditConfig(BaseModel):
@@ -30,12 +33,17 @@ class AuditConfig(BaseModel):
     )
     pointing_tolerance: int = Field(default=15, ge=0, le=256, description="pointing game, pixels")
     fragility: bool = Field(default=False, description="run the PGD epsilon ladder (slow)")
-    epsilons: tuple[float, ...] = Field(default=DEFAULT_EPSILONS, min_length=1, description="0-255")
+    epsilons: tuple[float, ...] = Field(
+        default=DEFAULT_EPSILONS,
+        min_length=1,
+        description="the PGD ladder, 0-255 units, whole levels from 1 (one 8-bit level)",
+    )
     fragile_at: float = Field(
-        default=0.5,
-        gt=0,
+        default=DEFAULT_FRAGILE_AT,
+        ge=1,
         le=255,
-        description="flips at this epsilon (0-255) or below: flagged fragile",
+        description="the saved 8-bit image flips at this epsilon (0-255) or below: flagged "
+        "fragile (default 2/255)",
     )
     pgd_steps: int = Field(default=5, ge=1, le=100)
     thumbnail_side: int = Field(default=160, ge=32, le=512)
@@ -55,8 +63,11 @@ class AuditConfig(BaseModel):
     @field_validator("epsilons")
     @classmethod
     def _ascending(cls, value: tuple[float, ...]) -> tuple[float, ...]:
-        if any(eps <= 0 or eps > 255 for eps in value):
-            raise ValueError("epsilons must lie in (0, 255]")
+        if any(eps < 1 or eps > 255 or not float(eps).is_integer() for eps in value):
+            raise ValueError(
+                "epsilons must be whole 8-bit levels in [1, 255]: a saved image moves its "
+                "pixels by whole levels, so a smaller or fractional budget cannot be stored"
+            )
         return tuple(sorted(set(value)))
 
     def signature(self) -> str:

@@ -227,9 +227,12 @@ class AdversarialResult:
     adversarial_target: ClassScore | None  # a targeted attack's goal, with its new probability
     success: bool
     linf: float  # the largest pixel change, 0-255 units
-    image: Image.Image | None = field(repr=False)  # at the model's input size
+    image: Image.Image | None = field(repr=False)  # at output_size (default the upload's)
     perturbation: Image.Image | None = field(repr=False)  # amplified for display
     elapsed_ms: float = 0.0
+    output_size: str = "image"  # "image": the upload's size; "model": the model's input size
+    epsilon_levels: int = 0  # whole 8-bit levels a pixel may move
+    target_after: ClassScore | None = None  # the explained class on the returned image
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AdversarialResult:
@@ -247,6 +250,9 @@ class AdversarialResult:
             image=decode_png(data.get("adversarial_png")),
             perturbation=decode_png(data.get("perturbation_png")),
             elapsed_ms=float(data.get("elapsed_ms", 0.0)),
+            output_size=str(data.get("output_size", "image")),
+            epsilon_levels=int(data.get("epsilon_levels", 0)),
+            target_after=ClassScore.from_json(data.get("target_after")),
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -13,10 +14,18 @@ from cnnlens.methods.targets import class_index
 from cnnlens.methods.workload import Cost, Workload
 from cnnlens.models.hooks import HookSession, hook_session
 
+# Maps the attacked pixels (one tensor per group of samples) to the model's input batch.
+ToInput = Callable[[Sequence[torch.Tensor]], torch.Tensor]
+
 
 class AdversarialParams(MethodParams):
     attack: Literal["fgsm", "pgd"] = "pgd"
-    epsilon: float = Field(8.0, gt=0, le=255, description="L-inf budget, 0-255 pixel units")
+    epsilon: float = Field(
+        8.0,
+        gt=0,
+        le=255,
+        description="L-inf budget, 0-255 pixel units; a saved image needs >= 1 (one 8-bit level)",
+    )
     step_size: float = Field(2.0, gt=0, le=255, description="PGD step, 0-255 pixel units")
     steps: int = Field(
         10,
@@ -31,6 +40,11 @@ class AdversarialParams(MethodParams):
     random_start: bool = False  # start uniformly inside the ball (Madry et al.)
     seed: int = Field(0, ge=0)
     stop_on_success: bool = False  # freeze a sample once it succeeds
+    output_size: Literal["image", "model"] = Field(
+        "image",
+        description="saved image (adversarial_image, POST /v1/adversarial): at the photo's own "
+        "size or at the model's input size; the perturbation is optimized at that size",
+    )
 
 
 @register
@@ -43,6 +57,9 @@ class Adversarial(Method):
     Kurakin et al. 2017 (arXiv:1607.02533) and Madry et al., "Towards Deep Learning Models
     Resistant to Adversarial Attacks", ICLR 2018 (PGD). Works on pixels p in [0, 1] through
     the model's normalization. Shapes: x (B, 3, H, W) -> perturbation (B, 3, H, W), input space.
+
+    This tensor-level run keeps float pixels; `adversarial_image` makes the 8-bit image a
+    user saves, optimized through quantization and the preprocessing resize.
     """
 
     name = "adversarial"
@@ -69,42 +86,23 @@ class Adversarial(Method):
         original = prep.denormalize(x)  # (B, 3, H, W) pixels, in [0, 1] for real images
         scale = prep.pixel_scale(x)  # input-space size of one 0-1 pixel unit
 
-        def to_input(pixels: torch.Tensor) -> torch.Tensor:
-            return x + (pixels - original) * scale  # exactly x where nothing moved
+        def to_input(pixels: Sequence[torch.Tensor]) -> torch.Tensor:
+            return x + (pixels[0] - original) * scale  # exactly x where nothing moved
 
-        epsilon, step = params.epsilon / 255.0, params.step_size / 255.0
+        epsilon = params.epsilon / 255.0
         # The ball around the original pixels, inside [0, 1] (out-of-range pixels may stay).
         low = torch.minimum((original - epsilon).clamp(min=0.0), original)
         high = torch.maximum((original + epsilon).clamp(max=1.0), original)
-        steps = 1 if params.attack == "fgsm" else params.steps
-        if params.attack == "fgsm":
-            step = epsilon
         with hook_session(context.model) as session, torch.enable_grad():
             with torch.no_grad():
                 original_logits = session.forward(x, input_grad=False)
-            labels, direction = context.targets, 1.0  # ascend CE: away from the label
-            if params.adversarial_target is not None:
-                chosen = class_index(
-                    params.adversarial_target, context.categories, original_logits.shape[1]
-                )
-                labels, direction = torch.full_like(context.targets, chosen), -1.0
-            pixels = original.clone()
-            if params.random_start:
-                generator = torch.Generator().manual_seed(params.seed)
-                noise = torch.rand(original.shape, generator=generator, dtype=original.dtype)
-                pixels = pixels + (2 * noise.to(original.device) - 1) * epsilon
-                pixels = torch.maximum(torch.minimum(pixels, high), low)
-            active = torch.ones_like(labels, dtype=torch.bool)  # (B,)
-            for _ in range(steps):
-                logits, gradient = _loss_gradient(session, to_input(pixels), labels)
-                if params.stop_on_success:
-                    active &= ~_succeeded(logits, labels, direction)
-                    if not active.any():
-                        break
-                # sign(dL/dp) = sign(dL/dx / std): the same sign, std > 0.
-                update = direction * step * gradient.sign() * active.view(-1, 1, 1, 1)
-                pixels = torch.maximum(torch.minimum(pixels + update, high), low)
-            adversarial = to_input(pixels)
+            labels, direction = attack_labels(
+                params, context.targets, context.categories, original_logits.shape[1]
+            )
+            (pixels,) = projected_gradient_attack(
+                session, to_input, [original], [low], [high], labels, direction, params
+            )
+            adversarial = to_input([pixels])
             with torch.no_grad():
                 adversarial_logits = session.forward(adversarial, input_grad=False)
         original_probs = original_logits.detach().softmax(dim=1)
@@ -116,24 +114,78 @@ class Adversarial(Method):
             "original_probability": original_probs.amax(dim=1),
             "adversarial_class": adversarial_probs.argmax(dim=1),
             "adversarial_probability": adversarial_probs.amax(dim=1),
-            "success": _succeeded(adversarial_logits, labels, direction),
+            "success": succeeded(adversarial_logits, labels, direction),
             "target_probability": adversarial_probs.gather(1, labels.view(-1, 1)).squeeze(1),
         }
         return MethodOutput((adversarial - x).detach(), extras)
 
 
+def attack_labels(
+    params: AdversarialParams, targets: torch.Tensor, categories: Sequence[str], num_classes: int
+) -> tuple[torch.Tensor, float]:
+    """The labels the loss uses and its direction: +1 away from the target, -1 towards a goal."""
+    if params.adversarial_target is None:
+        return targets, 1.0
+    chosen = class_index(params.adversarial_target, categories, num_classes)
+    return torch.full_like(targets, chosen), -1.0
+
+
+def projected_gradient_attack(
+    session: HookSession,
+    to_input: ToInput,
+    start: Sequence[torch.Tensor],
+    low: Sequence[torch.Tensor],
+    high: Sequence[torch.Tensor],
+    labels: torch.Tensor,
+    direction: float,
+    params: AdversarialParams,
+) -> list[torch.Tensor]:
+    """FGSM / PGD on pixel tensors (groups of samples, sizes may differ between groups),
+    each step's gradient taken through `to_input`; returns the final pixels, inside the ball."""
+    step = params.epsilon / 255.0 if params.attack == "fgsm" else params.step_size / 255.0
+    steps = 1 if params.attack == "fgsm" else params.steps
+    pixels = [tensor.clone() for tensor in start]
+    if params.random_start:
+        generator = torch.Generator().manual_seed(params.seed)
+        for group, tensor in enumerate(pixels):
+            noise = torch.rand(tensor.shape, generator=generator, dtype=tensor.dtype)
+            moved = tensor + (2 * noise.to(tensor.device) - 1) * params.epsilon / 255.0
+            pixels[group] = torch.maximum(torch.minimum(moved, high[group]), low[group])
+    counts = [tensor.shape[0] for tensor in pixels]
+    active = torch.ones_like(labels, dtype=torch.bool)  # (B,)
+    for _ in range(steps):
+        logits, gradients = _loss_gradient(session, to_input, pixels, labels)
+        if params.stop_on_success:
+            active &= ~succeeded(logits, labels, direction)
+            if not active.any():
+                break
+        # sign(dL/dp) is what moves: the same step for every pixel (L-inf steepest ascent).
+        for group, (mask, gradient) in enumerate(zip(active.split(counts), gradients, strict=True)):
+            update = direction * step * gradient.sign() * mask.view(-1, 1, 1, 1)
+            moved = pixels[group] + update
+            pixels[group] = torch.maximum(torch.minimum(moved, high[group]), low[group])
+    return pixels
+
+
 def _loss_gradient(
-    session: HookSession, x: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and d CE / d x, per sample (the summed loss keeps samples independent)."""
-    logits = session.forward(x, input_grad=True)  # (B, K)
+    session: HookSession, to_input: ToInput, pixels: Sequence[torch.Tensor], labels: torch.Tensor
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Logits and d CE / d pixels, per sample (the summed loss keeps samples independent):
+    d CE / d x from the session, then through `to_input` by the chain rule."""
+    leaves = [tensor.detach().requires_grad_(True) for tensor in pixels]
+    x = to_input(leaves)
+    logits = session.forward(x, input_grad=True)  # (B, K), on a detached copy of x
     loss = F.cross_entropy(logits, labels, reduction="none")  # (B,)
     assert session.input is not None
-    (gradient,) = session.gradients(loss, [session.input], retain_graph=False)
-    return logits.detach(), gradient
+    (input_gradient,) = session.gradients(loss, [session.input], retain_graph=False)
+    gradients = torch.autograd.grad(x, leaves, grad_outputs=input_gradient, allow_unused=True)
+    return logits.detach(), [
+        torch.zeros_like(leaf) if gradient is None else gradient
+        for leaf, gradient in zip(leaves, gradients, strict=True)
+    ]
 
 
-def _succeeded(logits: torch.Tensor, labels: torch.Tensor, direction: float) -> torch.Tensor:
+def succeeded(logits: torch.Tensor, labels: torch.Tensor, direction: float) -> torch.Tensor:
     """(B,) bool: the targeted class is predicted, or the explained class is no longer."""
     predicted = logits.detach().argmax(dim=1)
     return predicted == labels if direction < 0 else predicted != labels

@@ -135,13 +135,23 @@ class AdversarialResponse(Schema):
     image: ImageSize
     target: ClassScore = Field(description="the class explained / pushed away from")
     original: ClassScore = Field(description="top-1 on the original image")
-    adversarial: ClassScore = Field(description="top-1 on the adversarial image")
+    adversarial: ClassScore = Field(
+        description="top-1 on adversarial_png, decoded and preprocessed again as an upload"
+    )
     adversarial_target: ClassScore | None = Field(
         default=None, description="the class a targeted attack aims for, with its new probability"
     )
-    success: bool
-    linf: float = Field(description="largest pixel change, 0-255 units")
-    adversarial_png: str = Field(description="base64 PNG at the model's input size")
+    target_after: ClassScore = Field(description="the explained class on adversarial_png")
+    success: bool = Field(description="false: the saved image does not fool the model")
+    output_size: str = Field(
+        description='"image": the upload\'s size; "model": the model\'s input size. The '
+        "perturbation is optimized at this size, through the resize an upload goes through"
+    )
+    output: ImageSize = Field(description="the size of adversarial_png")
+    epsilon: float = Field(description="the requested budget, 0-255 units (>= 1)")
+    epsilon_levels: int = Field(description="floor(epsilon): whole 8-bit levels a pixel may move")
+    linf: float = Field(description="largest pixel change of adversarial_png, 0-255 units")
+    adversarial_png: str = Field(description="base64 PNG at output_size (default the upload's)")
     perturbation_png: str = Field(description="base64 PNG: the perturbation, amplified")
     elapsed_ms: float
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 from cnnlens import render
 from cnnlens.errors import InvalidParamsError
+from cnnlens.methods.adversarial_image import AdversarialImage, adversarial_image
 from cnnlens.methods.base import MethodOutput, MethodParams
 from cnnlens.methods.run import RunResult, run_methods
 from cnnlens.models.loaded import LoadedModel
@@ -55,49 +56,26 @@ def _elapsed(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 3)
 
 
+def run_adversarial(
+    model: LoadedModel, runs: Sequence[tuple[Image.Image, MethodParams, int | None]]
+) -> list[AdversarialImage]:
+    """Worker side: the saved adversarial image of each (picture, params, target)."""
+    return [adversarial_image(model, picture, params, target) for picture, params, target in runs]
+
+
 def render_adversarial(
-    model: LoadedModel,
-    picture: Image.Image,
-    result: RunResult,
-    epsilon: float,
-    adversarial_target: int | None,
-    started: float,
+    model: LoadedModel, picture: Image.Image, result: AdversarialImage, started: float
 ) -> tuple[dict[str, Any], bytes]:
-    """JSON body and the adversarial PNG (at the model's input size)."""
-    output = result.outputs["adversarial"]
-    extras = output.extras
-    prep = model.preprocessing
-    adversarial_png = png_bytes(prep.to_image(extras["adversarial"][0]))
-    perturbation = extras["perturbation_pixels"][0].float().cpu()  # (3, H, W), 0-255 units
-    # Gray = unchanged; full colour swing = +-epsilon.
-    unit = (0.5 + perturbation / (2 * max(epsilon, 1e-6))).clamp(0, 1)
-    perturbation_png = png_bytes(
-        Image.fromarray((unit.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
-    )
-    probabilities = torch.softmax(result.logits.float(), dim=1)[0]
-    explained = int(result.targets[0])
+    """JSON body and the adversarial PNG (at `output_size`, the upload's by default)."""
     body: dict[str, Any] = {
         "model": model.name,
         "image": {"width": picture.width, "height": picture.height},
-        "target": _score(model, explained, float(probabilities[explained])),
-        "original": _score(
-            model, int(extras["original_class"][0]), float(extras["original_probability"][0])
-        ),
-        "adversarial": _score(
-            model,
-            int(extras["adversarial_class"][0]),
-            float(extras["adversarial_probability"][0]),
-        ),
-        "adversarial_target": None
-        if adversarial_target is None
-        else _score(model, adversarial_target, float(extras["target_probability"][0])),
-        "success": bool(extras["success"][0]),
-        "linf": float(perturbation.abs().max()),
-        "adversarial_png": b64_png(adversarial_png),
-        "perturbation_png": b64_png(perturbation_png),
+        **result.summary(),
+        "adversarial_png": b64_png(result.png),
+        "perturbation_png": b64_png(png_bytes(result.perturbation_image())),
         "elapsed_ms": _elapsed(started),
     }
-    return body, adversarial_png
+    return body, result.png
 
 
 def render_activation_max(

@@ -1,4 +1,4 @@
-"""Per-image analysis: the fragility ladder agrees with direct PGD runs; masks localize."""
+"""Per-image analysis: the fragility ladder agrees with saved adversarial images; masks localize."""
 
 from __future__ import annotations
 
@@ -6,25 +6,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cnnlens.audit import AuditConfig
 from cnnlens.audit.analyze import AuditAnalyzer
 from cnnlens.audit.inputs import AuditItem
-from cnnlens.methods.run import run_methods
+from cnnlens.imageio import decode_image
+from cnnlens.methods.adversarial_image import adversarial_image
 from cnnlens.models import LoadedModel
 
 
-def test_fragility_is_the_smallest_flipping_epsilon(
+def test_fragility_reports_only_flips_the_saved_image_reproduces(
     tmp_path: Path, chelsea: Image.Image, default_model: LoadedModel
 ) -> None:
     path = tmp_path / "chelsea.png"
     chelsea.resize((160, 106)).save(path)
-    ladder = (0.05, 0.25, 1.0, 4.0)
-    config = AuditConfig(fragility=True, epsilons=ladder, pgd_steps=2, fragile_at=1.0)
+    ladder = (1.0, 2.0, 4.0)
+    config = AuditConfig(fragility=True, epsilons=ladder, pgd_steps=2, fragile_at=2.0)
     (outcome,) = AuditAnalyzer(default_model, config)([AuditItem(0, "chelsea.png", str(path))])
     record = outcome.record
-    x = default_model.preprocessing(Image.open(path))
+    stored = Image.open(path)
     flips = []
     for epsilon in ladder:
         params = {
@@ -33,14 +35,31 @@ def test_fragility_is_the_smallest_flipping_epsilon(
             "steps": 2,
             "stop_on_success": True,
         }
-        result = run_methods(
-            default_model, x, [("adversarial", params)], target=record["predicted"]
-        )
-        flips.append(bool(result.outputs["adversarial"].extras["success"][0]))
-    expected = next((eps for eps, flipped in zip(ladder, flips, strict=True) if flipped), None)
+        result = adversarial_image(default_model, stored, params, target=record["predicted"])
+        # The flip is the saved 8-bit image's, at the photo's size, uploaded again.
+        assert result.image.size == (160, 106)
+        with torch.no_grad():
+            logits = default_model.module(default_model.preprocessing(decode_image(result.png)))
+        assert int(logits.argmax()) == result.adversarial.index
+        flips.append((result.success, result.adversarial.index))
+    expected = next((eps for eps, (flip, _) in zip(ladder, flips, strict=True) if flip), None)
+    assert expected is not None  # the test is about a real flip
     assert record["fragility_tested"] is True
     assert record["fragile_epsilon"] == expected
-    assert ("fragile" in record["flags"]) == (expected is not None and expected <= 1.0)
+    assert record["fragile_class"] == flips[ladder.index(expected)][1] != record["predicted"]
+    assert record["fragile_class_name"] == default_model.label_of(record["fragile_class"])
+    assert ("fragile" in record["flags"]) == (expected <= 2.0)
+
+
+@pytest.mark.parametrize("epsilons", [(0.25, 1.0), (1.5,), (0.0,)])
+def test_ladder_below_one_level_or_fractional_is_refused(epsilons: tuple[float, ...]) -> None:
+    with pytest.raises(ValueError, match="whole 8-bit levels"):
+        AuditConfig(fragility=True, epsilons=epsilons)
+
+
+def test_default_ladder_starts_at_one_level_and_flags_at_two() -> None:
+    config = AuditConfig()
+    assert config.epsilons[0] == 1.0 and config.fragile_at == 2.0
 
 
 def test_mask_localization(

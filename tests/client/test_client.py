@@ -144,7 +144,8 @@ def test_adversarial_flips_the_class_within_the_budget(
     assert result.original.index == EGYPTIAN_CAT == result.target.index
     assert result.linf <= 4.0 + 1e-3
     assert result.success == (result.adversarial.index != EGYPTIAN_CAT)
-    assert isinstance(result.image, Image.Image) and result.image.size == (224, 224)
+    assert isinstance(result.image, Image.Image) and result.image.size == chelsea.size
+    assert result.output_size == "image" and result.epsilon_levels == 4
 
 
 def test_activation_max_raises_the_class_score(client: Client) -> None:

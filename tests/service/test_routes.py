@@ -231,8 +231,21 @@ def test_adversarial_flips_the_class_within_epsilon(client: TestClient, small_pn
     assert body["success"] == (body["adversarial"]["index"] != body["original"]["index"])
     assert body["success"]
     assert 0 < body["linf"] <= 6 + 1e-3
-    assert decode_png(body["adversarial_png"]).size == (224, 224)
-    assert decode_png(body["perturbation_png"]).size == (224, 224)
+    assert body["output_size"] == "image" and body["output"] == {"width": 96, "height": 64}
+    assert decode_png(body["adversarial_png"]).size == (96, 64)  # the upload's own size
+    assert decode_png(body["perturbation_png"]).size == (96, 64)
+    assert body["epsilon_levels"] == 6 and body["linf"] <= 6
+
+
+def test_adversarial_epsilon_below_one_level_is_refused(
+    client: TestClient, small_png: bytes
+) -> None:
+    response = client.post(
+        "/v1/adversarial", files=upload(small_png), data={"params": '{"epsilon": 0.5}'}
+    )
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_params" and "below one 8-bit level" in error["message"]
 
 
 def test_activation_max_raises_the_class_logit(client: TestClient) -> None:

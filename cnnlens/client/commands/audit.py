@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="find the smallest PGD epsilon that flips each prediction (slow)",
     )  # fmt: skip
     parser.add_argument(
-        "--epsilons", metavar="E,E", help="PGD epsilon ladder in 0-255 units (default 0.25,0.5,1,2)"
+        "--epsilons", metavar="E,E", help="PGD epsilon ladder, whole 0-255 levels (default 1,2,4,8)"
     )
     parser.add_argument("--engine", choices=("local", "ray"), default="local")
     parser.add_argument("--ray-address", metavar="ADDR", help="Ray cluster (default: local)")

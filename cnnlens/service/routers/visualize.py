@@ -11,6 +11,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from cnnlens.errors import IncompatibleModelError, InvalidParamsError, TargetError
+from cnnlens.methods.adversarial_image import saved_output_params
 from cnnlens.methods.base import get_method
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.service.deps import (
@@ -36,6 +37,7 @@ from cnnlens.service.visualize_engine import (
     render_adversarial,
     render_feature_maps,
     render_filters,
+    run_adversarial,
     run_single,
 )
 
@@ -101,21 +103,21 @@ async def adversarial(
     target: TargetField = None,
     params: ParamsField = None,
 ) -> Response:
-    """FGSM / PGD: the smallest L-inf change (params.epsilon, 0-255) that flips the class."""
+    """FGSM / PGD: an 8-bit PNG within params.epsilon (0-255, >= 1) of the upload, at its own
+    size (params.output_size "model": the model's input), with its prediction once uploaded."""
     started = time.monotonic()
     loaded = state.model(model)
     explained = _one_target(target, loaded, settings.limits.max_targets)
     method = get_method("adversarial")
-    parsed = parse_method_params(params, method)
-    goal = getattr(parsed, "adversarial_target", None)
-    goal_index = None if goal is None else parse_class(goal, loaded)
+    parsed = saved_output_params(parse_method_params(params, method))  # epsilon >= 1 level
+    if parsed.adversarial_target is not None:
+        parse_class(parsed.adversarial_target, loaded)  # an unknown class: 422 before any work
     picture = await read_image(image, settings)
-    x = await off_loop(loaded.preprocessing, picture)
-    result = await _run(state, loaded, SingleRun(method.name, parsed, x, explained, None), deadline)
-    epsilon = float(getattr(parsed, "epsilon", 8.0))
-    body, png = await off_loop(
-        render_adversarial, loaded, picture, result, epsilon, goal_index, started
+    attack = (picture, parsed, explained)
+    result = await state.worker(loaded.name).run(
+        run_adversarial, attack, batch_key=None, deadline=deadline
     )
+    body, png = await off_loop(render_adversarial, loaded, picture, result, started)
     return _answer(request, body, png)
 
 
