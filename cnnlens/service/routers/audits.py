@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -16,6 +16,8 @@ from fastapi import APIRouter, Depends, FastAPI, File, Form, Path, Query, Reques
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
 
+from cnnlens.api.forms import DEFAULT_METHOD
+from cnnlens.api.models import ErrorBody
 from cnnlens.audit.archive import ArchiveLimits
 from cnnlens.audit.config import AuditConfig
 from cnnlens.audit.export import JSONL, records_csv, report_html
@@ -24,8 +26,8 @@ from cnnlens.audit.store import JobInfo
 from cnnlens.errors import InvalidParamsError
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.service.deps import SettingsDep, StateDep
+from cnnlens.service.engine import each
 from cnnlens.service.errors import NotReadyError, PayloadTooLargeError, QueueFullError
-from cnnlens.service.schemas import ErrorBody
 from cnnlens.service.settings import Settings
 from cnnlens.service.state import ServiceState
 
@@ -78,7 +80,7 @@ class _StateRunner:
 
         while True:
             try:
-                job = self.state.worker(name).submit(_run_each, work, batch_key=None)
+                job = self.state.submit(name, each, work)
             except QueueFullError:
                 # interactive requests first: the audit waits its turn
                 if self._stopping.wait(0.2):
@@ -91,10 +93,6 @@ class _StateRunner:
             except NotReadyError:
                 raise Interrupted from None
             return result
-
-
-def _run_each(loaded: LoadedModel, works: Sequence[Callable[[LoadedModel], Any]]) -> list[Any]:
-    return [work(loaded) for work in works]
 
 
 def get_jobs(request: Request, state: StateDep) -> AuditJobs:
@@ -175,7 +173,7 @@ async def create_audit(
         config = AuditConfig.model_validate(
             {
                 "model": name,
-                "methods": method or ["grad_cam"],
+                "methods": method or [DEFAULT_METHOD],
                 "batch_size": batch_size,
                 "top_k": top_k,
                 "low_confidence": low_confidence,

@@ -5,11 +5,18 @@ With `Accept: image/png` each answers its main image itself."""
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
+from pydantic import BaseModel
 
+from cnnlens.api.models import (
+    ActivationMaxResponse,
+    AdversarialResponse,
+    FeatureMapsResponse,
+    FiltersResponse,
+)
 from cnnlens.errors import IncompatibleModelError, InvalidParamsError, TargetError
 from cnnlens.methods.base import get_method
 from cnnlens.models.loaded import LoadedModel
@@ -21,16 +28,7 @@ from cnnlens.service.deps import (
     read_image,
     wants_png,
 )
-from cnnlens.service.forms import parse_class, parse_layer, parse_method_params, parse_targets
-from cnnlens.service.routers.explain import ERRORS
-from cnnlens.service.schemas import (
-    ActivationMaxResponse,
-    AdversarialResponse,
-    FeatureMapsResponse,
-    FiltersResponse,
-)
-from cnnlens.service.state import ServiceState
-from cnnlens.service.visualize_engine import (
+from cnnlens.service.engine import (
     SingleRun,
     render_activation_max,
     render_adversarial,
@@ -38,8 +36,12 @@ from cnnlens.service.visualize_engine import (
     render_filters,
     run_single,
 )
+from cnnlens.service.forms import parse_class, parse_layer, parse_method_params, parse_targets
+from cnnlens.service.routers.explain import ERRORS
+from cnnlens.service.state import ServiceState
 
 router = APIRouter(prefix="/v1", tags=["visualize"])
+B = TypeVar("B", bound=BaseModel)
 
 ModelField = Annotated[str | None, Form(description="a served model; default: the default")]
 TargetField = Annotated[
@@ -78,14 +80,15 @@ def _require_feature_layer(loaded: LoadedModel, layer: str) -> None:
         )
 
 
-def _answer(request: Request, body: dict[str, Any], png: bytes) -> Response:
+def _answer(request: Request, body: B, png: bytes) -> Response | B:
+    """The body (validated against the route's response_model), or its image itself."""
     if wants_png(request):
         return Response(png, media_type="image/png")
-    return JSONResponse(body)
+    return body
 
 
 async def _run(state: ServiceState, loaded: LoadedModel, run: SingleRun, deadline: float) -> Any:
-    return await state.worker(loaded.name).run(run_single, run, batch_key=None, deadline=deadline)
+    return await state.run(loaded.name, run_single, run, deadline=deadline)
 
 
 @router.post(
@@ -100,7 +103,7 @@ async def adversarial(
     model: ModelField = None,
     target: TargetField = None,
     params: ParamsField = None,
-) -> Response:
+) -> Response | AdversarialResponse:
     """FGSM / PGD: the smallest L-inf change (params.epsilon, 0-255) that flips the class."""
     started = time.monotonic()
     loaded = state.model(model)
@@ -133,7 +136,7 @@ async def activation_max(
     target: TargetField = None,
     layer: LayerField = None,
     params: ParamsField = None,
-) -> Response:
+) -> Response | ActivationMaxResponse:
     """An image that maximizes a class logit (target) or a layer's channel (params.channel)."""
     started = time.monotonic()
     loaded = state.model(model)
@@ -166,7 +169,7 @@ async def feature_maps(
     model: ModelField = None,
     layer: LayerField = None,
     params: ParamsField = None,
-) -> Response:
+) -> Response | FeatureMapsResponse:
     """A layer's activations for the image: the strongest channels and a grid of their maps."""
     started = time.monotonic()
     loaded = state.model(model)
@@ -189,7 +192,7 @@ async def filters(
     model: ModelField = None,
     layer: LayerField = None,
     params: ParamsField = None,
-) -> Response:
+) -> Response | FiltersResponse:
     """A conv layer's filters as tiles (RGB for the first layer)."""
     started = time.monotonic()
     loaded = state.model(model)
