@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from cnnlens.api import models as api
 from cnnlens.api.bodies import explain_response, score_of
 from cnnlens.api.codecs import b64, png_bytes
 from cnnlens.errors import InvalidParamsError
-from cnnlens.explain import ClassScore, Explanation, _top_k, explanations_from_run
+from cnnlens.explain import ClassScore, Explanation, _row_extras, _top_k, explanations_from_run
 from cnnlens.methods.base import MethodOutput, MethodParams, get_method
 from cnnlens.methods.run import RunResult, run_methods
 from cnnlens.models.loaded import LoadedModel
@@ -106,7 +106,7 @@ def run_explain_batch(model: LoadedModel, inputs: Sequence[ExplainInput]) -> lis
         outputs = {
             name: MethodOutput(
                 output.map[rows] if output.map.shape[0] == total else output.map,
-                _slice_extras(output.extras, rows, total),
+                _row_extras(output.extras, rows, total),
             )
             for name, output in result.outputs.items()
         }
@@ -123,18 +123,6 @@ def run_explain_batch(model: LoadedModel, inputs: Sequence[ExplainInput]) -> lis
         )
         start += item.rows
     return split
-
-
-def _slice_extras(extras: dict[str, Any], rows: slice, total: int) -> dict[str, Any]:
-    sliced: dict[str, Any] = {}
-    for key, value in extras.items():
-        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == total:
-            sliced[key] = value[rows]
-        elif isinstance(value, list) and len(value) == total:
-            sliced[key] = value[rows]
-        else:
-            sliced[key] = value
-    return sliced
 
 
 def explanations_for(

@@ -18,7 +18,7 @@ from cnnlens.api.models import (
     FiltersResponse,
 )
 from cnnlens.errors import IncompatibleModelError, InvalidParamsError, TargetError
-from cnnlens.methods.base import get_method
+from cnnlens.methods.base import MethodParams, get_method
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.service.deps import (
     DeadlineDep,
@@ -91,6 +91,15 @@ async def _run(state: ServiceState, loaded: LoadedModel, run: SingleRun, deadlin
     return await state.run(loaded.name, run_single, run, deadline=deadline)
 
 
+def _method_request(
+    state: ServiceState, model: str | None, name: str, params: str | None, layer: str | None
+) -> tuple[LoadedModel, str | None, MethodParams]:
+    """The served model, the layer asked for (None: the model's) and the method's params."""
+    loaded = state.model(model)
+    layer_name = parse_layer(layer, loaded)
+    return loaded, layer_name, parse_method_params(params, get_method(name))
+
+
 @router.post(
     "/adversarial", response_model=AdversarialResponse, responses=_responses(AdversarialResponse)
 )
@@ -106,15 +115,15 @@ async def adversarial(
 ) -> Response | AdversarialResponse:
     """FGSM / PGD: the smallest L-inf change (params.epsilon, 0-255) that flips the class."""
     started = time.monotonic()
-    loaded = state.model(model)
+    loaded, _, parsed = _method_request(state, model, "adversarial", params, None)
     explained = _one_target(target, loaded, settings.limits.max_targets)
-    method = get_method("adversarial")
-    parsed = parse_method_params(params, method)
     goal = getattr(parsed, "adversarial_target", None)
     goal_index = None if goal is None else parse_class(goal, loaded)
     picture = await read_image(image, settings)
     x = await off_loop(loaded.preprocessing, picture)
-    result = await _run(state, loaded, SingleRun(method.name, parsed, x, explained, None), deadline)
+    result = await _run(
+        state, loaded, SingleRun("adversarial", parsed, x, explained, None), deadline
+    )
     epsilon = float(getattr(parsed, "epsilon", 8.0))
     body, png = await off_loop(
         render_adversarial, loaded, picture, result, epsilon, goal_index, started
@@ -139,17 +148,14 @@ async def activation_max(
 ) -> Response | ActivationMaxResponse:
     """An image that maximizes a class logit (target) or a layer's channel (params.channel)."""
     started = time.monotonic()
-    loaded = state.model(model)
+    loaded, layer_name, parsed = _method_request(state, model, "activation_max", params, layer)
     explained = _one_target(target, loaded, settings.limits.max_targets)
-    layer_name = parse_layer(layer, loaded)
-    method = get_method("activation_max")
-    parsed = parse_method_params(params, method)
     channel = getattr(parsed, "channel", None)
     if explained is None and channel is None:
         raise InvalidParamsError("give a target class, or params.channel to maximize a channel")
     if channel is not None:
         _require_feature_layer(loaded, layer_name or loaded.default_layer)
-    run = SingleRun(method.name, parsed, None, explained, layer_name)
+    run = SingleRun("activation_max", parsed, None, explained, layer_name)
     result = await _run(state, loaded, run, deadline)
     body, png = await off_loop(
         render_activation_max, loaded, result, explained is not None, channel, started
@@ -172,14 +178,12 @@ async def feature_maps(
 ) -> Response | FeatureMapsResponse:
     """A layer's activations for the image: the strongest channels and a grid of their maps."""
     started = time.monotonic()
-    loaded = state.model(model)
-    layer_name = parse_layer(layer, loaded)
-    method = get_method("feature_maps")
-    parsed = parse_method_params(params, method)
+    loaded, layer_name, parsed = _method_request(state, model, "feature_maps", params, layer)
     picture = await read_image(image, settings)
     x = await off_loop(loaded.preprocessing, picture)
-    run = SingleRun(method.name, parsed, x, None, layer_name)
-    result = await _run(state, loaded, run, deadline)
+    result = await _run(
+        state, loaded, SingleRun("feature_maps", parsed, x, None, layer_name), deadline
+    )
     body, png = await off_loop(render_feature_maps, loaded, picture, result, started)
     return _answer(request, body, png)
 
@@ -195,11 +199,9 @@ async def filters(
 ) -> Response | FiltersResponse:
     """A conv layer's filters as tiles (RGB for the first layer)."""
     started = time.monotonic()
-    loaded = state.model(model)
-    layer_name = parse_layer(layer, loaded)
-    method = get_method("filters")
-    parsed = parse_method_params(params, method)
-    run = SingleRun(method.name, parsed, None, None, layer_name)
-    result = await _run(state, loaded, run, deadline)
+    loaded, layer_name, parsed = _method_request(state, model, "filters", params, layer)
+    result = await _run(
+        state, loaded, SingleRun("filters", parsed, None, None, layer_name), deadline
+    )
     body, png = await off_loop(render_filters, loaded, result, started)
     return _answer(request, body, png)
