@@ -159,7 +159,7 @@ async def create_audit(
     boxes: Annotated[UploadFile | None, File(description="CSV filename,x0,y0,x1,y1")] = None,
     model: Annotated[str | None, Form(description="a served model; default: the default")] = None,
     method: Annotated[
-        list[str] | None, Form(description="heatmap methods; default grad_cam")
+        list[str] | None, Form(description=f"heatmap methods; default {DEFAULT_METHOD}")
     ] = None,
     batch_size: Annotated[int, Form(ge=1, le=256)] = 8,
     top_k: Annotated[int, Form(ge=1, le=20)] = 5,
