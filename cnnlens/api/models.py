@@ -244,3 +244,34 @@ class CompareResponse(Schema):
     summary: dict[str, dict[str, StatBody]] = Field(description="method -> score -> mean ± std")
     grid_png: str = Field(description="base64 PNG: a row per image, a column per method")
     elapsed_ms: float
+
+
+class AuditProgress(Schema):
+    done: int
+    total: int
+    errors: int = Field(description="images that could not be read")
+    fraction: float
+
+
+class AuditLinks(Schema):
+    self: str
+    results: str
+    report: str
+
+
+class AuditJob(Schema):
+    id: str
+    status: str = Field(description="queued, running, done, failed or cancelled")
+    created: float
+    updated: float
+    finished: float | None
+    model: str | None
+    methods: list[str] | None
+    progress: AuditProgress
+    eta_s: float | None = Field(description="remaining seconds at this run's pace")
+    message: str | None
+    links: AuditLinks
+
+
+class AuditList(Schema):
+    audits: list[AuditJob]

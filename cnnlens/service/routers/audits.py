@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from pydantic import ValidationError
 
 from cnnlens.api.forms import DEFAULT_METHOD
-from cnnlens.api.models import ErrorBody
+from cnnlens.api.models import AuditJob, AuditList, ErrorBody
 from cnnlens.audit.archive import ArchiveLimits
 from cnnlens.audit.config import AuditConfig
 from cnnlens.audit.export import JSONL, records_csv, report_html
@@ -147,7 +147,7 @@ async def _read_limited(upload: UploadFile, limit: int, what: str) -> bytes:
     return data
 
 
-@router.post("/audits", status_code=202, responses=ERRORS)
+@router.post("/audits", status_code=202, response_model=AuditJob, responses=ERRORS)
 async def create_audit(
     state: StateDep,
     settings: SettingsDep,
@@ -198,13 +198,13 @@ async def create_audit(
     return JSONResponse(body, status_code=202, headers={"Location": body["links"]["self"]})
 
 
-@router.get("/audits")
+@router.get("/audits", response_model=AuditList)
 async def list_audits(jobs: JobsDep) -> dict[str, Any]:
     found = await anyio.to_thread.run_sync(jobs.jobs)
     return {"audits": [_describe(job) for job in found]}
 
 
-@router.get("/audits/{job_id}", responses=ERRORS)
+@router.get("/audits/{job_id}", response_model=AuditJob, responses=ERRORS)
 async def get_audit(job_id: str, jobs: JobsDep) -> dict[str, Any]:
     return _describe(await anyio.to_thread.run_sync(jobs.job, _job_id(job_id)))
 
@@ -295,7 +295,7 @@ async def audit_overlay(
     return Response(data, media_type="image/png")
 
 
-@router.delete("/audits/{job_id}", status_code=202, responses=ERRORS)
+@router.delete("/audits/{job_id}", status_code=202, response_model=AuditJob, responses=ERRORS)
 async def cancel_audit(job_id: str, jobs: JobsDep) -> dict[str, Any]:
     """Cancel a queued or running job (it stops after the batch in flight)."""
     return _describe(await anyio.to_thread.run_sync(jobs.cancel, _job_id(job_id)))
