@@ -179,8 +179,9 @@ def _on_image_pixels(raw: torch.Tensor, image: Image.Image, produces: str) -> np
     return resized[0] if resized.ndim == 3 and resized.shape[0] == 1 else resized
 
 
-def _row_extras(extras: dict[str, Any], row: int, batch: int) -> dict[str, Any]:
-    """Per-sample slices of batched extras (tensors whose first dim is the batch)."""
+def _row_extras(extras: dict[str, Any], row: int | slice, batch: int) -> dict[str, Any]:
+    """Per-sample rows (an index or a slice) of batched extras (tensors whose first dim is the
+    batch, lists of one item per sample); everything else is shared."""
     sliced: dict[str, Any] = {}
     for key, value in extras.items():
         if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == batch:

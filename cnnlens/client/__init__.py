@@ -1,4 +1,5 @@
-"""The Python client (Client, AsyncClient) and the `cnnlens` command line.
+"""The Python client of the REST service, HTTP only: Client and AsyncClient over one I/O-free
+protocol (`_protocol`), parsing the bodies of `cnnlens.api`. No torch is imported.
 
 Imports are lazy so that `cnnlens --help` does not pay for httpx, numpy or PIL.
 """

@@ -1,30 +1,36 @@
-"""Requests and answers of the REST API v1, shared by Client and AsyncClient (no I/O here)."""
+"""Requests and answers of the REST API v1, shared by Client and AsyncClient (no I/O here).
+
+Each endpoint function is the one definition of a call: its signature, defaults and docstring
+are those of `Client.<name>` and `AsyncClient.<name>`, which only send what it returns."""
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, BinaryIO, Generic, ParamSpec, TypeVar
 from urllib.parse import quote
 
 import httpx
 import numpy as np
 from PIL import Image
 
+from cnnlens.api.forms import COMPARE_METHODS, DEFAULT_METHOD, OUTPUTS, split_list
 from cnnlens.client import results
 from cnnlens.client.errors import CnnlensConnectionError, error_from_response
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 ImageInput = str | Path | bytes | Image.Image | np.ndarray
 TargetInput = int | str | Sequence[int | str] | None
 FormData = dict[str, str | list[str]]
-
-OUTPUTS = ("overlay", "heatmap", "array")
+# The one error code for "no server answers at that address" (client and CLI alike).
+UNREACHABLE = "connection_error"
 
 
 @dataclass
@@ -35,9 +41,7 @@ class Call(Generic[T]):
     path: str
     parse: Callable[[Any], T]  # JSON body (or raw bytes when `raw`) -> result
     data: FormData | None = None
-    files: dict[str, tuple[str, bytes, str]] | list[tuple[str, tuple[str, bytes, str]]] | None = (
-        None
-    )
+    files: dict[str, tuple[str, Any, str]] | list[tuple[str, tuple[str, Any, str]]] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     raw: bool = False  # parse the bytes, not JSON
     answers: Mapping[int, T] = field(default_factory=dict)  # error statuses that are a result
@@ -71,7 +75,7 @@ def transport_errors() -> Iterator[None]:
     except httpx.TimeoutException as error:
         raise CnnlensConnectionError("timeout", f"no answer in time: {error}") from error
     except httpx.TransportError as error:
-        raise CnnlensConnectionError("connection_error", str(error) or repr(error)) from error
+        raise CnnlensConnectionError(UNREACHABLE, str(error) or repr(error)) from error
 
 
 def auth_headers(api_key: str | None) -> dict[str, str]:
@@ -138,29 +142,26 @@ def _request_form(
     )
 
 
-def _method_list(methods: str | Sequence[str]) -> list[str]:
-    values = [methods] if isinstance(methods, str) else list(methods)
-    return [name.strip() for value in values for name in value.split(",") if name.strip()]
-
-
 def explain(
     image: ImageInput,
-    methods: str | Sequence[str],
+    methods: str | Sequence[str] = (DEFAULT_METHOD,),
     *,
-    model: str | None,
-    target: TargetInput,
-    layer: str | None,
-    params: Mapping[str, Mapping[str, Any]] | None,
-    output: str | Sequence[str],
-    filename: str | None,
+    model: str | None = None,
+    target: TargetInput = None,
+    layer: str | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    output: str | Sequence[str] = OUTPUTS,
+    filename: str | None = None,
 ) -> Call[results.ExplainResult]:
-    """POST /v1/explain, answered in JSON."""
-    outputs = _method_list(output)
+    """POST /v1/explain: one map per method and target, each raw map a numpy array
+    (`ExplanationResult.map`, (H, W) or (3, H, W) at the image's size), the overlay and
+    heatmap PIL images. Leave "array" out of `output` for smaller answers."""
+    outputs = _names(output)
     unknown = sorted(set(outputs) - set(OUTPUTS))
     if unknown:
         raise ValueError(f"unknown output {unknown}; choose from {', '.join(OUTPUTS)}")
     form = _request_form(
-        model=model, method=_method_list(methods), target=target, layer=layer, params=params
+        model=model, method=_names(methods), target=target, layer=layer, params=params
     )
     return Call(
         "POST",
@@ -171,23 +172,27 @@ def explain(
     )
 
 
+def _names(values: str | Sequence[str]) -> list[str]:
+    return split_list([values] if isinstance(values, str) else values)
+
+
 def _png(content: bytes) -> Image.Image:
     picture = Image.open(io.BytesIO(content))
     picture.load()
     return picture
 
 
-def explain_png(
+def explain_overlay(
     image: ImageInput,
-    method: str,
+    method: str = DEFAULT_METHOD,
     *,
-    model: str | None,
-    target: int | str | None,
-    layer: str | None,
-    params: Mapping[str, Any] | None,
-    filename: str | None,
+    model: str | None = None,
+    target: int | str | None = None,
+    layer: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    filename: str | None = None,
 ) -> Call[Image.Image]:
-    """POST /v1/explain with `Accept: image/png`: one method's overlay."""
+    """POST /v1/explain with `Accept: image/png`: the overlay itself."""
     return Call(
         "POST",
         "/v1/explain",
@@ -215,22 +220,31 @@ def _option_text(value: Any) -> str:
 
 def compare(
     images: ImageInput | list[ImageInput],
-    methods: str | Sequence[str],
+    methods: str | Sequence[str] = COMPARE_METHODS,
     *,
-    model: str | None,
-    target: int | str | None,
-    layer: str | None,
-    params: Mapping[str, Mapping[str, Any]] | None,
-    scores: str | Sequence[str] | None,
-    steps: int | None,
-    options: Mapping[str, Any] | None,
+    model: str | None = None,
+    target: int | str | None = None,
+    layer: str | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    scores: str | Sequence[str] | None = None,
+    steps: int | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Call[results.CompareResult]:
-    """POST /v1/compare; `options` are more of its form fields (baseline, top_k, ...)."""
+    """POST /v1/compare: methods side by side on one image (or a list of them), their
+    pairwise agreement and faithfulness scores.
+
+    Args:
+        scores: "deletion", "insertion", "randomization" (default: all); [] or "none"
+            for the agreement only.
+        steps: points per perturbation curve.
+        options: further form fields of the route (baseline, top_k, stages, seed, ssim,
+            shared_scale, random_baseline).
+    """
     uploads = images if isinstance(images, list) else [images]
     if not uploads:
         raise ValueError("compare needs at least one image")
     form = _request_form(
-        model=model, method=_method_list(methods), target=target, layer=layer, params=params
+        model=model, method=_names(methods), target=target, layer=layer, params=params
     )
     for key, value in {**(options or {}), "scores": scores, "steps": steps}.items():
         if value is not None:
@@ -244,36 +258,74 @@ def compare(
     )
 
 
-@dataclass(frozen=True)
-class SingleMethodRoute(Generic[T]):
+def _single_method(
+    path: str,
+    parse: Callable[[Any], T],
+    image: ImageInput | None,
+    fields: Mapping[str, Any],
+    filename: str | None = None,
+) -> Call[T]:
     """A route of one method (its params, an image for most) and its typed answer."""
-
-    path: str
-    parse: Callable[[Any], T]
-
-    def __call__(
-        self,
-        image: ImageInput | None,
-        *,
-        model: str | None,
-        target: TargetInput = None,
-        layer: str | None = None,
-        params: Mapping[str, Any] | None,
-        filename: str | None = None,
-    ) -> Call[T]:
-        return Call(
-            "POST",
-            self.path,
-            self.parse,
-            data=_request_form(model=model, target=target, layer=layer, params=params),
-            files={"image": image_file(image, filename)} if image is not None else None,
-        )
+    return Call(
+        "POST",
+        path,
+        parse,
+        data=_request_form(**fields),
+        files={"image": image_file(image, filename)} if image is not None else None,
+    )
 
 
-adversarial = SingleMethodRoute("/v1/adversarial", results.AdversarialResult.from_json)
-activation_max = SingleMethodRoute("/v1/activation-max", results.ActivationMaxResult.from_json)
-feature_maps = SingleMethodRoute("/v1/feature-maps", results.FeatureMapsResult.from_json)
-filters = SingleMethodRoute("/v1/filters", results.FiltersResult.from_json)
+def adversarial(
+    image: ImageInput,
+    *,
+    model: str | None = None,
+    target: TargetInput = None,
+    params: Mapping[str, Any] | None = None,
+    filename: str | None = None,
+) -> Call[results.AdversarialResult]:
+    """POST /v1/adversarial: an FGSM / PGD adversarial version of the image."""
+    fields = {"model": model, "target": target, "layer": None, "params": params}
+    return _single_method(
+        "/v1/adversarial", results.AdversarialResult.from_json, image, fields, filename
+    )
+
+
+def activation_max(
+    *,
+    model: str | None = None,
+    target: TargetInput = None,
+    layer: str | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> Call[results.ActivationMaxResult]:
+    """POST /v1/activation-max: an image that maximizes a class score (or a channel)."""
+    fields = {"model": model, "target": target, "layer": layer, "params": params}
+    return _single_method("/v1/activation-max", results.ActivationMaxResult.from_json, None, fields)
+
+
+def feature_maps(
+    image: ImageInput,
+    *,
+    model: str | None = None,
+    layer: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    filename: str | None = None,
+) -> Call[results.FeatureMapsResult]:
+    """POST /v1/feature-maps: a layer's activations for the image."""
+    fields = {"model": model, "target": None, "layer": layer, "params": params}
+    return _single_method(
+        "/v1/feature-maps", results.FeatureMapsResult.from_json, image, fields, filename
+    )
+
+
+def filters(
+    *,
+    model: str | None = None,
+    layer: str | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> Call[results.FiltersResult]:
+    """POST /v1/filters: a layer's filters rendered as images."""
+    fields = {"model": model, "target": None, "layer": layer, "params": params}
+    return _single_method("/v1/filters", results.FiltersResult.from_json, None, fields)
 
 
 def _listing(key: str, item: Callable[[Any], T]) -> Callable[[Any], list[T]]:
@@ -287,14 +339,17 @@ def _listing(key: str, item: Callable[[Any], T]) -> Callable[[Any], list[T]]:
 
 
 def models() -> Call[list[results.ModelSummary]]:
+    """GET /v1/models."""
     return Call("GET", "/v1/models", _listing("models", results.ModelSummary.from_json))
 
 
 def model(name: str) -> Call[results.ModelInfo]:
+    """GET /v1/models/{name}: layers, default layer, compatibility, class names."""
     return Call("GET", f"/v1/models/{quote(name, safe='')}", results.ModelInfo.from_json)
 
 
 def methods() -> Call[list[results.MethodInfo]]:
+    """GET /v1/methods: every method with its params' JSON schema."""
     return Call("GET", "/v1/methods", _listing("methods", results.MethodInfo.from_json))
 
 
@@ -316,3 +371,99 @@ def health(alive_body: dict[str, Any], ready_body: dict[str, Any] | None) -> res
     if ready_body is None:
         return results.Health(alive=True, ready=False, data=alive_body)
     return results.Health(alive=True, ready=True, data={**alive_body, **ready_body})
+
+
+def _job_path(job_id: str, tail: str = "") -> str:
+    return f"/v1/audits/{quote(job_id, safe='')}{tail}"
+
+
+def submit_audit(
+    archive: str | Path | bytes | BinaryIO,
+    *,
+    filename: str | None = None,
+    labels: str | Path | bytes | None = None,
+    boxes: str | Path | bytes | None = None,
+    model: str | None = None,
+    methods: str | Sequence[str] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Call[dict[str, Any]]:
+    """POST /v1/audits: a zip or tar of images (optional labels / boxes CSV) -> the new job
+    (`id`, `status`, `progress`, `links`); `options` are more of its form fields."""
+    files: dict[str, tuple[str, Any, str]] = {
+        "archive": _upload(archive, filename or "images.zip", "application/octet-stream")
+    }
+    for field_name, value in (("labels", labels), ("boxes", boxes)):
+        if value is not None:
+            files[field_name] = _upload(value, f"{field_name}.csv", "text/csv")
+    form = _form(model=model, method=_names(methods) if methods else None)
+    for key, value in (options or {}).items():
+        if value is not None:
+            form[key] = _option_text(value)
+    return Call("POST", "/v1/audits", _json_object, data=form, files=files)
+
+
+def _upload(
+    value: str | Path | bytes | BinaryIO, default_name: str, content_type: str
+) -> tuple[str, Any, str]:
+    """(filename, content, type); a file object is streamed, not read into memory."""
+    if isinstance(value, bytes | bytearray):
+        return default_name, bytes(value), content_type
+    if not isinstance(value, str | Path):
+        return default_name, value, content_type
+    path = Path(value)
+    return path.name, path.read_bytes(), content_type
+
+
+def audit(job_id: str) -> Call[dict[str, Any]]:
+    """GET /v1/audits/{id}: the job's status, progress and ETA."""
+    return Call("GET", _job_path(job_id), _json_object)
+
+
+def audits() -> Call[list[dict[str, Any]]]:
+    """GET /v1/audits: every job the server keeps."""
+    return Call("GET", "/v1/audits", _listing("audits", _json_object))
+
+
+def audit_results(job_id: str, format: str = "json") -> Call[Any]:
+    """GET /v1/audits/{id}/results: the records as JSON (a dict), or the "jsonl" / "csv" bytes."""
+    if format == "json":
+        return Call("GET", _job_path(job_id, "/results"), _json_object)
+    return Call("GET", _job_path(job_id, f"/results?format={quote(format)}"), bytes, raw=True)
+
+
+def audit_report(job_id: str) -> Call[bytes]:
+    """GET /v1/audits/{id}/report: the HTML report's bytes."""
+    return Call("GET", _job_path(job_id, "/report"), bytes, raw=True)
+
+
+def delete_audit(job_id: str) -> Call[dict[str, Any]]:
+    """DELETE /v1/audits/{id}: cancel a running job (or forget a finished one)."""
+    return Call("DELETE", _job_path(job_id), _json_object)
+
+
+# The calls Client and AsyncClient expose (each a method of both, sent as it is).
+ENDPOINTS: tuple[Callable[..., Call[Any]], ...] = (
+    explain,
+    explain_overlay,
+    compare,
+    adversarial,
+    activation_max,
+    feature_maps,
+    filters,
+    models,
+    model,
+    methods,
+    submit_audit,
+    audit,
+    audits,
+    audit_results,
+    audit_report,
+    delete_audit,
+)
+
+
+def method_signature(endpoint: Callable[..., Any]) -> inspect.Signature:
+    """The endpoint's signature as a client method's: `self` first, the same parameters."""
+    signature = inspect.signature(endpoint)
+    this = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return signature.replace(parameters=[this, *signature.parameters.values()])

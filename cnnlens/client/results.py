@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,28 +9,17 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-
-def decode_png(encoded: str | None) -> Image.Image | None:
-    """Base64 PNG -> a loaded PIL image (None stays None)."""
-    if not encoded:
-        return None
-    image = Image.open(io.BytesIO(base64.b64decode(encoded)))
-    image.load()
-    return image
+from cnnlens.api import codecs
+from cnnlens.api.models import ArrayPayload, parse
 
 
 def decode_array(payload: Mapping[str, Any] | None) -> np.ndarray | None:
     """`{"dtype", "shape", "data"}` (data: base64 of little-endian bytes) -> numpy array."""
-    if not payload:
-        return None
-    dtype = np.dtype(str(payload["dtype"])).newbyteorder("<")
-    shape = tuple(int(n) for n in payload["shape"])
-    flat = np.frombuffer(base64.b64decode(payload["data"]), dtype=dtype)
-    return flat.reshape(shape).astype(dtype.newbyteorder("="), copy=True)
+    return codecs.decode_array(parse(ArrayPayload, payload)) if payload else None
 
 
-def _png_bytes(encoded: str | None) -> bytes | None:
-    return base64.b64decode(encoded) if encoded else None
+_png_bytes = codecs.png_payload
+decode_png = codecs.decode_png
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,7 +68,6 @@ def randomized_copy(model: LoadedModel) -> LoadedModel:
         module=module,
         weights_sha256=None,
         weights_source="randomized copy",
-        lock=threading.RLock(),
     )
     duplicate.__dict__["layers"] = model.layers  # same architecture: no need to trace again
     return duplicate

@@ -1,6 +1,7 @@
 """Records one forward of a model as a flat graph of torch calls, and replays it.
 
-A `TorchFunctionMode` sees every top-level torch function and tensor method the model calls.
+The hook manager's torch-function interception sees every top-level torch function and
+tensor method the model calls.
 Calls that touch a tensor derived from the input become nodes; everything else (weights,
 shapes, Python numbers computed from shapes) is baked into the node's arguments, so a graph
 is valid for one input size. In-place calls are replayed out of place on a copy, so every
@@ -17,7 +18,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
+
+from cnnlens.models.hooks import intercept_torch_functions
 
 
 @dataclass(frozen=True)
@@ -91,22 +93,16 @@ def refs_in(args: Sequence[Any], kwargs: dict[str, Any]) -> list[Ref]:
     return found
 
 
-class _Recorder(TorchFunctionMode):
+class _Recorder:
     def __init__(self, x: torch.Tensor) -> None:
-        super().__init__()
         self.nodes = [OpNode(0, None, (), {}, False, tuple(x.shape), "input", ())]
         self.refs: dict[int, Ref] = {id(x): Ref(0)}
         self._alive: list[Any] = [x]  # ids stay unique while the recording lives
         self.problem: str | None = None
 
-    def __torch_function__(
-        self,
-        func: Callable[..., Any],
-        types: Any,
-        args: Sequence[Any] = (),
-        kwargs: dict[str, Any] | None = None,
+    def __call__(
+        self, func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]
     ) -> Any:
-        kwargs = kwargs or {}
         graph_tensors = [t for t in tensors_in(args, kwargs) if id(t) in self.refs]
         if not graph_tensors:
             return func(*args, **kwargs)
@@ -158,7 +154,7 @@ def record(model: nn.Module, x: torch.Tensor) -> OpGraph:
     with torch.inference_mode(False), torch.no_grad():
         x = x.clone()
         recorder = _Recorder(x)
-        with recorder:
+        with intercept_torch_functions(recorder):
             output = model(x)
     output_ref = recorder.refs.get(id(output)) if isinstance(output, torch.Tensor) else None
     problem = recorder.problem

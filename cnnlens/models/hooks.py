@@ -12,6 +12,10 @@ with `torch.autograd.grad` on captured tensors (never module full-backward hooks
 on in-place ReLU), so parameters' `.grad` is never touched and the backward stops at the
 requested tensors. Functional and in-place ReLUs are covered by a thread-local
 TorchFunctionMode, so concurrent sessions on other threads never see each other's rules.
+
+The other hooks of the project live here too, under the same lock (`model_lock`) and the same
+restore guarantees: `observe_modules` (forward hooks on every named module, for the layer
+inventory) and `intercept_torch_functions` (the one torch-function mode others plug into).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -278,6 +282,26 @@ class HookSession:
 
 
 @contextmanager
+def _frozen_eval(model: nn.Module) -> Iterator[None]:
+    """Eval mode and frozen parameters under the model's session lock; all restored on exit."""
+    with model_lock(model):
+        training = {module: module.training for module in model.modules()}
+        needs_grad = [p for p in model.parameters() if p.requires_grad]
+        try:
+            if any(training.values()):  # eval() walks and sets every module: skip if done
+                model.eval()
+            for parameter in needs_grad:
+                parameter.requires_grad_(False)
+            yield
+        finally:
+            for parameter in needs_grad:
+                parameter.requires_grad_(True)
+            for module, was_training in training.items():
+                if module.training != was_training:
+                    module.training = was_training
+
+
+@contextmanager
 def hook_session(
     model: nn.Module, layers: Sequence[str] = (), relu_rules: bool = False
 ) -> Iterator[HookSession]:
@@ -288,23 +312,69 @@ def hook_session(
         layers: module names (as in `named_modules`) whose outputs to capture.
         relu_rules: route ReLUs through the rule switch (needed for guided / deconv).
     """
-    lock = model_lock(model)
-    with lock:
-        training = {module: module.training for module in model.modules()}
-        needs_grad = [p for p in model.parameters() if p.requires_grad]
+    with _frozen_eval(model):
         session = HookSession(model, layers, relu_rules)
         try:
-            if any(training.values()):  # eval() walks and sets every module: skip if done
-                model.eval()
-            for parameter in needs_grad:
-                parameter.requires_grad_(False)
             with session._registered():
                 yield session
         finally:
             session.activations.clear()
             session.input = None
-            for parameter in needs_grad:
-                parameter.requires_grad_(True)
-            for module, was_training in training.items():
-                if module.training != was_training:
-                    module.training = was_training
+
+
+ModuleObserver = Callable[[str, nn.Module, Any], None]
+
+
+@contextmanager
+def observe_modules(model: nn.Module, observe: ModuleObserver) -> Iterator[None]:
+    """`observe(name, module, output)` after every named module's forward (the layer
+    inventory's trace), under the same lock and restore guarantees as `hook_session`."""
+    with _frozen_eval(model):
+        handles = []
+        try:
+            for name, module in model.named_modules():
+                if name:
+                    handles.append(module.register_forward_hook(_observer(name, observe)))
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+def _observer(name: str, observe: ModuleObserver) -> Callable[[nn.Module, Any, Any], None]:
+    def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+        observe(name, module, output)
+
+    return hook
+
+
+class FunctionInterceptor(Protocol):
+    """Stands between the caller and every torch function: calls `func` itself (or not)."""
+
+    def __call__(
+        self, func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> Any: ...
+
+
+class _InterceptMode(TorchFunctionMode):
+    def __init__(self, intercept: FunctionInterceptor) -> None:
+        super().__init__()
+        self.intercept = intercept
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Any,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        return self.intercept(func, args, kwargs or {})
+
+
+@contextmanager
+def intercept_torch_functions(intercept: FunctionInterceptor) -> Iterator[None]:
+    """Every torch function and tensor method called on this thread inside the block goes
+    through `intercept(func, args, kwargs)` (a thread-local torch-function mode; the
+    receptive-field tracer, the op-graph recorder and the service's deadline stop use it)."""
+    with _InterceptMode(intercept):
+        yield

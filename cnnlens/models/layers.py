@@ -15,12 +15,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from cnnlens.errors import IncompatibleModelError
 from cnnlens.models.hooks import (
     _RELU_FUNCTIONS,
     _UNSUPPORTED_FUNCTIONS,
+    intercept_torch_functions,
+    observe_modules,
     unsupported_activation_modules,
 )
 
@@ -71,11 +72,10 @@ class LayerInventory:
         return [layer.name for layer in self.layers]
 
 
-class _ReceptiveFieldTracer(TorchFunctionMode):
+class _ReceptiveFieldTracer:
     """Attaches (receptive field, jump) to every tensor derived from the input."""
 
     def __init__(self) -> None:
-        super().__init__()
         self.fields: dict[int, tuple[int | None, int | None]] = {}
         self._alive: list[torch.Tensor] = []  # keep tensors alive so ids stay unique
         self.relu_calls = 0
@@ -85,14 +85,9 @@ class _ReceptiveFieldTracer(TorchFunctionMode):
         self.fields[id(tensor)] = value
         self._alive.append(tensor)
 
-    def __torch_function__(
-        self,
-        func: Callable[..., Any],
-        types: Any,
-        args: Sequence[Any] = (),
-        kwargs: dict[str, Any] | None = None,
+    def __call__(
+        self, func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]
     ) -> Any:
-        kwargs = kwargs or {}
         output = func(*args, **kwargs)
         if func in _RELU_FUNCTIONS or func in (F.relu6, F.hardtanh, F.hardtanh_):
             self.relu_calls += 1
@@ -173,28 +168,16 @@ def inspect_layers(
     tracer = _ReceptiveFieldTracer()
     tracer.track(x, (1, 1))
 
-    def recorder(name: str) -> Callable[..., None]:
-        def record(module: nn.Module, inputs: Any, output: Any) -> None:
-            calls[name] = calls.get(name, 0) + 1
-            outputs[name] = output
-            if name in order:
-                order.remove(name)
-            order.append(name)
-
-        return record
+    def record(name: str, module: nn.Module, output: Any) -> None:
+        calls[name] = calls.get(name, 0) + 1
+        outputs[name] = output
+        if name in order:
+            order.remove(name)
+        order.append(name)
 
     modules = dict(model.named_modules())
-    handles = [m.register_forward_hook(recorder(n)) for n, m in modules.items() if n]
-    training = {module: module.training for module in model.modules()}
-    try:
-        model.eval()
-        with torch.no_grad(), tracer:
-            logits = model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, was_training in training.items():
-            module.training = was_training
+    with observe_modules(model, record), torch.no_grad(), intercept_torch_functions(tracer):
+        logits = model(x)
 
     layers = []
     for name in order:

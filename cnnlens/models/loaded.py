@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from cnnlens.models.hooks import model_lock
 from cnnlens.models.preprocess import Preprocessing
 
 if TYPE_CHECKING:
@@ -20,8 +21,8 @@ if TYPE_CHECKING:
 class LoadedModel:
     """A model in eval mode with frozen parameters, ready to be explained.
 
-    `lock` serializes hook sessions: module hooks are global to a module, so two
-    sessions on one model must not overlap (the service batches instead).
+    `lock` is the module tree's session lock (`hooks.model_lock`): module hooks are global
+    to a module, so two sessions on one model never overlap (the service batches instead).
     """
 
     name: str
@@ -30,7 +31,11 @@ class LoadedModel:
     categories: tuple[str, ...]
     weights_sha256: str | None
     weights_source: str
-    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The lock every hook session on this model's module takes."""
+        return model_lock(self.module)
 
     @property
     def input_size(self) -> tuple[int, int]:

@@ -5,7 +5,7 @@
 - `StateDep`: the ServiceState (models, workers, settings, metrics).
 - `SettingsDep`: the Settings.
 - `DeadlineDep`: this request's deadline, a `time.monotonic()` value; pass it to
-  `state.worker(model).run(fn, payload, deadline=deadline)` so the work is dropped (504)
+  `state.run(model, fn, payload, deadline=deadline)` so the work is dropped (504)
   when the client can no longer get an answer.
 - `read_image(upload, settings)`: the uploaded file -> RGB PIL image (size limit, format
   allowlist, pixel limit, EXIF), decoded off the event loop.

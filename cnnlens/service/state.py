@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar, cast
+from collections.abc import Hashable, Mapping
+from typing import Any
 
 import torch
 
+from cnnlens.api.forms import DEFAULT_METHOD
 from cnnlens.errors import CnnlensError, ModelNotFoundError, WeightsError
 from cnnlens.methods.run import run_methods
 from cnnlens.models.loaded import LoadedModel
@@ -17,10 +18,9 @@ from cnnlens.models.registry import load_model
 from cnnlens.service.errors import NotReadyError
 from cnnlens.service.metrics import Metrics
 from cnnlens.service.settings import ModelConfig, Settings
-from cnnlens.service.worker import ModelWorker
+from cnnlens.service.worker import BatchRunner, Job, ModelWorker
 
 logger = logging.getLogger("cnnlens.service")
-T = TypeVar("T")
 
 
 class ServiceState:
@@ -76,24 +76,43 @@ class ServiceState:
             raise NotReadyError(f"model {name!r} is still loading")
         return loaded
 
+    def submit(
+        self,
+        model: str | None,
+        work: BatchRunner,
+        payload: Any,
+        *,
+        batch_key: Hashable | None = None,
+        deadline: float | None = None,
+    ) -> Job[Any]:
+        """Queue `work(loaded, payloads)` on that model's worker thread: the one way in.
+
+        Every use of a model's hooks goes through its worker. Queue full -> 503 with
+        Retry-After; shutting down -> 503. `batch_key`: equal keys may share one batch.
+        """
+        return self._worker(model).submit(work, payload, batch_key=batch_key, deadline=deadline)
+
+    async def run(
+        self,
+        model: str | None,
+        work: BatchRunner,
+        payload: Any,
+        *,
+        batch_key: Hashable | None = None,
+        deadline: float | None,
+    ) -> Any:
+        """`submit`, awaited: past `deadline` (a time.monotonic() value) -> 504."""
+        worker = self._worker(model)
+        return await worker.run(work, payload, batch_key=batch_key, deadline=deadline)
+
     def worker(self, name: str | None) -> ModelWorker:
-        """The worker thread that owns a configured model."""
+        """The worker thread that owns a configured model (for its queue depth and metrics)."""
+        return self._worker(name)
+
+    def _worker(self, name: str | None) -> ModelWorker:
         name = name or self.settings.default_model
         self.model(name)
         return self.workers[name]
-
-    async def run(
-        self, model: str | None, work: Callable[[LoadedModel], T], *, deadline: float | None
-    ) -> T:
-        """Run `work(loaded_model)` on that model's worker thread (never batched) and await it.
-
-        Every use of a model's hooks must go through its worker: queue full -> 503 with
-        Retry-After, past `deadline` (a time.monotonic() value) -> 504.
-        """
-        return cast(
-            T,
-            await self.worker(model).run(_run_alone, work, batch_key=None, deadline=deadline),
-        )
 
     def _load_all(self) -> None:
         try:
@@ -131,12 +150,8 @@ class ServiceState:
         return loaded
 
 
-def _run_alone(loaded: LoadedModel, works: Sequence[Callable[[LoadedModel], Any]]) -> list[Any]:
-    return [work(loaded) for work in works]
-
-
 def warm_up(loaded: LoadedModel) -> None:
     """One forward and one Grad-CAM on a gray image: allocators and kernels are ready."""
     height, width = loaded.input_size
     x = torch.zeros(1, 3, height, width)
-    run_methods(loaded, x, [("grad_cam", {})])
+    run_methods(loaded, x, [(DEFAULT_METHOD, {})])

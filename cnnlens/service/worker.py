@@ -6,8 +6,9 @@ with the same `batch_key` that wait together are run as one batch (up to `max_ba
 waiting at most `max_batch_delay_ms` for more), then split back per request.
 
 A batch whose every request has passed its deadline (or was abandoned by its caller) is
-stopped between two torch operations by a thread-local TorchFunctionMode, so the worker is
-free for the next batch instead of finishing work nobody waits for.
+stopped between two torch operations by the hook manager's thread-local torch-function
+interception, so the worker is free for the next batch instead of finishing work nobody
+waits for.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import torch
-from torch.overrides import TorchFunctionMode
 
+from cnnlens.models.hooks import intercept_torch_functions
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.service.errors import (
     ComputeOutOfMemoryError,
@@ -64,7 +65,7 @@ class Job(Generic[P]):
         return self.abandoned or self.expired()
 
 
-class _AbortMode(TorchFunctionMode):
+class _Abort:
     """Raises between torch operations once nobody waits for the running batch.
 
     It raises once: the cleanup the exception then runs (`no_grad` restoring grad mode,
@@ -72,28 +73,23 @@ class _AbortMode(TorchFunctionMode):
     """
 
     def __init__(self, should_abort: Callable[[], bool]) -> None:
-        super().__init__()
         self.should_abort = should_abort
         self.aborted = False
 
-    def __torch_function__(
-        self,
-        func: Callable[..., Any],
-        types: Any,
-        args: Sequence[Any] = (),
-        kwargs: dict[str, Any] | None = None,
+    def __call__(
+        self, func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]
     ) -> Any:
         if not self.aborted and self.should_abort():
             self.aborted = True
             raise DeadlineExceededError("the request deadline passed while computing")
-        return func(*args, **(kwargs or {}))
+        return func(*args, **kwargs)
 
 
 @contextmanager
 def _abort_when(should_abort: Callable[[], bool]) -> Iterator[None]:
     grad_enabled = torch.is_grad_enabled()
     try:
-        with _AbortMode(should_abort):
+        with intercept_torch_functions(_Abort(should_abort)):
             yield
     finally:
         torch.set_grad_enabled(grad_enabled)  # whatever the batch did, the next one starts clean

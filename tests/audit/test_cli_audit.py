@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnlens.client.cli import main
+from cnnlens.cli import main
 from tests.audit.conftest import BROKEN, EGYPTIAN_CAT
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnlens.client.cli import main
+from cnnlens.cli import main
 from cnnlens.models import LoadedModel
 from cnnlens.service import Settings, create_app
 from tests.audit.conftest import BROKEN, EGYPTIAN_CAT

@@ -45,7 +45,7 @@ def test_killed_process_resumes(
     for i in range(IMAGES):
         chelsea.resize((120 + 8 * i, 80 + 4 * i)).save(photos / f"cat{i}.png")
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "cnnlens.client.cli", "audit", str(photos), "--out", str(out),
+    command = [sys.executable, "-m", "cnnlens", "audit", str(photos), "--out", str(out),
                "--batch-size", "1", "--quiet"]  # fmt: skip
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL)

@@ -1,4 +1,4 @@
-"""The `cnnlens` command line through cnnlens.client.cli.main: locally and against a server."""
+"""The `cnnlens` command line through cnnlens.cli.main: locally and against a server."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlens.client.cli import main
-from cnnlens.client.commands import COMMANDS
+from cnnlens.cli import main
+from cnnlens.cli.commands import COMMANDS
 from tests.conftest import EGYPTIAN_CAT
 
 

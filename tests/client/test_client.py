@@ -201,3 +201,18 @@ def test_compare_agreement_only(client: Client, chelsea: Image.Image) -> None:
     (image,) = result.images
     assert image.scores == {"saliency": {}, "guided_backprop": {}}
     assert image.agreement[0].methods == ("saliency", "guided_backprop")
+
+
+def test_both_clients_expose_every_endpoint_with_its_one_signature() -> None:
+    import inspect
+
+    from cnnlens.client import AsyncClient, Client
+    from cnnlens.client import _protocol as protocol
+
+    for endpoint in protocol.ENDPOINTS:
+        expected = protocol.method_signature(endpoint)
+        for client_class in (Client, AsyncClient):
+            method = getattr(client_class, endpoint.__name__)
+            assert inspect.signature(method) == expected, (client_class, endpoint.__name__)
+            assert method.__doc__ == endpoint.__doc__
+        assert inspect.iscoroutinefunction(getattr(AsyncClient, endpoint.__name__))

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from cnnlens.client.cli import main
+from cnnlens.cli import main
 from cnnlens.compare import CompareOptions, compare
 from cnnlens.models import LoadedModel
 from cnnlens.service import Settings, create_app

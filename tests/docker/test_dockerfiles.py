@@ -97,7 +97,7 @@ def test_runs_as_a_non_root_user_with_a_healthcheck(name: str) -> None:
 def test_the_healthcheck_route_and_console_script_exist() -> None:
     assert "/healthz" in create_app().openapi()["paths"]
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    assert project["project"]["scripts"]["cnnlens"] == "cnnlens.client.cli:main"
+    assert project["project"]["scripts"]["cnnlens"] == "cnnlens.cli:main"
 
 
 def test_base_images() -> None:

@@ -24,7 +24,7 @@ from cnnlens.service.server import main as server_main
 from tests.reliability import hostile_images as hostile
 from tests.reliability.conftest import LiveServer, free_port
 
-CNNLENS = str(Path(sys.executable).with_name("cnnlens"))
+CNNLENS = [sys.executable, "-m", "cnnlens"]  # this checkout's console script
 PHOTO = hostile.encode(
     Image.fromarray(np.random.default_rng(5).integers(0, 255, (64, 64, 3), np.uint8)), "PNG"
 )
@@ -126,7 +126,7 @@ def test_sigterm_drains_in_flight_requests_refuses_new_ones_and_exits() -> None:
     # A batch waits 4 s for companions: the request is surely in flight at SIGTERM.
     environment = _environment(CNNLENS_MAX_BATCH_DELAY_MS="4000")
     server = subprocess.Popen(
-        [CNNLENS, "serve", "--port", str(port)],
+        [*CNNLENS, "serve", "--port", str(port)],
         env=environment,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -185,7 +185,7 @@ def _start_with(weights: Path, sha256: str) -> tuple[int, str, int]:
     port = free_port()
     models = f"efficientnet_lite0={weights}@{sha256}"
     result = subprocess.run(
-        [CNNLENS, "serve", "--port", str(port)],
+        [*CNNLENS, "serve", "--port", str(port)],
         env=_environment(CNNLENS_MODELS=models),
         capture_output=True,
         timeout=120,

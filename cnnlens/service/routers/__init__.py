@@ -3,7 +3,8 @@
 To add a resource: write `routers/<name>.py` with `router = APIRouter(prefix="/v1", ...)` and
 add its module name to `V1_ROUTERS` (API-key protected) or `PUBLIC_ROUTERS`. Use the
 dependencies of `cnnlens.service.deps` (StateDep, SettingsDep, DeadlineDep, read_image) and
-run model work through `await state.run(model_name, work, deadline=deadline)`.
+run model work through `await state.run(model_name, each, work, deadline=deadline)` (`each` from
+`cnnlens.service.engine`).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -16,6 +16,8 @@ from fastapi import APIRouter, Depends, FastAPI, File, Form, Path, Query, Reques
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
 
+from cnnlens.api.forms import DEFAULT_METHOD
+from cnnlens.api.models import AuditJob, AuditList, ErrorBody
 from cnnlens.audit.archive import ArchiveLimits
 from cnnlens.audit.config import AuditConfig
 from cnnlens.audit.export import JSONL, records_csv, report_html
@@ -24,8 +26,8 @@ from cnnlens.audit.store import JobInfo
 from cnnlens.errors import InvalidParamsError
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.service.deps import SettingsDep, StateDep
+from cnnlens.service.engine import each
 from cnnlens.service.errors import NotReadyError, PayloadTooLargeError, QueueFullError
-from cnnlens.service.schemas import ErrorBody
 from cnnlens.service.settings import Settings
 from cnnlens.service.state import ServiceState
 
@@ -78,7 +80,7 @@ class _StateRunner:
 
         while True:
             try:
-                job = self.state.worker(name).submit(_run_each, work, batch_key=None)
+                job = self.state.submit(name, each, work)
             except QueueFullError:
                 # interactive requests first: the audit waits its turn
                 if self._stopping.wait(0.2):
@@ -91,10 +93,6 @@ class _StateRunner:
             except NotReadyError:
                 raise Interrupted from None
             return result
-
-
-def _run_each(loaded: LoadedModel, works: Sequence[Callable[[LoadedModel], Any]]) -> list[Any]:
-    return [work(loaded) for work in works]
 
 
 def get_jobs(request: Request, state: StateDep) -> AuditJobs:
@@ -149,7 +147,7 @@ async def _read_limited(upload: UploadFile, limit: int, what: str) -> bytes:
     return data
 
 
-@router.post("/audits", status_code=202, responses=ERRORS)
+@router.post("/audits", status_code=202, response_model=AuditJob, responses=ERRORS)
 async def create_audit(
     state: StateDep,
     settings: SettingsDep,
@@ -161,7 +159,7 @@ async def create_audit(
     boxes: Annotated[UploadFile | None, File(description="CSV filename,x0,y0,x1,y1")] = None,
     model: Annotated[str | None, Form(description="a served model; default: the default")] = None,
     method: Annotated[
-        list[str] | None, Form(description="heatmap methods; default grad_cam")
+        list[str] | None, Form(description=f"heatmap methods; default {DEFAULT_METHOD}")
     ] = None,
     batch_size: Annotated[int, Form(ge=1, le=256)] = 8,
     top_k: Annotated[int, Form(ge=1, le=20)] = 5,
@@ -175,7 +173,7 @@ async def create_audit(
         config = AuditConfig.model_validate(
             {
                 "model": name,
-                "methods": method or ["grad_cam"],
+                "methods": method or [DEFAULT_METHOD],
                 "batch_size": batch_size,
                 "top_k": top_k,
                 "low_confidence": low_confidence,
@@ -200,13 +198,13 @@ async def create_audit(
     return JSONResponse(body, status_code=202, headers={"Location": body["links"]["self"]})
 
 
-@router.get("/audits")
+@router.get("/audits", response_model=AuditList)
 async def list_audits(jobs: JobsDep) -> dict[str, Any]:
     found = await anyio.to_thread.run_sync(jobs.jobs)
     return {"audits": [_describe(job) for job in found]}
 
 
-@router.get("/audits/{job_id}", responses=ERRORS)
+@router.get("/audits/{job_id}", response_model=AuditJob, responses=ERRORS)
 async def get_audit(job_id: str, jobs: JobsDep) -> dict[str, Any]:
     return _describe(await anyio.to_thread.run_sync(jobs.job, _job_id(job_id)))
 
@@ -297,7 +295,7 @@ async def audit_overlay(
     return Response(data, media_type="image/png")
 
 
-@router.delete("/audits/{job_id}", status_code=202, responses=ERRORS)
+@router.delete("/audits/{job_id}", status_code=202, response_model=AuditJob, responses=ERRORS)
 async def cancel_audit(job_id: str, jobs: JobsDep) -> dict[str, Any]:
     """Cancel a queued or running job (it stops after the batch in flight)."""
     return _describe(await anyio.to_thread.run_sync(jobs.cancel, _job_id(job_id)))

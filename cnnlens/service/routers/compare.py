@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
-from pydantic import Field
+from fastapi.responses import Response
 
+from cnnlens.api.forms import COMPARE_METHODS, split_list
+from cnnlens.api.models import CompareResponse
 from cnnlens.compare.engine import Comparison, check_methods, compare
 from cnnlens.compare.options import parse_options
 from cnnlens.errors import InvalidParamsError, TargetError
@@ -19,64 +20,13 @@ from cnnlens.methods.base import get_method
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.render import to_png
 from cnnlens.service.deps import DeadlineDep, SettingsDep, StateDep, read_image, wants_png
-from cnnlens.service.forms import parse_layer, parse_params_by_method, parse_targets, split_list
+from cnnlens.service.engine import each
+from cnnlens.service.forms import parse_layer, parse_params_by_method, parse_targets
 from cnnlens.service.routers.explain import ERRORS
-from cnnlens.service.schemas import ClassScore, Schema
 
 router = APIRouter(prefix="/v1", tags=["compare"])
 
 MAX_IMAGES = 8  # per request: every image costs (steps + 1) x 2 forwards per method
-
-
-class AgreementBody(Schema):
-    methods: list[str] = Field(description="the two methods compared")
-    spearman: float | None = Field(description="rank correlation of the maps over all pixels")
-    top_k_iou: float | None = Field(description="IoU of the two maps' top-k% pixels")
-
-
-class CurvesBody(Schema):
-    fractions: list[float | None] = Field(description="share of pixels perturbed at each step")
-    deletion: list[float | None] | None
-    insertion: list[float | None] | None
-
-
-class RandomizationBody(Schema):
-    stages: list[str] = Field(description="blocks randomized, cumulatively, top first")
-    similarity: dict[str, list[float | None]] = Field(description="Spearman of |map| per stage")
-    ssim: dict[str, list[float | None]] | None
-
-
-class ImageCompareBody(Schema):
-    name: str
-    width: int
-    height: int
-    target: ClassScore
-    predictions: list[ClassScore] = Field(description="top-5")
-    layer: str
-    agreement: list[AgreementBody]
-    scores: dict[str, dict[str, float | None]] = Field(
-        description="method -> deletion_auc (lower: more faithful), insertion_auc (higher), "
-        "randomization_similarity (lower: passes the sanity check), randomization_ssim"
-    )
-    curves: dict[str, CurvesBody]
-    randomization: RandomizationBody | None
-    elapsed_ms: float
-
-
-class StatBody(Schema):
-    mean: float | None
-    std: float | None
-    n: int
-
-
-class CompareResponse(Schema):
-    model: str
-    methods: list[str]
-    options: dict[str, Any]
-    images: list[ImageCompareBody]
-    summary: dict[str, dict[str, StatBody]] = Field(description="method -> score -> mean ± std")
-    grid_png: str = Field(description="base64 PNG: a row per image, a column per method")
-    elapsed_ms: float
 
 
 OptionField = Annotated[str | None, Form()]
@@ -104,7 +54,9 @@ async def compare_route(
     model: Annotated[str | None, Form(description="a served model; default: the default")] = None,
     method: Annotated[
         list[str] | None,
-        Form(description="methods, repeated or comma-separated; default saliency,grad_cam"),
+        Form(
+            description=f"methods, repeated or comma-separated; default {','.join(COMPARE_METHODS)}"
+        ),
     ] = None,
     target: Annotated[
         list[str] | None, Form(description="one class index or label for every image; top-1")
@@ -124,10 +76,10 @@ async def compare_route(
     random_baseline: Annotated[
         str | None, Form(description="true: also score a seeded random map")
     ] = None,
-) -> Response:
+) -> Response | CompareResponse:
     started = time.monotonic()
     loaded = state.model(model)
-    methods = check_methods(split_list(method) or ["saliency", "grad_cam"])
+    methods = check_methods(split_list(method) or list(COMPARE_METHODS))
     layer_name = parse_layer(layer, loaded)
     explained = _one_target(target, loaded, settings.limits.max_targets)
     params_by_method = parse_params_by_method(params, [get_method(name) for name in methods])
@@ -148,14 +100,14 @@ async def compare_route(
             params=plain_params, options=options, names=names,
         )  # fmt: skip
 
-    comparison = await state.run(loaded.name, work, deadline=deadline)
+    comparison = await state.run(loaded.name, each, work, deadline=deadline)
     grid = await anyio.to_thread.run_sync(lambda: to_png(comparison.grid()))
     if wants_png(request):
         return Response(grid, media_type="image/png")
     body = comparison.to_json()
     body["grid_png"] = base64.b64encode(grid).decode("ascii")
     body["elapsed_ms"] = round((time.monotonic() - started) * 1000, 3)
-    return JSONResponse(body)
+    return CompareResponse.model_validate(body)
 
 
 def _score_list(value: str | None) -> list[str] | None:

@@ -6,8 +6,10 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
+from cnnlens.api.forms import DEFAULT_METHOD, parse_outputs
+from cnnlens.api.models import ErrorBody, ExplainResponse
 from cnnlens.service.deps import (
     DeadlineDep,
     SettingsDep,
@@ -16,23 +18,21 @@ from cnnlens.service.deps import (
     read_image,
     wants_png,
 )
-from cnnlens.service.errors import NotAcceptableError
-from cnnlens.service.explain_engine import (
+from cnnlens.service.engine import (
     ExplainInput,
     ExplainPlan,
     render_explain_response,
     render_overlay_png,
     run_explain_batch,
 )
+from cnnlens.service.errors import NotAcceptableError
 from cnnlens.service.forms import (
     params_key,
     parse_layer,
     parse_methods,
-    parse_outputs,
     parse_params_by_method,
     parse_targets,
 )
-from cnnlens.service.schemas import ErrorBody, ExplainResponse
 
 router = APIRouter(prefix="/v1", tags=["explain"])
 
@@ -72,7 +72,7 @@ async def explain(
     model: Annotated[str | None, Form(description="a served model; default: the default")] = None,
     method: Annotated[
         list[str] | None,
-        Form(description="method names, repeated or comma-separated; default grad_cam"),
+        Form(description=f"method names, repeated or comma-separated; default {DEFAULT_METHOD}"),
     ] = None,
     target: Annotated[
         list[str] | None,
@@ -83,7 +83,7 @@ async def explain(
         str | None, Form(description='JSON object keyed by method, e.g. {"occlusion": {...}}')
     ] = None,
     output: Annotated[str | None, Form(description="comma list of overlay, heatmap, array")] = None,
-) -> Response:
+) -> Response | ExplainResponse:
     started = time.monotonic()
     loaded = state.model(model)
     methods = parse_methods(method)
@@ -102,7 +102,8 @@ async def explain(
         layer=layer_name or loaded.default_layer,  # "bn2" and no layer batch together
         explicit_targets=bool(targets),
     )
-    rows = await state.worker(loaded.name).run(
+    rows = await state.run(
+        loaded.name,
         run_explain_batch,
         ExplainInput(plan, x, targets),
         batch_key=plan if plan.batchable else None,
@@ -112,5 +113,7 @@ async def explain(
     if png:
         body = await off_loop(render_overlay_png, loaded, picture, rows, names[0])
         return Response(body, media_type="image/png")
-    answer = await off_loop(render_explain_response, loaded, picture, rows, names, outputs, started)
-    return JSONResponse(answer)
+    answer: ExplainResponse = await off_loop(
+        render_explain_response, loaded, picture, rows, names, outputs, started
+    )
+    return answer

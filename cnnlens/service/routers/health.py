@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from cnnlens.api.models import Health
 from cnnlens.service.deps import StateDep
-from cnnlens.service.schemas import Health
 from cnnlens.service.state import ServiceState
 
 router = APIRouter(tags=["health"])

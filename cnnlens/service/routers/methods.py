@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from cnnlens.api.models import MethodInfo, MethodList
 from cnnlens.methods.base import get_method, method_names
-from cnnlens.service.schemas import MethodInfo, MethodList
 
 router = APIRouter(prefix="/v1", tags=["methods"])
 

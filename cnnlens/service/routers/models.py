@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
+from cnnlens.api.models import ErrorBody, ModelDetail, ModelList, ModelSummary
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.service.deps import StateDep
-from cnnlens.service.schemas import ErrorBody, ModelDetail, ModelList, ModelSummary
 
 router = APIRouter(prefix="/v1", tags=["models"])
 

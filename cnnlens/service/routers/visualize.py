@@ -5,14 +5,21 @@ With `Accept: image/png` each answers its main image itself."""
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
+from pydantic import BaseModel
 
+from cnnlens.api.models import (
+    ActivationMaxResponse,
+    AdversarialResponse,
+    FeatureMapsResponse,
+    FiltersResponse,
+)
 from cnnlens.errors import IncompatibleModelError, InvalidParamsError, TargetError
 from cnnlens.methods.adversarial_image import saved_output_params
-from cnnlens.methods.base import get_method
+from cnnlens.methods.base import MethodParams, get_method
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.service.deps import (
     DeadlineDep,
@@ -22,16 +29,7 @@ from cnnlens.service.deps import (
     read_image,
     wants_png,
 )
-from cnnlens.service.forms import parse_class, parse_layer, parse_method_params, parse_targets
-from cnnlens.service.routers.explain import ERRORS
-from cnnlens.service.schemas import (
-    ActivationMaxResponse,
-    AdversarialResponse,
-    FeatureMapsResponse,
-    FiltersResponse,
-)
-from cnnlens.service.state import ServiceState
-from cnnlens.service.visualize_engine import (
+from cnnlens.service.engine import (
     SingleRun,
     render_activation_max,
     render_adversarial,
@@ -40,8 +38,12 @@ from cnnlens.service.visualize_engine import (
     run_adversarial,
     run_single,
 )
+from cnnlens.service.forms import parse_class, parse_layer, parse_method_params, parse_targets
+from cnnlens.service.routers.explain import ERRORS
+from cnnlens.service.state import ServiceState
 
 router = APIRouter(prefix="/v1", tags=["visualize"])
+B = TypeVar("B", bound=BaseModel)
 
 ModelField = Annotated[str | None, Form(description="a served model; default: the default")]
 TargetField = Annotated[
@@ -80,14 +82,24 @@ def _require_feature_layer(loaded: LoadedModel, layer: str) -> None:
         )
 
 
-def _answer(request: Request, body: dict[str, Any], png: bytes) -> Response:
+def _answer(request: Request, body: B, png: bytes) -> Response | B:
+    """The body (validated against the route's response_model), or its image itself."""
     if wants_png(request):
         return Response(png, media_type="image/png")
-    return JSONResponse(body)
+    return body
 
 
 async def _run(state: ServiceState, loaded: LoadedModel, run: SingleRun, deadline: float) -> Any:
-    return await state.worker(loaded.name).run(run_single, run, batch_key=None, deadline=deadline)
+    return await state.run(loaded.name, run_single, run, deadline=deadline)
+
+
+def _method_request(
+    state: ServiceState, model: str | None, name: str, params: str | None, layer: str | None
+) -> tuple[LoadedModel, str | None, MethodParams]:
+    """The served model, the layer asked for (None: the model's) and the method's params."""
+    loaded = state.model(model)
+    layer_name = parse_layer(layer, loaded)
+    return loaded, layer_name, parse_method_params(params, get_method(name))
 
 
 @router.post(
@@ -102,20 +114,18 @@ async def adversarial(
     model: ModelField = None,
     target: TargetField = None,
     params: ParamsField = None,
-) -> Response:
+) -> Response | AdversarialResponse:
     """FGSM / PGD: an 8-bit PNG within params.epsilon (0-255, >= 1) of the upload, at its own
     size (params.output_size "model": the model's input), with its prediction once uploaded."""
     started = time.monotonic()
-    loaded = state.model(model)
+    loaded, _, parsed = _method_request(state, model, "adversarial", params, None)
     explained = _one_target(target, loaded, settings.limits.max_targets)
-    method = get_method("adversarial")
-    parsed = saved_output_params(parse_method_params(params, method))  # epsilon >= 1 level
+    parsed = saved_output_params(parsed)  # epsilon >= 1 level
     if parsed.adversarial_target is not None:
         parse_class(parsed.adversarial_target, loaded)  # an unknown class: 422 before any work
     picture = await read_image(image, settings)
-    attack = (picture, parsed, explained)
-    result = await state.worker(loaded.name).run(
-        run_adversarial, attack, batch_key=None, deadline=deadline
+    result = await state.run(
+        loaded.name, run_adversarial, (picture, parsed, explained), deadline=deadline
     )
     body, png = await off_loop(render_adversarial, loaded, picture, result, started)
     return _answer(request, body, png)
@@ -135,20 +145,17 @@ async def activation_max(
     target: TargetField = None,
     layer: LayerField = None,
     params: ParamsField = None,
-) -> Response:
+) -> Response | ActivationMaxResponse:
     """An image that maximizes a class logit (target) or a layer's channel (params.channel)."""
     started = time.monotonic()
-    loaded = state.model(model)
+    loaded, layer_name, parsed = _method_request(state, model, "activation_max", params, layer)
     explained = _one_target(target, loaded, settings.limits.max_targets)
-    layer_name = parse_layer(layer, loaded)
-    method = get_method("activation_max")
-    parsed = parse_method_params(params, method)
     channel = getattr(parsed, "channel", None)
     if explained is None and channel is None:
         raise InvalidParamsError("give a target class, or params.channel to maximize a channel")
     if channel is not None:
         _require_feature_layer(loaded, layer_name or loaded.default_layer)
-    run = SingleRun(method.name, parsed, None, explained, layer_name)
+    run = SingleRun("activation_max", parsed, None, explained, layer_name)
     result = await _run(state, loaded, run, deadline)
     body, png = await off_loop(
         render_activation_max, loaded, result, explained is not None, channel, started
@@ -168,17 +175,15 @@ async def feature_maps(
     model: ModelField = None,
     layer: LayerField = None,
     params: ParamsField = None,
-) -> Response:
+) -> Response | FeatureMapsResponse:
     """A layer's activations for the image: the strongest channels and a grid of their maps."""
     started = time.monotonic()
-    loaded = state.model(model)
-    layer_name = parse_layer(layer, loaded)
-    method = get_method("feature_maps")
-    parsed = parse_method_params(params, method)
+    loaded, layer_name, parsed = _method_request(state, model, "feature_maps", params, layer)
     picture = await read_image(image, settings)
     x = await off_loop(loaded.preprocessing, picture)
-    run = SingleRun(method.name, parsed, x, None, layer_name)
-    result = await _run(state, loaded, run, deadline)
+    result = await _run(
+        state, loaded, SingleRun("feature_maps", parsed, x, None, layer_name), deadline
+    )
     body, png = await off_loop(render_feature_maps, loaded, picture, result, started)
     return _answer(request, body, png)
 
@@ -191,14 +196,12 @@ async def filters(
     model: ModelField = None,
     layer: LayerField = None,
     params: ParamsField = None,
-) -> Response:
+) -> Response | FiltersResponse:
     """A conv layer's filters as tiles (RGB for the first layer)."""
     started = time.monotonic()
-    loaded = state.model(model)
-    layer_name = parse_layer(layer, loaded)
-    method = get_method("filters")
-    parsed = parse_method_params(params, method)
-    run = SingleRun(method.name, parsed, None, None, layer_name)
-    result = await _run(state, loaded, run, deadline)
+    loaded, layer_name, parsed = _method_request(state, model, "filters", params, layer)
+    result = await _run(
+        state, loaded, SingleRun("filters", parsed, None, None, layer_name), deadline
+    )
     body, png = await off_loop(render_filters, loaded, result, started)
     return _answer(request, body, png)

@@ -1,4 +1,4 @@
-"""The `cnnlens` console script: one subcommand per module of cnnlens.client.commands.
+"""The `cnnlens` console script: one subcommand per module of cnnlens.cli.commands.
 
 Exit status: 0 done, 1 failed, 2 bad usage.
 """
@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from cnnlens.client.commands import COMMANDS
-from cnnlens.client.commands._common import UsageError
+from cnnlens.cli.commands import COMMANDS
+from cnnlens.cli.commands._common import UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -24,7 +24,7 @@ USAGE_CODES = frozenset(
 
 
 def command_module(name: str) -> ModuleType:
-    return importlib.import_module(f"cnnlens.client.commands.{name}")
+    return importlib.import_module(f"cnnlens.cli.commands.{name}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cnnlens.client.commands._common import (
+from cnnlens.api.forms import COMPARE_METHODS
+from cnnlens.cli.commands._common import (
     DEFAULT_MODEL,
     UsageError,
     add_server_options,
@@ -31,7 +32,7 @@ from cnnlens.client.commands._common import (
 )
 
 HELP = "compare methods side by side: grid, agreement, deletion/insertion AUC, sanity check"
-DEFAULT_METHODS = ("saliency", "grad_cam", "guided_backprop")
+DEFAULT_METHODS = COMPARE_METHODS
 GRID, REPORT = "grid.png", "compare.json"
 MAX_GRID_ROWS = 16  # a benchmark over many images writes its tables and plot, not a grid
 
@@ -210,7 +211,7 @@ def _remote(
 def _per_image_failure(error: Exception) -> bool:
     """Errors that concern one image (unreadable, too large, a server hiccup): go on with the
     others. Requests naming what does not exist fail the whole run (exit status 2)."""
-    from cnnlens.client.cli import USAGE_CODES
+    from cnnlens.cli import USAGE_CODES
 
     code = getattr(error, "code", None)
     return isinstance(error, OSError) or (code is not None and code not in USAGE_CODES)

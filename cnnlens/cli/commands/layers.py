@@ -8,7 +8,7 @@ import argparse
 import json
 from typing import Any
 
-from cnnlens.client.commands._common import add_server_options, open_client, print_table, shape_text
+from cnnlens.cli.commands._common import add_server_options, open_client, print_table, shape_text
 
 HELP = "show a model's layers, receptive fields and default layer"
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnlens.client.commands._common import (
+from cnnlens.api.forms import DEFAULT_METHOD
+from cnnlens.cli.commands._common import (
     DEFAULT_MODEL,
     add_server_options,
     echo,
@@ -43,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         action="extend",
         metavar="M",
-        help="method names, repeated or comma-separated (default: grad_cam)",
+        help=f"method names, repeated or comma-separated (default: {DEFAULT_METHOD})",
     )
     parser.add_argument(
         "--target",
@@ -180,7 +181,7 @@ class RemoteEngine:
 
 def run(args: argparse.Namespace) -> int:
     images = existing_files(args.images)
-    methods = split_list(args.methods) or ["grad_cam"]
+    methods = split_list(args.methods) or [DEFAULT_METHOD]
     targets = parse_targets(split_list(args.targets))
     params = parse_params(args.params)
     engine_class = RemoteEngine if args.server else LocalEngine
@@ -223,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
 def _per_image_failure(error: Exception) -> bool:
     """Errors that concern one image (unreadable, too large, a server hiccup): go on with the
     others. Requests naming what does not exist fail the whole run (exit status 2)."""
-    from cnnlens.client.cli import USAGE_CODES
+    from cnnlens.cli import USAGE_CODES
 
     code = getattr(error, "code", None)
     return isinstance(error, OSError) or (code is not None and code not in USAGE_CODES)

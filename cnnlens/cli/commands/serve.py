@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cnnlens.client.commands._common import UsageError
+from cnnlens.cli.commands._common import UsageError
 
 HELP = "run the REST service and its web page"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from cnnlens.client.commands._common import DEFAULT_MODEL, add_server_options, open_client
+from cnnlens.cli.commands._common import DEFAULT_MODEL, add_server_options, open_client
 
 HELP = "list the available models"
 

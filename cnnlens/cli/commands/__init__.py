@@ -1,6 +1,6 @@
 """The subcommands of `cnnlens`, one module each, registered from COMMANDS.
 
-To add a subcommand: write `cnnlens/client/commands/<name>.py` defining
+To add a subcommand: write `cnnlens/cli/commands/<name>.py` defining
 
     HELP = "one line for `cnnlens --help`"
     def add_arguments(parser: argparse.ArgumentParser) -> None: ...

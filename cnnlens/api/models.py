@@ -1,14 +1,27 @@
-"""Response (and JSON request) bodies of the REST API v1, as pydantic v2 models."""
+"""The bodies of the REST API v1 as pydantic v2 models: what the service returns (its
+`response_model`s, so the OpenAPI schema is what is sent) and what the client parses.
+
+The models forbid unknown fields, so the service cannot send a field its schema lacks; the
+client parses with `parse(Model, body)` (extra="ignore"), so a newer server's additions never
+break an older client."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
 class Schema(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], body: Any) -> M:
+    """A received body as `model`, ignoring fields this version does not know."""
+    return model.model_validate(body, extra="ignore")
 
 
 class ErrorDetail(Schema):
@@ -190,3 +203,85 @@ class FiltersResponse(Schema):
     channels: list[int] = Field(description="which output channels the tiles show")
     tiles_png: str = Field(description="base64 PNG: one tile per filter")
     elapsed_ms: float
+
+
+class AgreementBody(Schema):
+    methods: list[str] = Field(description="the two methods compared")
+    spearman: float | None = Field(description="rank correlation of the maps over all pixels")
+    top_k_iou: float | None = Field(description="IoU of the two maps' top-k% pixels")
+
+
+class CurvesBody(Schema):
+    fractions: list[float | None] = Field(description="share of pixels perturbed at each step")
+    deletion: list[float | None] | None
+    insertion: list[float | None] | None
+
+
+class RandomizationBody(Schema):
+    stages: list[str] = Field(description="blocks randomized, cumulatively, top first")
+    similarity: dict[str, list[float | None]] = Field(description="Spearman of |map| per stage")
+    ssim: dict[str, list[float | None]] | None
+
+
+class ImageCompareBody(Schema):
+    name: str
+    width: int
+    height: int
+    target: ClassScore
+    predictions: list[ClassScore] = Field(description="top-5")
+    layer: str
+    agreement: list[AgreementBody]
+    scores: dict[str, dict[str, float | None]] = Field(
+        description="method -> deletion_auc (lower: more faithful), insertion_auc (higher), "
+        "randomization_similarity (lower: passes the sanity check), randomization_ssim"
+    )
+    curves: dict[str, CurvesBody]
+    randomization: RandomizationBody | None
+    elapsed_ms: float
+
+
+class StatBody(Schema):
+    mean: float | None
+    std: float | None
+    n: int
+
+
+class CompareResponse(Schema):
+    model: str
+    methods: list[str]
+    options: dict[str, Any]
+    images: list[ImageCompareBody]
+    summary: dict[str, dict[str, StatBody]] = Field(description="method -> score -> mean ± std")
+    grid_png: str = Field(description="base64 PNG: a row per image, a column per method")
+    elapsed_ms: float
+
+
+class AuditProgress(Schema):
+    done: int
+    total: int
+    errors: int = Field(description="images that could not be read")
+    fraction: float
+
+
+class AuditLinks(Schema):
+    self: str
+    results: str
+    report: str
+
+
+class AuditJob(Schema):
+    id: str
+    status: str = Field(description="queued, running, done, failed or cancelled")
+    created: float
+    updated: float
+    finished: float | None
+    model: str | None
+    methods: list[str] | None
+    progress: AuditProgress
+    eta_s: float | None = Field(description="remaining seconds at this run's pace")
+    message: str | None
+    links: AuditLinks
+
+
+class AuditList(Schema):
+    audits: list[AuditJob]

@@ -10,10 +10,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from cnnlens.api.forms import split_list
+
 if TYPE_CHECKING:
     from cnnlens.client.sync import Client
 
 T = TypeVar("T")
+__all__ = ["split_list"]  # the one splitter of repeated / comma-separated values
 
 SERVER_ENV = "CNNLENS_SERVER"
 API_KEY_ENV = "CNNLENS_API_KEY"
@@ -48,12 +51,6 @@ def open_client(args: argparse.Namespace) -> Client:
     from cnnlens.client.sync import Client
 
     return Client(args.server, api_key=args.api_key, timeout=args.timeout)
-
-
-def split_list(values: Iterable[str] | None) -> list[str]:
-    """["a,b", "c"] -> ["a", "b", "c"], without duplicates, order kept."""
-    items = [item.strip() for value in values or [] for item in value.split(",")]
-    return list(dict.fromkeys(item for item in items if item))
 
 
 def parse_targets(values: Sequence[str] | None) -> list[int | str]:

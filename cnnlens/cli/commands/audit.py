@@ -20,11 +20,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cnnlens.client.commands._common import (
+from cnnlens.api.forms import DEFAULT_METHOD
+from cnnlens.cli.commands._common import (
     DEFAULT_MODEL,
     UsageError,
     add_server_options,
     echo,
+    open_client,
     split_list,
 )
 
@@ -78,7 +80,7 @@ def _config(args: argparse.Namespace) -> Any:
     values: dict[str, Any] = {
         "model": args.model or DEFAULT_MODEL,
         "weights": args.weights,
-        "methods": split_list(args.methods) or ["grad_cam"],
+        "methods": split_list(args.methods) or [DEFAULT_METHOD],
         "layer": args.layer,
         "batch_size": args.batch_size,
         "top_k": args.top_k,
@@ -179,54 +181,40 @@ def _run_remote(args: argparse.Namespace, source: Path, config: Any) -> int:
     import time
     from types import SimpleNamespace
 
-    import httpx
-
     if args.masks is not None or args.engine != "local":
         raise UsageError("--masks and --engine work locally only, not with --server")
     if source.is_file() and source.suffix.lower() == ".csv":
         raise UsageError("with --server, PATH must be a folder or a zip/tar archive")
-    headers = {"X-API-Key": args.api_key} if args.api_key else {}
-    data: dict[str, Any] = {
-        "method": list(config.methods),
-        "batch_size": str(config.batch_size),
-        "top_k": str(config.top_k),
-        "low_confidence": str(config.low_confidence),
-        "min_box_energy": str(config.min_box_energy),
-        "fragility": "true" if config.fragility else "false",
-        **({"model": args.model} if args.model else {}),
+    options = {
+        "batch_size": config.batch_size,
+        "top_k": config.top_k,
+        "low_confidence": config.low_confidence,
+        "min_box_energy": config.min_box_energy,
+        "fragility": config.fragility,
     }
     bar = _ProgressBar(enabled=not args.quiet)
-    with (
-        tempfile.TemporaryFile() as archive,
-        httpx.Client(base_url=args.server, timeout=args.timeout, headers=headers) as http,
-    ):
+    with tempfile.TemporaryFile() as archive, open_client(args) as client:
         name = _pack(source, archive)
-        files: dict[str, Any] = {"archive": (name, archive, "application/octet-stream")}
-        for field in ("labels", "boxes"):
-            path = getattr(args, field)
-            if path is not None:
-                files[field] = (path.name, path.read_bytes(), "text/csv")
-        job = _call(http, "POST", "/v1/audits", files=files, data=data).json()
+        job = client.submit_audit(
+            archive, filename=name, labels=args.labels, boxes=args.boxes, model=args.model,
+            methods=list(config.methods), options=options,
+        )  # fmt: skip
         try:
             while job["status"] in ("queued", "running"):
                 bar.update(SimpleNamespace(**job["progress"]))
                 time.sleep(0.5)
-                job = _call(http, "GET", f"/v1/audits/{job['id']}").json()
+                job = client.audit(job["id"])
             bar.update(SimpleNamespace(**job["progress"]))
         except KeyboardInterrupt:
-            _call(http, "DELETE", f"/v1/audits/{job['id']}")
+            client.delete_audit(job["id"])
             echo(f"audit {job['id']}: cancelled", error=True)
             raise
         finally:
             bar.close()
         args.out.mkdir(parents=True, exist_ok=True)
-        outputs = {
-            "index.html": f"/v1/audits/{job['id']}/report",
-            "results.jsonl": f"/v1/audits/{job['id']}/results?format=jsonl",
-            "results.csv": f"/v1/audits/{job['id']}/results?format=csv",
-        }
-        for file_name, url in outputs.items():
-            (args.out / file_name).write_bytes(_call(http, "GET", url).content)
+        (args.out / "index.html").write_bytes(client.audit_report(job["id"]))
+        for file_name, form in (("results.jsonl", "jsonl"), ("results.csv", "csv")):
+            (args.out / file_name).write_bytes(client.audit_results(job["id"], form))
     if not args.quiet:
         progress = job["progress"]
         echo(
@@ -254,20 +242,3 @@ def _pack(source: Path, sink: Any) -> str:
         shutil.copyfileobj(handle, sink)
     sink.seek(0)
     return source.name
-
-
-def _call(http: Any, method: str, url: str, **kwargs: Any) -> Any:
-    """One request; an error answer or no answer raises the client's typed errors."""
-    import httpx
-
-    from cnnlens.client.errors import CnnlensConnectionError, error_from_response
-
-    try:
-        response = http.request(method, url, **kwargs)
-    except httpx.TimeoutException as error:
-        raise CnnlensConnectionError("timeout", f"{method} {url}: {error}") from None
-    except httpx.TransportError as error:
-        raise CnnlensConnectionError("unreachable", f"{method} {url}: {error}") from None
-    if response.status_code >= 400:
-        raise error_from_response(response.status_code, response.content, dict(response.headers))
-    return response

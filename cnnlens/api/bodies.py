@@ -1,0 +1,81 @@
+"""The one builder of v1 bodies from the library's results (service and local CLI alike).
+
+It reads `cnnlens.explain.Explanation`s without importing them (no torch here)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from cnnlens.api.codecs import encode_array, encode_png
+from cnnlens.api.models import ClassScore, ExplainResponse, ExplanationBody, ImageSize
+
+if TYPE_CHECKING:
+    from cnnlens.explain import Explanation
+
+
+class Score(Protocol):
+    """A class with its probability (`cnnlens.explain.ClassScore`, read only)."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def probability(self) -> float: ...
+
+
+def class_score(score: Score | None) -> ClassScore | None:
+    """A class and its probability; a non-finite probability is sent as 0."""
+    if score is None:
+        return None
+    probability = float(score.probability)
+    return ClassScore(
+        index=int(score.index),
+        label=str(score.label),
+        probability=probability if math.isfinite(probability) else 0.0,
+    )
+
+
+def score_of(index: int, label: str, probability: float) -> ClassScore:
+    """A ClassScore from its three values (non-finite probability: 0)."""
+    value = float(probability)
+    return ClassScore(index=index, label=label, probability=value if math.isfinite(value) else 0.0)
+
+
+def explanation_body(
+    explanation: Explanation, size: ImageSize, outputs: Sequence[str]
+) -> ExplanationBody:
+    """One map as sent: PNGs and the raw array as `outputs` asks, at the image's size."""
+    return ExplanationBody(
+        method=explanation.method,
+        target=class_score(explanation.target),
+        layer=explanation.layer,
+        width=size.width if explanation.aligned else explanation.width,
+        height=size.height if explanation.aligned else explanation.height,
+        heatmap_png=encode_png(explanation.heatmap()) if "heatmap" in outputs else None,
+        overlay_png=encode_png(explanation.overlay()) if "overlay" in outputs else None,
+        array=encode_array(explanation.map.astype(np.float32)) if "array" in outputs else None,
+        elapsed_ms=round(explanation.elapsed_ms, 3),
+    )
+
+
+def explain_response(
+    model: str,
+    size: ImageSize,
+    predictions: Iterable[Score],
+    explanations: Iterable[Explanation],
+    outputs: Sequence[str],
+    elapsed_ms: float,
+) -> ExplainResponse:
+    """The body of POST /v1/explain."""
+    return ExplainResponse(
+        model=model,
+        image=size,
+        predictions=[s for score in predictions if (s := class_score(score)) is not None],
+        explanations=[explanation_body(item, size, outputs) for item in explanations],
+        elapsed_ms=round(elapsed_ms, 3),
+    )

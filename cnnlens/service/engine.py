@@ -1,0 +1,303 @@
+"""The service's one engine: every route's model work on the model's worker, and the v1 bodies
+built from its results off the event loop.
+
+- `each`: closures `work(loaded)` run one at a time (compare, audits).
+- `run_explain_batch`: POST /v1/explain. Requests that share model, methods, params, layer and
+  target mode are stacked into one `run_methods` call (rows: each image repeated once per
+  target), and the result is split back into per-request rows. Rendering is
+  `cnnlens.explain`'s, at the image's own size, through the one body builder (`cnnlens.api`).
+- `run_single` and the `render_*` bodies: the image, activation and weights methods' routes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cnnlens import render
+from cnnlens.api import models as api
+from cnnlens.api.bodies import explain_response, score_of
+from cnnlens.api.codecs import b64, png_bytes
+from cnnlens.errors import InvalidParamsError
+from cnnlens.explain import ClassScore, Explanation, _row_extras, _top_k, explanations_from_run
+from cnnlens.methods.adversarial_image import AdversarialImage, adversarial_image
+from cnnlens.methods.base import MethodOutput, MethodParams, get_method
+from cnnlens.methods.run import RunResult, run_methods
+from cnnlens.models.loaded import LoadedModel
+
+T = TypeVar("T")
+MAX_TILES = 64
+
+# Outputs with one row per sample (images from random starts and shared jitter, and weights,
+# are not per-sample rows of a batch).
+_BATCHABLE_OUTPUTS = ("map", "activations")
+
+
+def each(loaded: LoadedModel, works: Sequence[Callable[[LoadedModel], T]]) -> list[T]:
+    """Worker side of closure work: `work(loaded)` for each, one at a time."""
+    return [work(loaded) for work in works]
+
+
+@dataclass(frozen=True)
+class ExplainPlan:
+    """What every request of one batch shares (hashable: it is the batch key)."""
+
+    model: str
+    methods: tuple[tuple[str, str], ...]  # (method name, canonical params JSON)
+    layer: str | None
+    explicit_targets: bool
+
+    @property
+    def batchable(self) -> bool:
+        return all(_batch_invariant(name) for name, _ in self.methods)
+
+
+def _batch_invariant(name: str) -> bool:
+    """Whether a method's row for one image is the same whatever else shares its batch.
+    Seeded methods (SmoothGrad's noise, random starts) draw for the whole batch at once, so
+    their rows depend on the batch's make-up: they run alone, reproducible per request."""
+    method = get_method(name)
+    return method.produces in _BATCHABLE_OUTPUTS and "seed" not in method.Params.model_fields
+
+
+@dataclass
+class ExplainInput:
+    plan: ExplainPlan
+    x: torch.Tensor  # (1, 3, H, W) preprocessed
+    targets: list[int]  # empty: the top-1 prediction
+
+    @property
+    def rows(self) -> int:
+        return max(1, len(self.targets))
+
+
+@dataclass
+class ExplainRows:
+    """One request's share of a batched run."""
+
+    logits: torch.Tensor  # (k, K)
+    targets: torch.Tensor  # (k,)
+    layer: str
+    outputs: dict[str, MethodOutput]  # maps (k, C, H, W) or per-method shapes
+    elapsed_ms: dict[str, float]
+    batch_size: int  # requests in the batch this came from
+
+
+def run_explain_batch(model: LoadedModel, inputs: Sequence[ExplainInput]) -> list[ExplainRows]:
+    """One run_methods over every request's rows (on the model's worker thread)."""
+    plan = inputs[0].plan
+    x = torch.cat([item.x.expand(item.rows, -1, -1, -1) for item in inputs])  # (N, 3, H, W)
+    targets = [t for item in inputs for t in item.targets] if plan.explicit_targets else None
+    methods = [
+        (name, get_method(name).Params.model_validate_json(params)) for name, params in plan.methods
+    ]
+    result = run_methods(model, x, methods, target=targets, layer=plan.layer)
+    total = x.shape[0]
+    split: list[ExplainRows] = []
+    start = 0
+    for item in inputs:
+        rows = slice(start, start + item.rows)
+        outputs = {
+            name: MethodOutput(
+                output.map[rows] if output.map.shape[0] == total else output.map,
+                _row_extras(output.extras, rows, total),
+            )
+            for name, output in result.outputs.items()
+        }
+        share = item.rows / total
+        split.append(
+            ExplainRows(
+                logits=result.logits[rows].float().cpu(),
+                targets=result.targets[rows].cpu(),
+                layer=result.layer,
+                outputs=outputs,
+                elapsed_ms={name: ms * share for name, ms in result.elapsed_ms.items()},
+                batch_size=len(inputs),
+            )
+        )
+        start += item.rows
+    return split
+
+
+def explanations_for(
+    model: LoadedModel, picture: Image.Image, rows: ExplainRows, method_names: Sequence[str]
+) -> tuple[list[Explanation], list[ClassScore]]:
+    """The same Explanation objects `cnnlens.explain` builds, from one request's rows."""
+    explanations = explanations_from_run(model, picture, rows, method_names)
+    probabilities = torch.softmax(rows.logits.float(), dim=1)  # (k, K)
+    return explanations, _top_k(model, probabilities[0], 5)
+
+
+def render_explain_response(
+    model: LoadedModel,
+    picture: Image.Image,
+    rows: ExplainRows,
+    method_names: Sequence[str],
+    outputs: Sequence[str],
+    started: float,
+) -> api.ExplainResponse:
+    """The body of POST /v1/explain (CPU work: run it on a thread)."""
+    explanations, predictions = explanations_for(model, picture, rows, method_names)
+    size = api.ImageSize(width=picture.width, height=picture.height)
+    elapsed = (time.monotonic() - started) * 1000
+    return explain_response(model.name, size, predictions, explanations, outputs, elapsed)
+
+
+def render_overlay_png(
+    model: LoadedModel, picture: Image.Image, rows: ExplainRows, method_name: str
+) -> bytes:
+    """The first explanation's overlay PNG (Accept: image/png)."""
+    explanations, _ = explanations_for(model, picture, rows, [method_name])
+    return png_bytes(explanations[0].overlay())
+
+
+@dataclass
+class SingleRun:
+    """One method on one image (or on a blank input when the method needs no image)."""
+
+    method: str
+    params: MethodParams
+    x: torch.Tensor | None  # (1, 3, H, W) preprocessed, or None: a zero image of input size
+    target: int | None
+    layer: str | None
+
+
+def run_single(model: LoadedModel, runs: Sequence[SingleRun]) -> list[RunResult]:
+    """Worker side: never batched (random starts and jitter depend on the batch)."""
+    results = []
+    for run in runs:
+        x = run.x if run.x is not None else torch.zeros(1, 3, *model.input_size)
+        target = None if run.target is None else [run.target]
+        results.append(
+            run_methods(model, x, [(run.method, run.params)], target=target, layer=run.layer)
+        )
+    return results
+
+
+def _score(model: LoadedModel, index: int, probability: float) -> api.ClassScore:
+    return score_of(index, model.label_of(index), probability)
+
+
+def _elapsed(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 3)
+
+
+def run_adversarial(
+    model: LoadedModel, runs: Sequence[tuple[Image.Image, MethodParams, int | None]]
+) -> list[AdversarialImage]:
+    """Worker side: the saved adversarial image of each (picture, params, target)."""
+    return [adversarial_image(model, picture, params, target) for picture, params, target in runs]
+
+
+def render_adversarial(
+    model: LoadedModel, picture: Image.Image, result: AdversarialImage, started: float
+) -> tuple[api.AdversarialResponse, bytes]:
+    """JSON body and the adversarial PNG (at `output_size`, the upload's by default)."""
+    body = api.AdversarialResponse(
+        model=model.name,
+        image=api.ImageSize(width=picture.width, height=picture.height),
+        **result.summary(),
+        adversarial_png=b64(result.png),
+        perturbation_png=b64(png_bytes(result.perturbation_image())),
+        elapsed_ms=_elapsed(started),
+    )
+    return body, result.png
+
+
+def render_activation_max(
+    model: LoadedModel,
+    result: RunResult,
+    explicit_target: bool,
+    channel: int | None,
+    started: float,
+) -> tuple[api.ActivationMaxResponse, bytes]:
+    output = result.outputs["activation_max"]
+    extras = output.extras
+    if not (torch.isfinite(output.map).all() and math.isfinite(float(extras["score"][0]))):
+        raise InvalidParamsError(
+            "activation maximization diverged (non-finite values); lower params.lr or params.l2"
+        )
+    png = png_bytes(model.preprocessing.to_image(output.map[0]))
+    target = int(result.targets[0])
+    body = api.ActivationMaxResponse(
+        model=model.name,
+        target=_score(model, target, float(extras["probability"][0]))
+        if explicit_target or channel is None
+        else None,
+        layer=result.layer if channel is not None else None,
+        channel=channel,
+        score=float(extras["score"][0]),
+        top1=_score(model, int(extras["top1_class"][0]), float(extras["top1_probability"][0])),
+        image_png=b64(png),
+        elapsed_ms=_elapsed(started),
+    )
+    return body, png
+
+
+def _tile(image: Image.Image, size: int) -> Image.Image:
+    """Small maps and filters upscaled without blurring their cells."""
+    return image.resize((size, size), resample=Image.Resampling.NEAREST)
+
+
+def _sheet(tiles: list[Image.Image], titles: list[str], tile_size: int) -> bytes:
+    columns = max(1, math.ceil(math.sqrt(len(tiles))))
+    scaled = [_tile(tile, tile_size) for tile in tiles]
+    return png_bytes(render.grid(scaled, titles, columns=columns, tile_size=tile_size))
+
+
+def render_feature_maps(
+    model: LoadedModel, picture: Image.Image, result: RunResult, started: float
+) -> tuple[api.FeatureMapsResponse, bytes]:
+    output: MethodOutput = result.outputs["feature_maps"]
+    activations = output.extras["activations"][0].float().cpu()  # (C, h, w)
+    top = [int(c) for c in output.extras["top_channels"][0]]
+    means = output.extras["channel_means"][0].float().cpu()
+    shown = top[:MAX_TILES]
+    tiles = [render.heatmap_image(activations[c], "viridis") for c in shown]
+    png = _sheet(tiles, [f"ch {c}" for c in shown], tile_size=112)
+    body = api.FeatureMapsResponse(
+        model=model.name,
+        image=api.ImageSize(width=picture.width, height=picture.height),
+        layer=result.layer,
+        shape=list(activations.shape),
+        top_channels=[
+            api.ChannelScore(channel=c, mean=float(means[c]), max=float(activations[c].max()))
+            for c in top
+        ],
+        grid_png=b64(png),
+        elapsed_ms=_elapsed(started),
+    )
+    return body, png
+
+
+def render_filters(
+    model: LoadedModel, result: RunResult, started: float
+) -> tuple[api.FiltersResponse, bytes]:
+    output = result.outputs["filters"]
+    weights = output.map.float().cpu()  # (C_out, C_in / groups, k, k)
+    rgb = output.extras.get("rgb_tiles")
+    channels = list(range(min(MAX_TILES, weights.shape[0])))
+    tiles = []
+    for c in channels:
+        if rgb is not None:
+            pixels = rgb[c].float().cpu().permute(1, 2, 0).numpy()  # (k, k, 3) in [0, 1]
+            tiles.append(Image.fromarray((pixels * 255 + 0.5).astype(np.uint8)))
+        else:  # deeper filters: the mean over input channels, signed, zero = neutral
+            tiles.append(render.heatmap_image(weights[c].mean(dim=0), "coolwarm"))
+    png = _sheet(tiles, [str(c) for c in channels], tile_size=64)
+    body = api.FiltersResponse(
+        model=model.name,
+        layer=str(output.extras.get("layer", result.layer)),
+        shape=list(weights.shape),
+        channels=channels,
+        tiles_png=b64(png),
+        elapsed_ms=_elapsed(started),
+    )
+    return body, png
