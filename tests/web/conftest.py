@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.web.offline import OFFLINE_FLAG
+
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 CHROMIUM_FLAGS = (
     "--headless",
@@ -18,6 +20,7 @@ CHROMIUM_FLAGS = (
     "--no-first-run",
     "--disable-dev-shm-usage",
     "--window-size=1280,1000",
+    OFFLINE_FLAG,
 )
 
 
@@ -27,7 +30,7 @@ def _find(names: tuple[str, ...]) -> str | None:
 
 @pytest.fixture(scope="package")
 def browser() -> Iterator[object]:
-    """Headless Chromium driven by chromedriver; skips only when either is not installed."""
+    """Headless Chromium via chromedriver, offline but for loopback; skips if not installed."""
     chromium, chromedriver = _find(CHROMIUM_NAMES), _find(("chromedriver",))
     if chromium is None or chromedriver is None:
         missing = " and ".join(
