@@ -1,4 +1,6 @@
-"""/docs (Swagger UI) and /redoc served from the package's own assets: they work offline."""
+"""/docs: Swagger UI served from the package's own assets, so that it works offline.
+
+ReDoc stays off: even its bundled build loads its logo from the vendor's CDN."""
 
 from __future__ import annotations
 
@@ -7,20 +9,19 @@ from pathlib import Path
 import fastapi_offline
 from fastapi import FastAPI
 from fastapi.openapi.docs import (
-    get_redoc_html,
     get_swagger_ui_html,
     get_swagger_ui_oauth2_redirect_html,
 )
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-# fastapi-offline ships Swagger UI 5 (OpenAPI 3.1) and ReDoc; only its static files are used.
+# fastapi-offline ships Swagger UI 5 (it reads OpenAPI 3.1); only its static files are used.
 ASSETS = Path(fastapi_offline.__file__).resolve().parent / "static"
 ASSETS_URL = "/static/docs"
 
 
 def install_offline_docs(app: FastAPI) -> None:
-    """Serve /docs and /redoc from same-origin assets; build the app with docs_url=None and
+    """Serve /docs from same-origin assets; build the app with docs_url=None and
     redoc_url=None so that FastAPI's CDN pages are not registered."""
     title = f"{app.title} API"
     openapi_url = app.openapi_url or "/openapi.json"
@@ -41,13 +42,3 @@ def install_offline_docs(app: FastAPI) -> None:
     @app.get(redirect_url, include_in_schema=False)
     def swagger_ui_redirect() -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
-
-    @app.get("/redoc", include_in_schema=False)
-    def redoc() -> HTMLResponse:
-        return get_redoc_html(
-            openapi_url=openapi_url,
-            title=title,
-            redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
-            redoc_favicon_url=f"{ASSETS_URL}/favicon.png",
-            with_google_fonts=False,
-        )
