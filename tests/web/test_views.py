@@ -87,6 +87,7 @@ def test_activation_max_synthesizes_an_image_for_the_class(browser: Any, server_
     assert "class Egyptian cat (285" in driver.find_element(By.ID, "act-summary").text
     assert driver.execute_script("return document.getElementById('act-image').naturalWidth") == 224
     assert driver.find_element(By.ID, "act-caption").text.startswith("The model sees: ")
+    assert driver.find_element(By.ID, "activation-button").is_enabled()  # ready to run again
     _done(driver, server_url)
 
 
@@ -117,6 +118,7 @@ def test_filters_tiles_of_the_first_convolution_with_gaps(browser: Any, server_u
     tiles = driver.find_elements(By.CSS_SELECTOR, "#filters-tiles .tile")
     assert [t.text for t in tiles] == [str(c) for c in range(32)]
     _assert_gaps(tiles)
+    assert driver.find_element(By.ID, "filters-button").is_enabled()
     _done(driver, server_url)
 
 

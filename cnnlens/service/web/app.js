@@ -224,6 +224,8 @@ function updateControls() {
   $("explain-button").disabled = !state.file || chosenMethods().length === 0;
   $("adversarial-button").disabled = !state.file;
   $("features-button").disabled = !state.file;
+  $("activation-button").disabled = false;
+  $("filters-button").disabled = false;
   $("compare-button").disabled = !state.file || chosen("compare-methods").length === 0;
   $("audit-button").disabled = !$("audit-archive").files.length || chosen("audit-methods").length === 0;
 }
