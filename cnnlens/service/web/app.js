@@ -498,7 +498,7 @@ async function explain(event) {
   form.append("output", "overlay,heatmap,array");
   await run("explain", $("explain-button"), async () => {
     const body = await api("/v1/explain", { method: "POST", body: form });
-    await showResults(body);
+    await showResults(body, params);
   });
 }
 
@@ -562,12 +562,13 @@ function downloadLink(text, description, dataUrl, filename) {
 
 // The heatmap drawn on the page: from the raw map with jet (the API overlay's colours) when
 // the answer has it, else the API's heatmap PNG.
-async function heatmapOf(item) {
+async function heatmapOf(item, params = {}) {
   if (!item.array) return { heatmap: await loadImage(png(item.heatmap_png)), scale: null };
   let map = to2d(decodeArray(item.array));
   const occlusion = item.method === "occlusion";
   if (occlusion) {
-    const stride = Number((state.methods.get("occlusion")?.params?.properties?.stride || {}).default || 8);
+    const schema = state.methods.get("occlusion")?.params?.properties?.stride || {};
+    const stride = Number((params.occlusion || {}).stride || schema.default || 8);
     const modelSide = state.model ? state.model.input_size[0] : 224;
     map = smooth(map, Math.round((stride / 2) * (map.height / modelSide)));
   }
@@ -579,14 +580,14 @@ async function heatmapOf(item) {
   return { heatmap: canvas, scale };
 }
 
-async function showResults(body) {
+async function showResults(body, params = {}) {
   showPredictions(body.predictions);
   const gallery = $("gallery");
   gallery.replaceChildren();
   state.views = [];
   for (const item of body.explanations) {
     const method = state.methods.get(item.method) || { title: item.method };
-    const { heatmap, scale } = await heatmapOf(item);
+    const { heatmap, scale } = await heatmapOf(item, params);
     const heatmapUrl = png(item.heatmap_png);
     const overlayUrl = png(item.overlay_png);
     const figure = document.createElement("figure");
