@@ -9,7 +9,7 @@ PORT ?= 8000
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: serve test lint typecheck pytest fuzz bench loadtest soak clean install install-dev
+.PHONY: serve test lint typecheck pytest fuzz bench loadtest soak screenshots clean install install-dev
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ loadtest: $(STAMP_DEV)
 
 soak: $(STAMP_DEV)
 	$(PY) -m benchmarks.soak
+
+# docs/screenshots/*.png: every view of the web page, in headless Chromium with the network off.
+screenshots: $(STAMP_DEV)
+	$(PY) -m tests.web.screenshots
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 import cnnlens
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.service.deps import require_api_key
+from cnnlens.service.docs import install_offline_docs
 from cnnlens.service.errors import install_error_handlers
 from cnnlens.service.metrics import Metrics
 from cnnlens.service.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -49,7 +50,10 @@ def create_app(
         description="Explains what image CNNs see: heatmaps, adversarial inputs, "
         "activation maximization, feature maps and filters.",
         lifespan=lifespan,
+        docs_url=None,  # served offline by install_offline_docs
+        redoc_url=None,
     )
+    install_offline_docs(app)
     app.state.settings = settings
     install_error_handlers(app)
     for name in PUBLIC_ROUTERS:

@@ -146,10 +146,17 @@ class _DisconnectWatch:
 
 
 def _route_template(scope: Scope) -> str:
-    """The matched route's path template (bounded label values), or "unmatched"."""
+    """The matched route's path template (bounded label values), "/web/{path}" for a file of
+    a mounted static directory, or "unmatched"."""
     route: Any = scope.get("route")
     path = getattr(route, "path", None)
-    return str(path) if path else "unmatched"
+    if path:
+        return str(path)
+    if "app_root_path" in scope:  # set by a Mount's match: root_path grew by the mount's path
+        mount = str(scope.get("root_path", ""))[len(str(scope["app_root_path"])) :]
+        if mount:
+            return f"{mount}/{{path}}"
+    return "unmatched"
 
 
 class BodyLimitMiddleware:

@@ -1,9 +1,9 @@
-"""GET /healthz (alive: always 200) and GET /readyz (503 until every model is loaded and warm)."""
+"""GET and HEAD /healthz (alive: always 200), GET /readyz (503 until the models are warm)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from cnnlens.api.models import Health
 from cnnlens.service.deps import StateDep
@@ -25,6 +25,12 @@ def _health(state: ServiceState, status: str) -> Health:
 @router.get("/healthz", response_model=Health)
 def healthz(state: StateDep) -> Health:
     return _health(state, "ok")
+
+
+@router.head("/healthz", include_in_schema=False)
+def healthz_head() -> Response:
+    """Load balancers probe with HEAD: alive, no body."""
+    return Response(status_code=200)
 
 
 @router.get(

@@ -1,4 +1,4 @@
-"""GET /: the web page (cnnlens/service/web/index.html), when it is installed."""
+"""GET and HEAD /: the web page (cnnlens/service/web/index.html), when it is installed."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ WEB_DIRECTORY = Path(__file__).resolve().parent.parent / "web"
 router = APIRouter(tags=["web"])
 
 
-@router.get(
+@router.api_route(
     "/",
+    methods=["GET", "HEAD"],
     response_class=FileResponse,
     include_in_schema=False,
 )

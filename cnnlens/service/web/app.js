@@ -1,5 +1,6 @@
-// The cnnlens web page: upload an image, explain it through POST /v1/explain, and blend
-// each heatmap over the original on a canvas (so the opacity slider needs no new request).
+// The cnnlens web page: one view per front of the API (explain, adversarial, activation
+// maximization, feature maps, filters, compare, audits). Maps are drawn from the raw arrays
+// with the API's own jet colormap, so the opacity slider and the legend need no new request.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -10,6 +11,25 @@ const state = {
   methods: new Map(),  // name -> method info from GET /v1/methods
   model: null,         // GET /v1/models/{name}
   views: [],           // [{canvas, heatmap, width, height}] for the opacity slider
+  view: "explain",
+  auditTimer: null,
+};
+
+// Which shared controls each view uses.
+const VIEW_USES = {
+  explain: ["image", "target", "layer"],
+  adversarial: ["image", "target"],
+  activation: ["target", "layer"],
+  features: ["image", "layer"],
+  filters: [],
+  compare: ["image", "target", "layer"],
+  audit: [],
+};
+
+// Method names by kind when GET /v1/methods says no kind of the four (older services).
+const KNOWN_KINDS = {
+  adversarial: "image", activation_max: "activation", feature_maps: "activation",
+  filters: "weights",
 };
 
 class ApiError extends Error {
@@ -73,8 +93,27 @@ function clearError() {
   $("error").replaceChildren();
 }
 
-function setStatus(text) {
-  $("status").textContent = text;
+function setStatus(text, view = "explain") {
+  $(view === "explain" ? "status" : `${view}-status`).textContent = text;
+}
+
+// ---------- views ----------
+
+function showView(name) {
+  state.view = name;
+  for (const tab of document.querySelectorAll('[role="tab"]')) {
+    tab.setAttribute("aria-selected", String(tab.dataset.view === name));
+  }
+  for (const element of document.querySelectorAll(".view-form, .view")) {
+    element.hidden = element.dataset.view !== name;
+  }
+  const uses = VIEW_USES[name];
+  for (const field of document.querySelectorAll("[data-uses]")) {
+    field.hidden = !uses.includes(field.dataset.uses);
+  }
+  document.body.dataset.view = name;
+  clearError();
+  updateControls();
 }
 
 // ---------- models, methods, layers, classes ----------
@@ -91,6 +130,10 @@ async function loadModels() {
   await loadModel(select.value);
 }
 
+function layerLabel(layer, isDefault) {
+  return `${layer.name} (${layer.output_shape.join("×")})${isDefault ? " default" : ""}`;
+}
+
 async function loadModel(name) {
   state.model = await api(`/v1/models/${encodeURIComponent(name)}`);
   const model = state.model;
@@ -98,57 +141,93 @@ async function loadModel(name) {
     `${model.num_classes} classes, input ${model.input_size.join("×")}, weights: ${model.weights_source}`;
   const layers = $("layer-select");
   layers.replaceChildren();
+  const convs = $("filters-layer");
+  convs.replaceChildren(new Option("first convolution (RGB)", ""));
   for (const layer of model.layers) {
     if (!layer.output_shape || layer.output_shape.length !== 3) continue; // spatial layers only
     const isDefault = layer.name === model.default_layer;
-    const label = `${layer.name} — ${layer.type} ${layer.output_shape.join("×")}` +
-      (isDefault ? " (default)" : "");
-    const option = new Option(label, layer.name, isDefault, isDefault);
+    const option = new Option(layerLabel(layer, isDefault), layer.name, isDefault, isDefault);
+    option.title = `${layer.name} — ${layer.type}`;
     layers.append(option);
+    if (/conv/i.test(layer.type)) convs.append(new Option(layerLabel(layer, false), layer.name));
   }
+  // The model's own labels (a configured model brings its own categories).
   const classes = $("categories-list");
   classes.replaceChildren(
-    ...model.categories.map((label, index) => new Option(`${index}: ${label}`)),
+    ...(model.categories || []).map((label, index) => new Option(`${index}: ${label}`)),
   );
   $("target-input").value = "";
 }
 
+function methodKind(method) {
+  if (["map", "image", "activation", "weights"].includes(method.kind)) return method.kind;
+  if (KNOWN_KINDS[method.name]) return KNOWN_KINDS[method.name];
+  return (method.route || "/v1/explain") === "/v1/explain" ? "map" : "image";
+}
+
+function methodBox(method, prefix, checked, onChange) {
+  const id = `${prefix}${method.name}`;
+  const row = document.createElement("div");
+  row.className = "method";
+  const box = document.createElement("input");
+  Object.assign(box, { type: "checkbox", id, name: "method", value: method.name });
+  box.checked = checked;
+  box.addEventListener("change", onChange);
+  const label = document.createElement("label");
+  label.htmlFor = id;
+  label.textContent = method.title || method.name;
+  label.title = method.paper || "";
+  row.append(box, label);
+  return row;
+}
+
 async function loadMethods() {
   const body = await api("/v1/methods");
-  const list = $("methods-list");
-  list.replaceChildren();
+  const lists = [
+    [$("methods-list"), "method-", ["grad_cam"]],
+    [$("compare-methods"), "compare-method-", ["saliency", "grad_cam"]],
+    [$("audit-methods"), "audit-method-", ["grad_cam"]],
+  ];
+  for (const [list] of lists) list.replaceChildren();
   for (const method of body.methods) {
-    // Methods with routes of their own (adversarial, activation maximization, ...) do not
-    // produce a map of this image.
-    if ((method.route || "/v1/explain") !== "/v1/explain") continue;
     state.methods.set(method.name, method);
-    const id = `method-${method.name}`;
-    const row = document.createElement("div");
-    row.className = "method";
-    const box = document.createElement("input");
-    Object.assign(box, { type: "checkbox", id, name: "method", value: method.name });
-    box.checked = method.name === "grad_cam";
-    box.addEventListener("change", updateControls);
-    const label = document.createElement("label");
-    label.htmlFor = id;
-    label.textContent = method.title || method.name;
-    label.title = method.paper || "";
-    row.append(box, label);
-    list.append(row);
+    if (methodKind(method) !== "map") continue; // the others have views of their own
+    for (const [list, prefix, defaults] of lists) {
+      list.append(methodBox(method, prefix, defaults.includes(method.name), updateControls));
+    }
   }
   updateControls();
 }
 
-function chosenMethods() {
-  return [...document.querySelectorAll('#methods-list input[name="method"]:checked')]
+function chosen(listId) {
+  return [...document.querySelectorAll(`#${listId} input[name="method"]:checked`)]
     .map((box) => box.value);
 }
 
+function chosenMethods() {
+  return chosen("methods-list");
+}
+
 function updateControls() {
-  const methods = chosenMethods().map((name) => state.methods.get(name) || {});
-  $("layer-select").disabled = !methods.some((m) => m.uses_layer);
-  $("target-input").disabled = methods.length > 0 && !methods.some((m) => m.uses_target);
-  $("explain-button").disabled = !state.file || methods.length === 0;
+  const view = state.view;
+  let usesLayer = VIEW_USES[view].includes("layer");
+  let usesTarget = VIEW_USES[view].includes("target");
+  if (view === "explain" || view === "compare") {
+    const list = view === "explain" ? "methods-list" : "compare-methods";
+    const methods = chosen(list).map((name) => state.methods.get(name) || {});
+    usesLayer = methods.some((m) => m.uses_layer);
+    usesTarget = methods.length === 0 || methods.some((m) => m.uses_target);
+  }
+  if (view === "activation") usesLayer = $("act-channel").value.trim() !== "";
+  $("layer-select").disabled = !usesLayer;
+  $("target-input").disabled = !usesTarget;
+  $("explain-button").disabled = !state.file || chosenMethods().length === 0;
+  $("adversarial-button").disabled = !state.file;
+  $("features-button").disabled = !state.file;
+  $("activation-button").disabled = false;
+  $("filters-button").disabled = false;
+  $("compare-button").disabled = !state.file || chosen("compare-methods").length === 0;
+  $("audit-button").disabled = !$("audit-archive").files.length || chosen("audit-methods").length === 0;
 }
 
 // ---------- the image ----------
@@ -198,7 +277,7 @@ function setUpDropZone() {
   $("image-input").addEventListener("change", (event) => chooseFile(event.target.files[0]));
 }
 
-// ---------- explain ----------
+// ---------- shared form pieces ----------
 
 function parseTarget(text) {
   const value = text.trim();
@@ -207,54 +286,65 @@ function parseTarget(text) {
   return indexed ? indexed[1] : value;
 }
 
-async function explain(event) {
-  event.preventDefault();
-  clearError();
-  const methods = chosenMethods();
-  if (!state.file || methods.length === 0) return;
+function baseForm({ image = true, target = true, layer = true } = {}) {
   const form = new FormData();
-  form.append("image", state.file, state.file.name);
+  if (image) form.append("image", state.file, state.file.name);
   form.append("model", $("model-select").value);
-  for (const name of methods) form.append("method", name);
-  const target = $("target-input").disabled ? null : parseTarget($("target-input").value);
-  if (target !== null) form.append("target", target);
-  if (!$("layer-select").disabled && $("layer-select").value) {
+  const chosenTarget = target && !$("target-input").disabled
+    ? parseTarget($("target-input").value) : null;
+  if (chosenTarget !== null) form.append("target", chosenTarget);
+  if (layer && !$("layer-select").disabled && $("layer-select").value) {
     form.append("layer", $("layer-select").value);
   }
-  const params = $("params-input").value.trim();
-  if (params) {
-    try {
-      JSON.parse(params);
-    } catch (error) {
-      showError({ code: "invalid_params", message: `The parameters are not valid JSON: ${error.message}` });
-      $("params-input").focus();
-      return;
-    }
-    form.append("params", params);
-  }
-  form.append("output", "overlay,heatmap");
+  return form;
+}
 
-  const button = $("explain-button");
+// The Advanced box: JSON keyed by method. Returns null (and shows why) when it is not JSON.
+function advancedParams() {
+  const text = $("params-input").value.trim();
+  if (!text) return {};
+  try {
+    const parsed = JSON.parse(text);
+    if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) return parsed;
+    throw new Error("expected an object keyed by method");
+  } catch (error) {
+    showError({ code: "invalid_params", message: `The parameters are not valid JSON: ${error.message}` });
+    $("params-input").focus();
+    return null;
+  }
+}
+
+// Runs one view's request with its button disabled and its status line kept up to date.
+async function run(view, button, work) {
+  clearError();
   button.disabled = true;
-  $("results").setAttribute("aria-busy", "true");
-  setStatus("Explaining…");
+  const results = document.querySelector(`.view[data-view="${view}"]`);
+  results.setAttribute("aria-busy", "true");
+  setStatus("Working…", view);
   const started = performance.now();
   try {
-    const body = await api("/v1/explain", { method: "POST", body: form });
-    await showResults(body);
-    setStatus(`Done in ${Math.round(performance.now() - started)} ms.`);
-    $("results-heading").focus();
+    await work();
+    setStatus(`Done in ${Math.round(performance.now() - started)} ms.`, view);
+    results.querySelector("h2").focus();
   } catch (error) {
-    setStatus("");
+    setStatus("", view);
     showError(error);
   } finally {
-    button.disabled = false;
-    $("results").removeAttribute("aria-busy");
+    results.removeAttribute("aria-busy");
     updateControls();
   }
 }
 
-// ---------- results ----------
+function showBody(view) {
+  const section = document.querySelector(`.view[data-view="${view}"]`);
+  const empty = section.querySelector(".empty");
+  if (empty) empty.hidden = true;
+  section.querySelector(".result-body").hidden = false;
+}
+
+const png = (b64) => `data:image/png;base64,${b64}`;
+const percent = (p) => `${(100 * p).toFixed(1)}%`;
+const classText = (c) => `${c.label} (${c.index}, ${percent(c.probability)})`;
 
 function loadImage(source) {
   return new Promise((resolve, reject) => {
@@ -265,12 +355,154 @@ function loadImage(source) {
   });
 }
 
-function percent(probability) {
-  return `${(100 * probability).toFixed(1)}%`;
+function cell(row, text, header = false) {
+  const element = document.createElement(header ? "th" : "td");
+  if (header) element.scope = "row";
+  element.textContent = text;
+  row.append(element);
 }
 
-function showPredictions(predictions) {
-  const list = $("predictions");
+const fixed = (v, digits = 3) => (v === null || v === undefined ? "—" : Number(v).toFixed(digits));
+
+// ---------- colour: the API's jet (cnnlens/render.py), a legend with range and sign ----------
+
+const JET = [[0, 0, 0, 128], [0.125, 0, 0, 255], [0.375, 0, 255, 255], [0.625, 255, 255, 0],
+  [0.875, 255, 0, 0], [1, 128, 0, 0]];
+
+const JET_TABLE = (() => {
+  const table = new Uint8ClampedArray(256 * 3);
+  for (let i = 0; i < 256; i++) {
+    const x = i / 255;
+    let k = 0;
+    while (k < JET.length - 2 && x > JET[k + 1][0]) k++;
+    const [x0, ...c0] = JET[k];
+    const [x1, ...c1] = JET[k + 1];
+    const t = (x - x0) / (x1 - x0);
+    for (let c = 0; c < 3; c++) table[3 * i + c] = Math.round(c0[c] + t * (c1[c] - c0[c]));
+  }
+  return table;
+})();
+
+function decodeArray(payload) {
+  const bytes = Uint8Array.from(atob(payload.data), (c) => c.charCodeAt(0));
+  if (payload.dtype !== "float32") throw new Error(`unexpected map dtype ${payload.dtype}`);
+  return { values: new Float32Array(bytes.buffer), shape: payload.shape };
+}
+
+// (H, W) or (C, H, W) -> (H, W): colour maps reduce by max |value| (as render.to_2d does).
+function to2d({ values, shape }) {
+  if (shape.length === 2) return { values, height: shape[0], width: shape[1] };
+  const [channels, height, width] = shape;
+  const n = height * width;
+  if (channels === 1) return { values: values.subarray(0, n), height, width };
+  const out = new Float32Array(n);
+  for (let c = 0; c < channels; c++) {
+    for (let i = 0; i < n; i++) out[i] = Math.max(out[i], Math.abs(values[c * n + i]));
+  }
+  return { values: out, height, width };
+}
+
+function percentile(values, q) {
+  const sorted = Float32Array.from(values).sort();
+  return sorted[Math.min(sorted.length - 1, Math.floor((q / 100) * (sorted.length - 1)))];
+}
+
+// Box blur (three passes approximate a Gaussian): occlusion's windows overlap by the stride,
+// so its map is blocky at pixel level; this shows the response, not the window grid.
+function smooth(map, radius) {
+  if (radius < 1) return map;
+  const { width, height } = map;
+  let src = Float32Array.from(map.values);
+  let dst = new Float32Array(src.length);
+  for (let pass = 0; pass < 3; pass++) {
+    for (const horizontal of [true, false]) {
+      const [outer, inner] = horizontal ? [height, width] : [width, height];
+      for (let o = 0; o < outer; o++) {
+        let sum = 0, count = 0;
+        const at = (i) => (horizontal ? o * width + i : i * width + o);
+        for (let i = 0; i < Math.min(radius, inner); i++) { sum += src[at(i)]; count++; }
+        for (let i = 0; i < inner; i++) {
+          if (i + radius < inner) { sum += src[at(i + radius)]; count++; }
+          if (i - radius - 1 >= 0) { sum -= src[at(i - radius - 1)]; count--; }
+          dst[at(i)] = sum / count;
+        }
+      }
+      [src, dst] = [dst, src];
+    }
+  }
+  return { ...map, values: src };
+}
+
+// Colour scaling as the API's: non-negative maps from 0 to a clipped top; signed maps around a
+// neutral zero. Occlusion is scaled by its maximum, unclipped, so only its peak saturates.
+function colourMap(map, clip) {
+  const { values, width, height } = map;
+  let min = Infinity, max = -Infinity;
+  for (const v of values) { if (v < min) min = v; if (v > max) max = v; }
+  const signed = min < 0;
+  const abs = signed ? values.map(Math.abs) : values;
+  const top = (clip ? percentile(abs, 99.5) : Math.max(Math.abs(min), Math.abs(max))) ||
+    Math.max(Math.abs(min), Math.abs(max)) || 1;
+  const image = new ImageData(width, height);
+  for (let i = 0; i < values.length; i++) {
+    const unit = signed ? 0.5 + values[i] / (2 * top) : values[i] / top;
+    const k = Math.max(0, Math.min(255, Math.round(unit * 255)));
+    image.data.set(JET_TABLE.subarray(3 * k, 3 * k + 3), 4 * i);
+    image.data[4 * i + 3] = 255;
+  }
+  return { image, min, max, top, signed };
+}
+
+function legend(scale) {
+  const wrap = document.createElement("div");
+  wrap.className = "legend";
+  const bar = document.createElement("canvas");
+  bar.width = 256;
+  bar.height = 10;
+  bar.setAttribute("role", "img");
+  const context = bar.getContext("2d");
+  for (let k = 0; k < 256; k++) {
+    context.fillStyle = `rgb(${JET_TABLE[3 * k]},${JET_TABLE[3 * k + 1]},${JET_TABLE[3 * k + 2]})`;
+    context.fillRect(k, 0, 1, 10);
+  }
+  const labels = document.createElement("div");
+  labels.className = "legend-labels";
+  const ends = scale.signed
+    ? [`−${scale.top.toPrecision(3)}`, "0", `+${scale.top.toPrecision(3)}`]
+    : ["0", `${scale.top.toPrecision(3)}`];
+  for (const text of ends) {
+    const span = document.createElement("span");
+    span.textContent = text;
+    labels.append(span);
+  }
+  const range = document.createElement("p");
+  range.className = "legend-range";
+  range.textContent = `${scale.signed ? "signed (blue negative, red positive)" : "non-negative"}` +
+    ` · range ${scale.min.toPrecision(3)} … ${scale.max.toPrecision(3)}`;
+  bar.setAttribute("aria-label", `Colour scale: ${range.textContent}`);
+  wrap.append(bar, labels, range);
+  return wrap;
+}
+
+// ---------- explain ----------
+
+async function explain(event) {
+  event.preventDefault();
+  const methods = chosenMethods();
+  if (!state.file || methods.length === 0) return;
+  const params = advancedParams();
+  if (params === null) return;
+  const form = baseForm();
+  for (const name of methods) form.append("method", name);
+  if (Object.keys(params).length) form.append("params", JSON.stringify(params));
+  form.append("output", "overlay,heatmap,array");
+  await run("explain", $("explain-button"), async () => {
+    const body = await api("/v1/explain", { method: "POST", body: form });
+    await showResults(body, params);
+  });
+}
+
+function showPredictions(predictions, list = $("predictions")) {
   list.replaceChildren();
   for (const prediction of predictions) {
     const item = document.createElement("li");
@@ -328,16 +560,36 @@ function downloadLink(text, description, dataUrl, filename) {
   return link;
 }
 
-async function showResults(body) {
+// The heatmap drawn on the page: from the raw map with jet (the API overlay's colours) when
+// the answer has it, else the API's heatmap PNG.
+async function heatmapOf(item, params = {}) {
+  if (!item.array) return { heatmap: await loadImage(png(item.heatmap_png)), scale: null };
+  let map = to2d(decodeArray(item.array));
+  const occlusion = item.method === "occlusion";
+  if (occlusion) {
+    const schema = state.methods.get("occlusion")?.params?.properties?.stride || {};
+    const stride = Number((params.occlusion || {}).stride || schema.default || 8);
+    const modelSide = state.model ? state.model.input_size[0] : 224;
+    map = smooth(map, Math.round((stride / 2) * (map.height / modelSide)));
+  }
+  const scale = colourMap(map, !occlusion);
+  const canvas = document.createElement("canvas");
+  canvas.width = map.width;
+  canvas.height = map.height;
+  canvas.getContext("2d").putImageData(scale.image, 0, 0);
+  return { heatmap: canvas, scale };
+}
+
+async function showResults(body, params = {}) {
   showPredictions(body.predictions);
   const gallery = $("gallery");
   gallery.replaceChildren();
   state.views = [];
   for (const item of body.explanations) {
     const method = state.methods.get(item.method) || { title: item.method };
-    const heatmapUrl = `data:image/png;base64,${item.heatmap_png}`;
-    const overlayUrl = `data:image/png;base64,${item.overlay_png}`;
-    const heatmap = await loadImage(heatmapUrl);
+    const { heatmap, scale } = await heatmapOf(item, params);
+    const heatmapUrl = png(item.heatmap_png);
+    const overlayUrl = png(item.overlay_png);
     const figure = document.createElement("figure");
     figure.className = "explanation";
     figure.dataset.method = item.method;
@@ -354,15 +606,15 @@ async function showResults(body) {
     const details = document.createElement("span");
     details.className = "details";
     const parts = [];
-    if (item.target) parts.push(`target: ${item.target.label} (${item.target.index}, ${percent(item.target.probability)})`);
+    if (item.target) parts.push(`target: ${classText(item.target)}`);
     if (item.layer) parts.push(`layer: ${item.layer}`);
     parts.push(`${Math.round(item.elapsed_ms)} ms`);
     details.textContent = parts.join(" · ");
     const name = `${fileStem()}_${item.method}${item.target ? `_${item.target.index}` : ""}`;
     const downloads = document.createElement("div");
     downloads.className = "downloads";
-    // "view": the canvas as shown, at the slider's opacity (rendered when clicked).
     const methodTitle = method.title || item.method;
+    // "view": the canvas as shown, at the slider's opacity (rendered when clicked).
     const view = downloadLink("⤓ View", `Download the ${methodTitle} view at the chosen opacity`,
       "#", `${name}_view.png`);
     view.classList.add("download-view");
@@ -372,7 +624,9 @@ async function showResults(body) {
       downloadLink("⤓ Heatmap", `Download the ${methodTitle} heatmap`, heatmapUrl, `${name}_heatmap.png`),
       view,
     );
-    caption.append(title, details, downloads);
+    caption.append(title, details);
+    if (scale) caption.append(legend(scale));
+    caption.append(downloads);
     figure.append(canvas, caption);
     gallery.append(figure);
     const shown = { canvas, heatmap, width: item.width, height: item.height };
@@ -384,11 +638,275 @@ async function showResults(body) {
   $("results-body").hidden = false;
 }
 
+// ---------- adversarial ----------
+
+async function adversarial(event) {
+  event.preventDefault();
+  if (!state.file) return;
+  const params = {
+    attack: $("adv-attack").value,
+    epsilon: Number($("adv-epsilon").value),
+    steps: Number($("adv-steps").value),
+  };
+  const goal = parseTarget($("adv-goal").value);
+  if (goal !== null) params.adversarial_target = goal;
+  const form = baseForm({ layer: false });
+  form.append("params", JSON.stringify(params));
+  await run("adversarial", $("adversarial-button"), async () => {
+    const body = await api("/v1/adversarial", { method: "POST", body: form });
+    $("adv-original").src = state.original ? state.original.src : "";
+    // The API answers at the model's input size; shown at the photo's aspect, not squashed.
+    const aspect = body.image.width / body.image.height;
+    for (const id of ["adv-image", "adv-perturbation"]) $(id).style.aspectRatio = String(aspect);
+    $("adv-image").src = png(body.adversarial_png);
+    $("adv-perturbation").src = png(body.perturbation_png);
+    $("adv-before").textContent = `Before: ${classText(body.original)}`;
+    $("adv-after").textContent = `After: ${classText(body.adversarial)}`;
+    $("adv-perturbation-caption").textContent =
+      `Perturbation, magnified (largest change ${body.linf.toFixed(2)} / 255)`;
+    const aim = body.adversarial_target ? `, aiming for ${classText(body.adversarial_target)}` : "";
+    $("adv-summary").textContent = `${body.success ? "The prediction changed" : "The prediction held"}` +
+      ` under ${params.attack.toUpperCase()} with ε = ${params.epsilon}${aim}.`;
+    $("adversarial-results").dataset.success = String(body.success);
+    showBody("adversarial");
+  });
+}
+
+// ---------- activation maximization ----------
+
+async function activationMax(event) {
+  event.preventDefault();
+  const params = { steps: Number($("act-steps").value) };
+  const channel = $("act-channel").value.trim();
+  if (channel !== "") params.channel = Number(channel);
+  const form = baseForm({ image: false, target: channel === "", layer: channel !== "" });
+  if (channel === "" && !form.has("target")) {
+    // a class to maximize: the first one unless the user chose one
+    form.append("target", parseTarget($("target-input").value) || "0");
+  }
+  form.append("params", JSON.stringify(params));
+  await run("activation", $("activation-button"), async () => {
+    const body = await api("/v1/activation-max", { method: "POST", body: form });
+    $("act-image").src = png(body.image_png);
+    const what = body.target ? `class ${classText(body.target)}` : `channel ${body.channel} of ${body.layer}`;
+    $("act-image").alt = `An image synthesized to maximize ${what}`;
+    $("act-summary").textContent = `Maximizes ${what}; objective ${body.score.toFixed(3)}.`;
+    $("act-caption").textContent = `The model sees: ${classText(body.top1)}`;
+    showBody("activation");
+  });
+}
+
+// ---------- feature maps and filters: the API's sheet cut into tiles with gaps ----------
+
+// render.grid lays tiles in ceil(sqrt(n)) columns, each with an 18 px caption strip above.
+const CAPTION_PX = 18;
+
+// `aspect` (width / height) restores a photo's shape: render.grid squares every tile.
+async function cutSheet(b64, labels, container, describe, { columns = 0, aspect = 1 } = {}) {
+  const sheet = await loadImage(png(b64));
+  const perRow = columns || Math.max(1, Math.ceil(Math.sqrt(labels.length)));
+  const rows = Math.ceil(labels.length / perRow);
+  const cellWidth = sheet.naturalWidth / perRow;
+  const cellHeight = sheet.naturalHeight / rows;
+  const side = cellHeight - CAPTION_PX;
+  container.replaceChildren();
+  labels.forEach((label, index) => {
+    const [row, column] = [Math.floor(index / perRow), index % perRow];
+    const figure = document.createElement("figure");
+    figure.className = "tile";
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.round(side * aspect);
+    canvas.height = side;
+    canvas.style.aspectRatio = String(aspect);
+    canvas.getContext("2d").drawImage(sheet, column * cellWidth, row * cellHeight + CAPTION_PX,
+      side, side, 0, 0, canvas.width, canvas.height);
+    canvas.setAttribute("role", "img");
+    canvas.setAttribute("aria-label", describe(label));
+    const caption = document.createElement("figcaption");
+    caption.textContent = label;
+    figure.append(canvas, caption);
+    container.append(figure);
+  });
+}
+
+async function featureMaps(event) {
+  event.preventDefault();
+  if (!state.file) return;
+  const form = baseForm({ target: false });
+  form.append("params", JSON.stringify({ top_k: Number($("feat-topk").value) }));
+  await run("features", $("features-button"), async () => {
+    const body = await api("/v1/feature-maps", { method: "POST", body: form });
+    const channels = body.top_channels;
+    $("feat-summary").textContent =
+      `Layer ${body.layer} (${body.shape.join("×")}): the ${channels.length} strongest channels by mean activation.`;
+    await cutSheet(body.grid_png, channels.map((c) => `#${c.channel}`), $("feat-tiles"),
+      (label) => `Activation map of channel ${label}`);
+    const table = $("feat-table");
+    table.replaceChildren();
+    for (const c of channels) {
+      const row = document.createElement("tr");
+      cell(row, String(c.channel), true);
+      cell(row, fixed(c.mean));
+      cell(row, fixed(c.max));
+      table.append(row);
+    }
+    showBody("features");
+  });
+}
+
+async function filters(event) {
+  event.preventDefault();
+  const form = new FormData();
+  form.append("model", $("model-select").value);
+  if ($("filters-layer").value) form.append("layer", $("filters-layer").value);
+  await run("filters", $("filters-button"), async () => {
+    const body = await api("/v1/filters", { method: "POST", body: form });
+    $("filters-summary").textContent =
+      `${body.layer}: weights ${body.shape.join("×")}, ${body.channels.length} filters shown.`;
+    await cutSheet(body.tiles_png, body.channels.map(String), $("filters-tiles"),
+      (label) => `Filter ${label}`);
+    showBody("filters");
+  });
+}
+
+// ---------- compare ----------
+
+async function compareMethods(event) {
+  event.preventDefault();
+  const methods = chosen("compare-methods");
+  if (!state.file || methods.length === 0) return;
+  const params = advancedParams();
+  if (params === null) return;
+  const form = baseForm();
+  for (const name of methods) form.append("method", name);
+  const chosenParams = Object.fromEntries(Object.entries(params).filter(([k]) => methods.includes(k)));
+  if (Object.keys(chosenParams).length) form.append("params", JSON.stringify(chosenParams));
+  form.append("scores", $("compare-scores").value);
+  form.append("steps", "8");
+  await run("compare", $("compare-button"), async () => {
+    const body = await api("/v1/compare", { method: "POST", body: form });
+    const image = body.images[0];
+    const titles = body.methods.map((name) => state.methods.get(name)?.title || name);
+    await cutSheet(body.grid_png, [`${image.target.label} (original)`, ...titles],
+      $("compare-grid"), (label) => `${label}, ${image.name}`,
+      { columns: titles.length + 1, aspect: image.width / image.height });
+    $("compare-summary").textContent =
+      `${image.name}: target ${classText(image.target)}, layer ${image.layer}.`;
+    const scores = $("compare-scores-table");
+    scores.replaceChildren();
+    for (const name of body.methods) {
+      const s = image.scores[name] || {};
+      const row = document.createElement("tr");
+      cell(row, state.methods.get(name)?.title || name, true);
+      cell(row, fixed(s.deletion_auc));
+      cell(row, fixed(s.insertion_auc));
+      cell(row, fixed(s.randomization_similarity));
+      scores.append(row);
+    }
+    const agreement = $("compare-agreement");
+    agreement.replaceChildren();
+    for (const pair of image.agreement) {
+      const row = document.createElement("tr");
+      cell(row, pair.methods.join(" · "), true);
+      cell(row, fixed(pair.spearman));
+      cell(row, fixed(pair.top_k_iou));
+      agreement.append(row);
+    }
+    showBody("compare");
+  });
+}
+
+// ---------- audits ----------
+
+async function submitAudit(event) {
+  event.preventDefault();
+  const archive = $("audit-archive").files[0];
+  if (!archive) return;
+  const form = new FormData();
+  form.append("archive", archive, archive.name);
+  const labels = $("audit-labels").files[0];
+  if (labels) form.append("labels", labels, labels.name);
+  form.append("model", $("model-select").value);
+  for (const name of chosen("audit-methods")) form.append("method", name);
+  clearError();
+  $("audit-button").disabled = true;
+  try {
+    const job = await api("/v1/audits", { method: "POST", body: form });
+    $("audit-report").hidden = true;
+    $("audit-table").hidden = true;
+    showBody("audit");
+    showJob(job);
+    watchAudit(job.id);
+  } catch (error) {
+    showError(error);
+    updateControls();
+  }
+}
+
+function showJob(job) {
+  const { done, total, errors, fraction } = job.progress;
+  $("audit-summary").textContent = `Job ${job.id} on ${job.model}: ${job.methods.join(", ")}.`;
+  $("audit-progress").value = fraction;
+  const eta = job.eta_s ? `, about ${Math.ceil(job.eta_s)} s left` : "";
+  $("audit-progress-text").textContent =
+    `${job.status}: ${done} of ${total} images${errors ? `, ${errors} errors` : ""}${eta}.`;
+  $("audit-results").dataset.status = job.status;
+  setStatus(job.status, "audit");
+}
+
+function watchAudit(id) {
+  clearTimeout(state.auditTimer);
+  const poll = async () => {
+    try {
+      const job = await api(`/v1/audits/${id}`);
+      showJob(job);
+      if (["queued", "running"].includes(job.status)) {
+        state.auditTimer = setTimeout(poll, 500);
+        return;
+      }
+      await showAuditResults(job);
+    } catch (error) {
+      showError(error);
+    }
+    updateControls();
+  };
+  poll();
+}
+
+async function showAuditResults(job) {
+  const report = $("audit-report");
+  report.href = job.links.report;
+  report.hidden = false;
+  if (apiHeaders()["X-API-Key"]) report.title = "The report needs the API key: open it with a client that sends it.";
+  const body = await api(job.links.results);
+  const rows = $("audit-rows");
+  rows.replaceChildren();
+  for (const record of body.results) {
+    const row = document.createElement("tr");
+    cell(row, record.name, true);
+    cell(row, record.predicted_name ? `${record.predicted_name} (${percent(record.confidence)})` : record.error || "—");
+    cell(row, (record.flags || []).join(", ") || "none");
+    rows.append(row);
+  }
+  $("audit-table").hidden = false;
+}
+
 // ---------- start ----------
 
 async function start() {
   setUpDropZone();
+  for (const tab of document.querySelectorAll('[role="tab"]')) {
+    tab.addEventListener("click", () => showView(tab.dataset.view));
+  }
   $("explain-form").addEventListener("submit", explain);
+  $("adversarial-form").addEventListener("submit", adversarial);
+  $("activation-form").addEventListener("submit", activationMax);
+  $("features-form").addEventListener("submit", featureMaps);
+  $("filters-form").addEventListener("submit", filters);
+  $("compare-form").addEventListener("submit", compareMethods);
+  $("audit-form").addEventListener("submit", submitAudit);
+  $("audit-archive").addEventListener("change", updateControls);
+  $("act-channel").addEventListener("input", updateControls);
   $("opacity").addEventListener("input", redrawAll);
   $("model-select").addEventListener("change", async (event) => {
     clearError();
@@ -399,6 +917,8 @@ async function start() {
     }
   });
   $("api-key-input").addEventListener("change", loadCatalog);
+  const initial = location.hash.replace("#", "");
+  showView(VIEW_USES[initial] ? initial : "explain");
   await loadCatalog();
 }
 

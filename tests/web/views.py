@@ -1,0 +1,139 @@
+"""Drives each view of the web page in Chromium (shared by the tests and the screenshots)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+from typing import Any
+
+TIMEOUT_S = 60  # audits and compare run real models on a small CPU
+
+
+def wait_for(driver: Any, css: str, timeout: float = TIMEOUT_S) -> Any:
+    """The first element matching `css`, once present; the console's errors when it is not."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as expected
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, timeout).until(
+            expected.presence_of_element_located((By.CSS_SELECTOR, css))
+        )
+    except TimeoutException:
+        errors = [entry["message"] for entry in driver.get_log("browser")]
+        shown = driver.find_elements(By.CSS_SELECTOR, "#error:not([hidden])")
+        detail = shown[0].text if shown else ""
+        message = f"{css!r} did not appear; page error: {detail!r}; console: {errors}"
+        raise AssertionError(message) from None
+
+
+def open_view(driver: Any, server_url: str, view: str, image: Path | None) -> None:
+    """Load the page, switch to `view` and choose `image` (when the view takes one)."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(server_url + "/")
+    wait_for(driver, "body[data-ready='true']")
+    driver.find_element(By.ID, f"tab-{view}").click()
+    wait_for(driver, f"body[data-view='{view}']")
+    if image is not None:
+        driver.find_element(By.ID, "image-input").send_keys(str(image))
+        wait_for(driver, "#preview:not([hidden])")
+
+
+def set_value(driver: Any, element_id: str, value: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    field = driver.find_element(By.ID, element_id)
+    field.clear()
+    field.send_keys(value)
+
+
+def submit(driver: Any, button_id: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as expected
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, TIMEOUT_S).until(
+        expected.element_to_be_clickable((By.ID, button_id))
+    ).click()
+
+
+def result_of(driver: Any, view: str) -> Any:
+    """The view's results once shown."""
+    return wait_for(driver, f".view[data-view='{view}'] .result-body:not([hidden])")
+
+
+def explain(driver: Any, server_url: str, image: Path, methods: list[str]) -> None:
+    from selenium.webdriver.common.by import By
+
+    open_view(driver, server_url, "explain", image)
+    for name in ("grad_cam", *methods):
+        box = driver.find_element(By.ID, f"method-{name}")
+        if box.is_selected() != (name in methods):
+            box.click()
+    submit(driver, "explain-button")
+    for name in methods:
+        wait_for(driver, f"figure[data-method='{name}'] canvas.overlay[data-ready='true']")
+
+
+def adversarial(driver: Any, server_url: str, image: Path) -> None:
+    open_view(driver, server_url, "adversarial", image)
+    set_value(driver, "adv-epsilon", "4")
+    set_value(driver, "adv-steps", "3")  # few PGD steps: a small CPU
+    submit(driver, "adversarial-button")
+    result_of(driver, "adversarial")
+    wait_for(driver, "#adv-image[src^='data:image/png']")
+
+
+def activation_max(driver: Any, server_url: str, target: str) -> None:
+    open_view(driver, server_url, "activation", None)
+    set_value(driver, "target-input", target)
+    set_value(driver, "act-steps", "8")
+    submit(driver, "activation-button")
+    result_of(driver, "activation")
+
+
+def feature_maps(driver: Any, server_url: str, image: Path) -> None:
+    open_view(driver, server_url, "features", image)
+    set_value(driver, "feat-topk", "16")
+    submit(driver, "features-button")
+    result_of(driver, "features")
+
+
+def filters(driver: Any, server_url: str) -> None:
+    open_view(driver, server_url, "filters", None)
+    submit(driver, "filters-button")
+    result_of(driver, "filters")
+
+
+def compare(driver: Any, server_url: str, image: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    open_view(driver, server_url, "compare", image)
+    Select(driver.find_element(By.ID, "compare-scores")).select_by_value("deletion,insertion")
+    submit(driver, "compare-button")
+    result_of(driver, "compare")
+
+
+def audit_archive(directory: Path, images: dict[str, Any]) -> Path:
+    """A zip of PNGs (name -> PIL image) for an audit."""
+    path = directory / "audit.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, picture in images.items():
+            buffer = io.BytesIO()
+            picture.save(buffer, "PNG")
+            archive.writestr(name, buffer.getvalue())
+    return path
+
+
+def audit(driver: Any, server_url: str, archive: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    open_view(driver, server_url, "audit", None)
+    driver.find_element(By.ID, "audit-archive").send_keys(str(archive))
+    submit(driver, "audit-button")
+    wait_for(driver, "#audit-results[data-status]")
+    wait_for(driver, "#audit-table:not([hidden])")
