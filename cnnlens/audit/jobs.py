@@ -17,13 +17,13 @@ from cnnlens.audit.archive import ArchiveError, ArchiveLimits, archive_kind
 from cnnlens.audit.config import AuditConfig, check_methods
 from cnnlens.audit.engine import execute, prepare_job
 from cnnlens.audit.inputs import Annotations, AuditItem, read_boxes, read_labels
-from cnnlens.audit.store import ACTIVE, AuditStore, JobInfo
+from cnnlens.audit.store import ACTIVE, STORE_NAME, AuditStore, JobInfo, store_path
 from cnnlens.errors import CnnlensError
 from cnnlens.models.loaded import LoadedModel
 
 logger = logging.getLogger("cnnlens.audit")
 T = TypeVar("T")
-STORE_FILE = "audits.sqlite"
+STORE_FILE = STORE_NAME  # one store name; store_path() still opens an older audits.sqlite
 
 
 class ModelRunner(Protocol):
@@ -60,7 +60,7 @@ class AuditJobs:
         self.root = root
         self.runner = runner
         self.limits = limits or ArchiveLimits()
-        self.store = AuditStore(root / STORE_FILE)
+        self.store = AuditStore(store_path(root))
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="cnnlens-audits", daemon=True)

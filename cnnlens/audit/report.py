@@ -12,7 +12,7 @@ from typing import Any
 from PIL import Image
 
 from cnnlens import render
-from cnnlens.audit.analyze import FLAGS
+from cnnlens.audit.records import FLAGS
 from cnnlens.audit.svg import bar_chart, stacked_histogram
 
 _STYLE = """
