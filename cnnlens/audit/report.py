@@ -4,10 +4,12 @@ filterable table with embedded thumbnails and overlays (base64); no external res
 from __future__ import annotations
 
 import base64
+import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from html import escape
+from html import escape, unescape
 from typing import Any
 
 from PIL import Image
@@ -39,23 +41,35 @@ _FAVICON = "data:image/svg+xml;base64," + base64.b64encode(
     b" stroke-width='2'/></svg>"
 ).decode("ascii")
 
+# Thumbnails are embedded for this many rows (flagged first); the others link their overlay
+# files, so that a report of tens of thousands of images stays a few megabytes.
+EMBEDDED_ROWS = 500
+
 _SCRIPT = """
 (function(){
 const table=document.getElementById('results');const body=table.tBodies[0];
-const rows=Array.from(body.rows);const search=document.getElementById('search');
-const flag=document.getElementById('flag');const shown=document.getElementById('shown');
-function apply(){const q=search.value.toLowerCase();const f=flag.value;let n=0;
- for(const r of rows){const hit=(!q||r.dataset.text.includes(q))&&
-  (f==='all'||(f==='flagged'?r.dataset.flags!=='':(' '+r.dataset.flags+' ').includes(' '+f+' ')));
-  r.style.display=hit?'':'none';if(hit)n++;}
- shown.textContent=n+' of '+rows.length+' images';}
+const data=JSON.parse(document.getElementById('rows').textContent);
+const search=document.getElementById('search');const flag=document.getElementById('flag');
+const shown=document.getElementById('shown');const pager=document.getElementById('pager');
+const PAGE=100;let page=0;let order=data;let hits=data;
+function filter(){const q=search.value.toLowerCase();const f=flag.value;
+ hits=order.filter(function(r){return (!q||r.t.includes(q))&&(f==='all'||
+  (f==='flagged'?r.f!=='':(' '+r.f+' ').includes(' '+f+' ')));});}
+function render(){const pages=Math.max(1,Math.ceil(hits.length/PAGE));
+ page=Math.min(page,pages-1);
+ body.innerHTML=hits.slice(page*PAGE,(page+1)*PAGE).map(function(r){return r.h;}).join('');
+ shown.textContent=hits.length+' of '+data.length+' images';
+ pager.textContent='page '+(page+1)+' of '+pages;}
+function apply(){page=0;filter();render();}
+document.getElementById('prev').addEventListener('click',function(){if(page>0){page--;render();}});
+document.getElementById('next').addEventListener('click',function(){page++;render();});
 search.addEventListener('input',apply);flag.addEventListener('change',apply);
 table.querySelectorAll('th.sortable').forEach(function(th){let up=true;
  th.addEventListener('click',function(){const c=th.cellIndex;const num=th.dataset.type==='num';
-  rows.sort(function(a,b){let x=a.cells[c].dataset.v,y=b.cells[c].dataset.v;
+  order=data.slice().sort(function(a,b){let x=a.v[c],y=b.v[c];
    if(num){x=x===''?-Infinity:+x;y=y===''?-Infinity:+y;return up?x-y:y-x;}
    return up?x.localeCompare(y):y.localeCompare(x);});
-  up=!up;rows.forEach(function(r){body.appendChild(r);});});});
+  up=!up;filter();render();});});
 apply();})();
 """
 
@@ -219,15 +233,36 @@ def _results_table(
         else f"<th>{escape(name)}</th>"
         for name, kind in head
     )  # fmt: skip
-    rows = [_row(r, methods, thumbnails, overlays, shown, min_box_energy) for r in records]
+    rows = [
+        _row(r, methods, thumbnails, overlays, shown, min_box_energy, position < EMBEDDED_ROWS)
+        for position, r in enumerate(records)
+    ]
     return (
         "<h2>Images (flagged first)</h2><div id='controls'>"
         "<input id='search' type='search' placeholder='filter by name, class, flag…'>"
         f"<select id='flag'><option value='all'>all images</option><option value='flagged'>"
-        f"flagged</option>{options}</select><span id='shown'></span></div>"
-        f"<table id='results'><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}"
-        "</tbody></table>"
+        f"flagged</option>{options}</select><span id='shown'></span>"
+        "<button id='prev' type='button'>‹</button><span id='pager'></span>"
+        "<button id='next' type='button'>›</button></div>"
+        f"<table id='results'><thead><tr>{header}</tr></thead><tbody></tbody></table>"
+        f"<script id='rows' type='application/json'>{_rows_json(rows)}</script>"
     )
+
+
+_VALUE = re.compile(r"<td[^>]*?(?: data-v='([^']*)')?>")
+
+
+def _rows_json(rows: Sequence[str]) -> str:
+    """The rows as data the page renders a page at a time: text and flags to filter on, each
+    cell's sort value, the row's HTML ('</' escaped: the JSON sits in a script element)."""
+    entries = []
+    for row in rows:
+        head = row[: row.index(">") + 1]
+        flags = unescape(re.search(r"data-flags='([^']*)'", head).group(1))  # type: ignore[union-attr]
+        text = unescape(re.search(r"data-text='([^']*)'", head).group(1))  # type: ignore[union-attr]
+        values = [unescape(value or "") for value in _VALUE.findall(row)]
+        entries.append({"t": text, "f": flags, "v": values, "h": row})
+    return json.dumps(entries, separators=(",", ":")).replace("</", "<\\/")
 
 
 @dataclass(frozen=True)
@@ -256,6 +291,7 @@ def _row(
     overlays: Mapping[int, Mapping[str, bytes]],
     shown: _Columns,
     min_box_energy: float,
+    embed: bool = True,
 ) -> str:
     index = record["index"]
     flags = list(record.get("flags") or [])
@@ -265,9 +301,16 @@ def _row(
     text = " ".join([name, label, predicted, *flags]).lower()
     sources = flag_sources(record, min_box_energy)
     cells = [_cell(str(index), index)]
-    cells.append(_image_cell(thumbnails.get(index), name))
+    cells.append(_image_cell(thumbnails.get(index) if embed else None, name))
+    files = record.get("overlays") or {}
     for method in methods:
-        cells.append(_image_cell(overlays.get(index, {}).get(method), f"{method} of {name}"))
+        if embed:
+            cells.append(_image_cell(overlays.get(index, {}).get(method), f"{method} of {name}"))
+        elif method in files:  # beyond the embedded rows: the overlay file next to the report
+            link = escape(str(files[method]))
+            cells.append(f"<td><a href='{link}'>{escape(method)}</a></td>")
+        else:
+            cells.append("<td></td>")
     cells.append(_cell(escape(name), name))
     if shown.labels:
         cells.append(_cell(escape(label), label))

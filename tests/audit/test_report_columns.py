@@ -3,6 +3,7 @@ are hidden; the report has its own favicon."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -37,8 +38,10 @@ def _headers(html: str) -> list[str]:
 
 
 def _cells(html: str) -> list[str]:
-    body = html[html.index("<tbody>") :]
-    return re.findall(r"<td[^>]*>(.*?)</td>", body)
+    """The first row's cells, from the rows the page renders."""
+    data = html[html.index("<script id='rows' type='application/json'>") :]
+    rows = json.loads(data[data.index(">") + 1 : data.index("</script>")])
+    return re.findall(r"<td[^>]*>(.*?)</td>", rows[0]["h"])
 
 
 def test_each_flag_names_the_method_whose_value_is_shown() -> None:
