@@ -1,5 +1,5 @@
-"""Batch audits of a model's predictions over a folder, an archive or a CSV list of images:
-per-image predictions, maps and flags, a SQLite store that resumes, an HTML report.
+"""Batch audits of a model's predictions over a folder, an archive, a CSV list or a URI prefix
+of images: per-image predictions, maps and flags, a SQLite store that resumes, an HTML report.
 
     from cnnlens.audit import AuditConfig, run_audit
     run = run_audit("photos/", "audit-out", AuditConfig(methods=("grad_cam",)), labels="labels.csv")
@@ -7,9 +7,31 @@ per-image predictions, maps and flags, a SQLite store that resumes, an HTML repo
 
 from __future__ import annotations
 
-from cnnlens.audit.config import AuditConfig
-from cnnlens.audit.engine import AuditRun
-from cnnlens.audit.local import run_audit
-from cnnlens.audit.store import AuditStore, JobInfo
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cnnlens.audit.config import AuditConfig
+    from cnnlens.audit.engine import AuditRun
+    from cnnlens.audit.local import run_audit
+    from cnnlens.audit.store import AuditStore, JobInfo
+
+# Imported on first use: the store and the config load no torch.
+_LAZY = {
+    "AuditConfig": "cnnlens.audit.config",
+    "AuditRun": "cnnlens.audit.engine",
+    "run_audit": "cnnlens.audit.local",
+    "AuditStore": "cnnlens.audit.store",
+    "JobInfo": "cnnlens.audit.store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["AuditConfig", "AuditRun", "AuditStore", "JobInfo", "run_audit"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,38 +14,26 @@ from PIL import Image
 
 from cnnlens import render
 from cnnlens.audit.config import AuditConfig
-from cnnlens.audit.inputs import AuditItem
 from cnnlens.audit.localization import boxes_to_mask, energy_share, is_degenerate, pointing_hit
+from cnnlens.audit.records import (
+    FLAG_DEGENERATE,
+    FLAG_FRAGILE,
+    FLAG_LOW_CONFIDENCE,
+    FLAG_MISCLASSIFIED,
+    FLAG_OFF_OBJECT,
+    FLAGS,
+    MEAN_MAP_SIDE,
+    AuditItem,
+    ImageOutcome,
+    error_outcome,
+)
 from cnnlens.errors import CnnlensError
 from cnnlens.imageio import load_image
 from cnnlens.methods.adversarial_image import adversarial_images
 from cnnlens.methods.run import run_methods
 from cnnlens.models.loaded import LoadedModel
 
-MEAN_MAP_SIDE = 56  # class-mean maps are averaged on this grid of the model's input
-
-FLAG_ERROR = "error"
-FLAG_MISCLASSIFIED = "misclassified"
-FLAG_LOW_CONFIDENCE = "low_confidence"
-FLAG_OFF_OBJECT = "off_object"
-FLAG_FRAGILE = "fragile"
-FLAG_DEGENERATE = "degenerate_map"
-FLAGS = (
-    FLAG_ERROR, FLAG_MISCLASSIFIED, FLAG_LOW_CONFIDENCE, FLAG_OFF_OBJECT, FLAG_FRAGILE,
-    FLAG_DEGENERATE,
-)  # fmt: skip
-
-
-@dataclass
-class ImageOutcome:
-    """One image's result: `record` is JSON-ready; the rest are encoded images."""
-
-    index: int
-    record: dict[str, Any]
-    thumbnail: bytes | None = None  # JPEG
-    overlay_thumbnails: dict[str, bytes] = field(default_factory=dict)  # method -> JPEG
-    overlay_pngs: dict[str, bytes] = field(default_factory=dict)  # method -> PNG
-    mean_map: bytes | None = None  # float16 (MEAN_MAP_SIDE, MEAN_MAP_SIDE), first method
+__all__ = ["FLAGS", "AuditAnalyzer", "ImageOutcome", "error_outcome"]
 
 
 class AuditAnalyzer:
@@ -60,7 +48,8 @@ class AuditAnalyzer:
         images: list[tuple[AuditItem, Image.Image]] = []
         for item in items:
             try:
-                images.append((item, load_image(item.path, max_pixels=self.config.max_pixels)))
+                source = item.data if item.data is not None else item.path
+                images.append((item, load_image(source, max_pixels=self.config.max_pixels)))
             except (CnnlensError, OSError) as error:
                 outcomes[item.index] = error_outcome(item, _message(error))
         if images:
@@ -181,9 +170,10 @@ class AuditAnalyzer:
         region = None
         if item.boxes:
             region = boxes_to_mask(item.boxes, image.height, image.width)
-        if item.mask_path is not None:
+        mask_source = item.mask_data if item.mask_data is not None else item.mask_path
+        if mask_source is not None:
             try:
-                mask_image = load_image(item.mask_path).convert("L")
+                mask_image = load_image(mask_source).convert("L")
             except CnnlensError:
                 return region
             if mask_image.size != image.size:
@@ -230,23 +220,6 @@ class Flip:
     epsilon: float  # 0-255 units, whole 8-bit levels
     index: int  # the class the saved image is predicted as
     probability: float
-
-
-def error_outcome(item: AuditItem, message: str) -> ImageOutcome:
-    """An image that could not be read: an error row; the audit goes on."""
-    return ImageOutcome(
-        item.index,
-        {
-            "index": item.index,
-            "name": item.name,
-            "status": "error",
-            "error": message,
-            "label": item.label,
-            "flags": [FLAG_ERROR],
-            "maps": {},
-            "predictions": [],
-        },
-    )
 
 
 def _message(error: Exception) -> str:

@@ -29,6 +29,13 @@ class ArchiveTooLargeError(ArchiveError):
     status = 413
 
 
+class QuotaExceededError(ArchiveTooLargeError):
+    """The bytes an extraction writes would pass the job's or the data directory's quota."""
+
+    code = "quota_exceeded"
+    status = 413
+
+
 class ArchiveLimits(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -38,7 +45,10 @@ class ArchiveLimits(BaseModel):
         default=64 * 1024 * 1024, ge=1, description="one file, uncompressed"
     )
     max_total_bytes: int = Field(
-        default=1024 * 1024 * 1024, ge=1, description="all files, uncompressed"
+        default=1024 * 1024 * 1024, ge=1, description="all files, uncompressed: the job's quota"
+    )
+    max_data_dir_bytes: int | None = Field(
+        default=None, ge=1, description="all the jobs' files together (None: no quota)"
     )
 
 
@@ -58,18 +68,26 @@ def safe_member_path(name: str) -> PurePosixPath:
     """The relative path an entry may be written to, or ArchiveError for anything escaping."""
     text = name.replace("\\", "/")
     if not text or text.startswith("/") or (len(text) > 1 and text[1] == ":"):
-        raise ArchiveError(f"archive entry {name!r} has an absolute path; refused")
+        raise ArchiveError(f"archive entry {_short(name)!r} has an absolute path; refused")
     parts = [part for part in PurePosixPath(text).parts if part not in ("", ".")]
     if any(part == ".." for part in parts):
-        raise ArchiveError(f"archive entry {name!r} points outside the archive (..); refused")
+        raise ArchiveError(
+            f"archive entry {_short(name)!r} points outside the archive (..); refused"
+        )
     if not parts:
-        raise ArchiveError(f"archive entry {name!r} has no file name; refused")
+        raise ArchiveError(f"archive entry {_short(name)!r} has no file name; refused")
     return PurePosixPath(*parts)
 
 
-def extract_archive(path: Path, destination: Path, limits: ArchiveLimits | None = None) -> Path:
-    """Check every entry first, then extract regular files into `destination` (created)."""
+def extract_archive(
+    path: Path, destination: Path, limits: ArchiveLimits | None = None, quota: int | None = None
+) -> Path:
+    """Check every entry first, then extract regular files into `destination` (created),
+    counting the bytes really written against `quota` (default: the limits' total); whatever
+    fails leaves nothing behind, and no message names a path of this machine."""
     limits = limits or ArchiveLimits()
+    if quota is not None and quota < limits.max_total_bytes:
+        limits = limits.model_copy(update={"max_total_bytes": max(1, quota)})
     size = path.stat().st_size
     if size > limits.max_archive_bytes:
         raise ArchiveTooLargeError(
@@ -87,9 +105,16 @@ def extract_archive(path: Path, destination: Path, limits: ArchiveLimits | None 
     except ArchiveError:
         shutil.rmtree(destination, ignore_errors=True)
         raise
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as error:
+    except OSError as error:  # its text would name the destination
         shutil.rmtree(destination, ignore_errors=True)
-        raise ArchiveError(f"cannot read the {kind} archive: {error}") from None
+        reason = error.strerror or type(error).__name__
+        raise ArchiveError(f"cannot extract the {kind} archive: {reason}") from None
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as error:
+        shutil.rmtree(destination, ignore_errors=True)
+        raise ArchiveError(f"cannot read the {kind} archive: {_short(str(error))}") from None
+    except BaseException:
+        shutil.rmtree(destination, ignore_errors=True)
+        raise
     return destination
 
 
@@ -99,15 +124,22 @@ def _check_totals(count: int, total: int, limits: ArchiveLimits) -> None:
             f"the archive has {count} entries; the limit is {limits.max_members}"
         )
     if total > limits.max_total_bytes:
-        raise ArchiveTooLargeError(
-            f"the archive holds {total} bytes uncompressed; the limit is {limits.max_total_bytes}"
+        raise QuotaExceededError(
+            f"the archive holds over {limits.max_total_bytes} bytes uncompressed, past the quota"
+            f" of {limits.max_total_bytes}; extraction stopped"
         )
+
+
+def _short(text: str, limit: int = 120) -> str:
+    """Entry names and reasons shortened for messages (a name may be a megabyte long)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _check_member_size(name: str, size: int, limits: ArchiveLimits) -> None:
     if size > limits.max_member_bytes:
         raise ArchiveTooLargeError(
-            f"archive entry {name!r} is {size} bytes; the limit is {limits.max_member_bytes}"
+            f"archive entry {_short(name)!r} is {size} bytes;"
+            f" the limit is {limits.max_member_bytes}"
         )
 
 
@@ -121,11 +153,13 @@ def _extract_zip(path: Path, destination: Path, limits: ArchiveLimits) -> None:
             target = safe_member_path(entry.filename)
             mode = entry.external_attr >> 16
             if stat.S_ISLNK(mode):
-                raise ArchiveError(f"archive entry {entry.filename!r} is a link; refused")
+                raise ArchiveError(f"archive entry {_short(entry.filename)!r} is a link; refused")
             if entry.is_dir():
                 continue
             if stat.S_IFMT(mode) not in (0, stat.S_IFREG):  # no type bits: a plain file
-                raise ArchiveError(f"archive entry {entry.filename!r} is not a regular file")
+                raise ArchiveError(
+                    f"archive entry {_short(entry.filename)!r} is not a regular file"
+                )
             _check_member_size(entry.filename, entry.file_size, limits)
             total += entry.file_size
             files.append((entry, target))
@@ -145,11 +179,11 @@ def _extract_tar(path: Path, destination: Path, limits: ArchiveLimits) -> None:
             _check_totals(count, total, limits)
             target = safe_member_path(member.name)
             if member.issym() or member.islnk():
-                raise ArchiveError(f"archive entry {member.name!r} is a link; refused")
+                raise ArchiveError(f"archive entry {_short(member.name)!r} is a link; refused")
             if member.isdir():
                 continue
             if not member.isfile():
-                raise ArchiveError(f"archive entry {member.name!r} is not a regular file")
+                raise ArchiveError(f"archive entry {_short(member.name)!r} is not a regular file")
             _check_member_size(member.name, member.size, limits)
             total += member.size
             files.append((member, target))
@@ -158,7 +192,7 @@ def _extract_tar(path: Path, destination: Path, limits: ArchiveLimits) -> None:
         for member, target in files:
             source = archive.extractfile(member)
             if source is None:
-                raise ArchiveError(f"archive entry {member.name!r} cannot be read")
+                raise ArchiveError(f"archive entry {_short(member.name)!r} cannot be read")
             with source:
                 _copy(source, destination / target, member.name, budget)
 

@@ -7,24 +7,34 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-from cnnlens.audit.analyze import ImageOutcome, error_outcome
 from cnnlens.audit.archive import ArchiveLimits
 from cnnlens.audit.config import AuditConfig
 from cnnlens.audit.export import overlay_filename, write_outputs
 from cnnlens.audit.files import write_atomic
-from cnnlens.audit.inputs import Annotations, AuditItem, build_items, collect_images
-from cnnlens.audit.store import AuditStore, JobInfo
+from cnnlens.audit.inputs import (
+    IMAGE_SUFFIXES,
+    Annotations,
+    AuditInputError,
+    build_items,
+    collect_images,
+)
+from cnnlens.audit.records import AuditItem, ImageOutcome, error_outcome
+from cnnlens.audit.sources import is_uri, list_images
+from cnnlens.audit.store import STORE_NAME, AuditStore, JobInfo, store_path
 from cnnlens.errors import CnnlensError
 
 logger = logging.getLogger("cnnlens.audit")
+__all__ = ["STORE_NAME", "AuditRun", "execute", "prepare_job", "run_batches", "store_path"]
 
 ProcessBatch = Callable[[Sequence[AuditItem]], list[ImageOutcome]]
+AnalyzeBatches = Callable[[Iterable[AuditItem]], Iterable[list[ImageOutcome]]]
 ProgressCallback = Callable[[JobInfo], None]
-STORE_NAME = "audit.sqlite"
+T = TypeVar("T")
 
 
 @dataclass
@@ -39,7 +49,7 @@ class AuditRun:
 def prepare_job(
     store: AuditStore,
     *,
-    source: Path,
+    source: Path | str,
     out_dir: Path,
     config: AuditConfig,
     annotations: Annotations,
@@ -51,7 +61,17 @@ def prepare_job(
 ) -> JobInfo:
     """The job for these images and this config: the unfinished or finished one already in the
     store (resume), or a new one."""
-    images, listed_labels = collect_images(source, out_dir, limits)
+    if is_uri(source):
+        try:
+            images: Sequence[tuple[str, Path | str]] = list_images(str(source), IMAGE_SUFFIXES)
+        except OSError as error:
+            raise AuditInputError(str(error)) from None
+        listed_labels: dict[str, str] = {}
+        where = str(source)
+    else:
+        source = Path(source)
+        images, listed_labels = collect_images(source, out_dir, limits)
+        where = str(source.resolve())
     annotations = Annotations(
         labels={**listed_labels, **annotations.labels},
         boxes=annotations.boxes,
@@ -60,7 +80,7 @@ def prepare_job(
     items = build_items(images, annotations, categories, num_classes)
     described = [(it.name, it.label, it.boxes, it.mask_path is not None) for it in items]
     digest = hashlib.sha256(
-        json.dumps([config.signature(), str(source.resolve()), described]).encode("utf-8")
+        json.dumps([config.signature(), where, described]).encode("utf-8")
     ).hexdigest()
     if resume:
         existing = store.find_job(digest)
@@ -89,26 +109,64 @@ def execute(
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> AuditRun:
-    """Analyze the job's pending images; finished ones are never redone. Cancellation is
-    checked between batches; the report is written at the end (also when cancelled)."""
+    """Analyze the job's pending images in this process, `batch_size` at a time."""
+
+    def analyze(pending: Iterable[AuditItem]) -> Iterator[list[ImageOutcome]]:
+        for batch in batched(pending, batch_size):
+            yield process_robustly(process, batch)
+
+    return run_batches(store, job_id, analyze, on_progress=on_progress, should_stop=should_stop)
+
+
+def run_batches(
+    store: AuditStore,
+    job_id: str,
+    analyze: AnalyzeBatches,
+    *,
+    on_progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> AuditRun:
+    """The batch loop of every engine: `analyze` turns the pending images into batches of
+    outcomes (here or on a cluster); each batch is saved as it comes, finished images are never
+    redone, cancellation is checked between batches, the report is written at the end (also
+    when cancelled)."""
     store.start_run(job_id)
     job = _job(store, job_id)
     out_dir = Path(job.out_dir)
-    pending = store.pending_items(job_id)
     processed = 0
     if on_progress is not None:
         on_progress(job)
-    for start in range(0, len(pending), batch_size):
-        if store.cancel_requested(job_id) or (should_stop is not None and should_stop()):
-            store.set_status(job_id, "cancelled", "cancelled by request")
-            return AuditRun(_job(store, job_id), processed, write_outputs(store, job_id, out_dir))
-        batch = pending[start : start + batch_size]
-        outcomes = process_robustly(process, batch)
-        save_outcomes(store, job_id, out_dir, outcomes)
-        processed += len(batch)
-        if on_progress is not None:
-            on_progress(_job(store, job_id))
+    batches = iter(analyze(store.iter_pending(job_id)))
+    try:
+        while True:
+            if store.cancel_requested(job_id) or (should_stop is not None and should_stop()):
+                store.set_status(job_id, "cancelled", "cancelled by request")
+                return AuditRun(
+                    _job(store, job_id), processed, write_outputs(store, job_id, out_dir)
+                )
+            outcomes = next(batches, None)
+            if outcomes is None:
+                break
+            processed += save_outcomes(store, job_id, out_dir, outcomes)
+            if on_progress is not None:
+                on_progress(_job(store, job_id))
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()  # a cluster engine lets go of its workers
     return finish(store, job_id, processed)
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of `size` items (the last one shorter)."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def finish(store: AuditStore, job_id: str, processed: int) -> AuditRun:
@@ -141,8 +199,9 @@ def process_robustly(process: ProcessBatch, batch: Sequence[AuditItem]) -> list[
 
 def save_outcomes(
     store: AuditStore, job_id: str, out_dir: Path, outcomes: Sequence[ImageOutcome]
-) -> None:
-    """Overlay PNG files first, then the batch's rows in one transaction."""
+) -> int:
+    """Overlay PNG files first, then the batch's rows in one transaction; returns how many
+    images this recorded (a batch a cluster ran twice records nothing the second time)."""
     for outcome in outcomes:
         files = {}
         for method, png in outcome.overlay_pngs.items():
@@ -150,7 +209,7 @@ def save_outcomes(
             write_atomic(out_dir / relative, png)
             files[method] = relative
         outcome.record["overlays"] = files
-    store.save_outcomes(job_id, outcomes)
+    return store.save_outcomes(job_id, outcomes)
 
 
 def _job(store: AuditStore, job_id: str) -> JobInfo:

@@ -38,7 +38,7 @@ def write_outputs(store: AuditStore, job_id: str, out_dir: Path) -> dict[str, Pa
     records = store.records(job_id)
     summary = summarize(records)
     paths = {name: out_dir / name for name in (REPORT, JSONL, CSV, SUMMARY)}
-    write_atomic(paths[JSONL], "".join(json.dumps(r) + "\n" for r in records))
+    write_atomic(paths[JSONL], records_jsonl(records))
     write_atomic(paths[CSV], records_csv(records, job.config.get("methods") or []))
     write_atomic(paths[SUMMARY], json.dumps({"job": job.as_dict(), "summary": summary}, indent=2))
     html = report_html(store, job_id, records, summary)
@@ -58,13 +58,37 @@ def report_html(
         raise KeyError(job_id)
     records = store.records(job_id) if records is None else records
     return render_report(
-        job={**job.as_dict(), "updated": job.updated},
+        job={
+            **job.as_dict(),
+            "updated": job.updated,
+            "min_box_energy": job.config.get("min_box_energy"),
+        },
         records=records,
         summary=summarize(records) if summary is None else summary,
         thumbnails=store.thumbnails(job_id),
         overlays=store.overlay_thumbnails(job_id),
         class_means=class_mean_maps(records, store.mean_maps(job_id)),
     )
+
+
+_FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralized(value: Any) -> Any:
+    """Text that a spreadsheet would run as a formula, quoted with a leading ' (OWASP CSV
+    injection); numbers and everything else unchanged."""
+    if isinstance(value, str) and value.startswith(_FORMULA_LEADS):
+        return "'" + value
+    if isinstance(value, dict):
+        return {key: neutralized(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [neutralized(item) for item in value]
+    return value
+
+
+def records_jsonl(records: Sequence[Mapping[str, Any]]) -> str:
+    """One JSON object per line, formula-leading text neutralized as in the CSV."""
+    return "".join(json.dumps(neutralized(record)) + "\n" for record in records)
 
 
 def records_csv(records: Sequence[Mapping[str, Any]], methods: Sequence[str]) -> str:
@@ -81,5 +105,7 @@ def records_csv(records: Sequence[Mapping[str, Any]], methods: Sequence[str]) ->
             "pointing_hit": first.get("pointing_hit"),
             "overlays": ";".join((record.get("overlays") or {}).values()),
         }
-        writer.writerow(["" if row.get(column) is None else row[column] for column in CSV_COLUMNS])
+        writer.writerow(
+            ["" if row.get(column) is None else neutralized(row[column]) for column in CSV_COLUMNS]
+        )
     return buffer.getvalue()

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from cnnlens.audit.archive import ArchiveLimits, archive_kind, extract_archive
 from cnnlens.audit.localization import Box
+from cnnlens.audit.records import AuditItem
 from cnnlens.errors import CnnlensError, TargetError
 from cnnlens.methods.targets import class_index
 
@@ -24,18 +25,6 @@ class AuditInputError(CnnlensError):
 
     code = "bad_audit_input"
     status = 400
-
-
-@dataclass
-class AuditItem:
-    """One image of an audit, in a fixed order."""
-
-    index: int
-    name: str  # relative to the source, posix separators: the key for labels and boxes
-    path: str
-    label: int | None = None
-    boxes: list[Box] = field(default_factory=list)
-    mask_path: str | None = None
 
 
 @dataclass
@@ -138,7 +127,7 @@ def read_masks(folder: Path) -> dict[str, str]:
 
 
 def build_items(
-    images: Sequence[tuple[str, Path]],
+    images: Sequence[tuple[str, Path | str]],
     annotations: Annotations,
     categories: Sequence[str],
     num_classes: int,

@@ -7,23 +7,36 @@ import logging
 import queue
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 from cnnlens.audit.analyze import AuditAnalyzer, ImageOutcome
-from cnnlens.audit.archive import ArchiveError, ArchiveLimits, archive_kind
+from cnnlens.audit.archive import ArchiveError, ArchiveLimits, QuotaExceededError, archive_kind
 from cnnlens.audit.config import AuditConfig, check_methods
 from cnnlens.audit.engine import execute, prepare_job
 from cnnlens.audit.inputs import Annotations, AuditItem, read_boxes, read_labels
-from cnnlens.audit.store import ACTIVE, AuditStore, JobInfo
+from cnnlens.audit.store import ACTIVE, STORE_NAME, AuditStore, JobInfo, store_path
 from cnnlens.errors import CnnlensError
 from cnnlens.models.loaded import LoadedModel
 
 logger = logging.getLogger("cnnlens.audit")
 T = TypeVar("T")
-STORE_FILE = "audits.sqlite"
+STORE_FILE = STORE_NAME  # one store name; store_path() still opens an older audits.sqlite
+
+
+def directory_bytes(root: Path) -> int:
+    """The bytes of the files under root."""
+    total = 0
+    for path in root.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink():
+                total += path.stat().st_size
+        except OSError:
+            continue  # removed meanwhile
+    return total
 
 
 class ModelRunner(Protocol):
@@ -49,6 +62,11 @@ class JobFinishedError(CnnlensError):
     status = 409
 
 
+class JobActiveError(CnnlensError):
+    code = "job_active"
+    status = 409
+
+
 class Interrupted(Exception):
     """The service is stopping: leave the job queued so that the next start resumes it."""
 
@@ -56,15 +74,25 @@ class Interrupted(Exception):
 class AuditJobs:
     """The service's audit jobs: submit, list, look up, cancel; a daemon thread runs them."""
 
-    def __init__(self, root: Path, runner: ModelRunner, limits: ArchiveLimits | None = None):
+    def __init__(
+        self,
+        root: Path,
+        runner: ModelRunner,
+        limits: ArchiveLimits | None = None,
+        retention_s: float | None = None,
+    ):
         self.root = root
+        self.retention_s = retention_s  # finished jobs older than this are purged
         self.runner = runner
         self.limits = limits or ArchiveLimits()
-        self.store = AuditStore(root / STORE_FILE)
+        self.store = AuditStore(store_path(root))
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._closed = threading.Event()
+        self._current: str | None = None  # the job the thread works on (outputs included)
         self._thread = threading.Thread(target=self._loop, name="cnnlens-audits", daemon=True)
         self._thread.start()
+        if retention_s is not None:
+            self.purge_finished(retention_s)
         for job in reversed(self.store.jobs()):  # oldest first
             if job.status in ACTIVE:
                 self._queue.put(job.id)  # a job the last run of the service left unfinished
@@ -89,6 +117,9 @@ class AuditJobs:
         Blocking (file work): call it from a worker thread."""
         check_methods(config)
         loaded = self.runner.loaded(config.model)
+        if self.retention_s is not None:
+            self.purge_finished(self.retention_s)
+        limits = self._quota(len(archive) + len(labels or b"") + len(boxes or b""))
         job_id = uuid.uuid4().hex
         job_dir = self.root / job_id
         job_dir.mkdir(parents=True)
@@ -115,7 +146,7 @@ class AuditJobs:
                 categories=loaded.categories,
                 num_classes=len(loaded.categories) or 1000,
                 resume=False,
-                limits=self.limits,
+                limits=limits,
                 job_id=job_id,
             )
             upload.unlink()  # extracted: the archive itself is no longer needed
@@ -124,6 +155,44 @@ class AuditJobs:
             raise
         self._queue.put(job.id)
         return job
+
+    def _quota(self, upload_bytes: int) -> ArchiveLimits:
+        """The limits for one more job: its extraction may write no more than the job quota,
+        nor what the data directory's quota has left (counted on the files really there)."""
+        total = self.limits.max_data_dir_bytes
+        if total is None:
+            return self.limits
+        left = total - directory_bytes(self.root) - upload_bytes
+        if left <= 0:
+            raise QuotaExceededError("the audit data directory is full; delete finished jobs")
+        return self.limits.model_copy(
+            update={"max_total_bytes": min(self.limits.max_total_bytes, left)}
+        )
+
+    def delete(self, job_id: str) -> None:
+        """Remove a finished job: its files and its rows (JobActiveError while it runs)."""
+        job = self.job(job_id)
+        if job.status in ACTIVE or job_id == self._current:
+            raise JobActiveError(f"audit job {job_id} is {job.status}; cancel it first")
+        self._remove(job_id)
+
+    def purge_finished(self, older_than_s: float) -> list[str]:
+        """Remove the finished jobs that finished more than `older_than_s` seconds ago."""
+        cutoff = time.time() - older_than_s
+        purged = [
+            job.id
+            for job in self.store.jobs()
+            if job.status not in ACTIVE
+            and job.id != self._current
+            and (job.finished or job.updated) < cutoff
+        ]
+        for job_id in purged:
+            self._remove(job_id)
+        return purged
+
+    def _remove(self, job_id: str) -> None:
+        self.store.delete_job(job_id)
+        shutil.rmtree(self.root / job_id, ignore_errors=True)
 
     def job(self, job_id: str) -> JobInfo:
         job = self.store.job(job_id)
@@ -145,8 +214,6 @@ class AuditJobs:
 
     def wait(self, job_id: str, timeout: float) -> JobInfo:
         """For tests and scripts: poll until the job leaves queued/running."""
-        import time
-
         deadline = time.monotonic() + timeout
         job = self.job(job_id)
         while job.status in ACTIVE and time.monotonic() < deadline:
@@ -159,6 +226,7 @@ class AuditJobs:
             job_id = self._queue.get()
             if job_id is None:
                 return
+            self._current = job_id
             try:
                 self._run(job_id)
             except Interrupted:
@@ -168,6 +236,8 @@ class AuditJobs:
             except Exception as error:  # a bug: record it, keep the thread alive
                 logger.exception("audit %s failed", job_id)
                 self.store.set_status(job_id, "failed", f"internal error: {type(error).__name__}")
+            finally:
+                self._current = None
 
     def _run(self, job_id: str) -> None:
         job = self.store.job(job_id)

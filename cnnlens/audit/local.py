@@ -8,9 +8,10 @@ from typing import Literal
 
 from cnnlens.audit.analyze import AuditAnalyzer
 from cnnlens.audit.config import AuditConfig, check_methods
-from cnnlens.audit.engine import STORE_NAME, AuditRun, ProgressCallback, execute, prepare_job
+from cnnlens.audit.engine import AuditRun, ProgressCallback, execute, prepare_job
 from cnnlens.audit.inputs import Annotations, read_boxes, read_labels, read_masks
-from cnnlens.audit.store import AuditStore
+from cnnlens.audit.sources import is_uri
+from cnnlens.audit.store import AuditStore, store_path
 from cnnlens.methods.run import resolve_layer
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.registry import load_model
@@ -30,16 +31,27 @@ def run_audit(
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     ray_address: str | None = None,
+    replicas: int | None = None,
+    cpus_per_replica: float = 1.0,
+    gpus_per_replica: float | None = None,
 ) -> AuditRun:
-    """Audit a folder, a zip/tar archive or a CSV list of images into `out_dir`.
+    """Audit a folder, a zip/tar archive, a CSV list or a URI prefix (`s3://bucket/photos`,
+    `gs://...`, any pyarrow / fsspec filesystem) of images into `out_dir`.
+
+    On Ray (`engine="ray"`) this process reads the bytes and the cluster needs no shared
+    filesystem: `replicas` model copies (default: as many as the cluster's CPUs or GPUs fit),
+    each with `cpus_per_replica` CPUs and `gpus_per_replica` GPUs (default: 1 where the
+    cluster has GPUs). `model` is used by either engine (shipped to the replicas on Ray).
 
     Writes out_dir/index.html, results.jsonl, results.csv, summary.json, overlays/*.png and
-    keeps its progress in out_dir/audit.sqlite: running it again with the same images and
-    config resumes the unfinished job (finished images are not analyzed again).
+    keeps its progress in out_dir/audit.sqlite (an older out dir's audits.sqlite is still read):
+    running it again with the same images and config resumes the unfinished job (finished
+    images are not analyzed again).
     """
     config = config or AuditConfig()
     check_methods(config)
-    source, out_dir = Path(source), Path(out_dir)
+    source = source if is_uri(source) else Path(source)
+    out_dir = Path(out_dir)
     loaded = model or load_model(config.model, weights=config.weights)
     resolve_layer(loaded, config.layer, loaded.input_size)  # unknown layer: fail before work
     annotations = Annotations(
@@ -48,7 +60,7 @@ def run_audit(
         masks=read_masks(Path(masks)) if masks else {},
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    store = AuditStore(out_dir / STORE_NAME)
+    store = AuditStore(store_path(out_dir))
     try:
         job = prepare_job(
             store,
@@ -65,7 +77,8 @@ def run_audit(
 
             return execute_on_ray(
                 store, job.id, config, on_progress=on_progress, should_stop=should_stop,
-                address=ray_address,
+                address=ray_address, replicas=replicas, cpus_per_replica=cpus_per_replica,
+                gpus_per_replica=gpus_per_replica, model=model,
             )  # fmt: skip
         analyzer = AuditAnalyzer(loaded, config)
         return execute(

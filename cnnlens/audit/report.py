@@ -4,15 +4,18 @@ filterable table with embedded thumbnails and overlays (base64); no external res
 from __future__ import annotations
 
 import base64
+import json
+import re
 import time
 from collections.abc import Mapping, Sequence
-from html import escape
+from dataclasses import dataclass
+from html import escape, unescape
 from typing import Any
 
 from PIL import Image
 
 from cnnlens import render
-from cnnlens.audit.analyze import FLAGS
+from cnnlens.audit.records import FLAG_DEGENERATE, FLAG_OFF_OBJECT, FLAGS
 from cnnlens.audit.svg import bar_chart, stacked_histogram
 
 _STYLE = """
@@ -31,23 +34,42 @@ img.t{max-height:96px;max-width:128px}.means{display:flex;gap:12px;flex-wrap:wra
 #controls{margin:8px 0;display:flex;gap:12px;align-items:center}
 """
 
+# A lens over a red dot, inline: the report stays one file with no request for /favicon.ico.
+_FAVICON = "data:image/svg+xml;base64," + base64.b64encode(
+    b"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'><circle cx='7' cy='7' r='5'"
+    b" fill='#e15759' stroke='#222' stroke-width='2'/><path d='M11 11l4 4' stroke='#222'"
+    b" stroke-width='2'/></svg>"
+).decode("ascii")
+
+# Thumbnails are embedded for this many rows (flagged first); the others link their overlay
+# files, so that a report of tens of thousands of images stays a few megabytes.
+EMBEDDED_ROWS = 500
+
 _SCRIPT = """
 (function(){
 const table=document.getElementById('results');const body=table.tBodies[0];
-const rows=Array.from(body.rows);const search=document.getElementById('search');
-const flag=document.getElementById('flag');const shown=document.getElementById('shown');
-function apply(){const q=search.value.toLowerCase();const f=flag.value;let n=0;
- for(const r of rows){const hit=(!q||r.dataset.text.includes(q))&&
-  (f==='all'||(f==='flagged'?r.dataset.flags!=='':(' '+r.dataset.flags+' ').includes(' '+f+' ')));
-  r.style.display=hit?'':'none';if(hit)n++;}
- shown.textContent=n+' of '+rows.length+' images';}
+const data=JSON.parse(document.getElementById('rows').textContent);
+const search=document.getElementById('search');const flag=document.getElementById('flag');
+const shown=document.getElementById('shown');const pager=document.getElementById('pager');
+const PAGE=100;let page=0;let order=data;let hits=data;
+function filter(){const q=search.value.toLowerCase();const f=flag.value;
+ hits=order.filter(function(r){return (!q||r.t.includes(q))&&(f==='all'||
+  (f==='flagged'?r.f!=='':(' '+r.f+' ').includes(' '+f+' ')));});}
+function render(){const pages=Math.max(1,Math.ceil(hits.length/PAGE));
+ page=Math.min(page,pages-1);
+ body.innerHTML=hits.slice(page*PAGE,(page+1)*PAGE).map(function(r){return r.h;}).join('');
+ shown.textContent=hits.length+' of '+data.length+' images';
+ pager.textContent='page '+(page+1)+' of '+pages;}
+function apply(){page=0;filter();render();}
+document.getElementById('prev').addEventListener('click',function(){if(page>0){page--;render();}});
+document.getElementById('next').addEventListener('click',function(){page++;render();});
 search.addEventListener('input',apply);flag.addEventListener('change',apply);
 table.querySelectorAll('th.sortable').forEach(function(th){let up=true;
  th.addEventListener('click',function(){const c=th.cellIndex;const num=th.dataset.type==='num';
-  rows.sort(function(a,b){let x=a.cells[c].dataset.v,y=b.cells[c].dataset.v;
+  order=data.slice().sort(function(a,b){let x=a.v[c],y=b.v[c];
    if(num){x=x===''?-Infinity:+x;y=y===''?-Infinity:+y;return up?x-y:y-x;}
    return up?x.localeCompare(y):y.localeCompare(x);});
-  up=!up;rows.forEach(function(r){body.appendChild(r);});});});
+  up=!up;filter();render();});});
 apply();})();
 """
 
@@ -68,13 +90,16 @@ def render_report(
     return "".join(
         [
             "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-            f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>",
+            f"<title>{escape(title)}</title><link rel='icon' href='{_FAVICON}'>",
+            f"<style>{_STYLE}</style></head><body>",
             f"<h1>{escape(title)}</h1>",
             _header(job, summary),
             _charts(records, summary),
             _tables(summary),
             _class_means(class_means, methods),
-            _results_table(ordered, methods, thumbnails, overlays),
+            _results_table(
+                ordered, methods, thumbnails, overlays, float(job.get("min_box_energy") or 0.5)
+            ),
             f"<script>{_SCRIPT}</script></body></html>",
         ]
     )
@@ -182,27 +207,81 @@ def _results_table(
     methods: Sequence[str],
     thumbnails: Mapping[int, bytes],
     overlays: Mapping[int, Mapping[str, bytes]],
+    min_box_energy: float = 0.5,
 ) -> str:
+    """Only the columns this audit asked for: labels, object regions and fragility each add
+    theirs; localization is shown per method, so that each flag has its value in the row."""
+    shown = _Columns(
+        labels=any(r.get("label") is not None for r in records),
+        regions=any(r.get("has_region") for r in records),
+        fragility=any(r.get("fragility_tested") for r in records),
+    )
     options = "".join(f"<option value='{f}'>{f}</option>" for f in FLAGS)
-    head = [
-        ("#", "num"), ("image", None), *((m, None) for m in methods), ("name", "text"),
-        ("label", "text"), ("prediction", "text"), ("confidence", "num"), ("correct", "text"),
-        ("flags", "text"), ("box energy", "num"), ("pointing", "text"), ("fragile ε", "num"),
-    ]  # fmt: skip
+    head: list[tuple[str, str | None]] = [("#", "num"), ("image", None)]
+    head += [(m, None) for m in methods]
+    head += [("name", "text")]
+    head += [("label", "text")] if shown.labels else []
+    head += [("prediction", "text"), ("confidence", "num")]
+    head += [("correct", "text")] if shown.labels else []
+    head += [("flags", "text")]
+    if shown.regions:
+        for method in methods:
+            head += [(f"{method} box energy", "num"), (f"{method} pointing", "text")]
+    head += [("fragile ε", "num")] if shown.fragility else []
     header = "".join(
         f"<th class='sortable' data-type='{kind}'>{escape(name)}</th>" if kind
         else f"<th>{escape(name)}</th>"
         for name, kind in head
     )  # fmt: skip
-    rows = [_row(r, methods, thumbnails, overlays) for r in records]
+    rows = [
+        _row(r, methods, thumbnails, overlays, shown, min_box_energy, position < EMBEDDED_ROWS)
+        for position, r in enumerate(records)
+    ]
     return (
         "<h2>Images (flagged first)</h2><div id='controls'>"
         "<input id='search' type='search' placeholder='filter by name, class, flag…'>"
         f"<select id='flag'><option value='all'>all images</option><option value='flagged'>"
-        f"flagged</option>{options}</select><span id='shown'></span></div>"
-        f"<table id='results'><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}"
-        "</tbody></table>"
+        f"flagged</option>{options}</select><span id='shown'></span>"
+        "<button id='prev' type='button'>‹</button><span id='pager'></span>"
+        "<button id='next' type='button'>›</button></div>"
+        f"<table id='results'><thead><tr>{header}</tr></thead><tbody></tbody></table>"
+        f"<script id='rows' type='application/json'>{_rows_json(rows)}</script>"
     )
+
+
+_VALUE = re.compile(r"<td[^>]*?(?: data-v='([^']*)')?>")
+
+
+def _rows_json(rows: Sequence[str]) -> str:
+    """The rows as data the page renders a page at a time: text and flags to filter on, each
+    cell's sort value, the row's HTML ('</' escaped: the JSON sits in a script element)."""
+    entries = []
+    for row in rows:
+        head = row[: row.index(">") + 1]
+        flags = unescape(re.search(r"data-flags='([^']*)'", head).group(1))  # type: ignore[union-attr]
+        text = unescape(re.search(r"data-text='([^']*)'", head).group(1))  # type: ignore[union-attr]
+        values = [unescape(value or "") for value in _VALUE.findall(row)]
+        entries.append({"t": text, "f": flags, "v": values, "h": row})
+    return json.dumps(entries, separators=(",", ":")).replace("</", "<\\/")
+
+
+@dataclass(frozen=True)
+class _Columns:
+    labels: bool
+    regions: bool
+    fragility: bool
+
+
+def flag_sources(record: Mapping[str, Any], min_box_energy: float) -> dict[str, list[str]]:
+    """Which methods raised the map flags of a record (off_object, degenerate_map)."""
+    sources: dict[str, list[str]] = {}
+    for method, entry in (record.get("maps") or {}).items():
+        energy = entry.get("box_energy")
+        if entry.get("pointing_hit") is False or (energy is not None and energy < min_box_energy):
+            sources.setdefault(FLAG_OFF_OBJECT, []).append(method)
+        if entry.get("degenerate"):
+            sources.setdefault(FLAG_DEGENERATE, []).append(method)
+    return sources
 
 
 def _row(
@@ -210,6 +289,9 @@ def _row(
     methods: Sequence[str],
     thumbnails: Mapping[int, bytes],
     overlays: Mapping[int, Mapping[str, bytes]],
+    shown: _Columns,
+    min_box_energy: float,
+    embed: bool = True,
 ) -> str:
     index = record["index"]
     flags = list(record.get("flags") or [])
@@ -217,44 +299,65 @@ def _row(
     label = record.get("label_name") or ""
     predicted = record.get("predicted_name") or ""
     text = " ".join([name, label, predicted, *flags]).lower()
+    sources = flag_sources(record, min_box_energy)
     cells = [_cell(str(index), index)]
-    cells.append(_image_cell(thumbnails.get(index), name))
+    cells.append(_image_cell(thumbnails.get(index) if embed else None, name))
+    files = record.get("overlays") or {}
     for method in methods:
-        cells.append(_image_cell(overlays.get(index, {}).get(method), f"{method} of {name}"))
+        if embed:
+            cells.append(_image_cell(overlays.get(index, {}).get(method), f"{method} of {name}"))
+        elif method in files:  # beyond the embedded rows: the overlay file next to the report
+            link = escape(str(files[method]))
+            cells.append(f"<td><a href='{link}'>{escape(method)}</a></td>")
+        else:
+            cells.append("<td></td>")
     cells.append(_cell(escape(name), name))
-    cells.append(_cell(escape(label), label))
+    if shown.labels:
+        cells.append(_cell(escape(label), label))
     if record.get("status") == "error":
         cells.append(f"<td colspan='2' class='bad'>{escape(str(record.get('error')))}</td>")
     else:
         cells.append(_cell(escape(predicted), predicted))
         cells.append(_cell(f"{record['confidence']:.3f}", record["confidence"]))
-    correct = record.get("correct")
-    mark = {True: "<span class='ok'>yes</span>", False: "<span class='bad'>no</span>"}
-    shown_correct = "" if correct is None else mark[bool(correct)]
-    cells.append(_cell(shown_correct, "" if correct is None else str(correct)))
-    cells.append(
-        _cell("".join(f"<span class='flag'>{escape(f)}</span>" for f in flags), " ".join(flags))
-    )
-    first = (record.get("maps") or {}).get(methods[0] if methods else "", {})
-    energy = first.get("box_energy")
-    cells.append(_cell("" if energy is None else f"{energy:.2f}", "" if energy is None else energy))
-    hit = first.get("pointing_hit")
-    cells.append(
-        _cell({True: "hit", False: "miss"}.get(hit, ""), str(hit) if hit is not None else "")
-    )
-    epsilon = record.get("fragile_epsilon")
-    shown = "" if epsilon is None else f"{epsilon:g}/255"
-    if epsilon is None and record.get("fragility_tested"):
-        shown = "robust"
-    cells.append(_cell(shown, "" if epsilon is None else epsilon))
+    if shown.labels:
+        correct = record.get("correct")
+        mark = {True: "<span class='ok'>yes</span>", False: "<span class='bad'>no</span>"}
+        shown_correct = "" if correct is None else mark[bool(correct)]
+        cells.append(_cell(shown_correct, "" if correct is None else str(correct)))
+    tags = []
+    for flag in flags:
+        by = sources.get(flag)
+        suffix = f": {', '.join(by)}" if by else ""
+        tags.append(f"<span class='flag'>{escape(flag + suffix)}</span>")
+    cells.append(_cell("".join(tags), " ".join(flags)))
+    if shown.regions:
+        for method in methods:
+            entry = (record.get("maps") or {}).get(method, {})
+            energy, hit = entry.get("box_energy"), entry.get("pointing_hit")
+            low = energy is not None and energy < min_box_energy
+            cells.append(
+                _cell("" if energy is None else f"{energy:.2f}", "" if energy is None else energy,
+                      "bad" if low else None)
+            )  # fmt: skip
+            cells.append(
+                _cell({True: "hit", False: "miss"}.get(hit, ""), "" if hit is None else str(hit),
+                      "bad" if hit is False else None)
+            )  # fmt: skip
+    if shown.fragility:
+        epsilon = record.get("fragile_epsilon")
+        value = "" if epsilon is None else f"{epsilon:g}/255"
+        if epsilon is None and record.get("fragility_tested"):
+            value = "robust"
+        cells.append(_cell(value, "" if epsilon is None else epsilon))
     return (
         f"<tr data-flags='{escape(' '.join(flags))}' data-text='{escape(text)}'>"
         f"{''.join(cells)}</tr>"
     )
 
 
-def _cell(content: str, value: Any) -> str:
-    return f"<td data-v='{escape(str(value))}'>{content}</td>"
+def _cell(content: str, value: Any, css: str | None = None) -> str:
+    kind = f" class='{css}'" if css else ""
+    return f"<td{kind} data-v='{escape(str(value))}'>{content}</td>"
 
 
 def _image_cell(data: bytes | None, alt: str) -> str:

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnlens.audit.analyze import ImageOutcome
-from cnnlens.audit.inputs import AuditItem
+from cnnlens.audit.records import AuditItem, ImageOutcome
 
+STORE_NAME = "audit.sqlite"
+LEGACY_STORE_NAME = "audits.sqlite"  # the service's data dir used this name before
 ACTIVE = ("queued", "running")
 FINISHED = ("done", "failed", "cancelled")
 
@@ -59,6 +60,14 @@ CREATE TABLE IF NOT EXISTS overlays (
     PRIMARY KEY (job_id, idx, method)
 );
 """
+
+
+def store_path(folder: Path) -> Path:
+    """The store file of an audit out dir or a service data dir: `audit.sqlite`, or the older
+    `audits.sqlite` where only that one exists (so that earlier jobs still resume)."""
+    legacy = folder / LEGACY_STORE_NAME
+    current = folder / STORE_NAME
+    return legacy if legacy.is_file() and not current.exists() else current
 
 
 @dataclass
@@ -234,31 +243,42 @@ class AuditStore:
                 " WHERE job_id = ? AND status = 'pending' ORDER BY idx",
                 (job_id,),
             ).fetchall()
-        return [
-            AuditItem(
-                row["idx"],
-                row["name"],
-                row["path"],
-                row["label"],
-                [tuple(box) for box in json.loads(row["boxes"])],
-                row["mask_path"],
-            )  # fmt: skip
-            for row in rows
-        ]
+        return [_item(row) for row in rows]
 
-    def save_outcomes(self, job_id: str, outcomes: Sequence[ImageOutcome]) -> None:
-        """One transaction per batch: a killed run loses at most the batch in flight."""
+    def iter_pending(self, job_id: str, page: int = 512) -> Iterator[AuditItem]:
+        """The pending images in input order, read a page at a time (flat memory)."""
+        last = -1
+        while True:
+            with self._lock:
+                rows = self._connection.execute(
+                    "SELECT idx, name, path, label, boxes, mask_path FROM items WHERE job_id = ?"
+                    " AND status = 'pending' AND idx > ? ORDER BY idx LIMIT ?",
+                    (job_id, last, page),
+                ).fetchall()
+            if not rows:
+                return
+            yield from (_item(row) for row in rows)
+            last = rows[-1]["idx"]
+
+    def save_outcomes(self, job_id: str, outcomes: Sequence[ImageOutcome]) -> int:
+        """One transaction per batch: a killed run loses at most the batch in flight. Only
+        pending images are recorded, so that every image is recorded exactly once even when a
+        cluster delivers a retried batch twice; returns how many were recorded."""
+        recorded = 0
         with self._transaction() as db:
             for outcome in outcomes:
                 status = "error" if outcome.record.get("status") == "error" else "done"
-                db.execute(
+                cursor = db.execute(
                     "UPDATE items SET status = ?, record = ?, thumbnail = ?, mean_map = ?"
-                    " WHERE job_id = ? AND idx = ?",
+                    " WHERE job_id = ? AND idx = ? AND status = 'pending'",
                     (
                         status, json.dumps(outcome.record), outcome.thumbnail, outcome.mean_map,
                         job_id, outcome.index,
                     ),
                 )  # fmt: skip
+                if cursor.rowcount == 0:
+                    continue
+                recorded += 1
                 db.executemany(
                     "INSERT OR REPLACE INTO overlays (job_id, idx, method, thumbnail)"
                     " VALUES (?, ?, ?, ?)",
@@ -268,6 +288,7 @@ class AuditStore:
                     ],
                 )
             db.execute("UPDATE jobs SET updated = ? WHERE id = ?", (time.time(), job_id))
+        return recorded
 
     def records(self, job_id: str) -> list[dict[str, Any]]:
         """Finished images' records, in input order."""
@@ -319,6 +340,11 @@ SELECT j.*,
     (SELECT COUNT(*) FROM items i WHERE i.job_id = j.id AND i.status != 'pending') AS done,
     (SELECT COUNT(*) FROM items i WHERE i.job_id = j.id AND i.status = 'error') AS errors
 FROM jobs j"""
+
+
+def _item(row: sqlite3.Row) -> AuditItem:
+    boxes = [tuple(box) for box in json.loads(row["boxes"])]
+    return AuditItem(row["idx"], row["name"], row["path"], row["label"], boxes, row["mask_path"])  # type: ignore[arg-type]
 
 
 def _job_info(row: sqlite3.Row) -> JobInfo:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlens.audit.analyze import FLAGS, MEAN_MAP_SIDE
+from cnnlens.audit.records import FLAGS, MEAN_MAP_SIDE
 
 
 def summarize(records: Sequence[Mapping[str, Any]], mistakes: int = 10) -> dict[str, Any]:
