@@ -70,14 +70,50 @@ class IncrementalOcclusion:
         """Record the model on x (1, 3, H, W) and plan patches at the given top-left corners.
 
         Raises:
-            Unsupported: the recorded graph does not reproduce the model.
+            Unsupported: the recorded graph, or one incremental batch, does not reproduce
+                the model.
         """
         graph = record(model, x)
         problem = verify(graph, model, x)
         if problem is not None:
             raise Unsupported(problem)
         plan = make_plan(graph, window_rows, window_cols, window_size, dense_fraction)
-        return cls(model, graph, plan)
+        engine = cls(model, graph, plan)
+        problem = engine._check_batch(x, window_size)
+        if problem is not None:
+            raise Unsupported(problem)
+        return engine
+
+    def _check_batch(self, x: torch.Tensor, window_size: tuple[int, int]) -> str | None:
+        """None if one real incremental batch (the first windows, a random patch) gives the
+        model's own logits, else why not: a dense replay of boxed maps can meet calls that
+        a whole-batch replay never does (a `view` of a map pasted back from boxes)."""
+        box = self.plan.nodes[0].box
+        assert box is not None
+        count = min(2, int(box.rows.shape[0]))
+        generator = torch.Generator().manual_seed(1)
+        patch = torch.randn((count, x.shape[1], *window_size), generator=generator)
+        patch = patch.to(device=x.device, dtype=x.dtype)
+        copies = x.detach().expand(count, -1, -1, -1).clone()
+        height, width = window_size
+        for i in range(count):
+            row, col = int(box.rows[i]), int(box.cols[i])
+            copies[i, :, row : row + height, col : col + width] = patch[i]
+        try:
+            with torch.no_grad():
+                expected = self.model(copies)
+                self.set_image(x)
+                actual = self.logits(0, count, patch)
+        except Exception as error:  # a call that cannot take a map pasted back from boxes
+            return f"an incremental batch failed ({type(error).__name__}: {error})"
+        finally:
+            self._clean, self._padded = [], {}
+        if not isinstance(actual, torch.Tensor) or actual.shape != expected.shape:
+            return "an incremental batch gives a different output shape"
+        scale = float(expected.abs().max()) + 1.0
+        if float((actual - expected).abs().max()) > 1e-4 * scale:
+            return "an incremental batch does not reproduce the model's output"
+        return None
 
     def set_image(self, x: torch.Tensor) -> torch.Tensor:
         """Cache every clean map of x (1, 3, H, W); returns the clean logits (1, K)."""
@@ -194,7 +230,8 @@ class IncrementalOcclusion:
             cols = state.cols[:, None] + torch.arange(width, device=device)
             patches = torch.arange(batch, device=device)[:, None, None]
             full[patches, rows[:, :, None], cols[:, None, :]] = state.data.permute(0, 2, 3, 1)
-            state.dense = _nchw(full)
+            # Contiguous, as a dense forward would hand it on: `view` and friends need it.
+            state.dense = _nchw(full).contiguous()
         return state.dense
 
     def _overwritable(
