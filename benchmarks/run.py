@@ -49,12 +49,17 @@ def main(argv: list[str] | None = None) -> None:
         default=[list(_FIGURE_NAMES)],
         help=f"run only these figures, by name or comma-separated: {', '.join(_FIGURE_NAMES)}",
     )
+    parser.add_argument(
+        "--approx-size", type=int, default=None, help="image side of figure 7 (default 224)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to save JSON/markdown")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     settings = Settings.for_run(args.quick, args.skip_slow, args.threads)
     settings.occlusion_models = args.occlusion_models
+    if args.approx_size is not None:
+        settings.approx_size = args.approx_size
     if args.full_size_occlusion:
         settings.occlusion_heavy_cpu_size = settings.occlusion_size
     devices = [torch.device("cpu")]
