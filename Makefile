@@ -47,7 +47,7 @@ fuzz: $(STAMP_DEV)
 		tests/reliability/test_fuzz.py -k "not schemathesis"
 
 bench: $(STAMP_DEV)
-	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.run $(if $(FIGURES),--figures $(FIGURES)) $(ARGS)
 
 loadtest: $(STAMP_DEV)
 	$(PY) -m benchmarks.loadtest

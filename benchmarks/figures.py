@@ -56,6 +56,16 @@ class Settings:
     explain_calls: int = 1000
     memory_size: int = 224
     activation_max_steps: tuple[int, int] = (8, 32)
+    # Approximate occlusion: the speed / quality curve (one timed run per point: captum's
+    # dense occlusion takes about a minute per image at 224 px on one CPU core).
+    approx_size: int = 224
+    approx_points: tuple[dict[str, Any], ...] = (
+        {"threshold": 0.001},
+        {"threshold": 0.01},
+        {"coarse_stride": 16, "refine": 0.25},
+        {"coarse_stride": 16, "refine": 0.1},
+        {"coarse_stride": 16, "refine": 0.1, "threshold": 0.001},
+    )
 
     @classmethod
     def for_run(cls, quick: bool, skip_slow: bool, threads: int) -> Settings:
@@ -74,6 +84,7 @@ class Settings:
             explain_calls=100,
             memory_size=112,
             activation_max_steps=(4, 12),
+            approx_size=112,
         )
 
 
@@ -496,6 +507,93 @@ def gpu_options_figure(bench: Bench) -> list[Row]:
     return rows
 
 
+def _top_iou(first: torch.Tensor, second: torch.Tensor, fraction: float = 0.1) -> float:
+    """IoU of the top `fraction` pixels of two maps."""
+    a, b = first.detach().flatten().double(), second.detach().flatten().double()
+    count = max(1, int(fraction * a.numel()))
+    top_a = set(torch.topk(a, count).indices.tolist())
+    top_b = set(torch.topk(b, count).indices.tolist())
+    return len(top_a & top_b) / len(top_a | top_b)
+
+
+def _occlusion_output(
+    loaded: LoadedModel, x: torch.Tensor, target: int, params: dict[str, Any]
+) -> Any:
+    return run_methods(loaded, x, [("occlusion", params)], target=target).outputs["occlusion"]
+
+
+def approx_figure(bench: Bench) -> list[Row]:
+    """7. Approximate occlusion: speed-up vs captum, and r / top-10 % IoU vs the exact map."""
+    settings = bench.settings
+    figure = "7 approx occlusion"
+    window, stride, batch = (
+        settings.occlusion_window,
+        settings.occlusion_stride,
+        settings.occlusion_batch,
+    )
+    rows = []
+    for short_name in settings.occlusion_models:
+        size = settings.approx_size
+        if short_name != DEFAULT_MODEL and bench.device.type == "cpu":
+            size = min(size, settings.occlusion_heavy_cpu_size)
+        loaded = bench.model(OCCLUSION_MODELS[short_name])
+        x = bench.input(loaded, size)
+        target = _top1(loaded, x)
+        base = occlusion_params(window, stride, batch)
+
+        run = functools.partial(_occlusion_output, loaded, x, target)
+        calls: dict[str, Callable[[], Any]] = {
+            "captum": baselines.captum_occlusion(loaded.module, x, target, window, stride, batch),
+            "exact": functools.partial(run, base),
+        }
+        for point in settings.approx_points:
+            calls[json.dumps(point)] = functools.partial(run, {**base, **point})
+        outputs = {name: call() for name, call in calls.items()}  # also the warm-up
+        timings = bench.time(calls, warmup=0, repeats=1)
+        exact = outputs["exact"].map
+        best: tuple[float, str] | None = None
+        for name, timing in timings.items():
+            if name == "captum":
+                continue
+            speedup = timings["captum"].median_ms / timing.median_ms
+            r = _pearson(outputs[name].map, exact)
+            iou = _top_iou(outputs[name].map, exact)
+            if r >= 0.98 and (best is None or speedup > best[0]):
+                best = (speedup, name)
+            rows.append(
+                Row(
+                    figure,
+                    f"{short_name} {name}: captum time / cnnlens time",
+                    bench.label,
+                    speedup,
+                    "x",
+                    note=f"r={r:.3f}, top-10% IoU={iou:.2f} vs exact; {size}px, "
+                    f"{timing.median_ms:.0f} vs {timings['captum'].median_ms:.0f} ms",
+                    detail={
+                        "ms": timing.median_ms,
+                        "captum_ms": timings["captum"].median_ms,
+                        "r": r,
+                        "iou": iou,
+                        "size": size,
+                    },
+                )  # fmt: skip
+            )
+        value = best[0] if best else None
+        rows.append(
+            Row(
+                figure,
+                f"{short_name}: fastest point with r >= 0.98 vs exact",
+                bench.label,
+                value,
+                "x",
+                ">= 20x captum",
+                None if value is None else at_least(value, 20.0),
+                note=f"point {best[1]}" if best else "no point reached r >= 0.98",
+            )
+        )
+    return rows
+
+
 FIGURES: list[Callable[[Bench], list[Row]]] = [
     baselines_figure,
     grad_cam_figure,
@@ -503,4 +601,5 @@ FIGURES: list[Callable[[Bench], list[Row]]] = [
     occlusion_figure,
     memory_figure,
     gpu_options_figure,
+    approx_figure,
 ]

@@ -45,9 +45,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--figures",
         nargs="+",
-        choices=list(_FIGURE_NAMES),
-        default=list(_FIGURE_NAMES),
-        help="run only these figures",
+        type=_figure_list,
+        default=[list(_FIGURE_NAMES)],
+        help=f"run only these figures, by name or comma-separated: {', '.join(_FIGURE_NAMES)}",
+    )
+    parser.add_argument(
+        "--approx-size", type=int, default=None, help="image side of figure 7 (default 224)"
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to save JSON/markdown")
     args = parser.parse_args(argv)
@@ -55,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     settings = Settings.for_run(args.quick, args.skip_slow, args.threads)
     settings.occlusion_models = args.occlusion_models
+    if args.approx_size is not None:
+        settings.approx_size = args.approx_size
     if args.full_size_occlusion:
         settings.occlusion_heavy_cpu_size = settings.occlusion_size
     devices = [torch.device("cpu")]
@@ -67,7 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     for device in devices:
         bench = Bench(settings, device)
-        for figure in (_FIGURE_NAMES[name] for name in args.figures):
+        names = [name for group in args.figures for name in group]
+        for figure in (_FIGURE_NAMES[name] for name in names):
             for row in _rows_of(figure, bench):
                 print_row(row)
                 rows.append(row)
@@ -80,6 +86,17 @@ def main(argv: list[str] | None = None) -> None:
 
 
 _FIGURE_NAMES = {figure.__name__.removesuffix("_figure"): figure for figure in FIGURES}
+
+
+def _figure_list(value: str) -> list[str]:
+    """'approx,latency' or 'approx' -> the figure names, each checked."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in _FIGURE_NAMES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown figure(s) {', '.join(unknown)}; choose from {', '.join(_FIGURE_NAMES)}"
+        )
+    return names
 
 
 def _rows_of(figure: Callable[[Bench], list[Row]], bench: Bench) -> list[Row]:

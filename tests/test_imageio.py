@@ -342,3 +342,23 @@ def test_orientation_is_read_in_every_format_that_carries_it(fmt: str, options: 
     expected = EXIF_DISPLAY[8](stored)  # rotated 270 CW: the red half ends at the bottom
     assert decoded.shape == expected.shape == (16, 8, 3)
     assert np.abs(decoded.astype(int) - expected).max() < 40
+
+
+def test_jpeg_draft_decodes_a_12_megapixel_photo_at_a_reduced_scale() -> None:
+    """A 4000 x 3000 JPEG drafted for a 224 px input decodes at 1/8 scale, and matches the
+    full decode reduced to the same size."""
+    from skimage import data
+
+    big = Image.fromarray(data.astronaut()).resize((4000, 3000), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    big.save(buffer, format="JPEG", quality=90)
+    payload = buffer.getvalue()
+    drafted = decode_image(payload, draft=224)
+    assert drafted.size == (500, 375) and drafted.info["full_size"] == (4000, 3000)
+    full = decode_image(payload).resize(drafted.size, Image.Resampling.BOX)
+    first = np.asarray(drafted, dtype=np.float64).ravel()
+    second = np.asarray(full, dtype=np.float64).ravel()
+    assert np.corrcoef(first, second)[0, 1] >= 0.99
+    png = io.BytesIO()
+    Image.fromarray(data.chelsea()).save(png, format="PNG")
+    assert decode_image(png.getvalue(), draft=64).size == (451, 300)  # only JPEG has draft mode

@@ -16,6 +16,7 @@ from torch import nn
 
 from cnnlens.incremental.graph import OpGraph, Ref, call, fill, record, replay, verify
 from cnnlens.incremental.plan import Box, Gather, Plan, make_plan
+from cnnlens.incremental.threshold import projective_caps
 
 
 class Unsupported(Exception):
@@ -66,18 +67,62 @@ class IncrementalOcclusion:
         window_cols: torch.Tensor,
         window_size: tuple[int, int],
         dense_fraction: float = 1.0,
+        threshold: float = 0.0,
     ) -> IncrementalOcclusion:
-        """Record the model on x (1, 3, H, W) and plan patches at the given top-left corners.
+        """Record the model on x (1, 3, H, W) and plan patches at the given top-left corners;
+        threshold > 0 caps each layer's changed box where the patch's effect on x falls
+        below that fraction of the layer's largest change (approximate; 0: exact).
 
         Raises:
-            Unsupported: the recorded graph does not reproduce the model.
+            Unsupported: the recorded graph, or one incremental batch, does not reproduce
+                the model.
         """
         graph = record(model, x)
         problem = verify(graph, model, x)
         if problem is not None:
             raise Unsupported(problem)
         plan = make_plan(graph, window_rows, window_cols, window_size, dense_fraction)
-        return cls(model, graph, plan)
+        engine = cls(model, graph, plan)
+        problem = engine._check_batch(x, window_size)
+        if problem is not None:
+            raise Unsupported(problem)
+        caps = projective_caps(graph, x, window_rows, window_cols, window_size, threshold)
+        if caps:
+            engine.plan = make_plan(
+                graph, window_rows, window_cols, window_size, dense_fraction, caps
+            )
+        return engine
+
+    def _check_batch(self, x: torch.Tensor, window_size: tuple[int, int]) -> str | None:
+        """None if one real incremental batch (the first windows, a random patch) gives the
+        model's own logits, else why not: a dense replay of boxed maps can meet calls that
+        a whole-batch replay never does (a `view` of a map pasted back from boxes)."""
+        box = self.plan.nodes[0].box
+        assert box is not None
+        count = min(2, int(box.rows.shape[0]))
+        generator = torch.Generator().manual_seed(1)
+        patch = torch.randn((count, x.shape[1], *window_size), generator=generator)
+        patch = patch.to(device=x.device, dtype=x.dtype)
+        copies = x.detach().expand(count, -1, -1, -1).clone()
+        height, width = window_size
+        for i in range(count):
+            row, col = int(box.rows[i]), int(box.cols[i])
+            copies[i, :, row : row + height, col : col + width] = patch[i]
+        try:
+            with torch.no_grad():
+                expected = self.model(copies)
+                self.set_image(x)
+                actual = self.logits(0, count, patch)
+        except Exception as error:  # a call that cannot take a map pasted back from boxes
+            return f"an incremental batch failed ({type(error).__name__}: {error})"
+        finally:
+            self._clean, self._padded = [], {}
+        if not isinstance(actual, torch.Tensor) or actual.shape != expected.shape:
+            return "an incremental batch gives a different output shape"
+        scale = float(expected.abs().max()) + 1.0
+        if float((actual - expected).abs().max()) > 1e-4 * scale:
+            return "an incremental batch does not reproduce the model's output"
+        return None
 
     def set_image(self, x: torch.Tensor) -> torch.Tensor:
         """Cache every clean map of x (1, 3, H, W); returns the clean logits (1, K)."""
@@ -88,14 +133,18 @@ class IncrementalOcclusion:
 
     def logits(self, start: int, stop: int, patch: torch.Tensor) -> torch.Tensor:
         """(P, K) logits for windows start..stop-1, each replaced by `patch` (P, 3, h, w)."""
+        return self.logits_at(slice(start, stop), patch)
+
+    def logits_at(self, select: slice | torch.Tensor, patch: torch.Tensor) -> torch.Tensor:
+        """(P, K) logits for the windows `select` picks (a slice or (P,) indices)."""
         graph, plans = self.graph, self.plan.nodes
         input_box = plans[0].box
         assert input_box is not None and graph.output is not None
         states: dict[int, Any] = {
             0: _Boxed(
                 patch.clone(memory_format=torch.channels_last),
-                input_box.rows[start:stop],
-                input_box.cols[start:stop],
+                input_box.rows[select],
+                input_box.cols[select],
             )
         }
         with torch.no_grad():
@@ -109,16 +158,16 @@ class IncrementalOcclusion:
                     source = states[node.inputs[0]]
                     assert plan.box is not None
                     states[node.index] = _Boxed(
-                        source.data, plan.box.rows[start:stop], plan.box.cols[start:stop]
+                        source.data, plan.box.rows[select], plan.box.cols[select]
                     )
                 else:
-                    states[node.index] = self._boxed(node.index, states, start, stop)
+                    states[node.index] = self._boxed(node.index, states, select)
                 for source in set(node.inputs):
                     if graph.last_use[source] == node.index:
                         del states[source]
             return self._dense(graph.output.node, states)
 
-    def _boxed(self, index: int, states: dict[int, Any], start: int, stop: int) -> _Boxed:
+    def _boxed(self, index: int, states: dict[int, Any], select: slice | torch.Tensor) -> _Boxed:
         node, plan = self.graph.nodes[index], self.plan.nodes[index]
         assert plan.box is not None
         regions: dict[int, torch.Tensor] = {}
@@ -127,7 +176,7 @@ class IncrementalOcclusion:
             if gather.direct:
                 regions[source] = states[source].data
             else:
-                regions[source] = self._region(gather, states[source], start, stop)
+                regions[source] = self._region(gather, states[source], select)
                 gathered.add(source)
         if plan.window is not None:
             filled = [fill(a, regions) for a in node.args]
@@ -137,18 +186,18 @@ class IncrementalOcclusion:
             owned = bool(node.inputs) and node.inputs[0] in gathered
             owned = owned or self._overwritable(index, states, regions)
             output = call(node, regions, owned_first=owned)
-        return _Boxed(output, plan.box.rows[start:stop], plan.box.cols[start:stop])
+        return _Boxed(output, plan.box.rows[select], plan.box.cols[select])
 
-    def _region(self, gather: Gather, state: _Boxed, start: int, stop: int) -> torch.Tensor:
+    def _region(self, gather: Gather, state: _Boxed, select: slice | torch.Tensor) -> torch.Tensor:
         """(P, C, height, width) channels-last: the source's padded clean map at the region,
         with the source's box pasted in."""
         clean = self._clean_padded(gather.source, gather.pad, gather.pad_value)  # (H', W', C)
-        rows = gather.row_index[start:stop]
-        cols = gather.col_index[start:stop]
+        rows = gather.row_index[select]
+        cols = gather.col_index[select]
         region = clean[rows[:, :, None], cols[:, None, :]]  # (P, height, width, C)
         box = state.data.permute(0, 2, 3, 1)  # (P, h, w, C)
-        box_rows = gather.box_rows[start:stop]
-        box_cols = gather.box_cols[start:stop]
+        box_rows = gather.box_rows[select]
+        box_cols = gather.box_cols[select]
         batch = torch.arange(rows.shape[0], device=rows.device)[:, None, None]
         if gather.clip:  # read the box where it overlaps the region, else keep clean
             height, width = box.shape[1], box.shape[2]
@@ -194,7 +243,8 @@ class IncrementalOcclusion:
             cols = state.cols[:, None] + torch.arange(width, device=device)
             patches = torch.arange(batch, device=device)[:, None, None]
             full[patches, rows[:, :, None], cols[:, None, :]] = state.data.permute(0, 2, 3, 1)
-            state.dense = _nchw(full)
+            # Contiguous, as a dense forward would hand it on: `view` and friends need it.
+            state.dense = _nchw(full).contiguous()
         return state.dense
 
     def _overwritable(

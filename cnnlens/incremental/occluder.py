@@ -32,8 +32,10 @@ class Occluder:
         batch_size: int,
         engine: Engine,
         example: torch.Tensor,
+        threshold: float = 0.0,
     ) -> None:
-        """example: (1, 3, H, W), an input of the size to plan for (only its shape matters)."""
+        """example: (1, 3, H, W), an input of the size to plan for (and, with a projective-
+        field `threshold` > 0, the image its effect profile is measured on)."""
         self.model = model
         self.grid = grid
         self.batch_size = batch_size
@@ -43,7 +45,9 @@ class Occluder:
             rows, cols = grid.corners(example.device)
             size = (grid.window, grid.window)
             try:
-                prepared = IncrementalOcclusion.prepare(model, example, rows, cols, size)
+                prepared = IncrementalOcclusion.prepare(
+                    model, example, rows, cols, size, threshold=threshold
+                )
             except Unsupported as error:
                 if engine == "incremental":
                     raise IncompatibleModelError(
@@ -68,30 +72,46 @@ class Occluder:
         return 1.0 if self.incremental is None else self.incremental.plan.cost_fraction
 
     def losses(
-        self, x: torch.Tensor, target: int, patch: torch.Tensor
+        self,
+        x: torch.Tensor,
+        target: int,
+        patch: torch.Tensor,
+        windows: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (1, 3, H, W), patch (3, w, w) -> clean loss () and occluded losses (N,)."""
+        """x (1, 3, H, W), patch (3, w, w) -> clean loss () and occluded losses (N,), or (M,)
+        at the `windows` (M,) indices of the grid, row-major, when given."""
         with torch.inference_mode():
             if self.incremental is not None:
-                return self._incremental_losses(self.incremental, x, target, patch)
-            return self._dense_losses(x, target, patch)
+                return self._incremental_losses(self.incremental, x, target, patch, windows)
+            return self._dense_losses(x, target, patch, windows)
 
     def _incremental_losses(
-        self, engine: IncrementalOcclusion, x: torch.Tensor, target: int, patch: torch.Tensor
+        self,
+        engine: IncrementalOcclusion,
+        x: torch.Tensor,
+        target: int,
+        patch: torch.Tensor,
+        windows: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         clean = _loss(engine.set_image(x), target)[0]
-        losses = []
-        for start in range(0, len(self.grid), self.batch_size):
-            stop = min(start + self.batch_size, len(self.grid))
+        count = len(self.grid) if windows is None else int(windows.shape[0])
+        losses = [clean.new_zeros(0)]
+        for start in range(0, count, self.batch_size):
+            stop = min(start + self.batch_size, count)
             patches = patch.expand(stop - start, -1, -1, -1)  # (P, 3, w, w)
-            losses.append(_loss(engine.logits(start, stop, patches), target))
+            select = slice(start, stop) if windows is None else windows[start:stop]
+            losses.append(_loss(engine.logits_at(select, patches), target))
         return clean, torch.cat(losses)
 
     def _dense_losses(
-        self, x: torch.Tensor, target: int, patch: torch.Tensor
+        self, x: torch.Tensor, target: int, patch: torch.Tensor, windows: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         clean = _loss(self.model(x), target)[0]
         corners = [(r, c) for r in self.grid.row_starts for c in self.grid.col_starts]
+        if windows is not None:
+            corners = [corners[i] for i in windows.tolist()]
+        if not corners:
+            return clean, clean.new_zeros(0)
         size = self.grid.window
         rows = min(self.batch_size, len(corners))
         buffer = x.new_empty((rows, *x.shape[1:]))

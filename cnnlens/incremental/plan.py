@@ -10,6 +10,9 @@ A node whose box would cover at least `dense_fraction` of its map (by default: a
 recomputing most of a map as a box measured no slower than densely), or whose call is
 neither pointwise nor a window nor a constant pad, is computed densely, and so is
 everything that reads it.
+
+Projective-field thresholding (approximate, `caps`): a window node's box may be capped to a
+smaller size, centred on the exact box; the positions cut off keep their clean values.
 """
 
 from __future__ import annotations
@@ -86,14 +89,24 @@ def _fit(low: torch.Tensor, size: int, limit: int) -> torch.Tensor:
 
 
 def _window_axis(
-    rows: torch.Tensor, height: int, window: Window, axis: int, size_in: int, size_out: int
+    rows: torch.Tensor,
+    height: int,
+    window: Window,
+    axis: int,
+    size_in: int,
+    size_out: int,
+    cap: int | None = None,
 ) -> tuple[int, torch.Tensor, torch.Tensor, int, int]:
-    """Output box (size, starts), region starts, region size and bottom padding on one axis."""
+    """Output box (size, starts), region starts, region size and bottom padding on one axis;
+    a `cap` smaller than the exact box keeps its centre `cap` positions."""
     stride, pad, span = window.stride[axis], window.padding[axis], window.span(axis)
     low = torch.div(rows + pad - span + stride, stride, rounding_mode="floor").clamp(min=0)
     high = torch.div(rows + height - 1 + pad, stride, rounding_mode="floor")
     high = high.clamp(max=size_out - 1)
     size = max(int((high - low).max()) + 1, 1)
+    if cap is not None and 1 <= cap < size:
+        low = low + (high - low + 1 - cap).clamp(min=0) // 2
+        size = cap
     starts = _fit(low, size, size_out)
     region_size = (size - 1) * stride + span
     region_starts = starts * stride - pad
@@ -154,8 +167,10 @@ def make_plan(
     window_cols: torch.Tensor,
     window_size: tuple[int, int],
     dense_fraction: float = 1.0,
+    caps: dict[int, tuple[int, int]] | None = None,
 ) -> Plan:
-    """Plan every node for patches of `window_size` at (window_rows, window_cols) (N,) each."""
+    """Plan every node for patches of `window_size` at (window_rows, window_cols) (N,) each;
+    `caps`: the largest (height, width) box of some window nodes (approximate)."""
     shapes = [node.shape for node in graph.nodes]
     plans: list[NodePlan] = [
         NodePlan("input", Box(window_size[0], window_size[1], window_rows, window_cols))
@@ -164,7 +179,8 @@ def make_plan(
     first_dense: str | None = None
     first_reason: str | None = None
     for node in graph.nodes[1:]:
-        plan = _plan_node(node, plans, shapes, dense_fraction)
+        cap = (caps or {}).get(node.index)
+        plan = _plan_node(node, plans, shapes, dense_fraction, cap)
         plans.append(plan)
         per_position = _cost_per_position(node)
         dense += per_position * _positions(node)
@@ -186,7 +202,11 @@ def _covers(box_area: int, map_area: int) -> str:
 
 
 def _plan_node(
-    node: OpNode, plans: list[NodePlan], shapes: list[tuple[int, ...]], dense_fraction: float
+    node: OpNode,
+    plans: list[NodePlan],
+    shapes: list[tuple[int, ...]],
+    dense_fraction: float,
+    cap: tuple[int, int] | None = None,
 ) -> NodePlan:
     refs = refs_in(node.args, node.kwargs)
     if any(ref.item is not None for ref in refs):
@@ -209,8 +229,9 @@ def _plan_node(
         source = plans[source_index].box
         assert source is not None
         size_in = shapes[source_index][2:]
-        rows = _window_axis(source.rows, source.height, window, 0, size_in[0], height)
-        cols = _window_axis(source.cols, source.width, window, 1, size_in[1], width)
+        cap_rows, cap_cols = cap if cap is not None else (None, None)
+        rows = _window_axis(source.rows, source.height, window, 0, size_in[0], height, cap_rows)
+        cols = _window_axis(source.cols, source.width, window, 1, size_in[1], width, cap_cols)
         box = Box(rows[0], cols[0], rows[1], cols[1])
         if box.height * box.width >= dense_fraction * height * width:
             return NodePlan("dense", reason=_covers(box.height * box.width, height * width))

@@ -112,6 +112,10 @@ def test_window_starts_cover_every_pixel() -> None:
         ({"batch_size": 0}, "batch_size"),
         ({"fill": "plaid"}, "fill"),
         ({"engine": "magic"}, "engine"),
+        ({"threshold": 1.0}, "threshold"),
+        ({"threshold": -0.1}, "threshold"),
+        ({"coarse_stride": 0}, "coarse_stride"),
+        ({"refine": 0.0}, "refine"),
     ],
 )
 def test_bad_params_are_clear_errors(params: dict[str, Any], message: str) -> None:

@@ -143,3 +143,48 @@ def test_unreplayable_model_falls_back_or_refuses() -> None:
     torch.testing.assert_close(auto.map, dense.outputs["occlusion"].map)
     with pytest.raises(IncompatibleModelError, match="cannot run incrementally"):
         run_methods(model, x, [("occlusion", {**params, "engine": "incremental"})], target=1)
+
+
+class ViewFlatten(nn.Module):
+    """Flattens with `x.view(-1, n)`, which needs a contiguous map (as a dense forward gives)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.down = nn.Conv2d(6, 4, 3, stride=2, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.down(torch.relu(self.conv(x))))
+        return self.fc(x.view(-1, 4 * 8 * 8))
+
+
+def test_view_flattening_model_under_auto_equals_dense() -> None:
+    torch.manual_seed(0)
+    model, x = ViewFlatten().eval(), torch.randn(2, 3, 16, 16)
+    params = {"window": 4, "stride": 4}
+    auto = run_methods(model, x, [("occlusion", params)], target=[1, 3]).outputs["occlusion"]
+    dense = run_methods(model, x, [("occlusion", {**params, "engine": "dense"})], target=[1, 3])
+    assert auto.extras["engine"] == "incremental"
+    assert auto.extras["planned_work"] < 0.9
+    torch.testing.assert_close(auto.map, dense.outputs["occlusion"].map, rtol=0, atol=TOLERANCE)
+    assert float(auto.map.abs().max()) > 10 * TOLERANCE
+
+
+def test_failing_incremental_batch_falls_back_to_dense(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check at preparation runs one real incremental batch; an error there means dense."""
+
+    def broken(self: IncrementalOcclusion, start: int, stop: int, patch: torch.Tensor) -> Any:
+        raise RuntimeError("view size is not compatible")
+
+    torch.manual_seed(0)
+    model, x = ViewFlatten().eval(), torch.randn(1, 3, 16, 16)
+    params = {"window": 4, "stride": 4}
+    dense = run_methods(model, x, [("occlusion", {**params, "engine": "dense"})], target=1)
+    monkeypatch.setattr(IncrementalOcclusion, "logits", broken)
+    auto = run_methods(model, x, [("occlusion", params)], target=1).outputs["occlusion"]
+    assert auto.extras["engine"] == "dense"
+    assert "incremental batch failed" in auto.extras["engine_note"]
+    torch.testing.assert_close(auto.map, dense.outputs["occlusion"].map)
+    with pytest.raises(IncompatibleModelError, match="view size"):
+        run_methods(model, x, [("occlusion", {**params, "engine": "incremental"})], target=1)
