@@ -110,22 +110,39 @@ def grid(
     columns: int | None = None,
     tile_size: int = 224,
     caption_height: int = 18,
+    gap: int = 6,
+    aspects: Sequence[float] | None = None,
 ) -> Image.Image:
-    """Tiles side by side (rows of `columns`), each scaled to tile_size with a caption."""
+    """Tiles side by side (rows of `columns`) with a caption each and `gap` white pixels between.
+
+    Each tile is scaled to `tile_size` wide at its own aspect (width / height), or at
+    `aspects[i]` where given (a model-resolution map shown at its photo's shape): never squashed
+    into a square it did not have.
+    """
     if not tiles:
         raise ValueError("a grid needs at least one tile")
     columns = columns or len(tiles)
-    rows = -(-len(tiles) // columns)
-    sheet = Image.new("RGB", (columns * tile_size, rows * (tile_size + caption_height)), "white")
-    draw = ImageDraw.Draw(sheet)
+    sizes = []
     for index, tile in enumerate(tiles):
-        row, column = divmod(index, columns)
-        left, top = column * tile_size, row * (tile_size + caption_height)
-        sheet.paste(
-            tile.convert("RGB").resize((tile_size, tile_size)), (left, top + caption_height)
-        )
-        if index < len(titles):
-            draw.text((left + 4, top + 3), titles[index][:40], fill=(0, 0, 0))
+        aspect = aspects[index] if aspects is not None else tile.width / tile.height
+        sizes.append((tile_size, max(1, round(tile_size / aspect))))
+    rows = [
+        range(start, min(start + columns, len(tiles))) for start in range(0, len(tiles), columns)
+    ]
+    row_heights = [caption_height + max(sizes[i][1] for i in row) for row in rows]
+    width = columns * tile_size + (columns - 1) * gap
+    sheet = Image.new("RGB", (width, sum(row_heights) + gap * (len(rows) - 1)), "white")
+    draw = ImageDraw.Draw(sheet)
+    top = 0
+    for row, height in zip(rows, row_heights, strict=True):
+        for column, index in enumerate(row):
+            left = column * (tile_size + gap)
+            sheet.paste(
+                tiles[index].convert("RGB").resize(sizes[index]), (left, top + caption_height)
+            )
+            if index < len(titles):
+                draw.text((left + 4, top + 3), titles[index][:40], fill=(0, 0, 0))
+        top += height + gap
     return sheet
 
 

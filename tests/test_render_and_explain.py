@@ -40,7 +40,9 @@ def test_overlay_and_png_sizes() -> None:
     decoded = Image.open(io.BytesIO(render.to_png(blended)))
     assert decoded.size == (50, 30)
     sheet = render.grid([image, image, image], ["a", "b", "c"], columns=2, tile_size=64)
-    assert sheet.size == (128, 2 * (64 + 18))
+    # 50x30 tiles keep their aspect (64x38), with 6 px gaps between columns and rows.
+    assert sheet.size == (2 * 64 + 6, 2 * (18 + 38) + 6)
+    assert sheet.getpixel((64 + 3, 18 + 10)) == (255, 255, 255)  # the gap is white
 
 
 def test_explain_maps_cover_the_original_image(

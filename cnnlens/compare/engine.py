@@ -102,7 +102,7 @@ class Comparison:
             [item.scores for item in self.images], self.scored, self.score_names
         )
 
-    def grid(self, shared_scale: bool | None = None, tile_size: int = 160) -> Image.Image:
+    def grid(self, shared_scale: bool | None = None, tile_size: int = 224) -> Image.Image:
         """Rows of [image, one overlay per method] (see `cnnlens.compare.grid`)."""
         from cnnlens.compare.grid import comparison_grid
 

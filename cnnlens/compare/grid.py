@@ -32,11 +32,13 @@ def unit_maps(maps: Sequence[np.ndarray], shared_scale: bool) -> list[np.ndarray
 
 
 def comparison_grid(
-    comparison: Comparison, shared_scale: bool = False, tile_size: int = 160, alpha: float = 0.5
+    comparison: Comparison, shared_scale: bool = False, tile_size: int = 224, alpha: float = 0.5
 ) -> Image.Image:
-    """Rows of [image (target label), overlay per method], at the model's view of each image."""
+    """Rows of [image (target label), overlay per method]: the model's view of each image, shown
+    at the photo's own aspect."""
     tiles: list[Image.Image] = []
     titles: list[str] = []
+    aspects: list[float] = []
     all_maps = [item.maps[m] for item in comparison.images for m in comparison.methods]
     units = iter(unit_maps(all_maps, shared_scale))
     for item in comparison.images:
@@ -45,10 +47,11 @@ def comparison_grid(
         pixels = np.asarray(base, dtype=np.float32)
         tiles.append(base)
         titles.append(f"{item.target.label} {item.target.probability:.2f}")
+        aspects += [item.image.width / item.image.height] * (1 + len(comparison.methods))
         for method in comparison.methods:
             heat = render.colorize(next(units)).astype(np.float32)  # (H, W, 3)
             blended = np.clip((1 - alpha) * pixels + alpha * heat + 0.5, 0, 255)
             tiles.append(Image.fromarray(blended.astype(np.uint8)))
             titles.append(method + (" (shared scale)" if shared_scale else ""))
     columns = 1 + len(comparison.methods)
-    return render.grid(tiles, titles, columns=columns, tile_size=tile_size)
+    return render.grid(tiles, titles, columns=columns, tile_size=tile_size, aspects=aspects)
