@@ -1,5 +1,6 @@
 """Models: loading, preprocessing, layer inventory and the hook manager."""
 
+from cnnlens.models.custom import wrap
 from cnnlens.models.hooks import HookSession, ReluRule, count_hooks, hook_session
 from cnnlens.models.layers import CompatibilityReport, LayerInfo, LayerInventory, inspect_layers
 from cnnlens.models.loaded import LoadedModel
@@ -21,4 +22,5 @@ __all__ = [
     "inspect_layers",
     "list_models",
     "load_model",
+    "wrap",
 ]
