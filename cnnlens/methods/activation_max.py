@@ -106,7 +106,7 @@ def _objective(
 def _start_image(
     params: ActivationMaxParams,
     shape: tuple[int, ...],
-    mean: tuple[float, float, float],
+    mean: tuple[float, ...],
     generator: torch.Generator,
 ) -> PixelImage | FourierImage:
     batch, _, height, width = shape

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -61,7 +62,7 @@ def load_model(
         alias: the name the LoadedModel carries (default: `name`).
     """
     head_name = check_head(head)
-    arch_kwargs: dict[str, int] = {}
+    arch_kwargs: dict[str, Any] = {}
     if num_classes is not None:
         arch_kwargs["num_classes"] = num_classes
     if in_chans is not None:
@@ -136,7 +137,7 @@ def _load_default(weights: Weights) -> LoadedModel:
     )
 
 
-def _load_torchvision(arch: str, weights: Weights, arch_kwargs: dict[str, int]) -> LoadedModel:
+def _load_torchvision(arch: str, weights: Weights, arch_kwargs: dict[str, Any]) -> LoadedModel:
     import torchvision
 
     available = torchvision.models.list_models(torchvision.models)
@@ -161,7 +162,7 @@ def _load_torchvision(arch: str, weights: Weights, arch_kwargs: dict[str, int]) 
     )
 
 
-def _load_timm(arch: str, weights: Weights, arch_kwargs: dict[str, int]) -> LoadedModel:
+def _load_timm(arch: str, weights: Weights, arch_kwargs: dict[str, Any]) -> LoadedModel:
     import timm
 
     if not timm.is_model(arch):
