@@ -1,5 +1,6 @@
 """Models: loading, preprocessing, layer inventory and the hook manager."""
 
+from cnnlens.models.availability import ModelListing, loadable_models
 from cnnlens.models.custom import wrap
 from cnnlens.models.hooks import HookSession, ReluRule, count_hooks, hook_session
 from cnnlens.models.layers import CompatibilityReport, LayerInfo, LayerInventory, inspect_layers
@@ -15,6 +16,7 @@ __all__ = [
     "LayerInfo",
     "LayerInventory",
     "LoadedModel",
+    "ModelListing",
     "Preprocessing",
     "ReluRule",
     "count_hooks",
@@ -22,5 +24,6 @@ __all__ = [
     "inspect_layers",
     "list_models",
     "load_model",
+    "loadable_models",
     "wrap",
 ]

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from cnnlens.errors import InvalidParamsError, ModelNotFoundError, WeightsError
-from cnnlens.models import zoo
+from cnnlens.models import availability, zoo
 from cnnlens.models.categories import imagenet_categories
 from cnnlens.models.custom import Labels, PreprocessingSpec, fit_labels
 from cnnlens.models.heads import check_head
@@ -144,6 +144,8 @@ def _load_torchvision(arch: str, weights: Weights, arch_kwargs: dict[str, Any]) 
     if arch not in available:
         raise ModelNotFoundError(f"unknown torchvision classifier {arch!r}")
     hub_weights = "DEFAULT" if _is_default(weights) else None
+    if hub_weights and availability.torchvision_cached(arch) is None:
+        availability.ensure_downloadable(f"torchvision:{arch}", "download.pytorch.org")
     try:
         module = torchvision.models.get_model(arch, weights=hub_weights, **arch_kwargs)
     except Exception as error:  # no cached weights and no network, typically
@@ -167,6 +169,8 @@ def _load_timm(arch: str, weights: Weights, arch_kwargs: dict[str, Any]) -> Load
 
     if not timm.is_model(arch):
         raise ModelNotFoundError(f"unknown timm model {arch!r}")
+    if _is_default(weights) and availability.timm_cached(arch) is None:
+        availability.ensure_downloadable(f"timm:{arch}", "huggingface.co")
     try:
         module = timm.create_model(arch, pretrained=_is_default(weights), **arch_kwargs)
     except Exception as error:
