@@ -151,7 +151,8 @@ def build_items(
     masks_by_stem |= {Path(name).stem: path for name, path in annotations.masks.items()}
     items, bad = [], []
     for index, (name, path) in enumerate(images):
-        label, label_set = None, ()
+        label: int | None = None
+        label_set: tuple[int, ...] = ()
         raw = _lookup(annotations.labels, name)
         if raw is not None:
             try:  # several labels per image (multi-label models) are separated by ";"
