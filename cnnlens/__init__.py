@@ -12,7 +12,7 @@ from cnnlens.errors import CnnlensError
 if TYPE_CHECKING:
     from cnnlens.explain import ClassScore, Explanation, Explanations, explain
     from cnnlens.methods import attribute, method_names, run_methods
-    from cnnlens.models import DEFAULT_MODEL, LoadedModel, list_models, load_model
+    from cnnlens.models import DEFAULT_MODEL, LoadedModel, list_models, load_model, wrap
 
 # Imported on first use, so that light entry points (`cnnlens --help`, the client) do not
 # pay for torch.
@@ -28,6 +28,7 @@ _LAZY = {
     "LoadedModel": "cnnlens.models",
     "list_models": "cnnlens.models",
     "load_model": "cnnlens.models",
+    "wrap": "cnnlens.models",
 }
 
 
@@ -65,5 +66,6 @@ __all__ = [
     "load_model",
     "method_names",
     "run_methods",
+    "wrap",
 ]
 __version__ = "0.1.0"

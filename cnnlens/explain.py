@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -9,12 +10,14 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
 from cnnlens import render
 from cnnlens.imageio import ImageSource, load_image
 from cnnlens.methods.base import MethodOutput, get_method
 from cnnlens.methods.run import run_methods
 from cnnlens.methods.targets import class_index
+from cnnlens.models import heads
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.registry import load_model
 
@@ -65,12 +68,21 @@ class Explanation:
 
 
 class Explanations(list[Explanation]):
-    """The explanations of one image, with the model's top predictions for it."""
+    """The explanations of one image, with the model's top predictions for it.
+
+    With a sigmoid head each prediction's probability is that class's own sigmoid
+    (independent of the others); with softmax they sum to one over all classes.
+    """
 
     def __init__(
-        self, items: Sequence[Explanation], predictions: list[ClassScore], image: Image.Image
+        self,
+        items: Sequence[Explanation],
+        predictions: list[ClassScore],
+        image: Image.Image,
+        was_training: bool = False,
     ) -> None:
         super().__init__(items)
+        self.was_training = was_training  # the model came in train mode (explained in eval)
         self.predictions = predictions
         self.image = image
 
@@ -80,7 +92,7 @@ def explain(
     image: ImageSource,
     methods: Sequence[str] | str = ("grad_cam",),
     target: int | str | Sequence[int | str] | None = None,
-    layer: str | None = None,
+    layer: str | nn.Module | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
     top_k: int = 5,
 ) -> Explanations:
@@ -91,7 +103,8 @@ def explain(
         image: a path, bytes, PIL image or array.
         methods: method names (see `cnnlens.method_names()`).
         target: None (top-1), a class index or label, or several (one map each).
-        layer: module name for layer-based methods (default: the model's default layer).
+        layer: module name or module object for layer-based methods (default: the model's
+            default layer).
         params: per-method parameters, keyed by method name.
         top_k: how many predictions to report.
     """
@@ -111,10 +124,15 @@ def explain(
         target=targets or None,
         layer=layer,
     )
-    probabilities = torch.softmax(result.logits.float(), dim=1)
+    probabilities = heads.probabilities(loaded.head, result.logits)
     predictions = _top_k(loaded, probabilities[0], top_k)
     explanations = explanations_from_run(loaded, picture, result, method_list)
-    return Explanations(explanations, predictions, picture)
+    if loaded.was_training:
+        warnings.warn(
+            f"model {loaded.name!r} was handed over in train mode; explained in eval mode",
+            stacklevel=2,
+        )
+    return Explanations(explanations, predictions, picture, was_training=loaded.was_training)
 
 
 class MethodRun(Protocol):
@@ -131,7 +149,7 @@ def explanations_from_run(
     model: LoadedModel, picture: Image.Image, run: MethodRun, method_names: Sequence[str]
 ) -> list[Explanation]:
     """One Explanation per method and target row, each map on the picture's own pixels."""
-    probabilities = torch.softmax(run.logits.float(), dim=1)  # (rows, K)
+    probabilities = heads.probabilities(model.head, run.logits)  # (rows, K)
     explanations: list[Explanation] = []
     for name in method_names:
         method = get_method(name)

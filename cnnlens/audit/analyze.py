@@ -31,6 +31,7 @@ from cnnlens.errors import CnnlensError
 from cnnlens.imageio import load_image
 from cnnlens.methods.adversarial_image import adversarial_images
 from cnnlens.methods.run import run_methods
+from cnnlens.models import heads
 from cnnlens.models.loaded import LoadedModel
 
 __all__ = ["FLAGS", "AuditAnalyzer", "ImageOutcome", "error_outcome"]
@@ -63,7 +64,7 @@ class AuditAnalyzer:
         result = run_methods(
             model, x, [(name, {}) for name in config.methods], target=None, layer=config.layer
         )
-        probabilities = torch.softmax(result.logits.float(), dim=1).cpu()  # (B, K)
+        probabilities = heads.probabilities(model.head, result.logits).cpu()  # (B, K)
         predicted = probabilities.argmax(dim=1)
         photos = [image for _, image in images]
         fragile = self._fragility(photos, predicted) if config.fragility else None
@@ -92,7 +93,7 @@ class AuditAnalyzer:
             for v, i in zip(values, indices, strict=True)
         ]
         top = predictions[0]
-        correct = None if item.label is None else top["index"] == item.label
+        correct = _correct(model.head, item, probabilities, top["index"])
         region = self._region(item, image)
         flags: list[str] = []
         if correct is False:
@@ -247,3 +248,17 @@ def _jpeg(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="JPEG", quality=82)
     return buffer.getvalue()
+
+
+MULTI_LABEL_THRESHOLD = 0.5
+
+
+def _correct(head: str, item: AuditItem, probabilities: torch.Tensor, top: int) -> bool | None:
+    """Top-1 equals the label; for a sigmoid head, the classes at or above the threshold
+    equal the image's label set."""
+    if item.label is None:
+        return None
+    if head == "sigmoid":
+        predicted = set(torch.nonzero(probabilities >= MULTI_LABEL_THRESHOLD).flatten().tolist())
+        return predicted == set(item.labels or (item.label,))
+    return top == item.label

@@ -139,17 +139,23 @@ def build_items(
     masks_by_stem |= {Path(name).stem: path for name, path in annotations.masks.items()}
     items, bad = [], []
     for index, (name, path) in enumerate(images):
-        label = None
+        label: int | None = None
+        label_set: tuple[int, ...] = ()
         raw = _lookup(annotations.labels, name)
         if raw is not None:
-            try:
-                label = class_index(raw, categories, num_classes)
+            try:  # several labels per image (multi-label models) are separated by ";"
+                label_set = tuple(
+                    class_index(part, categories, num_classes)
+                    for part in raw.split(";")
+                    if part.strip()
+                )
+                label = label_set[0] if label_set else None
             except TargetError as error:
                 bad.append(f"{name}: {error.message}")
         stem = Path(name).with_suffix("").as_posix()
         mask = masks_by_stem.get(stem) or masks_by_stem.get(Path(name).stem)
         boxes = _lookup(annotations.boxes, name) or []
-        items.append(AuditItem(index, name, str(path), label, list(boxes), mask))
+        items.append(AuditItem(index, name, str(path), label, list(boxes), mask, label_set))
     if bad:
         shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise AuditInputError(f"labels that name no class of the model: {shown}", code="bad_labels")

@@ -32,6 +32,7 @@ class AuditItem:
     label: int | None = None
     boxes: list[Box] = field(default_factory=list)
     mask_path: str | None = None
+    labels: tuple[int, ...] = ()  # every label given ("a;b" in the CSV); label is the first
     data: bytes | None = None  # the image's bytes, where they travel with the item (a cluster)
     mask_data: bytes | None = None
 

@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS items (
     name TEXT NOT NULL,
     path TEXT NOT NULL,
     label INTEGER,
+    labels TEXT,
     boxes TEXT NOT NULL,
     mask_path TEXT,
     status TEXT NOT NULL DEFAULT 'pending',
@@ -134,6 +135,9 @@ class AuditStore:
             self._connection.execute("PRAGMA synchronous=NORMAL")
             self._connection.execute("PRAGMA foreign_keys=ON")
             self._connection.executescript(_SCHEMA)
+            columns = {row[1] for row in self._connection.execute("PRAGMA table_info(items)")}
+            if "labels" not in columns:  # a store written before multi-label audits
+                self._connection.execute("ALTER TABLE items ADD COLUMN labels TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -162,8 +166,8 @@ class AuditStore:
                 (job_id, now, now, source, out_dir, signature, json.dumps(config), len(items)),
             )
             db.executemany(
-                "INSERT INTO items (job_id, idx, name, path, label, boxes, mask_path)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO items (job_id, idx, name, path, label, labels, boxes, mask_path)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         job_id,
@@ -171,6 +175,7 @@ class AuditStore:
                         it.name,
                         it.path,
                         it.label,
+                        json.dumps(list(it.labels)),
                         json.dumps(it.boxes),
                         it.mask_path,
                     )
@@ -239,7 +244,7 @@ class AuditStore:
     def pending_items(self, job_id: str) -> list[AuditItem]:
         with self._lock:
             rows = self._connection.execute(
-                "SELECT idx, name, path, label, boxes, mask_path FROM items"
+                "SELECT idx, name, path, label, labels, boxes, mask_path FROM items"
                 " WHERE job_id = ? AND status = 'pending' ORDER BY idx",
                 (job_id,),
             ).fetchall()
@@ -251,8 +256,8 @@ class AuditStore:
         while True:
             with self._lock:
                 rows = self._connection.execute(
-                    "SELECT idx, name, path, label, boxes, mask_path FROM items WHERE job_id = ?"
-                    " AND status = 'pending' AND idx > ? ORDER BY idx LIMIT ?",
+                    "SELECT idx, name, path, label, labels, boxes, mask_path FROM items"
+                    " WHERE job_id = ? AND status = 'pending' AND idx > ? ORDER BY idx LIMIT ?",
                     (job_id, last, page),
                 ).fetchall()
             if not rows:
@@ -344,7 +349,10 @@ FROM jobs j"""
 
 def _item(row: sqlite3.Row) -> AuditItem:
     boxes = [tuple(box) for box in json.loads(row["boxes"])]
-    return AuditItem(row["idx"], row["name"], row["path"], row["label"], boxes, row["mask_path"])  # type: ignore[arg-type]
+    labels = tuple(json.loads(row["labels"] or "[]"))
+    return AuditItem(
+        row["idx"], row["name"], row["path"], row["label"], boxes, row["mask_path"], labels
+    )  # type: ignore[arg-type]
 
 
 def _job_info(row: sqlite3.Row) -> JobInfo:

@@ -152,7 +152,7 @@ def _objective(
 def _start_noise(
     params: ActivationMaxParams,
     shape: tuple[int, ...],
-    mean: tuple[float, float, float],
+    mean: tuple[float, ...],
     generator: torch.Generator,
 ) -> torch.Tensor:
     """The starting point of every image: a spectrum (Fourier) or near-gray pixels."""

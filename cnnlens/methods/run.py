@@ -25,7 +25,11 @@ from cnnlens.models.layers import LayerInventory, inspect_layers
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.preprocess import Preprocessing
 
-_INVENTORIES: weakref.WeakKeyDictionary[nn.Module, LayerInventory] = weakref.WeakKeyDictionary()
+# Per module, then per input size: shapes (hence the default layer and the CAM head check)
+# depend on the size the inventory was traced at.
+_INVENTORIES: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, ...], LayerInventory]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @dataclass
@@ -37,20 +41,50 @@ class RunResult:
     elapsed_ms: dict[str, float]  # by method; a shared forward is split evenly among its users
 
 
-def inventory_of(model: LoadedModel | nn.Module, input_size: tuple[int, int]) -> LayerInventory:
+def inventory_of(
+    model: LoadedModel | nn.Module, input_size: tuple[int, int], channels: int | None = None
+) -> LayerInventory:
+    """The layer inventory traced at this input size (and channel count)."""
     if isinstance(model, LoadedModel):
-        return model.layers
-    inventory = _INVENTORIES.get(model)
+        same_channels = channels is None or channels == model.preprocessing.channels
+        if tuple(input_size) == tuple(model.input_size) and same_channels:
+            return model.layers
+        channels = channels or model.preprocessing.channels
+        model = model.module
+    channels = channels or 3
+    by_size = _INVENTORIES.setdefault(model, {})
+    key = (channels, *input_size)
+    inventory = by_size.get(key)
     if inventory is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        inventory = _INVENTORIES[model] = inspect_layers(model, input_size, device=device)
+        inventory = by_size[key] = inspect_layers(
+            model, input_size, device=device, channels=channels
+        )
     return inventory
 
 
+Layer = str | nn.Module | None
+
+
+def layer_name(model: LoadedModel | nn.Module, layer: Layer) -> str | None:
+    """A layer given by name or as the module object itself -> its name."""
+    if layer is None or isinstance(layer, str):
+        return layer
+    module = model.module if isinstance(model, LoadedModel) else model
+    for name, child in module.named_modules():
+        if child is layer:
+            return name
+    raise LayerNotFoundError("the layer module given is not part of this model")
+
+
 def resolve_layer(
-    model: LoadedModel | nn.Module, layer: str | None, input_size: tuple[int, int]
+    model: LoadedModel | nn.Module,
+    layer: Layer,
+    input_size: tuple[int, int],
+    channels: int | None = None,
 ) -> str:
-    inventory = inventory_of(model, input_size)
+    inventory = inventory_of(model, input_size, channels)
+    layer = layer_name(model, layer)
     if layer is None:
         return inventory.default_layer
     info = inventory.get(layer)
@@ -64,7 +98,7 @@ def run_methods(
     x: torch.Tensor,
     methods: Sequence[tuple[str, Any]],
     target: Targets = None,
-    layer: str | None = None,
+    layer: Layer = None,
 ) -> RunResult:
     """Run several methods on one batch: gradient methods share one forward and one
     backward per ReLU rule; the others run their own passes.
@@ -74,15 +108,17 @@ def run_methods(
         x: (B, 3, H, W) preprocessed batch (left untouched).
         methods: (name, params) pairs; params a dict, the method's Params or None.
         target: None (top-1), an index, a label, or one per sample.
-        layer: module name for layer-based methods (default: the model's default layer).
+        layer: module name or module object for layer-based methods (default: the
+            model's default layer).
     """
     module = model.module if isinstance(model, LoadedModel) else model
     categories = model.categories if isinstance(model, LoadedModel) else ()
     preprocessing = model.preprocessing if isinstance(model, LoadedModel) else Preprocessing()
     device = next((p.device for p in module.parameters()), x.device)
     x = x.detach().to(device)
-    resolved_layer = resolve_layer(model, layer, (x.shape[-2], x.shape[-1]))
-    inventory = inventory_of(model, (x.shape[-2], x.shape[-1]))
+    size, channels = (x.shape[-2], x.shape[-1]), x.shape[1]
+    resolved_layer = resolve_layer(model, layer, size, channels)
+    inventory = inventory_of(model, size, channels)
     chosen = [(get_method(name), name) for name, _ in methods]
     parsed = [
         parse_params(method, params)
@@ -148,7 +184,7 @@ def attribute(
     model: LoadedModel | nn.Module,
     x: torch.Tensor,
     target: Targets = None,
-    layer: str | None = None,
+    layer: Layer = None,
     **params: Any,
 ) -> torch.Tensor:
     """One method on a preprocessed batch, like captum's `attribute`: the raw map in input space."""

@@ -1,5 +1,7 @@
 """Models: loading, preprocessing, layer inventory and the hook manager."""
 
+from cnnlens.models.availability import ModelListing, loadable_models
+from cnnlens.models.custom import wrap
 from cnnlens.models.hooks import HookSession, ReluRule, count_hooks, hook_session
 from cnnlens.models.layers import CompatibilityReport, LayerInfo, LayerInventory, inspect_layers
 from cnnlens.models.loaded import LoadedModel
@@ -14,6 +16,7 @@ __all__ = [
     "LayerInfo",
     "LayerInventory",
     "LoadedModel",
+    "ModelListing",
     "Preprocessing",
     "ReluRule",
     "count_hooks",
@@ -21,4 +24,6 @@ __all__ = [
     "inspect_layers",
     "list_models",
     "load_model",
+    "loadable_models",
+    "wrap",
 ]

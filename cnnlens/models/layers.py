@@ -157,11 +157,14 @@ def _propagate(
 
 
 def inspect_layers(
-    model: nn.Module, input_size: tuple[int, int], device: torch.device | str = "cpu"
+    model: nn.Module,
+    input_size: tuple[int, int],
+    device: torch.device | str = "cpu",
+    channels: int = 3,
 ) -> LayerInventory:
     """Trace one forward on a fixed random input and describe every named module."""
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 3, *input_size, generator=generator).to(device)
+    x = torch.randn(1, channels, *input_size, generator=generator).to(device)
     order: list[str] = []
     outputs: dict[str, Any] = {}
     calls: dict[str, int] = {}

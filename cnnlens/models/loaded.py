@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -31,6 +31,8 @@ class LoadedModel:
     categories: tuple[str, ...]
     weights_sha256: str | None
     weights_source: str
+    head: str = "softmax"  # see cnnlens.models.heads
+    was_training: bool = False  # handed over in train mode (explained in eval mode regardless)
 
     @property
     def lock(self) -> threading.RLock:
@@ -51,7 +53,9 @@ class LoadedModel:
     def layers(self) -> LayerInventory:
         from cnnlens.models.layers import inspect_layers
 
-        return inspect_layers(self.module, self.input_size, device=self.device)
+        return inspect_layers(
+            self.module, self.input_size, device=self.device, channels=self.preprocessing.channels
+        )
 
     @property
     def default_layer(self) -> str:
@@ -61,6 +65,25 @@ class LoadedModel:
         """Move the module to a device (in place) and return self."""
         self.module.to(device)
         return self
+
+    def describe(self) -> dict[str, Any]:
+        """What the service reports about this model: labels, head, preprocessing, mode."""
+        prep = self.preprocessing
+        return {
+            "name": self.name,
+            "labels_count": len(self.categories),
+            "head": self.head,
+            "preprocessing": {
+                "input_size": list(prep.input_size),
+                "mean": list(prep.mean),
+                "std": list(prep.std),
+                "interpolation": prep.interpolation,
+                "resize": prep.resize,
+                "channels": prep.channels,
+            },
+            "weights_source": self.weights_source,
+            "was_training": self.was_training,
+        }
 
     def label_of(self, index: int) -> str:
         if 0 <= index < len(self.categories):

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from cnnlens.errors import ModelNotFoundError, WeightsError
-from cnnlens.models import zoo
+from cnnlens.errors import InvalidParamsError, ModelNotFoundError, WeightsError
+from cnnlens.models import availability, zoo
 from cnnlens.models.categories import imagenet_categories
+from cnnlens.models.custom import Labels, PreprocessingSpec, fit_labels
+from cnnlens.models.heads import check_head
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.preprocess import Preprocessing
 from cnnlens.models.weights import fit_state_dict, map_in_order, read_state_dict, sha256_of_file
@@ -35,28 +38,73 @@ def load_model(
     name: str = zoo.DEFAULT_MODEL,
     weights: Weights = "default",
     device: str | torch.device | None = None,
+    *,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    labels: Labels = None,
+    preprocessing: PreprocessingSpec = None,
+    head: str = "softmax",
+    alias: str | None = None,
 ) -> LoadedModel:
     """Build a model by name, load its weights, freeze it and put it in eval mode.
 
     Args:
         name: "efficientnet_lite0", "torchvision:<arch>" or "timm:<arch>".
-        weights: "default", "none" (random init, for structure and tests) or a file path.
+        weights: "default", "none" (random init, for structure and tests) or a file path
+            (plain state dict, nested under "state_dict"/"model", keys prefixed
+            "module." or "model." accepted).
         device: where to put it (default: CPU).
+        num_classes: outputs of the classifier (passed to timm / torchvision).
+        in_chans: input channels, 3 or 1 (grayscale; timm models).
+        labels: class names: a list, a JSON list file or a text file (one per line).
+        preprocessing: a Preprocessing or a dict of its fields over the architecture's own.
+        head: "softmax", "sigmoid" (multi-label) or "binary" (one logit).
+        alias: the name the LoadedModel carries (default: `name`).
     """
+    head_name = check_head(head)
+    arch_kwargs: dict[str, Any] = {}
+    if num_classes is not None:
+        arch_kwargs["num_classes"] = num_classes
+    if in_chans is not None:
+        if in_chans not in (1, 3):
+            raise InvalidParamsError(
+                f"models with {in_chans} input channels are not supported (1 or 3)"
+            )
+        arch_kwargs["in_chans"] = in_chans
     family, _, arch = name.partition(":")
     if not arch:
         family, arch = "cnnlens", name
     if family == "cnnlens" and arch == zoo.DEFAULT_MODEL:
+        if arch_kwargs:
+            raise InvalidParamsError(f"{zoo.DEFAULT_MODEL} takes no num_classes / in_chans")
         loaded = _load_default(weights)
     elif family == "torchvision":
-        loaded = _load_torchvision(arch, weights)
+        if "in_chans" in arch_kwargs:
+            raise InvalidParamsError("in_chans is a timm argument; use a timm architecture")
+        loaded = _load_torchvision(arch, weights, arch_kwargs)
     elif family == "timm":
-        loaded = _load_timm(arch, weights)
+        loaded = _load_timm(arch, weights, arch_kwargs)
     else:
         raise ModelNotFoundError(
             f"unknown model {name!r}: use {zoo.DEFAULT_MODEL!r}, 'torchvision:<arch>' "
             "or 'timm:<arch>'"
         )
+    loaded.head = head_name
+    if in_chans == 1:
+        loaded.preprocessing = Preprocessing.from_mapping(
+            {"channels": 1}, base=loaded.preprocessing
+        )
+    if preprocessing is not None:
+        loaded.preprocessing = (
+            preprocessing
+            if isinstance(preprocessing, Preprocessing)
+            else Preprocessing.from_mapping(preprocessing, base=loaded.preprocessing)
+        )
+    outputs = num_classes if num_classes is not None else _num_classes(loaded.module)
+    if labels is not None or head_name == "binary":
+        loaded.categories = fit_labels(labels, outputs, head_name, loaded.categories)
+    if alias is not None:
+        loaded.name = alias
     _freeze(loaded.module)
     if device is not None:
         loaded.to(device)
@@ -89,15 +137,17 @@ def _load_default(weights: Weights) -> LoadedModel:
     )
 
 
-def _load_torchvision(arch: str, weights: Weights) -> LoadedModel:
+def _load_torchvision(arch: str, weights: Weights, arch_kwargs: dict[str, Any]) -> LoadedModel:
     import torchvision
 
     available = torchvision.models.list_models(torchvision.models)
     if arch not in available:
         raise ModelNotFoundError(f"unknown torchvision classifier {arch!r}")
     hub_weights = "DEFAULT" if _is_default(weights) else None
+    if hub_weights and availability.torchvision_cached(arch) is None:
+        availability.ensure_downloadable(f"torchvision:{arch}", "download.pytorch.org")
     try:
-        module = torchvision.models.get_model(arch, weights=hub_weights)
+        module = torchvision.models.get_model(arch, weights=hub_weights, **arch_kwargs)
     except Exception as error:  # no cached weights and no network, typically
         raise WeightsError(f"cannot get default weights for torchvision:{arch}: {error}") from error
     sha, source = _apply_file_weights(module, weights)
@@ -114,13 +164,15 @@ def _load_torchvision(arch: str, weights: Weights) -> LoadedModel:
     )
 
 
-def _load_timm(arch: str, weights: Weights) -> LoadedModel:
+def _load_timm(arch: str, weights: Weights, arch_kwargs: dict[str, Any]) -> LoadedModel:
     import timm
 
     if not timm.is_model(arch):
         raise ModelNotFoundError(f"unknown timm model {arch!r}")
+    if _is_default(weights) and availability.timm_cached(arch) is None:
+        availability.ensure_downloadable(f"timm:{arch}", "huggingface.co")
     try:
-        module = timm.create_model(arch, pretrained=_is_default(weights))
+        module = timm.create_model(arch, pretrained=_is_default(weights), **arch_kwargs)
     except Exception as error:
         raise WeightsError(f"cannot get default weights for timm:{arch}: {error}") from error
     sha, source = _apply_file_weights(module, weights)

@@ -37,13 +37,29 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # any parse failure is the file's fault
         raise WeightsError(f"cannot read weights file {path.name!r}: {error}") from error
-    if isinstance(loaded, Mapping) and "state_dict" in loaded:
-        loaded = loaded["state_dict"]
+    for key in ("state_dict", "model"):  # checkpoints that nest the weights
+        if isinstance(loaded, Mapping) and isinstance(loaded.get(key), Mapping):
+            loaded = loaded[key]
     if not isinstance(loaded, Mapping) or not all(
         isinstance(value, torch.Tensor) for value in loaded.values()
     ):
         raise WeightsError(f"{path.name!r} does not hold a state dict of tensors")
-    return {str(key): value for key, value in loaded.items()}
+    return strip_prefixes({str(key): value for key, value in loaded.items()})
+
+
+_PREFIXES = ("module.", "model.")  # DataParallel, Lightning
+
+
+def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop a `module.` or `model.` prefix that every key carries (repeatedly)."""
+    changed = True
+    while changed and state:
+        changed = False
+        for prefix in _PREFIXES:
+            if all(key.startswith(prefix) for key in state):
+                state = {key[len(prefix) :]: value for key, value in state.items()}
+                changed = True
+    return state
 
 
 def fit_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:

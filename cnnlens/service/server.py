@@ -32,7 +32,6 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from cnnlens.errors import CnnlensError, WeightsError
 from cnnlens.models.loaded import LoadedModel
-from cnnlens.models.registry import load_model
 from cnnlens.models.weights import sha256_of_file
 from cnnlens.service.app import create_app
 from cnnlens.service.logs import configure_logging
@@ -61,9 +60,7 @@ def load_configured_model(config: ModelConfig, settings: Settings) -> LoadedMode
                 f"the configuration expects {config.sha256}"
             )
     try:
-        loaded = load_model(
-            config.name, weights=config.weights, device=config.device or settings.device
-        )
+        loaded = config.load(config.device or settings.device)
     except WeightsError as error:
         raise WeightsError(
             f"model {config.name!r} with weights {config.weights}: {error.message}"

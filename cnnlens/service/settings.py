@@ -13,12 +13,15 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cnnlens.errors import CnnlensError
 from cnnlens.models.zoo import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from cnnlens.models.loaded import LoadedModel
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -37,8 +40,20 @@ class _Strict(BaseModel):
 class ModelConfig(_Strict):
     """One model the service loads at startup; requests may only pick among these names."""
 
-    name: str = Field(min_length=1, description="load_model name, e.g. torchvision:resnet18")
+    name: str = Field(
+        min_length=1, description="what requests use; the architecture too when arch is absent"
+    )
+    arch: str | None = Field(
+        default=None, min_length=1, description="load_model architecture, e.g. timm:resnet50"
+    )
     weights: str = Field(default="default", description='"default", "none" or a local file path')
+    num_classes: int | None = Field(default=None, ge=1, description="outputs of the classifier")
+    in_chans: Literal[1, 3] | None = Field(default=None, description="input channels (timm)")
+    labels: str | None = Field(default=None, description="labels file: one per line, or JSON")
+    head: Literal["softmax", "sigmoid", "binary"] = "softmax"
+    preprocessing: dict[str, Any] | None = Field(
+        default=None, description="input_size, mean, std, interpolation, channels"
+    )
     sha256: str | None = Field(default=None, description="expected sha256 of the weights (hex)")
     device: str | None = Field(default=None, description="overrides the service-wide device")
 
@@ -48,6 +63,26 @@ class ModelConfig(_Strict):
         if value is not None and not _SHA256.match(value.lower()):
             raise ValueError("sha256 must be 64 hexadecimal characters")
         return value.lower() if value else None
+
+    @property
+    def architecture(self) -> str:
+        return self.arch or self.name
+
+    def load(self, device: str | None) -> LoadedModel:
+        """Build this entry's model (the name requests use becomes the model's name)."""
+        from cnnlens.models.registry import load_model
+
+        return load_model(
+            self.architecture,
+            weights=self.weights,
+            device=device,
+            num_classes=self.num_classes,
+            in_chans=self.in_chans,
+            labels=self.labels,
+            preprocessing=self.preprocessing,
+            head=self.head,
+            alias=self.name,
+        )
 
     @model_validator(mode="after")
     def _files_are_pinned(self) -> ModelConfig:
@@ -218,10 +253,23 @@ def _split(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+_ENTRY_OPTIONS = ("arch", "num_classes", "in_chans", "labels", "head")
+
+
 def _model_entry(text: str) -> dict[str, str]:
-    """`name`, `name=weights` or `name=weights@sha256` (CNNLENS_MODELS entries)."""
+    """`name`, `name=weights` or `name=weights@sha256`, then optional `;key=value` options
+    (arch, num_classes, in_chans, labels, head): a CNNLENS_MODELS entry."""
+    text, *options = text.split(";")
     name, _, rest = text.partition("=")
     entry = {"name": name.strip()}
+    for option in options:
+        key, _, value = option.partition("=")
+        if key.strip() not in _ENTRY_OPTIONS or not value.strip():
+            raise SettingsError(
+                f"CNNLENS_MODELS option {option.strip()!r}: use key=value with key one of "
+                f"{', '.join(_ENTRY_OPTIONS)}"
+            )
+        entry[key.strip()] = value.strip()
     if rest:
         weights, _, digest = rest.partition("@")
         entry["weights"] = weights.strip()

@@ -14,7 +14,6 @@ from cnnlens.api.forms import DEFAULT_METHOD
 from cnnlens.errors import CnnlensError, ModelNotFoundError, WeightsError
 from cnnlens.methods.run import run_methods
 from cnnlens.models.loaded import LoadedModel
-from cnnlens.models.registry import load_model
 from cnnlens.service.errors import NotReadyError
 from cnnlens.service.metrics import Metrics
 from cnnlens.service.settings import ModelConfig, Settings
@@ -140,7 +139,7 @@ class ServiceState:
         if preloaded is not None:
             loaded = preloaded
         else:
-            loaded = load_model(config.name, weights=config.weights, device=device)
+            loaded = config.load(device)
         if config.sha256 is not None and loaded.weights_sha256 != config.sha256:
             raise WeightsError(
                 f"weights of {config.name!r} have sha256 {loaded.weights_sha256}, "

@@ -1,0 +1,127 @@
+"""A user's own model: labels files, heads and `wrap` for a module already in memory."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from cnnlens.errors import CnnlensError
+from cnnlens.models.heads import BINARY_LABELS, check_head
+from cnnlens.models.loaded import LoadedModel
+from cnnlens.models.preprocess import Preprocessing
+
+Labels = str | Path | Sequence[str] | None
+PreprocessingSpec = Preprocessing | Mapping[str, Any] | None
+
+
+class LabelsError(CnnlensError):
+    """A labels file that cannot be read, or whose count does not match the model."""
+
+    code = "bad_labels"
+    status = 422
+
+
+def read_labels(labels: str | Path | Sequence[str]) -> tuple[str, ...]:
+    """Labels from a list, a JSON list file, or a text file with one label per line."""
+    if isinstance(labels, str | Path):
+        path = Path(labels)
+        if not path.is_file():
+            raise LabelsError(f"labels file not found: {path.name}")
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".json":
+            try:
+                values = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise LabelsError(f"labels file {path.name} is not JSON: {error}") from error
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                raise LabelsError(f"labels file {path.name} must hold a JSON list of strings")
+            return tuple(values)
+        return tuple(line.strip() for line in text.splitlines() if line.strip())
+    values = list(labels)
+    if not all(isinstance(value, str) for value in values):
+        raise LabelsError("labels must be strings")
+    return tuple(values)
+
+
+def fit_labels(
+    labels: Labels, outputs: int | None, head: str, default: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The model's class names; their count must equal the head's classes."""
+    classes = 2 if head == "binary" else outputs
+    if labels is None:
+        if head == "binary":
+            return BINARY_LABELS
+        return default
+    names = read_labels(labels)
+    if classes is not None and len(names) != classes:
+        raise LabelsError(
+            f"{len(names)} labels given, but the model's {head} head has {classes} classes"
+        )
+    return names
+
+
+def output_count(module: nn.Module) -> int | None:
+    """Number of outputs of the last linear or 1x1-convolution layer, if any."""
+    last: int | None = None
+    for child in module.modules():
+        if isinstance(child, nn.Linear):
+            last = child.out_features
+        elif isinstance(child, nn.Conv2d) and child.kernel_size == (1, 1):
+            last = child.out_channels
+    return last
+
+
+def wrap(
+    module: nn.Module,
+    labels: Labels = None,
+    preprocessing: PreprocessingSpec = None,
+    head: str = "softmax",
+    name: str = "custom",
+) -> LoadedModel:
+    """A LoadedModel around a module already in memory, for every cnnlens front.
+
+    The module is put in eval mode with frozen parameters (in place); if it was in train
+    mode a warning says so and the LoadedModel's `was_training` flag stays set.
+    """
+    head_name = check_head(head)
+    if isinstance(preprocessing, Preprocessing):
+        prep = preprocessing
+    else:
+        prep = Preprocessing.from_mapping(preprocessing or {})
+    categories = fit_labels(
+        labels,
+        output_count(module),
+        head_name,
+        tuple(str(i) for i in range(output_count(module) or 0)),
+    )
+    was_training = freeze(module)
+    return LoadedModel(
+        name=name,
+        module=module,
+        preprocessing=prep,
+        categories=categories,
+        weights_sha256=None,
+        weights_source="in-memory",
+        head=head_name,
+        was_training=was_training,
+    )
+
+
+def freeze(module: nn.Module) -> bool:
+    """Eval mode and frozen parameters; True (with a warning) if it was in train mode."""
+    was_training = module.training
+    if was_training:
+        warnings.warn(
+            "the model was in train mode; cnnlens explains it in eval mode "
+            "(dropout off, batch-norm running statistics)",
+            stacklevel=3,
+        )
+    module.eval()
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    return was_training
