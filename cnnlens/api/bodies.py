@@ -70,6 +70,7 @@ def explain_response(
     explanations: Iterable[Explanation],
     outputs: Sequence[str],
     elapsed_ms: float,
+    was_training: bool = False,
 ) -> ExplainResponse:
     """The body of POST /v1/explain."""
     return ExplainResponse(
@@ -78,4 +79,5 @@ def explain_response(
         predictions=[s for score in predictions if (s := class_score(score)) is not None],
         explanations=[explanation_body(item, size, outputs) for item in explanations],
         elapsed_ms=round(elapsed_ms, 3),
+        was_training=was_training,
     )

@@ -75,6 +75,9 @@ class ExplainResponse(Schema):
     predictions: list[ClassScore] = Field(description="top-5")
     explanations: list[ExplanationBody]
     elapsed_ms: float
+    was_training: bool = Field(
+        default=False, description="the model was handed over in train mode (explained in eval)"
+    )
 
 
 class LayerBody(Schema):
@@ -103,6 +106,8 @@ class PreprocessingBody(Schema):
     mean: list[float]
     std: list[float]
     interpolation: str
+    resize: str = Field(default="whole", description="whole, or shorter-side+center-crop")
+    channels: int = Field(default=3, description="3 (RGB) or 1 (grayscale)")
 
 
 class ModelSummary(Schema):
@@ -121,6 +126,9 @@ class ModelList(Schema):
 
 
 class ModelDetail(ModelSummary):
+    labels_count: int = Field(description="how many class labels the model has")
+    head: str = Field(description="softmax, sigmoid or binary")
+    was_training: bool = Field(description="handed over in train mode (explained in eval)")
     preprocessing: PreprocessingBody
     layers: list[LayerBody]
     compatibility: CompatibilityBody

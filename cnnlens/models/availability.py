@@ -10,7 +10,18 @@ from cnnlens.errors import WeightsError
 from cnnlens.models import zoo
 
 # Families of architectures without 4-D feature maps: the map methods need (B, C, H, W).
-_NO_FEATURE_MAPS = ("vit", "deit", "beit", "mixer", "swin", "eva", "cait", "xcit", "resmlp")
+_NO_FEATURE_MAPS = (
+    "vit",
+    "samvit",
+    "deit",
+    "beit",
+    "mixer",
+    "swin",
+    "eva",
+    "cait",
+    "xcit",
+    "resmlp",
+)
 
 HOW_TO_LOCAL = (
     "give local weights instead: load_model(name, weights='path/to/file.safetensors'), "

@@ -147,7 +147,9 @@ def render_explain_response(
     explanations, predictions = explanations_for(model, picture, rows, method_names)
     size = api.ImageSize(width=picture.width, height=picture.height)
     elapsed = (time.monotonic() - started) * 1000
-    return explain_response(model.name, size, predictions, explanations, outputs, elapsed)
+    return explain_response(
+        model.name, size, predictions, explanations, outputs, elapsed, model.was_training
+    )
 
 
 def render_overlay_png(

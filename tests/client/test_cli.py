@@ -89,9 +89,9 @@ def test_missing_image_exits_2(tmp_path: Path, capsys) -> None:
 
 
 def test_models_local_and_remote(server_url: str, capsys) -> None:
-    assert main(["models", "--filter", "lite0"]) == 0
+    assert main(["models", "--all", "--filter", "lite0"]) == 0
     listed = capsys.readouterr().out.splitlines()
-    assert "efficientnet_lite0  (default)" in listed
+    assert "efficientnet_lite0  (default)  weights: embedded package" in listed
     assert all("lite0" in line for line in listed) and len(listed) >= 2  # timm's too
     assert main(["models", "--server", server_url, "--json"]) == 0
     (entry,) = json.loads(capsys.readouterr().out)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import pytest
 
 import cnnlens
+from cnnlens.cli import main
 from cnnlens.errors import WeightsError
 from cnnlens.models import availability, loadable_models
 
@@ -48,3 +50,28 @@ def test_uncached_weights_fail_at_once_with_the_how_to(empty_caches: None) -> No
             cnnlens.load_model(name)
     assert time.process_time() - started < 3.0
     cnnlens.load_model("timm:resnet18", weights="none")  # random weights need no download
+
+
+def test_cli_lists_what_loads_with_weights_source(
+    empty_caches: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "cnnlens.toml"
+    config.write_text(
+        'default_model = "plants"\n[[models]]\nname = "plants"\narch = "timm:resnet18"\nweights = "none"\n'
+    )
+    started = time.process_time()
+    assert main(["models", "--config", str(config)]) == 0
+    assert time.process_time() - started < 3.0  # offline: no hub lookups
+    assert capsys.readouterr().out.splitlines() == [
+        "efficientnet_lite0  (default)  weights: embedded package",
+        "plants  weights: configured",
+    ]
+
+
+def test_cli_all_marks_models_without_feature_maps(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "--all", "--filter", "vit_base_patch16_224"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and all("no feature maps" in line for line in lines)
+    assert main(["models", "--all", "--filter", "timm:resnet18", "--json"]) == 0
+    entry = next(e for e in json.loads(capsys.readouterr().out) if e["name"] == "timm:resnet18")
+    assert entry["feature_maps"] is True and entry["weights"]

@@ -60,6 +60,16 @@ def test_configured_own_model_explains_with_its_labels(
             assert body["model"] == "colours"
             assert body["predictions"][0]["label"] == name
             assert {p["label"] for p in body["predictions"]} <= set(COLOURS)
+            assert body["was_training"] is False
+        detail = client.get("/v1/models/colours").json()
+        assert (detail["labels_count"], detail["head"], detail["was_training"]) == (
+            5,
+            "softmax",
+            False,
+        )
+        assert detail["preprocessing"]["input_size"] == [SIZE, SIZE]
+        assert detail["preprocessing"]["resize"] == "whole"
+        assert detail["preprocessing"]["channels"] == 3
 
 
 def test_environment_entry_options() -> None:

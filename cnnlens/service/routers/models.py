@@ -48,16 +48,14 @@ def model_detail(
 ) -> ModelDetail:
     loaded = state.model(name)
     inventory = loaded.layers
-    prep = loaded.preprocessing
+    described = loaded.describe()
     return ModelDetail.model_validate(
         {
             **_summary(loaded, state.settings.default_model),
-            "preprocessing": {
-                "input_size": list(prep.input_size),
-                "mean": list(prep.mean),
-                "std": list(prep.std),
-                "interpolation": prep.interpolation,
-            },
+            "labels_count": described["labels_count"],
+            "head": described["head"],
+            "was_training": described["was_training"],
+            "preprocessing": described["preprocessing"],
             "layers": [asdict(layer) for layer in inventory.layers],
             "compatibility": asdict(inventory.compatibility),
             "categories": list(loaded.categories),
