@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from cnnlens.models import heads
 from cnnlens.models.hooks import hook_session
 
 
@@ -25,6 +26,7 @@ def mean_input_gradient(
     weights: torch.Tensor,
     batch_size: int,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    head: str = "softmax",
 ) -> torch.Tensor:
     """sum_s weights[s] * T(d S_target / d x at points(s)), for s in range(count).
 
@@ -38,6 +40,7 @@ def mean_input_gradient(
         weights: (count,) weight of each point (quadrature weights or 1/count).
         batch_size: rows per forward/backward.
         transform: T applied to each point's gradient before weighting (default identity).
+        head: how logits become class scores (see `cnnlens.models.heads.target_scores`).
     """
     batch = like.shape[0]
     total = torch.zeros_like(like)
@@ -62,7 +65,7 @@ def mean_input_gradient(
             chunk = torch.cat([point(s)[first:end] for s, first, end in pieces])  # (n, 3, H, W)
             chunk_targets = torch.cat([targets[first:end] for _, first, end in pieces])
             logits = session.forward(chunk, input_grad=True)
-            scores = logits.gather(1, chunk_targets.view(-1, 1))
+            scores = heads.target_scores(head, logits, chunk_targets)
             assert session.input is not None
             (gradient,) = session.gradients(scores, [session.input], retain_graph=False)
             if transform is not None:

@@ -19,6 +19,7 @@ from torch import nn
 
 from cnnlens.errors import InvalidParamsError, MethodNotFoundError
 from cnnlens.methods.workload import Cost, Workload
+from cnnlens.models import heads
 from cnnlens.models.hooks import HookSession, ReluRule
 from cnnlens.models.layers import LayerInventory
 from cnnlens.models.preprocess import Preprocessing
@@ -60,6 +61,7 @@ class MethodContext:
     inventory: LayerInventory  # layer shapes, default layer, compatibility report
     categories: Sequence[str] = ()  # class names by index (empty when unknown)
     gradient_pass: GradientPass | None = None
+    head: str = "softmax"  # how logits become class scores (see cnnlens.models.heads)
 
     @property
     def shared(self) -> GradientPass:
@@ -165,9 +167,10 @@ class GradientPass:
         self.logits = self.session.forward(x, input_grad=self.needs_input_gradient)
         return self.logits
 
-    def select(self, targets: torch.Tensor) -> None:
+    def select(self, targets: torch.Tensor, head: str = "softmax") -> None:
+        """The scores to explain: the targets' logits (+/- the one logit of a binary head)."""
         assert self.logits is not None
-        self.scores = self.logits.gather(1, targets.view(-1, 1)).squeeze(1)  # (B,)
+        self.scores = heads.target_scores(head, self.logits, targets)  # (B,)
 
     def activation(self, layer: str) -> torch.Tensor:
         return self.session.activations[layer]

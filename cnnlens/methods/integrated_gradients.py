@@ -77,6 +77,7 @@ class IntegratedGradients(Method):
             context.targets,
             weights_tensor,
             params.batch_size,
+            head=context.head,
         )
         return MethodOutput(delta * path_gradient, {"baseline": baseline})
 

@@ -20,6 +20,7 @@ from cnnlens.methods.base import (
     parse_params,
 )
 from cnnlens.methods.targets import Targets, resolve_targets
+from cnnlens.models import heads
 from cnnlens.models.hooks import hook_session
 from cnnlens.models.layers import LayerInventory, inspect_layers
 from cnnlens.models.loaded import LoadedModel
@@ -114,6 +115,7 @@ def run_methods(
     module = model.module if isinstance(model, LoadedModel) else model
     categories = model.categories if isinstance(model, LoadedModel) else ()
     preprocessing = model.preprocessing if isinstance(model, LoadedModel) else Preprocessing()
+    head = model.head if isinstance(model, LoadedModel) else "softmax"
     device = next((p.device for p in module.parameters()), x.device)
     x = x.detach().to(device)
     size, channels = (x.shape[-2], x.shape[-1]), x.shape[1]
@@ -145,8 +147,8 @@ def run_methods(
             started = time.perf_counter()
             logits = gradient_pass.run_forward(x)
             forward_share = (time.perf_counter() - started) * 1000 / len(gradient_methods)
-            targets = _targets(target, logits, categories, x.shape[0])
-            gradient_pass.select(targets.to(device))
+            targets = _targets(target, logits, categories, x.shape[0], head)
+            gradient_pass.select(targets.to(device), head)
             context = MethodContext(
                 module,
                 x,
@@ -156,6 +158,7 @@ def run_methods(
                 inventory,
                 categories,
                 gradient_pass,
+                head,
             )
             for method, params in gradient_methods:
                 started = time.perf_counter()
@@ -167,10 +170,17 @@ def run_methods(
         with hook_session(module), torch.no_grad():
             logits = module(x)
     if targets is None:
-        targets = _targets(target, logits, categories, x.shape[0])
+        targets = _targets(target, logits, categories, x.shape[0], head)
     for method, params in other_methods:
         context = MethodContext(
-            module, x, targets.to(device), resolved_layer, preprocessing, inventory, categories
+            module,
+            x,
+            targets.to(device),
+            resolved_layer,
+            preprocessing,
+            inventory,
+            categories,
+            head=head,
         )
         started = time.perf_counter()
         with hook_session(module):  # eval mode and frozen weights; methods nest their own
@@ -193,9 +203,10 @@ def attribute(
 
 
 def _targets(
-    target: Targets, logits: torch.Tensor, categories: Sequence[str], batch: int
+    target: Targets, logits: torch.Tensor, categories: Sequence[str], batch: int, head: str
 ) -> torch.Tensor:
-    return resolve_targets(target, logits, categories, batch, logits.shape[1]).to(logits.device)
+    scores = heads.class_logits(head, logits)  # a binary head's classes: negative, positive
+    return resolve_targets(target, scores, categories, batch, scores.shape[1]).to(logits.device)
 
 
 def _detached(output: MethodOutput) -> MethodOutput:

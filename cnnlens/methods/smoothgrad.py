@@ -83,6 +83,7 @@ class SmoothGrad(Method):
             weights,
             params.batch_size,
             transform=torch.square if params.squared else None,
+            head=context.head,
         )
         if params.reduce == "max_abs":
             return MethodOutput(gradient.abs().amax(dim=1, keepdim=True))

@@ -41,6 +41,15 @@ def class_logits(head: str, logits: torch.Tensor) -> torch.Tensor:
     return logits
 
 
+def target_scores(head: str, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(B,) the score gradient methods explain: the target's column of `class_logits`.
+
+    Softmax and sigmoid heads: the target's logit. Binary head (one logit z): z for
+    "positive" (index 1) and -z for "negative" (index 0).
+    """
+    return class_logits(head, logits).gather(1, targets.view(-1, 1)).squeeze(1)
+
+
 def probabilities(head: str, logits: torch.Tensor) -> torch.Tensor:
     """(B, K) class probabilities: softmax over classes, or each class's own sigmoid."""
     scores = class_logits(head, logits.float())

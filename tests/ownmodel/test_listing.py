@@ -57,7 +57,8 @@ def test_cli_lists_what_loads_with_weights_source(
 ) -> None:
     config = tmp_path / "cnnlens.toml"
     config.write_text(
-        'default_model = "plants"\n[[models]]\nname = "plants"\narch = "timm:resnet18"\nweights = "none"\n'
+        'default_model = "plants"\n[[models]]\nname = "plants"\n'
+        'arch = "timm:resnet18"\nweights = "none"\n'
     )
     started = time.process_time()
     assert main(["models", "--config", str(config)]) == 0
