@@ -1,17 +1,17 @@
-"""-log P(target) of window-occluded copies of an image, `batch_size` copies at a time, by
-dense forwards or by exact incremental inference."""
+"""The target's loss (-log P(target), see `heads.target_loss`) of window-occluded copies of
+an image, `batch_size` copies at a time, by dense forwards or by exact incremental inference."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cnnlens.errors import IncompatibleModelError
 from cnnlens.incremental.engine import IncrementalOcclusion, Unsupported
 from cnnlens.incremental.windows import WindowGrid
+from cnnlens.models import heads
 
 Engine = Literal["auto", "dense", "incremental"]
 # "auto" keeps the incremental engine only if its planned work is clearly below dense work.
@@ -33,10 +33,13 @@ class Occluder:
         engine: Engine,
         example: torch.Tensor,
         threshold: float = 0.0,
+        head: str = "softmax",
     ) -> None:
-        """example: (1, 3, H, W), an input of the size to plan for (and, with a projective-
-        field `threshold` > 0, the image its effect profile is measured on)."""
+        """example: (1, C, H, W), an input of the size to plan for (and, with a projective-
+        field `threshold` > 0, the image its effect profile is measured on); head: how logits
+        become the loss (-log softmax, or -log sigmoid(z_c) for sigmoid and binary heads)."""
         self.model = model
+        self.head = head
         self.grid = grid
         self.batch_size = batch_size
         self.incremental: IncrementalOcclusion | None = None
@@ -93,20 +96,20 @@ class Occluder:
         patch: torch.Tensor,
         windows: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        clean = _loss(engine.set_image(x), target)[0]
+        clean = _loss(engine.set_image(x), target, self.head)[0]
         count = len(self.grid) if windows is None else int(windows.shape[0])
         losses = [clean.new_zeros(0)]
         for start in range(0, count, self.batch_size):
             stop = min(start + self.batch_size, count)
             patches = patch.expand(stop - start, -1, -1, -1)  # (P, 3, w, w)
             select = slice(start, stop) if windows is None else windows[start:stop]
-            losses.append(_loss(engine.logits_at(select, patches), target))
+            losses.append(_loss(engine.logits_at(select, patches), target, self.head))
         return clean, torch.cat(losses)
 
     def _dense_losses(
         self, x: torch.Tensor, target: int, patch: torch.Tensor, windows: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        clean = _loss(self.model(x), target)[0]
+        clean = _loss(self.model(x), target, self.head)[0]
         corners = [(r, c) for r in self.grid.row_starts for c in self.grid.col_starts]
         if windows is not None:
             corners = [corners[i] for i in windows.tolist()]
@@ -122,10 +125,10 @@ class Occluder:
             copies.copy_(x.expand(len(chunk), -1, -1, -1))
             for copy, (row, col) in zip(copies, chunk, strict=True):
                 copy[:, row : row + size, col : col + size] = patch
-            losses.append(_loss(self.model(copies), target))
+            losses.append(_loss(self.model(copies), target, self.head))
         return clean, torch.cat(losses)
 
 
-def _loss(logits: torch.Tensor, target: int) -> torch.Tensor:
-    """(P, K) logits -> (P,) -log softmax at the target class."""
-    return -F.log_softmax(logits.float(), dim=1)[:, target]
+def _loss(logits: torch.Tensor, target: int, head: str) -> torch.Tensor:
+    """(P, K) logits -> (P,) the target class's loss under the model's head."""
+    return heads.target_loss(head, logits)[:, target]

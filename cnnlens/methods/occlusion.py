@@ -147,7 +147,13 @@ class Occlusion(Method):
     def _occluder(context: MethodContext, grid: WindowGrid, params: OcclusionParams) -> Occluder:
         x = context.x
         return Occluder(
-            context.model, grid, params.batch_size, params.engine, x[:1], params.threshold
+            context.model,
+            grid,
+            params.batch_size,
+            params.engine,
+            x[:1],
+            params.threshold,
+            head=context.head,
         )
 
 
@@ -197,11 +203,11 @@ def _interpolation(
 
 
 def _patch(context: MethodContext, image: torch.Tensor, params: OcclusionParams) -> torch.Tensor:
-    """(3, w, w) occluding patch in input space."""
-    size = params.window
+    """(C, w, w) occluding patch in input space, C the image's channels (3, or 1 for gray)."""
+    size, channels = params.window, image.shape[1]
     if params.fill == "zero":
-        return image.new_zeros(3, size, size)
+        return image.new_zeros(channels, size, size)
     prep = context.preprocessing
     level = prep.denormalize(image).mean() if params.fill == "mean" else params.fill
-    gray = prep.normalize(torch.full_like(image[:, :, :1, :1], float(level)))  # (1, 3, 1, 1)
-    return gray[0].expand(3, size, size)
+    gray = prep.normalize(torch.full_like(image[:, :, :1, :1], float(level)))  # (1, C, 1, 1)
+    return gray[0].expand(channels, size, size)
