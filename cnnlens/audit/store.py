@@ -299,6 +299,71 @@ class AuditStore:
             ).fetchall()
         return [json.loads(row[0]) for row in rows]
 
+    def iter_records(
+        self, job_id: str, page: int = 500, *, with_maps: bool = False
+    ) -> Iterator[tuple[dict[str, Any], bytes | None]]:
+        """Finished images' records in input order, a page at a time (flat memory), each with
+        its class-mean map where `with_maps`, else None."""
+        column = "mean_map" if with_maps else "NULL"
+        last = -1
+        while True:
+            with self._lock:
+                rows = self._connection.execute(
+                    f"SELECT idx, record, {column} FROM items WHERE job_id = ? AND idx > ?"
+                    " AND record IS NOT NULL ORDER BY idx LIMIT ?",
+                    (job_id, last, page),
+                ).fetchall()
+            if not rows:
+                return
+            yield from ((json.loads(row[1]), row[2]) for row in rows)
+            last = rows[-1][0]
+
+    def iter_report_rows(
+        self, job_id: str, embedded: int, page: int = 500
+    ) -> Iterator[tuple[dict[str, Any], bytes | None, dict[str, bytes]]]:
+        """Finished records, most flags first then input order, a page at a time; the first
+        `embedded` come with their thumbnail and overlay thumbnails, the others without."""
+        flags = "COALESCE(json_array_length(record, '$.flags'), 0)"
+        last_flags, last_index, position = 1 << 30, -1, 0
+        while True:
+            with self._lock:
+                rows = self._connection.execute(
+                    f"SELECT idx, record, {flags} AS n FROM items WHERE job_id = ?"
+                    f" AND record IS NOT NULL AND ({flags} < ? OR ({flags} = ? AND idx > ?))"
+                    " ORDER BY n DESC, idx LIMIT ?",
+                    (job_id, last_flags, last_flags, last_index, page),
+                ).fetchall()
+            if not rows:
+                return
+            wanted = [row[0] for row in rows[: max(0, embedded - position)]]
+            thumbnails, overlays = self._thumbnails_of(job_id, wanted)
+            for row in rows:
+                yield json.loads(row[1]), thumbnails.get(row[0]), overlays.get(row[0], {})
+            position += len(rows)
+            last_flags, last_index = rows[-1][2], rows[-1][0]
+
+    def _thumbnails_of(
+        self, job_id: str, indices: Sequence[int]
+    ) -> tuple[dict[int, bytes], dict[int, dict[str, bytes]]]:
+        if not indices:
+            return {}, {}
+        marks = ",".join("?" * len(indices))
+        with self._lock:
+            images = self._connection.execute(
+                f"SELECT idx, thumbnail FROM items WHERE job_id = ? AND idx IN ({marks})"
+                " AND thumbnail IS NOT NULL",
+                (job_id, *indices),
+            ).fetchall()
+            maps = self._connection.execute(
+                "SELECT idx, method, thumbnail FROM overlays WHERE job_id = ?"
+                f" AND idx IN ({marks})",
+                (job_id, *indices),
+            ).fetchall()
+        overlays: dict[int, dict[str, bytes]] = {}
+        for row in maps:
+            overlays.setdefault(row[0], {})[row[1]] = row[2]
+        return {row[0]: row[1] for row in images}, overlays
+
     def record(self, job_id: str, index: int) -> dict[str, Any] | None:
         """One finished image's record, or None."""
         with self._lock:
