@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS items (
     mean_map BLOB,
     PRIMARY KEY (job_id, idx)
 );
+CREATE INDEX IF NOT EXISTS items_flag_count
+    ON items (job_id, COALESCE(json_array_length(record, '$.flags'), 0), idx);
 CREATE TABLE IF NOT EXISTS overlays (
     job_id TEXT NOT NULL,
     idx INTEGER NOT NULL,
@@ -60,6 +62,8 @@ CREATE TABLE IF NOT EXISTS overlays (
     PRIMARY KEY (job_id, idx, method)
 );
 """
+# How many flags a finished image has (the report's order); the same text as in the index above.
+_FLAG_COUNT = "COALESCE(json_array_length(record, '$.flags'), 0)"
 
 
 def store_path(folder: Path) -> Path:
@@ -323,24 +327,33 @@ class AuditStore:
     ) -> Iterator[tuple[dict[str, Any], bytes | None, dict[str, bytes]]]:
         """Finished records, most flags first then input order, a page at a time; the first
         `embedded` come with their thumbnail and overlay thumbnails, the others without."""
-        flags = "COALESCE(json_array_length(record, '$.flags'), 0)"
-        last_flags, last_index, position = 1 << 30, -1, 0
-        while True:
-            with self._lock:
-                rows = self._connection.execute(
-                    f"SELECT idx, record, {flags} AS n FROM items WHERE job_id = ?"
-                    f" AND record IS NOT NULL AND ({flags} < ? OR ({flags} = ? AND idx > ?))"
-                    " ORDER BY n DESC, idx LIMIT ?",
-                    (job_id, last_flags, last_flags, last_index, page),
-                ).fetchall()
-            if not rows:
-                return
-            wanted = [row[0] for row in rows[: max(0, embedded - position)]]
-            thumbnails, overlays = self._thumbnails_of(job_id, wanted)
-            for row in rows:
-                yield json.loads(row[1]), thumbnails.get(row[0]), overlays.get(row[0], {})
-            position += len(rows)
-            last_flags, last_index = rows[-1][2], rows[-1][0]
+        with self._lock:
+            counts = [
+                row[0]
+                for row in self._connection.execute(
+                    f"SELECT DISTINCT {_FLAG_COUNT} FROM items WHERE job_id = ?"
+                    " AND record IS NOT NULL ORDER BY 1 DESC",
+                    (job_id,),
+                )
+            ]
+        position = 0
+        for count in counts:  # a few values: each is read by index, in input order
+            last = -1
+            while True:
+                with self._lock:
+                    rows = self._connection.execute(
+                        f"SELECT idx, record FROM items WHERE job_id = ? AND {_FLAG_COUNT} = ?"
+                        " AND idx > ? AND record IS NOT NULL ORDER BY idx LIMIT ?",
+                        (job_id, count, last, page),
+                    ).fetchall()
+                if not rows:
+                    break
+                wanted = [row[0] for row in rows[: max(0, embedded - position)]]
+                thumbnails, overlays = self._thumbnails_of(job_id, wanted)
+                for row in rows:
+                    yield json.loads(row[1]), thumbnails.get(row[0]), overlays.get(row[0], {})
+                position += len(rows)
+                last = rows[-1][0]
 
     def _thumbnails_of(
         self, job_id: str, indices: Sequence[int]
