@@ -1,8 +1,9 @@
 """Audits past one machine: images/s on a one-node vs a two-node Ray cluster (1 CPU each, on
 this machine, loopback), the per-image overhead against the local engine, and the driver's
-peak RSS writing the outputs of 2 000 vs 20 000 images.
+peak RSS writing the outputs of 2 000 vs 20 000 images (or, with --rss-audit, running a whole
+local audit of that many synthetic images with the tiny model).
 
-    python -m benchmarks.audit_scale [--images 400] [--skip-rss]
+    python -m benchmarks.audit_scale [--images 400] [--skip-rss] [--rss-audit]
 """
 
 from __future__ import annotations
@@ -78,15 +79,32 @@ print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
-def driver_rss() -> dict[str, float]:
-    """Peak RSS (MB) of a process writing the outputs of a finished job of N images."""
+_RSS_AUDIT_CHILD = """
+import resource, sys, tempfile
+from pathlib import Path
+from cnnlens.audit import AuditConfig, run_audit
+from tests.audit.tiny_model import tiny_loaded, write_synthetic
+count = int(sys.argv[1]); work = Path(tempfile.mkdtemp())
+source = write_synthetic(work / "in", count)
+run = run_audit(source, work / "out", AuditConfig(model="tiny", batch_size=32), model=tiny_loaded())
+assert run.job.status == "done" and run.job.done == count
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def driver_rss(counts: tuple[int, int] = (2_000, 20_000), audit: bool = False) -> dict[str, float]:
+    """Peak RSS (MB) of a process writing the outputs of a finished job of N images, or with
+    `audit`, of a whole local audit of N synthetic images with the tiny model."""
     figures: dict[str, float] = {}
-    for count in (2_000, 20_000):
-        out = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(count)], check=True,
+    kind = "audit_driver" if audit else "driver"
+    for count in counts:
+        script = _RSS_AUDIT_CHILD if audit else _RSS_CHILD
+        out = subprocess.run([sys.executable, "-c", script, str(count)], check=True,
                              capture_output=True, text=True).stdout.split()  # fmt: skip
-        figures[f"driver_peak_rss_mb_{count}"] = int(out[1]) / 1024
-    figures["rss_ratio_20000_vs_2000"] = (
-        figures["driver_peak_rss_mb_20000"] / figures["driver_peak_rss_mb_2000"]
+        figures[f"{kind}_peak_rss_mb_{count}"] = int(out[-1]) / 1024
+    small, large = counts
+    figures[f"{kind}_rss_ratio_{large}_vs_{small}"] = (
+        figures[f"{kind}_peak_rss_mb_{large}"] / figures[f"{kind}_peak_rss_mb_{small}"]
     )
     return figures
 
@@ -96,12 +114,14 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--rss-counts", type=int, nargs=2, default=(2_000, 20_000))
+    parser.add_argument("--rss-audit", action="store_true", help="a whole audit, tiny model")
     args = parser.parse_args()
     figures: dict[str, float] = {}
     if not args.skip_throughput:
         figures |= throughput(args.images)
     if not args.skip_rss:
-        figures |= driver_rss()
+        figures |= driver_rss(tuple(args.rss_counts), args.rss_audit)
     print(json.dumps({k: round(v, 3) for k, v in figures.items()}, indent=2))
 
 

@@ -1,4 +1,5 @@
-"""The audit's files: index.html, results.jsonl, results.csv, summary.json, overlays/*.png."""
+"""The audit's files: index.html, results.jsonl, results.csv, results.parquet (with pyarrow),
+summary.json, overlays/*.png."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ import csv
 import io
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from cnnlens.audit.files import write_atomic
-from cnnlens.audit.report import render_report
+from cnnlens.audit.files import open_atomic, write_atomic
+from cnnlens.audit.parquet import PARQUET, ParquetRows, parquet_available
+from cnnlens.audit.report import EMBEDDED_ROWS, write_report
 from cnnlens.audit.store import AuditStore
-from cnnlens.audit.summary import class_mean_maps, summarize
+from cnnlens.audit.summary import ClassMeans, SummaryBuilder
 
 REPORT, JSONL, CSV, SUMMARY, OVERLAYS = (
     "index.html", "results.jsonl", "results.csv", "summary.json", "overlays",
@@ -31,18 +34,42 @@ def overlay_filename(index: int, name: str, method: str) -> str:
 
 
 def write_outputs(store: AuditStore, job_id: str, out_dir: Path) -> dict[str, Path]:
-    """Rebuild the report and result tables from the store (all atomically)."""
+    """Rebuild the report and result tables from the store (all atomically), streaming: the
+    records are read a page at a time, so that memory stays flat however many images."""
     job = store.job(job_id)
     if job is None:
         raise KeyError(job_id)
-    records = store.records(job_id)
-    summary = summarize(records)
+    methods = job.config.get("methods") or []
     paths = {name: out_dir / name for name in (REPORT, JSONL, CSV, SUMMARY)}
-    write_atomic(paths[JSONL], records_jsonl(records))
-    write_atomic(paths[CSV], records_csv(records, job.config.get("methods") or []))
+    parquet = parquet_available()
+    if parquet:
+        paths[PARQUET] = out_dir / PARQUET
+    facts, means = SummaryBuilder(), ClassMeans()
+    with ExitStack() as files:
+        jsonl = io.TextIOWrapper(files.enter_context(open_atomic(paths[JSONL])), "utf-8")
+        table = io.TextIOWrapper(files.enter_context(open_atomic(paths[CSV])), "utf-8", newline="")
+        rows = csv.writer(table)
+        rows.writerow(CSV_COLUMNS)
+        columns = (
+            files.enter_context(ParquetRows(files.enter_context(open_atomic(paths[PARQUET]))))
+            if parquet
+            else None
+        )
+        for record, mean_map in store.iter_records(job_id, with_maps=True):
+            facts.add(record)
+            means.add(record, mean_map)
+            jsonl.write(json.dumps(neutralized(record)) + "\n")
+            rows.writerow(csv_row(record, methods))
+            if columns is not None:
+                columns.add(record)
+        jsonl.detach()  # flushed; the atomic file itself is closed (and renamed) by its context
+        table.detach()
+    summary = facts.result()
     write_atomic(paths[SUMMARY], json.dumps({"job": job.as_dict(), "summary": summary}, indent=2))
-    html = report_html(store, job_id, records, summary)
-    write_atomic(paths[REPORT], html)
+    with open_atomic(paths[REPORT]) as raw:
+        sink = io.TextIOWrapper(raw, "utf-8")
+        _write_report(sink, store, job_id, summary, facts, means)
+        sink.detach()
     return paths
 
 
@@ -52,22 +79,45 @@ def report_html(
     records: Sequence[Mapping[str, Any]] | None = None,
     summary: Mapping[str, Any] | None = None,
 ) -> str:
-    """The HTML report from what the store holds now (also for a job still running)."""
+    """The HTML report from what the store holds now (also for a job still running); the
+    rows are always read from the store, `records` and `summary` only spare a pass over it."""
+    facts, means = SummaryBuilder(), ClassMeans()
+    if records is None:
+        for record, mean_map in store.iter_records(job_id, with_maps=True):
+            facts.add(record)
+            means.add(record, mean_map)
+    else:
+        maps = store.mean_maps(job_id)
+        for given in records:
+            facts.add(given)
+            means.add(given, maps.get(given["index"]))
+    sink = io.StringIO()
+    _write_report(sink, store, job_id, facts.result() if summary is None else summary, facts, means)
+    return sink.getvalue()
+
+
+def _write_report(
+    sink: TextIO,
+    store: AuditStore,
+    job_id: str,
+    summary: Mapping[str, Any],
+    facts: SummaryBuilder,
+    means: ClassMeans,
+) -> None:
     job = store.job(job_id)
     if job is None:
         raise KeyError(job_id)
-    records = store.records(job_id) if records is None else records
-    return render_report(
+    write_report(
+        sink,
         job={
             **job.as_dict(),
             "updated": job.updated,
             "min_box_energy": job.config.get("min_box_energy"),
         },
-        records=records,
-        summary=summarize(records) if summary is None else summary,
-        thumbnails=store.thumbnails(job_id),
-        overlays=store.overlay_thumbnails(job_id),
-        class_means=class_mean_maps(records, store.mean_maps(job_id)),
+        summary=summary,
+        facts=facts,
+        rows=store.iter_report_rows(job_id, EMBEDDED_ROWS),
+        class_means=means.result(),
     )
 
 
@@ -86,26 +136,29 @@ def neutralized(value: Any) -> Any:
     return value
 
 
-def records_jsonl(records: Sequence[Mapping[str, Any]]) -> str:
+def records_jsonl(records: Iterable[Mapping[str, Any]]) -> str:
     """One JSON object per line, formula-leading text neutralized as in the CSV."""
     return "".join(json.dumps(neutralized(record)) + "\n" for record in records)
 
 
-def records_csv(records: Sequence[Mapping[str, Any]], methods: Sequence[str]) -> str:
+def records_csv(records: Iterable[Mapping[str, Any]], methods: Sequence[str]) -> str:
     """One row per image; localization columns from the first method."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
     for record in records:
-        first = (record.get("maps") or {}).get(methods[0] if methods else "", {})
-        row = {
-            **record,
-            "flags": ";".join(record.get("flags") or []),
-            "box_energy": first.get("box_energy"),
-            "pointing_hit": first.get("pointing_hit"),
-            "overlays": ";".join((record.get("overlays") or {}).values()),
-        }
-        writer.writerow(
-            ["" if row.get(column) is None else neutralized(row[column]) for column in CSV_COLUMNS]
-        )
+        writer.writerow(csv_row(record, methods))
     return buffer.getvalue()
+
+
+def csv_row(record: Mapping[str, Any], methods: Sequence[str]) -> list[Any]:
+    """One image's CSV cells (CSV_COLUMNS), formula-leading text neutralized."""
+    first = (record.get("maps") or {}).get(methods[0] if methods else "", {})
+    row = {
+        **record,
+        "flags": ";".join(record.get("flags") or []),
+        "box_energy": first.get("box_energy"),
+        "pointing_hit": first.get("pointing_hit"),
+        "overlays": ";".join((record.get("overlays") or {}).values()),
+    }
+    return ["" if row.get(column) is None else neutralized(row[column]) for column in CSV_COLUMNS]

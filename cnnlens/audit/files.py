@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
@@ -16,6 +19,23 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         os.fchmod(handle, 0o644)  # mkstemp's 0600 would hide the report from other readers
         with os.fdopen(handle, "wb") as sink:
             sink.write(payload)
+            sink.flush()
+            os.fsync(sink.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def open_atomic(path: Path) -> Iterator[BinaryIO]:
+    """A file written as a stream (page by page) that appears whole under `path` on success."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(handle, 0o644)
+        with os.fdopen(handle, "wb") as sink:
+            yield sink
             sink.flush()
             os.fsync(sink.fileno())
         os.replace(temporary, path)

@@ -4,19 +4,21 @@ filterable table with embedded thumbnails and overlays (base64); no external res
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape, unescape
-from typing import Any
+from typing import Any, TextIO
 
 from PIL import Image
 
 from cnnlens import render
 from cnnlens.audit.records import FLAG_DEGENERATE, FLAG_OFF_OBJECT, FLAGS
-from cnnlens.audit.svg import bar_chart, stacked_histogram
+from cnnlens.audit.summary import HISTOGRAM_BINS, SummaryBuilder
+from cnnlens.audit.svg import bar_chart, binned_histogram
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:20px;color:#222}
@@ -84,25 +86,59 @@ def render_report(
     class_means: Sequence[Mapping[str, Any]],
 ) -> str:
     """The report as one HTML string."""
-    methods = list(job.get("methods") or [])
+    facts = SummaryBuilder()
+    for record in records:
+        facts.add(record)
     ordered = sorted(records, key=lambda r: (-len(r.get("flags") or ()), r["index"]))
-    title = f"cnnlens audit {job.get('id', '')}"
-    return "".join(
-        [
-            "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-            f"<title>{escape(title)}</title><link rel='icon' href='{_FAVICON}'>",
-            f"<style>{_STYLE}</style></head><body>",
-            f"<h1>{escape(title)}</h1>",
-            _header(job, summary),
-            _charts(records, summary),
-            _tables(summary),
-            _class_means(class_means, methods),
-            _results_table(
-                ordered, methods, thumbnails, overlays, float(job.get("min_box_energy") or 0.5)
-            ),
-            f"<script>{_SCRIPT}</script></body></html>",
-        ]
+    sink = io.StringIO()
+    write_report(
+        sink,
+        job=job,
+        summary=summary,
+        facts=facts,
+        rows=((r, thumbnails.get(r["index"]), overlays.get(r["index"], {})) for r in ordered),
+        class_means=class_means,
     )
+    return sink.getvalue()
+
+
+ReportRow = tuple[Mapping[str, Any], bytes | None, Mapping[str, bytes]]
+
+
+def write_report(
+    sink: TextIO,
+    *,
+    job: Mapping[str, Any],
+    summary: Mapping[str, Any],
+    facts: SummaryBuilder,
+    rows: Iterable[ReportRow],
+    class_means: Sequence[Mapping[str, Any]],
+) -> None:
+    """The report written as a stream: `facts` (one pass over the records) decides the charts
+    and columns, `rows` (record, thumbnail, overlay thumbnails; flagged first) come one by one,
+    so that only one row at a time is held."""
+    methods = list(job.get("methods") or [])
+    title = f"cnnlens audit {job.get('id', '')}"
+    sink.write(
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{escape(title)}</title><link rel='icon' href='{_FAVICON}'>"
+        f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>"
+    )
+    sink.write(_header(job, summary))
+    sink.write(_charts(facts, summary))
+    sink.write(_tables(summary))
+    sink.write(_class_means(class_means, methods))
+    shown = _Columns(
+        labels=facts.has_labels, regions=facts.has_regions, fragility=facts.has_fragility
+    )
+    sink.write(_results_head(methods, shown))
+    min_box_energy = float(job.get("min_box_energy") or 0.5)
+    sink.write("[")
+    for position, (record, thumbnail, overlays) in enumerate(rows):
+        embed = position < EMBEDDED_ROWS
+        row = _row(record, methods, thumbnail, overlays, shown, min_box_energy, embed)
+        sink.write(("," if position else "") + _row_entry(row))
+    sink.write(f"]</script><script>{_SCRIPT}</script></body></html>")
 
 
 def _header(job: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
@@ -133,14 +169,14 @@ def _header(job: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
     )
 
 
-def _charts(records: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> str:
-    ok = [r for r in records if r.get("status") == "ok"]
+def _charts(facts: SummaryBuilder, summary: Mapping[str, Any]) -> str:
     series = [
-        ("correct", "#59a14f", [r["confidence"] for r in ok if r.get("correct") is True]),
-        ("wrong", "#e15759", [r["confidence"] for r in ok if r.get("correct") is False]),
-        ("unlabelled", "#9d9da1", [r["confidence"] for r in ok if r.get("correct") is None]),
+        ("correct", "#59a14f", facts.histogram["correct"]),
+        ("wrong", "#e15759", facts.histogram["wrong"]),
+        ("unlabelled", "#9d9da1", facts.histogram["none"]),
     ]
-    charts = [stacked_histogram("Top-1 confidence", [s for s in series if s[2]] or series[:1])]
+    kept = [s for s in series if any(s[2])] or series[:1]
+    charts = [binned_histogram("Top-1 confidence", kept, HISTOGRAM_BINS)]
     per_class = list(summary.get("per_class") or [])[:20]
     if per_class:
         charts.append(
@@ -202,20 +238,10 @@ def _class_means(class_means: Sequence[Mapping[str, Any]], methods: Sequence[str
     )
 
 
-def _results_table(
-    records: Sequence[Mapping[str, Any]],
-    methods: Sequence[str],
-    thumbnails: Mapping[int, bytes],
-    overlays: Mapping[int, Mapping[str, bytes]],
-    min_box_energy: float = 0.5,
-) -> str:
+def _results_head(methods: Sequence[str], shown: _Columns) -> str:
     """Only the columns this audit asked for: labels, object regions and fragility each add
-    theirs; localization is shown per method, so that each flag has its value in the row."""
-    shown = _Columns(
-        labels=any(r.get("label") is not None for r in records),
-        regions=any(r.get("has_region") for r in records),
-        fragility=any(r.get("fragility_tested") for r in records),
-    )
+    theirs; localization is shown per method, so that each flag has its value in the row. Ends
+    inside the script element that holds the rows' data."""
     options = "".join(f"<option value='{f}'>{f}</option>" for f in FLAGS)
     head: list[tuple[str, str | None]] = [("#", "num"), ("image", None)]
     head += [(m, None) for m in methods]
@@ -227,16 +253,12 @@ def _results_table(
     if shown.regions:
         for method in methods:
             head += [(f"{method} box energy", "num"), (f"{method} pointing", "text")]
-    head += [("fragile ε", "num")] if shown.fragility else []
+    head += [("fragile ε", "num"), ("flips to", "text")] if shown.fragility else []
     header = "".join(
         f"<th class='sortable' data-type='{kind}'>{escape(name)}</th>" if kind
         else f"<th>{escape(name)}</th>"
         for name, kind in head
     )  # fmt: skip
-    rows = [
-        _row(r, methods, thumbnails, overlays, shown, min_box_energy, position < EMBEDDED_ROWS)
-        for position, r in enumerate(records)
-    ]
     return (
         "<h2>Images (flagged first)</h2><div id='controls'>"
         "<input id='search' type='search' placeholder='filter by name, class, flag…'>"
@@ -245,24 +267,22 @@ def _results_table(
         "<button id='prev' type='button'>‹</button><span id='pager'></span>"
         "<button id='next' type='button'>›</button></div>"
         f"<table id='results'><thead><tr>{header}</tr></thead><tbody></tbody></table>"
-        f"<script id='rows' type='application/json'>{_rows_json(rows)}</script>"
+        "<script id='rows' type='application/json'>"
     )
 
 
 _VALUE = re.compile(r"<td[^>]*?(?: data-v='([^']*)')?>")
 
 
-def _rows_json(rows: Sequence[str]) -> str:
-    """The rows as data the page renders a page at a time: text and flags to filter on, each
+def _row_entry(row: str) -> str:
+    """One row as data the page renders a page at a time: text and flags to filter on, each
     cell's sort value, the row's HTML ('</' escaped: the JSON sits in a script element)."""
-    entries = []
-    for row in rows:
-        head = row[: row.index(">") + 1]
-        flags = unescape(re.search(r"data-flags='([^']*)'", head).group(1))  # type: ignore[union-attr]
-        text = unescape(re.search(r"data-text='([^']*)'", head).group(1))  # type: ignore[union-attr]
-        values = [unescape(value or "") for value in _VALUE.findall(row)]
-        entries.append({"t": text, "f": flags, "v": values, "h": row})
-    return json.dumps(entries, separators=(",", ":")).replace("</", "<\\/")
+    head = row[: row.index(">") + 1]
+    flags = unescape(re.search(r"data-flags='([^']*)'", head).group(1))  # type: ignore[union-attr]
+    text = unescape(re.search(r"data-text='([^']*)'", head).group(1))  # type: ignore[union-attr]
+    values = [unescape(value or "") for value in _VALUE.findall(row)]
+    entry = {"t": text, "f": flags, "v": values, "h": row}
+    return json.dumps(entry, separators=(",", ":")).replace("</", "<\\/")
 
 
 @dataclass(frozen=True)
@@ -287,8 +307,8 @@ def flag_sources(record: Mapping[str, Any], min_box_energy: float) -> dict[str, 
 def _row(
     record: Mapping[str, Any],
     methods: Sequence[str],
-    thumbnails: Mapping[int, bytes],
-    overlays: Mapping[int, Mapping[str, bytes]],
+    thumbnail: bytes | None,
+    overlays: Mapping[str, bytes],
     shown: _Columns,
     min_box_energy: float,
     embed: bool = True,
@@ -301,11 +321,11 @@ def _row(
     text = " ".join([name, label, predicted, *flags]).lower()
     sources = flag_sources(record, min_box_energy)
     cells = [_cell(str(index), index)]
-    cells.append(_image_cell(thumbnails.get(index) if embed else None, name))
+    cells.append(_image_cell(thumbnail if embed else None, name))
     files = record.get("overlays") or {}
     for method in methods:
         if embed:
-            cells.append(_image_cell(overlays.get(index, {}).get(method), f"{method} of {name}"))
+            cells.append(_image_cell(overlays.get(method), f"{method} of {name}"))
         elif method in files:  # beyond the embedded rows: the overlay file next to the report
             link = escape(str(files[method]))
             cells.append(f"<td><a href='{link}'>{escape(method)}</a></td>")
@@ -344,15 +364,24 @@ def _row(
                       "bad" if hit is False else None)
             )  # fmt: skip
     if shown.fragility:
-        epsilon = record.get("fragile_epsilon")
-        value = "" if epsilon is None else f"{epsilon:g}/255"
-        if epsilon is None and record.get("fragility_tested"):
-            value = "robust"
-        cells.append(_cell(value, "" if epsilon is None else epsilon))
+        cells += _fragility_cells(record)
     return (
         f"<tr data-flags='{escape(' '.join(flags))}' data-text='{escape(text)}'>"
         f"{''.join(cells)}</tr>"
     )
+
+
+def _fragility_cells(record: Mapping[str, Any]) -> list[str]:
+    """The ε (of 255) at which the prediction first changed on the fragility ladder, and the
+    class it changed to with that class's probability; "robust" where no step flipped it."""
+    epsilon = record.get("fragile_epsilon")
+    if epsilon is None:
+        tested = bool(record.get("fragility_tested")) and record.get("status") == "ok"
+        return [_cell("robust" if tested else "", ""), _cell("", "")]
+    name = str(record.get("fragile_class_name") or record.get("fragile_class") or "")
+    probability = record.get("fragile_probability")
+    flip = escape(name) + ("" if probability is None else f" ({probability:.2f})")
+    return [_cell(f"{epsilon:g}/255", epsilon), _cell(flip, name)]
 
 
 def _cell(content: str, value: Any, css: str | None = None) -> str:

@@ -53,6 +53,8 @@ CREATE TABLE IF NOT EXISTS items (
     mean_map BLOB,
     PRIMARY KEY (job_id, idx)
 );
+CREATE INDEX IF NOT EXISTS items_flag_count
+    ON items (job_id, COALESCE(json_array_length(record, '$.flags'), 0), idx);
 CREATE TABLE IF NOT EXISTS overlays (
     job_id TEXT NOT NULL,
     idx INTEGER NOT NULL,
@@ -61,6 +63,8 @@ CREATE TABLE IF NOT EXISTS overlays (
     PRIMARY KEY (job_id, idx, method)
 );
 """
+# How many flags a finished image has (the report's order); the same text as in the index above.
+_FLAG_COUNT = "COALESCE(json_array_length(record, '$.flags'), 0)"
 
 
 def store_path(folder: Path) -> Path:
@@ -303,6 +307,80 @@ class AuditStore:
                 (job_id,),
             ).fetchall()
         return [json.loads(row[0]) for row in rows]
+
+    def iter_records(
+        self, job_id: str, page: int = 500, *, with_maps: bool = False
+    ) -> Iterator[tuple[dict[str, Any], bytes | None]]:
+        """Finished images' records in input order, a page at a time (flat memory), each with
+        its class-mean map where `with_maps`, else None."""
+        column = "mean_map" if with_maps else "NULL"
+        last = -1
+        while True:
+            with self._lock:
+                rows = self._connection.execute(
+                    f"SELECT idx, record, {column} FROM items WHERE job_id = ? AND idx > ?"
+                    " AND record IS NOT NULL ORDER BY idx LIMIT ?",
+                    (job_id, last, page),
+                ).fetchall()
+            if not rows:
+                return
+            yield from ((json.loads(row[1]), row[2]) for row in rows)
+            last = rows[-1][0]
+
+    def iter_report_rows(
+        self, job_id: str, embedded: int, page: int = 500
+    ) -> Iterator[tuple[dict[str, Any], bytes | None, dict[str, bytes]]]:
+        """Finished records, most flags first then input order, a page at a time; the first
+        `embedded` come with their thumbnail and overlay thumbnails, the others without."""
+        with self._lock:
+            counts = [
+                row[0]
+                for row in self._connection.execute(
+                    f"SELECT DISTINCT {_FLAG_COUNT} FROM items WHERE job_id = ?"
+                    " AND record IS NOT NULL ORDER BY 1 DESC",
+                    (job_id,),
+                )
+            ]
+        position = 0
+        for count in counts:  # a few values: each is read by index, in input order
+            last = -1
+            while True:
+                with self._lock:
+                    rows = self._connection.execute(
+                        f"SELECT idx, record FROM items WHERE job_id = ? AND {_FLAG_COUNT} = ?"
+                        " AND idx > ? AND record IS NOT NULL ORDER BY idx LIMIT ?",
+                        (job_id, count, last, page),
+                    ).fetchall()
+                if not rows:
+                    break
+                wanted = [row[0] for row in rows[: max(0, embedded - position)]]
+                thumbnails, overlays = self._thumbnails_of(job_id, wanted)
+                for row in rows:
+                    yield json.loads(row[1]), thumbnails.get(row[0]), overlays.get(row[0], {})
+                position += len(rows)
+                last = rows[-1][0]
+
+    def _thumbnails_of(
+        self, job_id: str, indices: Sequence[int]
+    ) -> tuple[dict[int, bytes], dict[int, dict[str, bytes]]]:
+        if not indices:
+            return {}, {}
+        marks = ",".join("?" * len(indices))
+        with self._lock:
+            images = self._connection.execute(
+                f"SELECT idx, thumbnail FROM items WHERE job_id = ? AND idx IN ({marks})"
+                " AND thumbnail IS NOT NULL",
+                (job_id, *indices),
+            ).fetchall()
+            maps = self._connection.execute(
+                "SELECT idx, method, thumbnail FROM overlays WHERE job_id = ?"
+                f" AND idx IN ({marks})",
+                (job_id, *indices),
+            ).fetchall()
+        overlays: dict[int, dict[str, bytes]] = {}
+        for row in maps:
+            overlays.setdefault(row[0], {})[row[1]] = row[2]
+        return {row[0]: row[1] for row in images}, overlays
 
     def record(self, job_id: str, index: int) -> dict[str, Any] | None:
         """One finished image's record, or None."""

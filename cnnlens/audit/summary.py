@@ -1,84 +1,157 @@
 """The audit's summary: accuracy, per-class accuracy, confusion pairs, most confident
-mistakes, flag counts and class-mean maps."""
+mistakes, flag counts and class-mean maps, each accumulated one record at a time (so that an
+audit of any size is summarized in flat memory)."""
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
 from cnnlens.audit.records import FLAGS, MEAN_MAP_SIDE
 
+HISTOGRAM_BINS = 10
 
-def summarize(records: Sequence[Mapping[str, Any]], mistakes: int = 10) -> dict[str, Any]:
-    """JSON-ready summary of the finished records."""
-    ok = [r for r in records if r.get("status") == "ok"]
-    labelled = [r for r in ok if r.get("correct") is not None]
-    correct = [r for r in labelled if r["correct"]]
-    per_class: dict[int, dict[str, Any]] = {}
-    for record in labelled:
-        entry = per_class.setdefault(
-            record["label"], {"label": record["label"], "name": record["label_name"], "n": 0,
-                              "correct": 0},
-        )  # fmt: skip
+
+class SummaryBuilder:
+    """The summary of the records added so far; memory bounded by the classes, not images."""
+
+    def __init__(self, mistakes: int = 10) -> None:
+        self.mistakes = mistakes
+        self.images = self.analyzed = self.labelled = self.correct = self.flagged = 0
+        self.confidence_sum = 0.0
+        self.per_class: dict[int, dict[str, Any]] = {}
+        self.pairs: Counter[tuple[int, str, int, str]] = Counter()
+        self.wrong: list[tuple[float, int, dict[str, Any]]] = []  # a min-heap of the top ones
+        self.flag_counts = dict.fromkeys(FLAGS, 0)
+        # What the report's charts and columns need, also gathered in the same pass.
+        self.histogram = {kind: [0] * HISTOGRAM_BINS for kind in ("correct", "wrong", "none")}
+        self.has_labels = self.has_regions = self.has_fragility = False
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        self.images += 1
+        flags = record.get("flags") or ()
+        self.flagged += bool(flags)
+        for flag in flags:
+            if flag in self.flag_counts:
+                self.flag_counts[flag] += 1
+        self.has_labels |= record.get("label") is not None
+        self.has_regions |= bool(record.get("has_region"))
+        self.has_fragility |= bool(record.get("fragility_tested"))
+        if record.get("status") != "ok":
+            return
+        self.analyzed += 1
+        confidence = float(record["confidence"])
+        self.confidence_sum += confidence
+        correct = record.get("correct")
+        kind = "none" if correct is None else "correct" if correct else "wrong"
+        self.histogram[kind][min(HISTOGRAM_BINS - 1, max(0, int(confidence * HISTOGRAM_BINS)))] += 1
+        if correct is None:
+            return
+        self.labelled += 1
+        self.correct += int(bool(correct))
+        entry = self.per_class.setdefault(
+            record["label"],
+            {"label": record["label"], "name": record["label_name"], "n": 0, "correct": 0},
+        )
         entry["n"] += 1
-        entry["correct"] += int(record["correct"])
-    for entry in per_class.values():
-        entry["accuracy"] = entry["correct"] / entry["n"]
-    pairs = Counter(
-        (r["label"], r["label_name"], r["predicted"], r["predicted_name"])
-        for r in labelled
-        if not r["correct"]
-    )
-    wrong = sorted((r for r in labelled if not r["correct"]), key=lambda r: -r["confidence"])
-    flag_counts = {flag: sum(flag in r.get("flags", ()) for r in records) for flag in FLAGS}
-    return {
-        "images": len(records),
-        "analyzed": len(ok),
-        "errors": len(records) - len(ok),
-        "labelled": len(labelled),
-        "accuracy": len(correct) / len(labelled) if labelled else None,
-        "per_class": sorted(per_class.values(), key=lambda e: (e["accuracy"], -e["n"])),
-        "confusion_pairs": [
-            {"label": t, "label_name": tn, "predicted": p, "predicted_name": pn, "count": n}
-            for (t, tn, p, pn), n in pairs.most_common()
-        ],
-        "confident_mistakes": [
+        entry["correct"] += int(bool(correct))
+        if correct:
+            return
+        key = (record["label"], record["label_name"], record["predicted"], record["predicted_name"])
+        self.pairs[key] += 1
+        mistake = {
+            "index": record["index"],
+            "name": record["name"],
+            "label_name": record["label_name"],
+            "predicted_name": record["predicted_name"],
+            "confidence": confidence,
+        }
+        # Ties keep input order, as a stable sort by confidence would: earlier index wins.
+        candidate = (confidence, -int(record["index"]), mistake)
+        if len(self.wrong) < self.mistakes:
+            heapq.heappush(self.wrong, candidate)
+        elif self.mistakes and candidate[:2] > self.wrong[0][:2]:
+            heapq.heapreplace(self.wrong, candidate)
+
+    def result(self) -> dict[str, Any]:
+        """JSON-ready summary of the records added."""
+        per_class = [
+            {**entry, "accuracy": entry["correct"] / entry["n"]}
+            for entry in self.per_class.values()
+        ]
+        wrong = sorted(self.wrong, key=lambda item: (-item[0], -item[1]))
+        return {
+            "images": self.images,
+            "analyzed": self.analyzed,
+            "errors": self.images - self.analyzed,
+            "labelled": self.labelled,
+            "accuracy": self.correct / self.labelled if self.labelled else None,
+            "per_class": sorted(per_class, key=lambda e: (e["accuracy"], -e["n"])),
+            "confusion_pairs": [
+                {"label": t, "label_name": tn, "predicted": p, "predicted_name": pn, "count": n}
+                for (t, tn, p, pn), n in self.pairs.most_common()
+            ],
+            "confident_mistakes": [mistake for _, _, mistake in wrong],
+            "flagged": self.flagged,
+            "flag_counts": dict(self.flag_counts),
+            "mean_confidence": self.confidence_sum / self.analyzed if self.analyzed else None,
+        }
+
+
+def summarize(records: Iterable[Mapping[str, Any]], mistakes: int = 10) -> dict[str, Any]:
+    """JSON-ready summary of the finished records."""
+    builder = SummaryBuilder(mistakes)
+    for record in records:
+        builder.add(record)
+    return builder.result()
+
+
+class ClassMeans:
+    """Running sums of the images' normalized maps per predicted class."""
+
+    def __init__(self) -> None:
+        self.sums: dict[int, np.ndarray] = {}
+        self.counts: Counter[int] = Counter()
+        self.names: dict[int, str] = {}
+
+    def add(self, record: Mapping[str, Any], data: bytes | None) -> None:
+        if record.get("status") != "ok" or data is None:
+            return
+        array = np.frombuffer(data, dtype=np.float16).astype(np.float64)
+        predicted = record["predicted"]
+        total = self.sums.get(predicted)
+        if total is None:
+            self.sums[predicted] = array.reshape(MEAN_MAP_SIDE, MEAN_MAP_SIDE).copy()
+        else:
+            total += array.reshape(MEAN_MAP_SIDE, MEAN_MAP_SIDE)
+        self.counts[predicted] += 1
+        self.names[predicted] = record["predicted_name"]
+
+    def result(self, limit: int = 12) -> list[dict[str, Any]]:
+        """Per predicted class (most frequent first, ties in first-seen order): the mean map,
+        (MEAN_MAP_SIDE, MEAN_MAP_SIDE) float32 on the model's input grid."""
+        ordered = sorted(self.counts.items(), key=lambda item: -item[1])[:limit]
+        return [
             {
-                "index": r["index"],
-                "name": r["name"],
-                "label_name": r["label_name"],
-                "predicted_name": r["predicted_name"],
-                "confidence": r["confidence"],
-            }  # fmt: skip
-            for r in wrong[:mistakes]
-        ],
-        "flagged": sum(bool(r.get("flags")) for r in records),
-        "flag_counts": flag_counts,
-        "mean_confidence": float(np.mean([r["confidence"] for r in ok])) if ok else None,
-    }
+                "class": index,
+                "name": self.names[index],
+                "n": n,
+                "map": (self.sums[index] / n).astype(np.float32),
+            }
+            for index, n in ordered
+        ]
 
 
 def class_mean_maps(
-    records: Sequence[Mapping[str, Any]], maps: Mapping[int, bytes], limit: int = 12
+    records: Iterable[Mapping[str, Any]], maps: Mapping[int, bytes], limit: int = 12
 ) -> list[dict[str, Any]]:
     """Per predicted class (most frequent first): the mean of the images' normalized maps,
     (MEAN_MAP_SIDE, MEAN_MAP_SIDE) on the model's input grid."""
-    groups: dict[int, list[np.ndarray]] = {}
-    names: dict[int, str] = {}
+    means = ClassMeans()
     for record in records:
-        data = maps.get(record["index"])
-        if record.get("status") != "ok" or data is None:
-            continue
-        array = np.frombuffer(data, dtype=np.float16).astype(np.float32)
-        groups.setdefault(record["predicted"], []).append(
-            array.reshape(MEAN_MAP_SIDE, MEAN_MAP_SIDE)
-        )
-        names[record["predicted"]] = record["predicted_name"]
-    ordered = sorted(groups.items(), key=lambda item: -len(item[1]))[:limit]
-    return [
-        {"class": index, "name": names[index], "n": len(arrays), "map": np.mean(arrays, axis=0)}
-        for index, arrays in ordered
-    ]
+        means.add(record, maps.get(record["index"]))
+    return means.result(limit)

@@ -44,6 +44,18 @@ def stacked_histogram(
     for s, (_, _, values) in enumerate(series):
         for value in values:
             counts[s][min(bins - 1, max(0, int(value * bins)))] += 1
+    return binned_histogram(
+        title,
+        [(name, color, column) for (name, color, _), column in zip(series, counts, strict=True)],
+        bins,
+    )
+
+
+def binned_histogram(
+    title: str, series: Sequence[tuple[str, str, Sequence[int]]], bins: int = 10
+) -> str:
+    """Counts already binned over [0, 1]; each series (name, color, counts) stacks."""
+    counts = [list(column) for _, _, column in series]
     totals = [sum(column) for column in zip(*counts, strict=True)] if series else [0] * bins
     top = max([*totals, 1])
     height, bottom, left = 170, 140, 30

@@ -70,3 +70,23 @@ def test_columns_not_asked_for_are_hidden() -> None:
 def test_favicon_is_inline() -> None:
     html = _html([_chelsea()], ["grad_cam"])
     assert "<link rel='icon' href='data:image/svg+xml;base64," in html
+
+
+def test_fragility_shows_the_step_and_the_class_it_flipped_to() -> None:
+    flipped = _chelsea(
+        fragility_tested=True, fragile_epsilon=2.0, fragile_class=281,
+        fragile_class_name="tabby, tabby cat", fragile_probability=0.4375, flags=["fragile"],
+    )  # fmt: skip
+    robust = _chelsea(index=1, name="coffee.jpg", fragility_tested=True, flags=[])
+    html = _html([flipped, robust], ["grad_cam"])
+    headers = _headers(html)
+    assert headers[-2:] == ["fragile ε", "flips to"]
+    data = html[html.index("<script id='rows' type='application/json'>") :]
+    rows = json.loads(data[data.index(">") + 1 : data.index("</script>")])
+    first = dict(zip(headers, re.findall(r"<td[^>]*>(.*?)</td>", rows[0]["h"]), strict=True))
+    assert first["fragile ε"] == "2/255" and first["flips to"] == "tabby, tabby cat (0.44)"
+    assert rows[0]["v"][-2:] == ["2.0", "tabby, tabby cat"]  # sortable by ε and by class
+    second = dict(zip(headers, re.findall(r"<td[^>]*>(.*?)</td>", rows[1]["h"]), strict=True))
+    assert second["fragile ε"] == "robust" and second["flips to"] == ""
+    untested = _headers(_html([_chelsea()], ["grad_cam"]))
+    assert "fragile ε" not in untested and "flips to" not in untested
