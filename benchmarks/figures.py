@@ -594,6 +594,85 @@ def approx_figure(bench: Bench) -> list[Row]:
     return rows
 
 
+def latency_figure(bench: Bench) -> list[Row]:
+    """8. POST /v1/explain (grad_cam, 12-megapixel JPEG, in process) / one bare forward."""
+    from benchmarks import latency
+
+    if bench.device.type != "cpu":
+        return []  # the service's model device is its settings', not the bench's
+    loaded = bench.model(DEFAULT_MODEL)
+    data = latency.big_jpeg()
+    repeats = 2 if bench.settings.quick else 3
+    forward = latency.bare_forward(loaded, bench.settings.size)
+    post_ms, forward_ms = latency.end_to_end(loaded, data, forward, repeats)
+    parts = latency.stages(loaded, data, repeats)
+    other = post_ms - sum(parts.values())
+    ratio = post_ms / forward_ms
+    breakdown = ", ".join(f"{name} {ms / forward_ms:.1f}" for name, ms in parts.items())
+    return [
+        Row(
+            "8 latency",
+            "POST /v1/explain grad_cam, 4000x3000 JPEG / bare forward",
+            bench.label,
+            ratio,
+            "x",
+            "<= 3x",
+            at_most(ratio, 3.0),
+            note=(
+                f"{post_ms:.0f} ms vs {forward_ms:.0f} ms; in forwards: {breakdown}, "
+                f"upload + HTTP + the rest {other / forward_ms:.1f}"
+            ),
+            detail={
+                "ms": post_ms,
+                "forward_ms": forward_ms,
+                "stages_ms": parts,
+                "jpeg_bytes": len(data),
+            },
+        )
+    ]
+
+
+def audit_figure(bench: Bench) -> list[Row]:
+    """9. run_audit of 64 photos (grad_cam + saliency) vs a captum batch-of-32 script."""
+    from benchmarks import audit_throughput
+
+    if bench.device.type != "cpu":
+        return []
+    loaded = bench.model(DEFAULT_MODEL)
+    count = 32 if bench.settings.quick else 64
+    figures = audit_throughput.measure(loaded, count, repeats=1 if bench.settings.quick else 2)
+    audit_s, captum_s = float(figures["audit_s"]), float(figures["captum_s"])  # type: ignore[arg-type]
+    speedup = captum_s / audit_s
+    r = list(figures["r"])  # type: ignore[arg-type]
+    return [
+        Row(
+            "9 audit",
+            f"run_audit images/s / captum script images/s, {count} photos",
+            bench.label,
+            speedup,
+            "x",
+            ">= 1.5x, r >= 0.99",
+            at_least(speedup, 1.5) and min(r) >= 0.99,
+            note=(
+                f"{count / audit_s:.2f} vs {count / captum_s:.2f} images/s; map r vs captum "
+                f"on 3 images (grad_cam, saliency each): min {min(r):.4f}"
+            ),
+            detail={"audit_s": audit_s, "captum_s": captum_s, "r": r, "images": count},
+        )
+    ]
+
+
+def audit_scale_figure(bench: Bench) -> list[Row]:
+    """Ray engine with 1 and 2 local nodes vs the local engine (benchmarks/audit_scale.py)."""
+    from benchmarks import audit_scale
+
+    if bench.device.type != "cpu":
+        return []
+    figures = audit_scale.throughput(100 if bench.settings.quick else 400)
+    return [Row("10 audit-scale", name, bench.label, float(value), "", note="audit_scale.py")
+            for name, value in figures.items()]  # fmt: skip
+
+
 FIGURES: list[Callable[[Bench], list[Row]]] = [
     baselines_figure,
     grad_cam_figure,
@@ -602,4 +681,7 @@ FIGURES: list[Callable[[Bench], list[Row]]] = [
     memory_figure,
     gpu_options_figure,
     approx_figure,
+    latency_figure,
+    audit_figure,
+    audit_scale_figure,
 ]

@@ -85,7 +85,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nsaved {json_path} and {md_path} ({elapsed:.0f} s)")
 
 
-_FIGURE_NAMES = {figure.__name__.removesuffix("_figure"): figure for figure in FIGURES}
+_FIGURE_NAMES = {
+    figure.__name__.removesuffix("_figure").replace("_scale", "-scale"): figure
+    for figure in FIGURES
+}
 
 
 def _figure_list(value: str) -> list[str]:

@@ -41,6 +41,9 @@ class Explanation:
     extras: dict[str, Any] = field(default_factory=dict, repr=False)
     elapsed_ms: float = 0.0
     aligned: bool = True  # False for methods whose result is not a map of this image
+    # Colour maps by cmap: the heatmap and the overlay share one normalization (`map` is
+    # not modified after construction).
+    _colored: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def width(self) -> int:
@@ -53,12 +56,19 @@ class Explanation:
     def heatmap(self, cmap: str = "jet") -> Image.Image:
         if self.map.ndim == 3 and self.map.shape[0] == 3:
             return render.rgb_map_image(self.map)
-        return render.heatmap_image(self.map, cmap)
+        return Image.fromarray(self._colormap(cmap))
 
     def overlay(self, alpha: float = 0.5, cmap: str = "jet") -> Image.Image:
         if not self.aligned:
             return self.heatmap(cmap)
-        return render.overlay(self.image, self.map, alpha=alpha, cmap=cmap)
+        heat = self._colormap(cmap) if self.map.ndim == 2 or self.map.shape[0] == 1 else None
+        return render.overlay(self.image, self.map, alpha=alpha, cmap=cmap, heat=heat)
+
+    def _colormap(self, cmap: str) -> np.ndarray:
+        """(H, W, 3) uint8: the normalized map through `cmap`, computed once per cmap."""
+        if cmap not in self._colored:
+            self._colored[cmap] = render.colorize(render.normalize_map(self.map), cmap)
+        return self._colored[cmap]
 
     def heatmap_png(self, cmap: str = "jet") -> bytes:
         return render.to_png(self.heatmap(cmap))

@@ -59,7 +59,9 @@ def normalize_map(raw: np.ndarray | torch.Tensor, clip_percentile: float = 99.5)
 
 def colorize(unit: np.ndarray, cmap: str = "jet") -> np.ndarray:
     """(H, W) values in [0, 1] -> (H, W, 3) uint8."""
-    indices = np.clip((unit * 255.0 + 0.5).astype(np.int64), 0, 255)
+    # uint8 indices (clipped before the cast: the same bins as clipping after it) index the
+    # table several times faster than int64 ones on a 12-megapixel map.
+    indices = np.clip(unit * 255.0 + 0.5, 0.0, 255.0).astype(np.uint8)
     return _lookup_table(cmap)[indices]
 
 
@@ -94,14 +96,26 @@ def rgb_map_image(raw: np.ndarray | torch.Tensor) -> Image.Image:
 
 
 def overlay(
-    image: Image.Image, raw: np.ndarray | torch.Tensor, alpha: float = 0.5, cmap: str = "jet"
+    image: Image.Image,
+    raw: np.ndarray | torch.Tensor,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+    heat: np.ndarray | None = None,
 ) -> Image.Image:
-    """The heatmap blended over the image, at the image's size."""
-    unit = normalize_map(resize_map(to_2d(raw), (image.height, image.width)))
-    heat = colorize(unit, cmap).astype(np.float32)
+    """The heatmap blended over the image, at the image's size.
+
+    heat: the (H, W, 3) uint8 colour map of `raw` at the image's size, when the caller
+    already has it (a heatmap of the same map): it is then not normalized twice.
+    """
+    if heat is None or heat.shape[:2] != (image.height, image.width):
+        heat = colorize(normalize_map(resize_map(to_2d(raw), (image.height, image.width))), cmap)
     base = np.asarray(image.convert("RGB"), dtype=np.float32)
-    blended = (1 - alpha) * base + alpha * heat
-    return Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8))
+    # In place: at 12 megapixels every temporary is a 144 MB array.
+    blended = base * np.float32(1 - alpha)
+    blended += np.float32(alpha) * heat
+    blended += np.float32(0.5)
+    np.clip(blended, 0, 255, out=blended)
+    return Image.fromarray(blended.astype(np.uint8))
 
 
 def grid(

@@ -147,10 +147,11 @@ def _relu_upper_bound(
     return False
 
 
-def unsupported_activation_modules(model: nn.Module) -> list[str]:
+def unsupported_activation_modules(model: nn.Module | dict[str, nn.Module]) -> list[str]:
     """Names of modules whose activation has no guided / deconv rule (SiLU, GELU, ...)."""
     found = []
-    for name, module in model.named_modules():
+    named = model if isinstance(model, dict) else dict(model.named_modules())
+    for name, module in named.items():
         kind = type(module).__name__.lower().replace("_", "")
         if any(kind == bad or kind.startswith(bad) for bad in UNSUPPORTED_ACTIVATION_NAMES):
             found.append(f"{name} ({type(module).__name__})")
@@ -185,8 +186,15 @@ class HookSession:
     Use through `hook_session(...)`; outside the `with` block nothing is registered.
     """
 
-    def __init__(self, model: nn.Module, layers: Sequence[str], relu_rules: bool) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Sequence[str],
+        relu_rules: bool,
+        modules: dict[str, nn.Module] | None = None,
+    ) -> None:
         self.model = model
+        self._modules = modules
         self.layer_names = list(dict.fromkeys(layers))
         self.relu_rules = relu_rules
         self.activations: dict[str, torch.Tensor] = {}
@@ -249,7 +257,7 @@ class HookSession:
 
     @contextmanager
     def _registered(self) -> Iterator[None]:
-        modules = dict(self.model.named_modules())
+        modules = self._modules if self._modules is not None else dict(self.model.named_modules())
         missing = [name for name in self.layer_names if name not in modules]
         if missing:
             raise LayerNotFoundError(f"unknown layer(s) {missing}; see the model's layer list")
@@ -258,7 +266,7 @@ class HookSession:
                 handle = modules[name].register_forward_hook(self._capture_hook(name))
                 stack.callback(handle.remove)
             if self.relu_rules:
-                self._unsupported_modules = unsupported_activation_modules(self.model)
+                self._unsupported_modules = unsupported_activation_modules(modules)
                 self._mode = _ReluRuleMode(self._state)
                 stack.callback(self._drop_mode)
             yield
@@ -282,17 +290,29 @@ class HookSession:
 
 
 @contextmanager
-def _frozen_eval(model: nn.Module) -> Iterator[None]:
-    """Eval mode and frozen parameters under the model's session lock; all restored on exit."""
+def _frozen_eval(model: nn.Module) -> Iterator[dict[str, nn.Module]]:
+    """Eval mode and frozen parameters under the model's session lock; all restored on exit.
+
+    Yields the named modules: the tree is walked once per session (the walk is a visible
+    share of a small model's forward), and the callers reuse it.
+    """
     with model_lock(model):
-        training = {module: module.training for module in model.modules()}
-        needs_grad = [p for p in model.parameters() if p.requires_grad]
+        named = dict(model.named_modules())
+        training = {module: module.training for module in named.values()}
+        # What `model.parameters()` yields (shared parameters once), without a second walk.
+        parameters = {
+            id(p): p
+            for module in named.values()
+            for p in module._parameters.values()
+            if p is not None
+        }
+        needs_grad = [p for p in parameters.values() if p.requires_grad]
         try:
             if any(training.values()):  # eval() walks and sets every module: skip if done
                 model.eval()
             for parameter in needs_grad:
                 parameter.requires_grad_(False)
-            yield
+            yield named
         finally:
             for parameter in needs_grad:
                 parameter.requires_grad_(True)
@@ -312,8 +332,8 @@ def hook_session(
         layers: module names (as in `named_modules`) whose outputs to capture.
         relu_rules: route ReLUs through the rule switch (needed for guided / deconv).
     """
-    with _frozen_eval(model):
-        session = HookSession(model, layers, relu_rules)
+    with _frozen_eval(model) as modules:
+        session = HookSession(model, layers, relu_rules, modules)
         try:
             with session._registered():
                 yield session
@@ -329,10 +349,10 @@ ModuleObserver = Callable[[str, nn.Module, Any], None]
 def observe_modules(model: nn.Module, observe: ModuleObserver) -> Iterator[None]:
     """`observe(name, module, output)` after every named module's forward (the layer
     inventory's trace), under the same lock and restore guarantees as `hook_session`."""
-    with _frozen_eval(model):
+    with _frozen_eval(model) as modules:
         handles = []
         try:
-            for name, module in model.named_modules():
+            for name, module in modules.items():
                 if name:
                     handles.append(module.register_forward_hook(_observer(name, observe)))
             yield
