@@ -78,6 +78,7 @@ class AsyncClient:
     explain = _awaited(protocol.explain)
     explain_overlay = _awaited(protocol.explain_overlay)
     compare = _awaited(protocol.compare)
+    run_method = _awaited(protocol.run_method)
     adversarial = _awaited(protocol.adversarial)
     activation_max = _awaited(protocol.activation_max)
     feature_maps = _awaited(protocol.feature_maps)

@@ -91,6 +91,7 @@ class Client:
     explain = _sent(protocol.explain)
     explain_overlay = _sent(protocol.explain_overlay)
     compare = _sent(protocol.compare)
+    run_method = _sent(protocol.run_method)
     adversarial = _sent(protocol.adversarial)
     activation_max = _sent(protocol.activation_max)
     feature_maps = _sent(protocol.feature_maps)
