@@ -30,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("method", help="a method with a route of its own (e.g. feature_maps)")
     parser.add_argument("image", nargs="?", help="the image, for methods that look at one")
     parser.add_argument("--model", help=f"model name (default: {DEFAULT_MODEL})")
-    parser.add_argument("--weights", help="local only: a checkpoint for the model")
+    parser.add_argument(
+        "--weights", default="default", help="locally: 'default', 'none' or a weights file"
+    )
     parser.add_argument("--target", help="a class index or label (default: top-1)")
     parser.add_argument("--layer", help="a layer name (default: the model's)")
     parser.add_argument("--params", metavar="JSON", help="the method's params, a JSON object")
