@@ -482,3 +482,14 @@ def method_signature(endpoint: Callable[..., Any]) -> inspect.Signature:
     signature = inspect.signature(endpoint)
     this = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return signature.replace(parameters=[this, *signature.parameters.values()])
+
+
+M = TypeVar("M", bound=Callable[..., Any])
+
+
+def named_like(method: M, endpoint: Callable[..., Any]) -> M:
+    """`method` with the endpoint's name, docstring and signature (for help() and IDEs)."""
+    method.__name__ = method.__qualname__ = endpoint.__name__
+    method.__doc__ = endpoint.__doc__
+    method.__signature__ = method_signature(endpoint)  # type: ignore[attr-defined]
+    return method

@@ -24,10 +24,7 @@ def _awaited(
     async def method(self: AsyncClient, *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._run(endpoint(*args, **kwargs))
 
-    method.__name__ = method.__qualname__ = endpoint.__name__
-    method.__doc__ = endpoint.__doc__
-    method.__signature__ = protocol.method_signature(endpoint)  # type: ignore[attr-defined]
-    return method
+    return protocol.named_like(method, endpoint)
 
 
 class AsyncClient:

@@ -24,10 +24,7 @@ def _sent(endpoint: Callable[P, protocol.Call[T]]) -> Callable[Concatenate[Clien
     def method(self: Client, *args: P.args, **kwargs: P.kwargs) -> T:
         return self._run(endpoint(*args, **kwargs))
 
-    method.__name__ = method.__qualname__ = endpoint.__name__
-    method.__doc__ = endpoint.__doc__
-    method.__signature__ = protocol.method_signature(endpoint)  # type: ignore[attr-defined]
-    return method
+    return protocol.named_like(method, endpoint)
 
 
 class Client:

@@ -47,6 +47,19 @@ def add_server_options(parser: argparse.ArgumentParser, *, local_ok: bool = True
     )
 
 
+def add_model_options(
+    parser: argparse.ArgumentParser,
+    params_help: str = "per-method params, a JSON object or @file.json",
+) -> None:
+    """--layer, --model, --weights and --params: which model and layer, and the methods' params."""
+    parser.add_argument("--layer", "-l", help="target layer (default: the model's default layer)")
+    parser.add_argument("--model", help=f"model name (default: {DEFAULT_MODEL} / the server's)")
+    parser.add_argument(
+        "--weights", default="default", help="locally: 'default', 'none' or a weights file"
+    )
+    parser.add_argument("--params", metavar="JSON", help=params_help)
+
+
 def open_client(args: argparse.Namespace) -> Client:
     from cnnlens.client.sync import Client
 

@@ -22,6 +22,7 @@ from cnnlens.api.forms import COMPARE_METHODS
 from cnnlens.cli.commands._common import (
     DEFAULT_MODEL,
     UsageError,
+    add_model_options,
     add_server_options,
     echo,
     open_client,
@@ -46,14 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target", "-t", help="one class index or label for every image (default: top-1)"
     )
-    parser.add_argument("--layer", "-l", help="target layer (default: the model's default layer)")
-    parser.add_argument("--model", help=f"model name (default: {DEFAULT_MODEL} / the server's)")
-    parser.add_argument(
-        "--weights", default="default", help="locally: 'default', 'none' or a weights file"
-    )
-    parser.add_argument(
-        "--params", metavar="JSON", help="per-method params, a JSON object or @file.json"
-    )
+    add_model_options(parser)
     scores = parser.add_argument_group("scores")
     scores.add_argument(
         "--scores", nargs="+", action="extend", metavar="S",

@@ -18,6 +18,7 @@ from typing import Any
 from cnnlens.cli.commands._common import (
     DEFAULT_MODEL,
     UsageError,
+    add_model_options,
     add_server_options,
     echo,
     open_client,
@@ -29,13 +30,8 @@ HELP = "run an image, activation or weights method; write its image"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("method", help="a method with a route of its own (e.g. feature_maps)")
     parser.add_argument("image", nargs="?", help="the image, for methods that look at one")
-    parser.add_argument("--model", help=f"model name (default: {DEFAULT_MODEL})")
-    parser.add_argument(
-        "--weights", default="default", help="locally: 'default', 'none' or a weights file"
-    )
     parser.add_argument("--target", help="a class index or label (default: top-1)")
-    parser.add_argument("--layer", help="a layer name (default: the model's)")
-    parser.add_argument("--params", metavar="JSON", help="the method's params, a JSON object")
+    add_model_options(parser, params_help="the method's params, a JSON object")
     parser.add_argument("--out", metavar="PNG", help="where to write the main image")
     parser.add_argument("--json", action="store_true", help="print the v1 body as JSON")
     add_server_options(parser)
