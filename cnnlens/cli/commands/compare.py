@@ -25,6 +25,7 @@ from cnnlens.cli.commands._common import (
     add_model_options,
     add_server_options,
     echo,
+    note_image_failure,
     open_client,
     parse_params,
     parse_targets,
@@ -182,10 +183,7 @@ def _remote(
                 options=rest,
             )  # fmt: skip
         except Exception as error:
-            if not _per_image_failure(error):
-                raise
-            failed.append({"image": str(path), "error": str(error)})
-            echo(f"{path}: failed: {error}", error=True)
+            note_image_failure(path, error, failed)
             continue
         answer = dict(result.data)
         for item in answer.get("images", []):
@@ -200,15 +198,6 @@ def _remote(
     report.update(server=args.server, failed=failed)
     grid = to_png(_stack(grids)) if grids and len(images) <= MAX_GRID_ROWS else None
     return report, grid
-
-
-def _per_image_failure(error: Exception) -> bool:
-    """Errors that concern one image (unreadable, too large, a server hiccup): go on with the
-    others. Requests naming what does not exist fail the whole run (exit status 2)."""
-    from cnnlens.cli import USAGE_CODES
-
-    code = getattr(error, "code", None)
-    return isinstance(error, OSError) or (code is not None and code not in USAGE_CODES)
 
 
 def _bar(total: int, enabled: bool) -> Any:

@@ -26,6 +26,7 @@ from cnnlens.cli.commands._common import (
     add_server_options,
     echo,
     existing_files,
+    note_image_failure,
     open_client,
     parse_params,
     parse_targets,
@@ -195,10 +196,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             result = engine(path)
         except Exception as error:
-            if not _per_image_failure(error):
-                raise
-            failed.append({"image": str(path), "error": str(error)})
-            echo(f"{path}: failed: {error}", error=True)
+            note_image_failure(path, error, failed)
             continue
         report = _write(args.out, stems[path], path, result.rendered, save_array=args.array)
         report.width, report.height = result.width, result.height
@@ -220,15 +218,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"wrote {summary_path}")
     return 1 if failed else 0
-
-
-def _per_image_failure(error: Exception) -> bool:
-    """Errors that concern one image (unreadable, too large, a server hiccup): go on with the
-    others. Requests naming what does not exist fail the whole run (exit status 2)."""
-    from cnnlens.cli import USAGE_CODES
-
-    code = getattr(error, "code", None)
-    return isinstance(error, OSError) or (code is not None and code not in USAGE_CODES)
 
 
 def _unique_stems(images: Sequence[Path]) -> dict[Path, str]:
