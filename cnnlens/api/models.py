@@ -139,10 +139,12 @@ class MethodInfo(Schema):
     name: str
     title: str
     paper: str
-    kind: str = Field(description="gradient (shares one pass) or standalone")
+    kind: str = Field(description="the view its results take: map, image, activation or weights")
+    execution: str = Field(description="gradient (shares one pass) or standalone")
     produces: str = Field(description="map, image, activations or weights")
     uses_layer: bool
     uses_target: bool
+    uses_image: bool = Field(default=True, description="whether its route takes an image upload")
     route: str = Field(description="the route answering this method's own results")
     params: dict[str, Any] = Field(description="JSON schema of the method's params")
 
@@ -185,6 +187,19 @@ class ActivationMaxResponse(Schema):
     score: float = Field(description="the objective on the returned image")
     top1: ClassScore = Field(description="what the model predicts for the returned image")
     image_png: str = Field(description="base64 PNG at the model's input size")
+    elapsed_ms: float
+
+
+class MethodResponse(Schema):
+    """The body of a method's own route when the method declares no body of its own."""
+
+    model: str
+    method: str
+    image: ImageSize | None = Field(default=None, description="the upload's size, if any")
+    layer: str
+    target: ClassScore | None = Field(description="the class explained, if the method has one")
+    shape: list[int] = Field(description="the raw result's shape, without the batch")
+    image_png: str = Field(description="base64 PNG: the result as an image")
     elapsed_ms: float
 
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         ImageComparison,
         LayerSummary,
         MethodInfo,
+        MethodResult,
         ModelInfo,
         ModelSummary,
     )
@@ -51,6 +52,7 @@ __all__ = [
     "ImageComparison",
     "LayerSummary",
     "MethodInfo",
+    "MethodResult",
     "ModelInfo",
     "ModelSummary",
 ]

@@ -258,19 +258,37 @@ def compare(
     )
 
 
-def _single_method(
-    path: str,
-    parse: Callable[[Any], T],
-    image: ImageInput | None,
-    fields: Mapping[str, Any],
+def method_path(name: str) -> str:
+    """The route of a method with results of its own: /v1/<name with - for _>."""
+    return "/v1/" + name.replace("_", "-")
+
+
+# Methods whose answers have result types of their own; any other: `MethodResult`.
+_RESULTS: dict[str, Callable[[Any], Any]] = {
+    "adversarial": results.AdversarialResult.from_json,
+    "activation_max": results.ActivationMaxResult.from_json,
+    "feature_maps": results.FeatureMapsResult.from_json,
+    "filters": results.FiltersResult.from_json,
+}
+
+
+def run_method(
+    name: str,
+    image: ImageInput | None = None,
+    *,
+    model: str | None = None,
+    target: TargetInput = None,
+    layer: str | None = None,
+    params: Mapping[str, Any] | None = None,
     filename: str | None = None,
-) -> Call[T]:
-    """A route of one method (its params, an image for most) and its typed answer."""
+) -> Call[Any]:
+    """POST /v1/<name>: an image, activation or weights method on its own route (see
+    `methods()`: `route`, `uses_image`, `uses_target`, `uses_layer`)."""
     return Call(
         "POST",
-        path,
-        parse,
-        data=_request_form(**fields),
+        method_path(name),
+        _RESULTS.get(name, results.MethodResult.from_json),
+        data=_request_form(model=model, target=target, layer=layer, params=params),
         files={"image": image_file(image, filename)} if image is not None else None,
     )
 
@@ -284,9 +302,8 @@ def adversarial(
     filename: str | None = None,
 ) -> Call[results.AdversarialResult]:
     """POST /v1/adversarial: an FGSM / PGD adversarial version of the image."""
-    fields = {"model": model, "target": target, "layer": None, "params": params}
-    return _single_method(
-        "/v1/adversarial", results.AdversarialResult.from_json, image, fields, filename
+    return run_method(
+        "adversarial", image, model=model, target=target, params=params, filename=filename
     )
 
 
@@ -298,8 +315,7 @@ def activation_max(
     params: Mapping[str, Any] | None = None,
 ) -> Call[results.ActivationMaxResult]:
     """POST /v1/activation-max: an image that maximizes a class score (or a channel)."""
-    fields = {"model": model, "target": target, "layer": layer, "params": params}
-    return _single_method("/v1/activation-max", results.ActivationMaxResult.from_json, None, fields)
+    return run_method("activation_max", model=model, target=target, layer=layer, params=params)
 
 
 def feature_maps(
@@ -311,9 +327,8 @@ def feature_maps(
     filename: str | None = None,
 ) -> Call[results.FeatureMapsResult]:
     """POST /v1/feature-maps: a layer's activations for the image."""
-    fields = {"model": model, "target": None, "layer": layer, "params": params}
-    return _single_method(
-        "/v1/feature-maps", results.FeatureMapsResult.from_json, image, fields, filename
+    return run_method(
+        "feature_maps", image, model=model, layer=layer, params=params, filename=filename
     )
 
 
@@ -324,8 +339,7 @@ def filters(
     params: Mapping[str, Any] | None = None,
 ) -> Call[results.FiltersResult]:
     """POST /v1/filters: a layer's filters rendered as images."""
-    fields = {"model": model, "target": None, "layer": layer, "params": params}
-    return _single_method("/v1/filters", results.FiltersResult.from_json, None, fields)
+    return run_method("filters", model=model, layer=layer, params=params)
 
 
 def _listing(key: str, item: Callable[[Any], T]) -> Callable[[Any], list[T]]:
@@ -446,6 +460,7 @@ ENDPOINTS: tuple[Callable[..., Call[Any]], ...] = (
     explain,
     explain_overlay,
     compare,
+    run_method,
     adversarial,
     activation_max,
     feature_maps,
@@ -467,3 +482,14 @@ def method_signature(endpoint: Callable[..., Any]) -> inspect.Signature:
     signature = inspect.signature(endpoint)
     this = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return signature.replace(parameters=[this, *signature.parameters.values()])
+
+
+M = TypeVar("M", bound=Callable[..., Any])
+
+
+def named_like(method: M, endpoint: Callable[..., Any]) -> M:
+    """`method` with the endpoint's name, docstring and signature (for help() and IDEs)."""
+    method.__name__ = method.__qualname__ = endpoint.__name__
+    method.__doc__ = endpoint.__doc__
+    method.__signature__ = method_signature(endpoint)  # type: ignore[attr-defined]
+    return method

@@ -24,10 +24,7 @@ def _awaited(
     async def method(self: AsyncClient, *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._run(endpoint(*args, **kwargs))
 
-    method.__name__ = method.__qualname__ = endpoint.__name__
-    method.__doc__ = endpoint.__doc__
-    method.__signature__ = protocol.method_signature(endpoint)  # type: ignore[attr-defined]
-    return method
+    return protocol.named_like(method, endpoint)
 
 
 class AsyncClient:
@@ -78,6 +75,7 @@ class AsyncClient:
     explain = _awaited(protocol.explain)
     explain_overlay = _awaited(protocol.explain_overlay)
     compare = _awaited(protocol.compare)
+    run_method = _awaited(protocol.run_method)
     adversarial = _awaited(protocol.adversarial)
     activation_max = _awaited(protocol.activation_max)
     feature_maps = _awaited(protocol.feature_maps)

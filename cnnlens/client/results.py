@@ -410,8 +410,10 @@ class MethodInfo:
     params_schema: dict[str, Any]
     route: str = "/v1/explain"  # the route answering this method's results
     produces: str = "map"
+    kind: str = "map"  # the view of its results: map, image, activation or weights
     uses_layer: bool = False
     uses_target: bool = True
+    uses_image: bool = True
     data: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -422,8 +424,35 @@ class MethodInfo:
             params_schema=dict(data.get("params") or {}),
             route=str(data.get("route", "/v1/explain")),
             produces=str(data.get("produces", "map")),
+            kind=str(data.get("kind", "map")),
             uses_layer=bool(data.get("uses_layer", False)),
             uses_target=bool(data.get("uses_target", True)),
+            uses_image=bool(data.get("uses_image", True)),
+            data=dict(data),
+        )
+
+
+@dataclass
+class MethodResult:
+    """The answer of a method's own route when the method has no result type of its own."""
+
+    method: str
+    model: str
+    layer: str
+    target: ClassScore | None
+    shape: list[int]
+    image: Image.Image | None = field(default=None, repr=False)
+    data: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MethodResult:
+        return cls(
+            method=str(data["method"]),
+            model=str(data["model"]),
+            layer=str(data["layer"]),
+            target=ClassScore.from_json(data.get("target")),
+            shape=[int(n) for n in data.get("shape", [])],
+            image=decode_png(data.get("image_png")),
             data=dict(data),
         )
 

@@ -24,10 +24,7 @@ def _sent(endpoint: Callable[P, protocol.Call[T]]) -> Callable[Concatenate[Clien
     def method(self: Client, *args: P.args, **kwargs: P.kwargs) -> T:
         return self._run(endpoint(*args, **kwargs))
 
-    method.__name__ = method.__qualname__ = endpoint.__name__
-    method.__doc__ = endpoint.__doc__
-    method.__signature__ = protocol.method_signature(endpoint)  # type: ignore[attr-defined]
-    return method
+    return protocol.named_like(method, endpoint)
 
 
 class Client:
@@ -91,6 +88,7 @@ class Client:
     explain = _sent(protocol.explain)
     explain_overlay = _sent(protocol.explain_overlay)
     compare = _sent(protocol.compare)
+    run_method = _sent(protocol.run_method)
     adversarial = _sent(protocol.adversarial)
     activation_max = _sent(protocol.activation_max)
     feature_maps = _sent(protocol.feature_maps)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from cnnlens.methods.workload import Cost, chunked
 from cnnlens.models import heads
 from cnnlens.models.hooks import hook_session
 
@@ -75,3 +76,14 @@ def mean_input_gradient(
                 total[first:end] += weights[s] * gradient[offset : offset + end - first]
                 offset += end - first
     return total
+
+
+def mean_input_gradient_cost(rows: int, batch_size: int, resident_values: int) -> Cost:
+    """The passes of `mean_input_gradient` over `rows` perturbed inputs in chunks."""
+    return Cost.of(
+        forwards=rows,
+        backwards=rows,
+        peak_rows=chunked(rows, batch_size),
+        gradient="input",
+        resident_values=resident_values,
+    )

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from pydantic import Field, model_validator
 
 from cnnlens.errors import InvalidParamsError
-from cnnlens.methods.base import INPUT, MethodContext, MethodParams
+from cnnlens.methods.base import (
+    INPUT,
+    Method,
+    MethodContext,
+    MethodOutput,
+    MethodParams,
+    Requirements,
+)
 from cnnlens.models.hooks import ReluRule
 
 
@@ -63,3 +72,17 @@ def projection_requirements(params: ProjectionParams, layer: str, rule: ReluRule
 ]:  # fmt: skip
     layers = frozenset({layer}) if params.channel is not None else frozenset()
     return layers, frozenset({(INPUT, rule)})
+
+
+class ProjectionMethod(Method):
+    """The input gradient (or a layer's, projected) under one ReLU rule."""
+
+    Params = ProjectionParams
+    rule: ClassVar[ReluRule]
+
+    def requirements(self, params: ProjectionParams, layer: str) -> Requirements:
+        layers, gradients = projection_requirements(params, layer, self.rule)
+        return Requirements(layers=layers, gradients=gradients)
+
+    def compute(self, context: MethodContext, params: ProjectionParams) -> MethodOutput:
+        return MethodOutput(project(context, params, self.rule))

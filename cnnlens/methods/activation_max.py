@@ -56,6 +56,7 @@ class ActivationMax(Method):
     kind = "standalone"
     produces = "image"
     uses_layer = True  # only with `channel`
+    uses_image = False
 
     def cost(self, params: ActivationMaxParams, workload: Workload) -> Cost:
         rows = workload.rows

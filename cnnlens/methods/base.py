@@ -84,6 +84,8 @@ class Method(ABC):
     produces: ClassVar[Literal["map", "image", "activations", "weights"]] = "map"
     uses_layer: ClassVar[bool] = False
     uses_target: ClassVar[bool] = True
+    # Whether the method looks at an uploaded image (weights and optimized images need none).
+    uses_image: ClassVar[bool] = True
 
     def requirements(self, params: Any, layer: str) -> Requirements:
         return Requirements()
@@ -128,6 +130,22 @@ def get_method(name: str) -> Method:
 def method_names() -> list[str]:
     _load_builtin_methods()
     return list(METHODS)
+
+
+def unregister(name: str) -> None:
+    """Forget a registered method (a plug-in's, or a test's)."""
+    METHODS.pop(name, None)
+
+
+# What GET /v1/methods calls each output (`kind`): the page picks a method's view by it.
+VIEW_KINDS = {"map": "map", "image": "image", "activations": "activation", "weights": "weights"}
+
+
+def own_route(name: str) -> str | None:
+    """The REST path of a method with results of its own (None: a map, on /v1/explain)."""
+    if get_method(name).produces == "map":
+        return None
+    return "/v1/" + name.replace("_", "-")
 
 
 def parse_params(method: Method, params: BaseModel | dict[str, Any] | None) -> MethodParams:

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 
 from cnnlens.errors import IncompatibleModelError
 from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, Requirements
+from cnnlens.methods.workload import Cost, Workload
+from cnnlens.models.hooks import ReluRule
 
 
 class CamParams(MethodParams):
@@ -47,3 +49,21 @@ class CamMethod(Method):
             cam, size=context.x.shape[-2:], mode="bilinear", align_corners=False
         )
         return MethodOutput(upsampled, {"low_resolution": cam})
+
+
+class LayerGradientCam(CamMethod):
+    """A CAM whose channel weights come from the class score's gradient at the layer."""
+
+    def cost(self, params: CamParams, workload: Workload) -> Cost:
+        # The backward ends at the layer: an upper bound by a whole one.
+        return Cost.of(backwards=workload.rows, peak_rows=workload.rows, gradient="layer")
+
+    def requirements(self, params: CamParams, layer: str) -> Requirements:
+        return Requirements(
+            layers=frozenset({layer}), gradients=frozenset({(layer, ReluRule.GRADIENT)})
+        )
+
+    @staticmethod
+    def layer_gradients(context: MethodContext) -> torch.Tensor:
+        """dy^c/dA at the layer, (B, C, h, w)."""
+        return context.shared.gradient(context.layer, ReluRule.GRADIENT)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from cnnlens.methods._relu_rule_projection import (
-    ProjectionParams,
-    project,
-    projection_requirements,
-)
-from cnnlens.methods.base import Method, MethodContext, MethodOutput, Requirements, register
+from cnnlens.methods._relu_rule_projection import ProjectionMethod
+from cnnlens.methods.base import register
 from cnnlens.models.hooks import ReluRule
 
 
 @register
-class Deconvnet(Method):
+class Deconvnet(ProjectionMethod):
     """R_l = max(R_{l+1}, 0) at every ReLU (rectify the reconstruction, ignore the forward
     sign), transposed filters elsewhere: the input gradient under the deconv rule.
 
@@ -23,11 +19,4 @@ class Deconvnet(Method):
     name = "deconvnet"
     title = "Deconvnet"
     paper = "Zeiler & Fergus 2014, arXiv:1311.2901"
-    Params = ProjectionParams
-
-    def requirements(self, params: ProjectionParams, layer: str) -> Requirements:
-        layers, gradients = projection_requirements(params, layer, ReluRule.DECONV)
-        return Requirements(layers=layers, gradients=gradients)
-
-    def compute(self, context: MethodContext, params: ProjectionParams) -> MethodOutput:
-        return MethodOutput(project(context, params, ReluRule.DECONV))
+    rule = ReluRule.DECONV

@@ -39,6 +39,7 @@ class Filters(Method):
     kind = "standalone"
     produces = "weights"
     uses_layer = True
+    uses_image = False
     uses_target = False
 
     def compute(self, context: MethodContext, params: FiltersParams) -> MethodOutput:

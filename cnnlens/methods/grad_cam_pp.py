@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from cnnlens.methods.base import MethodContext, Requirements, register
-from cnnlens.methods.cam_base import CamMethod, CamParams
-from cnnlens.methods.workload import Cost, Workload
-from cnnlens.models.hooks import ReluRule
+from cnnlens.methods.base import MethodContext, register
+from cnnlens.methods.cam_base import LayerGradientCam
 
 
 @register
-class GradCamPlusPlus(CamMethod):
+class GradCamPlusPlus(LayerGradientCam):
     """w_k^c = sum_ij a_ij^kc ReLU(dY^c/dA_ij^k), a = g^2 / (2 g^2 + sum_ab A_ab^k g^3).
 
     Chattopadhay et al., "Grad-CAM++", WACV 2018, eq. (19) with the exponential-score
@@ -22,17 +20,8 @@ class GradCamPlusPlus(CamMethod):
     title = "Grad-CAM++"
     paper = "Chattopadhay et al. 2018, arXiv:1710.11063"
 
-    def cost(self, params: CamParams, workload: Workload) -> Cost:
-        # The backward ends at the layer: an upper bound by a whole one.
-        return Cost.of(backwards=workload.rows, peak_rows=workload.rows, gradient="layer")
-
-    def requirements(self, params: CamParams, layer: str) -> Requirements:
-        return Requirements(
-            layers=frozenset({layer}), gradients=frozenset({(layer, ReluRule.GRADIENT)})
-        )
-
     def channel_weights(self, context: MethodContext, activations: torch.Tensor) -> torch.Tensor:
-        gradients = context.shared.gradient(context.layer, ReluRule.GRADIENT)  # (B, C, h, w)
+        gradients = self.layer_gradients(context)  # (B, C, h, w)
         squared = gradients.square()
         activation_sums = activations.detach().sum(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
         alphas = squared / (2 * squared + activation_sums * squared * gradients + 1e-6)

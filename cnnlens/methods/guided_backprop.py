@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from cnnlens.methods._relu_rule_projection import (
-    ProjectionParams,
-    project,
-    projection_requirements,
-)
-from cnnlens.methods.base import Method, MethodContext, MethodOutput, Requirements, register
+from cnnlens.methods._relu_rule_projection import ProjectionMethod
+from cnnlens.methods.base import register
 from cnnlens.models.hooks import ReluRule
 
 
 @register
-class GuidedBackprop(Method):
+class GuidedBackprop(ProjectionMethod):
     """R_l = (f_l > 0) * (R_{l+1} > 0) * R_{l+1} at every ReLU, then the input gradient.
 
     Springenberg et al., "Striving for Simplicity", ICLR workshop 2015, fig. 1.
@@ -22,11 +18,4 @@ class GuidedBackprop(Method):
     name = "guided_backprop"
     title = "Guided backpropagation"
     paper = "Springenberg et al. 2015, arXiv:1412.6806"
-    Params = ProjectionParams
-
-    def requirements(self, params: ProjectionParams, layer: str) -> Requirements:
-        layers, gradients = projection_requirements(params, layer, ReluRule.GUIDED)
-        return Requirements(layers=layers, gradients=gradients)
-
-    def compute(self, context: MethodContext, params: ProjectionParams) -> MethodOutput:
-        return MethodOutput(project(context, params, ReluRule.GUIDED))
+    rule = ReluRule.GUIDED

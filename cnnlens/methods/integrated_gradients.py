@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from cnnlens.methods._batched_gradients import mean_input_gradient
+from cnnlens.methods._batched_gradients import mean_input_gradient, mean_input_gradient_cost
 from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, register
-from cnnlens.methods.workload import Cost, Workload, chunked
+from cnnlens.methods.workload import Cost, Workload
 
 
 class IntegratedGradientsParams(MethodParams):
@@ -50,14 +50,8 @@ class IntegratedGradients(Method):
     kind = "standalone"
 
     def cost(self, params: IntegratedGradientsParams, workload: Workload) -> Cost:
-        rows = params.steps * workload.rows
-        return Cost.of(
-            forwards=rows,
-            backwards=rows,
-            peak_rows=chunked(rows, params.batch_size),
-            gradient="input",
-            resident_values=3 * workload.rows * workload.input_values,  # x, baseline, sum
-        )
+        resident = 3 * workload.rows * workload.input_values  # x, baseline, sum
+        return mean_input_gradient_cost(params.steps * workload.rows, params.batch_size, resident)
 
     def compute(self, context: MethodContext, params: IntegratedGradientsParams) -> MethodOutput:
         x = context.x.detach()

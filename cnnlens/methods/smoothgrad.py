@@ -7,9 +7,9 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from cnnlens.methods._batched_gradients import mean_input_gradient
+from cnnlens.methods._batched_gradients import mean_input_gradient, mean_input_gradient_cost
 from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, register
-from cnnlens.methods.workload import Cost, Workload, chunked
+from cnnlens.methods.workload import Cost, Workload
 
 
 class SmoothGradParams(MethodParams):
@@ -53,14 +53,8 @@ class SmoothGrad(Method):
     kind = "standalone"
 
     def cost(self, params: SmoothGradParams, workload: Workload) -> Cost:
-        rows = params.samples * workload.rows
-        return Cost.of(
-            forwards=rows,
-            backwards=rows,
-            peak_rows=chunked(rows, params.batch_size),
-            gradient="input",
-            resident_values=2 * workload.rows * workload.input_values,  # x and the sum
-        )
+        resident = 2 * workload.rows * workload.input_values  # x and the sum
+        return mean_input_gradient_cost(params.samples * workload.rows, params.batch_size, resident)
 
     def compute(self, context: MethodContext, params: SmoothGradParams) -> MethodOutput:
         x = context.x.detach()

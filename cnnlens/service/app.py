@@ -76,6 +76,10 @@ def create_app(
 
 
 def _router(name: str) -> APIRouter:
+    """A router module's `router`: an APIRouter, or a function building one per app (routes
+    made from a registry as it is when the app is created)."""
     router = importlib.import_module(f"cnnlens.service.routers.{name}").router
+    if not isinstance(router, APIRouter):
+        router = router()
     assert isinstance(router, APIRouter)
     return router

@@ -6,7 +6,9 @@ built from its results off the event loop.
   target mode are stacked into one `run_methods` call (rows: each image repeated once per
   target), and the result is split back into per-request rows. Rendering is
   `cnnlens.explain`'s, at the image's own size, through the one body builder (`cnnlens.api`).
-- `run_single` and the `render_*` bodies: the image, activation and weights methods' routes.
+- `own_route(name)`: how an image, activation or weights method's own route checks, runs and
+  renders its request (`OwnRoute`). Built-in methods with bodies of their own are in `_ROUTES`;
+  any other registered method gets the generic `MethodResponse` for what it produces.
 """
 
 from __future__ import annotations
@@ -15,22 +17,29 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from PIL import Image
+from pydantic import BaseModel
 
 from cnnlens import render
 from cnnlens.api import models as api
 from cnnlens.api.bodies import explain_response, score_of
 from cnnlens.api.codecs import b64, png_bytes
-from cnnlens.errors import InvalidParamsError
+from cnnlens.errors import IncompatibleModelError, InvalidParamsError
 from cnnlens.explain import ClassScore, Explanation, _row_extras, _top_k, explanations_from_run
-from cnnlens.methods.adversarial_image import AdversarialImage, adversarial_image
+from cnnlens.methods.adversarial import AdversarialParams
+from cnnlens.methods.adversarial_image import (
+    AdversarialImage,
+    adversarial_image,
+    saved_output_params,
+)
 from cnnlens.methods.base import MethodOutput, MethodParams, get_method
 from cnnlens.methods.run import RunResult, run_methods
 from cnnlens.models.loaded import LoadedModel
+from cnnlens.service.forms import parse_class
 
 T = TypeVar("T")
 MAX_TILES = 64
@@ -169,6 +178,7 @@ class SingleRun:
     x: torch.Tensor | None  # (1, 3, H, W) preprocessed, or None: a zero image of input size
     target: int | None
     layer: str | None
+    picture: Image.Image | None = None  # the upload, when the method takes one
 
 
 def run_single(model: LoadedModel, runs: Sequence[SingleRun]) -> list[RunResult]:
@@ -183,6 +193,24 @@ def run_single(model: LoadedModel, runs: Sequence[SingleRun]) -> list[RunResult]
     return results
 
 
+Render = Callable[[LoadedModel, SingleRun, Any, float], tuple[BaseModel, bytes]]
+
+
+def _checked(model: LoadedModel, run: SingleRun) -> SingleRun:
+    return run
+
+
+@dataclass(frozen=True)
+class OwnRoute:
+    """How the service answers a method's own route (`/v1/<name with - for _>`)."""
+
+    response: type[BaseModel]
+    render: Render  # (model, run, worker result, started) -> body and its main PNG
+    check: Callable[[LoadedModel, SingleRun], SingleRun] = _checked  # 422s before any work
+    work: Callable[[LoadedModel, Sequence[SingleRun]], list[Any]] = run_single  # worker side
+    preprocess: bool = True  # whether `work` reads the preprocessed upload (`run.x`)
+
+
 def _score(model: LoadedModel, index: int, probability: float) -> api.ClassScore:
     return score_of(index, model.label_of(index), probability)
 
@@ -191,20 +219,41 @@ def _elapsed(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 3)
 
 
-def run_adversarial(
-    model: LoadedModel, runs: Sequence[tuple[Image.Image, MethodParams, int | None]]
-) -> list[AdversarialImage]:
-    """Worker side: the saved adversarial image of each (picture, params, target)."""
-    return [adversarial_image(model, picture, params, target) for picture, params, target in runs]
+def _size(picture: Image.Image | None) -> api.ImageSize | None:
+    return None if picture is None else api.ImageSize(width=picture.width, height=picture.height)
+
+
+def _upload_size(run: SingleRun) -> api.ImageSize:
+    """The size of the upload of a method that takes one."""
+    size = _size(run.picture)
+    assert size is not None, f"{run.method} runs on an uploaded image"
+    return size
+
+
+def _check_adversarial(model: LoadedModel, run: SingleRun) -> SingleRun:
+    """A budget an 8-bit image can hold, and a known class to aim for."""
+    params = saved_output_params(run.params)  # epsilon >= 1 level
+    if params.adversarial_target is not None:
+        parse_class(params.adversarial_target, model)  # an unknown class: 422 before any work
+    return SingleRun(run.method, params, run.x, run.target, run.layer, run.picture)
+
+
+def run_adversarial(model: LoadedModel, runs: Sequence[SingleRun]) -> list[AdversarialImage]:
+    """Worker side: the saved adversarial image of each run (its upload, params and target)."""
+    results = []
+    for run in runs:
+        assert run.picture is not None and isinstance(run.params, AdversarialParams)
+        results.append(adversarial_image(model, run.picture, run.params, run.target))
+    return results
 
 
 def render_adversarial(
-    model: LoadedModel, picture: Image.Image, result: AdversarialImage, started: float
+    model: LoadedModel, run: SingleRun, result: AdversarialImage, started: float
 ) -> tuple[api.AdversarialResponse, bytes]:
     """JSON body and the adversarial PNG (at `output_size`, the upload's by default)."""
     body = api.AdversarialResponse(
         model=model.name,
-        image=api.ImageSize(width=picture.width, height=picture.height),
+        image=_upload_size(run),
         **result.summary(),
         adversarial_png=b64(result.png),
         perturbation_png=b64(png_bytes(result.perturbation_image())),
@@ -213,12 +262,24 @@ def render_adversarial(
     return body, result.png
 
 
+def _check_activation_max(model: LoadedModel, run: SingleRun) -> SingleRun:
+    """A class or a channel to maximize; a channel of a (C, h, w) layer, not a crash."""
+    channel = getattr(run.params, "channel", None)
+    if run.target is None and channel is None:
+        raise InvalidParamsError("give a target class, or params.channel to maximize a channel")
+    if channel is not None:
+        layer = run.layer or model.default_layer
+        info = model.layers.get(layer)
+        shape = None if info is None else info.output_shape
+        if shape is None or len(shape) != 3:
+            raise IncompatibleModelError(
+                f"maximizing a channel needs a layer with (C, h, w) output; {layer!r} has {shape}"
+            )
+    return run
+
+
 def render_activation_max(
-    model: LoadedModel,
-    result: RunResult,
-    explicit_target: bool,
-    channel: int | None,
-    started: float,
+    model: LoadedModel, run: SingleRun, result: RunResult, started: float
 ) -> tuple[api.ActivationMaxResponse, bytes]:
     output = result.outputs["activation_max"]
     extras = output.extras
@@ -228,10 +289,11 @@ def render_activation_max(
         )
     png = png_bytes(model.preprocessing.to_image(output.map[0]))
     target = int(result.targets[0])
+    channel = getattr(run.params, "channel", None)
     body = api.ActivationMaxResponse(
         model=model.name,
         target=_score(model, target, float(extras["probability"][0]))
-        if explicit_target or channel is None
+        if run.target is not None or channel is None
         else None,
         layer=result.layer if channel is not None else None,
         channel=channel,
@@ -255,7 +317,7 @@ def _sheet(tiles: list[Image.Image], titles: list[str], tile_size: int) -> bytes
 
 
 def render_feature_maps(
-    model: LoadedModel, picture: Image.Image, result: RunResult, started: float
+    model: LoadedModel, run: SingleRun, result: RunResult, started: float
 ) -> tuple[api.FeatureMapsResponse, bytes]:
     output: MethodOutput = result.outputs["feature_maps"]
     activations = output.extras["activations"][0].float().cpu()  # (C, h, w)
@@ -266,7 +328,7 @@ def render_feature_maps(
     png = _sheet(tiles, [f"ch {c}" for c in shown], tile_size=112)
     body = api.FeatureMapsResponse(
         model=model.name,
-        image=api.ImageSize(width=picture.width, height=picture.height),
+        image=_upload_size(run),
         layer=result.layer,
         shape=list(activations.shape),
         top_channels=[
@@ -280,7 +342,7 @@ def render_feature_maps(
 
 
 def render_filters(
-    model: LoadedModel, result: RunResult, started: float
+    model: LoadedModel, run: SingleRun, result: RunResult, started: float
 ) -> tuple[api.FiltersResponse, bytes]:
     output = result.outputs["filters"]
     weights = output.map.float().cpu()  # (C_out, C_in / groups, k, k)
@@ -303,3 +365,53 @@ def render_filters(
         elapsed_ms=_elapsed(started),
     )
     return body, png
+
+
+def render_method(
+    model: LoadedModel, run: SingleRun, result: RunResult, started: float
+) -> tuple[api.MethodResponse, bytes]:
+    """Any other method's result: a 3-channel image as pixels, else the channels' mean."""
+    raw = result.outputs[run.method].map[0].float().cpu()
+    if get_method(run.method).produces == "image" and raw.ndim == 3 and raw.shape[0] == 3:
+        picture = model.preprocessing.to_image(raw)
+    else:
+        plane = raw if raw.ndim == 2 else raw.reshape(-1, *raw.shape[-2:]).mean(dim=0)
+        picture = render.heatmap_image(plane, "viridis")
+    png = png_bytes(picture)
+    probabilities = torch.softmax(result.logits[0].float(), dim=0)
+    target = int(result.targets[0])
+    body = api.MethodResponse(
+        model=model.name,
+        method=run.method,
+        image=_size(run.picture),
+        layer=result.layer,
+        target=_score(model, target, float(probabilities[target]))
+        if get_method(run.method).uses_target
+        else None,
+        shape=list(raw.shape),
+        image_png=b64(png),
+        elapsed_ms=_elapsed(started),
+    )
+    return body, png
+
+
+_ROUTES = {
+    "adversarial": OwnRoute(
+        api.AdversarialResponse,
+        render_adversarial,
+        check=_check_adversarial,
+        work=run_adversarial,
+        preprocess=False,
+    ),
+    "activation_max": OwnRoute(
+        api.ActivationMaxResponse, render_activation_max, check=_check_activation_max
+    ),
+    "feature_maps": OwnRoute(api.FeatureMapsResponse, render_feature_maps),
+    "filters": OwnRoute(api.FiltersResponse, render_filters),
+}
+_GENERIC = OwnRoute(api.MethodResponse, render_method)
+
+
+def own_route(name: str) -> OwnRoute:
+    """How the route of the (non-map) method `name` is answered."""
+    return _ROUTES.get(name, _GENERIC)

@@ -20,4 +20,5 @@ COMMANDS: tuple[str, ...] = (
     "layers",
     "audit",
     "compare",
+    "visualize",
 )

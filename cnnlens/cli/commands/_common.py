@@ -47,6 +47,31 @@ def add_server_options(parser: argparse.ArgumentParser, *, local_ok: bool = True
     )
 
 
+def add_model_options(
+    parser: argparse.ArgumentParser,
+    params_help: str = "per-method params, a JSON object or @file.json",
+) -> None:
+    """--layer, --model, --weights and --params: which model and layer, and the methods' params."""
+    parser.add_argument("--layer", "-l", help="target layer (default: the model's default layer)")
+    parser.add_argument("--model", help=f"model name (default: {DEFAULT_MODEL} / the server's)")
+    parser.add_argument(
+        "--weights", default="default", help="locally: 'default', 'none' or a weights file"
+    )
+    parser.add_argument("--params", metavar="JSON", help=params_help)
+
+
+def note_image_failure(path: Path, error: Exception, failed: list[dict[str, str]]) -> None:
+    """Record a failure that concerns one image (unreadable, too large, a server hiccup) and
+    go on with the others; re-raise a request naming what does not exist (exit status 2)."""
+    from cnnlens.cli import USAGE_CODES
+
+    code = getattr(error, "code", None)
+    if not (isinstance(error, OSError) or (code is not None and code not in USAGE_CODES)):
+        raise error
+    failed.append({"image": str(path), "error": str(error)})
+    echo(f"{path}: failed: {error}", error=True)
+
+
 def open_client(args: argparse.Namespace) -> Client:
     from cnnlens.client.sync import Client
 

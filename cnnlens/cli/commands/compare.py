@@ -22,8 +22,10 @@ from cnnlens.api.forms import COMPARE_METHODS
 from cnnlens.cli.commands._common import (
     DEFAULT_MODEL,
     UsageError,
+    add_model_options,
     add_server_options,
     echo,
+    note_image_failure,
     open_client,
     parse_params,
     parse_targets,
@@ -46,14 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target", "-t", help="one class index or label for every image (default: top-1)"
     )
-    parser.add_argument("--layer", "-l", help="target layer (default: the model's default layer)")
-    parser.add_argument("--model", help=f"model name (default: {DEFAULT_MODEL} / the server's)")
-    parser.add_argument(
-        "--weights", default="default", help="locally: 'default', 'none' or a weights file"
-    )
-    parser.add_argument(
-        "--params", metavar="JSON", help="per-method params, a JSON object or @file.json"
-    )
+    add_model_options(parser)
     scores = parser.add_argument_group("scores")
     scores.add_argument(
         "--scores", nargs="+", action="extend", metavar="S",
@@ -188,10 +183,7 @@ def _remote(
                 options=rest,
             )  # fmt: skip
         except Exception as error:
-            if not _per_image_failure(error):
-                raise
-            failed.append({"image": str(path), "error": str(error)})
-            echo(f"{path}: failed: {error}", error=True)
+            note_image_failure(path, error, failed)
             continue
         answer = dict(result.data)
         for item in answer.get("images", []):
@@ -206,15 +198,6 @@ def _remote(
     report.update(server=args.server, failed=failed)
     grid = to_png(_stack(grids)) if grids and len(images) <= MAX_GRID_ROWS else None
     return report, grid
-
-
-def _per_image_failure(error: Exception) -> bool:
-    """Errors that concern one image (unreadable, too large, a server hiccup): go on with the
-    others. Requests naming what does not exist fail the whole run (exit status 2)."""
-    from cnnlens.cli import USAGE_CODES
-
-    code = getattr(error, "code", None)
-    return isinstance(error, OSError) or (code is not None and code not in USAGE_CODES)
 
 
 def _bar(total: int, enabled: bool) -> Any:

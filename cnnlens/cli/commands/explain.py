@@ -13,23 +13,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnlens.api.forms import DEFAULT_METHOD
 from cnnlens.cli.commands._common import (
     DEFAULT_MODEL,
+    add_model_options,
     add_server_options,
     echo,
     existing_files,
+    note_image_failure,
     open_client,
     parse_params,
     parse_targets,
     progress,
     split_list,
 )
+
+if TYPE_CHECKING:
+    from cnnlens.client.results import ExplainResult
 
 HELP = "explain images with one or more methods; write overlays, heatmaps and a summary"
 SUMMARY = "summary.json"
@@ -55,14 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="T",
         help="class indices or labels, one map each (default: the top-1 prediction)",
     )
-    parser.add_argument("--layer", "-l", help="target layer (default: the model's default layer)")
-    parser.add_argument("--model", help=f"model name (default: {DEFAULT_MODEL} / the server's)")
-    parser.add_argument(
-        "--weights", default="default", help="locally: 'default', 'none' or a weights file"
-    )
-    parser.add_argument(
-        "--params", metavar="JSON", help="per-method params, a JSON object or @file.json"
-    )
+    add_model_options(parser)
     parser.add_argument(
         "--out", "-o", type=Path, default=Path("explanations"), help="output folder"
     )
@@ -119,29 +118,27 @@ class LocalEngine:
         self.model = load_model(args.model or DEFAULT_MODEL, weights=args.weights)
         self.model_name: str | None = self.model.name
         self.methods, self.targets, self.params = methods, targets, params
-        self.layer, self.keep_array = args.layer, args.array
+        self.layer = args.layer
+        self.output = ["overlay", "heatmap", *(["array"] if args.array else [])]
 
     def __call__(self, path: Path) -> ImageResult:
+        """The one v1 body (`cnnlens.api.bodies`), read as a client reads it."""
+        from cnnlens.api.bodies import explain_response
+        from cnnlens.api.models import ImageSize
+        from cnnlens.client.results import ExplainResult
         from cnnlens.explain import explain
 
+        started = time.monotonic()
         result = explain(
             self.model, path, self.methods, target=self.targets or None, layer=self.layer,
             params=self.params,
         )  # fmt: skip
-        rendered = [
-            Rendered(
-                method=item.method,
-                target=vars(item.target) if item.target else None,
-                layer=item.layer,
-                overlay_png=item.overlay_png(),
-                heatmap_png=item.heatmap_png(),
-                array=item.map if self.keep_array else None,
-                elapsed_ms=item.elapsed_ms,
-            )
-            for item in result
-        ]
-        predictions = [vars(score) for score in result.predictions]
-        return ImageResult(result.image.width, result.image.height, predictions, rendered)
+        size = ImageSize(width=result.image.width, height=result.image.height)
+        elapsed = (time.monotonic() - started) * 1000
+        body = explain_response(
+            self.model.name, size, result.predictions, result, self.output, elapsed
+        )
+        return image_result(ExplainResult.from_json(body.model_dump(mode="json")))
 
 
 class RemoteEngine:
@@ -163,20 +160,25 @@ class RemoteEngine:
             layer=self.layer, params=self.params, output=self.output,
         )  # fmt: skip
         self.model_name = result.model or self.model_name
-        rendered = [
-            Rendered(
-                method=item.method,
-                target=vars(item.target) if item.target else None,
-                layer=item.layer,
-                overlay_png=item.overlay_png,
-                heatmap_png=item.heatmap_png,
-                array=item.map,
-                elapsed_ms=item.elapsed_ms,
-            )
-            for item in result.explanations
-        ]
-        predictions = [vars(p) for p in result.predictions]
-        return ImageResult(result.width, result.height, predictions, rendered)
+        return image_result(result)
+
+
+def image_result(result: ExplainResult) -> ImageResult:
+    """A v1 explain body (as the client reads it) as the files and rows this command writes."""
+    rendered = [
+        Rendered(
+            method=item.method,
+            target=vars(item.target) if item.target else None,
+            layer=item.layer,
+            overlay_png=item.overlay_png,
+            heatmap_png=item.heatmap_png,
+            array=item.map,
+            elapsed_ms=item.elapsed_ms,
+        )
+        for item in result.explanations
+    ]
+    predictions = [vars(p) for p in result.predictions]
+    return ImageResult(result.width, result.height, predictions, rendered)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -194,10 +196,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             result = engine(path)
         except Exception as error:
-            if not _per_image_failure(error):
-                raise
-            failed.append({"image": str(path), "error": str(error)})
-            echo(f"{path}: failed: {error}", error=True)
+            note_image_failure(path, error, failed)
             continue
         report = _write(args.out, stems[path], path, result.rendered, save_array=args.array)
         report.width, report.height = result.width, result.height
@@ -219,15 +218,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"wrote {summary_path}")
     return 1 if failed else 0
-
-
-def _per_image_failure(error: Exception) -> bool:
-    """Errors that concern one image (unreadable, too large, a server hiccup): go on with the
-    others. Requests naming what does not exist fail the whole run (exit status 2)."""
-    from cnnlens.cli import USAGE_CODES
-
-    code = getattr(error, "code", None)
-    return isinstance(error, OSError) or (code is not None and code not in USAGE_CODES)
 
 
 def _unique_stems(images: Sequence[Path]) -> dict[Path, str]:

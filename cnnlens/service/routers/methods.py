@@ -5,17 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from cnnlens.api.models import MethodInfo, MethodList
-from cnnlens.methods.base import get_method, method_names
+from cnnlens.methods.base import VIEW_KINDS, get_method, method_names, own_route
 
 router = APIRouter(prefix="/v1", tags=["methods"])
-
-# Methods with a route of their own (method-specific results); the rest answer on /v1/explain.
-OWN_ROUTES = {
-    "adversarial": "/v1/adversarial",
-    "activation_max": "/v1/activation-max",
-    "feature_maps": "/v1/feature-maps",
-    "filters": "/v1/filters",
-}
 
 
 @router.get("/methods", response_model=MethodList)
@@ -28,11 +20,13 @@ def list_methods() -> MethodList:
                 name=name,
                 title=method.title,
                 paper=method.paper,
-                kind=method.kind,
+                kind=VIEW_KINDS[method.produces],
+                execution=method.kind,
                 produces=method.produces,
                 uses_layer=method.uses_layer,
                 uses_target=method.uses_target,
-                route=OWN_ROUTES.get(name, "/v1/explain"),
+                uses_image=method.uses_image,
+                route=own_route(name) or "/v1/explain",
                 params=method.Params.model_json_schema(),
             )
         )
