@@ -47,7 +47,7 @@ def comparison_grid(
         pixels = np.asarray(base, dtype=np.float32)
         tiles.append(base)
         titles.append(f"{item.target.label} {item.target.probability:.2f}")
-        aspects += [item.image.width / item.image.height] * (1 + len(comparison.methods))
+        aspects += [item.width / item.height] * (1 + len(comparison.methods))  # the photo's
         for method in comparison.methods:
             heat = render.colorize(next(units)).astype(np.float32)  # (H, W, 3)
             blended = np.clip((1 - alpha) * pixels + alpha * heat + 0.5, 0, 255)

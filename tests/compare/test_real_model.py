@@ -116,8 +116,9 @@ def test_json_summary_and_grid(comparison: Comparison) -> None:
     assert summary["grad_cam"]["deletion_auc"] == {"mean": one, "std": 0.0, "n": 1}
     assert summary["random"]["randomization_similarity"]["n"] == 0  # not defined for it
     grid = comparison.grid(tile_size=64)
-    photo = comparison.images[0].image
-    height = round(64 * photo.height / photo.width)  # the photo's aspect, not a square
+    item = comparison.images[0]
+    assert item.width != item.height
+    height = round(64 * item.height / item.width)  # the photo's aspect, not a square
     assert grid.size == (3 * 64 + 2 * 6, 18 + height)  # image + two methods, one caption row
 
 

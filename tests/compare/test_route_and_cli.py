@@ -22,6 +22,11 @@ from tests.conftest import EGYPTIAN_CAT, ESPRESSO
 FAST = {"steps": "4", "stages": "1"}
 
 
+def _grid_size(columns: int, rows: int, aspect: float = 160 / 120) -> tuple[int, int]:
+    """A comparison grid of 224 px wide tiles at the photo's aspect, 6 px gaps, 18 px captions."""
+    return columns * 224 + (columns - 1) * 6, rows * (18 + round(224 / aspect)) + (rows - 1) * 6
+
+
 def _png(image: Image.Image, size: tuple[int, int] = (160, 120)) -> bytes:
     buffer = io.BytesIO()
     image.resize(size).save(buffer, "PNG")
@@ -43,7 +48,7 @@ def test_route_returns_grid_and_scores_like_the_library(
     assert [item["name"] for item in body["images"]] == ["chelsea.png", "coffee.png"]
     assert [item["target"]["index"] for item in body["images"]] == [EGYPTIAN_CAT, ESPRESSO]
     grid = Image.open(io.BytesIO(base64.b64decode(body["grid_png"])))
-    assert grid.format == "PNG" and grid.size == (3 * 160, 2 * (160 + 18))  # 2 rows x 3 tiles
+    assert grid.format == "PNG" and grid.size == _grid_size(3, 2)  # 2 rows x 3 tiles
     # the same numbers as the library on the same decoded pixels
     pictures = [Image.open(io.BytesIO(_png(p))).convert("RGB") for p in (chelsea, coffee)]
     options = CompareOptions(steps=4, stages=1, random_baseline=True)
@@ -69,7 +74,7 @@ def test_route_answers_the_grid_png_itself(client: TestClient, chelsea: Image.Im
     )
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/png"
-    assert Image.open(io.BytesIO(response.content)).size == (2 * 160, 160 + 18)
+    assert Image.open(io.BytesIO(response.content)).size == _grid_size(2, 1)
 
 
 @pytest.mark.parametrize(
@@ -127,7 +132,7 @@ def test_cli_compare_writes_grid_and_json(image_folder: Path, tmp_path: Path) ->
     ])  # fmt: skip
     assert status == 0
     grid = Image.open(out / "grid.png")
-    assert grid.size == (3 * 160, 160 + 18)
+    assert grid.size == _grid_size(3, 1)
     report = json.loads((out / "compare.json").read_text())
     assert report["options"]["shared_scale"] is True and report["options"]["steps"] == 4
     (item,) = report["images"]
@@ -195,7 +200,8 @@ def test_cli_compare_on_a_server_matches_local(
             theirs["scores"]["grad_cam"]["deletion_auc"], abs=1e-3
         )
     assert remote["summary"]["grad_cam"]["deletion_auc"]["n"] == 2
-    assert Image.open(tmp_path / "r" / "grid.png").size == (2 * 160, 2 * (160 + 18))
+    width, row = _grid_size(2, 1)  # the server's one-row grid per image, stacked
+    assert Image.open(tmp_path / "r" / "grid.png").size == (width, 2 * row)
     assert (tmp_path / "r" / "benchmark.md").read_text().startswith("| method |")
 
 
@@ -213,4 +219,4 @@ def test_cli_goes_on_past_an_unreadable_image(image_folder: Path, tmp_path: Path
     (failure,) = report["failed"]
     assert failure["image"] == str(broken) and failure["error"]
     assert report["images"][0]["scores"] == {"grad_cam": {}}
-    assert Image.open(out / "grid.png").size == (2 * 160, 160 + 18)
+    assert Image.open(out / "grid.png").size == _grid_size(2, 1)
