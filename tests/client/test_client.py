@@ -193,7 +193,9 @@ def test_compare_agreement_and_deletion_scores(
             auc = image.scores[method]["deletion_auc"]
             assert auc is not None and 0 <= auc <= 1
     assert result.summary["grad_cam"]["deletion_auc"]["n"] == 2
-    assert isinstance(result.grid, Image.Image) and result.grid.height > result.grid.width / 2
+    # Two rows of [photo, saliency, grad_cam]: 224 px tiles at the photos' 3:2 aspect, 6 px gaps.
+    assert isinstance(result.grid, Image.Image)
+    assert result.grid.size == (3 * 224 + 2 * 6, 2 * (18 + round(224 * 300 / 451)) + 6)
 
 
 def test_compare_agreement_only(client: Client, chelsea: Image.Image) -> None:
