@@ -13,9 +13,20 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from cnnlens.methods.workload import Cost, chunked
+from cnnlens.methods.base import MethodParams
+from cnnlens.methods.workload import Cost, chunked, cost_field
 from cnnlens.models import heads
 from cnnlens.models.hooks import hook_session
+
+
+class BatchedGradientParams(MethodParams):
+    """Params of the methods built on `mean_input_gradient`: how many rows go at once."""
+
+    batch_size: int = cost_field(
+        8,  # about 0.7 GB kept for the backward on efficientnet_lite0 at 224 x 224
+        "memory",
+        "rows per forward/backward (bounds memory)",
+    )
 
 
 def mean_input_gradient(

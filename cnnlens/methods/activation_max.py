@@ -10,12 +10,12 @@ from pydantic import Field
 from cnnlens.errors import InvalidParamsError
 from cnnlens.methods._image_parameterization import FourierImage, PixelImage
 from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, register
-from cnnlens.methods.workload import Cost, Workload, chunked
+from cnnlens.methods.workload import Cost, Workload, chunked, cost_field
 from cnnlens.models.hooks import HookSession, hook_session
 
 
 class ActivationMaxParams(MethodParams):
-    steps: int = Field(64, ge=1, le=2000, json_schema_extra={"drives_cost": "time"})
+    steps: int = cost_field(64, "time", le=2000)
     lr: float = Field(0.05, gt=0, le=10, description="Adam (or SGD) learning rate")
     optimizer: Literal["adam", "sgd"] = "adam"
     l2: float = Field(1e-4, ge=0, description="lambda in S_c(I) - lambda ||I||^2, input space")
@@ -28,12 +28,8 @@ class ActivationMaxParams(MethodParams):
     channel: int | None = Field(
         None, ge=0, description="maximize this channel of the layer instead of the class"
     )
-    batch_size: int = Field(
-        8,
-        ge=1,
-        le=1024,
-        description="images optimized at once (bounds memory; the result is the same)",
-        json_schema_extra={"drives_cost": "memory"},
+    batch_size: int = cost_field(
+        8, "memory", "images optimized at once (bounds memory; the result is the same)"
     )
 
 

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, register
 from cnnlens.methods.targets import class_index
-from cnnlens.methods.workload import Cost, Workload
+from cnnlens.methods.workload import Cost, Workload, cost_field
 from cnnlens.models.hooks import HookSession, hook_session
 
 # Maps the attacked pixels (one tensor per group of samples) to the model's input batch.
@@ -27,13 +27,7 @@ class AdversarialParams(MethodParams):
         description="L-inf budget, 0-255 pixel units; a saved image needs >= 1 (one 8-bit level)",
     )
     step_size: float = Field(2.0, gt=0, le=255, description="PGD step, 0-255 pixel units")
-    steps: int = Field(
-        10,
-        ge=1,
-        le=1000,
-        description="PGD iterations (FGSM takes one)",
-        json_schema_extra={"drives_cost": "time"},
-    )
+    steps: int = cost_field(10, "time", "PGD iterations (FGSM takes one)", le=1000)
     adversarial_target: int | str | None = Field(
         None, description="class to reach (index or label); None pushes away from the target"
     )

@@ -8,29 +8,20 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from cnnlens.methods._batched_gradients import mean_input_gradient, mean_input_gradient_cost
-from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, register
-from cnnlens.methods.workload import Cost, Workload
+from cnnlens.methods._batched_gradients import (
+    BatchedGradientParams,
+    mean_input_gradient,
+    mean_input_gradient_cost,
+)
+from cnnlens.methods.base import Method, MethodContext, MethodOutput, register
+from cnnlens.methods.workload import Cost, Workload, cost_field
 
 
-class IntegratedGradientsParams(MethodParams):
-    steps: int = Field(
-        32,
-        ge=1,
-        le=1024,
-        description="points on the path",
-        json_schema_extra={"drives_cost": "time"},
-    )
+class IntegratedGradientsParams(BatchedGradientParams):
+    steps: int = cost_field(32, "time", "points on the path")
     rule: Literal["gausslegendre", "riemann_trapezoid"] = "gausslegendre"
     baseline: Literal["black", "zero", "mean"] = Field(
         "black", description="black pixels, the zero input, or the image's mean colour"
-    )
-    batch_size: int = Field(
-        8,  # about 0.7 GB kept for the backward on efficientnet_lite0 at 224 x 224
-        ge=1,
-        le=1024,
-        description="rows per forward/backward (bounds memory)",
-        json_schema_extra={"drives_cost": "memory"},
     )
 
 

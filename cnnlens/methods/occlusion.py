@@ -12,23 +12,14 @@ from cnnlens.errors import InvalidParamsError
 from cnnlens.incremental.occluder import Engine, Occluder
 from cnnlens.incremental.windows import WindowGrid
 from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, register
-from cnnlens.methods.workload import Cost, Workload, chunked
+from cnnlens.methods.workload import Cost, Workload, chunked, cost_field
 
 
 class OcclusionParams(MethodParams):
     window: int = Field(16, ge=1, description="side of the square occluding patch, in pixels")
-    stride: int = Field(
-        8,
-        ge=1,
-        description="step between patches, in pixels",
-        json_schema_extra={"drives_cost": "time"},
-    )
-    batch_size: int = Field(
-        32,
-        ge=1,
-        le=4096,
-        description="occluded copies evaluated at once (bounds memory)",
-        json_schema_extra={"drives_cost": "memory"},
+    stride: int = cost_field(8, "time", "step between patches, in pixels", le=None)
+    batch_size: int = cost_field(
+        32, "memory", "occluded copies evaluated at once (bounds memory)", le=4096
     )
     fill: Literal["mean", "zero"] | Annotated[float, Field(ge=0.0, le=1.0)] = Field(
         "mean",

@@ -138,6 +138,19 @@ def run_methods(
     logits: torch.Tensor | None = None
     targets: torch.Tensor | None = None
 
+    def context(targets: torch.Tensor, gradient_pass: GradientPass | None = None) -> MethodContext:
+        return MethodContext(
+            module,
+            x,
+            targets.to(device),
+            resolved_layer,
+            preprocessing,
+            inventory,
+            categories,
+            gradient_pass,
+            head,
+        )
+
     if gradient_methods:
         requirements = [m.requirements(p, resolved_layer) for m, p in gradient_methods]
         layers = sorted(set().union(*(r.layers for r in requirements)))
@@ -149,20 +162,10 @@ def run_methods(
             forward_share = (time.perf_counter() - started) * 1000 / len(gradient_methods)
             targets = _targets(target, logits, categories, x.shape[0], head)
             gradient_pass.select(targets.to(device), head)
-            context = MethodContext(
-                module,
-                x,
-                targets.to(device),
-                resolved_layer,
-                preprocessing,
-                inventory,
-                categories,
-                gradient_pass,
-                head,
-            )
+            shared_context = context(targets, gradient_pass)
             for method, params in gradient_methods:
                 started = time.perf_counter()
-                outputs[method.name] = _detached(method.compute(context, params))
+                outputs[method.name] = _detached(method.compute(shared_context, params))
                 elapsed[method.name] = forward_share + (time.perf_counter() - started) * 1000
             logits = logits.detach()
 
@@ -172,19 +175,9 @@ def run_methods(
     if targets is None:
         targets = _targets(target, logits, categories, x.shape[0], head)
     for method, params in other_methods:
-        context = MethodContext(
-            module,
-            x,
-            targets.to(device),
-            resolved_layer,
-            preprocessing,
-            inventory,
-            categories,
-            head=head,
-        )
         started = time.perf_counter()
         with hook_session(module):  # eval mode and frozen weights; methods nest their own
-            outputs[method.name] = _detached(method.compute(context, params))
+            outputs[method.name] = _detached(method.compute(context(targets), params))
         elapsed[method.name] = (time.perf_counter() - started) * 1000
     return RunResult(outputs, logits, targets, resolved_layer, elapsed)
 

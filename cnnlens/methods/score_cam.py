@@ -11,7 +11,7 @@ from pydantic import Field
 
 from cnnlens.errors import IncompatibleModelError
 from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, register
-from cnnlens.methods.workload import Cost, Workload, chunked
+from cnnlens.methods.workload import Cost, Workload, chunked, cost_field
 from cnnlens.models.hooks import hook_session
 
 # The 64 most active of efficientnet_lite0's 1280 last-layer channels: 1/14 of the CPU time of
@@ -25,18 +25,14 @@ class ScoreCamParams(MethodParams):
         description="target probability of each masked input (the paper), or a softmax over "
         "channels of the target logits (as pytorch-grad-cam)",
     )
-    batch_size: int = Field(
-        32,
-        ge=1,
-        le=1024,
-        description="masked inputs per forward (bounds memory)",
-        json_schema_extra={"drives_cost": "memory"},
-    )
-    channels: Annotated[int, Field(ge=1)] | Literal["all"] = Field(
+    batch_size: int = cost_field(32, "memory", "masked inputs per forward (bounds memory)")
+    channels: Annotated[int, Field(ge=1)] | Literal["all"] = cost_field(
         DEFAULT_CHANNELS,
-        description="score only this many channels, the most active on average (the others "
-        'weigh 0; one forward each); "all": every channel, as in the paper',
-        json_schema_extra={"drives_cost": "time"},
+        "time",
+        "score only this many channels, the most active on average (the others weigh 0; one "
+        'forward each); "all": every channel, as in the paper',
+        ge=None,
+        le=None,
     )
     relu: bool = True
 

@@ -7,19 +7,17 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from cnnlens.methods._batched_gradients import mean_input_gradient, mean_input_gradient_cost
-from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, register
-from cnnlens.methods.workload import Cost, Workload
+from cnnlens.methods._batched_gradients import (
+    BatchedGradientParams,
+    mean_input_gradient,
+    mean_input_gradient_cost,
+)
+from cnnlens.methods.base import Method, MethodContext, MethodOutput, register
+from cnnlens.methods.workload import Cost, Workload, cost_field
 
 
-class SmoothGradParams(MethodParams):
-    samples: int = Field(
-        25,
-        ge=1,
-        le=1024,
-        description="noisy copies per image",
-        json_schema_extra={"drives_cost": "time"},
-    )
+class SmoothGradParams(BatchedGradientParams):
+    samples: int = cost_field(25, "time", "noisy copies per image")
     noise_level: float = Field(
         0.15, gt=0, le=1, description="noise std as a share of the input's value range"
     )
@@ -28,13 +26,6 @@ class SmoothGradParams(MethodParams):
         "max_abs", description="max over colour channels of |grad| (as saliency), or raw"
     )
     seed: int = Field(0, ge=0)
-    batch_size: int = Field(
-        8,  # about 0.7 GB kept for the backward on efficientnet_lite0 at 224 x 224
-        ge=1,
-        le=1024,
-        description="rows per forward/backward (bounds memory)",
-        json_schema_extra={"drives_cost": "memory"},
-    )
 
 
 @register

@@ -8,10 +8,26 @@ the workload's input size, so the declaration needs no model and no timing;
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from pydantic import Field
 
 # What the heaviest forward keeps for a backward: nothing, the part after a layer, everything.
 Gradient = Literal["none", "layer", "input"]
+
+
+def cost_field(
+    default: int,
+    drives: Literal["time", "memory"],
+    description: str | None = None,
+    *,
+    ge: int | None = 1,
+    le: int | None = 1024,
+) -> Any:
+    """A param that drives the method's `cost`: the budget check names it as the fix to try
+    (`cnnlens.methods.cost.cost_params`), time or memory first as the budget is exceeded."""
+    extra: dict[str, Any] = {"drives_cost": drives}
+    return Field(default, ge=ge, le=le, description=description, json_schema_extra=extra)
 
 
 @dataclass(frozen=True)
