@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import TYPE_CHECKING, Any
 
+from cnnlens._lazy import lazy_exports
 from cnnlens.errors import CnnlensError
 
 if TYPE_CHECKING:
@@ -16,28 +16,23 @@ if TYPE_CHECKING:
 
 # Imported on first use, so that light entry points (`cnnlens --help`, the client) do not
 # pay for torch.
-_LAZY = {
-    "ClassScore": "cnnlens.explain",
-    "Explanation": "cnnlens.explain",
-    "Explanations": "cnnlens.explain",
-    "explain": "cnnlens.explain",
-    "attribute": "cnnlens.methods",
-    "method_names": "cnnlens.methods",
-    "run_methods": "cnnlens.methods",
-    "DEFAULT_MODEL": "cnnlens.models",
-    "LoadedModel": "cnnlens.models",
-    "list_models": "cnnlens.models",
-    "load_model": "cnnlens.models",
-    "wrap": "cnnlens.models",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "ClassScore": "cnnlens.explain",
+        "Explanation": "cnnlens.explain",
+        "Explanations": "cnnlens.explain",
+        "explain": "cnnlens.explain",
+        "attribute": "cnnlens.methods",
+        "method_names": "cnnlens.methods",
+        "run_methods": "cnnlens.methods",
+        "DEFAULT_MODEL": "cnnlens.models",
+        "LoadedModel": "cnnlens.models",
+        "list_models": "cnnlens.models",
+        "load_model": "cnnlens.models",
+        "wrap": "cnnlens.models",
+    },
+)
 
 
 class _Package(types.ModuleType):

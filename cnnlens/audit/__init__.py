@@ -7,8 +7,9 @@ of images: per-image predictions, maps and flags, a SQLite store that resumes, a
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cnnlens._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from cnnlens.audit.config import AuditConfig
@@ -17,21 +18,16 @@ if TYPE_CHECKING:
     from cnnlens.audit.store import AuditStore, JobInfo
 
 # Imported on first use: the store and the config load no torch.
-_LAZY = {
-    "AuditConfig": "cnnlens.audit.config",
-    "AuditRun": "cnnlens.audit.engine",
-    "run_audit": "cnnlens.audit.local",
-    "AuditStore": "cnnlens.audit.store",
-    "JobInfo": "cnnlens.audit.store",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "AuditConfig": "cnnlens.audit.config",
+        "AuditRun": "cnnlens.audit.engine",
+        "run_audit": "cnnlens.audit.local",
+        "AuditStore": "cnnlens.audit.store",
+        "JobInfo": "cnnlens.audit.store",
+    },
+)
 
 
 __all__ = ["AuditConfig", "AuditRun", "AuditStore", "JobInfo", "run_audit"]

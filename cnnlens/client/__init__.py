@@ -6,8 +6,9 @@ Imports are lazy so that `cnnlens --help` does not pay for httpx, numpy or PIL.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cnnlens._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from cnnlens.client.async_client import AsyncClient
@@ -65,10 +66,6 @@ _NOT_RESULTS = {
     "CnnlensAPIError": "cnnlens.client.errors",
     "CnnlensConnectionError": "cnnlens.client.errors",
 }
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        module = _NOT_RESULTS.get(name, "cnnlens.client.results")
-        return getattr(importlib.import_module(module), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(
+    __name__, {name: _NOT_RESULTS.get(name, "cnnlens.client.results") for name in __all__}
+)
