@@ -15,7 +15,8 @@ TorchFunctionMode, so concurrent sessions on other threads never see each other'
 
 The other hooks of the project live here too, under the same lock (`model_lock`) and the same
 restore guarantees: `observe_modules` (forward hooks on every named module, for the layer
-inventory) and `intercept_torch_functions` (the one torch-function mode others plug into).
+inventory) and `intercept_torch_functions` (the one torch-function mode: the ReLU rules
+and the other interceptors plug into it).
 """
 
 from __future__ import annotations
@@ -96,23 +97,18 @@ class _RuleReLU(torch.autograd.Function):
         return torch.ops.aten.hardtanh_backward(grad, x, 0.0, ctx.upper), None, None
 
 
-class _ReluRuleMode(TorchFunctionMode):
-    """Routes relu / relu6 / hardtanh(0, u), functional or in-place, through `_RuleReLU`."""
+class _ReluRules:
+    """Routes relu / relu6 / hardtanh(0, u), functional or in-place, through `_RuleReLU`
+    (a `FunctionInterceptor`, installed by `intercept_torch_functions` for each forward)."""
 
     def __init__(self, state: _RuleState) -> None:
-        super().__init__()
         self.state = state
         self.unsupported: set[str] = set()
         self.relu_calls = 0
 
-    def __torch_function__(
-        self,
-        func: Callable[..., Any],
-        types: Any,
-        args: Sequence[Any] = (),
-        kwargs: dict[str, Any] | None = None,
+    def __call__(
+        self, func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]
     ) -> Any:
-        kwargs = kwargs or {}
         upper = _relu_upper_bound(func, args, kwargs)
         if upper is not False and isinstance(args[0], torch.Tensor) and args[0].is_floating_point():
             self.relu_calls += 1
@@ -200,7 +196,7 @@ class HookSession:
         self.activations: dict[str, torch.Tensor] = {}
         self.input: torch.Tensor | None = None
         self._state = _RuleState()
-        self._mode: _ReluRuleMode | None = None
+        self._relu_rules: _ReluRules | None = None
         self._unsupported_modules: list[str] = []
         self._input_grad = False
 
@@ -209,8 +205,8 @@ class HookSession:
         self.activations.clear()
         self._input_grad = input_grad
         self.input = x.detach().clone().requires_grad_(input_grad)
-        if self._mode is not None:
-            with self._mode:
+        if self._relu_rules is not None:
+            with intercept_torch_functions(self._relu_rules):
                 output = self.model(self.input)
         else:
             output = self.model(self.input)
@@ -242,15 +238,15 @@ class HookSession:
         ]
 
     def check_rule_supported(self, rule: ReluRule) -> None:
-        if self._mode is None:
+        if self._relu_rules is None:
             raise RuntimeError("open the session with relu_rules=True to use guided/deconv rules")
-        problems = self._unsupported_modules + sorted(self._mode.unsupported)
+        problems = self._unsupported_modules + sorted(self._relu_rules.unsupported)
         if problems:
             raise IncompatibleModelError(
                 f"the {rule.value} ReLU rule is undefined for this model's activations "
                 f"({', '.join(problems[:5])}); use gradient-based methods instead"
             )
-        if self._mode.relu_calls == 0:
+        if self._relu_rules.relu_calls == 0:
             raise IncompatibleModelError(
                 f"the {rule.value} rule needs ReLU activations and this model has none"
             )
@@ -267,12 +263,12 @@ class HookSession:
                 stack.callback(handle.remove)
             if self.relu_rules:
                 self._unsupported_modules = unsupported_activation_modules(modules)
-                self._mode = _ReluRuleMode(self._state)
-                stack.callback(self._drop_mode)
+                self._relu_rules = _ReluRules(self._state)
+                stack.callback(self._drop_relu_rules)
             yield
 
-    def _drop_mode(self) -> None:
-        self._mode = None
+    def _drop_relu_rules(self) -> None:
+        self._relu_rules = None
 
     def _capture_hook(self, name: str) -> Callable[..., torch.Tensor]:
         def capture(module: nn.Module, inputs: Any, output: Any) -> torch.Tensor:
