@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class CnnlensError(Exception):
     """Base of every error caused by the caller's input (never by a bug)."""
@@ -16,6 +21,15 @@ class CnnlensError(Exception):
             self.code = code
         if status is not None:
             self.status = status
+
+
+def validation_problems(error: ValidationError, whole: str) -> str:
+    """A pydantic error as one line, `where: what; ...` (`whole`: where the error is the
+    object itself), never repeating the offending input."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in issue['loc']) or whole}: {issue['msg']}"
+        for issue in error.errors()
+    )
 
 
 class ModelNotFoundError(CnnlensError):

@@ -8,13 +8,15 @@ chunk, not the number of points.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from cnnlens.methods.base import MethodParams
-from cnnlens.methods.workload import Cost, chunked, cost_field
+from cnnlens.methods.base import Method, MethodParams
+from cnnlens.methods.workload import Cost, Workload, chunked, cost_field
 from cnnlens.models import heads
 from cnnlens.models.hooks import hook_session
 
@@ -89,12 +91,23 @@ def mean_input_gradient(
     return total
 
 
-def mean_input_gradient_cost(rows: int, batch_size: int, resident_values: int) -> Cost:
-    """The passes of `mean_input_gradient` over `rows` perturbed inputs in chunks."""
-    return Cost.of(
-        forwards=rows,
-        backwards=rows,
-        peak_rows=chunked(rows, batch_size),
-        gradient="input",
-        resident_values=resident_values,
-    )
+class BatchedGradientMethod(Method):
+    """A method that calls `mean_input_gradient` once: its cost follows the number of points."""
+
+    kind = "standalone"
+    # Input-sized tensors kept through the call, per row: by default the input and the sum.
+    resident_inputs: ClassVar[int] = 2
+
+    @abstractmethod
+    def points(self, params: Any) -> int:
+        """How many points per sample the gradient is averaged over."""
+
+    def cost(self, params: BatchedGradientParams, workload: Workload) -> Cost:
+        rows = self.points(params) * workload.rows  # perturbed inputs, in chunks
+        return Cost.of(
+            forwards=rows,
+            backwards=rows,
+            peak_rows=chunked(rows, params.batch_size),
+            gradient="input",
+            resident_values=self.resident_inputs * workload.rows * workload.input_values,
+        )

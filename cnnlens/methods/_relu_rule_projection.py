@@ -8,14 +8,7 @@ import torch
 from pydantic import Field, model_validator
 
 from cnnlens.errors import InvalidParamsError
-from cnnlens.methods.base import (
-    INPUT,
-    Method,
-    MethodContext,
-    MethodOutput,
-    MethodParams,
-    Requirements,
-)
+from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, Requirements
 from cnnlens.models.hooks import ReluRule
 
 
@@ -43,7 +36,7 @@ def project(context: MethodContext, params: ProjectionParams, rule: ReluRule) ->
     """(B, 3, H, W): gradient of the score or activation w.r.t. the input under `rule`."""
     shared = context.shared
     if params.channel is None:
-        return shared.gradient(INPUT, rule)
+        return shared.input_gradient(rule)
     activations = shared.activation(context.layer)  # (B, C, h, w)
     if activations.dim() != 4:
         raise InvalidParamsError(f"layer {context.layer!r} has no (C, h, w) output")
@@ -67,13 +60,6 @@ def project(context: MethodContext, params: ProjectionParams, rule: ReluRule) ->
     return gradient
 
 
-def projection_requirements(params: ProjectionParams, layer: str, rule: ReluRule) -> tuple[
-    frozenset[str], frozenset[tuple[str, ReluRule]]
-]:  # fmt: skip
-    layers = frozenset({layer}) if params.channel is not None else frozenset()
-    return layers, frozenset({(INPUT, rule)})
-
-
 class ProjectionMethod(Method):
     """The input gradient (or a layer's, projected) under one ReLU rule."""
 
@@ -81,8 +67,8 @@ class ProjectionMethod(Method):
     rule: ClassVar[ReluRule]
 
     def requirements(self, params: ProjectionParams, layer: str) -> Requirements:
-        layers, gradients = projection_requirements(params, layer, self.rule)
-        return Requirements(layers=layers, gradients=gradients)
+        layers = frozenset({layer}) if params.channel is not None else frozenset()
+        return Requirements.input_gradient(self.rule, layers)
 
     def compute(self, context: MethodContext, params: ProjectionParams) -> MethodOutput:
         return MethodOutput(project(context, params, self.rule))

@@ -17,7 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
-from cnnlens.errors import InvalidParamsError, MethodNotFoundError
+from cnnlens.errors import InvalidParamsError, MethodNotFoundError, validation_problems
 from cnnlens.methods.workload import Cost, Workload
 from cnnlens.models import heads
 from cnnlens.models.hooks import HookSession, ReluRule
@@ -39,6 +39,11 @@ class Requirements:
 
     layers: frozenset[str] = frozenset()
     gradients: frozenset[tuple[str, ReluRule]] = frozenset()  # (INPUT or layer, rule)
+
+    @classmethod
+    def input_gradient(cls, rule: ReluRule, layers: frozenset[str] = frozenset()) -> Requirements:
+        """The input's gradient under `rule`, with `layers` captured."""
+        return cls(layers=layers, gradients=frozenset({(INPUT, rule)}))
 
 
 @dataclass
@@ -157,10 +162,7 @@ def parse_params(method: Method, params: BaseModel | dict[str, Any] | None) -> M
     try:
         return method.Params.model_validate(params or {})
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in issue['loc']) or 'params'}: {issue['msg']}"
-            for issue in error.errors()
-        )
+        problems = validation_problems(error, "params")
         raise InvalidParamsError(f"{method.name}: {problems}") from None
 
 
@@ -204,6 +206,10 @@ class GradientPass:
             for name, grad in zip(sources, grads, strict=True):
                 self._gradients[(name, rule)] = grad
         return self._gradients[key]
+
+    def input_gradient(self, rule: ReluRule) -> torch.Tensor:
+        """(B, 3, H, W) d score / d input under `rule`."""
+        return self.gradient(INPUT, rule)
 
     def _tensor(self, source: str) -> torch.Tensor:
         if source == INPUT:

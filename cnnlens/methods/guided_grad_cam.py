@@ -43,5 +43,5 @@ class GuidedGradCam(Method):
 
     def compute(self, context: MethodContext, params: CamParams) -> MethodOutput:
         cam = GradCam().compute(context, params).map  # (B, 1, H, W)
-        guided = context.shared.gradient(INPUT, ReluRule.GUIDED)  # (B, 3, H, W)
+        guided = context.shared.input_gradient(ReluRule.GUIDED)  # (B, 3, H, W)
         return MethodOutput(guided * cam, {"grad_cam": cam})

@@ -9,12 +9,12 @@ import torch
 from pydantic import Field
 
 from cnnlens.methods._batched_gradients import (
+    BatchedGradientMethod,
     BatchedGradientParams,
     mean_input_gradient,
-    mean_input_gradient_cost,
 )
-from cnnlens.methods.base import Method, MethodContext, MethodOutput, register
-from cnnlens.methods.workload import Cost, Workload, cost_field
+from cnnlens.methods.base import MethodContext, MethodOutput, register
+from cnnlens.methods.workload import cost_field
 
 
 class IntegratedGradientsParams(BatchedGradientParams):
@@ -26,7 +26,7 @@ class IntegratedGradientsParams(BatchedGradientParams):
 
 
 @register
-class IntegratedGradients(Method):
+class IntegratedGradients(BatchedGradientMethod):
     """IG_i(x) = (x_i - x'_i) * integral_0^1 dS_c(x' + a (x - x'))/dx_i da.
 
     Sundararajan et al., "Axiomatic Attribution for Deep Networks", ICML 2017, eq. (1), with
@@ -38,11 +38,10 @@ class IntegratedGradients(Method):
     title = "Integrated gradients"
     paper = "Sundararajan et al. 2017, arXiv:1703.01365"
     Params = IntegratedGradientsParams
-    kind = "standalone"
+    resident_inputs = 3  # x, the baseline and the sum
 
-    def cost(self, params: IntegratedGradientsParams, workload: Workload) -> Cost:
-        resident = 3 * workload.rows * workload.input_values  # x, baseline, sum
-        return mean_input_gradient_cost(params.steps * workload.rows, params.batch_size, resident)
+    def points(self, params: IntegratedGradientsParams) -> int:
+        return params.steps
 
     def compute(self, context: MethodContext, params: IntegratedGradientsParams) -> MethodOutput:
         x = context.x.detach()

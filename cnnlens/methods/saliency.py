@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Literal
 
 from cnnlens.methods.base import (
-    INPUT,
     Method,
     MethodContext,
     MethodOutput,
@@ -35,10 +34,10 @@ class Saliency(Method):
     Params = SaliencyParams
 
     def requirements(self, params: SaliencyParams, layer: str) -> Requirements:
-        return Requirements(gradients=frozenset({(INPUT, ReluRule.GRADIENT)}))
+        return Requirements.input_gradient(ReluRule.GRADIENT)
 
     def compute(self, context: MethodContext, params: SaliencyParams) -> MethodOutput:
-        gradient = context.shared.gradient(INPUT, ReluRule.GRADIENT)  # (B, 3, H, W)
+        gradient = context.shared.input_gradient(ReluRule.GRADIENT)  # (B, 3, H, W)
         if params.mode == "gradient_x_input":
             return MethodOutput((gradient * context.x).sum(dim=1, keepdim=True))
         return MethodOutput(gradient.abs().amax(dim=1, keepdim=True))

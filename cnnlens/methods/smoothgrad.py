@@ -8,12 +8,12 @@ import torch
 from pydantic import Field
 
 from cnnlens.methods._batched_gradients import (
+    BatchedGradientMethod,
     BatchedGradientParams,
     mean_input_gradient,
-    mean_input_gradient_cost,
 )
-from cnnlens.methods.base import Method, MethodContext, MethodOutput, register
-from cnnlens.methods.workload import Cost, Workload, cost_field
+from cnnlens.methods.base import MethodContext, MethodOutput, register
+from cnnlens.methods.workload import cost_field
 
 
 class SmoothGradParams(BatchedGradientParams):
@@ -29,7 +29,7 @@ class SmoothGradParams(BatchedGradientParams):
 
 
 @register
-class SmoothGrad(Method):
+class SmoothGrad(BatchedGradientMethod):
     """M(x) = 1/n sum_s dS_c(x + eps_s)/dx, eps_s ~ N(0, sigma^2), sigma = level (max - min).
 
     Smilkov et al., "SmoothGrad: removing noise by adding noise", 2017, eq. (3); sigma as a
@@ -41,11 +41,9 @@ class SmoothGrad(Method):
     title = "SmoothGrad"
     paper = "Smilkov et al. 2017, arXiv:1706.03825"
     Params = SmoothGradParams
-    kind = "standalone"
 
-    def cost(self, params: SmoothGradParams, workload: Workload) -> Cost:
-        resident = 2 * workload.rows * workload.input_values  # x and the sum
-        return mean_input_gradient_cost(params.samples * workload.rows, params.batch_size, resident)
+    def points(self, params: SmoothGradParams) -> int:
+        return params.samples
 
     def compute(self, context: MethodContext, params: SmoothGradParams) -> MethodOutput:
         x = context.x.detach()
