@@ -12,19 +12,8 @@ from typing import BinaryIO
 
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Readers see the old file or the new one, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(handle, 0o644)  # mkstemp's 0600 would hide the report from other readers
-        with os.fdopen(handle, "wb") as sink:
-            sink.write(payload)
-            sink.flush()
-            os.fsync(sink.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with open_atomic(path) as sink:
+        sink.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 
 @contextmanager
@@ -33,7 +22,7 @@ def open_atomic(path: Path) -> Iterator[BinaryIO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(handle, 0o644)
+        os.fchmod(handle, 0o644)  # mkstemp's 0600 would hide the report from other readers
         with os.fdopen(handle, "wb") as sink:
             yield sink
             sink.flush()

@@ -197,28 +197,27 @@ def _charts(facts: SummaryBuilder, summary: Mapping[str, Any]) -> str:
 
 
 def _tables(summary: Mapping[str, Any]) -> str:
-    parts = []
-    pairs = list(summary.get("confusion_pairs") or [])[:15]
-    if pairs:
-        parts.append("<h2>Confusion pairs</h2><table><tr><th>label</th><th>predicted</th>"
-                     "<th>count</th></tr>")  # fmt: skip
-        parts += [
-            f"<tr><td>{escape(p['label_name'])}</td><td>{escape(p['predicted_name'])}</td>"
-            f"<td>{p['count']}</td></tr>"
-            for p in pairs
-        ]
-        parts.append("</table>")
-    mistakes = list(summary.get("confident_mistakes") or [])
-    if mistakes:
-        parts.append("<h2>Most confident mistakes</h2><table><tr><th>image</th><th>label</th>"
-                     "<th>predicted</th><th>confidence</th></tr>")  # fmt: skip
-        parts += [
-            f"<tr><td>{escape(m['name'])}</td><td>{escape(m['label_name'])}</td>"
-            f"<td>{escape(m['predicted_name'])}</td><td>{m['confidence']:.3f}</td></tr>"
-            for m in mistakes
-        ]
-        parts.append("</table>")
-    return "".join(parts)
+    confusions = [
+        [escape(p["label_name"]), escape(p["predicted_name"]), str(p["count"])]
+        for p in list(summary.get("confusion_pairs") or [])[:15]
+    ]
+    mistakes = [
+        [escape(m["name"]), escape(m["label_name"]), escape(m["predicted_name"]),
+         f"{m['confidence']:.3f}"]
+        for m in summary.get("confident_mistakes") or []
+    ]  # fmt: skip
+    return _table("Confusion pairs", ["label", "predicted", "count"], confusions) + _table(
+        "Most confident mistakes", ["image", "label", "predicted", "confidence"], mistakes
+    )
+
+
+def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A titled table of already escaped cells; nothing when there are no rows."""
+    if not rows:
+        return ""
+    header = "".join(f"<th>{column}</th>" for column in columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<h2>{title}</h2><table><tr>{header}</tr>{body}</table>"
 
 
 def _class_means(class_means: Sequence[Mapping[str, Any]], methods: Sequence[str]) -> str:

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +152,18 @@ class AuditStore:
         with self._lock, self._connection:
             yield self._connection
 
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._connection.execute(sql, params).fetchall()
+
+    def _pages(self, sql: str, params: Sequence[Any], page: int) -> Iterator[list[sqlite3.Row]]:
+        """`sql`'s rows a page at a time (flat memory); `sql` selects `idx` and ends with
+        `idx > ? ... ORDER BY idx LIMIT ?`, whose two values this fills in."""
+        last = -1
+        while rows := self._rows(sql, (*params, last, page)):
+            yield rows
+            last = rows[-1]["idx"]
+
     def create_job(
         self,
         job_id: str,
@@ -246,28 +258,13 @@ class AuditStore:
         return bool(row and row[0])
 
     def pending_items(self, job_id: str) -> list[AuditItem]:
-        with self._lock:
-            rows = self._connection.execute(
-                "SELECT idx, name, path, label, labels, boxes, mask_path FROM items"
-                " WHERE job_id = ? AND status = 'pending' ORDER BY idx",
-                (job_id,),
-            ).fetchall()
-        return [_item(row) for row in rows]
+        return [_item(row) for row in self._rows(_PENDING + " ORDER BY idx", (job_id,))]
 
     def iter_pending(self, job_id: str, page: int = 512) -> Iterator[AuditItem]:
         """The pending images in input order, read a page at a time (flat memory)."""
-        last = -1
-        while True:
-            with self._lock:
-                rows = self._connection.execute(
-                    "SELECT idx, name, path, label, labels, boxes, mask_path FROM items"
-                    " WHERE job_id = ? AND status = 'pending' AND idx > ? ORDER BY idx LIMIT ?",
-                    (job_id, last, page),
-                ).fetchall()
-            if not rows:
-                return
+        sql = _PENDING + " AND idx > ? ORDER BY idx LIMIT ?"
+        for rows in self._pages(sql, (job_id,), page):
             yield from (_item(row) for row in rows)
-            last = rows[-1]["idx"]
 
     def save_outcomes(self, job_id: str, outcomes: Sequence[ImageOutcome]) -> int:
         """One transaction per batch: a killed run loses at most the batch in flight. Only
@@ -314,73 +311,47 @@ class AuditStore:
         """Finished images' records in input order, a page at a time (flat memory), each with
         its class-mean map where `with_maps`, else None."""
         column = "mean_map" if with_maps else "NULL"
-        last = -1
-        while True:
-            with self._lock:
-                rows = self._connection.execute(
-                    f"SELECT idx, record, {column} FROM items WHERE job_id = ? AND idx > ?"
-                    " AND record IS NOT NULL ORDER BY idx LIMIT ?",
-                    (job_id, last, page),
-                ).fetchall()
-            if not rows:
-                return
+        sql = (
+            f"SELECT idx, record, {column} FROM items WHERE job_id = ? AND record IS NOT NULL"
+            " AND idx > ? ORDER BY idx LIMIT ?"
+        )
+        for rows in self._pages(sql, (job_id,), page):
             yield from ((json.loads(row[1]), row[2]) for row in rows)
-            last = rows[-1][0]
 
     def iter_report_rows(
         self, job_id: str, embedded: int, page: int = 500
     ) -> Iterator[tuple[dict[str, Any], bytes | None, dict[str, bytes]]]:
         """Finished records, most flags first then input order, a page at a time; the first
         `embedded` come with their thumbnail and overlay thumbnails, the others without."""
-        with self._lock:
-            counts = [
-                row[0]
-                for row in self._connection.execute(
-                    f"SELECT DISTINCT {_FLAG_COUNT} FROM items WHERE job_id = ?"
-                    " AND record IS NOT NULL ORDER BY 1 DESC",
-                    (job_id,),
-                )
-            ]
+        counts = self._rows(
+            f"SELECT DISTINCT {_FLAG_COUNT} FROM items WHERE job_id = ?"
+            " AND record IS NOT NULL ORDER BY 1 DESC",
+            (job_id,),
+        )
+        sql = (
+            f"SELECT idx, record FROM items WHERE job_id = ? AND {_FLAG_COUNT} = ?"
+            " AND idx > ? AND record IS NOT NULL ORDER BY idx LIMIT ?"
+        )
         position = 0
-        for count in counts:  # a few values: each is read by index, in input order
-            last = -1
-            while True:
-                with self._lock:
-                    rows = self._connection.execute(
-                        f"SELECT idx, record FROM items WHERE job_id = ? AND {_FLAG_COUNT} = ?"
-                        " AND idx > ? AND record IS NOT NULL ORDER BY idx LIMIT ?",
-                        (job_id, count, last, page),
-                    ).fetchall()
-                if not rows:
-                    break
+        for (count,) in counts:  # a few values: each is read by index, in input order
+            for rows in self._pages(sql, (job_id, count), page):
                 wanted = [row[0] for row in rows[: max(0, embedded - position)]]
                 thumbnails, overlays = self._thumbnails_of(job_id, wanted)
                 for row in rows:
                     yield json.loads(row[1]), thumbnails.get(row[0]), overlays.get(row[0], {})
                 position += len(rows)
-                last = rows[-1][0]
 
     def _thumbnails_of(
         self, job_id: str, indices: Sequence[int]
     ) -> tuple[dict[int, bytes], dict[int, dict[str, bytes]]]:
         if not indices:
             return {}, {}
-        marks = ",".join("?" * len(indices))
-        with self._lock:
-            images = self._connection.execute(
-                f"SELECT idx, thumbnail FROM items WHERE job_id = ? AND idx IN ({marks})"
-                " AND thumbnail IS NOT NULL",
-                (job_id, *indices),
-            ).fetchall()
-            maps = self._connection.execute(
-                "SELECT idx, method, thumbnail FROM overlays WHERE job_id = ?"
-                f" AND idx IN ({marks})",
-                (job_id, *indices),
-            ).fetchall()
-        overlays: dict[int, dict[str, bytes]] = {}
-        for row in maps:
-            overlays.setdefault(row[0], {})[row[1]] = row[2]
-        return {row[0]: row[1] for row in images}, overlays
+        among = f" AND idx IN ({','.join('?' * len(indices))})"
+        with self._lock:  # both from the same state of the store
+            return (
+                self._blobs("thumbnail", job_id, among, indices),
+                self._overlays(job_id, among, indices),
+            )
 
     def record(self, job_id: str, index: int) -> dict[str, Any] | None:
         """One finished image's record, or None."""
@@ -392,32 +363,36 @@ class AuditStore:
         return json.loads(row[0]) if row else None
 
     def thumbnails(self, job_id: str) -> dict[int, bytes]:
-        with self._lock:
-            rows = self._connection.execute(
-                "SELECT idx, thumbnail FROM items WHERE job_id = ? AND thumbnail IS NOT NULL",
-                (job_id,),
-            ).fetchall()
-        return {row[0]: row[1] for row in rows}
+        return self._blobs("thumbnail", job_id)
 
     def overlay_thumbnails(self, job_id: str) -> dict[int, dict[str, bytes]]:
-        with self._lock:
-            rows = self._connection.execute(
-                "SELECT idx, method, thumbnail FROM overlays WHERE job_id = ?", (job_id,)
-            ).fetchall()
-        found: dict[int, dict[str, bytes]] = {}
-        for row in rows:
-            found.setdefault(row[0], {})[row[1]] = row[2]
-        return found
+        return self._overlays(job_id)
 
     def mean_maps(self, job_id: str) -> dict[int, bytes]:
-        with self._lock:
-            rows = self._connection.execute(
-                "SELECT idx, mean_map FROM items WHERE job_id = ? AND mean_map IS NOT NULL",
-                (job_id,),
-            ).fetchall()
-        return {row[0]: row[1] for row in rows}
+        return self._blobs("mean_map", job_id)
+
+    def _blobs(
+        self, column: str, job_id: str, among: str = "", indices: Sequence[int] = ()
+    ) -> dict[int, bytes]:
+        """index -> `column` of the job's images that have one (`among`: a filter on idx)."""
+        sql = f"SELECT idx, {column} FROM items WHERE job_id = ? AND {column} IS NOT NULL"
+        return {row[0]: row[1] for row in self._rows(sql + among, (job_id, *indices))}
+
+    def _overlays(
+        self, job_id: str, among: str = "", indices: Sequence[int] = ()
+    ) -> dict[int, dict[str, bytes]]:
+        """index -> method -> overlay thumbnail (`among`: a filter on idx)."""
+        found: dict[int, dict[str, bytes]] = {}
+        sql = "SELECT idx, method, thumbnail FROM overlays WHERE job_id = ?" + among
+        for index, method, data in self._rows(sql, (job_id, *indices)):
+            found.setdefault(index, {})[method] = data
+        return found
 
 
+_PENDING = (
+    "SELECT idx, name, path, label, labels, boxes, mask_path FROM items"
+    " WHERE job_id = ? AND status = 'pending'"
+)
 _JOB_QUERY = """
 SELECT j.*,
     (SELECT COUNT(*) FROM items i WHERE i.job_id = j.id AND i.status != 'pending') AS done,
@@ -434,21 +409,7 @@ def _item(row: sqlite3.Row) -> AuditItem:
 
 
 def _job_info(row: sqlite3.Row) -> JobInfo:
-    return JobInfo(
-        id=row["id"],
-        status=row["status"],
-        created=row["created"],
-        updated=row["updated"],
-        source=row["source"],
-        out_dir=row["out_dir"],
-        signature=row["signature"],
-        config=json.loads(row["config"]),
-        total=row["total"],
-        done=row["done"],
-        errors=row["errors"],
-        message=row["message"],
-        run_started=row["run_started"],
-        run_start_done=row["run_start_done"],
-        finished=row["finished"],
-        cancel_requested=bool(row["cancel_requested"]),
-    )
+    columns = {field.name: row[field.name] for field in fields(JobInfo)}
+    columns["config"] = json.loads(columns["config"])
+    columns["cancel_requested"] = bool(columns["cancel_requested"])
+    return JobInfo(**columns)
