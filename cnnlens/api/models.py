@@ -153,8 +153,14 @@ class MethodList(Schema):
     methods: list[MethodInfo]
 
 
-class AdversarialResponse(Schema):
-    model: str
+class MethodAnswer(Schema):
+    """What the answer of every method's own route carries."""
+
+    model: str = Field(description="the model that ran")
+    elapsed_ms: float = Field(description="time spent on the request, in milliseconds")
+
+
+class AdversarialResponse(MethodAnswer):
     image: ImageSize
     target: ClassScore = Field(description="the class explained / pushed away from")
     original: ClassScore = Field(description="top-1 on the original image")
@@ -176,31 +182,26 @@ class AdversarialResponse(Schema):
     linf: float = Field(description="largest pixel change of adversarial_png, 0-255 units")
     adversarial_png: str = Field(description="base64 PNG at output_size (default the upload's)")
     perturbation_png: str = Field(description="base64 PNG: the perturbation, amplified")
-    elapsed_ms: float
 
 
-class ActivationMaxResponse(Schema):
-    model: str
+class ActivationMaxResponse(MethodAnswer):
     target: ClassScore | None = Field(description="the class maximized, or null for a channel")
     layer: str | None
     channel: int | None
     score: float = Field(description="the objective on the returned image")
     top1: ClassScore = Field(description="what the model predicts for the returned image")
     image_png: str = Field(description="base64 PNG at the model's input size")
-    elapsed_ms: float
 
 
-class MethodResponse(Schema):
+class MethodResponse(MethodAnswer):
     """The body of a method's own route when the method declares no body of its own."""
 
-    model: str
     method: str
     image: ImageSize | None = Field(default=None, description="the upload's size, if any")
     layer: str
     target: ClassScore | None = Field(description="the class explained, if the method has one")
     shape: list[int] = Field(description="the raw result's shape, without the batch")
     image_png: str = Field(description="base64 PNG: the result as an image")
-    elapsed_ms: float
 
 
 class ChannelScore(Schema):
@@ -209,23 +210,19 @@ class ChannelScore(Schema):
     max: float
 
 
-class FeatureMapsResponse(Schema):
-    model: str
+class FeatureMapsResponse(MethodAnswer):
     image: ImageSize
     layer: str
     shape: list[int] = Field(description="the layer's output (C, h, w)")
     top_channels: list[ChannelScore]
     grid_png: str = Field(description="base64 PNG: the top channels' maps side by side")
-    elapsed_ms: float
 
 
-class FiltersResponse(Schema):
-    model: str
+class FiltersResponse(MethodAnswer):
     layer: str
     shape: list[int] = Field(description="the weight tensor's shape")
     channels: list[int] = Field(description="which output channels the tiles show")
     tiles_png: str = Field(description="base64 PNG: one tile per filter")
-    elapsed_ms: float
 
 
 class AgreementBody(Schema):

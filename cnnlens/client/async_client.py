@@ -9,8 +9,7 @@ import httpx
 
 from cnnlens.client import _protocol as protocol
 from cnnlens.client import results
-from cnnlens.client._protocol import auth_headers
-from cnnlens.client.sync import DEFAULT_TIMEOUT, DEFAULT_URL
+from cnnlens.client._connection import Connection
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -27,32 +26,14 @@ def _awaited(
     return protocol.named_like(method, endpoint)
 
 
-class AsyncClient:
-    """The asyncio twin of `Client`: the same methods, awaited.
+class AsyncClient(Connection[httpx.AsyncClient, httpx.AsyncBaseTransport]):
+    """The asyncio twin of `Client`: the same methods, awaited (arguments: `Connection`).
 
-    Args:
-        base_url: the service's root, e.g. "http://127.0.0.1:8000".
-        api_key: sent as the `X-API-Key` header when given.
-        timeout: seconds per request.
-        transport: an httpx transport, e.g. `httpx.ASGITransport(app)` for an in-process app
-            (start the app's lifespan yourself, or use `Client.for_app`).
-        http_client: an httpx.AsyncClient to use instead; not closed by `aclose()`.
+    With `transport=httpx.ASGITransport(app)` for an in-process app, start the app's lifespan
+    yourself, or use `Client.for_app`.
     """
 
-    def __init__(
-        self,
-        base_url: str = DEFAULT_URL,
-        api_key: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        http_client: httpx.AsyncClient | None = None,
-    ) -> None:
-        self._http = http_client or httpx.AsyncClient(
-            base_url=base_url, timeout=timeout, transport=transport
-        )
-        self._owns_client = http_client is None
-        self._headers = auth_headers(api_key)
+    http_class = httpx.AsyncClient
 
     async def aclose(self) -> None:
         """Close the connection pool if this client owns it."""

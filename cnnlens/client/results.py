@@ -80,26 +80,64 @@ class ExplanationResult:
 
 
 @dataclass
-class ExplainResult:
-    """The answer of POST /v1/explain."""
+class _Answer:
+    """What every method route answers with: the model that ran and the time it took."""
 
     model: str
+    elapsed_ms: float = field(default=0.0, kw_only=True)
+
+    @classmethod
+    def _common(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The constructor's arguments for the fields of this base, read from `data`."""
+        return {
+            "model": str(data.get("model", "")),
+            "elapsed_ms": float(data.get("elapsed_ms", 0.0)),
+        }
+
+
+@dataclass
+class _ImageAnswer(_Answer):
+    """An answer about an uploaded image, with the image's size."""
+
     width: int
     height: int
+
+    @classmethod
+    def _common(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        image = data.get("image") or {}
+        size = {"width": int(image.get("width", 0)), "height": int(image.get("height", 0))}
+        return {**super()._common(data), **size}
+
+
+@dataclass
+class _LayerAnswer(_Answer):
+    """An answer about one layer, with the shape of what it shows of it."""
+
+    layer: str
+    shape: list[int]
+
+    @classmethod
+    def _common(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        layer = {
+            "layer": str(data.get("layer", "")),
+            "shape": [int(n) for n in data.get("shape", [])],
+        }
+        return {**super()._common(data), **layer}
+
+
+@dataclass
+class ExplainResult(_ImageAnswer):
+    """The answer of POST /v1/explain."""
+
     predictions: list[ClassScore]
     explanations: list[ExplanationResult]
-    elapsed_ms: float = 0.0
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ExplainResult:
-        image = data.get("image") or {}
         return cls(
-            model=str(data.get("model", "")),
-            width=int(image.get("width", 0)),
-            height=int(image.get("height", 0)),
+            **cls._common(data),
             predictions=_scores(data.get("predictions")),
             explanations=[ExplanationResult.from_json(e) for e in data.get("explanations", [])],
-            elapsed_ms=float(data.get("elapsed_ms", 0.0)),
         )
 
     def by_method(self, method: str) -> list[ExplanationResult]:
@@ -159,39 +197,31 @@ class ImageComparison:
 
 
 @dataclass
-class CompareResult:
+class CompareResult(_Answer):
     """POST /v1/compare: the maps side by side, their agreement and faithfulness scores.
 
     `data` holds the whole answer (curves, randomization stages, summary) as sent.
     """
 
-    model: str
     methods: list[str]
     images: list[ImageComparison]
     summary: dict[str, dict[str, Any]]  # method -> score -> {mean, std, n}
     grid: Image.Image | None = field(repr=False)  # a row per image, a column per method
-    elapsed_ms: float = 0.0
     data: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CompareResult:
         return cls(
-            model=str(data.get("model", "")),
+            **cls._common(data),
             methods=[str(m) for m in data.get("methods", [])],
             images=[ImageComparison.from_json(item) for item in data.get("images", [])],
             summary=dict(data.get("summary") or {}),
             grid=decode_png(data.get("grid_png")),
-            elapsed_ms=float(data.get("elapsed_ms", 0.0)),
             data={k: v for k, v in data.items() if k != "grid_png"},
         )
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
-
-
-def _image_size(data: Mapping[str, Any]) -> tuple[int, int]:
-    image = data.get("image") or {}
-    return int(image.get("width", 0)), int(image.get("height", 0))
 
 
 def _required_score(data: Mapping[str, Any], key: str) -> ClassScore:
@@ -202,12 +232,9 @@ def _required_score(data: Mapping[str, Any], key: str) -> ClassScore:
 
 
 @dataclass
-class AdversarialResult:
+class AdversarialResult(_ImageAnswer):
     """POST /v1/adversarial: the adversarial image, its perturbation and the class change."""
 
-    model: str
-    width: int
-    height: int
     target: ClassScore  # the class explained / pushed away from
     original: ClassScore  # top-1 on the original image
     adversarial: ClassScore  # top-1 on the adversarial image
@@ -216,18 +243,14 @@ class AdversarialResult:
     linf: float  # the largest pixel change, 0-255 units
     image: Image.Image | None = field(repr=False)  # at output_size (default the upload's)
     perturbation: Image.Image | None = field(repr=False)  # amplified for display
-    elapsed_ms: float = 0.0
     output_size: str = "image"  # "image": the upload's size; "model": the model's input size
     epsilon_levels: int = 0  # whole 8-bit levels a pixel may move
     target_after: ClassScore | None = None  # the explained class on the returned image
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AdversarialResult:
-        width, height = _image_size(data)
         return cls(
-            model=str(data.get("model", "")),
-            width=width,
-            height=height,
+            **cls._common(data),
             target=_required_score(data, "target"),
             original=_required_score(data, "original"),
             adversarial=_required_score(data, "adversarial"),
@@ -236,7 +259,6 @@ class AdversarialResult:
             linf=float(data.get("linf", 0.0)),
             image=decode_png(data.get("adversarial_png")),
             perturbation=decode_png(data.get("perturbation_png")),
-            elapsed_ms=float(data.get("elapsed_ms", 0.0)),
             output_size=str(data.get("output_size", "image")),
             epsilon_levels=int(data.get("epsilon_levels", 0)),
             target_after=ClassScore.from_json(data.get("target_after")),
@@ -244,30 +266,27 @@ class AdversarialResult:
 
 
 @dataclass
-class ActivationMaxResult:
+class ActivationMaxResult(_Answer):
     """POST /v1/activation-max: an image maximizing a class logit or a layer's channel."""
 
-    model: str
     target: ClassScore | None  # None when a channel was maximized
     layer: str | None
     channel: int | None
     score: float  # the objective on the returned image
     top1: ClassScore  # what the model predicts for the returned image
     image: Image.Image | None = field(repr=False)
-    elapsed_ms: float = 0.0
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ActivationMaxResult:
         channel = data.get("channel")
         return cls(
-            model=str(data.get("model", "")),
+            **cls._common(data),
             target=ClassScore.from_json(data.get("target")),
             layer=data.get("layer"),
             channel=int(channel) if channel is not None else None,
             score=float(data.get("score", float("nan"))),
             top1=_required_score(data, "top1"),
             image=decode_png(data.get("image_png")),
-            elapsed_ms=float(data.get("elapsed_ms", 0.0)),
         )
 
 
@@ -279,56 +298,38 @@ class ChannelScore:
 
 
 @dataclass
-class FeatureMapsResult:
-    """POST /v1/feature-maps: a layer's strongest channels for one image."""
+class FeatureMapsResult(_LayerAnswer, _ImageAnswer):
+    """POST /v1/feature-maps: a layer's strongest channels for one image; `shape`: the
+    layer's output (C, h, w)."""
 
-    model: str
-    width: int
-    height: int
-    layer: str
-    shape: list[int]  # the layer's output (C, h, w)
     top_channels: list[ChannelScore]
     grid: Image.Image | None = field(repr=False)
-    elapsed_ms: float = 0.0
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FeatureMapsResult:
-        width, height = _image_size(data)
         return cls(
-            model=str(data.get("model", "")),
-            width=width,
-            height=height,
-            layer=str(data.get("layer", "")),
-            shape=[int(n) for n in data.get("shape", [])],
+            **cls._common(data),
             top_channels=[
                 ChannelScore(int(c["channel"]), float(c["mean"]), float(c["max"]))
                 for c in data.get("top_channels", [])
             ],
             grid=decode_png(data.get("grid_png")),
-            elapsed_ms=float(data.get("elapsed_ms", 0.0)),
         )
 
 
 @dataclass
-class FiltersResult:
-    """POST /v1/filters: a conv layer's filters as tiles."""
+class FiltersResult(_LayerAnswer):
+    """POST /v1/filters: a conv layer's filters as tiles; `shape`: the weight tensor's."""
 
-    model: str
-    layer: str
-    shape: list[int]  # the weight tensor's shape
     channels: list[int]  # the output channels shown
     tiles: Image.Image | None = field(repr=False)
-    elapsed_ms: float = 0.0
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FiltersResult:
         return cls(
-            model=str(data.get("model", "")),
-            layer=str(data.get("layer", "")),
-            shape=[int(n) for n in data.get("shape", [])],
+            **cls._common(data),
             channels=[int(n) for n in data.get("channels", [])],
             tiles=decode_png(data.get("tiles_png")),
-            elapsed_ms=float(data.get("elapsed_ms", 0.0)),
         )
 
 

@@ -9,13 +9,10 @@ import httpx
 
 from cnnlens.client import _protocol as protocol
 from cnnlens.client import results
-from cnnlens.client._protocol import auth_headers
+from cnnlens.client._connection import Connection
 
 T = TypeVar("T")
 P = ParamSpec("P")
-
-DEFAULT_URL = "http://127.0.0.1:8000"
-DEFAULT_TIMEOUT = 120.0
 
 
 def _sent(endpoint: Callable[P, protocol.Call[T]]) -> Callable[Concatenate[Client, P], T]:
@@ -27,34 +24,15 @@ def _sent(endpoint: Callable[P, protocol.Call[T]]) -> Callable[Concatenate[Clien
     return protocol.named_like(method, endpoint)
 
 
-class Client:
-    """Talks to a cnnlens service over HTTP.
-
-    Args:
-        base_url: the service's root, e.g. "http://127.0.0.1:8000".
-        api_key: sent as the `X-API-Key` header when given.
-        timeout: seconds per request.
-        http_client: an httpx.Client to use instead (e.g. starlette's TestClient for an
-            in-process app); it is not closed by `close()` unless the Client created it.
+class Client(Connection[httpx.Client, httpx.BaseTransport]):
+    """Talks to a cnnlens service over HTTP (arguments: `Connection`).
 
     Every method raises `CnnlensAPIError` (status, code, message) on an error answer and
     `CnnlensConnectionError` when no answer comes.
     """
 
-    def __init__(
-        self,
-        base_url: str = DEFAULT_URL,
-        api_key: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        http_client: httpx.Client | None = None,
-    ) -> None:
-        self._http = http_client or httpx.Client(
-            base_url=base_url, timeout=timeout, transport=transport
-        )
-        self._close: Callable[[], object] | None = None if http_client else self._http.close
-        self._headers = auth_headers(api_key)
+    http_class = httpx.Client
+    _stop_app: Callable[[], object] | None = None  # an in-process app's lifespan (`for_app`)
 
     @classmethod
     def for_app(cls, app: Any, api_key: str | None = None) -> Client:
@@ -64,14 +42,17 @@ class Client:
         test_client = TestClient(app, base_url="http://cnnlens.test")
         test_client.__enter__()  # runs the lifespan: models loaded
         client = cls(api_key=api_key, http_client=cast(httpx.Client, test_client))
-        client._close = lambda: test_client.__exit__(None, None, None)
+        client._stop_app = lambda: test_client.__exit__(None, None, None)
         return client
 
     def close(self) -> None:
         """Close the connection pool (or stop the in-process app) if this client owns it."""
-        if self._close is not None:
-            self._close()
-            self._close = None
+        if self._owns_client:
+            self._http.close()
+            self._owns_client = False
+        if self._stop_app is not None:
+            self._stop_app()
+            self._stop_app = None
 
     def __enter__(self) -> Client:
         return self
