@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from cnnlens.client.sync import Client
 
 T = TypeVar("T")
+R = TypeVar("R")
 __all__ = ["split_list"]  # the one splitter of repeated / comma-separated values
 
 SERVER_ENV = "CNNLENS_SERVER"
@@ -70,6 +71,24 @@ def note_image_failure(path: Path, error: Exception, failed: list[dict[str, str]
         raise error
     failed.append({"image": str(path), "error": str(error)})
     echo(f"{path}: failed: {error}", error=True)
+
+
+def each_image(
+    images: Sequence[Path],
+    work: Callable[[Path], R],
+    failed: list[dict[str, str]],
+    description: str,
+    quiet: bool = False,
+) -> Iterator[tuple[Path, R]]:
+    """(path, work(path)) for each image, under a progress bar; an image whose work fails is
+    noted in `failed` and skipped (see `note_image_failure`)."""
+    for path in progress(images, description, enabled=not quiet):
+        try:
+            result = work(path)
+        except Exception as error:
+            note_image_failure(path, error, failed)
+            continue
+        yield path, result
 
 
 def open_client(args: argparse.Namespace) -> Client:

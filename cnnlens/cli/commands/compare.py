@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnlens.api.forms import COMPARE_METHODS
 from cnnlens.cli.commands._common import (
@@ -24,14 +24,16 @@ from cnnlens.cli.commands._common import (
     UsageError,
     add_model_options,
     add_server_options,
+    each_image,
     echo,
-    note_image_failure,
     open_client,
     parse_params,
     parse_targets,
-    progress,
     split_list,
 )
+
+if TYPE_CHECKING:
+    from cnnlens.client.results import CompareResult
 
 HELP = "compare methods side by side: grid, agreement, deletion/insertion AUC, sanity check"
 DEFAULT_METHODS = COMPARE_METHODS
@@ -175,16 +177,15 @@ def _remote(
     answers: list[dict[str, Any]] = []
     grids = []
     failed: list[dict[str, str]] = []
-    for path in progress(images, "comparing", enabled=not args.quiet):
-        try:
-            result = client.compare(
-                path, methods, model=args.model, target=target, layer=args.layer,
-                params=params or None, scores=options.get("scores"), steps=options.get("steps"),
-                options=rest,
-            )  # fmt: skip
-        except Exception as error:
-            note_image_failure(path, error, failed)
-            continue
+
+    def compare(path: Path) -> CompareResult:
+        return client.compare(
+            path, methods, model=args.model, target=target, layer=args.layer,
+            params=params or None, scores=options.get("scores"), steps=options.get("steps"),
+            options=rest,
+        )  # fmt: skip
+
+    for path, result in each_image(images, compare, failed, "comparing", args.quiet):
         answer = dict(result.data)
         for item in answer.get("images", []):
             item["name"] = str(path)

@@ -24,13 +24,12 @@ from cnnlens.cli.commands._common import (
     DEFAULT_MODEL,
     add_model_options,
     add_server_options,
+    each_image,
     echo,
     existing_files,
-    note_image_failure,
     open_client,
     parse_params,
     parse_targets,
-    progress,
     split_list,
 )
 
@@ -192,12 +191,7 @@ def run(args: argparse.Namespace) -> int:
     stems = _unique_stems(images)
     reports: list[ImageReport] = []
     failed: list[dict[str, str]] = []
-    for path in progress(images, "explaining", enabled=not args.quiet):
-        try:
-            result = engine(path)
-        except Exception as error:
-            note_image_failure(path, error, failed)
-            continue
+    for path, result in each_image(images, engine, failed, "explaining", args.quiet):
         report = _write(args.out, stems[path], path, result.rendered, save_array=args.array)
         report.width, report.height = result.width, result.height
         report.predictions = result.predictions
