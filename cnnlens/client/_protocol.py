@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Generic, ParamSpec, TypeVar
+from typing import Any, BinaryIO, Generic, ParamSpec, TypedDict, TypeVar, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -272,74 +272,63 @@ _RESULTS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+class MethodOptions(TypedDict, total=False):
+    """The keyword arguments of a method's own route. Which ones a method reads: `methods()`
+    (`uses_target`, `uses_layer`); `filename` names the uploaded image."""
+
+    model: str | None
+    target: TargetInput
+    layer: str | None
+    params: Mapping[str, Any] | None
+    filename: str | None
+
+
 def run_method(
-    name: str,
-    image: ImageInput | None = None,
-    *,
-    model: str | None = None,
-    target: TargetInput = None,
-    layer: str | None = None,
-    params: Mapping[str, Any] | None = None,
-    filename: str | None = None,
+    name: str, image: ImageInput | None = None, **options: Unpack[MethodOptions]
 ) -> Call[Any]:
     """POST /v1/<name>: an image, activation or weights method on its own route (see
     `methods()`: `route`, `uses_image`, `uses_target`, `uses_layer`)."""
+    form = _request_form(
+        model=options.get("model"),
+        target=options.get("target"),
+        layer=options.get("layer"),
+        params=options.get("params"),
+    )
+    upload = image_file(image, options.get("filename")) if image is not None else None
     return Call(
         "POST",
         method_path(name),
         _RESULTS.get(name, results.MethodResult.from_json),
-        data=_request_form(model=model, target=target, layer=layer, params=params),
-        files={"image": image_file(image, filename)} if image is not None else None,
+        data=form,
+        files={"image": upload} if upload is not None else None,
     )
 
 
 def adversarial(
-    image: ImageInput,
-    *,
-    model: str | None = None,
-    target: TargetInput = None,
-    params: Mapping[str, Any] | None = None,
-    filename: str | None = None,
+    image: ImageInput, **options: Unpack[MethodOptions]
 ) -> Call[results.AdversarialResult]:
-    """POST /v1/adversarial: an FGSM / PGD adversarial version of the image."""
-    return run_method(
-        "adversarial", image, model=model, target=target, params=params, filename=filename
-    )
+    """POST /v1/adversarial: an FGSM / PGD adversarial version of the image (options: model,
+    target, params, filename)."""
+    return run_method("adversarial", image, **options)
 
 
-def activation_max(
-    *,
-    model: str | None = None,
-    target: TargetInput = None,
-    layer: str | None = None,
-    params: Mapping[str, Any] | None = None,
-) -> Call[results.ActivationMaxResult]:
-    """POST /v1/activation-max: an image that maximizes a class score (or a channel)."""
-    return run_method("activation_max", model=model, target=target, layer=layer, params=params)
+def activation_max(**options: Unpack[MethodOptions]) -> Call[results.ActivationMaxResult]:
+    """POST /v1/activation-max: an image that maximizes a class score (or a channel; options:
+    model, target, layer, params)."""
+    return run_method("activation_max", **options)
 
 
 def feature_maps(
-    image: ImageInput,
-    *,
-    model: str | None = None,
-    layer: str | None = None,
-    params: Mapping[str, Any] | None = None,
-    filename: str | None = None,
+    image: ImageInput, **options: Unpack[MethodOptions]
 ) -> Call[results.FeatureMapsResult]:
-    """POST /v1/feature-maps: a layer's activations for the image."""
-    return run_method(
-        "feature_maps", image, model=model, layer=layer, params=params, filename=filename
-    )
+    """POST /v1/feature-maps: a layer's activations for the image (options: model, layer,
+    params, filename)."""
+    return run_method("feature_maps", image, **options)
 
 
-def filters(
-    *,
-    model: str | None = None,
-    layer: str | None = None,
-    params: Mapping[str, Any] | None = None,
-) -> Call[results.FiltersResult]:
-    """POST /v1/filters: a layer's filters rendered as images."""
-    return run_method("filters", model=model, layer=layer, params=params)
+def filters(**options: Unpack[MethodOptions]) -> Call[results.FiltersResult]:
+    """POST /v1/filters: a layer's filters rendered as images (options: model, layer, params)."""
+    return run_method("filters", **options)
 
 
 def _listing(key: str, item: Callable[[Any], T]) -> Callable[[Any], list[T]]:
