@@ -1,19 +1,48 @@
-"""What Client and AsyncClient share: the httpx client they send through and the auth header."""
+"""What Client and AsyncClient share: the httpx client they send through, the auth header and
+one table of endpoint methods (each built from `_protocol`, sent or awaited by the class)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Generic, TypeVar
+import types
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 import httpx
 
-from cnnlens.client._protocol import auth_headers
+from cnnlens.client import _protocol as protocol
+
+if TYPE_CHECKING:
+    from cnnlens.client.async_client import AsyncClient
+    from cnnlens.client.sync import Client
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 120.0
 
 Http = TypeVar("Http", httpx.Client, httpx.AsyncClient)
 Transport = TypeVar("Transport", httpx.BaseTransport, httpx.AsyncBaseTransport)
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+class Endpoint(Generic[P, T]):
+    """A client method from one `_protocol` endpoint: a `Client` sends the call and returns its
+    result, an `AsyncClient` awaits it. The method has the endpoint's signature and docstring."""
+
+    def __init__(self, endpoint: Callable[P, protocol.Call[T]]) -> None:
+        self.endpoint = endpoint
+        self._methods: dict[type, Callable[..., Any]] = {}  # per client class, made once
+
+    @overload
+    def __get__(self, client: None, owner: type) -> Callable[..., Any]: ...
+    @overload
+    def __get__(self, client: Client, owner: type) -> Callable[P, T]: ...
+    @overload
+    def __get__(self, client: AsyncClient, owner: type) -> Callable[P, Coroutine[Any, Any, T]]: ...
+    def __get__(self, client: Any, owner: type) -> Callable[..., Any]:
+        method = self._methods.get(owner)
+        if method is None:
+            method = self._methods[owner] = owner.method_for(self.endpoint)  # type: ignore[attr-defined]
+        return method if client is None else types.MethodType(method, client)
 
 
 class Connection(Generic[Http, Transport]):
@@ -44,4 +73,22 @@ class Connection(Generic[Http, Transport]):
             base_url=base_url, timeout=timeout, transport=transport
         )
         self._owns_client = http_client is None  # closed with this client only if made here
-        self._headers = auth_headers(api_key)
+        self._headers = protocol.auth_headers(api_key)
+
+    explain = Endpoint(protocol.explain)
+    explain_overlay = Endpoint(protocol.explain_overlay)
+    compare = Endpoint(protocol.compare)
+    run_method = Endpoint(protocol.run_method)
+    adversarial = Endpoint(protocol.adversarial)
+    activation_max = Endpoint(protocol.activation_max)
+    feature_maps = Endpoint(protocol.feature_maps)
+    filters = Endpoint(protocol.filters)
+    models = Endpoint(protocol.models)
+    model = Endpoint(protocol.model)
+    methods = Endpoint(protocol.methods)
+    submit_audit = Endpoint(protocol.submit_audit)
+    audit = Endpoint(protocol.audit)
+    audits = Endpoint(protocol.audits)
+    audit_results = Endpoint(protocol.audit_results)
+    audit_report = Endpoint(protocol.audit_report)
+    delete_audit = Endpoint(protocol.delete_audit)

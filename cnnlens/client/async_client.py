@@ -34,6 +34,7 @@ class AsyncClient(Connection[httpx.AsyncClient, httpx.AsyncBaseTransport]):
     """
 
     http_class = httpx.AsyncClient
+    method_for = staticmethod(_awaited)  # how an endpoint of `Connection` becomes a method here
 
     async def aclose(self) -> None:
         """Close the connection pool if this client owns it."""
@@ -52,24 +53,6 @@ class AsyncClient(Connection[httpx.AsyncClient, httpx.AsyncBaseTransport]):
         with protocol.transport_errors():
             response = await self._http.request(**call.request(self._headers))
         return call.result(response)
-
-    explain = _awaited(protocol.explain)
-    explain_overlay = _awaited(protocol.explain_overlay)
-    compare = _awaited(protocol.compare)
-    run_method = _awaited(protocol.run_method)
-    adversarial = _awaited(protocol.adversarial)
-    activation_max = _awaited(protocol.activation_max)
-    feature_maps = _awaited(protocol.feature_maps)
-    filters = _awaited(protocol.filters)
-    models = _awaited(protocol.models)
-    model = _awaited(protocol.model)
-    methods = _awaited(protocol.methods)
-    submit_audit = _awaited(protocol.submit_audit)
-    audit = _awaited(protocol.audit)
-    audits = _awaited(protocol.audits)
-    audit_results = _awaited(protocol.audit_results)
-    audit_report = _awaited(protocol.audit_report)
-    delete_audit = _awaited(protocol.delete_audit)
 
     async def health(self) -> results.Health:
         """GET /healthz and /readyz (a 503 from /readyz means "not ready", not an error)."""

@@ -32,6 +32,7 @@ class Client(Connection[httpx.Client, httpx.BaseTransport]):
     """
 
     http_class = httpx.Client
+    method_for = staticmethod(_sent)  # how an endpoint of `Connection` becomes a method here
     _stop_app: Callable[[], object] | None = None  # an in-process app's lifespan (`for_app`)
 
     @classmethod
@@ -65,24 +66,6 @@ class Client(Connection[httpx.Client, httpx.BaseTransport]):
         with protocol.transport_errors():
             response = self._http.request(**call.request(self._headers))
         return call.result(response)
-
-    explain = _sent(protocol.explain)
-    explain_overlay = _sent(protocol.explain_overlay)
-    compare = _sent(protocol.compare)
-    run_method = _sent(protocol.run_method)
-    adversarial = _sent(protocol.adversarial)
-    activation_max = _sent(protocol.activation_max)
-    feature_maps = _sent(protocol.feature_maps)
-    filters = _sent(protocol.filters)
-    models = _sent(protocol.models)
-    model = _sent(protocol.model)
-    methods = _sent(protocol.methods)
-    submit_audit = _sent(protocol.submit_audit)
-    audit = _sent(protocol.audit)
-    audits = _sent(protocol.audits)
-    audit_results = _sent(protocol.audit_results)
-    audit_report = _sent(protocol.audit_report)
-    delete_audit = _sent(protocol.delete_audit)
 
     def health(self) -> results.Health:
         """GET /healthz and /readyz (a 503 from /readyz means "not ready", not an error)."""
