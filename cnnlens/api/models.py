@@ -305,3 +305,9 @@ class AuditJob(Schema):
 
 class AuditList(Schema):
     audits: list[AuditJob]
+
+
+class AuditResults(Schema):
+    job: AuditJob
+    summary: dict[str, Any] = Field(description="over every finished image: accuracy, flags...")
+    results: list[dict[str, Any]] = Field(description="per-image records, in input order")

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from pydantic import ValidationError
 
 from cnnlens.api.forms import DEFAULT_METHOD
-from cnnlens.api.models import AuditJob, AuditList, ErrorBody
+from cnnlens.api.models import AuditJob, AuditList, AuditResults, ErrorBody
 from cnnlens.audit.archive import ArchiveLimits
 from cnnlens.audit.config import AuditConfig
 from cnnlens.audit.export import JSONL, records_csv, report_html
@@ -214,8 +214,8 @@ async def get_audit(job_id: str, jobs: JobsDep) -> dict[str, Any]:
     responses={
         **ERRORS,
         200: {
+            "model": AuditResults,
             "content": {
-                "application/json": {},
                 "text/csv": {"schema": {"type": "string"}},
                 "application/x-ndjson": {"schema": {"type": "string"}},
             },
@@ -256,6 +256,7 @@ async def audit_results(
 
 @router.get(
     "/audits/{job_id}/report",
+    response_class=HTMLResponse,
     responses={
         **ERRORS,
         200: {
@@ -273,9 +274,13 @@ async def audit_report(job_id: str, jobs: JobsDep) -> HTMLResponse:
 
 @router.get(
     "/audits/{job_id}/overlays/{index}/{method}.png",
+    response_class=Response,
     responses={
         **ERRORS,
-        200: {"content": {"image/png": {}}, "description": "the overlay PNG of one image"},
+        200: {
+            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "the overlay PNG of one image",
+        },
     },
 )
 async def audit_overlay(
