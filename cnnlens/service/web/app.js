@@ -94,7 +94,7 @@ function clearError() {
 }
 
 function setStatus(text, view = "explain") {
-  $(view === "explain" ? "status" : `${view}-status`).textContent = text;
+  $(`${view}-status`).textContent = text;
 }
 
 // ---------- views ----------
@@ -355,11 +355,18 @@ function loadImage(source) {
   });
 }
 
-function cell(row, text, header = false) {
-  const element = document.createElement(header ? "th" : "td");
-  if (header) element.scope = "row";
-  element.textContent = text;
-  row.append(element);
+// One row per item in a table body: `cells(item)` gives its texts, the first a row header.
+function fillRows(body, items, cells) {
+  body.replaceChildren(...items.map((item) => {
+    const row = document.createElement("tr");
+    cells(item).forEach((text, index) => {
+      const element = document.createElement(index === 0 ? "th" : "td");
+      if (index === 0) element.scope = "row";
+      element.textContent = text;
+      row.append(element);
+    });
+    return row;
+  }));
 }
 
 const fixed = (v, digits = 3) => (v === null || v === undefined ? "—" : Number(v).toFixed(digits));
@@ -741,15 +748,7 @@ async function featureMaps(event) {
       `Layer ${body.layer} (${body.shape.join("×")}): the ${channels.length} strongest channels by mean activation.`;
     await cutSheet(body.grid_png, channels.map((c) => `#${c.channel}`), $("feat-tiles"),
       (label) => `Activation map of channel ${label}`);
-    const table = $("feat-table");
-    table.replaceChildren();
-    for (const c of channels) {
-      const row = document.createElement("tr");
-      cell(row, String(c.channel), true);
-      cell(row, fixed(c.mean));
-      cell(row, fixed(c.max));
-      table.append(row);
-    }
+    fillRows($("feat-table"), channels, (c) => [String(c.channel), fixed(c.mean), fixed(c.max)]);
     showBody("features");
   });
 }
@@ -792,26 +791,13 @@ async function compareMethods(event) {
       { columns: titles.length + 1, aspect: image.width / image.height });
     $("compare-summary").textContent =
       `${image.name}: target ${classText(image.target)}, layer ${image.layer}.`;
-    const scores = $("compare-scores-table");
-    scores.replaceChildren();
-    for (const name of body.methods) {
+    fillRows($("compare-scores-table"), body.methods, (name) => {
       const s = image.scores[name] || {};
-      const row = document.createElement("tr");
-      cell(row, state.methods.get(name)?.title || name, true);
-      cell(row, fixed(s.deletion_auc));
-      cell(row, fixed(s.insertion_auc));
-      cell(row, fixed(s.randomization_similarity));
-      scores.append(row);
-    }
-    const agreement = $("compare-agreement");
-    agreement.replaceChildren();
-    for (const pair of image.agreement) {
-      const row = document.createElement("tr");
-      cell(row, pair.methods.join(" · "), true);
-      cell(row, fixed(pair.spearman));
-      cell(row, fixed(pair.top_k_iou));
-      agreement.append(row);
-    }
+      return [state.methods.get(name)?.title || name, fixed(s.deletion_auc),
+        fixed(s.insertion_auc), fixed(s.randomization_similarity)];
+    });
+    fillRows($("compare-agreement"), image.agreement,
+      (pair) => [pair.methods.join(" · "), fixed(pair.spearman), fixed(pair.top_k_iou)]);
     showBody("compare");
   });
 }
@@ -879,32 +865,50 @@ async function showAuditResults(job) {
   report.hidden = false;
   if (apiHeaders()["X-API-Key"]) report.title = "The report needs the API key: open it with a client that sends it.";
   const body = await api(job.links.results);
-  const rows = $("audit-rows");
-  rows.replaceChildren();
-  for (const record of body.results) {
-    const row = document.createElement("tr");
-    cell(row, record.name, true);
-    cell(row, record.predicted_name ? `${record.predicted_name} (${percent(record.confidence)})` : record.error || "—");
-    cell(row, (record.flags || []).join(", ") || "none");
-    rows.append(row);
-  }
+  fillRows($("audit-rows"), body.results, (record) => [
+    record.name,
+    record.predicted_name ? `${record.predicted_name} (${percent(record.confidence)})` : record.error || "—",
+    (record.flags || []).join(", ") || "none",
+  ]);
   $("audit-table").hidden = false;
 }
 
 // ---------- start ----------
+
+// Each view's form ends with its submit button (data-submit names it) and a live status line.
+function setUpForms() {
+  const handlers = {
+    explain,
+    adversarial,
+    activation: activationMax,
+    features: featureMaps,
+    filters,
+    compare: compareMethods,
+    audit: submitAudit,
+  };
+  for (const form of document.querySelectorAll("form.view-form")) {
+    const view = form.dataset.view;
+    const button = Object.assign(document.createElement("button"), {
+      id: `${view}-button`, type: "submit", disabled: true, textContent: form.dataset.submit,
+    });
+    const status = Object.assign(document.createElement("span"), {
+      id: `${view}-status`, className: "status",
+    });
+    status.setAttribute("role", "status");
+    status.setAttribute("aria-live", "polite");
+    const actions = Object.assign(document.createElement("div"), { className: "actions" });
+    actions.append(button, status);
+    form.append(actions);
+    form.addEventListener("submit", handlers[view]);
+  }
+}
 
 async function start() {
   setUpDropZone();
   for (const tab of document.querySelectorAll('[role="tab"]')) {
     tab.addEventListener("click", () => showView(tab.dataset.view));
   }
-  $("explain-form").addEventListener("submit", explain);
-  $("adversarial-form").addEventListener("submit", adversarial);
-  $("activation-form").addEventListener("submit", activationMax);
-  $("features-form").addEventListener("submit", featureMaps);
-  $("filters-form").addEventListener("submit", filters);
-  $("compare-form").addEventListener("submit", compareMethods);
-  $("audit-form").addEventListener("submit", submitAudit);
+  setUpForms();
   $("audit-archive").addEventListener("change", updateControls);
   $("act-channel").addEventListener("input", updateControls);
   $("opacity").addEventListener("input", redrawAll);
