@@ -49,3 +49,13 @@ def test_non_json_answers_declare_their_media_type() -> None:
         "image/png"
     }
     assert set(contents["GET /metrics 200"]) == {"text/plain"}
+
+
+def test_error_answers_are_documented_as_json_error_bodies() -> None:
+    spec = create_app(Settings.model_validate({})).openapi()
+    report = spec["paths"]["/v1/audits/{job_id}/report"]["get"]["responses"]
+    overlay = spec["paths"]["/v1/audits/{job_id}/overlays/{index}/{method}.png"]["get"]
+    for responses in (report, overlay["responses"]):
+        schema = responses["404"]["content"]["application/json"]["schema"]
+        assert set(responses["404"]["content"]) == {"application/json"}
+        assert schema == {"$ref": "#/components/schemas/ErrorBody"}

@@ -256,7 +256,7 @@ async def audit_results(
 
 @router.get(
     "/audits/{job_id}/report",
-    response_class=HTMLResponse,
+    response_class=Response,  # the errors stay JSON; the 200 is declared below
     responses={
         **ERRORS,
         200: {
@@ -272,16 +272,13 @@ async def audit_report(job_id: str, jobs: JobsDep) -> HTMLResponse:
     return HTMLResponse(html)
 
 
+_PNG = {"image/png": {"schema": {"type": "string", "format": "binary"}}}
+
+
 @router.get(
     "/audits/{job_id}/overlays/{index}/{method}.png",
     response_class=Response,
-    responses={
-        **ERRORS,
-        200: {
-            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
-            "description": "the overlay PNG of one image",
-        },
-    },
+    responses={**ERRORS, 200: {"content": _PNG, "description": "the overlay PNG of one image"}},
 )
 async def audit_overlay(
     job_id: str, index: Annotated[int, Path(ge=0, le=10_000_000)], method: str, jobs: JobsDep
