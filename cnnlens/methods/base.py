@@ -62,6 +62,7 @@ class MethodContext:
     categories: Sequence[str] = ()  # class names by index (empty when unknown)
     gradient_pass: GradientPass | None = None
     head: str = "softmax"  # how logits become class scores (see cnnlens.models.heads)
+    region: torch.Tensor | None = None  # (B, h, w) segmentation heads: weights per output pixel
 
     @property
     def shared(self) -> GradientPass:
@@ -185,10 +186,13 @@ class GradientPass:
         self.logits = self.session.forward(x, input_grad=self.needs_input_gradient)
         return self.logits
 
-    def select(self, targets: torch.Tensor, head: str = "softmax") -> None:
-        """The scores to explain: the targets' logits (+/- the one logit of a binary head)."""
+    def select(
+        self, targets: torch.Tensor, head: str = "softmax", region: torch.Tensor | None = None
+    ) -> None:
+        """The scores to explain: the targets' logits (+/- the one logit of a binary head;
+        summed over `region` for a segmentation head)."""
         assert self.logits is not None
-        self.scores = heads.target_scores(head, self.logits, targets)  # (B,)
+        self.scores = heads.target_scores(head, self.logits, targets, region)  # (B,)
 
     def activation(self, layer: str) -> torch.Tensor:
         return self.session.activations[layer]

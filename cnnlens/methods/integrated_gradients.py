@@ -72,6 +72,7 @@ class IntegratedGradients(Method):
             weights_tensor,
             params.batch_size,
             head=context.head,
+            region=context.region,
         )
         return MethodOutput(delta * path_gradient, {"baseline": baseline})
 

@@ -78,6 +78,7 @@ class SmoothGrad(Method):
             params.batch_size,
             transform=torch.square if params.squared else None,
             head=context.head,
+            region=context.region,
         )
         if params.reduce == "max_abs":
             return MethodOutput(gradient.abs().amax(dim=1, keepdim=True))
