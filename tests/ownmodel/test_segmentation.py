@@ -8,6 +8,7 @@ depend on the image; inputs are 128 px to keep CPU time low.
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -330,6 +331,15 @@ preprocessing = {{ input_size = {SIZE} }}
         )
         assert refused.status_code == 422
         assert refused.json()["error"]["code"] == "incompatible_model"
+        from cnnlens.client import Client
+
+        result = Client(http_client=client).explain(
+            buffer.getvalue(), "saliency", target="sky", region=(100, 50, 300, 250), output="array"
+        )
+        assert result.predictions[0].pixel_share is not None
+        assert result.explanations[0].explained_box == (0, 0, 451, 300)
+        assert result.explanations[0].map is not None
+        assert result.explanations[0].map.shape == (300, 451)
         detail = client.get("/v1/models/scenes").json()
         assert detail["head"] == "segmentation" and detail["labels_count"] == CLASSES
         assert count_hooks(app.state.service.models["scenes"].module) == 0
@@ -339,3 +349,18 @@ def _labels(folder: Path) -> Path:
     path = folder / "labels.txt"
     path.write_text("ground\nsky\nwater\nwall\n")
     return path
+
+
+def test_cli_passes_the_region(tmp_path: Path) -> None:
+    from cnnlens.cli import main
+
+    photo = tmp_path / "cat.png"
+    Image.fromarray(data.chelsea()).save(photo)
+    common = ["explain", str(photo), "--model", f"torchvision:{ARCH}", "--weights", "none"]
+    common += ["--method", "saliency", "--target", "person", "--out", str(tmp_path), "-q"]
+    assert main([*common, "--region", "100,50,300,250"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    (image,) = summary["images"]
+    assert image["explanations"][0]["target"]["label"] == "person"
+    assert all(p["pixel_share"] > 0 for p in image["predictions"])
+    assert main([*common, "--region", "100,50,300"]) != 0
