@@ -28,6 +28,7 @@ from cnnlens.models.preprocess import CENTER_CROP
 from cnnlens.models.regions import RegionError
 from cnnlens.service import create_app
 from cnnlens.service.settings import load_settings
+from tests.ownmodel.conftest import small_cnn
 
 SIZE = 64
 CAT = Image.fromarray(data.chelsea())  # 451 x 300
@@ -35,16 +36,7 @@ CROP = {"input_size": SIZE, "resize": "center-crop"}
 
 
 def _small_cnn() -> nn.Sequential:
-    torch.manual_seed(7)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 3),
-    ).eval()
+    return small_cnn(outputs=3, seed=7).eval()
 
 
 def test_spellings_store_one_value_and_the_default_resize_size() -> None:
