@@ -226,6 +226,10 @@ def test_explain_lists_classes_with_pixel_shares(loaded: cnnlens.LoadedModel) ->
     assert shares == sorted(shares, reverse=True)
     assert [e.map.shape for e in result] == [(300, 451), (300, 451)]
     assert result[0].explained_box == (0, 0, 451, 300)
+    mask = np.zeros(photo.shape[:2], dtype=bool)
+    mask[50:250, 100:300] = True  # the same box as a mask of the photo's size
+    masked = cnnlens.explain(loaded, photo, methods=["saliency"], target=1, region=mask)
+    assert _r(masked[0].map, result[1].map) >= 0.99
     with pytest.raises(RegionError, match="outside"):
         cnnlens.explain(loaded, photo, methods=["saliency"], target=1, region=(0, 0, 452, 10))
 
