@@ -173,14 +173,15 @@ def _load_torchvision(arch: str, weights: Weights, arch_kwargs: dict[str, Any]) 
     if source is None:
         source = "torchvision" if hub_weights else "none"
         sha = _state_sha256(module) if hub_weights else None
-    classes = output_count(module) or 0
+    if segmentation:
+        categories = torchvision_categories(arch, output_count(module) or 0)
+    else:
+        categories = _categories_for(module)
     return LoadedModel(
         name=f"torchvision:{arch}",
         module=module,
         preprocessing=Preprocessing(),
-        categories=torchvision_categories(arch, classes)
-        if segmentation
-        else _categories_for(module),
+        categories=categories,
         weights_sha256=sha,
         weights_source=source,
     )
