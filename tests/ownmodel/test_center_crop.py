@@ -130,6 +130,11 @@ def test_audit_on_a_center_crop_model_ignores_the_border(tmp_path: Path) -> None
     comparison = compare(model, [CAT], methods=["saliency", "grad_cam"])
     agreement = comparison.images[0].agreement[0]
     assert np.isfinite(agreement.spearman)
+    tile = np.asarray(comparison.images[0].image, dtype=float)  # under the maps: the crop
+    crop = CAT.crop((91, 16, 356, 279)).resize((SIZE, SIZE), Image.Resampling.BICUBIC)
+    whole = CAT.resize((SIZE, SIZE), Image.Resampling.BICUBIC)
+    assert np.abs(tile - np.asarray(crop, dtype=float)).mean() < 1
+    assert np.abs(tile - np.asarray(whole, dtype=float)).mean() > 10
 
 
 def test_service_configuration_and_details(tmp_path: Path) -> None:
