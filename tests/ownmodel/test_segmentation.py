@@ -371,3 +371,25 @@ def test_cli_passes_the_region(tmp_path: Path) -> None:
     assert image["explanations"][0]["target"]["label"] == "person"
     assert all(p["pixel_share"] > 0 for p in image["predictions"])
     assert main([*common, "--region", "100,50,300"]) != 0
+
+
+def test_region_score_and_shares_by_hand() -> None:
+    from cnnlens.models import heads
+    from cnnlens.models.regions import region_weights
+
+    logits = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[0.0, 5.0], [-1.0, 0.5]]]])  # (1, 2, 2, 2)
+    region = torch.tensor([[[1.0, 0.0], [0.5, 1.0]]])
+    scores = heads.target_scores("segmentation", logits, torch.tensor([1]), region)
+    assert float(scores[0]) == pytest.approx(0.0 * 1 + 5.0 * 0 + (-1.0) * 0.5 + 0.5 * 1)
+    losses = heads.target_losses("segmentation", logits, torch.tensor([0]), region)
+    assert float(losses[0]) == pytest.approx(-(1.0 + 1.5 + 4.0))
+    assert heads.pixel_shares(logits).tolist() == [[0.75, 0.25]]  # class 1 wins one pixel
+    assert heads.predicted_sets("segmentation", logits) == [{0, 1}]
+    # A box covering pixels partly: x in [0.5, 2), y in [0, 1.25) over a 2 x 3 input.
+    coverage = box_coverage((0.5, 0.0, 2.0, 1.25), (2, 3))
+    torch.testing.assert_close(coverage, torch.tensor([[0.5, 1.0, 0.0], [0.125, 0.25, 0.0]]))
+    # A 4 x 4 input box seen by 2 x 2 logits: each output pixel weighs the share it covers.
+    coarse = region_weights((0, 0, 1, 4), torch.zeros(1, 3, 2, 2), torch.tensor([0]), (4, 4))
+    torch.testing.assert_close(coarse, torch.tensor([[[0.5, 0.0], [0.5, 0.0]]]))
+    with pytest.raises(RegionError, match="predicted at no pixel"):
+        region_weights(None, torch.zeros(1, 2, 2, 2), torch.tensor([1]), (2, 2))  # all class 0
