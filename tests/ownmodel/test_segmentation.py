@@ -21,8 +21,8 @@ from skimage import data
 from torch import nn
 
 import cnnlens
-from cnnlens.errors import IncompatibleModelError
-from cnnlens.models import count_hooks
+from cnnlens.errors import IncompatibleModelError, WeightsError
+from cnnlens.models import availability, count_hooks
 from cnnlens.models.regions import RegionError, box_coverage
 from cnnlens.models.weights import sha256_of_file
 from cnnlens.service import create_app
@@ -120,6 +120,14 @@ def test_loads_offline_without_backbone_weights(monkeypatch: pytest.MonkeyPatch)
     assert model.categories == ("0", "1", "2", "3")
     voc = cnnlens.load_model(f"torchvision:{ARCH}", weights="none")
     assert len(voc.categories) == 21 and voc.categories[15] == "person"
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(availability, "torchvision_cached", lambda arch: None)
+    monkeypatch.setattr(availability.socket, "create_connection", offline)
+    with pytest.raises(WeightsError, match="not cached"):  # default weights: fail at once
+        cnnlens.load_model(f"torchvision:{ARCH}")
 
 
 def test_default_layer_is_the_feature_map_before_the_class_maps(
