@@ -35,7 +35,7 @@ from cnnlens.methods.adversarial import (
     attack_labels,
     projected_gradient_attack,
 )
-from cnnlens.methods.base import MethodParams, get_method, parse_params
+from cnnlens.methods.base import MethodParams, check_head_support, get_method, parse_params
 from cnnlens.methods.targets import Targets, resolve_targets
 from cnnlens.models.hooks import hook_session
 from cnnlens.models.loaded import LoadedModel
@@ -121,6 +121,7 @@ def adversarial_images(
     targets: Targets = None,
 ) -> list[AdversarialImage]:
     """`adversarial_image` for several photos of any sizes, with batched model passes."""
+    check_head_support(get_method("adversarial"), model.head)
     parsed = saved_output_params(params)
     prep = model.preprocessing
     device = model.device

@@ -17,7 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
-from cnnlens.errors import InvalidParamsError, MethodNotFoundError
+from cnnlens.errors import IncompatibleModelError, InvalidParamsError, MethodNotFoundError
 from cnnlens.methods.workload import Cost, Workload
 from cnnlens.models import heads
 from cnnlens.models.hooks import HookSession, ReluRule
@@ -87,6 +87,9 @@ class Method(ABC):
     uses_target: ClassVar[bool] = True
     # Whether the method looks at an uploaded image (weights and optimized images need none).
     uses_image: ClassVar[bool] = True
+    # Whether it explains a segmentation target (a class's logits over a region, through
+    # `heads.target_scores` / `target_losses`); False: it reads (B, K) class logits.
+    segmentation: ClassVar[bool] = True
 
     def requirements(self, params: Any, layer: str) -> Requirements:
         return Requirements()
@@ -147,6 +150,15 @@ def own_route(name: str) -> str | None:
     if get_method(name).produces == "map":
         return None
     return "/v1/" + name.replace("_", "-")
+
+
+def check_head_support(method: Method, head: str) -> None:
+    """Refuse (422) a method that reads (B, K) class logits on a segmentation model."""
+    if head == heads.SEGMENTATION and not method.segmentation:
+        raise IncompatibleModelError(
+            f"{method.name} reads class logits (B, K) and does not explain segmentation "
+            "models; use saliency, grad_cam, guided_backprop, occlusion or integrated_gradients"
+        )
 
 
 def parse_params(method: Method, params: BaseModel | dict[str, Any] | None) -> MethodParams:

@@ -277,6 +277,9 @@ def test_guided_methods_on_a_module_returning_class_maps() -> None:
     )
     torch.testing.assert_close(auto, dense, rtol=1e-4, atol=1e-5)
     assert float(dense.abs().max()) > 0
+    for unsupported in ("score_cam", "activation_max", "adversarial"):
+        with pytest.raises(IncompatibleModelError, match="segmentation"):
+            cnnlens.attribute(unsupported, model, x, target=0, region=box)
     smooth = cnnlens.attribute("smoothgrad", model, x, target=0, region=box, samples=4)
     assert float(smooth.abs().sum()) > 0
     assert count_hooks(module) == 0
@@ -355,6 +358,13 @@ preprocessing = {{ input_size = {SIZE} }}
         assert result.explanations[0].explained_box == (0, 0, 451, 300)
         assert result.explanations[0].map is not None
         assert result.explanations[0].map.shape == (300, 451)
+        for route, form in [
+            ("/v1/adversarial", {"target": "sky"}),
+            ("/v1/explain", {"target": "sky", "method": "score_cam"}),
+        ]:
+            answer = client.post(route, files=files, data=form)
+            assert answer.status_code == 422, (route, answer.text)
+            assert answer.json()["error"]["code"] == "incompatible_model"
         detail = client.get("/v1/models/scenes").json()
         assert detail["head"] == "segmentation" and detail["labels_count"] == CLASSES
         assert count_hooks(app.state.service.models["scenes"].module) == 0
