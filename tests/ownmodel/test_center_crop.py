@@ -189,3 +189,18 @@ def test_environment_entry_sets_the_preprocessing() -> None:
     assert entry.preprocessing == {"input_size": 64, "resize": "center-crop"}
     model = entry.load(None)
     assert model.preprocessing.resize == CENTER_CROP and model.input_size == (SIZE, SIZE)
+
+
+def test_adversarial_perturbs_only_what_the_model_sees() -> None:
+    from cnnlens.methods.adversarial_image import adversarial_image
+
+    model = cnnlens.wrap(_small_cnn(), preprocessing=CROP, labels=["a", "b", "c"])
+    small = CAT.resize((150, 100))  # crop box (30, 5, 118, 94): quick attack
+    x0, y0, x1, y1 = model.preprocessing.framing(150, 100).explained_box
+    result = adversarial_image(model, small, {"attack": "fgsm", "epsilon": 4})
+    change = np.abs(result.perturbation).max(axis=2)  # (H, W) levels moved
+    outside = np.ones(change.shape, dtype=bool)
+    outside[y0 - 2 : y1 + 2, x0 - 2 : x1 + 2] = False  # resampling reaches a pixel or two
+    assert change[outside].max() == 0  # the border is never seen, so never moved
+    assert change[y0:y1, x0:x1].max() > 0
+    assert result.target.label == cnnlens.explain(model, small, ["saliency"]).predictions[0].label
