@@ -19,14 +19,19 @@ from cnnlens.methods.run import run_methods
 from cnnlens.methods.targets import class_index
 from cnnlens.models import heads
 from cnnlens.models.loaded import LoadedModel
+from cnnlens.models.regions import Region, RegionError
 from cnnlens.models.registry import load_model
+
+# A segmentation target's region over the image: a box (x0, y0, x1, y1) or an (H, W) mask.
+ImageRegion = Sequence[float] | np.ndarray | torch.Tensor | None
 
 
 @dataclass(frozen=True)
 class ClassScore:
     index: int
     label: str
-    probability: float
+    probability: float  # segmentation: the class's mean per-pixel probability
+    pixel_share: float | None = None  # segmentation: fraction of pixels predicted as it
 
 
 @dataclass
@@ -36,11 +41,14 @@ class Explanation:
     method: str
     target: ClassScore | None
     layer: str | None
-    map: np.ndarray  # (H, W) or (3, H, W) float32 raw values; H, W = the image's own size
+    # (H, W) or (3, H, W) float32 raw values; H, W = the image's own size. NaN where the
+    # model does not see the image (the border a center-crop preprocessing cuts away).
+    map: np.ndarray
     image: Image.Image = field(repr=False)
     extras: dict[str, Any] = field(default_factory=dict, repr=False)
     elapsed_ms: float = 0.0
     aligned: bool = True  # False for methods whose result is not a map of this image
+    explained_box: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1) the map covers
     # Colour maps by cmap: the heatmap and the overlay share one normalization (`map` is
     # not modified after construction).
     _colored: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
@@ -67,7 +75,8 @@ class Explanation:
     def _colormap(self, cmap: str) -> np.ndarray:
         """(H, W, 3) uint8: the normalized map through `cmap`, computed once per cmap."""
         if cmap not in self._colored:
-            self._colored[cmap] = render.colorize(render.normalize_map(self.map), cmap)
+            colored = render.colorize(render.normalize_map(self.map), cmap)
+            self._colored[cmap] = render.mark_unexplained(colored, self.map)
         return self._colored[cmap]
 
     def heatmap_png(self, cmap: str = "jet") -> bytes:
@@ -105,6 +114,7 @@ def explain(
     layer: str | nn.Module | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
     top_k: int = 5,
+    region: ImageRegion = None,
 ) -> Explanations:
     """Explain one image with several methods and targets, sharing passes where possible.
 
@@ -116,7 +126,11 @@ def explain(
         layer: module name or module object for layer-based methods (default: the model's
             default layer).
         params: per-method parameters, keyed by method name.
-        top_k: how many predictions to report.
+        top_k: how many predictions to report (segmentation models: every class present,
+            by pixel share).
+        region: segmentation models: a box (x0, y0, x1, y1) in the image's pixels or a
+            boolean mask of the image's size that each target's logits are summed over
+            (default: the pixels predicted as the target).
     """
     loaded = load_model(model) if isinstance(model, str) else model
     picture = load_image(image)
@@ -133,9 +147,9 @@ def explain(
         [(name, dict(params.get(name, {}))) for name in method_list],
         target=targets or None,
         layer=layer,
+        region=input_region(loaded, picture, region),
     )
-    probabilities = heads.probabilities(loaded.head, result.logits)
-    predictions = _top_k(loaded, probabilities[0], top_k)
+    predictions = predictions_of(loaded, result.logits[:1], top_k)
     explanations = explanations_from_run(loaded, picture, result, method_list)
     if loaded.was_training:
         warnings.warn(
@@ -160,27 +174,62 @@ def explanations_from_run(
 ) -> list[Explanation]:
     """One Explanation per method and target row, each map on the picture's own pixels."""
     probabilities = heads.probabilities(model.head, run.logits)  # (rows, K)
+    shares = heads.pixel_shares(run.logits) if model.head == heads.SEGMENTATION else None
+    framing = model.preprocessing.framing(picture.width, picture.height)
     explanations: list[Explanation] = []
     for name in method_names:
         method = get_method(name)
         output = run.outputs[name]
         count = output.map.shape[0] if method.uses_target else 1
+        aligned = method.produces in ("map", "activations")
         for row in range(count):
             index = int(run.targets[row])
-            target = ClassScore(index, model.label_of(index), float(probabilities[row, index]))
+            share = None if shares is None else float(shares[row, index])
+            target = ClassScore(
+                index, model.label_of(index), float(probabilities[row, index]), share
+            )
+            raw = output.map[row]
             explanations.append(
                 Explanation(
                     method=name,
                     target=target if method.uses_target else None,
                     layer=run.layer if method.uses_layer else None,
-                    map=_on_image_pixels(output.map[row], picture, method.produces),
+                    map=framing.place(raw) if aligned else raw.detach().float().cpu().numpy(),
                     image=picture,
                     extras=_row_extras(output.extras, row, output.map.shape[0]),
                     elapsed_ms=run.elapsed_ms.get(name, 0.0) / count,
-                    aligned=method.produces in ("map", "activations"),
+                    aligned=aligned,
+                    explained_box=framing.explained_box if aligned else None,
                 )
             )
     return explanations
+
+
+def input_region(model: LoadedModel, picture: Image.Image, region: ImageRegion) -> Region:
+    """A region over the image's pixels (a box or a boolean mask) -> the same in input pixels."""
+    if region is None:
+        return None
+    if model.head != heads.SEGMENTATION:
+        raise RegionError("a region applies to segmentation models only")
+    framing = model.preprocessing.framing(picture.width, picture.height)
+    if isinstance(region, np.ndarray | torch.Tensor):
+        if region.ndim != 2:
+            raise RegionError(f"a region mask is (H, W), got {tuple(region.shape)}")
+        return framing.mask_to_input(region)
+    return framing.box_to_input(region)
+
+
+def predictions_of(model: LoadedModel, logits: torch.Tensor, k: int = 5) -> list[ClassScore]:
+    """The first row's predictions: the top k classes, or for a segmentation model every
+    class some pixel is predicted as, by pixel share."""
+    probabilities = heads.probabilities(model.head, logits)[0]  # (K,)
+    if model.head != heads.SEGMENTATION:
+        return _top_k(model, probabilities, k)
+    shares = heads.pixel_shares(logits)[0]  # (K,)
+    present = [int(i) for i in torch.argsort(shares, descending=True) if shares[i] > 0]
+    return [
+        ClassScore(i, model.label_of(i), float(probabilities[i]), float(shares[i])) for i in present
+    ]
 
 
 def _target_list(model: LoadedModel, target: Any) -> list[int]:
@@ -197,14 +246,6 @@ def _top_k(model: LoadedModel, probabilities: torch.Tensor, k: int) -> list[Clas
         ClassScore(int(i), model.label_of(int(i)), float(v))
         for v, i in zip(values, indices, strict=True)
     ]
-
-
-def _on_image_pixels(raw: torch.Tensor, image: Image.Image, produces: str) -> np.ndarray:
-    """Input-space map -> the original image's resolution (the whole image was resized)."""
-    if produces not in ("map", "activations"):
-        return raw.detach().float().cpu().numpy()
-    resized = render.resize_map(raw, (image.height, image.width))
-    return resized[0] if resized.ndim == 3 and resized.shape[0] == 1 else resized
 
 
 def _row_extras(extras: dict[str, Any], row: int | slice, batch: int) -> dict[str, Any]:

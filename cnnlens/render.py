@@ -46,8 +46,16 @@ def to_2d(raw: np.ndarray | torch.Tensor) -> np.ndarray:
 
 def normalize_map(raw: np.ndarray | torch.Tensor, clip_percentile: float = 99.5) -> np.ndarray:
     """Raw map -> [0, 1]. Non-negative maps scale by their (clipped) maximum; signed maps by
-    max |v| around 0.5, so that zero stays neutral. Non-finite values count as 0."""
-    array = np.nan_to_num(to_2d(raw), nan=0.0, posinf=0.0, neginf=0.0)
+    max |v| around 0.5, so that zero stays neutral. Non-finite values count as 0 (NaN marks
+    pixels not explained: they take no part in the scale)."""
+    array = to_2d(raw)
+    finite = np.isfinite(array)
+    if not finite.all():
+        scale = array[finite]
+        unit = normalize_map(scale.reshape(1, -1), clip_percentile) if scale.size else scale
+        result = np.full(array.shape, 0.0, np.float32)
+        result[finite] = unit.reshape(-1)
+        return result
     if array.min(initial=0.0) >= 0:
         top = float(np.percentile(array, clip_percentile)) if array.size else 0.0
         top = top if top > 0 else float(array.max(initial=0.0))
@@ -63,6 +71,18 @@ def colorize(unit: np.ndarray, cmap: str = "jet") -> np.ndarray:
     # table several times faster than int64 ones on a 12-megapixel map.
     indices = np.clip(unit * 255.0 + 0.5, 0.0, 255.0).astype(np.uint8)
     return _lookup_table(cmap)[indices]
+
+
+UNEXPLAINED_GREY = (128, 128, 128)
+
+
+def mark_unexplained(colored: np.ndarray, raw: np.ndarray | torch.Tensor) -> np.ndarray:
+    """(H, W, 3) uint8 colours of `raw` with its NaN pixels (not explained) in neutral grey."""
+    unexplained = np.isnan(to_2d(raw))
+    if unexplained.any():
+        colored = colored.copy()
+        colored[unexplained] = UNEXPLAINED_GREY
+    return colored
 
 
 def resize_map(raw: torch.Tensor | np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -89,9 +109,14 @@ def rgb_map_image(raw: np.ndarray | torch.Tensor) -> Image.Image:
     """(3, H, W) signed map (guided backprop, deconvnet) as an image: centred at gray,
     scaled by a robust spread, as in Springenberg et al.'s figures."""
     array = raw.detach().cpu().float().numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw)
-    array = np.nan_to_num(array.astype(np.float32))
-    spread = float(np.percentile(np.abs(array - array.mean()), 99.5)) or 1.0
-    unit = np.clip(0.5 + (array - array.mean()) / (2 * spread), 0, 1)
+    array = array.astype(np.float32)
+    unexplained = np.isnan(array).any(axis=0)  # grey, as in `mark_unexplained`
+    array = np.nan_to_num(array)
+    seen = array[:, ~unexplained] if unexplained.any() else array
+    mean = float(seen.mean()) if seen.size else 0.0
+    spread = float(np.percentile(np.abs(seen - mean), 99.5)) if seen.size else 1.0
+    unit = np.clip(0.5 + (array - mean) / (2 * (spread or 1.0)), 0, 1)
+    unit[:, unexplained] = 0.5
     return Image.fromarray((np.moveaxis(unit, 0, -1) * 255 + 0.5).astype(np.uint8))
 
 
@@ -108,7 +133,8 @@ def overlay(
     already has it (a heatmap of the same map): it is then not normalized twice.
     """
     if heat is None or heat.shape[:2] != (image.height, image.width):
-        heat = colorize(normalize_map(resize_map(to_2d(raw), (image.height, image.width))), cmap)
+        on_image = resize_map(to_2d(raw), (image.height, image.width))
+        heat = mark_unexplained(colorize(normalize_map(on_image), cmap), on_image)
     base = np.asarray(image.convert("RGB"), dtype=np.float32)
     # In place: at 12 megapixels every temporary is a 144 MB array.
     blended = base * np.float32(1 - alpha)

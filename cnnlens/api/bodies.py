@@ -33,10 +33,12 @@ def class_score(score: Score | None) -> ClassScore | None:
     if score is None:
         return None
     probability = float(score.probability)
+    share = getattr(score, "pixel_share", None)
     return ClassScore(
         index=int(score.index),
         label=str(score.label),
         probability=probability if math.isfinite(probability) else 0.0,
+        pixel_share=None if share is None else float(share),
     )
 
 
@@ -60,6 +62,7 @@ def explanation_body(
         overlay_png=encode_png(explanation.overlay()) if "overlay" in outputs else None,
         array=encode_array(explanation.map.astype(np.float32)) if "array" in outputs else None,
         elapsed_ms=round(explanation.elapsed_ms, 3),
+        explained_box=list(box) if (box := explanation.explained_box) is not None else None,
     )
 
 

@@ -41,6 +41,23 @@ def parse_outputs(value: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(outputs)
 
 
+def parse_box(text: str | None) -> tuple[float, float, float, float] | None:
+    """`region` = "x0,y0,x1,y1" (pixels of the uploaded image) -> four numbers; empty: None.
+    Whether the box lies inside the image is checked against the image."""
+    if text is None or not text.strip():
+        return None
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        values = tuple(float(part) for part in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise InvalidParamsError(
+            f"region must be four numbers x0,y0,x1,y1, got {text[:60]!r}", code="bad_region"
+        )
+    return values[0], values[1], values[2], values[3]
+
+
 def json_object(text: str | None, what: str) -> dict[str, Any]:
     """A JSON object field (bounded integers, finite numbers); empty: {}."""
     if text is None or not text.strip():

@@ -44,6 +44,11 @@ class ClassScore(Schema):
     index: int
     label: str
     probability: float
+    pixel_share: float | None = Field(
+        default=None,
+        description="segmentation models: the fraction of pixels predicted as this class "
+        "(probability is then the class's mean per-pixel probability)",
+    )
 
 
 class ImageSize(Schema):
@@ -67,12 +72,19 @@ class ExplanationBody(Schema):
     overlay_png: str | None = Field(default=None, description="base64 PNG at the image's size")
     array: ArrayPayload | None = None
     elapsed_ms: float
+    explained_box: list[int] | None = Field(
+        default=None,
+        description="[x0, y0, x1, y1] of the image the map explains (x1, y1 exclusive); "
+        "outside it (a center-cropped model's border) the array is NaN",
+    )
 
 
 class ExplainResponse(Schema):
     model: str
     image: ImageSize
-    predictions: list[ClassScore] = Field(description="top-5")
+    predictions: list[ClassScore] = Field(
+        description="top-5; segmentation models: the classes present, by pixel share"
+    )
     explanations: list[ExplanationBody]
     elapsed_ms: float
     was_training: bool = Field(
@@ -106,8 +118,11 @@ class PreprocessingBody(Schema):
     mean: list[float]
     std: list[float]
     interpolation: str
-    resize: str = Field(default="whole", description="whole, or shorter-side+center-crop")
+    resize: str = Field(default="whole", description="whole, or shorter-side + center-crop")
     channels: int = Field(default=3, description="3 (RGB) or 1 (grayscale)")
+    resize_size: int | None = Field(
+        default=None, description="center crop: the shorter side's size before the crop"
+    )
 
 
 class ModelSummary(Schema):
@@ -127,7 +142,7 @@ class ModelList(Schema):
 
 class ModelDetail(ModelSummary):
     labels_count: int = Field(description="how many class labels the model has")
-    head: str = Field(description="softmax, sigmoid or binary")
+    head: str = Field(description="softmax, sigmoid, binary or segmentation")
     was_training: bool = Field(description="handed over in train mode (explained in eval)")
     preprocessing: PreprocessingBody
     layers: list[LayerBody]

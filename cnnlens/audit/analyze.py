@@ -103,8 +103,9 @@ class AuditAnalyzer:
         outcome = ImageOutcome(item.index, {})
         outcome.thumbnail = _jpeg(_thumbnail(image, config.thumbnail_side))
         map_records: dict[str, dict[str, Any]] = {}
+        framing = model.preprocessing.framing(image.width, image.height)
         for position, (name, raw) in enumerate(maps.items()):
-            on_image = render.to_2d(render.resize_map(raw, (image.height, image.width)))
+            on_image = render.to_2d(framing.place(raw))  # NaN outside a center crop
             entry = map_records[name] = self._localize(raw, on_image, region)
             off_object = entry["pointing_hit"] is False or (
                 entry["box_energy"] is not None and entry["box_energy"] < config.min_box_energy

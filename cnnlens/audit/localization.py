@@ -47,11 +47,14 @@ def energy_share(saliency: np.ndarray, mask: np.ndarray) -> float | None:
 def pointing_hit(saliency: np.ndarray, mask: np.ndarray, tolerance: int = 15) -> bool | None:
     """Pointing game (Zhang et al., "Top-down Neural Attention by Excitation Backprop", ECCV
     2016): a hit when the map's maximum lies within `tolerance` pixels of the object.
-    None when the map is degenerate (no single maximum to point with) or the region is empty."""
+    None when the map is degenerate (no single maximum to point with) or the region is empty.
+    NaN pixels (not explained: a center crop's border) are ignored."""
     array = np.asarray(saliency, dtype=np.float64)
-    if not mask.any() or is_degenerate(array):
+    explained = ~np.isnan(array)
+    if not mask.any() or not explained.any() or is_degenerate(array[explained]):
         return None
-    y, x = (int(v) for v in np.unravel_index(int(np.argmax(array)), array.shape))
+    peak = int(np.argmax(np.where(explained, array, -np.inf)))
+    y, x = (int(v) for v in np.unravel_index(peak, array.shape))
     top, left = max(0, y - tolerance), max(0, x - tolerance)
     window = mask[top : y + tolerance + 1, left : x + tolerance + 1]
     ys, xs = np.nonzero(window)

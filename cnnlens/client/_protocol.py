@@ -152,10 +152,12 @@ def explain(
     params: Mapping[str, Mapping[str, Any]] | None = None,
     output: str | Sequence[str] = OUTPUTS,
     filename: str | None = None,
+    region: Sequence[float] | None = None,
 ) -> Call[results.ExplainResult]:
     """POST /v1/explain: one map per method and target, each raw map a numpy array
     (`ExplanationResult.map`, (H, W) or (3, H, W) at the image's size), the overlay and
-    heatmap PIL images. Leave "array" out of `output` for smaller answers."""
+    heatmap PIL images. Leave "array" out of `output` for smaller answers. `region`
+    (segmentation models): (x0, y0, x1, y1) in the image's pixels."""
     outputs = _names(output)
     unknown = sorted(set(outputs) - set(OUTPUTS))
     if unknown:
@@ -167,9 +169,13 @@ def explain(
         "POST",
         "/v1/explain",
         results.ExplainResult.from_json,
-        data={**form, "output": ",".join(outputs)},
+        data={**form, "output": ",".join(outputs), **_region_field(region)},
         files={"image": image_file(image, filename)},
     )
+
+
+def _region_field(region: Sequence[float] | None) -> dict[str, str]:
+    return {} if region is None else {"region": ",".join(f"{float(v):g}" for v in region)}
 
 
 def _names(values: str | Sequence[str]) -> list[str]:

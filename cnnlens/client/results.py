@@ -29,12 +29,19 @@ class ClassScore:
     index: int
     label: str
     probability: float
+    pixel_share: float | None = None  # segmentation models: the fraction of pixels
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> ClassScore | None:
         if not data:
             return None
-        return cls(int(data["index"]), str(data.get("label", data["index"])), _float(data))
+        share = data.get("pixel_share")
+        return cls(
+            int(data["index"]),
+            str(data.get("label", data["index"])),
+            _float(data),
+            None if share is None else float(share),
+        )
 
 
 def _float(data: Mapping[str, Any], key: str = "probability") -> float:
@@ -61,6 +68,7 @@ class ExplanationResult:
     overlay_png: bytes | None = field(default=None, repr=False)
     heatmap_png: bytes | None = field(default=None, repr=False)
     elapsed_ms: float = 0.0
+    explained_box: tuple[int, ...] | None = None  # (x0, y0, x1, y1); outside it map is NaN
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ExplanationResult:
@@ -76,6 +84,7 @@ class ExplanationResult:
             overlay_png=_png_bytes(data.get("overlay_png")),
             heatmap_png=_png_bytes(data.get("heatmap_png")),
             elapsed_ms=float(data.get("elapsed_ms", 0.0)),
+            explained_box=tuple(box) if (box := data.get("explained_box")) else None,
         )
 
 

@@ -267,7 +267,9 @@ def compare_image(
         name=name,
         width=picture.width,
         height=picture.height,
-        image=picture.convert("RGB").resize((x.shape[-1], x.shape[-2]), Image.Resampling.BICUBIC),
+        image=picture.convert("RGB")
+        .crop(model.preprocessing.framing(picture.width, picture.height).explained_box)
+        .resize((x.shape[-1], x.shape[-2]), Image.Resampling.BICUBIC),  # what the maps cover
         target=ClassScore(index, model.label_of(index), float(probabilities[index])),
         predictions=predictions,
         layer=run.layer,

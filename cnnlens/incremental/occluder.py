@@ -44,6 +44,7 @@ class Occluder:
         self.batch_size = batch_size
         self.incremental: IncrementalOcclusion | None = None
         self.note: str | None = None  # why the dense engine runs when it was not asked for
+        self._region: torch.Tensor | None = None  # the current image's, see `losses`
         if engine != "dense":
             rows, cols = grid.corners(example.device)
             size = (grid.window, grid.window)
@@ -80,9 +81,12 @@ class Occluder:
         target: int,
         patch: torch.Tensor,
         windows: torch.Tensor | None = None,
+        region: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """x (1, 3, H, W), patch (3, w, w) -> clean loss () and occluded losses (N,), or (M,)
-        at the `windows` (M,) indices of the grid, row-major, when given."""
+        at the `windows` (M,) indices of the grid, row-major, when given. `region` (1, h, w):
+        a segmentation target's weights per output pixel."""
+        self._region = region
         with torch.inference_mode():
             if self.incremental is not None:
                 return self._incremental_losses(self.incremental, x, target, patch, windows)
@@ -96,20 +100,20 @@ class Occluder:
         patch: torch.Tensor,
         windows: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        clean = _loss(engine.set_image(x), target, self.head)[0]
+        clean = self._loss(engine.set_image(x), target)[0]
         count = len(self.grid) if windows is None else int(windows.shape[0])
         losses = [clean.new_zeros(0)]
         for start in range(0, count, self.batch_size):
             stop = min(start + self.batch_size, count)
             patches = patch.expand(stop - start, -1, -1, -1)  # (P, 3, w, w)
             select = slice(start, stop) if windows is None else windows[start:stop]
-            losses.append(_loss(engine.logits_at(select, patches), target, self.head))
+            losses.append(self._loss(engine.logits_at(select, patches), target))
         return clean, torch.cat(losses)
 
     def _dense_losses(
         self, x: torch.Tensor, target: int, patch: torch.Tensor, windows: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        clean = _loss(self.model(x), target, self.head)[0]
+        clean = self._loss(self.model(x), target)[0]
         corners = [(r, c) for r in self.grid.row_starts for c in self.grid.col_starts]
         if windows is not None:
             corners = [corners[i] for i in windows.tolist()]
@@ -125,10 +129,11 @@ class Occluder:
             copies.copy_(x.expand(len(chunk), -1, -1, -1))
             for copy, (row, col) in zip(copies, chunk, strict=True):
                 copy[:, row : row + size, col : col + size] = patch
-            losses.append(_loss(self.model(copies), target, self.head))
+            losses.append(self._loss(self.model(copies), target))
         return clean, torch.cat(losses)
 
-
-def _loss(logits: torch.Tensor, target: int, head: str) -> torch.Tensor:
-    """(P, K) logits -> (P,) the target class's loss under the model's head."""
-    return heads.target_loss(head, logits)[:, target]
+    def _loss(self, logits: torch.Tensor, target: int) -> torch.Tensor:
+        """(P, K) logits -> (P,) the target class's loss under the model's head."""
+        targets = torch.full((logits.shape[0],), target, dtype=torch.long, device=logits.device)
+        region = None if self._region is None else self._region.expand(logits.shape[0], -1, -1)
+        return heads.target_losses(self.head, logits, targets, region)

@@ -41,6 +41,7 @@ def mean_input_gradient(
     batch_size: int,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     head: str = "softmax",
+    region: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """sum_s weights[s] * T(d S_target / d x at points(s)), for s in range(count).
 
@@ -55,6 +56,7 @@ def mean_input_gradient(
         batch_size: rows per forward/backward.
         transform: T applied to each point's gradient before weighting (default identity).
         head: how logits become class scores (see `cnnlens.models.heads.target_scores`).
+        region: (B, h, w) segmentation heads: each sample's weights per output pixel.
     """
     batch = like.shape[0]
     total = torch.zeros_like(like)
@@ -78,8 +80,11 @@ def mean_input_gradient(
                 row += end - first
             chunk = torch.cat([point(s)[first:end] for s, first, end in pieces])  # (n, 3, H, W)
             chunk_targets = torch.cat([targets[first:end] for _, first, end in pieces])
+            chunk_region = (
+                None if region is None else torch.cat([region[a:b] for _, a, b in pieces])
+            )
             logits = session.forward(chunk, input_grad=True)
-            scores = heads.target_scores(head, logits, chunk_targets)
+            scores = heads.target_scores(head, logits, chunk_targets, chunk_region)
             assert session.input is not None
             (gradient,) = session.gradients(scores, [session.input], retain_graph=False)
             if transform is not None:

@@ -46,6 +46,7 @@ class ActivationMax(Method):
     """
 
     name = "activation_max"
+    segmentation = False
     title = "Activation maximization"
     paper = "Simonyan et al. 2014, arXiv:1312.6034; Olah et al. 2017, doi:10.23915/distill.00007"
     Params = ActivationMaxParams

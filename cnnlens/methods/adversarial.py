@@ -57,6 +57,7 @@ class Adversarial(Method):
     """
 
     name = "adversarial"
+    segmentation = False
     title = "Adversarial input (FGSM / PGD)"
     paper = "Goodfellow et al. 2015, arXiv:1412.6572; Madry et al. 2018, arXiv:1706.06083"
     Params = AdversarialParams

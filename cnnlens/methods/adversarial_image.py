@@ -35,10 +35,11 @@ from cnnlens.methods.adversarial import (
     attack_labels,
     projected_gradient_attack,
 )
-from cnnlens.methods.base import MethodParams, get_method, parse_params
+from cnnlens.methods.base import MethodParams, check_head_support, get_method, parse_params
 from cnnlens.methods.targets import Targets, resolve_targets
 from cnnlens.models.hooks import hook_session
 from cnnlens.models.loaded import LoadedModel
+from cnnlens.models.preprocess import Preprocessing
 
 MIN_SAVED_EPSILON = 1.0  # one 8-bit level, 0-255 units
 
@@ -121,6 +122,7 @@ def adversarial_images(
     targets: Targets = None,
 ) -> list[AdversarialImage]:
     """`adversarial_image` for several photos of any sizes, with batched model passes."""
+    check_head_support(get_method("adversarial"), model.head)
     parsed = saved_output_params(params)
     prep = model.preprocessing
     device = model.device
@@ -130,8 +132,7 @@ def adversarial_images(
     high = [(levels + budget).clamp(max=LEVELS) / LEVELS for levels in originals]
 
     def to_input(pixels: Sequence[torch.Tensor]) -> torch.Tensor:
-        seen = [resize_like_pil(quantize(p), prep.input_size, prep.interpolation) for p in pixels]
-        return prep.normalize(torch.cat(seen))
+        return prep.normalize(torch.cat([_model_view(prep, quantize(p)) for p in pixels]))
 
     start = [levels / LEVELS for levels in originals]
     uploads = torch.cat([prep(image) for image in images]).to(device)  # the photos as uploads
@@ -189,6 +190,16 @@ def saved_output_params(params: MethodParams | dict[str, Any] | None) -> Adversa
             "(rounding would undo it): use epsilon >= 1"
         )
     return parsed
+
+
+def _model_view(prep: Preprocessing, pixels: torch.Tensor) -> torch.Tensor:
+    """(1, 3, H, W) pixels in [0, 1] -> the input-size view the preprocessing takes of them
+    (resized whole, or resized and center-cropped), differentiably."""
+    frame = prep.framing(pixels.shape[-1], pixels.shape[-2])
+    size = (frame.resized_height, frame.resized_width)
+    resized = resize_like_pil(pixels, size, prep.interpolation)
+    rows = slice(frame.top, frame.top + frame.input_height)
+    return resized[..., rows, frame.left : frame.left + frame.input_width]
 
 
 def _original_levels(

@@ -17,7 +17,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
-from cnnlens.errors import InvalidParamsError, MethodNotFoundError, validation_problems
+from cnnlens.errors import (
+    IncompatibleModelError,
+    InvalidParamsError,
+    MethodNotFoundError,
+    validation_problems,
+)
 from cnnlens.methods.workload import Cost, Workload
 from cnnlens.models import heads
 from cnnlens.models.hooks import HookSession, ReluRule
@@ -67,6 +72,7 @@ class MethodContext:
     categories: Sequence[str] = ()  # class names by index (empty when unknown)
     gradient_pass: GradientPass | None = None
     head: str = "softmax"  # how logits become class scores (see cnnlens.models.heads)
+    region: torch.Tensor | None = None  # (B, h, w) segmentation heads: weights per output pixel
 
     @property
     def shared(self) -> GradientPass:
@@ -91,6 +97,9 @@ class Method(ABC):
     uses_target: ClassVar[bool] = True
     # Whether the method looks at an uploaded image (weights and optimized images need none).
     uses_image: ClassVar[bool] = True
+    # Whether it explains a segmentation target (a class's logits over a region, through
+    # `heads.target_scores` / `target_losses`); False: it reads (B, K) class logits.
+    segmentation: ClassVar[bool] = True
 
     def requirements(self, params: Any, layer: str) -> Requirements:
         return Requirements()
@@ -153,6 +162,15 @@ def own_route(name: str) -> str | None:
     return "/v1/" + name.replace("_", "-")
 
 
+def check_head_support(method: Method, head: str) -> None:
+    """Refuse (422) a method that reads (B, K) class logits on a segmentation model."""
+    if head == heads.SEGMENTATION and not method.segmentation:
+        raise IncompatibleModelError(
+            f"{method.name} reads class logits (B, K) and does not explain segmentation "
+            "models; use saliency, grad_cam, guided_backprop, occlusion or integrated_gradients"
+        )
+
+
 def parse_params(method: Method, params: BaseModel | dict[str, Any] | None) -> MethodParams:
     """Validate raw params into the method's pydantic model, as a clear 422 on failure."""
     if isinstance(params, method.Params):
@@ -187,10 +205,13 @@ class GradientPass:
         self.logits = self.session.forward(x, input_grad=self.needs_input_gradient)
         return self.logits
 
-    def select(self, targets: torch.Tensor, head: str = "softmax") -> None:
-        """The scores to explain: the targets' logits (+/- the one logit of a binary head)."""
+    def select(
+        self, targets: torch.Tensor, head: str = "softmax", region: torch.Tensor | None = None
+    ) -> None:
+        """The scores to explain: the targets' logits (+/- the one logit of a binary head;
+        summed over `region` for a segmentation head)."""
         assert self.logits is not None
-        self.scores = heads.target_scores(head, self.logits, targets)  # (B,)
+        self.scores = heads.target_scores(head, self.logits, targets, region)  # (B,)
 
     def activation(self, layer: str) -> torch.Tensor:
         return self.session.activations[layer]

@@ -62,6 +62,7 @@ class IntegratedGradients(BatchedGradientMethod):
             weights_tensor,
             params.batch_size,
             head=context.head,
+            region=context.region,
         )
         return MethodOutput(delta * path_gradient, {"baseline": baseline})
 

@@ -25,6 +25,7 @@ from cnnlens.models.hooks import hook_session
 from cnnlens.models.layers import LayerInventory, inspect_layers
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.preprocess import Preprocessing
+from cnnlens.models.regions import Region, RegionError, region_weights
 
 # Per module, then per input size: shapes (hence the default layer and the CAM head check)
 # depend on the size the inventory was traced at.
@@ -100,6 +101,7 @@ def run_methods(
     methods: Sequence[tuple[str, Any]],
     target: Targets = None,
     layer: Layer = None,
+    region: Region = None,
 ) -> RunResult:
     """Run several methods on one batch: gradient methods share one forward and one
     backward per ReLU rule; the others run their own passes.
@@ -111,11 +113,16 @@ def run_methods(
         target: None (top-1), an index, a label, or one per sample.
         layer: module name or module object for layer-based methods (default: the
             model's default layer).
+        region: segmentation models: a box (x0, y0, x1, y1) or a mask (H, W) / (B, H, W) in
+            the input's pixels that each target's logits are summed over (default: the
+            pixels predicted as the target).
     """
     module = model.module if isinstance(model, LoadedModel) else model
     categories = model.categories if isinstance(model, LoadedModel) else ()
     preprocessing = model.preprocessing if isinstance(model, LoadedModel) else Preprocessing()
     head = model.head if isinstance(model, LoadedModel) else "softmax"
+    if region is not None and head != heads.SEGMENTATION:
+        raise RegionError("a region applies to segmentation models only")
     device = next((p.device for p in module.parameters()), x.device)
     x = x.detach().to(device)
     size, channels = (x.shape[-2], x.shape[-1]), x.shape[1]
@@ -137,6 +144,7 @@ def run_methods(
     elapsed: dict[str, float] = {}
     logits: torch.Tensor | None = None
     targets: torch.Tensor | None = None
+    region_mask: torch.Tensor | None = None  # (B, h, w), segmentation heads
 
     def context(targets: torch.Tensor, gradient_pass: GradientPass | None = None) -> MethodContext:
         return MethodContext(
@@ -149,6 +157,7 @@ def run_methods(
             categories,
             gradient_pass,
             head,
+            region_mask,
         )
 
     if gradient_methods:
@@ -161,7 +170,8 @@ def run_methods(
             logits = gradient_pass.run_forward(x)
             forward_share = (time.perf_counter() - started) * 1000 / len(gradient_methods)
             targets = _targets(target, logits, categories, x.shape[0], head)
-            gradient_pass.select(targets.to(device), head)
+            region_mask = _region(head, region, logits, targets, size)
+            gradient_pass.select(targets.to(device), head, region_mask)
             shared_context = context(targets, gradient_pass)
             for method, params in gradient_methods:
                 started = time.perf_counter()
@@ -174,6 +184,7 @@ def run_methods(
             logits = module(x)
     if targets is None:
         targets = _targets(target, logits, categories, x.shape[0], head)
+        region_mask = _region(head, region, logits, targets, size)
     for method, params in other_methods:
         started = time.perf_counter()
         with hook_session(module):  # eval mode and frozen weights; methods nest their own
@@ -188,18 +199,31 @@ def attribute(
     x: torch.Tensor,
     target: Targets = None,
     layer: Layer = None,
+    region: Region = None,
     **params: Any,
 ) -> torch.Tensor:
-    """One method on a preprocessed batch, like captum's `attribute`: the raw map in input space."""
-    result = run_methods(model, x, [(method, params)], target=target, layer=layer)
+    """One method on a preprocessed batch, like captum's `attribute`: the raw map in input space.
+
+    `region` (segmentation models): a box or mask in the input's pixels (see `run_methods`).
+    """
+    result = run_methods(model, x, [(method, params)], target=target, layer=layer, region=region)
     return result.outputs[method].map
 
 
 def _targets(
     target: Targets, logits: torch.Tensor, categories: Sequence[str], batch: int, head: str
 ) -> torch.Tensor:
-    scores = heads.class_logits(head, logits)  # a binary head's classes: negative, positive
+    scores = heads.ranking(head, logits)  # binary: negative, positive; segmentation: shares
     return resolve_targets(target, scores, categories, batch, scores.shape[1]).to(logits.device)
+
+
+def _region(
+    head: str, region: Region, logits: torch.Tensor, targets: torch.Tensor, size: tuple[int, int]
+) -> torch.Tensor | None:
+    """(B, h, w) weights of each row's segmentation target; None for classifiers."""
+    if head != heads.SEGMENTATION:
+        return None
+    return region_weights(region, logits, targets.to(logits.device), size)
 
 
 def _detached(output: MethodOutput) -> MethodOutput:

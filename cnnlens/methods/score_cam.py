@@ -47,6 +47,7 @@ class ScoreCam(Method):
     """
 
     name = "score_cam"
+    segmentation = False
     title = "Score-CAM"
     paper = "Wang et al. 2020, arXiv:1910.01279"
     Params = ScoreCamParams

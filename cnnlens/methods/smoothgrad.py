@@ -67,6 +67,7 @@ class SmoothGrad(BatchedGradientMethod):
             params.batch_size,
             transform=torch.square if params.squared else None,
             head=context.head,
+            region=context.region,
         )
         if params.reduce == "max_abs":
             return MethodOutput(gradient.abs().amax(dim=1, keepdim=True))

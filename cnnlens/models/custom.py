@@ -80,26 +80,32 @@ def wrap(
     module: nn.Module,
     labels: Labels = None,
     preprocessing: PreprocessingSpec = None,
-    head: str = "softmax",
+    head: str | None = None,
     name: str = "custom",
 ) -> LoadedModel:
     """A LoadedModel around a module already in memory, for every cnnlens front.
 
     The module is put in eval mode with frozen parameters (in place); if it was in train
-    mode a warning says so and the LoadedModel's `was_training` flag stays set.
+    mode a warning says so and the LoadedModel's `was_training` flag stays set. `head`
+    None detects it: "segmentation" when the module returns (B, K, H, W) logits (or a dict
+    with them under "out", torchvision's segmentation models), else "softmax".
     """
-    head_name = check_head(head)
+    from cnnlens.models.segmentation import head_of, plain_output
+
+    asked: str | None = None if head is None else check_head(head)
     if isinstance(preprocessing, Preprocessing):
         prep = preprocessing
     else:
         prep = Preprocessing.from_mapping(preprocessing or {})
-    categories = fit_labels(
-        labels,
-        output_count(module),
-        head_name,
-        tuple(str(i) for i in range(output_count(module) or 0)),
-    )
     was_training = freeze(module)
+    head_name = asked or "softmax"
+    if asked in (None, "segmentation"):  # one probe forward tells a segmentation model
+        module, output = plain_output(module, prep)
+        head_name = head_of(output, asked)
+        outputs = int(output.shape[1]) if head_name == "segmentation" else output_count(module)
+    else:
+        outputs = output_count(module)
+    categories = fit_labels(labels, outputs, head_name, tuple(str(i) for i in range(outputs or 0)))
     return LoadedModel(
         name=name,
         module=module,

@@ -1,4 +1,5 @@
-"""Output heads: how a model's logits become predictions (softmax, sigmoid, binary)."""
+"""Output heads: how a model's logits become predictions (softmax, sigmoid, binary,
+segmentation)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import torch
 
 from cnnlens.errors import CnnlensError
 
-HeadName = Literal["softmax", "sigmoid", "binary"]
-HEADS: tuple[str, ...] = ("softmax", "sigmoid", "binary")
+HeadName = Literal["softmax", "sigmoid", "binary", "segmentation"]
+HEADS: tuple[str, ...] = ("softmax", "sigmoid", "binary", "segmentation")
+SEGMENTATION = "segmentation"  # (B, K, H, W) logits: a class per pixel
 BINARY_LABELS = ("negative", "positive")
 
 
@@ -29,7 +31,8 @@ def check_head(head: str) -> HeadName:
 
 
 def class_logits(head: str, logits: torch.Tensor) -> torch.Tensor:
-    """(B, K) logits, one column per class; a binary head's one logit z becomes (-z, z).
+    """(B, K) logits, one column per class; a binary head's one logit z becomes (-z, z);
+    a segmentation head's (B, K, H, W) logits keep their pixels.
 
     Gradient methods explain the target's column of this tensor: the logit itself for
     softmax and sigmoid heads, and +/-z (the log-odds of that class) for a binary head.
@@ -41,18 +44,58 @@ def class_logits(head: str, logits: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def target_scores(head: str, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def target_scores(
+    head: str, logits: torch.Tensor, targets: torch.Tensor, region: torch.Tensor | None = None
+) -> torch.Tensor:
     """(B,) the score gradient methods explain: the target's column of `class_logits`.
 
     Softmax and sigmoid heads: the target's logit. Binary head (one logit z): z for
-    "positive" (index 1) and -z for "negative" (index 0).
+    "positive" (index 1) and -z for "negative" (index 0). Segmentation head: the target's
+    logits summed over the region, S = sum_ij region_ij * y^c_ij (`region` (B, H, W) weights
+    at the logits' resolution; pytorch-grad-cam's SemanticSegmentationTarget).
     """
+    if head == SEGMENTATION:
+        if logits.dim() != 4:
+            raise HeadError(f"a segmentation head needs (B, K, H, W) outputs, got {logits.dim()}-D")
+        if region is None:
+            raise HeadError("a segmentation target needs a region")
+        index = targets.view(-1, 1, 1, 1).expand(-1, 1, *logits.shape[-2:])
+        maps = logits.gather(1, index).squeeze(1)  # (B, H, W)
+        return (maps * region.to(maps.dtype)).sum(dim=(1, 2))
     return class_logits(head, logits).gather(1, targets.view(-1, 1)).squeeze(1)
 
 
+def target_losses(
+    head: str, logits: torch.Tensor, targets: torch.Tensor, region: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(B,) the loss occlusion measures: `target_loss` at each row's target; for a
+    segmentation head the negated region score (occlusion then maps its change)."""
+    if head == SEGMENTATION:
+        return -target_scores(head, logits, targets, region)
+    return target_loss(head, logits).gather(1, targets.view(-1, 1)).squeeze(1)
+
+
+def pixel_shares(logits: torch.Tensor) -> torch.Tensor:
+    """(B, K, H, W) segmentation logits -> (B, K) fraction of pixels predicted as each class."""
+    counts = torch.zeros(logits.shape[:2], dtype=torch.float32, device=logits.device)
+    predicted = logits.argmax(dim=1).flatten(1)  # (B, H*W)
+    counts.scatter_add_(1, predicted, torch.ones_like(predicted, dtype=torch.float32))
+    return counts / predicted.shape[1]
+
+
+def ranking(head: str, logits: torch.Tensor) -> torch.Tensor:
+    """(B, K) what the top-1 class is chosen by: the class scores, or pixel shares."""
+    if head == SEGMENTATION:
+        return pixel_shares(logits)
+    return class_logits(head, logits)
+
+
 def probabilities(head: str, logits: torch.Tensor) -> torch.Tensor:
-    """(B, K) class probabilities: softmax over classes, or each class's own sigmoid."""
+    """(B, K) class probabilities: softmax over classes, or each class's own sigmoid;
+    segmentation: each class's softmax probability averaged over the pixels."""
     scores = class_logits(head, logits.float())
+    if head == SEGMENTATION:
+        return torch.softmax(scores, dim=1).mean(dim=(2, 3))
     if head == "softmax":
         return torch.softmax(scores, dim=1)
     return torch.sigmoid(scores)  # binary: sigmoid(-z) = 1 - sigmoid(z)
@@ -67,7 +110,10 @@ def target_loss(head: str, logits: torch.Tensor) -> torch.Tensor:
 
 
 def predicted_sets(head: str, logits: torch.Tensor, threshold: float = 0.5) -> list[set[int]]:
-    """Per sample, the classes predicted: top-1 (softmax, binary) or all above threshold."""
+    """Per sample, the classes predicted: top-1 (softmax, binary), all above threshold
+    (sigmoid) or every class some pixel is predicted as (segmentation)."""
+    if head == SEGMENTATION:
+        return [set(torch.nonzero(row > 0).flatten().tolist()) for row in pixel_shares(logits)]
     probs = probabilities(head, logits)
     if head == "sigmoid":
         return [set(torch.nonzero(row >= threshold).flatten().tolist()) for row in probs]

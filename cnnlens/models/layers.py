@@ -188,7 +188,7 @@ def inspect_layers(
         shape = list(output.shape[1:]) if isinstance(output, torch.Tensor) else None
         rf, jump = tracer.fields.get(id(output), (None, None)) if shape else (None, None)
         layers.append(LayerInfo(name, type(modules[name]).__name__, shape, rf, jump, calls[name]))
-    default = _default_layer(layers, modules)
+    default = _default_layer(layers, modules, logits)
     report = _compatibility(model, modules, calls, tracer, outputs, default, logits)
     return LayerInventory(layers=layers, default_layer=default, compatibility=report)
 
@@ -198,11 +198,21 @@ def _is_spatial(layer: LayerInfo) -> bool:
     return shape is not None and len(shape) == 3 and shape[1] * shape[2] > 1
 
 
-def _default_layer(layers: list[LayerInfo], modules: dict[str, nn.Module]) -> str:
-    """The output of the last spatial block: the last module to finish with a (C, h, w) map."""
-    for layer in reversed(layers):
-        if _is_spatial(layer) and not isinstance(modules[layer.name], _NOT_A_TARGET):
-            return layer.name
+def _default_layer(layers: list[LayerInfo], modules: dict[str, nn.Module], logits: Any) -> str:
+    """The output of the last spatial block: the last module to finish with a (C, h, w) map.
+
+    For (B, K, H, W) outputs (segmentation) the trailing layers with K channels are the
+    class maps themselves: the default is the feature map before them.
+    """
+    classes = logits.shape[1] if isinstance(logits, torch.Tensor) and logits.dim() == 4 else None
+    candidates = [
+        layer
+        for layer in reversed(layers)
+        if _is_spatial(layer) and not isinstance(modules[layer.name], _NOT_A_TARGET)
+    ]
+    features = [c for c in candidates if c.output_shape and c.output_shape[0] != classes]
+    if features or candidates:
+        return (features or candidates)[0].name
     raise IncompatibleModelError("the model has no layer with a spatial (C, h, w) output")
 
 

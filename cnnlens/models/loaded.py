@@ -79,6 +79,7 @@ class LoadedModel:
                 "std": list(prep.std),
                 "interpolation": prep.interpolation,
                 "resize": prep.resize,
+                "resize_size": prep.resize_size,
                 "channels": prep.channels,
             },
             "weights_source": self.weights_source,

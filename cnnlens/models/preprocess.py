@@ -10,6 +10,20 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cnnlens.models.framing import Framing, framing_of
+
+WHOLE = "whole"
+CENTER_CROP = "shorter-side + center-crop"
+# Spellings accepted for `resize`, each stored as its canonical value.
+_RESIZE_ALIASES = {
+    "whole": WHOLE,
+    "shorter-side + center-crop": CENTER_CROP,
+    "shorter-side+center-crop": CENTER_CROP,
+    "center-crop": CENTER_CROP,
+    "center_crop": CENTER_CROP,
+}
+CROP_RATIO = 0.875  # torchvision's: 224 px crops of 256 px images
+
 _RESAMPLING = {
     "bicubic": Image.Resampling.BICUBIC,
     "bilinear": Image.Resampling.BILINEAR,
@@ -21,16 +35,21 @@ _RESAMPLING = {
 class Preprocessing:
     """How one model wants its pixels: size, resampling and per-channel normalization.
 
-    The whole image is resized (no crop) so that every map covers all of it. `channels` 1
-    means grayscale input (mean and std then hold one value each).
+    `resize`: "whole" resizes the whole image to the input size (every map covers all of
+    it); "shorter-side + center-crop" (alias "center-crop") resizes the shorter side to
+    `resize_size` (default: the input size / 0.875, 256 for 224) and takes the center
+    crop, as most training pipelines do; maps then cover the crop, and the border outside
+    it is NaN (not explained). `channels` 1 means grayscale input (mean and std then hold
+    one value each).
     """
 
     input_size: tuple[int, int] = (224, 224)  # (H, W)
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     interpolation: str = "bilinear"
-    resize: str = "whole"
+    resize: str = WHOLE
     channels: int = 3
+    resize_size: int | None = None  # center crop: the shorter side's size before the crop
 
     def __post_init__(self) -> None:
         from cnnlens.errors import InvalidParamsError
@@ -47,8 +66,26 @@ class Preprocessing:
             raise InvalidParamsError(
                 f"preprocessing: interpolation must be one of {', '.join(_RESAMPLING)}"
             )
-        if self.resize != "whole":
-            raise InvalidParamsError('preprocessing: resize must be "whole"')
+        resize = _RESIZE_ALIASES.get(str(self.resize).strip().lower())
+        if resize is None:
+            raise InvalidParamsError(
+                f'preprocessing: resize must be "{WHOLE}" or "{CENTER_CROP}" ("center-crop")'
+            )
+        object.__setattr__(self, "resize", resize)
+        if resize == CENTER_CROP and self.resize_size is None:
+            size = round(max(self.input_size) / CROP_RATIO)
+            object.__setattr__(self, "resize_size", size)
+        if resize == WHOLE and self.resize_size is not None:
+            raise InvalidParamsError('preprocessing: resize_size needs resize "center-crop"')
+        if self.resize_size is not None and self.resize_size < max(self.input_size):
+            raise InvalidParamsError(
+                f"preprocessing: resize_size {self.resize_size} is smaller than the input "
+                f"size {max(self.input_size)}"
+            )
+
+    def framing(self, width: int, height: int) -> Framing:
+        """Where the input lies on a width x height image (see `cnnlens.models.framing`)."""
+        return framing_of(width, height, self.input_size, self.resize_size)
 
     @classmethod
     def from_mapping(
@@ -65,6 +102,10 @@ class Preprocessing:
             )
         merged: dict[str, Any] = {f.name: getattr(base or cls(), f.name) for f in fields(cls)}
         merged.update(values)
+        if "resize_size" not in values and ({"input_size", "resize"} & set(values)):
+            merged["resize_size"] = None  # derived again from the new size or mode
+        if merged["resize_size"] is not None:
+            merged["resize_size"] = int(merged["resize_size"])
         size = merged["input_size"]
         merged["input_size"] = (int(size), int(size)) if isinstance(size, int) else tuple(size)
         merged["mean"] = tuple(float(v) for v in merged["mean"])
@@ -75,11 +116,14 @@ class Preprocessing:
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """One image -> (1, C, H, W) float32, normalized (C = 3, or 1 for grayscale)."""
-        height, width = self.input_size
+        frame = self.framing(image.width, image.height)
         mode = "L" if self.channels == 1 else "RGB"
         resized = image.convert(mode).resize(
-            (width, height), resample=_RESAMPLING[self.interpolation]
+            (frame.resized_width, frame.resized_height), resample=_RESAMPLING[self.interpolation]
         )
+        if frame.cropped:
+            right, bottom = frame.left + frame.input_width, frame.top + frame.input_height
+            resized = resized.crop((frame.left, frame.top, right, bottom))
         array = np.array(resized, dtype=np.float32) / 255.0
         if array.ndim == 2:
             array = array[:, :, None]

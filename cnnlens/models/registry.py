@@ -12,10 +12,17 @@ from torch import nn
 from cnnlens.errors import InvalidParamsError, ModelNotFoundError, WeightsError
 from cnnlens.models import availability, zoo
 from cnnlens.models.categories import imagenet_categories
-from cnnlens.models.custom import Labels, PreprocessingSpec, fit_labels
-from cnnlens.models.heads import check_head
+from cnnlens.models.custom import Labels, PreprocessingSpec, fit_labels, output_count
+from cnnlens.models.heads import SEGMENTATION, check_head
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.preprocess import Preprocessing
+from cnnlens.models.segmentation import (
+    MainOutput,
+    head_of,
+    is_torchvision_segmentation,
+    probe,
+    torchvision_categories,
+)
 from cnnlens.models.weights import fit_state_dict, map_in_order, read_state_dict, sha256_of_file
 
 # weights=: "default" (embedded or the library's usual pretrained weights), "none" (random),
@@ -43,7 +50,7 @@ def load_model(
     in_chans: int | None = None,
     labels: Labels = None,
     preprocessing: PreprocessingSpec = None,
-    head: str = "softmax",
+    head: str | None = None,
     alias: str | None = None,
 ) -> LoadedModel:
     """Build a model by name, load its weights, freeze it and put it in eval mode.
@@ -58,10 +65,12 @@ def load_model(
         in_chans: input channels, 3 or 1 (grayscale; timm models).
         labels: class names: a list, a JSON list file or a text file (one per line).
         preprocessing: a Preprocessing or a dict of its fields over the architecture's own.
-        head: "softmax", "sigmoid" (multi-label) or "binary" (one logit).
+        head: "softmax", "sigmoid" (multi-label), "binary" (one logit) or "segmentation"
+            ((B, K, H, W) logits); default: segmentation for torchvision's fcn_*,
+            deeplabv3_* and lraspp_*, softmax otherwise.
         alias: the name the LoadedModel carries (default: `name`).
     """
-    head_name = check_head(head)
+    head_name = None if head is None else check_head(head)
     arch_kwargs: dict[str, Any] = {}
     if num_classes is not None:
         arch_kwargs["num_classes"] = num_classes
@@ -89,7 +98,6 @@ def load_model(
             f"unknown model {name!r}: use {zoo.DEFAULT_MODEL!r}, 'torchvision:<arch>' "
             "or 'timm:<arch>'"
         )
-    loaded.head = head_name
     if in_chans == 1:
         loaded.preprocessing = Preprocessing.from_mapping(
             {"channels": 1}, base=loaded.preprocessing
@@ -100,9 +108,15 @@ def load_model(
             if isinstance(preprocessing, Preprocessing)
             else Preprocessing.from_mapping(preprocessing, base=loaded.preprocessing)
         )
+    if isinstance(loaded.module, MainOutput):
+        loaded.head = head_of(4, head_name)
+    elif head_name == SEGMENTATION:  # a claim to check on a real output
+        loaded.head = head_of(probe(loaded.module, loaded.preprocessing), head_name)
+    else:
+        loaded.head = head_name or "softmax"
     outputs = num_classes if num_classes is not None else _num_classes(loaded.module)
-    if labels is not None or head_name == "binary":
-        loaded.categories = fit_labels(labels, outputs, head_name, loaded.categories)
+    if labels is not None or loaded.head == "binary":
+        loaded.categories = fit_labels(labels, outputs, loaded.head, loaded.categories)
     if alias is not None:
         loaded.name = alias
     _freeze(loaded.module)
@@ -140,25 +154,34 @@ def _load_default(weights: Weights) -> LoadedModel:
 def _load_torchvision(arch: str, weights: Weights, arch_kwargs: dict[str, Any]) -> LoadedModel:
     import torchvision
 
+    segmentation = is_torchvision_segmentation(arch)
     available = torchvision.models.list_models(torchvision.models)
-    if arch not in available:
+    if arch not in available and not segmentation:
         raise ModelNotFoundError(f"unknown torchvision classifier {arch!r}")
     hub_weights = "DEFAULT" if _is_default(weights) else None
     if hub_weights and availability.torchvision_cached(arch) is None:
         availability.ensure_downloadable(f"torchvision:{arch}", "download.pytorch.org")
+    if segmentation and not hub_weights:  # random or a file: no backbone download either
+        arch_kwargs = {**arch_kwargs, "weights_backbone": None}
     try:
         module = torchvision.models.get_model(arch, weights=hub_weights, **arch_kwargs)
     except Exception as error:  # no cached weights and no network, typically
         raise WeightsError(f"cannot get default weights for torchvision:{arch}: {error}") from error
+    if segmentation:  # {"out": (B, K, H, W), "aux": ...} -> the "out" tensor
+        module = MainOutput(module)
     sha, source = _apply_file_weights(module, weights)
     if source is None:
         source = "torchvision" if hub_weights else "none"
         sha = _state_sha256(module) if hub_weights else None
+    if segmentation:
+        categories = torchvision_categories(arch, output_count(module) or 0)
+    else:
+        categories = _categories_for(module)
     return LoadedModel(
         name=f"torchvision:{arch}",
         module=module,
         preprocessing=Preprocessing(),
-        categories=_categories_for(module),
+        categories=categories,
         weights_sha256=sha,
         weights_source=source,
     )
@@ -215,6 +238,8 @@ def _categories_for(module: nn.Module) -> tuple[str, ...]:
 
 
 def _num_classes(module: nn.Module) -> int | None:
+    if isinstance(module, MainOutput):
+        return output_count(module)
     last_linear = None
     for child in module.modules():
         if isinstance(child, nn.Linear):

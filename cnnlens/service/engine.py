@@ -29,7 +29,14 @@ from cnnlens.api import models as api
 from cnnlens.api.bodies import explain_response, score_of
 from cnnlens.api.codecs import b64, png_bytes
 from cnnlens.errors import IncompatibleModelError, InvalidParamsError
-from cnnlens.explain import ClassScore, Explanation, _row_extras, _top_k, explanations_from_run
+from cnnlens.explain import (
+    ClassScore,
+    Explanation,
+    _row_extras,
+    explanations_from_run,
+    input_region,
+    predictions_of,
+)
 from cnnlens.methods.adversarial import AdversarialParams
 from cnnlens.methods.adversarial_image import (
     AdversarialImage,
@@ -39,6 +46,7 @@ from cnnlens.methods.adversarial_image import (
 from cnnlens.methods.base import MethodOutput, MethodParams, get_method
 from cnnlens.methods.run import RunResult, run_methods
 from cnnlens.models.loaded import LoadedModel
+from cnnlens.models.regions import Box
 from cnnlens.service.forms import parse_class
 
 T = TypeVar("T")
@@ -62,6 +70,7 @@ class ExplainPlan:
     methods: tuple[tuple[str, str], ...]  # (method name, canonical params JSON)
     layer: str | None
     explicit_targets: bool
+    region: Box | None = None  # segmentation: the region in input pixels (shared by the batch)
 
     @property
     def batchable(self) -> bool:
@@ -107,7 +116,7 @@ def run_explain_batch(model: LoadedModel, inputs: Sequence[ExplainInput]) -> lis
     methods = [
         (name, get_method(name).Params.model_validate_json(params)) for name, params in plan.methods
     ]
-    result = run_methods(model, x, methods, target=targets, layer=plan.layer)
+    result = run_methods(model, x, methods, target=targets, layer=plan.layer, region=plan.region)
     total = x.shape[0]
     split: list[ExplainRows] = []
     start = 0
@@ -140,8 +149,15 @@ def explanations_for(
 ) -> tuple[list[Explanation], list[ClassScore]]:
     """The same Explanation objects `cnnlens.explain` builds, from one request's rows."""
     explanations = explanations_from_run(model, picture, rows, method_names)
-    probabilities = torch.softmax(rows.logits.float(), dim=1)  # (k, K)
-    return explanations, _top_k(model, probabilities[0], 5)
+    return explanations, predictions_of(model, rows.logits[:1], 5)
+
+
+def input_box(model: LoadedModel, picture: Image.Image, box: Box) -> Box:
+    """A region box in the upload's pixels -> input pixels (422 outside the image, on a
+    classifier, or outside a center crop)."""
+    region = input_region(model, picture, box)
+    assert isinstance(region, tuple)
+    return region
 
 
 def render_explain_response(

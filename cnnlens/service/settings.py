@@ -50,9 +50,15 @@ class ModelConfig(_Strict):
     num_classes: int | None = Field(default=None, ge=1, description="outputs of the classifier")
     in_chans: Literal[1, 3] | None = Field(default=None, description="input channels (timm)")
     labels: str | None = Field(default=None, description="labels file: one per line, or JSON")
-    head: Literal["softmax", "sigmoid", "binary"] = "softmax"
+    head: Literal["softmax", "sigmoid", "binary", "segmentation"] | None = Field(
+        default=None,
+        description="default: segmentation for (B, K, H, W) outputs (torchvision fcn_*, "
+        "deeplabv3_*, lraspp_*), else softmax",
+    )
     preprocessing: dict[str, Any] | None = Field(
-        default=None, description="input_size, mean, std, interpolation, channels"
+        default=None,
+        description="input_size, mean, std, interpolation, channels, resize "
+        '("whole" or "shorter-side + center-crop"), resize_size',
     )
     sha256: str | None = Field(default=None, description="expected sha256 of the weights (hex)")
     device: str | None = Field(default=None, description="overrides the service-wide device")
@@ -253,15 +259,17 @@ def _split(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-_ENTRY_OPTIONS = ("arch", "num_classes", "in_chans", "labels", "head")
+_PREPROCESSING_OPTIONS = ("input_size", "resize", "resize_size")
+_ENTRY_OPTIONS = ("arch", "num_classes", "in_chans", "labels", "head", *_PREPROCESSING_OPTIONS)
 
 
-def _model_entry(text: str) -> dict[str, str]:
+def _model_entry(text: str) -> dict[str, Any]:
     """`name`, `name=weights` or `name=weights@sha256`, then optional `;key=value` options
-    (arch, num_classes, in_chans, labels, head): a CNNLENS_MODELS entry."""
+    (arch, num_classes, in_chans, labels, head, and the preprocessing's input_size, resize
+    and resize_size): a CNNLENS_MODELS entry."""
     text, *options = text.split(";")
     name, _, rest = text.partition("=")
-    entry = {"name": name.strip()}
+    entry: dict[str, Any] = {"name": name.strip()}
     for option in options:
         key, _, value = option.partition("=")
         if key.strip() not in _ENTRY_OPTIONS or not value.strip():
@@ -269,7 +277,12 @@ def _model_entry(text: str) -> dict[str, str]:
                 f"CNNLENS_MODELS option {option.strip()!r}: use key=value with key one of "
                 f"{', '.join(_ENTRY_OPTIONS)}"
             )
-        entry[key.strip()] = value.strip()
+        if key.strip() in _PREPROCESSING_OPTIONS:
+            value = value.strip()
+            number = value.isdigit() and key.strip() != "resize"
+            entry.setdefault("preprocessing", {})[key.strip()] = int(value) if number else value
+        else:
+            entry[key.strip()] = value.strip()
     if rest:
         weights, _, digest = rest.partition("@")
         entry["weights"] = weights.strip()

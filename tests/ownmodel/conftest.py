@@ -23,6 +23,20 @@ COLOURS = {
 SIZE = 32
 
 
+def small_cnn(outputs: int, seed: int, width: int = 8) -> nn.Sequential:
+    """Two ReLU convolutions, global average pooling and a linear head, seeded."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, width, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(width, outputs),
+    )
+
+
 def colour_images(colour: tuple[int, int, int], count: int, seed: int) -> list[Image.Image]:
     generator = np.random.default_rng(seed)
     pictures = []

@@ -8,19 +8,11 @@ import torch
 from torch import nn
 
 import cnnlens
+from tests.ownmodel.conftest import small_cnn
 
 
 def _binary_model() -> nn.Module:
-    torch.manual_seed(3)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 1),
-    ).eval()
+    return small_cnn(outputs=1, seed=3).eval()
 
 
 def _r(a: torch.Tensor, b: torch.Tensor) -> float:

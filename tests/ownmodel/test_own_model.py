@@ -16,7 +16,7 @@ import cnnlens
 from cnnlens.methods.run import _INVENTORIES, resolve_layer
 from cnnlens.models import heads
 from cnnlens.models.custom import LabelsError, wrap
-from tests.ownmodel.conftest import COLOURS, SIZE, colour_images
+from tests.ownmodel.conftest import COLOURS, SIZE, colour_images, small_cnn
 
 
 def _load(weights: Path, labels: Path | list[str]) -> cnnlens.LoadedModel:
@@ -72,16 +72,7 @@ def test_sigmoid_head_gives_independent_probabilities() -> None:
 
 
 def _notebook_cnn() -> nn.Sequential:
-    torch.manual_seed(1)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(8, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(16, 3),
-    )
+    return small_cnn(outputs=3, seed=1, width=16)
 
 
 def test_wrap_sequential_explains_with_module_layer_and_warns_on_train_mode() -> None:

@@ -7,6 +7,7 @@ examples:
   cnnlens explain photos/*.jpg --method grad_cam saliency --target 285 "tabby, tabby cat"
   cnnlens explain cat.jpg --method occlusion --params '{"occlusion": {"window": 32}}'
   cnnlens explain cat.jpg --server http://127.0.0.1:8000 --out results/
+  cnnlens explain street.jpg --model torchvision:fcn_resnet50 --target car --region 40,60,200,180
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnlens.api.forms import DEFAULT_METHOD
+from cnnlens.api.forms import DEFAULT_METHOD, parse_box
 from cnnlens.cli.commands._common import (
     DEFAULT_MODEL,
     add_model_options,
@@ -61,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="class indices or labels, one map each (default: the top-1 prediction)",
     )
     add_model_options(parser)
+    parser.add_argument(
+        "--region",
+        metavar="X0,Y0,X1,Y1",
+        help="segmentation models: the box (image pixels) whose target logits are explained "
+        "(default: the pixels predicted as the target)",
+    )
     parser.add_argument(
         "--out", "-o", type=Path, default=Path("explanations"), help="output folder"
     )
@@ -117,7 +124,7 @@ class LocalEngine:
         self.model = load_model(args.model or DEFAULT_MODEL, weights=args.weights)
         self.model_name: str | None = self.model.name
         self.methods, self.targets, self.params = methods, targets, params
-        self.layer = args.layer
+        self.layer, self.region = args.layer, parse_box(args.region)
         self.output = ["overlay", "heatmap", *(["array"] if args.array else [])]
 
     def __call__(self, path: Path) -> ImageResult:
@@ -130,7 +137,7 @@ class LocalEngine:
         started = time.monotonic()
         result = explain(
             self.model, path, self.methods, target=self.targets or None, layer=self.layer,
-            params=self.params,
+            params=self.params, region=self.region,
         )  # fmt: skip
         size = ImageSize(width=result.image.width, height=result.image.height)
         elapsed = (time.monotonic() - started) * 1000
@@ -150,13 +157,13 @@ class RemoteEngine:
         self.client = open_client(args)
         self.model_name: str | None = args.model
         self.methods, self.targets, self.params = methods, targets, params
-        self.layer = args.layer
+        self.layer, self.region = args.layer, parse_box(args.region)
         self.output = ["overlay", "heatmap", *(["array"] if args.array else [])]
 
     def __call__(self, path: Path) -> ImageResult:
         result = self.client.explain(
             path, self.methods, model=self.model_name, target=self.targets or None,
-            layer=self.layer, params=self.params, output=self.output,
+            layer=self.layer, params=self.params, output=self.output, region=self.region,
         )  # fmt: skip
         self.model_name = result.model or self.model_name
         return image_result(result)

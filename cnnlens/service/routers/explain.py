@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
-from cnnlens.api.forms import DEFAULT_METHOD, parse_outputs
+from cnnlens.api.forms import DEFAULT_METHOD, parse_box, parse_outputs
 from cnnlens.api.models import ErrorBody, ExplainResponse
 from cnnlens.service.deps import (
     DeadlineDep,
@@ -21,6 +21,7 @@ from cnnlens.service.deps import (
 from cnnlens.service.engine import (
     ExplainInput,
     ExplainPlan,
+    input_box,
     render_explain_response,
     render_overlay_png,
     run_explain_batch,
@@ -83,6 +84,13 @@ async def explain(
         str | None, Form(description='JSON object keyed by method, e.g. {"occlusion": {...}}')
     ] = None,
     output: Annotated[str | None, Form(description="comma list of overlay, heatmap, array")] = None,
+    region: Annotated[
+        str | None,
+        Form(
+            description="segmentation models: x0,y0,x1,y1 in the uploaded image's pixels, the "
+            "region whose target logits are explained; default: the pixels predicted as it"
+        ),
+    ] = None,
 ) -> Response | ExplainResponse:
     started = time.monotonic()
     loaded = state.model(model)
@@ -91,6 +99,7 @@ async def explain(
     layer_name = parse_layer(layer, loaded)
     targets = parse_targets(target, loaded, settings.limits.max_targets)
     params_by_method = parse_params_by_method(params, methods)
+    box = parse_box(region)
     png = wants_png(request)
     if png and len(methods) != 1:
         raise NotAcceptableError("Accept: image/png answers one method; ask for JSON instead")
@@ -101,6 +110,7 @@ async def explain(
         methods=tuple((m.name, params_key(params_by_method[m.name])) for m in methods),
         layer=layer_name or loaded.default_layer,  # "bn2" and no layer batch together
         explicit_targets=bool(targets),
+        region=None if box is None else input_box(loaded, picture, box),
     )
     rows = await state.run(
         loaded.name,
