@@ -108,6 +108,12 @@ class Limits(_Strict):
     max_pixels: int = Field(default=16_000_000, ge=1, description="decoded width x height")
     max_side: int = Field(default=8192, ge=1, description="decoded width or height")
     queue_size: int = Field(default=64, ge=1, description="jobs waiting per model before 503")
+    queue_max_passes: int = Field(
+        default=8,
+        ge=0,
+        description="times lighter jobs may run before a waiting one (the queue runs the "
+        "lightest estimate first; this bounds how long a heavy job waits)",
+    )
     max_batch: int = Field(
         default=4,
         ge=1,
@@ -288,6 +294,9 @@ _LIMIT_VARIABLES = {
     "CNNLENS_MAX_BATCH_DELAY_MS": "max_batch_delay_ms",
     "CNNLENS_REQUEST_DEADLINE_S": "request_deadline_s",
     "CNNLENS_MAX_TARGETS": "max_targets",
+    "CNNLENS_BUDGET_FORWARD_PASSES": "budget_forward_passes",
+    "CNNLENS_BUDGET_MEMORY_BYTES": "budget_memory_bytes",
+    "CNNLENS_BUDGET_DEADLINE_SHARE": "budget_deadline_share",
 }
 
 

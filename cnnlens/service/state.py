@@ -12,8 +12,10 @@ import torch
 
 from cnnlens.api.forms import DEFAULT_METHOD
 from cnnlens.errors import CnnlensError, ModelNotFoundError, WeightsError
+from cnnlens.methods.cost import Budget, Calibration, calibrate
 from cnnlens.methods.run import run_methods
 from cnnlens.models.loaded import LoadedModel
+from cnnlens.service.budget import Plan, model_budget
 from cnnlens.service.errors import NotReadyError
 from cnnlens.service.metrics import Metrics
 from cnnlens.service.settings import ModelConfig, Settings
@@ -24,18 +26,26 @@ logger = logging.getLogger("cnnlens.service")
 
 class ServiceState:
     """Models load (and warm up) on a background thread so /healthz answers at once and
-    /readyz says 503 until every configured model is ready."""
+    /readyz says 503 until every configured model is ready.
+
+    Each model is calibrated on its device as it loads (`calibrate`: the measured forward
+    time and memory per row), which gives its per-request `Budget` (`budgets`); `calibrations`
+    hands over fixed ones instead (tests: budgets that do not depend on the machine's load).
+    """
 
     def __init__(
         self,
         settings: Settings,
         metrics: Metrics,
         preloaded: Mapping[str, LoadedModel] | None = None,
+        calibrations: Mapping[str, Calibration] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.models: dict[str, LoadedModel] = {}
         self.workers: dict[str, ModelWorker] = {}
+        self.budgets: dict[str, Budget] = {}
+        self._calibrations = dict(calibrations or {})
         self.load_error: str | None = None
         self.started = time.monotonic()
         self._preloaded = dict(preloaded or {})
@@ -75,21 +85,38 @@ class ServiceState:
             raise NotReadyError(f"model {name!r} is still loading")
         return loaded
 
+    def budget(self, name: str | None) -> Budget:
+        """The per-request budget of a configured model (404 / 503 like `model`)."""
+        loaded = self.model(name)
+        return self.budgets[loaded.name]
+
+    def admit(self, model: str | None, plan: Plan) -> float:
+        """Check `plan` against the model's budget before any work is queued (422
+        over_budget / response_too_large). Returns its estimated forward-equivalents: the
+        `cost` that `run` and `submit` take, which orders the model's queue, lighter first."""
+        loaded = self.model(model)
+        found = plan.admit(loaded, self.budgets[loaded.name], self.settings.limits)
+        return found.forward_equivalents
+
     def submit(
         self,
         model: str | None,
         work: BatchRunner,
         payload: Any,
         *,
+        cost: float | None = None,
         batch_key: Hashable | None = None,
         deadline: float | None = None,
     ) -> Job[Any]:
         """Queue `work(loaded, payloads)` on that model's worker thread: the one way in.
 
-        Every use of a model's hooks goes through its worker. Queue full -> 503 with
-        Retry-After; shutting down -> 503. `batch_key`: equal keys may share one batch.
+        Every use of a model's hooks goes through its worker. `cost`: what `admit` returned
+        (None: unknown, queued after every known cost). Queue full -> 503 with Retry-After;
+        shutting down -> 503. `batch_key`: equal keys may share one batch.
         """
-        return self._worker(model).submit(work, payload, batch_key=batch_key, deadline=deadline)
+        return self._worker(model).submit(
+            work, payload, batch_key=batch_key, deadline=deadline, cost=cost
+        )
 
     async def run(
         self,
@@ -97,12 +124,14 @@ class ServiceState:
         work: BatchRunner,
         payload: Any,
         *,
+        cost: float,
         batch_key: Hashable | None = None,
         deadline: float | None,
     ) -> Any:
-        """`submit`, awaited: past `deadline` (a time.monotonic() value) -> 504."""
+        """`submit` of admitted work (`cost` from `admit`), awaited: past `deadline` (a
+        time.monotonic() value) -> 504."""
         worker = self._worker(model)
-        return await worker.run(work, payload, batch_key=batch_key, deadline=deadline)
+        return await worker.run(work, payload, batch_key=batch_key, deadline=deadline, cost=cost)
 
     def worker(self, name: str | None) -> ModelWorker:
         """The worker thread that owns a configured model (for its queue depth and metrics)."""
@@ -119,9 +148,12 @@ class ServiceState:
                 loaded = self._load(config)
                 if self.settings.warmup:
                     warm_up(loaded)
+                calibration = self._calibrations.get(config.name) or calibrate(loaded)
+                budget = model_budget(calibration, self.settings.limits)
                 worker = ModelWorker(loaded, self.settings.limits, self.metrics)
                 worker.start()
                 with self._lock:
+                    self.budgets[config.name] = budget
                     self.models[config.name] = loaded
                     self.workers[config.name] = worker
                 logger.info("model ready", extra={"model": config.name})

@@ -19,7 +19,16 @@ from pydantic import BaseModel
 
 from cnnlens.errors import TargetError
 from cnnlens.methods.base import Method, get_method, method_names, own_route
-from cnnlens.service.deps import DeadlineDep, SettingsDep, StateDep, off_loop, read_image, wants_png
+from cnnlens.service.budget import methods_plan
+from cnnlens.service.deps import (
+    DeadlineDep,
+    SettingsDep,
+    StateDep,
+    off_loop,
+    read_image,
+    render_until,
+    wants_png,
+)
 from cnnlens.service.engine import OwnRoute, SingleRun
 from cnnlens.service.engine import own_route as route_answer
 from cnnlens.service.forms import parse_layer, parse_method_params, parse_targets
@@ -85,12 +94,15 @@ def _endpoint(name: str, answer: OwnRoute) -> Callable[..., Coroutine[Any, Any, 
             raise TargetError("this route explains one target at a time")
         run = SingleRun(name, params, None, targets[0] if targets else None, layer)
         run = answer.check(loaded, run)
+        cost = state.admit(loaded.name, methods_plan([(name, run.params)], layer=layer))
         if method.uses_image:
             run.picture = await read_image(form["image"], settings)
             if answer.preprocess:
                 run.x = await off_loop(loaded.preprocessing, run.picture)
-        result = await state.run(loaded.name, answer.work, run, deadline=deadline)
-        body, png = await off_loop(answer.render, loaded, run, result, started)
+        result = await state.run(loaded.name, answer.work, run, cost=cost, deadline=deadline)
+        body, png = await render_until(
+            deadline, lambda abort: answer.render(loaded, run, result, started)
+        )
         if wants_png(request):
             return Response(png, media_type="image/png")
         return body
