@@ -7,7 +7,7 @@ import base64
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from cnnlens.api.forms import COMPARE_METHODS, split_list
@@ -28,10 +28,19 @@ from cnnlens.service.deps import (
     wants_png,
 )
 from cnnlens.service.engine import each
-from cnnlens.service.forms import parse_layer, parse_params_by_method, parse_targets
+from cnnlens.service.forms import (
+    parse_layer,
+    parse_params_by_method,
+    parse_targets,
+    single_valued_fields,
+)
 from cnnlens.service.routers.explain import ERRORS
 
-router = APIRouter(prefix="/v1", tags=["compare"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["compare"],
+    dependencies=[Depends(single_valued_fields(("image", "method", "target")))],
+)
 
 MAX_IMAGES = 8  # per request: every image costs (steps + 1) x 2 forwards per method
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from cnnlens.api.forms import DEFAULT_METHOD, parse_outputs
@@ -34,9 +34,14 @@ from cnnlens.service.forms import (
     parse_methods,
     parse_params_by_method,
     parse_targets,
+    single_valued_fields,
 )
 
-router = APIRouter(prefix="/v1", tags=["explain"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["explain"],
+    dependencies=[Depends(single_valued_fields(("method", "target")))],
+)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}

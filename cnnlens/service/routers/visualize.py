@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel
 
@@ -31,7 +31,12 @@ from cnnlens.service.deps import (
 )
 from cnnlens.service.engine import OwnRoute, SingleRun
 from cnnlens.service.engine import own_route as route_answer
-from cnnlens.service.forms import parse_layer, parse_method_params, parse_targets
+from cnnlens.service.forms import (
+    parse_layer,
+    parse_method_params,
+    parse_targets,
+    single_valued_fields,
+)
 from cnnlens.service.routers.explain import ERRORS
 
 ModelField = Annotated[str | None, Form(description="a served model; default: the default")]
@@ -117,7 +122,11 @@ def _endpoint(name: str, answer: OwnRoute) -> Callable[..., Coroutine[Any, Any, 
 
 def router() -> APIRouter:
     """One route per registered method that makes no map, as the registry is now."""
-    router = APIRouter(prefix="/v1", tags=["visualize"])
+    router = APIRouter(
+        prefix="/v1",
+        tags=["visualize"],
+        dependencies=[Depends(single_valued_fields(("target",)))],
+    )
     for name in method_names():
         path = own_route(name)
         if path is None:
