@@ -114,6 +114,12 @@ class Limits(_Strict):
         description="times lighter jobs may run before a waiting one (the queue runs the "
         "lightest estimate first; this bounds how long a heavy job waits)",
     )
+    express_max_forward_passes: float = Field(
+        default=8.0,
+        ge=0,
+        description="requests estimated at most this many forward passes run on a copy of "
+        "the model while a heavier request holds its worker (0: no express lane)",
+    )
     max_batch: int = Field(
         default=4,
         ge=1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -28,6 +29,10 @@ class ServiceState:
     """Models load (and warm up) on a background thread so /healthz answers at once and
     /readyz says 503 until every configured model is ready.
 
+    A request estimated at most `limits.express_max_forward_passes` runs on the model's
+    express lane (a copy of the model on a thread of its own, with half the cores) while a
+    heavier request holds the model's worker: one heavy request never holds the light ones.
+
     Each model is calibrated on its device as it loads (`calibrate`: the measured forward
     time and memory per row), which gives its per-request `Budget` (`budgets`); `calibrations`
     hands over fixed ones instead (tests: budgets that do not depend on the machine's load).
@@ -44,6 +49,8 @@ class ServiceState:
         self.metrics = metrics
         self.models: dict[str, LoadedModel] = {}
         self.workers: dict[str, ModelWorker] = {}
+        # A second copy of each model for light requests while a heavy one holds its worker.
+        self.express: dict[str, ModelWorker] = {}
         self.budgets: dict[str, Budget] = {}
         self._calibrations = dict(calibrations or {})
         self.load_error: str | None = None
@@ -69,6 +76,7 @@ class ServiceState:
             self._loader.join(timeout=60)
         with self._lock:
             workers = list(self.workers.values())
+            workers += list(self.express.values())
         for worker in workers:
             worker.stop()
 
@@ -114,7 +122,7 @@ class ServiceState:
         (None: unknown, queued after every known cost). Queue full -> 503 with Retry-After;
         shutting down -> 503. `batch_key`: equal keys may share one batch.
         """
-        return self._worker(model).submit(
+        return self._lane(model, cost).submit(
             work, payload, batch_key=batch_key, deadline=deadline, cost=cost
         )
 
@@ -130,12 +138,21 @@ class ServiceState:
     ) -> Any:
         """`submit` of admitted work (`cost` from `admit`), awaited: past `deadline` (a
         time.monotonic() value) -> 504."""
-        worker = self._worker(model)
+        worker = self._lane(model, cost)
         return await worker.run(work, payload, batch_key=batch_key, deadline=deadline, cost=cost)
 
     def worker(self, name: str | None) -> ModelWorker:
         """The worker thread that owns a configured model (for its queue depth and metrics)."""
         return self._worker(name)
+
+    def _lane(self, name: str | None, cost: float | None) -> ModelWorker:
+        """The express lane for a light job while a heavier one runs, else the worker."""
+        worker = self._worker(name)
+        express = self.express.get(worker.model.name)
+        light = self.settings.limits.express_max_forward_passes
+        if express is None or cost is None or cost > light or worker.running_cost <= light:
+            return worker
+        return express
 
     def _worker(self, name: str | None) -> ModelWorker:
         name = name or self.settings.default_model
@@ -152,7 +169,10 @@ class ServiceState:
                 budget = model_budget(calibration, self.settings.limits)
                 worker = ModelWorker(loaded, self.settings.limits, self.metrics)
                 worker.start()
+                express = self._express_lane(loaded)
                 with self._lock:
+                    if express is not None:
+                        self.express[config.name] = express
                     self.budgets[config.name] = budget
                     self.models[config.name] = loaded
                     self.workers[config.name] = worker
@@ -164,6 +184,16 @@ class ServiceState:
         except Exception as error:  # a bug or a broken environment: keep serving /healthz
             self.load_error = f"{type(error).__name__}: {error}"
             logger.exception("model loading failed")
+
+    def _express_lane(self, loaded: LoadedModel) -> ModelWorker | None:
+        if self.settings.limits.express_max_forward_passes <= 0:
+            return None
+        threads = max(1, torch.get_num_threads() // 2)
+        lane = ModelWorker(
+            copy.deepcopy(loaded), self.settings.limits, lane="express", threads=threads
+        )
+        lane.start()
+        return lane
 
     def _load(self, config: ModelConfig) -> LoadedModel:
         device = config.device or self.settings.device

@@ -86,7 +86,15 @@ def _release_memory() -> None:
 class ModelWorker:
     """The thread that owns one model: all work on that model goes through `submit`."""
 
-    def __init__(self, model: LoadedModel, limits: Limits, metrics: Metrics | None = None):
+    def __init__(
+        self,
+        model: LoadedModel,
+        limits: Limits,
+        metrics: Metrics | None = None,
+        *,
+        lane: str = "worker",
+        threads: int | None = None,
+    ):
         self.model = model
         self.limits = limits
         self.metrics = metrics
@@ -94,9 +102,11 @@ class ModelWorker:
         self._condition = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(
-            target=self._loop, name=f"cnnlens-worker-{model.name}", daemon=True
+            target=self._loop, name=f"cnnlens-{lane}-{model.name}", daemon=True
         )
         self.busy = False  # a batch is running (for tests and metrics)
+        self.running_cost = 0.0  # the running batch's heaviest estimate (0 when idle)
+        self._threads = threads  # intra-op threads at most; None: the process's
         self._all_threads = torch.get_num_threads()  # the worker thread's own, set in _loop
 
     def start(self) -> None:
@@ -173,7 +183,7 @@ class ModelWorker:
             raise
 
     def _loop(self) -> None:
-        self._all_threads = torch.get_num_threads()
+        self._all_threads = self._threads or torch.get_num_threads()
         while True:
             batch = self._next_batch()
             if batch is None:
@@ -239,6 +249,7 @@ class ModelWorker:
             return
         started = time.perf_counter()
         self.busy = True
+        self.running_cost = max(job.cost for job in live)
         self._choose_intra_op_threads(len(live))
         try:
             results = self._run(live)
@@ -252,6 +263,7 @@ class ModelWorker:
             return
         finally:
             self.busy = False
+            self.running_cost = 0.0
             self._observe(len(live), time.perf_counter() - started)
         for job, result in zip(live, results, strict=True):
             job.future.set_result(result)

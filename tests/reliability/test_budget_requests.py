@@ -57,16 +57,18 @@ def served(
     with TestClient(app, raise_server_exceptions=False) as http:
         state = app.state.service
         assert state.wait_ready(60), state.load_error
-        worker = state.worker(MODEL)
         served = Served(http, default_model, state.budget(MODEL), settings.limits, data_dir)
-        submit = worker.submit
-
-        def counting(*args: Any, **kwargs: Any) -> Any:
-            served.submitted.append(args)
-            return submit(*args, **kwargs)
-
-        worker.submit = counting  # type: ignore[method-assign]
+        for lane in (state.worker(MODEL), state.express[MODEL]):
+            lane.submit = _counting(lane.submit, served.submitted)  # type: ignore[method-assign]
         yield served
+
+
+def _counting(submit: Any, submitted: list[Any]) -> Any:
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        submitted.append(args)
+        return submit(*args, **kwargs)
+
+    return counting
 
 
 @pytest.fixture(scope="module")

@@ -217,3 +217,28 @@ def test_a_render_past_its_deadline_stops_at_its_next_torch_operation() -> None:
     with pytest.raises(DeadlineExceededError):
         asyncio.run(render_until(time.monotonic() - 1, work))
     assert len(calls) == 1
+
+
+def test_a_light_request_is_answered_while_a_heavy_one_holds_the_worker(
+    service_app: Any, client: TestClient, small_png: bytes
+) -> None:
+    """The heavy job never finishes on its own here: only the express lane can answer."""
+    state = service_app.state.service
+    started, gate = threading.Event(), threading.Event()
+
+    def hold(model: LoadedModel, payloads: Sequence[Any]) -> list[None]:
+        started.set()
+        gate.wait(60)
+        return [None] * len(payloads)
+
+    heavy = state.submit(MODEL, hold, None, cost=900.0)
+    try:
+        assert started.wait(30)
+        light = client.post("/v1/explain", files={"image": ("p.png", small_png, "image/png")})
+        assert light.status_code == 200, light.text[:300]
+        waiting = state.submit(MODEL, _recording([], "heavy too"), None, cost=100.0)
+        assert state.worker(MODEL).depth == 1  # a heavy job waits its turn on the worker
+    finally:
+        gate.set()
+    assert heavy.future.result(30) is None
+    assert waiting.future.result(30) is None

@@ -97,7 +97,10 @@ def _hold(model: LoadedModel, payloads: Sequence[Any]) -> list[None]:
 def test_a_full_queue_answers_503_with_retry_after(
     default_model: LoadedModel, small_png: bytes
 ) -> None:
-    settings = service_settings(queue_size=1, max_batch=1, retry_after_s=3)
+    # No express lane: a light request would be answered there while the worker is held.
+    settings = service_settings(
+        queue_size=1, max_batch=1, retry_after_s=3, express_max_forward_passes=0
+    )
     with serving(settings, default_model) as client:
         worker = _app(client).state.service.worker(MODEL)
         started, gate = threading.Event(), threading.Event()
