@@ -45,35 +45,26 @@ def _jpeg(size: tuple[int, int], quality: int = 90) -> bytes:
 def hostile_requests(photo: bytes, huge: bytes) -> dict[str, tuple[str, dict[str, Any], bytes]]:
     """The requests of the budget issue: route, form fields and image."""
 
-    def params(method: str, values: dict[str, Any]) -> str:
-        return json.dumps({method: values})
+    def explain(method: str, values: dict[str, Any], targets: int = 1) -> dict[str, Any]:
+        fields = {"method": method, "params": json.dumps({method: values})}
+        return fields | ({"target": SIXTEEN[:targets]} if targets > 1 else {})
 
     return {
         "smoothgrad 1024 samples x 16 targets": (
-            "/v1/explain",
-            {"method": "smoothgrad", "target": SIXTEEN,
-             "params": params("smoothgrad", {"samples": 1024})},
-            photo,
+            "/v1/explain", explain("smoothgrad", {"samples": 1024}, 16), photo
         ),
         "occlusion window 1 stride 1": (
-            "/v1/explain",
-            {"method": "occlusion", "params": params("occlusion", {"window": 1, "stride": 1})},
-            photo,
+            "/v1/explain", explain("occlusion", {"window": 1, "stride": 1}), photo
         ),
         "activation_max 2000 steps": (
             "/v1/activation-max", {"target": "1", "params": '{"steps": 2000}'}, b""
         ),
         "PGD 1000 steps": ("/v1/adversarial", {"params": '{"steps": 1000}'}, photo),
         "IG 1024 steps x 16 targets": (
-            "/v1/explain",
-            {"method": "integrated_gradients", "target": SIXTEEN,
-             "params": params("integrated_gradients", {"steps": 1024})},
-            photo,
+            "/v1/explain", explain("integrated_gradients", {"steps": 1024}, 16), photo
         ),
         "Score-CAM every channel": (
-            "/v1/explain",
-            {"method": "score_cam", "params": params("score_cam", {"channels": "all"})},
-            photo,
+            "/v1/explain", explain("score_cam", {"channels": "all"}), photo
         ),
         "16 megapixels x 16 grad_cam targets": (
             "/v1/explain", {"method": "grad_cam", "target": SIXTEEN}, huge

@@ -16,15 +16,9 @@ from cnnlens.methods.cost import Calibration
 from cnnlens.models import LoadedModel
 from cnnlens.service import Settings, create_app
 
-# About efficientnet_lite0 on 2 CPU cores: 25 ms a forward and 35 ms a backward per 224 x 224
-# row, 89 MB kept for a backward, 15 MB live in a plain forward.
-PINNED_CALIBRATION = Calibration(
-    input_shape=(3, 224, 224),
-    forward_s=0.025,
-    backward_s=0.035,
-    saved_bytes_per_row=89_000_000,
-    inference_bytes_per_row=15_000_000,
-)
+# About efficientnet_lite0 on 2 CPU cores (input shape, forward and backward seconds per
+# row, bytes kept for a backward and live in a plain forward, per row).
+PINNED_CALIBRATION = Calibration((3, 224, 224), 0.025, 0.035, 89_000_000, 15_000_000)
 # Room for every request the other tests send (8-image comparisons, 16 targets of SmoothGrad),
 # not for the hostile ones of tests/reliability/test_budget_requests.py.
 PINNED_LIMITS: dict[str, Any] = {

@@ -86,57 +86,52 @@ def _recording(order: list[str], name: str) -> Callable[[LoadedModel, Sequence[A
     return run
 
 
-def _blocked_worker(
-    model: LoadedModel, **limits: Any
-) -> tuple[ModelWorker, threading.Event, threading.Event]:
-    """A worker whose first job holds it until `gate` is set (`started` once it runs)."""
+def _execution_order(
+    model: LoadedModel, jobs: list[tuple[str, float | None]], **limits: Any
+) -> list[str]:
+    """The order in which `jobs` (name, cost) run when all of them are submitted while the
+    worker is held by a first job, then released."""
     worker = ModelWorker(model, Limits(max_batch=1, **limits))
     worker.start()
     started, gate = threading.Event(), threading.Event()
+    order: list[str] = []
 
     def hold(model: LoadedModel, payloads: Sequence[Any]) -> list[None]:
         started.set()
         gate.wait(30)
         return [None] * len(payloads)
 
-    worker.submit(hold, None, cost=0)
-    assert started.wait(30)
-    return worker, started, gate
-
-
-def test_the_lightest_waiting_job_runs_first(default_model: LoadedModel) -> None:
-    worker, _, gate = _blocked_worker(default_model)
-    order: list[str] = []
     try:
-        jobs = [
-            worker.submit(_recording(order, name), None, cost=cost)
-            for name, cost in [("heavy", 900.0), ("light", 2.0), ("unknown", None), ("mid", 60.0)]
-        ]
-        jobs.append(worker.submit(_recording(order, "light too"), None, cost=2.0))
+        worker.submit(hold, None, cost=0)
+        assert started.wait(30)
+        submitted = [worker.submit(_recording(order, name), None, cost=c) for name, c in jobs]
         gate.set()
-        for job in jobs:
+        for job in submitted:
             job.future.result(30)
     finally:
         gate.set()
         worker.stop()
+    return order
+
+
+def test_the_lightest_waiting_job_runs_first(default_model: LoadedModel) -> None:
+    jobs = [("heavy", 900.0), ("light", 2.0), ("unknown", None), ("mid", 60.0), ("light too", 2.0)]
     # equal costs keep their arrival order; an unknown cost waits for every known one
-    assert order == ["light", "light too", "mid", "heavy", "unknown"]
+    assert _execution_order(default_model, jobs) == [
+        "light",
+        "light too",
+        "mid",
+        "heavy",
+        "unknown",
+    ]
 
 
 def test_a_heavy_job_is_passed_over_a_bounded_number_of_times(
     default_model: LoadedModel,
 ) -> None:
-    worker, _, gate = _blocked_worker(default_model, queue_max_passes=2)
-    order: list[str] = []
-    try:
-        jobs = [worker.submit(_recording(order, "heavy"), None, cost=1000.0)]
-        jobs += [worker.submit(_recording(order, f"light{i}"), None, cost=1.0) for i in range(4)]
-        gate.set()
-        for job in jobs:
-            job.future.result(30)
-    finally:
-        gate.set()
-        worker.stop()
+    jobs: list[tuple[str, float | None]] = [("heavy", 1000.0)]
+    jobs += [(f"light{i}", 1.0) for i in range(4)]
+    order = _execution_order(default_model, jobs, queue_max_passes=2)
     assert order == ["light0", "light1", "heavy", "light2", "light3"]
 
 

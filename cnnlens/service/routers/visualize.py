@@ -19,16 +19,8 @@ from pydantic import BaseModel
 
 from cnnlens.errors import TargetError
 from cnnlens.methods.base import Method, get_method, method_names, own_route
+from cnnlens.service import deps
 from cnnlens.service.budget import methods_plan
-from cnnlens.service.deps import (
-    DeadlineDep,
-    SettingsDep,
-    StateDep,
-    off_loop,
-    read_image,
-    render_until,
-    wants_png,
-)
 from cnnlens.service.engine import OwnRoute, SingleRun
 from cnnlens.service.engine import own_route as route_answer
 from cnnlens.service.forms import (
@@ -68,9 +60,9 @@ def _parameters(method: Method) -> list[inspect.Parameter]:
 
     fields = [
         param("request", Request),
-        param("state", StateDep),
-        param("settings", SettingsDep),
-        param("deadline", DeadlineDep),
+        param("state", deps.StateDep),
+        param("settings", deps.SettingsDep),
+        param("deadline", deps.DeadlineDep),
     ]
     if method.uses_image:
         fields.append(param("image", ImageField))
@@ -101,14 +93,14 @@ def _endpoint(name: str, answer: OwnRoute) -> Callable[..., Coroutine[Any, Any, 
         run = answer.check(loaded, run)
         cost = state.admit(loaded.name, methods_plan([(name, run.params)], layer=layer))
         if method.uses_image:
-            run.picture = await read_image(form["image"], settings)
+            run.picture = await deps.read_image(form["image"], settings)
             if answer.preprocess:
-                run.x = await off_loop(loaded.preprocessing, run.picture)
+                run.x = await deps.off_loop(loaded.preprocessing, run.picture)
         result = await state.run(loaded.name, answer.work, run, cost=cost, deadline=deadline)
-        body, png = await render_until(
+        body, png = await deps.render_until(
             deadline, lambda abort: answer.render(loaded, run, result, started)
         )
-        if wants_png(request):
+        if deps.wants_png(request):
             return Response(png, media_type="image/png")
         return body
 
