@@ -139,7 +139,8 @@ class ServiceState:
         """`submit` of admitted work (`cost` from `admit`), awaited: past `deadline` (a
         time.monotonic() value) -> 504."""
         worker = self._lane(model, cost)
-        return await worker.run(work, payload, batch_key=batch_key, deadline=deadline, cost=cost)
+        job = worker.submit(work, payload, batch_key=batch_key, deadline=deadline, cost=cost)
+        return await worker.wait(job)
 
     def worker(self, name: str | None) -> ModelWorker:
         """The worker thread that owns a configured model (for its queue depth and metrics)."""

@@ -157,19 +157,10 @@ class ModelWorker:
             self._condition.notify_all()
         return job
 
-    async def run(
-        self,
-        run: BatchRunner,
-        payload: Any,
-        *,
-        batch_key: Hashable | None = None,
-        deadline: float | None = None,
-        cost: float | None = None,
-    ) -> Any:
-        """Submit and await the result; past the deadline: DeadlineExceededError (504)."""
-        job = self.submit(run, payload, batch_key=batch_key, deadline=deadline, cost=cost)
+    async def wait(self, job: Job[Any]) -> Any:
+        """Await a submitted job's result; past its deadline: DeadlineExceededError (504)."""
         waiter = asyncio.wrap_future(job.future)
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        timeout = None if job.deadline is None else max(0.0, job.deadline - time.monotonic())
         try:
             return await asyncio.wait_for(waiter, timeout)
         except TimeoutError:
