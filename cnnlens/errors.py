@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class CnnlensError(Exception):
     """Base of every error caused by the caller's input (never by a bug)."""
@@ -86,3 +91,11 @@ class ResponseTooLargeError(CnnlensError):
 
     code = "response_too_large"
     status = 422
+
+
+def validation_problems(error: ValidationError, whole: str) -> str:
+    """A pydantic error as `where: what` items joined by "; " (`whole` names the root)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in issue['loc']) or whole}: {issue['msg']}"
+        for issue in error.errors()
+    )

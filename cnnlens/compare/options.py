@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cnnlens.errors import InvalidParamsError
+from cnnlens.errors import InvalidParamsError, validation_problems
 
 Score = Literal["deletion", "insertion", "randomization"]
 SCORES: tuple[Score, ...] = ("deletion", "insertion", "randomization")
@@ -52,8 +52,5 @@ def parse_options(values: dict[str, Any] | None = None, **overrides: Any) -> Com
     try:
         return CompareOptions.model_validate(merged)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in item['loc']) or 'options'}: {item['msg']}"
-            for item in error.errors()
-        )
+        problems = validation_problems(error, "options")
         raise InvalidParamsError(f"invalid compare options: {problems}") from None

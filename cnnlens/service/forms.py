@@ -28,7 +28,8 @@ def single_valued_fields(
     allowed = frozenset(repeatable)
 
     async def check(request: Request) -> None:
-        if "multipart/form-data" not in request.headers.get("content-type", ""):
+        kind = request.headers.get("content-type", "")
+        if not kind.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
             return  # not a form: the route's own validation answers
         form = await request.form()  # parsed once: the route's fields read the same form
         for name in dict.fromkeys(form.keys()):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cnnlens.errors import CnnlensError
+from cnnlens.errors import CnnlensError, validation_problems
 from cnnlens.models.zoo import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -353,8 +353,5 @@ def load_settings(
     try:
         return Settings.model_validate(data)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in issue['loc']) or 'settings'}: {issue['msg']}"
-            for issue in error.errors()
-        )
+        problems = validation_problems(error, "settings")
         raise SettingsError(f"invalid settings: {problems}") from None

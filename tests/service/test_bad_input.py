@@ -319,3 +319,12 @@ def test_an_ascii_class_index_and_a_label_are_accepted(
         answer = client.post("/v1/explain", data={"target": target}, files=upload(small_png))
         assert answer.status_code == 200, answer.text[:300]
         assert answer.json()["explanations"][0]["target"]["index"] == 285
+
+
+def test_a_field_given_twice_in_a_urlencoded_form_is_refused_too(client: TestClient) -> None:
+    answer = client.post(
+        "/v1/filters",
+        content=b"model=efficientnet_lite0&model=efficientnet_lite0",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert "'model'" in assert_error(answer, 422, "duplicate_field")["message"]
