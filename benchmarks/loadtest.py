@@ -8,6 +8,11 @@ Clients send a mix of valid explain requests and honour Retry-After on 503 / 429
 (exit 0) when every answer is 200, 429 or 503, every 503 / 429 carries Retry-After and the
 server's RSS stays flat (< 5 % growth) over the second half, while its queue is full.
 Bounded: at most --max-requests requests and --duration seconds (+ draining the last ones).
+
+Then, on the service it started, `benchmarks.light_latency`: a light grad_cam request's
+latency while in-budget heavy requests run (a ratio to its quiet latency), the server's RSS
+over that phase, and the budget issue's hostile requests, each refused up front
+(`--no-budget` skips this part).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from benchmarks import light_latency
 from benchmarks._service_load import (
     free_port,
     metric_value,
@@ -174,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-requests", type=int, default=100_000)
     parser.add_argument("--queue-size", type=int, default=8, help="for the service it starts")
     parser.add_argument("--max-batch", type=int, default=8, help="for the service it starts")
+    parser.add_argument("--no-budget", action="store_true", help="skip the budget figures")
+    light_latency.add_options(parser)
     args = parser.parse_args(argv)
     if not 1 <= args.clients <= 256 or not 0 < args.duration <= 3600:
         parser.error("--clients must be 1..256 and --duration 0..3600 s")
@@ -196,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         pid = process.pid if process is not None else None
         tally, samples = asyncio.run(run(url, pid, args.clients, args.duration, args.max_requests))
         problems = verdict(tally, samples)
+        if not args.no_budget:
+            print("--- a light request while heavy ones run; hostile requests ---", flush=True)
+            if light_latency.run(url, pid, args):
+                problems.append("a hostile request was not refused up front")
     finally:
         if process is not None:
             process.terminate()

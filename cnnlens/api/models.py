@@ -140,7 +140,22 @@ class ModelList(Schema):
     models: list[ModelSummary]
 
 
+class BudgetBody(Schema):
+    """What one request may use on this model; over it: 422 over_budget, before any work."""
+
+    forward_passes: float = Field(description="forward-equivalents per request")
+    memory_bytes: int = Field(description="estimated peak bytes per request")
+    forward_ms: float = Field(description="measured forward time per image at the input size")
+    backward_ms: float = Field(description="measured backward time per image to the input")
+    device: str
+    source: str = Field(
+        description="calibrated: from the deadline at the measured speed; configured: "
+        "limits.budget_forward_passes"
+    )
+
+
 class ModelDetail(ModelSummary):
+    budget: BudgetBody | None = Field(default=None, description="the per-request budget")
     labels_count: int = Field(description="how many class labels the model has")
     head: str = Field(description="softmax, sigmoid, binary or segmentation")
     was_training: bool = Field(description="handed over in train mode (explained in eval)")

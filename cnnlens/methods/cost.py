@@ -97,8 +97,8 @@ def calibrate(
     generator = torch.Generator().manual_seed(0)
     x = torch.randn((rows, *input_shape), generator=generator).to(device)
     forward_times, backward_times = [], []
-    saved: dict[int, int] = {}
-    largest = 0
+    saved: dict[int, int] = {}  # this round's saved storages: a freed one's address is reused
+    saved_bytes = largest = 0
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         nonlocal largest
@@ -114,9 +114,12 @@ def calibrate(
                 session.forward(x, input_grad=False)
             _synchronize(device)
             forward = time.perf_counter() - started
+            saved.clear()
             started = time.perf_counter()
-            with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, _unpack):
-                logits = session.forward(x, input_grad=True)
+            with torch.enable_grad():
+                with torch.autograd.graph.saved_tensors_hooks(pack, _unpack):
+                    logits = session.forward(x, input_grad=True)
+                saved_bytes = max(saved_bytes, sum(saved.values()))
                 assert session.input is not None
                 session.gradients(logits[:, 0], [session.input], retain_graph=False)
             _synchronize(device)
@@ -128,7 +131,7 @@ def calibrate(
         input_shape=input_shape,
         forward_s=forward_s,
         backward_s=max(statistics.median(backward_times) / rows, forward_s),
-        saved_bytes_per_row=max(1, sum(saved.values()) // rows),
+        saved_bytes_per_row=max(1, saved_bytes // rows),
         # input, output and one skip tensor of the widest layer are alive at once
         inference_bytes_per_row=max(1, 3 * largest // rows),
         device=str(device),

@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 import cnnlens
+from cnnlens.methods.cost import Calibration
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.service.deps import require_api_key
 from cnnlens.service.docs import install_offline_docs
@@ -25,16 +26,19 @@ from cnnlens.service.state import ServiceState
 
 
 def create_app(
-    settings: Settings | None = None, models: Mapping[str, LoadedModel] | None = None
+    settings: Settings | None = None,
+    models: Mapping[str, LoadedModel] | None = None,
+    calibrations: Mapping[str, Calibration] | None = None,
 ) -> FastAPI:
     """Build the app. `models` may hand over already loaded models by configured name
-    (tests and embedding); the others are loaded from `settings` at startup."""
+    (tests and embedding); the others are loaded from `settings` at startup. `calibrations`
+    fixes a model's measured speed and memory instead of calibrating it at startup."""
     settings = settings or Settings.model_validate({})
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = ServiceState(settings, metrics, preloaded=models)
+        state = ServiceState(settings, metrics, preloaded=models, calibrations=calibrations)
         app.state.service = state
         state.start()  # loads and warms the models on a thread: /readyz says 503 until done
         resume_audit_jobs(app, state)  # audits a previous run left unfinished go on

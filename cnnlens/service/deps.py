@@ -9,8 +9,11 @@
   when the client can no longer get an answer.
 - `read_image(upload, settings)`: the uploaded file -> RGB PIL image (size limit, format
   allowlist, pixel limit, EXIF), decoded off the event loop.
-- `off_loop(work, *args)`: a request's own CPU work (preprocessing, rendering) on a thread,
+- `off_loop(work, *args)`: a request's own CPU work (preprocessing, decoding) on a thread,
   with one torch intra-op thread (the model workers own the cores' parallelism).
+- `render_until(deadline, work)`: the same for rendering and encoding the answer, stopped at
+  the deadline or when the client leaves: `work(abort)` checks the `AbortSignal` between
+  items (`abort.each(...)`), and its torch operations stop on their own.
 - API keys are checked for every router in `cnnlens.service.routers.V1_ROUTERS`; nothing to
   add per route.
 """
@@ -29,6 +32,7 @@ from fastapi import Depends, Request, UploadFile
 from PIL import Image
 
 from cnnlens.imageio import decode_image
+from cnnlens.service.abort import AbortSignal, abort_when
 from cnnlens.service.errors import NotReadyError, PayloadTooLargeError, UnauthorizedError
 from cnnlens.service.settings import Settings
 from cnnlens.service.state import ServiceState
@@ -108,6 +112,24 @@ async def off_loop(work: Callable[..., T], *args: Any) -> T:
     sixteen concurrent requests each starting a team of OpenMP threads for their resizes
     would oversubscribe the cores the model worker's batches run on."""
     return await anyio.to_thread.run_sync(_with_one_intra_op_thread, work, *args)
+
+
+async def render_until(deadline: float, work: Callable[[AbortSignal], T]) -> T:
+    """`work(abort)` off the event loop until it ends, the deadline passes (504) or the
+    request is cancelled (its client left): then the signal stops the thread too."""
+    abort = AbortSignal(deadline)
+
+    def guarded() -> T:
+        with abort_when(abort.should_abort):
+            return work(abort)
+
+    try:
+        return await anyio.to_thread.run_sync(
+            _with_one_intra_op_thread, guarded, abandon_on_cancel=True
+        )
+    except anyio.get_cancelled_exc_class():
+        abort.cancel()  # nobody will read the answer: the thread stops at its next check
+        raise
 
 
 def wants_png(request: Request) -> bool:

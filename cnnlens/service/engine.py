@@ -47,6 +47,7 @@ from cnnlens.methods.base import MethodOutput, MethodParams, get_method
 from cnnlens.methods.run import RunResult, run_methods
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.regions import Box
+from cnnlens.service.abort import AbortSignal
 from cnnlens.service.forms import parse_class
 
 T = TypeVar("T")
@@ -167,21 +168,30 @@ def render_explain_response(
     method_names: Sequence[str],
     outputs: Sequence[str],
     started: float,
+    abort: AbortSignal | None = None,
 ) -> api.ExplainResponse:
-    """The body of POST /v1/explain (CPU work: run it on a thread)."""
+    """The body of POST /v1/explain (CPU work: run it on a thread); `abort` stops it
+    between two explanations' encodings."""
     explanations, predictions = explanations_for(model, picture, rows, method_names)
     size = api.ImageSize(width=picture.width, height=picture.height)
     elapsed = (time.monotonic() - started) * 1000
+    encoded = explanations if abort is None else abort.each(explanations)
     return explain_response(
-        model.name, size, predictions, explanations, outputs, elapsed, model.was_training
+        model.name, size, predictions, encoded, outputs, elapsed, model.was_training
     )
 
 
 def render_overlay_png(
-    model: LoadedModel, picture: Image.Image, rows: ExplainRows, method_name: str
+    model: LoadedModel,
+    picture: Image.Image,
+    rows: ExplainRows,
+    method_name: str,
+    abort: AbortSignal | None = None,
 ) -> bytes:
     """The first explanation's overlay PNG (Accept: image/png)."""
     explanations, _ = explanations_for(model, picture, rows, [method_name])
+    if abort is not None:
+        abort.check()
     return png_bytes(explanations[0].overlay())
 
 

@@ -34,30 +34,27 @@ class ServiceError(CnnlensError):
             self.headers = dict(headers)
 
 
-class QueueFullError(ServiceError):
+class RetryLaterError(ServiceError):
+    """A 503 the client may retry: it says when, in a Retry-After header."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+class QueueFullError(RetryLaterError):
     code = "queue_full"
-    status = 503
-
-    def __init__(self, message: str, retry_after_s: int = 1) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 
-class NotReadyError(ServiceError):
+class NotReadyError(RetryLaterError):
     code = "not_ready"
-    status = 503
-
-    def __init__(self, message: str, retry_after_s: int = 1) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 
-class ComputeOutOfMemoryError(ServiceError):
+class ComputeOutOfMemoryError(RetryLaterError):
     """The batch ran out of (GPU or host) memory; the worker freed it and goes on."""
 
     code = "out_of_memory"
-    status = 503
-
-    def __init__(self, message: str, retry_after_s: int = 1) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 
 class DeadlineExceededError(ServiceError):

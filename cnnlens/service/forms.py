@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from fastapi import Request
 
 from cnnlens.api.forms import DEFAULT_METHOD, json_object, split_list
 from cnnlens.errors import InvalidParamsError, LayerNotFoundError, TargetError
@@ -12,6 +16,31 @@ from cnnlens.models.loaded import LoadedModel
 
 _MAX_METHODS = 32
 _MAX_TARGET_CHARS = 200
+_CLASS_INDEX = re.compile(r"[0-9]+")  # ASCII digits only: no sign, no space, no other script
+_NUMBER_LIKE = re.compile(r"\s*[+-]?\s*\d+\s*")  # \d: digits of any script
+
+
+def single_valued_fields(
+    repeatable: Sequence[str],
+) -> Callable[[Request], Coroutine[Any, Any, None]]:
+    """A route dependency: every form field but `repeatable` ones may come once. A second
+    `image`, `model` or `params` is refused (422 duplicate_field), not silently replaced."""
+    allowed = frozenset(repeatable)
+
+    async def check(request: Request) -> None:
+        kind = request.headers.get("content-type", "")
+        if not kind.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+            return  # not a form: the route's own validation answers
+        form = await request.form()  # parsed once: the route's fields read the same form
+        for name in dict.fromkeys(form.keys()):
+            count = len(form.getlist(name))
+            if count > 1 and name not in allowed:
+                raise InvalidParamsError(
+                    f"the form field {name[:64]!r} was given {count} times; give it once",
+                    code="duplicate_field",
+                )
+
+    return check
 
 
 def parse_methods(values: Sequence[str] | None, default: str = DEFAULT_METHOD) -> list[Method]:
@@ -23,7 +52,7 @@ def parse_methods(values: Sequence[str] | None, default: str = DEFAULT_METHOD) -
 
 def parse_targets(values: Sequence[str] | None, model: LoadedModel, limit: int) -> list[int]:
     """Class indices or labels (each field one target) -> distinct class indices."""
-    texts = [value.strip() for value in values or () if value.strip()]
+    texts = [value for value in values or () if value.strip()]
     if len(texts) > limit:
         raise TargetError(f"at most {limit} targets per request, got {len(texts)}")
     return list(dict.fromkeys(parse_class(text, model) for text in texts))
@@ -33,10 +62,22 @@ def parse_class(value: int | str, model: LoadedModel) -> int:
     """One class index or label -> its index; a 422 for anything else (never a ValueError)."""
     if isinstance(value, str) and len(value) > _MAX_TARGET_CHARS:
         raise TargetError(f"a target is at most {_MAX_TARGET_CHARS} characters")
+    if isinstance(value, str) and not _CLASS_INDEX.fullmatch(value) and _looks_numeric(value):
+        raise TargetError(
+            f"target {value!r} is not a class index: write an index with the ASCII digits "
+            "0-9 only (no sign, spaces or other digits)"
+        )
+    if isinstance(value, str) and value != value.strip():
+        raise TargetError(f"target {value!r} has leading or trailing spaces")
     try:
         return class_index(value, model.categories, len(model.categories) or 1000)
     except ValueError:  # digits int() refuses: "²", "--5"
         raise TargetError(f"target {value!r} is not a class index or label") from None
+
+
+def _looks_numeric(text: str) -> bool:
+    """Meant as a number: signed, spaced or in another script's digits ("-0", " 3", "２８５")."""
+    return bool(_NUMBER_LIKE.fullmatch(text))
 
 
 def parse_layer(value: str | None, model: LoadedModel) -> str | None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cnnlens.errors import CnnlensError
+from cnnlens.errors import CnnlensError, validation_problems
 from cnnlens.models.zoo import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -114,6 +114,18 @@ class Limits(_Strict):
     max_pixels: int = Field(default=16_000_000, ge=1, description="decoded width x height")
     max_side: int = Field(default=8192, ge=1, description="decoded width or height")
     queue_size: int = Field(default=64, ge=1, description="jobs waiting per model before 503")
+    queue_max_passes: int = Field(
+        default=8,
+        ge=0,
+        description="times lighter jobs may run before a waiting one (the queue runs the "
+        "lightest estimate first; this bounds how long a heavy job waits)",
+    )
+    express_max_forward_passes: float = Field(
+        default=8.0,
+        ge=0,
+        description="requests estimated at most this many forward passes run on a copy of "
+        "the model while a heavier request holds its worker (0: no express lane)",
+    )
     max_batch: int = Field(
         default=4,
         ge=1,
@@ -301,6 +313,9 @@ _LIMIT_VARIABLES = {
     "CNNLENS_MAX_BATCH_DELAY_MS": "max_batch_delay_ms",
     "CNNLENS_REQUEST_DEADLINE_S": "request_deadline_s",
     "CNNLENS_MAX_TARGETS": "max_targets",
+    "CNNLENS_BUDGET_FORWARD_PASSES": "budget_forward_passes",
+    "CNNLENS_BUDGET_MEMORY_BYTES": "budget_memory_bytes",
+    "CNNLENS_BUDGET_DEADLINE_SHARE": "budget_deadline_share",
 }
 
 
@@ -351,8 +366,5 @@ def load_settings(
     try:
         return Settings.model_validate(data)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in issue['loc']) or 'settings'}: {issue['msg']}"
-            for issue in error.errors()
-        )
+        problems = validation_problems(error, "settings")
         raise SettingsError(f"invalid settings: {problems}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -12,8 +13,10 @@ import torch
 
 from cnnlens.api.forms import DEFAULT_METHOD
 from cnnlens.errors import CnnlensError, ModelNotFoundError, WeightsError
+from cnnlens.methods.cost import Budget, Calibration, calibrate
 from cnnlens.methods.run import run_methods
 from cnnlens.models.loaded import LoadedModel
+from cnnlens.service.budget import Plan, model_budget
 from cnnlens.service.errors import NotReadyError
 from cnnlens.service.metrics import Metrics
 from cnnlens.service.settings import ModelConfig, Settings
@@ -24,18 +27,32 @@ logger = logging.getLogger("cnnlens.service")
 
 class ServiceState:
     """Models load (and warm up) on a background thread so /healthz answers at once and
-    /readyz says 503 until every configured model is ready."""
+    /readyz says 503 until every configured model is ready.
+
+    A request estimated at most `limits.express_max_forward_passes` runs on the model's
+    express lane (a copy of the model on a thread of its own, with half the cores) while a
+    heavier request holds the model's worker: one heavy request never holds the light ones.
+
+    Each model is calibrated on its device as it loads (`calibrate`: the measured forward
+    time and memory per row), which gives its per-request `Budget` (`budgets`); `calibrations`
+    hands over fixed ones instead (tests: budgets that do not depend on the machine's load).
+    """
 
     def __init__(
         self,
         settings: Settings,
         metrics: Metrics,
         preloaded: Mapping[str, LoadedModel] | None = None,
+        calibrations: Mapping[str, Calibration] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.models: dict[str, LoadedModel] = {}
         self.workers: dict[str, ModelWorker] = {}
+        # A second copy of each model for light requests while a heavy one holds its worker.
+        self.express: dict[str, ModelWorker] = {}
+        self.budgets: dict[str, Budget] = {}
+        self._calibrations = dict(calibrations or {})
         self.load_error: str | None = None
         self.started = time.monotonic()
         self._preloaded = dict(preloaded or {})
@@ -59,6 +76,7 @@ class ServiceState:
             self._loader.join(timeout=60)
         with self._lock:
             workers = list(self.workers.values())
+            workers += list(self.express.values())
         for worker in workers:
             worker.stop()
 
@@ -75,21 +93,38 @@ class ServiceState:
             raise NotReadyError(f"model {name!r} is still loading")
         return loaded
 
+    def budget(self, name: str | None) -> Budget:
+        """The per-request budget of a configured model (404 / 503 like `model`)."""
+        loaded = self.model(name)
+        return self.budgets[loaded.name]
+
+    def admit(self, model: str | None, plan: Plan) -> float:
+        """Check `plan` against the model's budget before any work is queued (422
+        over_budget / response_too_large). Returns its estimated forward-equivalents: the
+        `cost` that `run` and `submit` take, which orders the model's queue, lighter first."""
+        loaded = self.model(model)
+        found = plan.admit(loaded, self.budgets[loaded.name], self.settings.limits)
+        return found.forward_equivalents
+
     def submit(
         self,
         model: str | None,
         work: BatchRunner,
         payload: Any,
         *,
+        cost: float | None = None,
         batch_key: Hashable | None = None,
         deadline: float | None = None,
     ) -> Job[Any]:
         """Queue `work(loaded, payloads)` on that model's worker thread: the one way in.
 
-        Every use of a model's hooks goes through its worker. Queue full -> 503 with
-        Retry-After; shutting down -> 503. `batch_key`: equal keys may share one batch.
+        Every use of a model's hooks goes through its worker. `cost`: what `admit` returned
+        (None: unknown, queued after every known cost). Queue full -> 503 with Retry-After;
+        shutting down -> 503. `batch_key`: equal keys may share one batch.
         """
-        return self._worker(model).submit(work, payload, batch_key=batch_key, deadline=deadline)
+        return self._lane(model, cost).submit(
+            work, payload, batch_key=batch_key, deadline=deadline, cost=cost
+        )
 
     async def run(
         self,
@@ -97,16 +132,28 @@ class ServiceState:
         work: BatchRunner,
         payload: Any,
         *,
+        cost: float,
         batch_key: Hashable | None = None,
         deadline: float | None,
     ) -> Any:
-        """`submit`, awaited: past `deadline` (a time.monotonic() value) -> 504."""
-        worker = self._worker(model)
-        return await worker.run(work, payload, batch_key=batch_key, deadline=deadline)
+        """`submit` of admitted work (`cost` from `admit`), awaited: past `deadline` (a
+        time.monotonic() value) -> 504."""
+        worker = self._lane(model, cost)
+        job = worker.submit(work, payload, batch_key=batch_key, deadline=deadline, cost=cost)
+        return await worker.wait(job)
 
     def worker(self, name: str | None) -> ModelWorker:
         """The worker thread that owns a configured model (for its queue depth and metrics)."""
         return self._worker(name)
+
+    def _lane(self, name: str | None, cost: float | None) -> ModelWorker:
+        """The express lane for a light job while a heavier one runs, else the worker."""
+        worker = self._worker(name)
+        express = self.express.get(worker.model.name)
+        light = self.settings.limits.express_max_forward_passes
+        if express is None or cost is None or cost > light or worker.running_cost <= light:
+            return worker
+        return express
 
     def _worker(self, name: str | None) -> ModelWorker:
         name = name or self.settings.default_model
@@ -119,9 +166,15 @@ class ServiceState:
                 loaded = self._load(config)
                 if self.settings.warmup:
                     warm_up(loaded)
+                calibration = self._calibrations.get(config.name) or calibrate(loaded)
+                budget = model_budget(calibration, self.settings.limits)
                 worker = ModelWorker(loaded, self.settings.limits, self.metrics)
                 worker.start()
+                express = self._express_lane(loaded)
                 with self._lock:
+                    if express is not None:
+                        self.express[config.name] = express
+                    self.budgets[config.name] = budget
                     self.models[config.name] = loaded
                     self.workers[config.name] = worker
                 logger.info("model ready", extra={"model": config.name})
@@ -132,6 +185,16 @@ class ServiceState:
         except Exception as error:  # a bug or a broken environment: keep serving /healthz
             self.load_error = f"{type(error).__name__}: {error}"
             logger.exception("model loading failed")
+
+    def _express_lane(self, loaded: LoadedModel) -> ModelWorker | None:
+        if self.settings.limits.express_max_forward_passes <= 0:
+            return None
+        threads = max(1, torch.get_num_threads() // 2)
+        lane = ModelWorker(
+            copy.deepcopy(loaded), self.settings.limits, lane="express", threads=threads
+        )
+        lane.start()
+        return lane
 
     def _load(self, config: ModelConfig) -> LoadedModel:
         device = config.device or self.settings.device

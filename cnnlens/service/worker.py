@@ -5,6 +5,10 @@ thread, one batch at a time: concurrent requests never see each other's hooks. R
 with the same `batch_key` that wait together are run as one batch (up to `max_batch`,
 waiting at most `max_batch_delay_ms` for more), then split back per request.
 
+The lightest waiting job runs first (its `cost`: the estimated forward-equivalents that the
+budget check computed), so one heavy request never holds light ones. A job passed over
+`queue_max_passes` times runs next whatever its cost: a heavy job waits, but not forever.
+
 A batch whose every request has passed its deadline (or was abandoned by its caller) is
 stopped between two torch operations by the hook manager's thread-local torch-function
 interception, so the worker is free for the next batch instead of finishing work nobody
@@ -16,19 +20,19 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import torch
 
-from cnnlens.models.hooks import intercept_torch_functions
 from cnnlens.models.loaded import LoadedModel
+from cnnlens.service.abort import abort_when
 from cnnlens.service.errors import (
     ComputeOutOfMemoryError,
     DeadlineExceededError,
@@ -55,44 +59,16 @@ class Job(Generic[P]):
     payload: P
     batch_key: Hashable | None
     deadline: float | None  # time.monotonic() seconds
+    cost: float = math.inf  # estimated forward-equivalents; unknown: after every known one
     future: Future[Any] = field(default_factory=Future)
     abandoned: bool = False  # the caller stopped waiting
+    passed: int = 0  # times a lighter job that came later ran first
 
     def expired(self, now: float | None = None) -> bool:
         return self.deadline is not None and (now or time.monotonic()) > self.deadline
 
     def unwanted(self) -> bool:
         return self.abandoned or self.expired()
-
-
-class _Abort:
-    """Raises between torch operations once nobody waits for the running batch.
-
-    It raises once: the cleanup the exception then runs (`no_grad` restoring grad mode,
-    hook sessions restoring modules) calls torch too, and must not be interrupted.
-    """
-
-    def __init__(self, should_abort: Callable[[], bool]) -> None:
-        self.should_abort = should_abort
-        self.aborted = False
-
-    def __call__(
-        self, func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]
-    ) -> Any:
-        if not self.aborted and self.should_abort():
-            self.aborted = True
-            raise DeadlineExceededError("the request deadline passed while computing")
-        return func(*args, **kwargs)
-
-
-@contextmanager
-def _abort_when(should_abort: Callable[[], bool]) -> Iterator[None]:
-    grad_enabled = torch.is_grad_enabled()
-    try:
-        with intercept_torch_functions(_Abort(should_abort)):
-            yield
-    finally:
-        torch.set_grad_enabled(grad_enabled)  # whatever the batch did, the next one starts clean
 
 
 # Under OpenMP the intra-op thread count is a per-thread setting: a worker can change its own
@@ -110,7 +86,15 @@ def _release_memory() -> None:
 class ModelWorker:
     """The thread that owns one model: all work on that model goes through `submit`."""
 
-    def __init__(self, model: LoadedModel, limits: Limits, metrics: Metrics | None = None):
+    def __init__(
+        self,
+        model: LoadedModel,
+        limits: Limits,
+        metrics: Metrics | None = None,
+        *,
+        lane: str = "worker",
+        threads: int | None = None,
+    ):
         self.model = model
         self.limits = limits
         self.metrics = metrics
@@ -118,9 +102,11 @@ class ModelWorker:
         self._condition = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(
-            target=self._loop, name=f"cnnlens-worker-{model.name}", daemon=True
+            target=self._loop, name=f"cnnlens-{lane}-{model.name}", daemon=True
         )
         self.busy = False  # a batch is running (for tests and metrics)
+        self.running_cost = 0.0  # the running batch's heaviest estimate (0 when idle)
+        self._threads = threads  # intra-op threads at most; None: the process's
         self._all_threads = torch.get_num_threads()  # the worker thread's own, set in _loop
 
     def start(self) -> None:
@@ -151,9 +137,11 @@ class ModelWorker:
         *,
         batch_key: Hashable | None = None,
         deadline: float | None = None,
+        cost: float | None = None,
     ) -> Job[Any]:
-        """Queue one payload; raises QueueFullError (503 + Retry-After) when the queue is full."""
-        job: Job[Any] = Job(run, payload, batch_key, deadline)
+        """Queue one payload; raises QueueFullError (503 + Retry-After) when the queue is full.
+        `cost`: its estimated forward-equivalents (lighter runs first; None: unknown)."""
+        job: Job[Any] = Job(run, payload, batch_key, deadline, math.inf if cost is None else cost)
         with self._condition:
             if self._stopping:
                 raise NotReadyError("the service is shutting down")
@@ -169,18 +157,10 @@ class ModelWorker:
             self._condition.notify_all()
         return job
 
-    async def run(
-        self,
-        run: BatchRunner,
-        payload: Any,
-        *,
-        batch_key: Hashable | None = None,
-        deadline: float | None = None,
-    ) -> Any:
-        """Submit and await the result; past the deadline: DeadlineExceededError (504)."""
-        job = self.submit(run, payload, batch_key=batch_key, deadline=deadline)
+    async def wait(self, job: Job[Any]) -> Any:
+        """Await a submitted job's result; past its deadline: DeadlineExceededError (504)."""
         waiter = asyncio.wrap_future(job.future)
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        timeout = None if job.deadline is None else max(0.0, job.deadline - time.monotonic())
         try:
             return await asyncio.wait_for(waiter, timeout)
         except TimeoutError:
@@ -194,7 +174,7 @@ class ModelWorker:
             raise
 
     def _loop(self) -> None:
-        self._all_threads = torch.get_num_threads()
+        self._all_threads = self._threads or torch.get_num_threads()
         while True:
             batch = self._next_batch()
             if batch is None:
@@ -213,7 +193,7 @@ class ModelWorker:
                 self._condition.wait()
             if not self._pending:
                 return None
-            batch = [self._pending.popleft()]
+            batch = [self._take_next()]
             key = batch[0].batch_key
             if key is not None and self.limits.max_batch > 1:
                 wait_until = time.monotonic() + self.limits.max_batch_delay_ms / 1000.0
@@ -225,6 +205,19 @@ class ModelWorker:
                     self._condition.wait(remaining)
             self._set_depth()
             return batch
+
+    def _take_next(self) -> Job[Any]:
+        """The lightest waiting job (the oldest among equals), unless one has been passed
+        over `queue_max_passes` times: then the oldest such job."""
+        bound = self.limits.queue_max_passes
+        overdue = next((job for job in self._pending if job.passed >= bound), None)
+        chosen = overdue or min(self._pending, key=lambda job: job.cost)
+        for job in self._pending:
+            if job is chosen:
+                break
+            job.passed += 1
+        self._pending.remove(chosen)
+        return chosen
 
     def _take_matching(self, batch: list[Job[Any]], key: Hashable) -> None:
         for job in list(self._pending):
@@ -247,6 +240,7 @@ class ModelWorker:
             return
         started = time.perf_counter()
         self.busy = True
+        self.running_cost = max(job.cost for job in live)
         self._choose_intra_op_threads(len(live))
         try:
             results = self._run(live)
@@ -260,6 +254,7 @@ class ModelWorker:
             return
         finally:
             self.busy = False
+            self.running_cost = 0.0
             self._observe(len(live), time.perf_counter() - started)
         for job, result in zip(live, results, strict=True):
             job.future.set_result(result)
@@ -279,7 +274,7 @@ class ModelWorker:
     def _run(self, jobs: list[Job[Any]]) -> Sequence[Any]:
         out_of_memory = False
         try:
-            with _abort_when(lambda: all(job.unwanted() for job in jobs)):
+            with abort_when(lambda: all(job.unwanted() for job in jobs)):
                 results = jobs[0].run(self.model, [job.payload for job in jobs])
         except (MemoryError, torch.OutOfMemoryError):
             out_of_memory = True  # handled below, once the traceback (and its tensors) is gone

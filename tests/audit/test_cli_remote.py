@@ -10,9 +10,9 @@ import pytest
 
 from cnnlens.cli import main
 from cnnlens.models import LoadedModel
-from cnnlens.service import Settings, create_app
 from tests.audit.conftest import BROKEN, EGYPTIAN_CAT
 from tests.client.live_server import live_server
+from tests.pinned import pinned_app, pinned_settings
 
 
 def test_cli_audit_on_a_server(
@@ -20,8 +20,8 @@ def test_cli_audit_on_a_server(
 ) -> None:
     labels = tmp_path / "labels.csv"
     labels.write_text(f"chelsea.png,{EGYPTIAN_CAT}\nastronaut.png,1\n", encoding="utf-8")
-    settings = Settings.model_validate({"data_dir": str(tmp_path / "data"), "warmup": False})
-    app = create_app(settings, models={default_model.name: default_model})
+    settings = pinned_settings({"data_dir": str(tmp_path / "data"), "warmup": False})
+    app = pinned_app(settings, default_model)
     out = tmp_path / "out"
     with live_server(app) as url:
         status = main(["audit", str(photos), "--labels", str(labels), "--out", str(out),

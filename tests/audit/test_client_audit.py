@@ -12,9 +12,9 @@ import pytest
 
 from cnnlens.client import Client, CnnlensAPIError
 from cnnlens.models import LoadedModel
-from cnnlens.service import Settings, create_app
 from tests.audit.conftest import BROKEN, EGYPTIAN_CAT
 from tests.client.conftest import wait_ready
+from tests.pinned import pinned_app, pinned_settings
 
 
 def _zip(folder: Path) -> bytes:
@@ -26,8 +26,8 @@ def _zip(folder: Path) -> bytes:
 
 
 def test_client_runs_an_audit(photos: Path, tmp_path: Path, default_model: LoadedModel) -> None:
-    settings = Settings.model_validate({"data_dir": str(tmp_path / "data"), "warmup": False})
-    app = create_app(settings, models={default_model.name: default_model})
+    settings = pinned_settings({"data_dir": str(tmp_path / "data"), "warmup": False})
+    app = pinned_app(settings, default_model)
     labels = f"chelsea.png,{EGYPTIAN_CAT}\n".encode()
     with Client.for_app(app) as client:
         wait_ready(client)

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from cnnlens.models import LoadedModel
-from cnnlens.service import Settings, create_app
+from tests.pinned import pinned_app, pinned_settings
 
 schemathesis = pytest.importorskip("schemathesis")
 hypothesis = pytest.importorskip("hypothesis")
@@ -33,8 +33,8 @@ def audit_app(
     default_model: LoadedModel, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FastAPI]:
     data = tmp_path_factory.mktemp("audit-data")
-    settings = Settings.model_validate({"data_dir": str(data), "warmup": False})
-    app = create_app(settings, models={"efficientnet_lite0": default_model})
+    settings = pinned_settings({"data_dir": str(data), "warmup": False})
+    app = pinned_app(settings, efficientnet_lite0=default_model)
     with TestClient(app):
         assert app.state.service.wait_ready(60)
         yield app

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from cnnlens.models import LoadedModel
-from cnnlens.service import Settings, create_app
 from tests.audit.conftest import BROKEN, EGYPTIAN_CAT, write_photos
+from tests.pinned import pinned_app, pinned_settings
 
 MODEL = "efficientnet_lite0"
 
@@ -48,8 +48,8 @@ def test_service_audit_from_a_zip(
     chelsea_size = write_photos(folder, chelsea, coffee, astronaut)["chelsea.png"]
     archive = _zip({f"batch/{p.name}": p.read_bytes() for p in sorted(folder.iterdir())})
     labels = f"chelsea.png,{EGYPTIAN_CAT}\ncoffee.png,1\n".encode()  # coffee: a wrong label
-    settings = Settings.model_validate({"data_dir": str(tmp_path / "data"), "warmup": False})
-    app = create_app(settings, models={MODEL: default_model})
+    settings = pinned_settings({"data_dir": str(tmp_path / "data"), "warmup": False})
+    app = pinned_app(settings, default_model)
     with TestClient(app, raise_server_exceptions=False) as client:
         assert app.state.service.wait_ready(60)
         answer = client.post(
@@ -145,7 +145,7 @@ def test_service_audit_from_a_zip(
         assert client.get("/v1/audits/..%2F..%2Fetc").status_code == 404
         assert [j["id"] for j in client.get("/v1/audits").json()["audits"]] == [job_id]
 
-    restarted = create_app(settings, models={MODEL: default_model})
+    restarted = pinned_app(settings, default_model)
     with TestClient(restarted, raise_server_exceptions=False) as client:
         listed = client.get("/v1/audits").json()["audits"]
         assert [(j["id"], j["status"]) for j in listed] == [(job_id, "done")]
@@ -165,8 +165,8 @@ def test_unfinished_audit_resumes_when_the_service_starts(
     job = stopped.submit(archive, "p.zip", AuditConfig(batch_size=2))
     stopped.close()  # a service that stopped before it could run the job
 
-    settings = Settings.model_validate({"data_dir": str(tmp_path / "data"), "warmup": False})
-    app = create_app(settings, models={MODEL: default_model})
+    settings = pinned_settings({"data_dir": str(tmp_path / "data"), "warmup": False})
+    app = pinned_app(settings, default_model)
     with TestClient(app):
         jobs = app.state.audits  # opened at startup: no request needed
         assert jobs is not None
@@ -176,7 +176,7 @@ def test_unfinished_audit_resumes_when_the_service_starts(
 
 
 def test_a_fresh_data_dir_stays_untouched(default_model: LoadedModel, tmp_path: Path) -> None:
-    settings = Settings.model_validate({"data_dir": str(tmp_path / "data"), "warmup": False})
-    with TestClient(create_app(settings, models={MODEL: default_model})) as client:
+    settings = pinned_settings({"data_dir": str(tmp_path / "data"), "warmup": False})
+    with TestClient(pinned_app(settings, default_model)) as client:
         assert client.get("/healthz").status_code == 200
     assert not (tmp_path / "data").exists()

@@ -10,14 +10,12 @@ from fastapi import FastAPI
 
 from cnnlens.client import Client
 from cnnlens.models import LoadedModel
-from cnnlens.service import create_app
-from cnnlens.service.settings import Settings
+from tests.pinned import pinned_app, pinned_settings
 
 
 def make_app(default_model: LoadedModel, **settings: object) -> FastAPI:
     """The real app serving the session's default model (no reload, no warm-up)."""
-    config = Settings.model_validate({"warmup": False, **settings})
-    return create_app(config, models={default_model.name: default_model})
+    return pinned_app(pinned_settings({"warmup": False, **settings}), default_model)
 
 
 @pytest.fixture(scope="package")

@@ -8,14 +8,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cnnlens.models import LoadedModel
-from cnnlens.service import Settings, create_app
+from tests.pinned import pinned_app, pinned_settings
 
 
 @pytest.fixture(scope="package")
 def client(default_model: LoadedModel) -> Iterator[TestClient]:
-    app = create_app(
-        Settings.model_validate({"warmup": False}), models={default_model.name: default_model}
-    )
+    app = pinned_app(pinned_settings({"warmup": False}), default_model)
     with TestClient(app, raise_server_exceptions=False) as test_client:
         assert app.state.service.wait_ready(60), app.state.service.load_error
         yield test_client

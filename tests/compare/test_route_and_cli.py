@@ -16,8 +16,8 @@ from PIL import Image
 from cnnlens.cli import main
 from cnnlens.compare import CompareOptions, compare
 from cnnlens.models import LoadedModel
-from cnnlens.service import Settings, create_app
 from tests.conftest import EGYPTIAN_CAT, ESPRESSO
+from tests.pinned import pinned_app, pinned_settings
 
 FAST = {"steps": "4", "stages": "1"}
 
@@ -179,9 +179,7 @@ def test_cli_compare_on_a_server_matches_local(
 ) -> None:
     from tests.client.live_server import live_server
 
-    app = create_app(
-        Settings.model_validate({"warmup": False}), models={default_model.name: default_model}
-    )
+    app = pinned_app(pinned_settings({"warmup": False}), default_model)
     common = ["--method", "grad_cam", "--scores", "deletion", "--steps", "3", "--quiet"]
     common += ["--benchmark", "--target", "Egyptian cat"]
     images = [str(image_folder / "chelsea.png"), str(image_folder / "coffee.jpg")]

@@ -252,3 +252,11 @@ def test_calibration_of_the_default_model(default_model: LoadedModel) -> None:
     assert estimate(request_cost([], workload), workload, measured).forward_equivalents == 1
     assert layer_channels(default_model, None) == 1280
     assert layer_channels(default_model, "blocks.2") == 40
+
+
+def test_saved_bytes_do_not_grow_with_the_rounds_measured(default_model: LoadedModel) -> None:
+    """Each round's saved tensors are counted on their own: a storage freed and allocated
+    again at another address in a later round is not counted twice."""
+    once = calibrate(default_model, rows=1, repeats=1)
+    thrice = calibrate(default_model, rows=1, repeats=3)
+    assert thrice.saved_bytes_per_row == once.saved_bytes_per_row

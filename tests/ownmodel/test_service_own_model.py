@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cnnlens.models.weights import sha256_of_file
-from cnnlens.service import create_app
 from cnnlens.service.settings import SettingsError, load_settings
 from tests.ownmodel.conftest import COLOURS, SIZE, colour_images
+from tests.pinned import PINNED_ENVIRONMENT, pinned_app
 
 
 def _config(tmp_path: Path, weights: Path, labels: Path) -> Path:
@@ -39,10 +39,10 @@ def test_configured_own_model_explains_with_its_labels(
     tmp_path: Path, colour_checkpoint: tuple[Path, Path]
 ) -> None:
     weights, labels = colour_checkpoint
-    settings = load_settings(_config(tmp_path, weights, labels), environ={})
+    settings = load_settings(_config(tmp_path, weights, labels), environ=PINNED_ENVIRONMENT)
     entry = settings.models[0]
     assert entry.name == "colours" and entry.architecture == "torchvision:resnet18"
-    app = create_app(settings)
+    app = pinned_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
         assert app.state.service.wait_ready(120), app.state.service.load_error
         model = app.state.service.models["colours"]

@@ -20,10 +20,9 @@ from fastapi import FastAPI
 
 from cnnlens.models import LoadedModel
 from cnnlens.models.hooks import count_hooks
-from cnnlens.service.app import create_app
-from cnnlens.service.settings import Settings
 from cnnlens.service.state import ServiceState
 from cnnlens.service.worker import ModelWorker
+from tests.pinned import pinned_app, pinned_settings
 
 SERVER_LIMITS = {"request_deadline_s": 30.0, "queue_size": 16}
 
@@ -88,10 +87,8 @@ def live_server(
     default_model: LoadedModel, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     data_dir = str(tmp_path_factory.mktemp("service-data"))
-    settings = Settings.model_validate(
-        {"warmup": False, "limits": SERVER_LIMITS, "data_dir": data_dir}
-    )
-    app = create_app(settings, models={default_model.name: default_model})
+    settings = pinned_settings({"warmup": False, "limits": SERVER_LIMITS, "data_dir": data_dir})
+    app = pinned_app(settings, default_model)
     server, thread, url = start_server(app)
     yield LiveServer(url, app, default_model)
     server.should_exit = True

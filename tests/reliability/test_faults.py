@@ -21,6 +21,7 @@ from PIL import Image
 from cnnlens.methods.base import get_method
 from cnnlens.models.weights import sha256_of_file
 from cnnlens.service.server import main as server_main
+from tests.pinned import PINNED_ENVIRONMENT
 from tests.reliability import hostile_images as hostile
 from tests.reliability.conftest import LiveServer, free_port
 
@@ -117,7 +118,8 @@ def test_out_of_memory_in_a_batch_is_a_503_and_the_service_recovers(
 
 def _environment(**variables: str) -> dict[str, str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("CNNLENS_")}
-    return {**environment, "OMP_NUM_THREADS": "1", "CNNLENS_WARMUP": "false", **variables}
+    pinned = {"OMP_NUM_THREADS": "1", "CNNLENS_WARMUP": "false", **PINNED_ENVIRONMENT}
+    return {**environment, **pinned, **variables}
 
 
 def test_sigterm_drains_in_flight_requests_refuses_new_ones_and_exits() -> None:

@@ -21,9 +21,9 @@ from pydantic import ValidationError
 from cnnlens.models import LoadedModel
 from cnnlens.models.weights import sha256_of_file
 from cnnlens.service import deps
-from cnnlens.service.app import create_app
 from cnnlens.service.server import load_configured_model
 from cnnlens.service.settings import ModelConfig, Settings, SettingsError, load_settings
+from tests.pinned import pinned_app, pinned_settings
 from tests.reliability.conftest import LiveServer, start_server
 from tests.reliability.test_hostile_requests import SMALL_PNG
 
@@ -46,16 +46,14 @@ def test_api_keys_are_kept_only_as_sha256(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def keyed_server(default_model: LoadedModel) -> Iterator[str]:
-    settings = Settings.model_validate(
+    settings = pinned_settings(
         {
             "warmup": False,
             "api_key_sha256": [hashlib.sha256(KEY.encode()).hexdigest(), "ab" * 32],
             "cors_origins": ["https://dashboard.example"],
         }
     )
-    server, thread, url = start_server(
-        create_app(settings, models={default_model.name: default_model})
-    )
+    server, thread, url = start_server(pinned_app(settings, default_model))
     yield url
     server.should_exit = True
     thread.join(timeout=30)

@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from cnnlens.models import LoadedModel
-from cnnlens.service import Settings, create_app
+from cnnlens.service import Settings
+from tests.pinned import pinned_app, pinned_settings
 
 MODEL = "efficientnet_lite0"
 MAX_UPLOAD_BYTES = 2_000_000
@@ -22,12 +23,12 @@ MAX_UPLOAD_BYTES = 2_000_000
 
 def service_settings(**limits: Any) -> Settings:
     base = {"max_upload_bytes": MAX_UPLOAD_BYTES, "max_batch": 8, "max_batch_delay_ms": 20}
-    return Settings.model_validate({"limits": {**base, **limits}})
+    return pinned_settings({"limits": {**base, **limits}})
 
 
 @pytest.fixture(scope="session")
 def service_app(default_model: LoadedModel) -> FastAPI:
-    return create_app(service_settings(), models={MODEL: default_model})
+    return pinned_app(service_settings(), default_model)
 
 
 @pytest.fixture(scope="session")

@@ -252,3 +252,79 @@ def test_service_still_answers_after_the_bad_inputs(
     assert response.json()["image"] == {"width": 96, "height": 64}
     assert count_hooks(default_model.module) == 0
     assert json.loads(client.get("/readyz").text)["ready"] is True
+
+
+@pytest.mark.parametrize(
+    ("route", "field", "values"),
+    [
+        ("/v1/explain", "model", ["efficientnet_lite0", "efficientnet_lite0"]),
+        ("/v1/explain", "layer", ["conv_stem", "blocks.6"]),
+        ("/v1/explain", "params", ["{}", '{"occlusion": {"window": 1}}']),
+        ("/v1/explain", "output", ["heatmap", "array"]),
+        ("/v1/compare", "steps", ["4", "8"]),
+        ("/v1/feature-maps", "params", ["{}", "{}"]),
+        ("/v1/adversarial", "model", ["efficientnet_lite0", "efficientnet_lite0"]),
+    ],
+)
+def test_a_single_valued_field_given_twice_is_refused(
+    client: TestClient, small_png: bytes, route: str, field: str, values: list[str]
+) -> None:
+    error = assert_error(
+        client.post(route, data={field: values}, files=upload(small_png)), 422, "duplicate_field"
+    )
+    assert repr(field) in error["message"] and "2 times" in error["message"]
+
+
+@pytest.mark.parametrize("route", ["/v1/explain", "/v1/feature-maps", "/v1/adversarial"])
+def test_two_image_parts_are_refused_not_one_silently_dropped(
+    client: TestClient, small_png: bytes, chelsea_jpeg: bytes, route: str
+) -> None:
+    files = [
+        ("image", ("a.png", small_png, "image/png")),
+        ("image", ("b.jpg", chelsea_jpeg, "image/jpeg")),
+    ]
+    error = assert_error(client.post(route, files=files), 422, "duplicate_field")
+    assert "'image'" in error["message"]
+
+
+def test_compare_takes_several_images_and_repeated_methods(
+    client: TestClient, small_png: bytes
+) -> None:
+    files = [
+        ("image", ("a.png", small_png, "image/png")),
+        ("image", ("b.png", small_png, "image/png")),
+    ]
+    data = {"method": ["saliency", "grad_cam"], "scores": "none"}
+    answer = client.post("/v1/compare", files=files, data=data)
+    assert answer.status_code == 200, answer.text[:300]
+    assert len(answer.json()["images"]) == 2
+
+
+@pytest.mark.parametrize("target", ["２８５", "-0", "+3", " 3", "3 ", "٣", "- 3"])
+def test_class_indices_are_ascii_digits_only(
+    client: TestClient, small_png: bytes, target: str
+) -> None:
+    error = assert_error(
+        client.post("/v1/explain", data={"target": target}, files=upload(small_png)),
+        422,
+        "bad_target",
+    )
+    assert repr(target) in error["message"]
+
+
+def test_an_ascii_class_index_and_a_label_are_accepted(
+    client: TestClient, small_png: bytes
+) -> None:
+    for target in ("285", "Egyptian cat"):
+        answer = client.post("/v1/explain", data={"target": target}, files=upload(small_png))
+        assert answer.status_code == 200, answer.text[:300]
+        assert answer.json()["explanations"][0]["target"]["index"] == 285
+
+
+def test_a_field_given_twice_in_a_urlencoded_form_is_refused_too(client: TestClient) -> None:
+    answer = client.post(
+        "/v1/filters",
+        content=b"model=efficientnet_lite0&model=efficientnet_lite0",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert "'model'" in assert_error(answer, 422, "duplicate_field")["message"]

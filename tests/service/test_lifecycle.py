@@ -16,14 +16,15 @@ from fastapi.testclient import TestClient
 import cnnlens.service.state as state_module
 from cnnlens.models import LoadedModel
 from cnnlens.models.hooks import count_hooks
-from cnnlens.service import Settings, create_app, load_settings
+from cnnlens.service import Settings, load_settings
 from cnnlens.service.settings import hash_api_key
+from tests.pinned import pinned_app, pinned_settings
 from tests.service.conftest import MODEL, assert_error, service_settings, upload
 
 
 @contextmanager
 def serving(settings: Settings, model: LoadedModel, wait: bool = True) -> Iterator[TestClient]:
-    app = create_app(settings, models={MODEL: model})
+    app = pinned_app(settings, model)
     with TestClient(app, raise_server_exceptions=False) as client:
         if wait:
             assert app.state.service.wait_ready(60), app.state.service.load_error
@@ -66,13 +67,13 @@ def test_readyz_is_503_until_the_model_is_warm(
 
 
 def test_a_model_that_fails_to_load_keeps_readyz_503_and_healthz_up() -> None:
-    settings = Settings.model_validate(
+    settings = pinned_settings(
         {
             "models": [{"name": MODEL, "weights": "/nonexistent/weights.pt", "sha256": "0" * 64}],
             "warmup": False,
         }
     )
-    app = create_app(settings)
+    app = pinned_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
         state = app.state.service
         deadline = time.monotonic() + 30
@@ -96,7 +97,10 @@ def _hold(model: LoadedModel, payloads: Sequence[Any]) -> list[None]:
 def test_a_full_queue_answers_503_with_retry_after(
     default_model: LoadedModel, small_png: bytes
 ) -> None:
-    settings = service_settings(queue_size=1, max_batch=1, retry_after_s=3)
+    # No express lane: a light request would be answered there while the worker is held.
+    settings = service_settings(
+        queue_size=1, max_batch=1, retry_after_s=3, express_max_forward_passes=0
+    )
     with serving(settings, default_model) as client:
         worker = _app(client).state.service.worker(MODEL)
         started, gate = threading.Event(), threading.Event()
@@ -120,9 +124,10 @@ def test_past_the_deadline_is_504_and_the_worker_is_freed(default_model: LoadedM
     with serving(settings, default_model) as client:
         worker = _app(client).state.service.worker(MODEL)
         started = time.monotonic()
-        late = client.post("/v1/activation-max", data={"target": "1", "params": '{"steps": 2000}'})
+        # In the work budget (600 steps, near its limit), far past the 0.5 s deadline.
+        late = client.post("/v1/activation-max", data={"target": "1", "params": '{"steps": 600}'})
         assert_error(late, 504, "deadline_exceeded")
-        # The abandoned batch stops between two torch operations instead of running 2000 steps.
+        # The abandoned batch stops between two torch operations instead of running 600 steps.
         while worker.busy or worker.depth:
             assert time.monotonic() - started < 20
             time.sleep(0.01)
@@ -147,9 +152,7 @@ def test_a_batch_stopped_inside_no_grad_leaves_the_worker_able_to_differentiate(
 
 def test_api_keys_when_configured(default_model: LoadedModel) -> None:
     assert Settings.model_validate({}).auth_enabled is False  # off by default
-    settings = Settings.model_validate(
-        {"api_key_sha256": [hash_api_key("s3cret")], "warmup": False}
-    )
+    settings = pinned_settings({"api_key_sha256": [hash_api_key("s3cret")], "warmup": False})
     with serving(settings, default_model) as client:
         missing = client.get("/v1/models")
         assert_error(missing, 401, "unauthorized")

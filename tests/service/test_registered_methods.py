@@ -20,7 +20,7 @@ from cnnlens.cli import main
 from cnnlens.client import Client
 from cnnlens.methods.base import Method, MethodContext, MethodOutput, register, unregister
 from cnnlens.models import LoadedModel
-from cnnlens.service import create_app
+from tests.pinned import pinned_app
 from tests.service.conftest import MODEL, encode, service_settings
 
 APP_JS = Path(__file__).parents[2] / "cnnlens" / "service" / "web" / "app.js"
@@ -68,7 +68,7 @@ def served(default_model: LoadedModel) -> Iterator[tuple[TestClient, Client]]:
     for toy in TOYS.values():
         register(toy)
     try:
-        app = create_app(service_settings(), models={MODEL: default_model})
+        app = pinned_app(service_settings(), default_model)
         with TestClient(app, raise_server_exceptions=False) as http:
             assert app.state.service.wait_ready(120), app.state.service.load_error
             yield http, Client(http_client=http)  # type: ignore[arg-type]
@@ -153,6 +153,6 @@ def test_a_registered_method_is_on_every_front(
 def test_an_unregistered_method_has_no_route(default_model: LoadedModel) -> None:
     register(ToyWeights)
     unregister(ToyWeights.name)
-    app = create_app(service_settings(), models={MODEL: default_model})
+    app = pinned_app(service_settings(), default_model)
     paths = app.openapi()["paths"]
     assert "/v1/filters" in paths and "/v1/toy-weights" not in paths

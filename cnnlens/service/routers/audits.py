@@ -25,6 +25,7 @@ from cnnlens.audit.jobs import STORE_FILE, AuditJobs, JobNotFoundError
 from cnnlens.audit.store import JobInfo
 from cnnlens.errors import InvalidParamsError
 from cnnlens.models.loaded import LoadedModel
+from cnnlens.service.budget import audit_plan
 from cnnlens.service.deps import SettingsDep, StateDep
 from cnnlens.service.engine import each
 from cnnlens.service.errors import NotReadyError, PayloadTooLargeError, QueueFullError
@@ -185,6 +186,7 @@ async def create_audit(
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise InvalidParamsError(f"invalid audit options: {problems}") from None
+    state.admit(name, audit_plan(config.methods, config.batch_size))  # 422 before any upload
     limit = min(settings.limits.max_upload_bytes, ArchiveLimits().max_archive_bytes)
     archive_bytes = await _read_limited(archive, limit, "archive")
     labels_bytes = await _read_limited(labels, MAX_CSV_BYTES, "labels CSV") if labels else None

@@ -7,8 +7,7 @@ import base64
 import time
 from typing import Annotated
 
-import anyio
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from cnnlens.api.forms import COMPARE_METHODS, split_list
@@ -19,12 +18,29 @@ from cnnlens.errors import InvalidParamsError, TargetError
 from cnnlens.methods.base import get_method
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.render import to_png
-from cnnlens.service.deps import DeadlineDep, SettingsDep, StateDep, read_image, wants_png
+from cnnlens.service.budget import compare_plan
+from cnnlens.service.deps import (
+    DeadlineDep,
+    SettingsDep,
+    StateDep,
+    read_image,
+    render_until,
+    wants_png,
+)
 from cnnlens.service.engine import each
-from cnnlens.service.forms import parse_layer, parse_params_by_method, parse_targets
+from cnnlens.service.forms import (
+    parse_layer,
+    parse_params_by_method,
+    parse_targets,
+    single_valued_fields,
+)
 from cnnlens.service.routers.explain import ERRORS
 
-router = APIRouter(prefix="/v1", tags=["compare"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["compare"],
+    dependencies=[Depends(single_valued_fields(("image", "method", "target")))],
+)
 
 MAX_IMAGES = 8  # per request: every image costs (steps + 1) x 2 forwards per method
 
@@ -90,6 +106,9 @@ async def compare_route(
     )  # fmt: skip
     if not 1 <= len(image) <= MAX_IMAGES:
         raise InvalidParamsError(f"compare takes 1 to {MAX_IMAGES} images, got {len(image)}")
+    cost = state.admit(
+        loaded.name, compare_plan(methods, params_by_method, len(image), options, layer_name)
+    )
     pictures = [await read_image(upload, settings) for upload in image]
     names = [upload.filename or f"image-{i}" for i, upload in enumerate(image)]
     plain_params = {name: value.model_dump() for name, value in params_by_method.items()}
@@ -100,8 +119,8 @@ async def compare_route(
             params=plain_params, options=options, names=names,
         )  # fmt: skip
 
-    comparison = await state.run(loaded.name, each, work, deadline=deadline)
-    grid = await anyio.to_thread.run_sync(lambda: to_png(comparison.grid()))
+    comparison = await state.run(loaded.name, each, work, cost=cost, deadline=deadline)
+    grid = await render_until(deadline, lambda abort: to_png(comparison.grid()))
     if wants_png(request):
         return Response(grid, media_type="image/png")
     body = comparison.to_json()

@@ -5,17 +5,19 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from cnnlens.api.forms import DEFAULT_METHOD, parse_box, parse_outputs
 from cnnlens.api.models import ErrorBody, ExplainResponse
+from cnnlens.service.budget import Rendered, methods_plan
 from cnnlens.service.deps import (
     DeadlineDep,
     SettingsDep,
     StateDep,
     off_loop,
     read_image,
+    render_until,
     wants_png,
 )
 from cnnlens.service.engine import (
@@ -33,9 +35,14 @@ from cnnlens.service.forms import (
     parse_methods,
     parse_params_by_method,
     parse_targets,
+    single_valued_fields,
 )
 
-router = APIRouter(prefix="/v1", tags=["explain"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["explain"],
+    dependencies=[Depends(single_valued_fields(("method", "target")))],
+)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
@@ -46,7 +53,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (406, "Accept: image/png with more than one method"),
         (413, "the upload or the image is too large"),
         (415, "the file is not an allowed image format"),
-        (422, "invalid method, target, layer, params or output"),
+        (
+            422,
+            "invalid method, target, layer, params or output; over the budget or the "
+            "response size limit (over_budget, response_too_large)",
+        ),
         (503, "the model's queue is full or it is still loading (Retry-After)"),
         (504, "the request deadline passed"),
     )
@@ -104,6 +115,11 @@ async def explain(
     if png and len(methods) != 1:
         raise NotAcceptableError("Accept: image/png answers one method; ask for JSON instead")
     picture = await read_image(image, settings)
+    chosen = [(m.name, params_by_method[m.name]) for m in methods]
+    shown = Rendered(picture.width, picture.height, ("overlay",) if png else outputs)
+    cost = state.admit(
+        loaded.name, methods_plan(chosen, len(targets), layer=layer_name, rendered=shown)
+    )
     x = await off_loop(loaded.preprocessing, picture)  # (1, 3, H, W)
     plan = ExplainPlan(
         model=loaded.name,
@@ -116,14 +132,20 @@ async def explain(
         loaded.name,
         run_explain_batch,
         ExplainInput(plan, x, targets),
+        cost=cost,
         batch_key=plan if plan.batchable else None,
         deadline=deadline,
     )
     names = [m.name for m in methods]
     if png:
-        body = await off_loop(render_overlay_png, loaded, picture, rows, names[0])
+        body = await render_until(
+            deadline, lambda abort: render_overlay_png(loaded, picture, rows, names[0], abort)
+        )
         return Response(body, media_type="image/png")
-    answer: ExplainResponse = await off_loop(
-        render_explain_response, loaded, picture, rows, names, outputs, started
+    answer: ExplainResponse = await render_until(
+        deadline,
+        lambda abort: render_explain_response(
+            loaded, picture, rows, names, outputs, started, abort
+        ),
     )
     return answer

@@ -47,6 +47,8 @@ def model_detail(
     name: Annotated[str, Path(description="a served model's name, see GET /v1/models")],
 ) -> ModelDetail:
     loaded = state.model(name)
+    budget = state.budget(name)
+    calibration = budget.calibration
     inventory = loaded.layers
     described = loaded.describe()
     return ModelDetail.model_validate(
@@ -59,5 +61,15 @@ def model_detail(
             "layers": [asdict(layer) for layer in inventory.layers],
             "compatibility": asdict(inventory.compatibility),
             "categories": list(loaded.categories),
+            "budget": {
+                "forward_passes": budget.forward_equivalents,
+                "memory_bytes": budget.memory_bytes,
+                "forward_ms": calibration.forward_s * 1000,
+                "backward_ms": calibration.backward_s * 1000,
+                "device": calibration.device,
+                "source": "calibrated"
+                if state.settings.limits.budget_forward_passes is None
+                else "configured",
+            },
         }
     )

@@ -13,16 +13,22 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel
 
 from cnnlens.errors import TargetError
 from cnnlens.methods.base import Method, get_method, method_names, own_route
-from cnnlens.service.deps import DeadlineDep, SettingsDep, StateDep, off_loop, read_image, wants_png
+from cnnlens.service import deps
+from cnnlens.service.budget import methods_plan
 from cnnlens.service.engine import OwnRoute, SingleRun
 from cnnlens.service.engine import own_route as route_answer
-from cnnlens.service.forms import parse_layer, parse_method_params, parse_targets
+from cnnlens.service.forms import (
+    parse_layer,
+    parse_method_params,
+    parse_targets,
+    single_valued_fields,
+)
 from cnnlens.service.routers.explain import ERRORS
 
 ModelField = Annotated[str | None, Form(description="a served model; default: the default")]
@@ -54,9 +60,9 @@ def _parameters(method: Method) -> list[inspect.Parameter]:
 
     fields = [
         param("request", Request),
-        param("state", StateDep),
-        param("settings", SettingsDep),
-        param("deadline", DeadlineDep),
+        param("state", deps.StateDep),
+        param("settings", deps.SettingsDep),
+        param("deadline", deps.DeadlineDep),
     ]
     if method.uses_image:
         fields.append(param("image", ImageField))
@@ -85,13 +91,16 @@ def _endpoint(name: str, answer: OwnRoute) -> Callable[..., Coroutine[Any, Any, 
             raise TargetError("this route explains one target at a time")
         run = SingleRun(name, params, None, targets[0] if targets else None, layer)
         run = answer.check(loaded, run)
+        cost = state.admit(loaded.name, methods_plan([(name, run.params)], layer=layer))
         if method.uses_image:
-            run.picture = await read_image(form["image"], settings)
+            run.picture = await deps.read_image(form["image"], settings)
             if answer.preprocess:
-                run.x = await off_loop(loaded.preprocessing, run.picture)
-        result = await state.run(loaded.name, answer.work, run, deadline=deadline)
-        body, png = await off_loop(answer.render, loaded, run, result, started)
-        if wants_png(request):
+                run.x = await deps.off_loop(loaded.preprocessing, run.picture)
+        result = await state.run(loaded.name, answer.work, run, cost=cost, deadline=deadline)
+        body, png = await deps.render_until(
+            deadline, lambda abort: answer.render(loaded, run, result, started)
+        )
+        if deps.wants_png(request):
             return Response(png, media_type="image/png")
         return body
 
@@ -105,7 +114,11 @@ def _endpoint(name: str, answer: OwnRoute) -> Callable[..., Coroutine[Any, Any, 
 
 def router() -> APIRouter:
     """One route per registered method that makes no map, as the registry is now."""
-    router = APIRouter(prefix="/v1", tags=["visualize"])
+    router = APIRouter(
+        prefix="/v1",
+        tags=["visualize"],
+        dependencies=[Depends(single_valued_fields(("target",)))],
+    )
     for name in method_names():
         path = own_route(name)
         if path is None:

@@ -1,0 +1,255 @@
+"""Every request within its budget: what a request will run, checked before it is queued.
+
+A route describes its work as a plan (`MethodsPlan` for explain, the method routes and audit
+batches; `ComparePlan` for comparisons). `ServiceState.run` checks the plan against the
+model's `Budget` (measured at start-up, see `model_budget`) before anything is queued, and
+the estimate's forward-equivalents order the model's queue, lighter first. A plan over the
+budget is a 422 `over_budget` naming the param to change and the value that fits; an explain
+response too large to render is a 422 `response_too_large`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cnnlens.compare.options import CompareOptions
+from cnnlens.errors import OverBudgetError
+from cnnlens.methods.cost import (
+    Budget,
+    Calibration,
+    Estimate,
+    check_methods_budget,
+    estimate_request,
+    layer_channels,
+)
+from cnnlens.models.loaded import LoadedModel
+from cnnlens.response_size import check_response_size
+from cnnlens.service.settings import Limits
+
+# Methods whose maps have the input's 3 colour channels (their arrays are 3x larger).
+_RGB_MAPS = frozenset({"guided_backprop", "deconvnet", "guided_grad_cam"})
+
+
+def model_budget(calibration: Calibration, limits: Limits) -> Budget:
+    """The budget of one request on a calibrated model, from `[limits]`."""
+    return Budget.derive(
+        calibration,
+        limits.request_deadline_s,
+        deadline_share=limits.budget_deadline_share,
+        forward_equivalents=limits.budget_forward_passes,
+        memory_bytes=limits.budget_memory_bytes,
+    )
+
+
+class Plan(Protocol):
+    """A request's work, known before it runs."""
+
+    def admit(self, model: LoadedModel, budget: Budget, limits: Limits) -> Estimate:
+        """The estimate, or OverBudgetError / ResponseTooLargeError (422) when it cannot fit."""
+        ...
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What an explain response renders: maps at the upload's size, per explanation."""
+
+    width: int
+    height: int
+    outputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MethodsPlan:
+    """Methods run together on `images` inputs, `targets` rows each (one `run_methods`).
+
+    `images_param` names the request field that sets `images` (an audit's batch_size), so
+    a refusal can say how many fit.
+    """
+
+    methods: tuple[tuple[str, Any], ...]
+    targets: int = 1
+    images: int = 1
+    layer: str | None = None
+    rendered: Rendered | None = None
+    images_param: str | None = None
+
+    def admit(self, model: LoadedModel, budget: Budget, limits: Limits) -> Estimate:
+        if self.rendered is not None:
+            rendered = self.rendered
+            check_response_size(
+                rendered.width,
+                rendered.height,
+                self.targets,
+                len(self.methods),
+                rendered.outputs,
+                max_bytes=limits.max_response_bytes,
+                max_rendered_pixels=limits.max_rendered_pixels,
+                array_channels=3 if any(name in _RGB_MAPS for name, _ in self.methods) else 1,
+            )
+        shape = _input_shape(model)
+        channels = layer_channels(model, self.layer)
+        try:
+            check_methods_budget(
+                self.methods,
+                self.targets,
+                shape,
+                budget,
+                layer_channels=channels,
+                images=self.images,
+            )
+        except OverBudgetError as error:
+            if (
+                self.images_param is None
+                or self.images == 1
+                or error.param not in (None, "targets")
+            ):
+                raise
+            fitting = _largest(self.images, lambda n: self._fits(model, budget, n))
+            if fitting is None:
+                raise
+            raise OverBudgetError(
+                f"{error.method}: {_problem(error.message)}; lower {self.images_param} "
+                f"to at most {fitting}",
+                method=error.method,
+                param=self.images_param,
+                limit=fitting,
+            ) from None
+        return self._estimate(model, budget.calibration, self.images)
+
+    def _estimate(self, model: LoadedModel, calibration: Calibration, images: int) -> Estimate:
+        return estimate_request(
+            self.methods,
+            self.targets,
+            _input_shape(model),
+            calibration,
+            layer_channels=layer_channels(model, self.layer),
+            images=images,
+        )
+
+    def _fits(self, model: LoadedModel, budget: Budget, images: int) -> bool:
+        return self._estimate(model, budget.calibration, images).fits(budget)
+
+
+@dataclass(frozen=True)
+class ComparePlan:
+    """A comparison: per image, the methods' maps, `curves` perturbation curves of
+    `steps` + 1 forwards each (`batch_size` at a time), and the methods again on each of
+    `stages` randomized copies."""
+
+    methods: tuple[tuple[str, Any], ...]
+    images: int
+    curves: int  # curves per image: scored maps x (deletion, insertion)
+    steps: int
+    batch_size: int
+    stages: int  # 0 without the randomization score
+    layer: str | None = None
+
+    def admit(self, model: LoadedModel, budget: Budget, limits: Limits) -> Estimate:
+        maps = MethodsPlan(self.methods, layer=self.layer)
+        if not maps._fits(model, budget, 1):  # the maps alone: name the method's own param
+            maps.admit(model, budget, limits)
+        found = self._estimate(model, budget.calibration, self.images, self.steps, self.stages)
+        if found.fits(budget):
+            return found
+        knobs: list[tuple[str, int, Callable[[int], bool]]] = [
+            ("image", self.images, lambda n: self._fits(model, budget, n, self.steps, self.stages)),
+            ("steps", self.steps, lambda n: self._fits(model, budget, 1, n, self.stages)),
+            ("stages", self.stages, lambda n: self._fits(model, budget, 1, self.steps, n)),
+        ]
+        problem = (
+            f"would cost about {found.forward_equivalents:.0f} forward passes "
+            f"(~{found.seconds:.1f} s here), over the budget of {budget.forward_equivalents:.0f}"
+        )
+        for name, current, fits in knobs:
+            fitting = _largest(current, fits, lowest=2 if name == "steps" else 1)
+            if fitting is not None:
+                fields = "image fields" if name == "image" else name
+                raise OverBudgetError(
+                    f"compare: {problem}; lower {fields} to at most {fitting}",
+                    method="compare",
+                    param=name,
+                    limit=fitting,
+                )
+        raise OverBudgetError(
+            f"compare: {problem}, even for one image; ask for fewer scores or methods",
+            method="compare",
+        )
+
+    def _estimate(
+        self, model: LoadedModel, calibration: Calibration, images: int, steps: int, stages: int
+    ) -> Estimate:
+        maps = MethodsPlan(self.methods, layer=self.layer)._estimate(model, calibration, 1)
+        curve_forwards = self.curves * (steps + 1)
+        per_image = maps.forward_equivalents * (1 + stages) + curve_forwards
+        curve_peak = min(self.batch_size, steps + 1) * calibration.inference_bytes_per_row
+        peak = max(maps.peak_bytes, int(curve_peak))
+        work = per_image * images
+        return Estimate(work, peak, work * calibration.forward_s)
+
+    def _fits(
+        self, model: LoadedModel, budget: Budget, images: int, steps: int, stages: int
+    ) -> bool:
+        return self._estimate(model, budget.calibration, images, steps, stages).fits(budget)
+
+
+def _input_shape(model: LoadedModel) -> tuple[int, int, int]:
+    return (3, *model.input_size)
+
+
+def _largest(current: int, fits: Callable[[int], bool], lowest: int = 1) -> int | None:
+    """The largest value below `current` (and at least `lowest`) for which `fits` holds;
+    cost grows with the value."""
+    if current <= lowest or not fits(lowest):
+        return None
+    low, high = lowest, current - 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return low
+
+
+def _problem(message: str) -> str:
+    """The 'what it would cost' part of a budget message (between the method and the advice)."""
+    text = message.partition(": ")[2] or message
+    return text.split("; ")[0].removesuffix(", even with one target").split(", even with")[0]
+
+
+def methods_plan(
+    methods: Sequence[tuple[str, Any]],
+    targets: int = 1,
+    *,
+    layer: str | None = None,
+    rendered: Rendered | None = None,
+) -> MethodsPlan:
+    """The plan of one `run_methods` on one image (explain and the method routes)."""
+    return MethodsPlan(tuple(methods), max(1, targets), 1, layer, rendered)
+
+
+def compare_plan(
+    methods: Sequence[str],
+    params: Mapping[str, Any],
+    images: int,
+    options: CompareOptions,
+    layer: str | None = None,
+) -> ComparePlan:
+    """The plan of POST /v1/compare from its methods, their params and the options."""
+    scored = len(methods) + int(options.random_baseline)
+    kinds = sum(kind in options.scores for kind in ("deletion", "insertion"))
+    return ComparePlan(
+        methods=tuple((name, params.get(name)) for name in methods),
+        images=images,
+        curves=scored * kinds,
+        steps=options.steps,
+        batch_size=options.batch_size,
+        stages=options.stages if "randomization" in options.scores else 0,
+        layer=layer,
+    )
+
+
+def audit_plan(methods: Sequence[str], batch_size: int) -> MethodsPlan:
+    """One batch of an audit: its methods (default params) on `batch_size` images, top-1."""
+    return MethodsPlan(
+        tuple((name, None) for name in methods), images=batch_size, images_param="batch_size"
+    )
