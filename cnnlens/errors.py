@@ -100,11 +100,3 @@ class ResponseTooLargeError(CnnlensError):
 
     code = "response_too_large"
     status = 422
-
-
-def validation_problems(error: ValidationError, whole: str) -> str:
-    """A pydantic error as `where: what` items joined by "; " (`whole` names the root)."""
-    return "; ".join(
-        f"{'.'.join(str(part) for part in issue['loc']) or whole}: {issue['msg']}"
-        for issue in error.errors()
-    )
