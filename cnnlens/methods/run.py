@@ -16,6 +16,7 @@ from cnnlens.methods.base import (
     GradientPass,
     MethodContext,
     MethodOutput,
+    check_head_support,
     get_method,
     parse_params,
 )
@@ -129,6 +130,8 @@ def run_methods(
     resolved_layer = resolve_layer(model, layer, size, channels)
     inventory = inventory_of(model, size, channels)
     chosen = [(get_method(name), name) for name, _ in methods]
+    for method, _ in chosen:
+        check_head_support(method, head)
     parsed = [
         parse_params(method, params)
         for (method, _), (_, params) in zip(chosen, methods, strict=True)
