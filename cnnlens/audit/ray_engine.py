@@ -1,19 +1,21 @@
-"""The same audit on a Ray cluster, with no shared filesystem: this process reads each batch's
-image bytes (local files or URIs over pyarrow / fsspec filesystems) and ships them to model
-replicas sized by the cluster's resources; the outcomes (overlays included) come back here and
-go through the engine's one batch loop into the store. A replica lost with its node has its
-batches run again on the others; the store records each image once."""
+"""The same audit on a Ray cluster, with no shared filesystem: Ray Data's readers read each
+batch's image bytes (URIs on the cluster, local files on this machine's node; see ray_reader)
+and the bytes go to model replicas sized by the cluster's resources; the outcomes (overlays
+included) come back here and go through the engine's one batch loop into the store. A replica
+lost with its node has its batches run again on the others; the store records each image
+once."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from cnnlens.audit.config import AuditConfig
-from cnnlens.audit.engine import AuditRun, ProgressCallback, batched, process_robustly, run_batches
+from cnnlens.audit.engine import AuditRun, Watch, process_robustly, run_batches
+from cnnlens.audit.ray_reader import carrying, read_with_ray_data
 from cnnlens.audit.records import AuditItem, ImageOutcome, error_outcome
 from cnnlens.audit.sources import is_uri, read_bytes
 from cnnlens.audit.store import AuditStore
@@ -22,6 +24,7 @@ from cnnlens.models.loaded import LoadedModel
 logger = logging.getLogger("cnnlens.audit")
 _IN_FLIGHT_PER_REPLICA = 2  # one computing, one arriving: no replica waits on the network
 _READ_THREADS = 8
+LOOPBACK = "127.0.0.1"  # a Ray started here listens on this machine only
 
 
 @dataclass
@@ -53,13 +56,15 @@ class PortableModel:
 class AuditReplica:
     """One model replica (a Ray actor): analyzes batches whose images come as bytes."""
 
-    def __init__(self, config: dict[str, Any], model: PortableModel | None) -> None:
+    def __init__(self, config: dict[str, Any], model: PortableModel | None, cpus: float) -> None:
         import torch
 
         from cnnlens.audit.analyze import AuditAnalyzer
         from cnnlens.models.registry import load_model
 
-        torch.set_num_threads(1) if not torch.cuda.is_available() else None
+        # torch would start a thread per core of the node: replicas sharing a node would
+        # oversubscribe it, each OpenMP team stalling on the others' descheduled threads
+        torch.set_num_threads(max(1, int(cpus)))
         self.config = AuditConfig.model_validate(config)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         loaded = (
@@ -100,36 +105,32 @@ def execute_on_ray(
     store: AuditStore,
     job_id: str,
     config: AuditConfig,
-    *,
-    on_progress: ProgressCallback | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    watch: Watch = Watch(),
     address: str | None = None,
-    replicas: int | None = None,
-    cpus_per_replica: float = 1.0,
-    gpus_per_replica: float | None = None,
+    shape: ReplicaShape = ReplicaShape(),
     model: LoadedModel | None = None,
 ) -> AuditRun:
     """Analyze the job's pending images on Ray (connecting to `address`, or the running
-    instance, or a new local one); this process writes every result into the store. `model`
-    ships a model made in this process to the replicas (else each loads `config.model`)."""
+    instance, or a new local one on loopback); this process writes every result into the
+    store. `model` ships a model made in this process to the replicas (else each loads
+    `config.model`)."""
     import ray
 
     started_here = not ray.is_initialized()
     if started_here:
+        where: dict[str, Any] = (
+            {"address": address} if address else {"address": "local", "_node_ip_address": LOOPBACK}
+        )
         ray.init(
-            address=address,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
+            **where, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
         )
     try:
-        shape = ReplicaShape(replicas, cpus_per_replica, gpus_per_replica)
         portable = PortableModel.of(model) if model is not None else None
 
         def analyze(pending: Iterable[AuditItem]) -> Iterator[list[ImageOutcome]]:
             return _analyze_on_ray(pending, config, shape, portable)
 
-        return run_batches(store, job_id, analyze, on_progress=on_progress, should_stop=should_stop)
+        return run_batches(store, job_id, analyze, watch)
     finally:
         if started_here:
             ray.shutdown()
@@ -145,8 +146,9 @@ def _analyze_on_ray(
     pool: _ReplicaPool | None = None
     with ThreadPoolExecutor(_READ_THREADS, thread_name_prefix="cnnlens-audit-read") as readers:
         try:
-            for batch in batched(pending, config.batch_size):
-                shipped, failed = ship(batch, readers)
+            for shipped, failed in read_with_ray_data(
+                pending, config.batch_size, lambda batch: ship(batch, readers)
+            ):
                 if failed:
                     yield failed
                 if not shipped:
@@ -180,13 +182,7 @@ def _read_item(item: AuditItem) -> AuditItem | ImageOutcome:
     except OSError as error:
         where = item.name if is_uri(item.path) else "the file"
         return error_outcome(item, f"cannot read {where}: {type(error).__name__}")
-    mask = None
-    if item.mask_path is not None:
-        try:
-            mask = read_bytes(item.mask_path)
-        except OSError:
-            mask = None  # as locally: an unreadable mask leaves the boxes alone
-    return replace(item, path="", mask_path=None, data=data, mask_data=mask)
+    return carrying(item, data)
 
 
 class _ReplicaPool:
@@ -199,13 +195,14 @@ class _ReplicaPool:
         self._actor_class = ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=0)(AuditReplica)
         self._config = config.model_dump(mode="json")
         self._model = ray.put(model) if model is not None else None
+        self._cpus = cpus
         self._actors = [self._start() for _ in range(self.count)]
         self._load: dict[Any, int] = {actor: 0 for actor in self._actors}
         self._in_flight: dict[Any, tuple[Any, list[AuditItem]]] = {}
         logger.info("audit on Ray: %d replicas (%g CPU, %g GPU each)", self.count, cpus, gpus)
 
     def _start(self) -> Any:
-        return self._actor_class.remote(self._config, self._model)
+        return self._actor_class.remote(self._config, self._model, self._cpus)
 
     def full(self) -> bool:
         return len(self._in_flight) >= _IN_FLIGHT_PER_REPLICA * max(1, len(self._actors))
