@@ -1,18 +1,18 @@
 """Ray Data reads an audit's images for the Ray engine: `read_binary_files` over the job's
-pending images, a chunk at a time, so that their bytes (never their paths) reach the replicas.
+pending URIs (s3://, gs://, abfs://, file://, fsspec's schemes), a chunk at a time, by tasks
+anywhere on the cluster, so that the images' bytes (never their paths) reach the replicas.
 
-URIs (s3://, gs://, abfs://, file://, fsspec's schemes) are read by tasks anywhere on the
-cluster; local paths become `local://` paths, which Ray Data reads on this machine's node (the
-files need not exist anywhere else). An image that Ray Data cannot read fails its chunk's read:
-what the chunk has left is read here one by one, so that only the unreadable images become
-error rows."""
+Local paths are read by this process (`read_each`), whose node is the only one sure to have
+them: Ray Data's own way to read on the driver's node (`local://`) is deprecated. An image that
+Ray Data cannot read fails its chunk's read: what the chunk has left is read here one by one,
+so that only the unreadable images become error rows. A URI names a place every node reads
+alike: `file://` is for a filesystem mounted on every node."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from cnnlens.audit.records import AuditItem, ImageOutcome
@@ -32,6 +32,9 @@ def read_with_ray_data(
     from cnnlens.audit.engine import batched
 
     for chunk in batched(pending, CHUNK):
+        if not is_uri(chunk[0].path):
+            yield from map(read_each, batched(chunk, batch_size))
+            continue
         pending_here = _Pending(chunk)
         try:
             for rows in _dataset(chunk).iter_batches(batch_size=batch_size, batch_format="numpy"):
@@ -56,32 +59,24 @@ def read_with_ray_data(
 def _dataset(chunk: list[AuditItem]) -> Any:
     import ray.data
 
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = context.print_on_execution_start = False
     paths, system = _paths(chunk)
-    return ray.data.read_binary_files(
-        paths,
-        include_paths=True,
-        filesystem=system,
-        # I/O, not compute: the replicas hold the CPUs, and reads must not wait for them
-        ray_remote_args={"num_cpus": 0},
-    )
+    # I/O, not compute: no CPU asked, since the replicas hold them and reads must not wait
+    return ray.data.read_binary_files(paths, include_paths=True, filesystem=system, num_cpus=0)
 
 
 def _paths(chunk: list[AuditItem]) -> tuple[list[str], Any]:
     """What Ray Data reads, and the filesystem to read it with (None: Ray Data resolves it)."""
-    first = chunk[0].path
-    if not is_uri(first):
-        return [f"local://{Path(item.path).absolute()}" for item in chunk], None
-    system, _ = filesystem(first)
+    system, _ = filesystem(chunk[0].path)
     if type(system).__name__ != "PyFileSystem":
         return [item.path for item in chunk], None  # a scheme pyarrow itself reads
     return [item.path.partition("://")[2] for item in chunk], system  # fsspec's
 
 
 def _key(item: AuditItem) -> str:
-    """How Ray Data names an item's file: its path without scheme, or the local absolute path."""
-    if is_uri(item.path):
-        return item.path.partition("://")[2].strip("/")
-    return str(Path(item.path).absolute()).strip("/")
+    """How Ray Data names an item's file: its URI without the scheme."""
+    return item.path.partition("://")[2].strip("/")
 
 
 def _tail(key: str) -> str:
