@@ -4,6 +4,12 @@ results merged into the same store and report, equal to the local engine's."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -133,3 +139,61 @@ def test_ray_audit_of_a_uri_prefix(tmp_path: Path, local_ray: None) -> None:
         overlay = tmp_path / "ray" / on_cluster["overlays"]["grad_cam"]
         assert overlay.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # written by this process
     assert here.job.total == on_ray.job.total
+
+
+# The driver: a Ray audit that stops answering once `hold_at` images are recorded (so that the
+# kill lands at a known point), then is SIGKILLed by the test.
+_DRIVER = """
+import sys, time
+from pathlib import Path
+from cnnlens.audit import AuditConfig, run_audit
+from tests.audit.tiny_model import tiny_loaded
+source, out, hold_at = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+def hold(job):
+    while job.done >= hold_at:
+        time.sleep(1)
+run_audit(source, out, AuditConfig(model="tiny", batch_size=2), engine="ray",
+          model=tiny_loaded(), on_progress=hold)
+"""
+
+
+def _recorded(store: Path) -> list[tuple[int, int]]:
+    try:
+        with sqlite3.connect(store, timeout=5) as db:
+            return db.execute(
+                "SELECT idx, COUNT(*) FROM items WHERE status != 'pending' GROUP BY idx"
+            ).fetchall()
+    except sqlite3.OperationalError:  # not created yet
+        return []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_driver_killed_then_rerun_resumes(tmp_path: Path, local_ray: None) -> None:
+    count, hold_at = 40, 10
+    source = write_synthetic(tmp_path / "in", count)
+    out = tmp_path / "out"
+    driver = subprocess.Popen(
+        [sys.executable, "-c", _DRIVER, str(source), str(out), str(hold_at)],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240  # a bound for a loaded machine, not a timing test
+        while len(_recorded(out / "audit.sqlite")) < hold_at and time.monotonic() < deadline:
+            assert driver.poll() is None, "the driver ended before it was killed"
+            time.sleep(0.05)
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
+    finally:
+        driver.wait(timeout=60)
+    before = len(_recorded(out / "audit.sqlite"))
+    assert hold_at <= before < count
+    assert not (out / "results.jsonl").exists()  # it never finished
+
+    rerun = run_audit(source, out, AuditConfig(model="tiny", batch_size=2), engine="ray",
+                      model=tiny_loaded())  # fmt: skip
+    assert rerun.job.status == "done" and rerun.processed == count - before
+    recorded = _recorded(out / "audit.sqlite")
+    assert [idx for idx, _ in recorded] == list(range(count))
+    assert all(times == 1 for _, times in recorded)  # every image exactly once
+    names = [r["name"] for r in _records(out)]
+    assert names == [f"img{i:06d}.png" for i in range(count)]
