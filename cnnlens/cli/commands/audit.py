@@ -24,15 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cnnlens.api.forms import DEFAULT_METHOD
-from cnnlens.cli.commands._common import (
-    DEFAULT_MODEL,
-    UsageError,
-    add_server_options,
-    echo,
-    open_client,
-    split_list,
-)
+from cnnlens.api.forms import DEFAULT_METHOD, split_list
+from cnnlens.cli.commands._common import DEFAULT_MODEL, UsageError, add_server_options, echo
 
 HELP = "audit a model over a folder or archive of images; write an HTML report and tables"
 
@@ -130,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
     if args.server:
         if uri:
             raise UsageError("a server audits an uploaded folder or archive, not a URI")
-        return _run_remote(args, Path(source), config)
+        from cnnlens.cli.commands._audit_remote import run_remote
+
+        return run_remote(args, Path(source), config)
     return _run_local(args, source, config)
 
 
@@ -153,7 +148,7 @@ def _run_local(args: argparse.Namespace, source: Path | str, config: Any) -> int
     from cnnlens.audit.engine import OutputInUseError
     from cnnlens.audit.extras import MissingExtraError, require_ray
 
-    bar = _ProgressBar(enabled=not args.quiet)
+    bar = ProgressBar(enabled=not args.quiet)
     try:
         if args.engine == "ray":
             require_ray()
@@ -173,7 +168,7 @@ def _run_local(args: argparse.Namespace, source: Path | str, config: Any) -> int
     return 0 if job.status == "done" else 1
 
 
-class _ProgressBar:
+class ProgressBar:
     """tqdm on stderr, fed with the job's done/total (resumed images count as done)."""
 
     def __init__(self, enabled: bool) -> None:
@@ -218,75 +213,3 @@ def _print_summary(outputs: dict[str, Path], job: Any, processed: int) -> None:
     if report is not None:
         echo(f"report: {report}")
         echo(f"results: {outputs['results.jsonl']}, {outputs['results.csv']}")
-
-
-def _run_remote(args: argparse.Namespace, source: Path, config: Any) -> int:
-    """Upload the folder (zipped) or archive to POST /v1/audits, follow its progress, then
-    download the report and the result tables into --out. Ctrl-C cancels the job."""
-    import tempfile
-    import time
-    from types import SimpleNamespace
-
-    if args.masks is not None or args.engine != "local":
-        raise UsageError("--masks and --engine work locally only, not with --server")
-    if source.is_file() and source.suffix.lower() == ".csv":
-        raise UsageError("with --server, PATH must be a folder or a zip/tar archive")
-    if (args.out / "index.html").exists() and not args.replace:
-        raise UsageError(f"{args.out} holds another audit's report; choose another --out")
-    options = {
-        "batch_size": config.batch_size,
-        "top_k": config.top_k,
-        "low_confidence": config.low_confidence,
-        "min_box_energy": config.min_box_energy,
-        "fragility": config.fragility,
-    }
-    bar = _ProgressBar(enabled=not args.quiet)
-    with tempfile.TemporaryFile() as archive, open_client(args) as client:
-        name = _pack(source, archive)
-        job = client.submit_audit(
-            archive, filename=name, labels=args.labels, boxes=args.boxes, model=args.model,
-            methods=list(config.methods), options=options,
-        )  # fmt: skip
-        try:
-            while job["status"] in ("queued", "running"):
-                bar.update(SimpleNamespace(**job["progress"]))
-                time.sleep(0.5)
-                job = client.audit(job["id"])
-            bar.update(SimpleNamespace(**job["progress"]))
-        except KeyboardInterrupt:
-            client.delete_audit(job["id"])
-            echo(f"audit {job['id']}: cancelled", error=True)
-            raise
-        finally:
-            bar.close()
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "index.html").write_bytes(client.audit_report(job["id"]))
-        for file_name, form in (("results.jsonl", "jsonl"), ("results.csv", "csv")):
-            (args.out / file_name).write_bytes(client.audit_results(job["id"], form))
-    if not args.quiet:
-        progress = job["progress"]
-        echo(
-            f"audit {job['id']} on {args.server}: {job['status']}, {progress['total']} images, "
-            f"{progress['errors']} unreadable"
-        )
-        echo(f"report: {args.out / 'index.html'}")
-    return 0 if job["status"] == "done" else 1
-
-
-def _pack(source: Path, sink: Any) -> str:
-    """A folder's images zipped into `sink`, or an archive copied as it is; the upload name."""
-    import shutil
-    import zipfile
-
-    if source.is_dir():
-        from cnnlens.audit.inputs import scan_images
-
-        with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as archive:
-            for name, path in scan_images(source):
-                archive.write(path, arcname=name)
-        sink.seek(0)
-        return f"{source.name or 'images'}.zip"
-    with open(source, "rb") as handle:
-        shutil.copyfileobj(handle, sink)
-    sink.seek(0)
-    return source.name
