@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Readers see the old file or the new one, never half of it."""
+def write_atomic(path: Path, data: bytes | str, durable: bool = True) -> None:
+    """Readers see the old file or the new one, never half of it; `durable`: on disk before
+    this returns (an fsync, milliseconds each)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -20,7 +21,8 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         with os.fdopen(handle, "wb") as sink:
             sink.write(payload)
             sink.flush()
-            os.fsync(sink.fileno())
+            if durable:
+                os.fsync(sink.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

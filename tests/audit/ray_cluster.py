@@ -130,7 +130,7 @@ class LocalCluster:
         self.processes.append(process)
         return process
 
-    def _wait_nodes(self, count: int, timeout: float = 120) -> None:
+    def _wait_nodes(self, count: int, timeout: float = 300) -> None:
         code = (
             f"{_KEEP_LOOPBACK};import ray;ray.init(address=%r,log_to_driver=False);"
             "print(sum(n['Alive'] for n in ray.nodes()))" % self.address
