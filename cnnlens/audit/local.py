@@ -76,7 +76,8 @@ def run_audit(
             exclusive=exclusive,
         )  # fmt: skip
         if engine == "ray":
-            from cnnlens.audit.ray_engine import ReplicaShape, execute_on_ray
+            from cnnlens.audit.ray_engine import execute_on_ray
+            from cnnlens.audit.replicas import ReplicaShape
 
             shape = ReplicaShape(replicas, cpus_per_replica, gpus_per_replica)
             return execute_on_ray(store, job.id, config, watch, ray_address, shape, model)
