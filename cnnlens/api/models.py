@@ -334,7 +334,10 @@ class AuditJob(Schema):
 
 
 class AuditList(Schema):
-    audits: list[AuditJob]
+    audits: list[AuditJob] = Field(description="newest first; only the API key's own jobs")
+    next_cursor: str | None = Field(
+        default=None, description="pass as `cursor` for the next page; null on the last page"
+    )
 
 
 class AuditResults(Schema):

@@ -27,6 +27,7 @@ from cnnlens.audit.records import (
     ImageOutcome,
     error_outcome,
 )
+from cnnlens.audit.sources import readable
 from cnnlens.errors import CnnlensError
 from cnnlens.imageio import load_image
 from cnnlens.methods.adversarial_image import adversarial_images
@@ -49,7 +50,7 @@ class AuditAnalyzer:
         images: list[tuple[AuditItem, Image.Image]] = []
         for item in items:
             try:
-                source = item.data if item.data is not None else item.path
+                source = item.data if item.data is not None else readable(item.path)
                 images.append((item, load_image(source, max_pixels=self.config.max_pixels)))
             except (CnnlensError, OSError) as error:
                 outcomes[item.index] = error_outcome(item, _message(error))

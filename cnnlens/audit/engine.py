@@ -29,7 +29,10 @@ from cnnlens.audit.store import STORE_NAME, AuditStore, JobInfo, store_path
 from cnnlens.errors import CnnlensError
 
 logger = logging.getLogger("cnnlens.audit")
-__all__ = ["STORE_NAME", "AuditRun", "execute", "prepare_job", "run_batches", "store_path"]
+__all__ = [
+    "STORE_NAME", "AuditRun", "OutputInUseError", "Watch", "execute", "prepare_job",
+    "run_batches", "store_path",
+]  # fmt: skip
 
 ProcessBatch = Callable[[Sequence[AuditItem]], list[ImageOutcome]]
 AnalyzeBatches = Callable[[Iterable[AuditItem]], Iterable[list[ImageOutcome]]]
@@ -46,21 +49,29 @@ class AuditRun:
     outputs: dict[str, Path] = field(default_factory=dict)
 
 
+class OutputInUseError(CnnlensError):
+    """The output folder holds the report of another audit (other images or another config)."""
+
+    code = "output_in_use"
+    status = 409
+
+
 def prepare_job(
     store: AuditStore,
-    *,
     source: Path | str,
     out_dir: Path,
     config: AuditConfig,
     annotations: Annotations,
     categories: Sequence[str],
-    num_classes: int,
+    *,
     resume: bool = True,
     limits: ArchiveLimits | None = None,
     job_id: str | None = None,
+    exclusive: bool = False,
 ) -> JobInfo:
     """The job for these images and this config: the unfinished or finished one already in the
-    store (resume), or a new one."""
+    store (resume), or a new one. `exclusive`: refuse (OutputInUseError, nothing created) when
+    the store already holds a different audit, whose report the new one would replace."""
     if is_uri(source):
         try:
             images: Sequence[tuple[str, Path | str]] = list_images(str(source), IMAGE_SUFFIXES)
@@ -77,15 +88,20 @@ def prepare_job(
         boxes=annotations.boxes,
         masks=annotations.masks,
     )
-    items = build_items(images, annotations, categories, num_classes)
+    items = build_items(images, annotations, categories, len(categories) or 1000)
     described = [(it.name, it.label, it.boxes, it.mask_path is not None) for it in items]
     digest = hashlib.sha256(
         json.dumps([config.signature(), where, described]).encode("utf-8")
     ).hexdigest()
-    if resume:
-        existing = store.find_job(digest)
-        if existing is not None and existing.status != "cancelled":
-            return existing
+    existing = store.find_job(digest)
+    if resume and existing is not None and existing.status != "cancelled":
+        return existing
+    others = [job for job in store.jobs() if job.signature != digest]
+    if exclusive and others:
+        raise OutputInUseError(
+            f"{out_dir} holds the report of another audit (job {others[0].id}, of "
+            f"{others[0].source}); choose another output folder"
+        )
     job_id = job_id or uuid.uuid4().hex[:16]
     store.create_job(
         job_id,
@@ -100,14 +116,24 @@ def prepare_job(
     return job
 
 
+@dataclass(frozen=True)
+class Watch:
+    """How a caller follows a run: a callback after each saved batch, and a stop request
+    checked between batches."""
+
+    on_progress: ProgressCallback | None = None
+    should_stop: Callable[[], bool] | None = None
+
+    def progress(self, job: JobInfo) -> None:
+        if self.on_progress is not None:
+            self.on_progress(job)
+
+    def stopping(self) -> bool:
+        return self.should_stop is not None and self.should_stop()
+
+
 def execute(
-    store: AuditStore,
-    job_id: str,
-    process: ProcessBatch,
-    *,
-    batch_size: int,
-    on_progress: ProgressCallback | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    store: AuditStore, job_id: str, process: ProcessBatch, batch_size: int, watch: Watch = Watch()
 ) -> AuditRun:
     """Analyze the job's pending images in this process, `batch_size` at a time."""
 
@@ -115,16 +141,11 @@ def execute(
         for batch in batched(pending, batch_size):
             yield process_robustly(process, batch)
 
-    return run_batches(store, job_id, analyze, on_progress=on_progress, should_stop=should_stop)
+    return run_batches(store, job_id, analyze, watch)
 
 
 def run_batches(
-    store: AuditStore,
-    job_id: str,
-    analyze: AnalyzeBatches,
-    *,
-    on_progress: ProgressCallback | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    store: AuditStore, job_id: str, analyze: AnalyzeBatches, watch: Watch = Watch()
 ) -> AuditRun:
     """The batch loop of every engine: `analyze` turns the pending images into batches of
     outcomes (here or on a cluster); each batch is saved as it comes, finished images are never
@@ -134,12 +155,11 @@ def run_batches(
     job = _job(store, job_id)
     out_dir = Path(job.out_dir)
     processed = 0
-    if on_progress is not None:
-        on_progress(job)
+    watch.progress(job)
     batches = iter(analyze(store.iter_pending(job_id)))
     try:
         while True:
-            if store.cancel_requested(job_id) or (should_stop is not None and should_stop()):
+            if store.cancel_requested(job_id) or watch.stopping():
                 store.set_status(job_id, "cancelled", "cancelled by request")
                 return AuditRun(
                     _job(store, job_id), processed, write_outputs(store, job_id, out_dir)
@@ -148,8 +168,7 @@ def run_batches(
             if outcomes is None:
                 break
             processed += save_outcomes(store, job_id, out_dir, outcomes)
-            if on_progress is not None:
-                on_progress(_job(store, job_id))
+            watch.progress(_job(store, job_id))
     finally:
         close = getattr(batches, "close", None)
         if close is not None:
@@ -206,7 +225,9 @@ def save_outcomes(
         files = {}
         for method, png in outcome.overlay_pngs.items():
             relative = overlay_filename(outcome.index, outcome.record["name"], method)
-            write_atomic(out_dir / relative, png)
+            # no fsync per overlay (it was most of the driver's time per image): an overlay
+            # lost with the machine is redrawn by a --fresh run; the rows stay in the store
+            write_atomic(out_dir / relative, png, durable=False)
             files[method] = relative
         outcome.record["overlays"] = files
     return store.save_outcomes(job_id, outcomes)

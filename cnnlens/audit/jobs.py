@@ -75,12 +75,9 @@ class AuditJobs:
     """The service's audit jobs: submit, list, look up, cancel; a daemon thread runs them."""
 
     def __init__(
-        self,
-        root: Path,
-        runner: ModelRunner,
-        limits: ArchiveLimits | None = None,
+        self, root: Path, runner: ModelRunner, limits: ArchiveLimits | None = None,
         retention_s: float | None = None,
-    ):
+    ):  # fmt: skip
         self.root = root
         self.retention_s = retention_s  # finished jobs older than this are purged
         self.runner = runner
@@ -112,9 +109,11 @@ class AuditJobs:
         config: AuditConfig,
         labels: bytes | None = None,
         boxes: bytes | None = None,
+        owner: str | None = None,
     ) -> JobInfo:
-        """Store the upload, extract it safely, attach labels and boxes, queue the job.
-        Blocking (file work): call it from a worker thread."""
+        """Store the upload, extract it safely, attach labels and boxes, queue the job (of
+        `owner`, a digest of the submitting API key, where keys are on). Blocking (file work):
+        call it from a worker thread."""
         check_methods(config)
         loaded = self.runner.loaded(config.model)
         if self.retention_s is not None:
@@ -138,23 +137,16 @@ class AuditJobs:
                 (job_dir / "boxes.csv").write_bytes(boxes)
                 annotations.boxes = read_boxes(job_dir / "boxes.csv")
             job = prepare_job(
-                self.store,
-                source=upload,
-                out_dir=job_dir,
-                config=config,
-                annotations=annotations,
-                categories=loaded.categories,
-                num_classes=len(loaded.categories) or 1000,
-                resume=False,
-                limits=limits,
-                job_id=job_id,
-            )
+                self.store, upload, job_dir, config, annotations, loaded.categories,
+                resume=False, limits=limits, job_id=job_id,
+            )  # fmt: skip
+            self.store.set_owner(job.id, owner)
             upload.unlink()  # extracted: the archive itself is no longer needed
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise
         self._queue.put(job.id)
-        return job
+        return self.job(job.id)
 
     def _quota(self, upload_bytes: int) -> ArchiveLimits:
         """The limits for one more job: its extraction may write no more than the job quota,
@@ -194,17 +186,18 @@ class AuditJobs:
         self.store.delete_job(job_id)
         shutil.rmtree(self.root / job_id, ignore_errors=True)
 
-    def job(self, job_id: str) -> JobInfo:
+    def job(self, job_id: str, owner: str | None = None) -> JobInfo:
+        """The job; with `owner`, only theirs (another key's job is as unknown as a missing one)."""
         job = self.store.job(job_id)
-        if job is None:
+        if job is None or (owner is not None and job.owner != owner):
             raise JobNotFoundError(f"no audit job {job_id!r}")
         return job
 
     def jobs(self) -> list[JobInfo]:
         return self.store.jobs()
 
-    def cancel(self, job_id: str) -> JobInfo:
-        job = self.job(job_id)
+    def cancel(self, job_id: str, owner: str | None = None) -> JobInfo:
+        job = self.job(job_id, owner)
         if job.status not in ACTIVE:
             raise JobFinishedError(f"audit job {job_id} is already {job.status}")
         self.store.request_cancel(job_id)
@@ -258,4 +251,4 @@ class AuditJobs:
                 raise Interrupted
             return self.runner.run(config.model, work)
 
-        execute(self.store, job_id, process, batch_size=config.batch_size)
+        execute(self.store, job_id, process, config.batch_size)

@@ -8,7 +8,8 @@ from typing import Literal
 
 from cnnlens.audit.analyze import AuditAnalyzer
 from cnnlens.audit.config import AuditConfig, check_methods
-from cnnlens.audit.engine import AuditRun, ProgressCallback, execute, prepare_job
+from cnnlens.audit.engine import AuditRun, ProgressCallback, Watch, execute, prepare_job
+from cnnlens.audit.extras import require_ray
 from cnnlens.audit.inputs import Annotations, read_boxes, read_labels, read_masks
 from cnnlens.audit.sources import is_uri
 from cnnlens.audit.store import AuditStore, store_path
@@ -28,6 +29,7 @@ def run_audit(
     engine: Literal["local", "ray"] = "local",
     model: LoadedModel | None = None,
     resume: bool = True,
+    exclusive: bool = False,
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     ray_address: str | None = None,
@@ -36,20 +38,26 @@ def run_audit(
     gpus_per_replica: float | None = None,
 ) -> AuditRun:
     """Audit a folder, a zip/tar archive, a CSV list or a URI prefix (`s3://bucket/photos`,
-    `gs://...`, any pyarrow / fsspec filesystem) of images into `out_dir`.
+    `gs://...`, `abfs://...`, `file:///data/photos`: any pyarrow / fsspec filesystem) of images
+    into `out_dir`.
 
-    On Ray (`engine="ray"`) this process reads the bytes and the cluster needs no shared
-    filesystem: `replicas` model copies (default: as many as the cluster's CPUs or GPUs fit),
-    each with `cpus_per_replica` CPUs and `gpus_per_replica` GPUs (default: 1 where the
-    cluster has GPUs). `model` is used by either engine (shipped to the replicas on Ray).
+    On Ray (`engine="ray"`) Ray Data's readers read the images (URIs on the cluster, local
+    files on this machine's node) and their bytes travel through Ray: the cluster needs no
+    shared filesystem. `replicas` model copies (default: as many as the cluster's CPUs or GPUs
+    fit), each with `cpus_per_replica` CPUs (and as many torch threads) and `gpus_per_replica`
+    GPUs (default: 1 where the cluster has GPUs). `model` is used by either engine (shipped to
+    the replicas on Ray). Overlays and maps come back to this process, which writes `out_dir`.
 
     Writes out_dir/index.html, results.jsonl, results.csv, summary.json, overlays/*.png and
     keeps its progress in out_dir/audit.sqlite (an older out dir's audits.sqlite is still read):
     running it again with the same images and config resumes the unfinished job (finished
-    images are not analyzed again).
+    images are not analyzed again). `exclusive`: refuse (OutputInUseError) an `out_dir` that
+    holds another audit's report instead of adding this one to its store.
     """
     config = config or AuditConfig()
     check_methods(config)
+    if engine == "ray":
+        require_ray()  # before anything is created: a missing extra leaves no job behind
     source = source if is_uri(source) else Path(source)
     out_dir = Path(out_dir)
     loaded = model or load_model(config.model, weights=config.weights)
@@ -61,29 +69,18 @@ def run_audit(
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     store = AuditStore(store_path(out_dir))
+    watch = Watch(on_progress, should_stop)
     try:
         job = prepare_job(
-            store,
-            source=source,
-            out_dir=out_dir,
-            config=config,
-            annotations=annotations,
-            categories=loaded.categories,
-            num_classes=len(loaded.categories) or 1000,
-            resume=resume,
-        )
+            store, source, out_dir, config, annotations, loaded.categories, resume=resume,
+            exclusive=exclusive,
+        )  # fmt: skip
         if engine == "ray":
             from cnnlens.audit.ray_engine import execute_on_ray
+            from cnnlens.audit.replicas import ReplicaShape
 
-            return execute_on_ray(
-                store, job.id, config, on_progress=on_progress, should_stop=should_stop,
-                address=ray_address, replicas=replicas, cpus_per_replica=cpus_per_replica,
-                gpus_per_replica=gpus_per_replica, model=model,
-            )  # fmt: skip
-        analyzer = AuditAnalyzer(loaded, config)
-        return execute(
-            store, job.id, analyzer, batch_size=config.batch_size, on_progress=on_progress,
-            should_stop=should_stop,
-        )  # fmt: skip
+            shape = ReplicaShape(replicas, cpus_per_replica, gpus_per_replica)
+            return execute_on_ray(store, job.id, config, watch, ray_address, shape, model)
+        return execute(store, job.id, AuditAnalyzer(loaded, config), config.batch_size, watch)
     finally:
         store.close()

@@ -16,19 +16,31 @@ def is_uri(source: object) -> bool:
     return isinstance(source, str) and bool(_URI.match(source))
 
 
+class MissingFilesystemError(OSError):
+    """No filesystem is installed for a URI's scheme."""
+
+
 def filesystem(uri: str) -> tuple[Any, str]:
-    """(pyarrow FileSystem, path inside it) for a URI."""
+    """(pyarrow FileSystem, path inside it) for a URI: pyarrow's own, else fsspec's."""
     from pyarrow import fs
 
     try:
         return fs.FileSystem.from_uri(uri)
-    except (ValueError, OSError, fs.ArrowNotImplementedError) as arrow_error:  # type: ignore[attr-defined]
+    except (ValueError, NotImplementedError) as arrow_error:  # ArrowInvalid, ArrowNotImplemented
+        scheme, _, path = uri.partition("://")
         try:
             import fsspec
-        except ImportError:
-            raise OSError(f"no filesystem for {uri.split('://')[0]}://: {arrow_error}") from None
-        protocol, _, path = uri.partition("://")
-        handler = fs.FSSpecHandler(fsspec.filesystem(protocol))
+
+            handler = fs.FSSpecHandler(fsspec.filesystem(scheme))
+        except ImportError as error:  # fsspec knows the scheme, its package is missing
+            raise MissingFilesystemError(
+                f"no filesystem for {scheme}:// is installed: {error}"
+            ) from None
+        except ValueError:  # fsspec does not know it either
+            raise MissingFilesystemError(
+                f"no filesystem for {scheme}:// ({arrow_error}); pyarrow and fsspec know "
+                "s3://, gs://, abfs://, hdfs://, file:// and fsspec's own schemes"
+            ) from None
         return fs.PyFileSystem(handler), path
 
 
@@ -62,3 +74,8 @@ def read_bytes(location: str) -> bytes:
     system, path = filesystem(location)
     with system.open_input_stream(path) as stream:
         return bytes(stream.read())
+
+
+def readable(location: str) -> str | bytes:
+    """What the image loader takes: a local path as it is, a URI's bytes."""
+    return read_bytes(location) if is_uri(location) else location

@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     run_started REAL,
     run_start_done INTEGER NOT NULL DEFAULT 0,
     finished REAL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_signature ON jobs (signature);
 CREATE TABLE IF NOT EXISTS items (
@@ -93,6 +94,7 @@ class JobInfo:
     run_start_done: int
     finished: float | None
     cancel_requested: bool
+    owner: str | None = None  # a digest of the API key that submitted it (service jobs)
 
     @property
     def eta_s(self) -> float | None:
@@ -142,6 +144,9 @@ class AuditStore:
             columns = {row[1] for row in self._connection.execute("PRAGMA table_info(items)")}
             if "labels" not in columns:  # a store written before multi-label audits
                 self._connection.execute("ALTER TABLE items ADD COLUMN labels TEXT")
+            jobs_columns = {row[1] for row in self._connection.execute("PRAGMA table_info(jobs)")}
+            if "owner" not in jobs_columns:  # a store written before jobs had owners
+                self._connection.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -208,6 +213,28 @@ class AuditStore:
         with self._lock:
             rows = self._connection.execute(_JOB_QUERY + " ORDER BY j.created DESC").fetchall()
         return [_job_info(row) for row in rows]
+
+    def jobs_page(
+        self, limit: int, after: tuple[float, str] | None = None, owner: str | None = None
+    ) -> list[JobInfo]:
+        """Up to `limit` jobs, newest first, after the (created, id) of the last one seen;
+        only those of `owner` when given."""
+        where, values = ["1 = 1"], []
+        if after is not None:
+            where.append("(j.created, j.id) < (?, ?)")
+            values += list(after)
+        if owner is not None:
+            where.append("j.owner = ?")
+            values.append(owner)
+        query = f" WHERE {' AND '.join(where)} ORDER BY j.created DESC, j.id DESC LIMIT ?"
+        with self._lock:
+            rows = self._connection.execute(_JOB_QUERY + query, (*values, limit)).fetchall()
+        return [_job_info(row) for row in rows]
+
+    def set_owner(self, job_id: str, owner: str | None) -> None:
+        """Who submitted the job (a digest of its API key), for listings scoped to them."""
+        with self._transaction() as db:
+            db.execute("UPDATE jobs SET owner = ? WHERE id = ?", (owner, job_id))
 
     def find_job(self, signature: str) -> JobInfo | None:
         """The newest job with this signature (same source and config)."""

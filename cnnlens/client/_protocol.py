@@ -428,9 +428,16 @@ def audit(job_id: str) -> Call[dict[str, Any]]:
     return Call("GET", _job_path(job_id), _json_object)
 
 
-def audits() -> Call[list[dict[str, Any]]]:
-    """GET /v1/audits: every job the server keeps."""
-    return Call("GET", "/v1/audits", _listing("audits", _json_object))
+def audits(limit: int | None = None, cursor: str | None = None) -> Call[dict[str, Any]]:
+    """GET /v1/audits: a page of jobs, newest first (only this API key's where keys are on):
+    `{"audits": [...], "next_cursor": ...}`; pass `next_cursor` as `cursor` for the next page
+    (it is None on the last one)."""
+    query = "&".join(
+        f"{name}={quote(str(value), safe='')}"
+        for name, value in (("limit", limit), ("cursor", cursor))
+        if value is not None
+    )
+    return Call("GET", "/v1/audits" + (f"?{query}" if query else ""), _json_object)
 
 
 def audit_results(job_id: str, format: str = "json") -> Call[Any]:

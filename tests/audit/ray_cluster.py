@@ -130,7 +130,7 @@ class LocalCluster:
         self.processes.append(process)
         return process
 
-    def _wait_nodes(self, count: int, timeout: float = 120) -> None:
+    def _wait_nodes(self, count: int, timeout: float = 300) -> None:
         code = (
             f"{_KEEP_LOOPBACK};import ray;ray.init(address=%r,log_to_driver=False);"
             "print(sum(n['Alive'] for n in ray.nodes()))" % self.address
@@ -146,10 +146,17 @@ class LocalCluster:
         raise RuntimeError(f"the local Ray cluster did not reach {count} nodes")
 
     def kill_worker_raylet(self) -> int:
-        """SIGKILL the worker node's raylet (its workers die with it); returns its pid."""
+        """SIGKILL the worker node's raylet, then every process it started (its workers, the
+        replicas among them, die at once rather than when they notice); returns its pid."""
         for pid in _children(self.worker.pid):
             if "raylet" in _cmdline(pid).split(" ", 1)[0]:
+                workers = _children(pid)
                 os.kill(pid, signal.SIGKILL)
+                for worker in workers:
+                    try:
+                        os.kill(worker, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
                 return pid
         raise RuntimeError("no raylet under the worker node's process")
 

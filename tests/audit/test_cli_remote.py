@@ -38,6 +38,6 @@ def test_cli_audit_on_a_server(
         assert (out / "results.csv").read_text().startswith("index,name,status")
         assert "astronaut.png" in (out / "index.html").read_text(encoding="utf-8")
 
-        unknown = main(["audit", str(photos), "--out", str(out), "--server", url,
+        unknown = main(["audit", str(photos), "--out", str(out), "--server", url, "--replace",
                         "--method", "no_such_method"])  # fmt: skip
         assert unknown == 2  # the service's unknown_method: bad usage

@@ -40,7 +40,9 @@ def test_client_runs_an_audit(photos: Path, tmp_path: Path, default_model: Loade
             time.sleep(0.2)
             job = client.audit(job["id"])
         assert job["status"] == "done" and job["progress"]["total"] == 4
-        assert [listed["id"] for listed in client.audits()] == [job["id"]]
+        page = client.audits(limit=10)
+        assert [listed["id"] for listed in page["audits"]] == [job["id"]]
+        assert page["next_cursor"] is None
 
         table = client.audit_results(job["id"])
         records = {record["name"]: record for record in table["results"]}

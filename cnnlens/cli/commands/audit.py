@@ -1,8 +1,11 @@
-"""Audit a model over a folder, a zip/tar archive or a CSV list of images: per image the top-k
-predictions, whether they are right (with --labels), the maps, and flags (misclassified, low
-confidence, explanation off the object, fragile, degenerate map). Writes a self-contained
-index.html, results.jsonl, results.csv and overlays/*.png to --out, and keeps its progress in
---out/audit.sqlite: run the same command again after an interruption and it resumes.
+"""Audit a model over a folder, a zip/tar archive, a CSV list or a URI prefix (s3://, gs://,
+abfs://, file://) of images: per image the top-k predictions, whether they are right (with
+--labels), the maps, and flags (misclassified, low confidence, explanation off the object,
+fragile, degenerate map). Writes a self-contained index.html, results.jsonl, results.csv and
+overlays/*.png to --out (default: audit-<input name> in the current folder), and keeps its
+progress in audit.sqlite there: run the same command again after an interruption and it
+resumes. An output folder that holds another audit's report is refused (choose another --out,
+or --replace).
 
 labels CSV: `filename,label` (class index or name); boxes CSV: `filename,x0,y0,x1,y1` (pixels).
 
@@ -10,6 +13,7 @@ examples:
   cnnlens audit photos/ --labels labels.csv --out audit/
   cnnlens audit photos.zip --method grad_cam saliency --boxes boxes.csv --fragility
   cnnlens audit photos/ --engine ray --ray-address auto
+  cnnlens audit s3://bucket/photos --engine ray --ray-address 10.0.0.5:6379 --out audit-photos/
   cnnlens audit photos/ --labels labels.csv --server http://127.0.0.1:8000 --out audit/
 """
 
@@ -20,25 +24,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cnnlens.api.forms import DEFAULT_METHOD
-from cnnlens.cli.commands._common import (
-    DEFAULT_MODEL,
-    UsageError,
-    add_server_options,
-    echo,
-    open_client,
-    split_list,
-)
+from cnnlens.api.forms import DEFAULT_METHOD, split_list
+from cnnlens.cli.commands._common import DEFAULT_MODEL, UsageError, add_server_options, echo
 
 HELP = "audit a model over a folder or archive of images; write an HTML report and tables"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", metavar="PATH", help="folder, .zip/.tar archive or CSV list")
+    parser.add_argument(
+        "path", metavar="PATH", help="folder, .zip/.tar archive, CSV list or URI prefix (s3://...)"
+    )
     parser.add_argument("--labels", type=Path, metavar="CSV", help="filename,label rows")
     parser.add_argument("--boxes", type=Path, metavar="CSV", help="filename,x0,y0,x1,y1 rows")
     parser.add_argument("--masks", type=Path, metavar="DIR", help="object masks named as images")
-    parser.add_argument("--out", "-o", type=Path, default=Path("audit"), help="output folder")
+    parser.add_argument(
+        "--out", "-o", type=Path, help="output folder (default: ./audit-<input name>)"
+    )
+    parser.add_argument(
+        "--replace", action="store_true", help="write into an --out that holds another audit"
+    )
     parser.add_argument("--model", help=f"model (default: {DEFAULT_MODEL} / the server's default)")
     parser.add_argument("--weights", default="default", help="'default', 'none' or a weights file")
     parser.add_argument(
@@ -97,9 +101,17 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    source = Path(args.path)
-    if not source.exists():
+    from cnnlens.audit.sources import MissingFilesystemError, filesystem, is_uri
+
+    uri = is_uri(args.path)
+    source: Path | str = args.path if uri else Path(args.path)
+    if not uri and not Path(source).exists():
         raise UsageError(f"no such file or folder: {source}")
+    if uri:
+        try:
+            filesystem(args.path)
+        except MissingFilesystemError as error:
+            raise UsageError(str(error)) from None
     for option in ("labels", "boxes"):
         path = getattr(args, option)
         if path is not None and not path.is_file():
@@ -107,18 +119,47 @@ def run(args: argparse.Namespace) -> int:
     if args.masks is not None and not args.masks.is_dir():
         raise UsageError(f"--masks: no such folder: {args.masks}")
     config = _config(args)
+    args.out = args.out or default_out(args.path)
     if args.server:
-        return _run_remote(args, source, config)
+        if uri:
+            raise UsageError("a server audits an uploaded folder or archive, not a URI")
+        from cnnlens.cli.commands._audit_remote import run_remote
 
+        return run_remote(args, Path(source), config)
+    return _run_local(args, source, config)
+
+
+def default_out(path: str) -> Path:
+    """audit-<input name>: one output folder per input, in the current folder."""
+    import re
+
+    from cnnlens.audit.sources import is_uri
+
+    where = path.partition("://")[2] if is_uri(path) else str(Path(path).absolute())
+    name = where.rstrip("/").rpartition("/")[2]
+    for suffix in (".gz", ".bz2", ".xz", ".tar", ".tgz", ".zip", ".csv"):
+        name = name.removesuffix(suffix)
+    name = re.sub(r"[^\w.-]", "_", name).strip(".")
+    return Path(f"audit-{name or 'input'}")
+
+
+def _run_local(args: argparse.Namespace, source: Path | str, config: Any) -> int:
     from cnnlens.audit import run_audit
+    from cnnlens.audit.engine import OutputInUseError
+    from cnnlens.audit.extras import MissingExtraError, require_ray
 
-    bar = _ProgressBar(enabled=not args.quiet)
+    bar = ProgressBar(enabled=not args.quiet)
     try:
+        if args.engine == "ray":
+            require_ray()
         result = run_audit(
             source, args.out, config, labels=args.labels, boxes=args.boxes, masks=args.masks,
-            engine=args.engine, resume=not args.fresh, on_progress=bar.update,
-            ray_address=args.ray_address,
+            engine=args.engine, resume=not args.fresh, exclusive=not args.replace,
+            on_progress=bar.update, ray_address=args.ray_address,
         )  # fmt: skip
+    except (MissingExtraError, OutputInUseError) as error:
+        hint = " (or --replace)" if isinstance(error, OutputInUseError) else ""
+        raise UsageError(error.message + hint) from None
     finally:
         bar.close()
     job = result.job
@@ -127,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if job.status == "done" else 1
 
 
-class _ProgressBar:
+class ProgressBar:
     """tqdm on stderr, fed with the job's done/total (resumed images count as done)."""
 
     def __init__(self, enabled: bool) -> None:
@@ -172,73 +213,3 @@ def _print_summary(outputs: dict[str, Path], job: Any, processed: int) -> None:
     if report is not None:
         echo(f"report: {report}")
         echo(f"results: {outputs['results.jsonl']}, {outputs['results.csv']}")
-
-
-def _run_remote(args: argparse.Namespace, source: Path, config: Any) -> int:
-    """Upload the folder (zipped) or archive to POST /v1/audits, follow its progress, then
-    download the report and the result tables into --out. Ctrl-C cancels the job."""
-    import tempfile
-    import time
-    from types import SimpleNamespace
-
-    if args.masks is not None or args.engine != "local":
-        raise UsageError("--masks and --engine work locally only, not with --server")
-    if source.is_file() and source.suffix.lower() == ".csv":
-        raise UsageError("with --server, PATH must be a folder or a zip/tar archive")
-    options = {
-        "batch_size": config.batch_size,
-        "top_k": config.top_k,
-        "low_confidence": config.low_confidence,
-        "min_box_energy": config.min_box_energy,
-        "fragility": config.fragility,
-    }
-    bar = _ProgressBar(enabled=not args.quiet)
-    with tempfile.TemporaryFile() as archive, open_client(args) as client:
-        name = _pack(source, archive)
-        job = client.submit_audit(
-            archive, filename=name, labels=args.labels, boxes=args.boxes, model=args.model,
-            methods=list(config.methods), options=options,
-        )  # fmt: skip
-        try:
-            while job["status"] in ("queued", "running"):
-                bar.update(SimpleNamespace(**job["progress"]))
-                time.sleep(0.5)
-                job = client.audit(job["id"])
-            bar.update(SimpleNamespace(**job["progress"]))
-        except KeyboardInterrupt:
-            client.delete_audit(job["id"])
-            echo(f"audit {job['id']}: cancelled", error=True)
-            raise
-        finally:
-            bar.close()
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "index.html").write_bytes(client.audit_report(job["id"]))
-        for file_name, form in (("results.jsonl", "jsonl"), ("results.csv", "csv")):
-            (args.out / file_name).write_bytes(client.audit_results(job["id"], form))
-    if not args.quiet:
-        progress = job["progress"]
-        echo(
-            f"audit {job['id']} on {args.server}: {job['status']}, {progress['total']} images, "
-            f"{progress['errors']} unreadable"
-        )
-        echo(f"report: {args.out / 'index.html'}")
-    return 0 if job["status"] == "done" else 1
-
-
-def _pack(source: Path, sink: Any) -> str:
-    """A folder's images zipped into `sink`, or an archive copied as it is; the upload name."""
-    import shutil
-    import zipfile
-
-    if source.is_dir():
-        from cnnlens.audit.inputs import scan_images
-
-        with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as archive:
-            for name, path in scan_images(source):
-                archive.write(path, arcname=name)
-        sink.seek(0)
-        return f"{source.name or 'images'}.zip"
-    with open(source, "rb") as handle:
-        shutil.copyfileobj(handle, sink)
-    sink.seek(0)
-    return source.name

@@ -4,6 +4,9 @@ cancels. Jobs run on a background thread; their store lives under the server's d
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import os
 import re
 import threading
@@ -111,6 +114,19 @@ def get_jobs(request: Request, state: StateDep) -> AuditJobs:
 JobsDep = Annotated[AuditJobs, Depends(get_jobs)]
 
 
+def key_owner(request: Request, settings: SettingsDep) -> str | None:
+    """Whose jobs a request sees: a digest of its (already checked) API key where keys are
+    on, else None (every job)."""
+    if not settings.auth_enabled:
+        return None
+    offered = request.headers.get("x-api-key", "")
+    return hashlib.sha256(offered.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+OwnerDep = Annotated[str | None, Depends(key_owner)]
+MAX_PAGE = 200
+
+
 def resume_audit_jobs(app: FastAPI, state: ServiceState) -> None:
     """At startup: when the data dir already holds audit jobs, open them now, so that the
     unfinished ones resume without waiting for a request (a fresh dir stays untouched)."""
@@ -153,6 +169,7 @@ async def create_audit(
     state: StateDep,
     settings: SettingsDep,
     jobs: JobsDep,
+    owner: OwnerDep,
     archive: Annotated[UploadFile, File(description="a zip or tar (.tar, .tar.gz) of images")],
     labels: Annotated[
         UploadFile | None, File(description="CSV filename,label (class index or name)")
@@ -193,22 +210,54 @@ async def create_audit(
     boxes_bytes = await _read_limited(boxes, MAX_CSV_BYTES, "boxes CSV") if boxes else None
     job = await anyio.to_thread.run_sync(
         lambda: jobs.submit(
-            archive_bytes, archive.filename or "", config, labels=labels_bytes, boxes=boxes_bytes
-        )
+            archive_bytes,
+            archive.filename or "",
+            config,
+            labels=labels_bytes,
+            boxes=boxes_bytes,
+            owner=owner,
+        )  # fmt: skip
     )
     body = _describe(job)
     return JSONResponse(body, status_code=202, headers={"Location": body["links"]["self"]})
 
 
-@router.get("/audits", response_model=AuditList)
-async def list_audits(jobs: JobsDep) -> dict[str, Any]:
-    found = await anyio.to_thread.run_sync(jobs.jobs)
-    return {"audits": [_describe(job) for job in found]}
+@router.get("/audits", response_model=AuditList, responses=ERRORS)
+async def list_audits(
+    jobs: JobsDep,
+    owner: OwnerDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="jobs per page")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="the previous page's next_cursor")
+    ] = None,
+) -> dict[str, Any]:
+    """The jobs, newest first, a page at a time (only the API key's own where keys are on)."""
+    after = _read_cursor(cursor) if cursor else None
+    found = await anyio.to_thread.run_sync(lambda: jobs.store.jobs_page(limit + 1, after, owner))
+    page = found[:limit]
+    more = len(found) > limit
+    return {
+        "audits": [_describe(job) for job in page],
+        "next_cursor": _cursor(page[-1]) if more else None,
+    }
+
+
+def _cursor(job: JobInfo) -> str:
+    """Where the next page starts: after this job (opaque to clients)."""
+    return base64.urlsafe_b64encode(f"{job.created!r} {job.id}".encode()).decode()
+
+
+def _read_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        created, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split(" ")
+        return float(created), _job_id(job_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError, JobNotFoundError):
+        raise InvalidParamsError("invalid cursor: pass a next_cursor of this listing") from None
 
 
 @router.get("/audits/{job_id}", response_model=AuditJob, responses=ERRORS)
-async def get_audit(job_id: str, jobs: JobsDep) -> dict[str, Any]:
-    return _describe(await anyio.to_thread.run_sync(jobs.job, _job_id(job_id)))
+async def get_audit(job_id: str, jobs: JobsDep, owner: OwnerDep) -> dict[str, Any]:
+    return _describe(await anyio.to_thread.run_sync(jobs.job, _job_id(job_id), owner))
 
 
 @router.get(
@@ -228,6 +277,7 @@ async def get_audit(job_id: str, jobs: JobsDep) -> dict[str, Any]:
 async def audit_results(
     job_id: str,
     jobs: JobsDep,
+    owner: OwnerDep,
     format: Annotated[Literal["json", "jsonl", "csv"], Query()] = "json",
     flagged: Annotated[bool, Query(description="only images with at least one flag")] = False,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
@@ -235,7 +285,7 @@ async def audit_results(
 ) -> Response:
     """Per-image results so far (all of them once the job is done), in input order; the
     summary always covers every finished image."""
-    job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id))
+    job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id), owner)
     every = await anyio.to_thread.run_sync(jobs.store.records, job.id)
     records = [r for r in every if r.get("flags")] if flagged else every
     records = records[offset : None if limit is None else offset + limit]
@@ -267,9 +317,9 @@ async def audit_results(
         },
     },
 )
-async def audit_report(job_id: str, jobs: JobsDep) -> HTMLResponse:
+async def audit_report(job_id: str, jobs: JobsDep, owner: OwnerDep) -> HTMLResponse:
     """The self-contained HTML report (of the images finished so far while running)."""
-    job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id))
+    job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id), owner)
     html = await anyio.to_thread.run_sync(report_html, jobs.store, job.id)
     return HTMLResponse(html)
 
@@ -283,10 +333,14 @@ _PNG = {"image/png": {"schema": {"type": "string", "format": "binary"}}}
     responses={**ERRORS, 200: {"content": _PNG, "description": "the overlay PNG of one image"}},
 )
 async def audit_overlay(
-    job_id: str, index: Annotated[int, Path(ge=0, le=10_000_000)], method: str, jobs: JobsDep
+    job_id: str,
+    index: Annotated[int, Path(ge=0, le=10_000_000)],
+    method: str,
+    jobs: JobsDep,
+    owner: OwnerDep,
 ) -> Response:
     """One image's overlay at its own resolution (the report embeds small copies)."""
-    job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id))
+    job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id), owner)
     record = await anyio.to_thread.run_sync(jobs.store.record, job.id, index)
     relative = ((record or {}).get("overlays") or {}).get(method)
     if relative is None:
@@ -300,6 +354,6 @@ async def audit_overlay(
 
 
 @router.delete("/audits/{job_id}", status_code=202, response_model=AuditJob, responses=ERRORS)
-async def cancel_audit(job_id: str, jobs: JobsDep) -> dict[str, Any]:
+async def cancel_audit(job_id: str, jobs: JobsDep, owner: OwnerDep) -> dict[str, Any]:
     """Cancel a queued or running job (it stops after the batch in flight)."""
-    return _describe(await anyio.to_thread.run_sync(jobs.cancel, _job_id(job_id)))
+    return _describe(await anyio.to_thread.run_sync(jobs.cancel, _job_id(job_id), owner))
