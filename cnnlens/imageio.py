@@ -108,6 +108,16 @@ def decode_image(
         ) from None
 
 
+def fit_within(image: Image.Image, max_side: int) -> Image.Image:
+    """The image scaled down (aspect kept, never up) so that its longer side is <= max_side."""
+    width, height = image.size
+    if max(width, height) <= max_side:
+        return image
+    scale = max_side / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+
+
 def _open(data: bytes, image_format: str) -> Image.Image:
     """Pillow's parser for exactly this format, without `Image.open`'s bomb warning."""
     if image_format not in Image.OPEN:

@@ -89,6 +89,7 @@ class ExplainResult:
     predictions: list[ClassScore]
     explanations: list[ExplanationResult]
     elapsed_ms: float = 0.0
+    overlay_format: str = "png"  # of the overlay and heatmap images: png, jpeg or webp
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ExplainResult:
@@ -100,6 +101,7 @@ class ExplainResult:
             predictions=_scores(data.get("predictions")),
             explanations=[ExplanationResult.from_json(e) for e in data.get("explanations", [])],
             elapsed_ms=float(data.get("elapsed_ms", 0.0)),
+            overlay_format=str(data.get("overlay_format", "png")),
         )
 
     def by_method(self, method: str) -> list[ExplanationResult]:

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from cnnlens import render
 from cnnlens.api import models as api
 from cnnlens.api.bodies import explain_response, score_of
-from cnnlens.api.codecs import b64, png_bytes
+from cnnlens.api.codecs import b64, image_bytes, png_bytes
 from cnnlens.errors import IncompatibleModelError, InvalidParamsError
 from cnnlens.explain import ClassScore, Explanation, _row_extras, _top_k, explanations_from_run
 from cnnlens.methods.adversarial import AdversarialParams
@@ -151,22 +151,28 @@ def render_explain_response(
     method_names: Sequence[str],
     outputs: Sequence[str],
     started: float,
+    image_format: str = "png",
 ) -> api.ExplainResponse:
     """The body of POST /v1/explain (CPU work: run it on a thread)."""
     explanations, predictions = explanations_for(model, picture, rows, method_names)
     size = api.ImageSize(width=picture.width, height=picture.height)
     elapsed = (time.monotonic() - started) * 1000
     return explain_response(
-        model.name, size, predictions, explanations, outputs, elapsed, model.was_training
-    )
+        model.name, size, predictions, explanations, outputs, elapsed, model.was_training,
+        image_format,
+    )  # fmt: skip
 
 
 def render_overlay_png(
-    model: LoadedModel, picture: Image.Image, rows: ExplainRows, method_name: str
+    model: LoadedModel,
+    picture: Image.Image,
+    rows: ExplainRows,
+    method_name: str,
+    image_format: str = "png",
 ) -> bytes:
-    """The first explanation's overlay PNG (Accept: image/png)."""
+    """The first explanation's overlay PNG, or `image_format` (Accept: image/png)."""
     explanations, _ = explanations_for(model, picture, rows, [method_name])
-    return png_bytes(explanations[0].overlay())
+    return image_bytes(explanations[0].overlay(), image_format)
 
 
 @dataclass

@@ -8,8 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
-from cnnlens.api.forms import DEFAULT_METHOD, parse_outputs
+from cnnlens.api.codecs import IMAGE_FORMATS
+from cnnlens.api.forms import DEFAULT_METHOD, parse_outputs, parse_overlay_format
 from cnnlens.api.models import ErrorBody, ExplainResponse
+from cnnlens.imageio import fit_within
 from cnnlens.service.deps import (
     DeadlineDep,
     SettingsDep,
@@ -83,6 +85,18 @@ async def explain(
         str | None, Form(description='JSON object keyed by method, e.g. {"occlusion": {...}}')
     ] = None,
     output: Annotated[str | None, Form(description="comma list of overlay, heatmap, array")] = None,
+    overlay_format: Annotated[
+        str | None, Form(description="png (default), jpeg or webp: overlay and heatmap format")
+    ] = None,
+    max_side: Annotated[
+        int | None,
+        Form(
+            ge=1,
+            le=16384,
+            description="maps and images at most this many pixels a side (the photo scaled "
+            "down; a JPEG decodes at a reduced DCT scale); default: the photo's own size",
+        ),
+    ] = None,
 ) -> Response | ExplainResponse:
     started = time.monotonic()
     loaded = state.model(model)
@@ -94,8 +108,13 @@ async def explain(
     png = wants_png(request)
     if png and len(methods) != 1:
         raise NotAcceptableError("Accept: image/png answers one method; ask for JSON instead")
-    picture = await read_image(image, settings)
+    image_format = parse_overlay_format(overlay_format)
+    # With max_side the model's input comes from the reduced decode too (never below its size).
+    draft = max(max_side, *loaded.preprocessing.input_size) if max_side else None
+    picture = await read_image(image, settings, draft=draft)
     x = await off_loop(loaded.preprocessing, picture)  # (1, 3, H, W)
+    if max_side:
+        picture = await off_loop(fit_within, picture, max_side)
     plan = ExplainPlan(
         model=loaded.name,
         methods=tuple((m.name, params_key(params_by_method[m.name])) for m in methods),
@@ -111,9 +130,9 @@ async def explain(
     )
     names = [m.name for m in methods]
     if png:
-        body = await off_loop(render_overlay_png, loaded, picture, rows, names[0])
-        return Response(body, media_type="image/png")
+        body = await off_loop(render_overlay_png, loaded, picture, rows, names[0], image_format)
+        return Response(body, media_type=IMAGE_FORMATS[image_format][2])
     answer: ExplainResponse = await off_loop(
-        render_explain_response, loaded, picture, rows, names, outputs, started
+        render_explain_response, loaded, picture, rows, names, outputs, started, image_format
     )
     return answer
