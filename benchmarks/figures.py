@@ -21,7 +21,7 @@ from benchmarks import baselines
 from benchmarks.memory import rss_bytes
 from benchmarks.occlusion_params import ENGINES, occlusion_params
 from benchmarks.report import Row, at_least, at_most
-from benchmarks.timing import Timing, time_interleaved
+from benchmarks.timing import Timing, paired_ratio, time_interleaved
 from cnnlens.explain import explain
 from cnnlens.methods.run import attribute, run_methods
 from cnnlens.models import LoadedModel, load_model
@@ -62,6 +62,8 @@ class Settings:
     approx_points: tuple[dict[str, Any], ...] = (
         {"threshold": 0.001},
         {"threshold": 0.01},
+        {"threshold": 0.05},
+        {"coarse_stride": 16, "refine": 0.5},
         {"coarse_stride": 16, "refine": 0.25},
         {"coarse_stride": 16, "refine": 0.1},
         {"coarse_stride": 16, "refine": 0.1, "threshold": 0.001},
@@ -190,6 +192,21 @@ def grad_cam_figure(bench: Bench) -> list[Row]:
             detail={"ms": timings["cnnlens"].median_ms, "forward_ms": forward_ms},
         )
     ]
+    versus = paired_ratio(timings["cnnlens"], timings["captum LayerGradCam"])
+    rows.append(
+        Row(
+            "2 grad_cam",
+            "cnnlens grad_cam / captum LayerGradCam (median of paired rounds)",
+            bench.label,
+            versus,
+            "x",
+            "<= 1.0x",
+            at_most(versus, 1.0),
+            note=f"{versus:.3f}; ratio of medians "
+            f"{timings['cnnlens'].median_ms / timings['captum LayerGradCam'].median_ms:.3f}; "
+            f"{torch.get_num_threads()} torch threads, {timings['cnnlens'].runs} rounds",
+        )
+    )
     for name in ("captum LayerGradCam", "pytorch-grad-cam GradCAM"):
         rows.append(
             Row(
