@@ -14,28 +14,22 @@ def _float_blend(base: np.ndarray, heat: np.ndarray, alpha: float) -> np.ndarray
     return np.clip(blended + np.float32(0.5), 0, 255).astype(np.uint8)
 
 
-def test_overlay_at_half_alpha_equals_the_float_blend_byte_for_byte() -> None:
+@pytest.mark.parametrize("alpha", [0.5, 0.3])  # 0.5: the uint8 path; others: the float one
+def test_overlay_equals_the_float_blend_byte_for_byte(alpha: float) -> None:
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
     raw = rng.random((40, 60), dtype=np.float32)
     heat = render.colorize(render.normalize_map(raw))
-    blended = np.asarray(render.overlay(Image.fromarray(base), raw, alpha=0.5))
-    expected = _float_blend(base, heat, 0.5)
+    blended = np.asarray(render.overlay(Image.fromarray(base), raw, alpha=alpha))
     assert blended.dtype == np.uint8
-    np.testing.assert_array_equal(blended, expected)
-    # every pair of bytes, including odd sums (the rounding case) and 255 + 255
+    np.testing.assert_array_equal(blended, _float_blend(base, heat, alpha))
+
+
+def test_rounded_mean_of_every_pair_of_bytes() -> None:
+    """Odd sums (the rounding case) and 255 + 255 included."""
     pairs = np.array(np.meshgrid(np.arange(256), np.arange(256)), dtype=np.uint8).reshape(2, -1)
     mean = render._rounded_mean(pairs[0], pairs[1])
     np.testing.assert_array_equal(mean, (pairs[0].astype(int) + pairs[1] + 1) // 2)
-
-
-def test_overlay_at_other_alphas_keeps_the_float_blend() -> None:
-    rng = np.random.default_rng(1)
-    base = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
-    raw = rng.random((20, 30), dtype=np.float32)
-    heat = render.colorize(render.normalize_map(raw))
-    blended = np.asarray(render.overlay(Image.fromarray(base), raw, alpha=0.3))
-    np.testing.assert_array_equal(blended, _float_blend(base, heat, 0.3))
 
 
 @pytest.mark.parametrize("signed", [False, True])
