@@ -21,7 +21,7 @@ from benchmarks import baselines
 from benchmarks.memory import rss_bytes
 from benchmarks.occlusion_params import ENGINES, occlusion_params
 from benchmarks.report import Row, at_least, at_most
-from benchmarks.timing import Timing, time_interleaved
+from benchmarks.timing import Timing, paired_ratio, time_interleaved
 from cnnlens.explain import explain
 from cnnlens.methods.run import attribute, run_methods
 from cnnlens.models import LoadedModel, load_model
@@ -62,6 +62,8 @@ class Settings:
     approx_points: tuple[dict[str, Any], ...] = (
         {"threshold": 0.001},
         {"threshold": 0.01},
+        {"threshold": 0.05},
+        {"coarse_stride": 16, "refine": 0.5},
         {"coarse_stride": 16, "refine": 0.25},
         {"coarse_stride": 16, "refine": 0.1},
         {"coarse_stride": 16, "refine": 0.1, "threshold": 0.001},
@@ -190,6 +192,21 @@ def grad_cam_figure(bench: Bench) -> list[Row]:
             detail={"ms": timings["cnnlens"].median_ms, "forward_ms": forward_ms},
         )
     ]
+    versus = paired_ratio(timings["cnnlens"], timings["captum LayerGradCam"])
+    rows.append(
+        Row(
+            "2 grad_cam",
+            "cnnlens grad_cam / captum LayerGradCam (median of paired rounds)",
+            bench.label,
+            versus,
+            "x",
+            "<= 1.0x",
+            at_most(versus, 1.0),
+            note=f"{versus:.3f}; ratio of medians "
+            f"{timings['cnnlens'].median_ms / timings['captum LayerGradCam'].median_ms:.3f}; "
+            f"{torch.get_num_threads()} torch threads, {timings['cnnlens'].runs} rounds",
+        )
+    )
     for name in ("captum LayerGradCam", "pytorch-grad-cam GradCAM"):
         rows.append(
             Row(
@@ -595,41 +612,45 @@ def approx_figure(bench: Bench) -> list[Row]:
 
 
 def latency_figure(bench: Bench) -> list[Row]:
-    """8. POST /v1/explain (grad_cam, 12-megapixel JPEG, in process) / one bare forward."""
+    """8. POST /v1/explain (grad_cam, 12-megapixel JPEG, in process) / one bare forward, for
+    the default answer (two PNGs at the photo's size) and each faster option."""
     from benchmarks import latency
 
     if bench.device.type != "cpu":
         return []  # the service's model device is its settings', not the bench's
     loaded = bench.model(DEFAULT_MODEL)
     data = latency.big_jpeg()
-    repeats = 2 if bench.settings.quick else 3
+    repeats = 2 if bench.settings.quick else 5
     forward = latency.bare_forward(loaded, bench.settings.size)
-    post_ms, forward_ms = latency.end_to_end(loaded, data, forward, repeats)
+    posts, forward_ms = latency.end_to_end(loaded, data, forward, repeats)
     parts = latency.stages(loaded, data, repeats)
-    other = post_ms - sum(parts.values())
-    ratio = post_ms / forward_ms
-    breakdown = ", ".join(f"{name} {ms / forward_ms:.1f}" for name, ms in parts.items())
-    return [
-        Row(
-            "8 latency",
-            "POST /v1/explain grad_cam, 4000x3000 JPEG / bare forward",
-            bench.label,
-            ratio,
-            "x",
-            "<= 3x",
-            at_most(ratio, 3.0),
-            note=(
-                f"{post_ms:.0f} ms vs {forward_ms:.0f} ms; in forwards: {breakdown}, "
-                f"upload + HTTP + the rest {other / forward_ms:.1f}"
-            ),
-            detail={
-                "ms": post_ms,
-                "forward_ms": forward_ms,
-                "stages_ms": parts,
-                "jpeg_bytes": len(data),
-            },
+    cheaper = latency.levers(loaded, data, repeats)
+    rows = []
+    for index, (name, post_ms) in enumerate(posts.items()):
+        ratio = post_ms / forward_ms
+        note = f"{post_ms:.0f} ms vs {forward_ms:.0f} ms"
+        detail: dict[str, Any] = {"ms": post_ms, "forward_ms": forward_ms}
+        if index == 0:
+            breakdown = ", ".join(f"{stage} {ms / forward_ms:.1f}" for stage, ms in parts.items())
+            other = post_ms - sum(parts.values())
+            note += f"; in forwards: {breakdown}, upload + HTTP + the rest {other / forward_ms:.1f}"
+            detail.update(stages_ms=parts, levers_ms=cheaper, jpeg_bytes=len(data))
+        rows.append(
+            Row(
+                "8 latency",
+                f"POST /v1/explain grad_cam, 4000x3000 JPEG, {name} / bare forward",
+                bench.label,
+                ratio,
+                "x",
+                "<= 3x",
+                at_most(ratio, 3.0),
+                note=note,
+                detail=detail,
+            )
         )
-    ]
+    levers = ", ".join(f"{name} {ms / forward_ms:.1f}" for name, ms in cheaper.items())
+    rows.append(Row("8 latency", "levers, in bare forwards", bench.label, None, "", note=levers))
+    return rows
 
 
 def audit_figure(bench: Bench) -> list[Row]:

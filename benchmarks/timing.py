@@ -16,6 +16,14 @@ class Timing:
     median_ms: float
     runs: int
     spread_ms: float  # max - min over the timed runs
+    samples_ms: tuple[float, ...] = ()  # each timed run, in order (rounds of time_interleaved)
+
+
+def paired_ratio(first: Timing, second: Timing) -> float:
+    """Median over rounds of first / second, each round's two runs measured back to back:
+    steadier than a ratio of medians when the machine's load changes between rounds."""
+    pairs = zip(first.samples_ms, second.samples_ms, strict=True)
+    return statistics.median(a / b for a, b in pairs)
 
 
 def synchronize(device: torch.device) -> None:
@@ -55,6 +63,8 @@ def time_interleaved(
             synchronize(device)
             durations[name].append((time.perf_counter() - started) * 1000)
     return {
-        name: Timing(statistics.median(values), len(values), max(values) - min(values))
+        name: Timing(
+            statistics.median(values), len(values), max(values) - min(values), tuple(values)
+        )
         for name, values in durations.items()
     }

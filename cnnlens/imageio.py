@@ -108,6 +108,24 @@ def decode_image(
         ) from None
 
 
+def fitted_size(image: Image.Image, max_side: int | None) -> tuple[int, int]:
+    """(width, height) of the image scaled down (aspect kept, never up) to a longer side <=
+    max_side; the image's own size without max_side."""
+    width, height = image.size
+    if not max_side or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def fit_within(image: Image.Image, max_side: int) -> Image.Image:
+    """The image scaled down (aspect kept, never up) so that its longer side is <= max_side."""
+    size = fitted_size(image, max_side)
+    if size == image.size:
+        return image
+    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+
+
 def _open(data: bytes, image_format: str) -> Image.Image:
     """Pillow's parser for exactly this format, without `Image.open`'s bomb warning."""
     if image_format not in Image.OPEN:

@@ -59,18 +59,28 @@ def normalize_map(raw: np.ndarray | torch.Tensor, clip_percentile: float = 99.5)
     if array.min(initial=0.0) >= 0:
         top = float(np.percentile(array, clip_percentile)) if array.size else 0.0
         top = top if top > 0 else float(array.max(initial=0.0))
-        return np.clip(array / top, 0, 1) if top > 0 else np.zeros_like(array)
+        return _scaled(array, top, 0.0) if top > 0 else np.zeros_like(array)
     top = float(np.percentile(np.abs(array), clip_percentile))
     top = top if top > 0 else float(np.abs(array).max())
-    return np.clip(0.5 + array / (2 * top), 0, 1) if top > 0 else np.full_like(array, 0.5)
+    return _scaled(array, 2 * top, 0.5) if top > 0 else np.full_like(array, 0.5)
+
+
+def _scaled(array: np.ndarray, divisor: float, offset: float) -> np.ndarray:
+    """clip(offset + array / divisor, 0, 1) in one output array (no temporaries)."""
+    out = np.divide(array, divisor)
+    if offset:
+        out += offset
+    return np.clip(out, 0, 1, out=out)
 
 
 def colorize(unit: np.ndarray, cmap: str = "jet") -> np.ndarray:
     """(H, W) values in [0, 1] -> (H, W, 3) uint8."""
     # uint8 indices (clipped before the cast: the same bins as clipping after it) index the
     # table several times faster than int64 ones on a 12-megapixel map.
-    indices = np.clip(unit * 255.0 + 0.5, 0.0, 255.0).astype(np.uint8)
-    return _lookup_table(cmap)[indices]
+    scaled = unit * 255.0
+    scaled += 0.5
+    indices = np.clip(scaled, 0.0, 255.0, out=scaled).astype(np.uint8)
+    return np.take(_lookup_table(cmap), indices, axis=0)  # faster than fancy indexing
 
 
 UNEXPLAINED_GREY = (128, 128, 128)
@@ -135,13 +145,24 @@ def overlay(
     if heat is None or heat.shape[:2] != (image.height, image.width):
         on_image = resize_map(to_2d(raw), (image.height, image.width))
         heat = mark_unexplained(colorize(normalize_map(on_image), cmap), on_image)
-    base = np.asarray(image.convert("RGB"), dtype=np.float32)
+    rgb = image if image.mode == "RGB" else image.convert("RGB")  # no 36 MB copy at 12 MP
+    if alpha == 0.5:
+        return Image.fromarray(_rounded_mean(np.asarray(rgb), heat))
+    base = np.asarray(rgb, dtype=np.float32)
     # In place: at 12 megapixels every temporary is a 144 MB array.
     blended = base * np.float32(1 - alpha)
     blended += np.float32(alpha) * heat
     blended += np.float32(0.5)
     np.clip(blended, 0, 255, out=blended)
     return Image.fromarray(blended.astype(np.uint8))
+
+
+def _rounded_mean(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """floor((a + b) / 2 + 0.5) of two uint8 arrays, in uint8: (a | b) - ((a ^ b) >> 1).
+
+    The same bytes as the float blend at alpha 0.5, without float copies of 12-megapixel
+    images (a quarter of the time)."""
+    return np.bitwise_or(first, second) - (np.bitwise_xor(first, second) >> 1)
 
 
 def grid(

@@ -49,17 +49,22 @@ def score_of(index: int, label: str, probability: float) -> ClassScore:
 
 
 def explanation_body(
-    explanation: Explanation, size: ImageSize, outputs: Sequence[str]
+    explanation: Explanation, size: ImageSize, outputs: Sequence[str], image_format: str = "png"
 ) -> ExplanationBody:
-    """One map as sent: PNGs and the raw array as `outputs` asks, at the image's size."""
+    """One map as sent: images (`image_format`) and the raw array as `outputs` asks, at the
+    image's size."""
     return ExplanationBody(
         method=explanation.method,
         target=class_score(explanation.target),
         layer=explanation.layer,
         width=size.width if explanation.aligned else explanation.width,
         height=size.height if explanation.aligned else explanation.height,
-        heatmap_png=encode_png(explanation.heatmap()) if "heatmap" in outputs else None,
-        overlay_png=encode_png(explanation.overlay()) if "overlay" in outputs else None,
+        heatmap_png=encode_png(explanation.heatmap(), image_format)
+        if "heatmap" in outputs
+        else None,
+        overlay_png=encode_png(explanation.overlay(), image_format)
+        if "overlay" in outputs
+        else None,
         array=encode_array(explanation.map.astype(np.float32)) if "array" in outputs else None,
         elapsed_ms=round(explanation.elapsed_ms, 3),
         explained_box=list(box) if (box := explanation.explained_box) is not None else None,
@@ -74,13 +79,15 @@ def explain_response(
     outputs: Sequence[str],
     elapsed_ms: float,
     was_training: bool = False,
+    image_format: str = "png",
 ) -> ExplainResponse:
-    """The body of POST /v1/explain."""
+    """The body of POST /v1/explain (overlay and heatmap encoded as `image_format`)."""
     return ExplainResponse(
         model=model,
         image=size,
         predictions=[s for score in predictions if (s := class_score(score)) is not None],
-        explanations=[explanation_body(item, size, outputs) for item in explanations],
+        explanations=[explanation_body(item, size, outputs, image_format) for item in explanations],
         elapsed_ms=round(elapsed_ms, 3),
         was_training=was_training,
+        overlay_format=image_format,
     )

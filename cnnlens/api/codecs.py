@@ -19,17 +19,36 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+# overlay_format -> (Pillow format, save options, media type). JPEG and WebP are lossy: a
+# 12-megapixel overlay encodes ~10x faster as JPEG (quality 90) than as PNG at zlib level 1.
+IMAGE_FORMATS: dict[str, tuple[str, dict[str, int], str]] = {
+    "png": ("PNG", {"compress_level": 1}, "image/png"),
+    "jpeg": ("JPEG", {"quality": 90}, "image/jpeg"),
+    "webp": ("WEBP", {"quality": 85, "method": 0}, "image/webp"),
+}
+
+
+def image_bytes(image: Image.Image, image_format: str = "png") -> bytes:
+    """The image encoded as `image_format` (png, jpeg or webp; see IMAGE_FORMATS)."""
+    if image_format == "png":
+        return png_bytes(image)
+    pillow_format, options, _ = IMAGE_FORMATS[image_format]
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format=pillow_format, **options)
+    return buffer.getvalue()
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def encode_png(image: Image.Image) -> str:
-    """A PIL image -> base64 PNG."""
-    return b64(png_bytes(image))
+def encode_png(image: Image.Image, image_format: str = "png") -> str:
+    """A PIL image -> base64 PNG (or `image_format`: jpeg, webp)."""
+    return b64(image_bytes(image, image_format))
 
 
 def decode_png(encoded: str | None) -> Image.Image | None:
-    """Base64 PNG -> a loaded PIL image (None stays None)."""
+    """Base64 PNG (or JPEG, WebP) -> a loaded PIL image (None stays None)."""
     if not encoded:
         return None
     image = Image.open(io.BytesIO(base64.b64decode(encoded)))

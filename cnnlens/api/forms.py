@@ -14,6 +14,7 @@ DEFAULT_METHOD = "grad_cam"
 COMPARE_METHODS = ("saliency", "grad_cam", "guided_backprop")
 OUTPUTS = ("overlay", "heatmap", "array")
 DEFAULT_OUTPUTS = ("overlay", "heatmap")
+OVERLAY_FORMATS = ("png", "jpeg", "webp")
 # Integers in params must survive every consumer (torch seeds are 64-bit, JSON peers use
 # doubles): beyond 2**53 a number is refused rather than overflowing somewhere deep.
 _MAX_JSON_INT = 2**53
@@ -56,6 +57,18 @@ def parse_box(text: str | None) -> tuple[float, float, float, float] | None:
             f"region must be four numbers x0,y0,x1,y1, got {text[:60]!r}", code="bad_region"
         )
     return values[0], values[1], values[2], values[3]
+
+
+def parse_overlay_format(value: str | None) -> str:
+    """`overlay_format` (png, jpeg or webp; jpg means jpeg) -> the format; empty: png."""
+    name = (value or "").strip().lower() or "png"
+    name = "jpeg" if name == "jpg" else name
+    if name not in OVERLAY_FORMATS:
+        raise InvalidParamsError(
+            f"unknown overlay_format {name[:40]!r}; choose from {', '.join(OVERLAY_FORMATS)}",
+            code="invalid_overlay_format",
+        )
+    return name
 
 
 def json_object(text: str | None, what: str) -> dict[str, Any]:

@@ -68,8 +68,12 @@ class ExplanationBody(Schema):
     layer: str | None
     width: int
     height: int
-    heatmap_png: str | None = Field(default=None, description="base64 PNG at the image's size")
-    overlay_png: str | None = Field(default=None, description="base64 PNG at the image's size")
+    heatmap_png: str | None = Field(
+        default=None, description="base64 image (PNG unless overlay_format) at the image's size"
+    )
+    overlay_png: str | None = Field(
+        default=None, description="base64 image (PNG unless overlay_format) at the image's size"
+    )
     array: ArrayPayload | None = None
     elapsed_ms: float
     explained_box: list[int] | None = Field(
@@ -89,6 +93,9 @@ class ExplainResponse(Schema):
     elapsed_ms: float
     was_training: bool = Field(
         default=False, description="the model was handed over in train mode (explained in eval)"
+    )
+    overlay_format: str = Field(
+        default="png", description="the format of overlay_png and heatmap_png: png, jpeg or webp"
     )
 
 

@@ -153,11 +153,14 @@ def explain(
     output: str | Sequence[str] = OUTPUTS,
     filename: str | None = None,
     region: Sequence[float] | None = None,
+    overlay_format: str = "png",
+    max_side: int | None = None,
 ) -> Call[results.ExplainResult]:
     """POST /v1/explain: one map per method and target, each raw map a numpy array
     (`ExplanationResult.map`, (H, W) or (3, H, W) at the image's size), the overlay and
-    heatmap PIL images. Leave "array" out of `output` for smaller answers. `region`
-    (segmentation models): (x0, y0, x1, y1) in the image's pixels."""
+    heatmap PIL images. Leave "array" out of `output` for smaller answers; `overlay_format`
+    jpeg or webp and `max_side` (maps and images at most this many pixels a side) for
+    faster ones. `region` (segmentation models): (x0, y0, x1, y1) in the image's pixels."""
     outputs = _names(output)
     unknown = sorted(set(outputs) - set(OUTPUTS))
     if unknown:
@@ -169,7 +172,14 @@ def explain(
         "POST",
         "/v1/explain",
         results.ExplainResult.from_json,
-        data={**form, "output": ",".join(outputs), **_region_field(region)},
+        data={
+            **form,
+            "output": ",".join(outputs),
+            **_region_field(region),
+            # sent only when not the default: older services know neither field
+            **_form(overlay_format=None if overlay_format == "png" else overlay_format),
+            **_form(max_side=max_side),
+        },
         files={"image": image_file(image, filename)},
     )
 

@@ -140,6 +140,7 @@ class ExplainResult(_ImageAnswer):
 
     predictions: list[ClassScore]
     explanations: list[ExplanationResult]
+    overlay_format: str = "png"  # of the overlay and heatmap images: png, jpeg or webp
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ExplainResult:
@@ -147,6 +148,7 @@ class ExplainResult(_ImageAnswer):
             **cls._common(data),
             predictions=_scores(data.get("predictions")),
             explanations=[ExplanationResult.from_json(e) for e in data.get("explanations", [])],
+            overlay_format=str(data.get("overlay_format", "png")),
         )
 
     def by_method(self, method: str) -> list[ExplanationResult]:

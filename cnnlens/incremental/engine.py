@@ -14,7 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlens.incremental.graph import OpGraph, Ref, call, fill, record, replay, verify
+from cnnlens.incremental.graph import (
+    OpGraph,
+    Ref,
+    call,
+    fill,
+    mismatch,
+    record,
+    replay,
+    verify,
+)
 from cnnlens.incremental.plan import Box, Gather, Plan, make_plan
 from cnnlens.incremental.threshold import projective_caps
 
@@ -117,12 +126,7 @@ class IncrementalOcclusion:
             return f"an incremental batch failed ({type(error).__name__}: {error})"
         finally:
             self._clean, self._padded = [], {}
-        if not isinstance(actual, torch.Tensor) or actual.shape != expected.shape:
-            return "an incremental batch gives a different output shape"
-        scale = float(expected.abs().max()) + 1.0
-        if float((actual - expected).abs().max()) > 1e-4 * scale:
-            return "an incremental batch does not reproduce the model's output"
-        return None
+        return mismatch(actual, expected, "an incremental batch")
 
     def set_image(self, x: torch.Tensor) -> torch.Tensor:
         """Cache every clean map of x (1, 3, H, W); returns the clean logits (1, K)."""

@@ -212,9 +212,14 @@ def verify(graph: OpGraph, model: nn.Module, x: torch.Tensor) -> str | None:
         actual, _ = replay(graph, batch)
     except Exception as error:  # a call baked in a batch size or a data-dependent value
         return f"replaying the recorded graph failed ({type(error).__name__}: {error})"
+    return mismatch(actual, expected, "replaying the recorded graph")
+
+
+def mismatch(actual: object, expected: torch.Tensor, what: str) -> str | None:
+    """Why `actual` (from `what`) is not the model's `expected` output, or None if it is."""
     if not isinstance(actual, torch.Tensor) or actual.shape != expected.shape:
-        return "replaying the recorded graph gives a different output shape"
+        return f"{what} gives a different output shape"
     scale = float(expected.abs().max()) + 1.0
     if float((actual - expected).abs().max()) > 1e-4 * scale:
-        return "replaying the recorded graph does not reproduce the model's output"
+        return f"{what} does not reproduce the model's output"
     return None

@@ -92,12 +92,17 @@ async def read_upload(upload: UploadFile, settings: Settings) -> bytes:
     return data
 
 
-async def read_image(upload: UploadFile, settings: Settings) -> Image.Image:
-    """Uploaded file -> RGB image, decoded on a worker thread (not the event loop)."""
+async def read_image(
+    upload: UploadFile, settings: Settings, draft: int | None = None
+) -> Image.Image:
+    """Uploaded file -> RGB image, decoded on a worker thread (not the event loop); `draft`:
+    a JPEG decodes at the smallest DCT scale that keeps both sides >= draft pixels."""
     data = await read_upload(upload, settings)
     limits = settings.limits
     return await off_loop(
-        lambda: decode_image(data, max_pixels=limits.max_pixels, max_side=limits.max_side)
+        lambda: decode_image(
+            data, max_pixels=limits.max_pixels, max_side=limits.max_side, draft=draft
+        )
     )
 
 

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from cnnlens import render
 from cnnlens.api import models as api
 from cnnlens.api.bodies import explain_response, score_of
-from cnnlens.api.codecs import b64, png_bytes
+from cnnlens.api.codecs import b64, image_bytes, png_bytes
 from cnnlens.errors import IncompatibleModelError, InvalidParamsError
 from cnnlens.explain import (
     ClassScore,
@@ -169,6 +169,7 @@ def render_explain_response(
     outputs: Sequence[str],
     started: float,
     abort: AbortSignal | None = None,
+    image_format: str = "png",
 ) -> api.ExplainResponse:
     """The body of POST /v1/explain (CPU work: run it on a thread); `abort` stops it
     between two explanations' encodings."""
@@ -177,8 +178,9 @@ def render_explain_response(
     elapsed = (time.monotonic() - started) * 1000
     encoded = explanations if abort is None else abort.each(explanations)
     return explain_response(
-        model.name, size, predictions, encoded, outputs, elapsed, model.was_training
-    )
+        model.name, size, predictions, encoded, outputs, elapsed, model.was_training,
+        image_format,
+    )  # fmt: skip
 
 
 def render_overlay_png(
@@ -187,12 +189,13 @@ def render_overlay_png(
     rows: ExplainRows,
     method_name: str,
     abort: AbortSignal | None = None,
+    image_format: str = "png",
 ) -> bytes:
-    """The first explanation's overlay PNG (Accept: image/png)."""
+    """The first explanation's overlay PNG, or `image_format` (Accept: image/png)."""
     explanations, _ = explanations_for(model, picture, rows, [method_name])
     if abort is not None:
         abort.check()
-    return png_bytes(explanations[0].overlay())
+    return image_bytes(explanations[0].overlay(), image_format)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnlens.api.forms import DEFAULT_METHOD, parse_box
+from cnnlens.api.forms import DEFAULT_METHOD, OVERLAY_FORMATS, parse_box
 from cnnlens.cli.commands._common import (
     DEFAULT_MODEL,
     add_model_options,
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 HELP = "explain images with one or more methods; write overlays, heatmaps and a summary"
 SUMMARY = "summary.json"
+_EXTENSIONS = {"jpeg": "jpg"}  # file extensions that differ from the overlay_format name
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", "-o", type=Path, default=Path("explanations"), help="output folder"
     )
     parser.add_argument("--array", action="store_true", help="also save raw maps as .npy")
+    parser.add_argument(
+        "--overlay-format",
+        choices=OVERLAY_FORMATS,
+        default="png",
+        help="format of the overlay and heatmap files (jpeg and webp encode faster, lossy)",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or lines")
     add_server_options(parser)
 
@@ -126,6 +133,7 @@ class LocalEngine:
         self.methods, self.targets, self.params = methods, targets, params
         self.layer, self.region = args.layer, parse_box(args.region)
         self.output = ["overlay", "heatmap", *(["array"] if args.array else [])]
+        self.overlay_format = args.overlay_format
 
     def __call__(self, path: Path) -> ImageResult:
         """The one v1 body (`cnnlens.api.bodies`), read as a client reads it."""
@@ -142,8 +150,9 @@ class LocalEngine:
         size = ImageSize(width=result.image.width, height=result.image.height)
         elapsed = (time.monotonic() - started) * 1000
         body = explain_response(
-            self.model.name, size, result.predictions, result, self.output, elapsed
-        )
+            self.model.name, size, result.predictions, result, self.output, elapsed,
+            image_format=self.overlay_format,
+        )  # fmt: skip
         return image_result(ExplainResult.from_json(body.model_dump(mode="json")))
 
 
@@ -159,11 +168,13 @@ class RemoteEngine:
         self.methods, self.targets, self.params = methods, targets, params
         self.layer, self.region = args.layer, parse_box(args.region)
         self.output = ["overlay", "heatmap", *(["array"] if args.array else [])]
+        self.overlay_format = args.overlay_format
 
     def __call__(self, path: Path) -> ImageResult:
         result = self.client.explain(
             path, self.methods, model=self.model_name, target=self.targets or None,
             layer=self.layer, params=self.params, output=self.output, region=self.region,
+            overlay_format=self.overlay_format,
         )  # fmt: skip
         self.model_name = result.model or self.model_name
         return image_result(result)
@@ -199,7 +210,9 @@ def run(args: argparse.Namespace) -> int:
     reports: list[ImageReport] = []
     failed: list[dict[str, str]] = []
     for path, result in each_image(images, engine, failed, "explaining", args.quiet):
-        report = _write(args.out, stems[path], path, result.rendered, save_array=args.array)
+        report = _write(
+            args.out, stems[path], path, result.rendered, args.array, args.overlay_format
+        )
         report.width, report.height = result.width, result.height
         report.predictions = result.predictions
         reports.append(report)
@@ -236,7 +249,12 @@ def _unique_stems(images: Sequence[Path]) -> dict[Path, str]:
 
 
 def _write(
-    out: Path, stem: str, path: Path, rendered: Sequence[Rendered], save_array: bool
+    out: Path,
+    stem: str,
+    path: Path,
+    rendered: Sequence[Rendered],
+    save_array: bool,
+    image_format: str = "png",
 ) -> ImageReport:
     report = ImageReport(image=str(path))
     seen_targets: dict[int, dict[str, Any]] = {}
@@ -245,8 +263,9 @@ def _write(
         files: dict[str, str | None] = {"overlay": None, "heatmap": None, "array": None}
         for kind, data in (("overlay", item.overlay_png), ("heatmap", item.heatmap_png)):
             if data is not None:
-                (out / f"{name}_{kind}.png").write_bytes(data)
-                files[kind] = f"{name}_{kind}.png"
+                file_name = f"{name}_{kind}.{_EXTENSIONS.get(image_format, image_format)}"
+                (out / file_name).write_bytes(data)
+                files[kind] = file_name
         if save_array and item.array is not None:
             import numpy as np
 

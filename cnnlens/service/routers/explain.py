@@ -8,8 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
-from cnnlens.api.forms import DEFAULT_METHOD, parse_box, parse_outputs
+from cnnlens.api.codecs import IMAGE_FORMATS
+from cnnlens.api.forms import DEFAULT_METHOD, parse_box, parse_outputs, parse_overlay_format
 from cnnlens.api.models import ErrorBody, ExplainResponse
+from cnnlens.errors import InvalidParamsError
+from cnnlens.imageio import fit_within, fitted_size
 from cnnlens.service.budget import Rendered, methods_plan
 from cnnlens.service.deps import (
     DeadlineDep,
@@ -102,6 +105,18 @@ async def explain(
             "region whose target logits are explained; default: the pixels predicted as it"
         ),
     ] = None,
+    overlay_format: Annotated[
+        str | None, Form(description="png (default), jpeg or webp: overlay and heatmap format")
+    ] = None,
+    max_side: Annotated[
+        int | None,
+        Form(
+            ge=1,
+            le=16384,
+            description="maps and images at most this many pixels a side (the photo scaled "
+            "down; a JPEG decodes at a reduced DCT scale); default: the photo's own size",
+        ),
+    ] = None,
 ) -> Response | ExplainResponse:
     started = time.monotonic()
     loaded = state.model(model)
@@ -114,13 +129,24 @@ async def explain(
     png = wants_png(request)
     if png and len(methods) != 1:
         raise NotAcceptableError("Accept: image/png answers one method; ask for JSON instead")
-    picture = await read_image(image, settings)
+    image_format = parse_overlay_format(overlay_format)
+    if box is not None and max_side:
+        raise InvalidParamsError(
+            "region is in the uploaded image's pixels: send it without max_side",
+            code="bad_region",
+        )
+    # With max_side the model's input comes from the reduced decode too (never below its size).
+    draft = max(max_side, *loaded.preprocessing.input_size) if max_side else None
+    picture = await read_image(image, settings, draft=draft)
     chosen = [(m.name, params_by_method[m.name]) for m in methods]
-    shown = Rendered(picture.width, picture.height, ("overlay",) if png else outputs)
+    width, height = fitted_size(picture, max_side)
+    shown = Rendered(width, height, ("overlay",) if png else outputs)
     cost = state.admit(
         loaded.name, methods_plan(chosen, len(targets), layer=layer_name, rendered=shown)
     )
     x = await off_loop(loaded.preprocessing, picture)  # (1, 3, H, W)
+    if max_side:
+        picture = await off_loop(fit_within, picture, max_side)
     plan = ExplainPlan(
         model=loaded.name,
         methods=tuple((m.name, params_key(params_by_method[m.name])) for m in methods),
@@ -139,13 +165,14 @@ async def explain(
     names = [m.name for m in methods]
     if png:
         body = await render_until(
-            deadline, lambda abort: render_overlay_png(loaded, picture, rows, names[0], abort)
+            deadline,
+            lambda abort: render_overlay_png(loaded, picture, rows, names[0], abort, image_format),
         )
-        return Response(body, media_type="image/png")
+        return Response(body, media_type=IMAGE_FORMATS[image_format][2])
     answer: ExplainResponse = await render_until(
         deadline,
         lambda abort: render_explain_response(
-            loaded, picture, rows, names, outputs, started, abort
+            loaded, picture, rows, names, outputs, started, abort, image_format
         ),
     )
     return answer
