@@ -53,7 +53,8 @@ def normalize_map(raw: np.ndarray | torch.Tensor, clip_percentile: float = 99.5)
     if not finite.all():
         scale = array[finite]
         unit = normalize_map(scale.reshape(1, -1), clip_percentile) if scale.size else scale
-        result = np.full(array.shape, 0.0, np.float32)
+        neutral = 0.5 if scale.size and scale.min() < 0 else 0.0  # where 0 lands on this scale
+        result = np.full(array.shape, neutral, np.float32)
         result[finite] = unit.reshape(-1)
         return result
     if array.min(initial=0.0) >= 0:
