@@ -9,7 +9,7 @@
    its own 422 answer, times the share), while the light requests are sent again; the
    ratio of the medians.
 3. The server's RSS over the loaded phase, against its warm level before it.
-4. The budget issue's hostile requests: each status, code and answer time.
+4. The hostile requests of the budget tests: each status, code and answer time.
 Loopback only, bounded in count: `--light` light requests and at most `--heavy-max` heavy ones.
 """
 
@@ -43,7 +43,7 @@ def _jpeg(size: tuple[int, int], quality: int = 90) -> bytes:
 
 
 def hostile_requests(photo: bytes, huge: bytes) -> dict[str, tuple[str, dict[str, Any], bytes]]:
-    """The requests of the budget issue: route, form fields and image."""
+    """The hostile requests: route, form fields and image."""
 
     def explain(method: str, values: dict[str, Any], targets: int = 1) -> dict[str, Any]:
         fields = {"method": method, "params": json.dumps({method: values})}

@@ -11,7 +11,7 @@ Bounded: at most --max-requests requests and --duration seconds (+ draining the 
 
 Then, on the service it started, `benchmarks.light_latency`: a light grad_cam request's
 latency while in-budget heavy requests run (a ratio to its quiet latency), the server's RSS
-over that phase, and the budget issue's hostile requests, each refused up front
+over that phase, and the hostile requests of the budget tests, each refused up front
 (`--no-budget` skips this part).
 """
 

@@ -15,7 +15,7 @@ def test_sizes_by_hand() -> None:
     """4000 x 4000, 8 explanations: arrays of float32 in base64 = 16e6 * 4 * 4/3 each."""
     body, rendered = response_size(4000, 4000, 8, ["array"])
     assert rendered == 0
-    assert body == pytest.approx(8 * 16e6 * 4 * 4 / 3)  # 683 MB, as measured in the issue
+    assert body == pytest.approx(8 * 16e6 * 4 * 4 / 3)  # 683 MB: 8 array targets, 16 MP
     body, rendered = response_size(4000, 4000, 1, ["overlay", "heatmap"])
     assert rendered == 2 * 16_000_000
     assert body == pytest.approx(2 * 16e6 * 3 * 4 / 3)

@@ -1,4 +1,4 @@
-"""The hostile requests of the budget issue, against the real default model with a pinned
+"""Hostile requests that would take the machine, against the real default model with a pinned
 budget: each is refused up front (422 over_budget / response_too_large), naming the param to
 change and a value that does fit, and none of them reaches the model's worker."""
 
@@ -110,7 +110,7 @@ def _explain(served: Served, image: bytes, **data: Any) -> Any:
 
 @dataclass(frozen=True)
 class Hostile:
-    """One request of the issue: its method, params and targets, and the param it must name."""
+    """One hostile request: its method, params and targets, and the param it must name."""
 
     method: str
     params: dict[str, Any]
