@@ -20,11 +20,14 @@ def relu_segmenter() -> nn.Module:
     ).eval()
 
 
-def wrapped_segmenter(size: int = 24, name: str = "scenes") -> cnnlens.LoadedModel:
-    """`relu_segmenter` wrapped with labels, its input `size` x `size` (whole-image resize)."""
+def wrapped_segmenter(
+    size: int = 24, name: str = "scenes", resize: str = "whole"
+) -> cnnlens.LoadedModel:
+    """`relu_segmenter` wrapped with labels, its input `size` x `size` (`resize`: the whole
+    image, or "center-crop")."""
     return cnnlens.wrap(
         relu_segmenter(),
         labels=["ground", "sky", "water"],
-        preprocessing={"input_size": size},
+        preprocessing={"input_size": size, "resize": resize},
         name=name,
     )
