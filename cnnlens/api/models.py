@@ -285,8 +285,15 @@ class ImageCompareBody(Schema):
     width: int
     height: int
     target: ClassScore
-    predictions: list[ClassScore] = Field(description="top-5")
+    predictions: list[ClassScore] = Field(
+        description="top-5; segmentation models: the classes present, by pixel share"
+    )
     layer: str
+    region: list[float] | None = Field(
+        default=None,
+        description="segmentation models: the box x0,y0,x1,y1 (image pixels) the target's "
+        "score is taken over; null: the pixels predicted as the target",
+    )
     agreement: list[AgreementBody]
     scores: dict[str, dict[str, float | None]] = Field(
         description="method -> deletion_auc (lower: more faithful), insertion_auc (higher), "

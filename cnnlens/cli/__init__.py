@@ -19,7 +19,15 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # Error codes that mean "the command line asked for something that does not exist".
 USAGE_CODES = frozenset(
-    {"unknown_model", "unknown_method", "unknown_layer", "bad_target", "invalid_params"}
+    {
+        "unknown_model",
+        "unknown_method",
+        "unknown_layer",
+        "bad_target",
+        "invalid_params",
+        "bad_region",
+        "incompatible_model",
+    }
 )
 
 

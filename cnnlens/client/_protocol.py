@@ -245,6 +245,7 @@ def compare(
     scores: str | Sequence[str] | None = None,
     steps: int | None = None,
     options: Mapping[str, Any] | None = None,
+    region: Sequence[float] | None = None,
 ) -> Call[results.CompareResult]:
     """POST /v1/compare: methods side by side on one image (or a list of them), their
     pairwise agreement and faithfulness scores.
@@ -255,6 +256,7 @@ def compare(
         steps: points per perturbation curve.
         options: further form fields of the route (baseline, top_k, stages, seed, ssim,
             shared_scale, random_baseline).
+        region: segmentation models: (x0, y0, x1, y1) in each image's pixels.
     """
     uploads = images if isinstance(images, list) else [images]
     if not uploads:
@@ -262,6 +264,7 @@ def compare(
     form = _request_form(
         model=model, method=_names(methods), target=target, layer=layer, params=params
     )
+    form.update(_region_field(region))
     for key, value in {**(options or {}), "scores": scores, "steps": steps}.items():
         if value is not None:
             form[key] = _option_text(value)

@@ -14,17 +14,23 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cnnlens.compare.faithfulness import PerturbationCurves, perturbation_curves
+from cnnlens.compare.faithfulness import (
+    PerturbationCurves,
+    perturbation_curves,
+    target_probability,
+)
 from cnnlens.compare.metrics import spearman, top_k_iou
 from cnnlens.compare.options import CompareOptions
 from cnnlens.compare.sanity import RandomizationResult, cascading_randomization
 from cnnlens.errors import ImageDecodeError, InvalidParamsError
-from cnnlens.explain import ClassScore
+from cnnlens.explain import ClassScore, ImageRegion, input_region, predictions_of
 from cnnlens.imageio import ImageSource, load_image
 from cnnlens.methods.base import get_method
 from cnnlens.methods.run import run_methods
 from cnnlens.methods.targets import Target, class_index
+from cnnlens.models import heads
 from cnnlens.models.loaded import LoadedModel
+from cnnlens.models.regions import Region, region_weights
 
 RANDOM = "random"  # name of the reference map scored with `random_baseline`
 SCORE_NAMES = (
@@ -63,6 +69,7 @@ class ImageComparison:
     randomization: RandomizationResult | None
     scores: dict[str, dict[str, float]]  # method -> score name -> value (NaN: undefined)
     elapsed_ms: float = 0.0
+    region: tuple[float, ...] | None = None  # segmentation: the box given, in image pixels
 
 
 @dataclass
@@ -155,6 +162,7 @@ def compare(
     names: Sequence[str] | None = None,
     on_image: Callable[[ImageComparison], None] | None = None,
     on_error: Callable[[str, Exception], None] | None = None,
+    region: ImageRegion = None,
 ) -> Comparison:
     """Several methods on several images: maps, pairwise agreement and faithfulness.
 
@@ -170,6 +178,10 @@ def compare(
         on_image: called with each image's result as soon as it is done (progress).
         on_error: when given, an image that cannot be read or explained (bad file, wrong
             format, too large) is reported to it and skipped instead of ending the run.
+        region: segmentation models: a box (x0, y0, x1, y1) in each image's pixels or an
+            (H, W) mask that the target's score is taken over (default: the pixels predicted
+            as the target). The curves then follow the target's mean per-pixel probability
+            over the region, fixed from the clean image.
     """
     options = options or CompareOptions()
     method_names = check_methods(methods)
@@ -188,7 +200,9 @@ def compare(
     for source, name in zip(sources, labels, strict=True):
         try:
             picture = source if isinstance(source, Image.Image) else load_image(source)
-            item = compare_image(model, picture, method_names, target, layer, params, options, name)
+            item = compare_image(
+                model, picture, method_names, target, layer, params, options, name, region
+            )
         except (ImageDecodeError, OSError) as error:
             if on_error is None:
                 raise
@@ -223,22 +237,28 @@ def compare_image(
     params: Mapping[str, Mapping[str, Any]],
     options: CompareOptions,
     name: str = "image",
+    region: ImageRegion = None,
 ) -> ImageComparison:
     """One image: the maps in one shared pass, then agreement, curves and randomization."""
     started = time.perf_counter()
     x = model.preprocessing(picture).to(model.device)  # (1, 3, H, W)
     classes = len(model.categories) or 1000
     explained = None if target is None else class_index(target, model.categories, classes)
+    given = input_region(model, picture, region)  # in input pixels; None: the predicted ones
     run = run_methods(
-        model, x, [(m, dict(params.get(m, {}))) for m in methods], target=explained, layer=layer
-    )
+        model, x, [(m, dict(params.get(m, {}))) for m in methods], target=explained,
+        layer=layer, region=given,
+    )  # fmt: skip
     index = int(run.targets[0])
-    probabilities = torch.softmax(run.logits[0].float(), dim=0).cpu()
-    top = probabilities.topk(min(5, probabilities.numel()))
-    predictions = [
-        ClassScore(int(i), model.label_of(int(i)), float(p))
-        for p, i in zip(top.values, top.indices, strict=True)
-    ]
+    size = (x.shape[-2], x.shape[-1])
+    weights = (  # (h, w) at the logits' resolution: what the curves measure
+        region_weights(given, run.logits, run.targets, size)[0]
+        if model.head == heads.SEGMENTATION
+        else None
+    )
+    probability = float(target_probability(run.logits[:1], index, model.head, weights)[0])
+    shares = heads.pixel_shares(run.logits[:1])[0] if weights is not None else None
+    predictions = predictions_of(model, run.logits[:1])
     maps = {m: run.outputs[m].map[0].float().cpu().numpy() for m in methods}  # (C, H, W)
     agreement = [
         Agreement(a, b, spearman(maps[a], maps[b]), top_k_iou(maps[a], maps[b], options.top_k))
@@ -254,13 +274,14 @@ def compare_image(
             curves[method] = perturbation_curves(
                 model.module, x, raw, index, steps=options.steps, kinds=kinds,
                 baseline=options.baseline, batch_size=options.batch_size,
-                blur_sigma=options.blur_sigma, seed=options.seed,
+                blur_sigma=options.blur_sigma, seed=options.seed, head=model.head, region=weights,
             )  # fmt: skip
     randomization = None
     if "randomization" in options.scores:
         randomization = cascading_randomization(
             model, x, methods, index, {m: run.outputs[m].map for m in methods}, layer=layer,
             params=params, stages=options.stages, seed=options.seed, with_ssim=options.ssim,
+            region=_fixed_region(given, weights, size),
         )  # fmt: skip
     scores = {m: _scores(m, curves.get(m), randomization) for m in scored}
     return ImageComparison(
@@ -270,7 +291,12 @@ def compare_image(
         image=picture.convert("RGB")
         .crop(model.preprocessing.framing(picture.width, picture.height).explained_box)
         .resize((x.shape[-1], x.shape[-2]), Image.Resampling.BICUBIC),  # what the maps cover
-        target=ClassScore(index, model.label_of(index), float(probabilities[index])),
+        target=ClassScore(
+            index,
+            model.label_of(index),
+            probability,
+            None if shares is None else float(shares[index]),
+        ),
         predictions=predictions,
         layer=run.layer,
         maps=maps,
@@ -279,7 +305,25 @@ def compare_image(
         randomization=randomization,
         scores=scores,
         elapsed_ms=(time.perf_counter() - started) * 1000,
+        region=_given_box(region),
     )
+
+
+def _given_box(region: ImageRegion) -> tuple[float, ...] | None:
+    """The box a region was given as; None for a mask or the predicted pixels."""
+    if region is None or isinstance(region, np.ndarray | torch.Tensor):
+        return None
+    return tuple(float(v) for v in region)
+
+
+def _fixed_region(given: Region, weights: torch.Tensor | None, size: tuple[int, int]) -> Region:
+    """The clean image's region for the randomized models: the one given, or the pixels the
+    clean model predicted as the target (an (H, W) mask in input pixels)."""
+    if given is not None or weights is None:
+        return given
+    if tuple(weights.shape) == tuple(size):
+        return weights
+    return F.interpolate(weights[None, None], size=size, mode="nearest")[0, 0]
 
 
 def random_map(size: tuple[int, int], seed: int = 0, cells: int = 7) -> np.ndarray:
@@ -327,7 +371,10 @@ def _numbers(values: Sequence[float] | None) -> list[float | None] | None:
 
 
 def _score_json(score: ClassScore) -> dict[str, Any]:
-    return {"index": score.index, "label": score.label, "probability": _number(score.probability)}
+    body = {"index": score.index, "label": score.label, "probability": _number(score.probability)}
+    if score.pixel_share is not None:
+        body["pixel_share"] = _number(score.pixel_share)
+    return body
 
 
 def _stat_json(stat: Stat) -> dict[str, Any]:
@@ -349,6 +396,7 @@ def _image_json(item: ImageComparison) -> dict[str, Any]:
         "target": _score_json(item.target),
         "predictions": [_score_json(p) for p in item.predictions],
         "layer": item.layer,
+        "region": None if item.region is None else list(item.region),
         "agreement": [
             {
                 "methods": [a.first, a.second],

@@ -18,12 +18,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlens.compare.metrics import MapLike, as_2d, curve_auc
+from cnnlens.models import heads
 from cnnlens.models.hooks import hook_session
 
 
 @dataclass
 class PerturbationCurves:
-    """Target-class probability as pixels are removed (deletion) or inserted (insertion)."""
+    """Target-class probability as pixels are removed (deletion) or inserted (insertion);
+    segmentation models: the class's mean per-pixel probability over the region."""
 
     fractions: list[float]  # share of pixels perturbed at each step, 0 .. 1
     deletion: list[float] | None = None
@@ -80,6 +82,21 @@ def importance_ranks(saliency: MapLike, seed: int | None = 0) -> torch.Tensor:
 BASELINES = ("rise", "mean", "blur")
 
 
+def target_probability(
+    logits: torch.Tensor, target: int, head: str = "softmax", region: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(B,) what the curves follow: p_t under the model's head (softmax, sigmoid, binary);
+    segmentation: sum_ij r_ij softmax(y_ij)_t / sum_ij r_ij, the target's per-pixel
+    probability averaged over the region's weights r (h, w) at the logits' resolution."""
+    if head != heads.SEGMENTATION:
+        return heads.probabilities(head, logits)[:, target]
+    if region is None:
+        raise ValueError("a segmentation target's probability needs its region")
+    pixels = logits.float().softmax(dim=1)[:, target]  # (B, h, w)
+    weights = region.to(pixels)
+    return (pixels * weights).sum(dim=(1, 2)) / weights.sum()
+
+
 def baseline_image(x: torch.Tensor, baseline: str, blur_sigma: float = 5.0) -> torch.Tensor:
     """What perturbed pixels become: "mean" = 0 in input space (the normalization's mean
     colour), "blur" = a Gaussian-blurred copy (RISE's insertion canvas)."""
@@ -101,6 +118,8 @@ def perturbation_curves(
     batch_size: int = 16,
     blur_sigma: float = 5.0,
     seed: int | None = 0,
+    head: str = "softmax",
+    region: torch.Tensor | None = None,
 ) -> PerturbationCurves:
     """p_t(x_k) for k = 0..steps, x_k with the top ceil(k N / steps) pixels of `saliency` switched.
 
@@ -108,7 +127,9 @@ def perturbation_curves(
     first (a faithful map makes p_t fall fast: low AUC); insertion starts from the baseline and
     puts the original pixels back in that order (p_t rises fast: high AUC). Each curve is one
     batched pass over its steps + 1 images, `batch_size` at a time. `baseline`: "mean", "blur",
-    or "rise" (deletion to the mean, insertion from the blurred copy).
+    or "rise" (deletion to the mean, insertion from the blurred copy). p_t is
+    `target_probability` under `head`; a segmentation model's `region` (h, w) is fixed from
+    the clean image, so each step measures the same pixels.
 
     Shapes: x (1, 3, H, W) preprocessed; saliency (H, W) or (C, H, W) at the model's resolution.
     """
@@ -139,6 +160,6 @@ def perturbation_curves(
                 switched = (ranks.unsqueeze(0) < chunk.view(-1, 1, 1)).unsqueeze(1)  # (b,1,H,W)
                 inputs = torch.where(switched, finish, start)  # (b, 3, H, W)
                 logits = model(inputs).float()
-                probabilities.append(logits.softmax(dim=1)[:, target].cpu())
+                probabilities.append(target_probability(logits, target, head, region).cpu())
         setattr(curves, kind, torch.cat(probabilities).tolist())
     return curves

@@ -17,6 +17,7 @@ from torch import nn
 from cnnlens.compare.metrics import as_2d, spearman, ssim
 from cnnlens.methods.run import run_methods
 from cnnlens.models.loaded import LoadedModel
+from cnnlens.models.regions import Region
 
 
 @dataclass
@@ -84,6 +85,7 @@ def cascading_randomization(
     stages: int = 3,
     seed: int = 0,
     with_ssim: bool = False,
+    region: Region = None,
 ) -> RandomizationResult:
     """Randomize the top `stages` parameter blocks one after another, on a deep copy, and
     compare each method's map with the original one: Spearman rho of |map| (and SSIM).
@@ -91,6 +93,8 @@ def cascading_randomization(
     A map that does not depend on the weights (an edge detector) stays similar (rho near 1):
     it fails the check. A map that became constant shares no ranking with the original and
     counts as 0. Shapes: x (1, 3, H, W); original_maps[method] (1, C, H, W) in input space.
+    Segmentation models: `region` (a box or an (H, W) mask in input pixels) is the original
+    target's region, kept fixed (the randomized model predicts other pixels).
     """
     params = params or {}
     blocks = parameter_blocks(model.module)
@@ -106,6 +110,7 @@ def cascading_randomization(
             [(name, dict(params.get(name, {}))) for name in methods],
             target=target,
             layer=layer,
+            region=region,
         )
         for name in methods:
             before = original_maps[name][0].abs()

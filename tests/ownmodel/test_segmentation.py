@@ -27,6 +27,7 @@ from cnnlens.models.regions import RegionError, box_coverage
 from cnnlens.models.weights import sha256_of_file
 from cnnlens.service import create_app
 from cnnlens.service.settings import load_settings
+from tests.ownmodel.segmenters import relu_segmenter
 
 ARCH = "deeplabv3_mobilenet_v3_large"
 SIZE = 128
@@ -242,22 +243,10 @@ def test_explain_lists_classes_with_pixel_shares(loaded: cnnlens.LoadedModel) ->
         cnnlens.explain(loaded, photo, methods=["saliency"], target=1, region=(0, 0, 452, 10))
 
 
-def _relu_segmenter() -> nn.Module:
-    """A small fully convolutional ReLU network returning (B, K, H, W)."""
-    torch.manual_seed(5)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=2, dilation=2),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(8, 3, 1),
-    ).eval()
-
-
 def test_guided_methods_on_a_module_returning_class_maps() -> None:
     from captum.attr import Deconvolution, GuidedBackprop
 
-    module = _relu_segmenter()
+    module = relu_segmenter()
     model = cnnlens.wrap(module, preprocessing={"input_size": 24})
     assert model.head == "segmentation" and len(model.categories) == 3
     x = torch.randn(1, 3, 24, 24, generator=torch.Generator().manual_seed(2))

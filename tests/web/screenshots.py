@@ -79,7 +79,29 @@ def main(out: Path = OUT) -> int:
                 print(f"{out / f'{name}.png'}: {(out / f'{name}.png').stat().st_size} bytes")
         finally:
             driver.quit()
+    if not only or "segmentation" in only:
+        _segmentation(chelsea, out / "segmentation.png")
     return 0
+
+
+def _segmentation(image: Path, path: Path) -> None:
+    """The explain view of a small segmentation model made here, with a region dragged."""
+    from tests.client.live_server import live_server
+    from tests.ownmodel.segmenters import wrapped_segmenter
+    from tests.pinned import pinned_app, pinned_settings
+
+    settings = pinned_settings(
+        {"warmup": False, "default_model": "scenes", "models": [{"name": "scenes"}]}
+    )
+    with live_server(pinned_app(settings, wrapped_segmenter(64))) as url:
+        driver = start_browser()
+        try:
+            views.segmentation_region(driver, url, image)
+            views.explained(driver)
+            _save(driver, path)
+            print(f"{path}: {path.stat().st_size} bytes")
+        finally:
+            driver.quit()
 
 
 if __name__ == "__main__":

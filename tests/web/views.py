@@ -137,3 +137,42 @@ def audit(driver: Any, server_url: str, archive: Path) -> None:
     submit(driver, "audit-button")
     wait_for(driver, "#audit-results[data-status]")
     wait_for(driver, "#audit-table:not([hidden])")
+
+
+def drag_region(driver: Any, fractions: tuple[float, float, float, float]) -> None:
+    """Drag a box on the region picker from (fx0, fy0) to (fx1, fy1), fractions of the image
+    as shown."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    image = wait_for(driver, "#region-picker:not([hidden]) img")
+    WebDriverWait(driver, TIMEOUT_S).until(
+        lambda d: d.execute_script(
+            "const i = arguments[0]; return i.complete && i.clientWidth;", image
+        )
+    )
+    width, height = image.size["width"], image.size["height"]
+    fx0, fy0, fx1, fy1 = fractions
+    start = (round((fx0 - 0.5) * width), round((fy0 - 0.5) * height))  # from the centre
+    (
+        ActionChains(driver)
+        .move_to_element_with_offset(image, *start)
+        .click_and_hold()
+        .move_by_offset(round((fx1 - fx0) * width / 2), round((fy1 - fy0) * height / 2))
+        .move_by_offset(round((fx1 - fx0) * width / 2), round((fy1 - fy0) * height / 2))
+        .release()
+        .perform()
+    )
+
+
+def segmentation_region(driver: Any, server_url: str, image: Path) -> None:
+    """The explain view of a segmentation model with a box dragged on the image."""
+    open_view(driver, server_url, "explain", image)
+    wait_for(driver, "#region-field:not([hidden])")
+    drag_region(driver, (0.25, 0.2, 0.75, 0.8))
+    wait_for(driver, "#region-box:not([hidden])")
+
+
+def explained(driver: Any, method: str = "grad_cam") -> None:
+    submit(driver, "explain-button")
+    wait_for(driver, f"figure[data-method='{method}'] canvas.overlay[data-ready='true']")

@@ -9,6 +9,7 @@ examples:
   cnnlens compare cat.jpg --method grad_cam guided_backprop saliency
   cnnlens compare cat.jpg dog.jpg --shared-scale --steps 32 --baseline blur --ssim
   cnnlens compare photos/ --benchmark --random-baseline --plot-format png --out bench/
+  cnnlens compare street.jpg --model scenes --target car --region 40,60,200,180
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnlens.api.forms import COMPARE_METHODS
+from cnnlens.api.forms import COMPARE_METHODS, parse_box
 from cnnlens.cli.commands._common import (
     DEFAULT_MODEL,
     UsageError,
@@ -51,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--target", "-t", help="one class index or label for every image (default: top-1)"
     )
     add_model_options(parser)
+    parser.add_argument(
+        "--region", metavar="X0,Y0,X1,Y1",
+        help="segmentation models: the box (image pixels) the target's score is taken over "
+        "(default: the pixels predicted as the target)",
+    )  # fmt: skip
     scores = parser.add_argument_group("scores")
     scores.add_argument(
         "--scores", nargs="+", action="extend", metavar="S",
@@ -93,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     target = targets[0] if targets else None
     params = parse_params(args.params)
     options = _options(args)
+    args.region = parse_box(args.region)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.server:
         report, grid = _remote(args, images, methods, target, params, options)
@@ -153,7 +160,7 @@ def _local(
     try:
         comparison = compare(
             model, [str(p) for p in images], methods, target=target, layer=args.layer,
-            params=params, options=parsed, names=[str(p) for p in images],
+            params=params, options=parsed, names=[str(p) for p in images], region=args.region,
             on_image=lambda _: bar.update() if bar is not None else None, on_error=skip,
         )  # fmt: skip
     finally:
@@ -182,7 +189,7 @@ def _remote(
         return client.compare(
             path, methods, model=args.model, target=target, layer=args.layer,
             params=params or None, scores=options.get("scores"), steps=options.get("steps"),
-            options=rest,
+            options=rest, region=args.region,
         )  # fmt: skip
 
     for path, result in each_image(images, compare, failed, "comparing", args.quiet):

@@ -10,11 +10,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
-from cnnlens.api.forms import COMPARE_METHODS, split_list
+from cnnlens.api.forms import COMPARE_METHODS, parse_box, split_list
 from cnnlens.api.models import CompareResponse
 from cnnlens.compare.engine import Comparison, check_methods, compare
 from cnnlens.compare.options import parse_options
 from cnnlens.errors import InvalidParamsError, TargetError
+from cnnlens.explain import input_region
 from cnnlens.methods.base import get_method
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.render import to_png
@@ -79,6 +80,13 @@ async def compare_route(
     ] = None,
     layer: Annotated[str | None, Form(description="layer for layer-based methods")] = None,
     params: Annotated[str | None, Form(description="JSON object keyed by method")] = None,
+    region: Annotated[
+        str | None,
+        Form(
+            description="segmentation models: x0,y0,x1,y1 in each image's pixels, the region "
+            "the target's score is taken over; default: the pixels predicted as the target"
+        ),
+    ] = None,
     scores: Annotated[
         str | None, Form(description="comma list of deletion, insertion, randomization; all")
     ] = None,
@@ -99,6 +107,7 @@ async def compare_route(
     layer_name = parse_layer(layer, loaded)
     explained = _one_target(target, loaded, settings.limits.max_targets)
     params_by_method = parse_params_by_method(params, [get_method(name) for name in methods])
+    box = parse_box(region)
     options = parse_options(
         scores=_score_list(scores),
         steps=steps, baseline=baseline, top_k=top_k, stages=stages, seed=seed, ssim=ssim,
@@ -110,13 +119,15 @@ async def compare_route(
         loaded.name, compare_plan(methods, params_by_method, len(image), options, layer_name)
     )
     pictures = [await read_image(upload, settings) for upload in image]
+    for picture in pictures:  # a region outside an image, or on a classifier: 422 before work
+        input_region(loaded, picture, box)
     names = [upload.filename or f"image-{i}" for i, upload in enumerate(image)]
     plain_params = {name: value.model_dump() for name, value in params_by_method.items()}
 
     def work(model_: LoadedModel) -> Comparison:
         return compare(
             model_, pictures, methods, target=explained, layer=layer_name,
-            params=plain_params, options=options, names=names,
+            params=plain_params, options=options, names=names, region=box,
         )  # fmt: skip
 
     comparison = await state.run(loaded.name, each, work, cost=cost, deadline=deadline)

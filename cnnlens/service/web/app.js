@@ -10,19 +10,19 @@ const state = {
   original: null,      // the decoded original (HTMLImageElement)
   methods: new Map(),  // name -> method info from GET /v1/methods
   model: null,         // GET /v1/models/{name}
-  views: [],           // [{canvas, heatmap, width, height}] for the opacity slider
+  views: [],           // [{canvas, heatmap, width, height, boxes}] for the opacity slider
   view: "explain",
   auditTimer: null,
 };
 
 // Which shared controls each view uses.
 const VIEW_USES = {
-  explain: ["image", "target", "layer"],
+  explain: ["image", "target", "layer", "region"],
   adversarial: ["image", "target"],
   activation: ["target", "layer"],
   features: ["image", "layer"],
   filters: [],
-  compare: ["image", "target", "layer"],
+  compare: ["image", "target", "layer", "region"],
   audit: [],
 };
 
@@ -107,13 +107,20 @@ function showView(name) {
   for (const element of document.querySelectorAll(".view-form, .view")) {
     element.hidden = element.dataset.view !== name;
   }
-  const uses = VIEW_USES[name];
-  for (const field of document.querySelectorAll("[data-uses]")) {
-    field.hidden = !uses.includes(field.dataset.uses);
-  }
+  showFields();
   document.body.dataset.view = name;
   clearError();
   updateControls();
+}
+
+// The shared fields the view uses; the region only for a segmentation model.
+function showFields() {
+  const uses = VIEW_USES[state.view];
+  for (const field of document.querySelectorAll("[data-uses]")) {
+    const wanted = field.dataset.uses !== "region" || isSegmentation();
+    field.hidden = !uses.includes(field.dataset.uses) || !wanted;
+  }
+  showRegionBox();
 }
 
 // ---------- models, methods, layers, classes ----------
@@ -137,8 +144,9 @@ function layerLabel(layer, isDefault) {
 async function loadModel(name) {
   state.model = await api(`/v1/models/${encodeURIComponent(name)}`);
   const model = state.model;
-  $("model-hint").textContent =
-    `${model.num_classes} classes, input ${model.input_size.join("×")}, weights: ${model.weights_source}`;
+  const head = model.head && model.head !== "softmax" ? ` (${model.head})` : "";
+  $("model-hint").textContent = `${model.num_classes} classes${head}, ` +
+    `input ${model.input_size.join("×")}, weights: ${model.weights_source}`;
   const layers = $("layer-select");
   layers.replaceChildren();
   const convs = $("filters-layer");
@@ -157,6 +165,8 @@ async function loadModel(name) {
     ...(model.categories || []).map((label, index) => new Option(`${index}: ${label}`)),
   );
   $("target-input").value = "";
+  setRegion(null);
+  showFields();
 }
 
 function methodKind(method) {
@@ -240,6 +250,9 @@ function chooseFile(file) {
   const image = new Image();
   image.onload = () => {
     state.original = image;
+    $("region-image").src = url;
+    $("region-picker").hidden = false;
+    setRegion(null);
     const preview = $("preview");
     preview.src = url;
     preview.alt = `Preview of ${file.name}`;
@@ -252,6 +265,7 @@ function chooseFile(file) {
     // The browser cannot show it (e.g. TIFF); the service may still decode it.
     state.original = null;
     $("preview").hidden = true;
+    $("region-picker").hidden = true;
     $("image-status").textContent = `${file.name} (no preview in this browser).`;
     updateControls();
   };
@@ -286,6 +300,83 @@ function parseTarget(text) {
   return indexed ? indexed[1] : value;
 }
 
+// ---------- the region of a segmentation target ----------
+
+const REGION_FIELDS = ["region-x0", "region-y0", "region-x1", "region-y1"];
+
+function isSegmentation() {
+  return Boolean(state.model && state.model.head === "segmentation");
+}
+
+function regionValues() {
+  return REGION_FIELDS.map((id) => $(id).value.trim());
+}
+
+// "x0,y0,x1,y1" in the image's pixels as typed or dragged; null when the fields are empty
+// (the service then takes the pixels predicted as the target, and checks the box).
+function regionText() {
+  const values = regionValues();
+  return values.every((v) => v === "") ? null : values.join(",");
+}
+
+function setRegion(box) {
+  REGION_FIELDS.forEach((id, k) => { $(id).value = box ? String(box[k]) : ""; });
+  showRegionBox();
+}
+
+// The box outlined on the picker, scaled from image pixels to the image as shown.
+function showRegionBox() {
+  const image = $("region-image");
+  const outline = $("region-box");
+  const values = regionValues().map(Number);
+  const complete = regionValues().every((v) => v !== "") && values.every(Number.isFinite);
+  if (!complete || !image.naturalWidth || !image.clientWidth) {
+    outline.hidden = true;
+    return;
+  }
+  const sx = image.clientWidth / image.naturalWidth;
+  const sy = image.clientHeight / image.naturalHeight;
+  const [x0, y0, x1, y1] = values;
+  Object.assign(outline.style, {
+    left: `${x0 * sx}px`, top: `${y0 * sy}px`,
+    width: `${Math.max(0, (x1 - x0) * sx)}px`, height: `${Math.max(0, (y1 - y0) * sy)}px`,
+  });
+  outline.hidden = false;
+}
+
+function setUpRegionPicker() {
+  const image = $("region-image");
+  let start = null;
+  const pixel = (event) => {
+    const rect = image.getBoundingClientRect();
+    const x = Math.min(Math.max(event.clientX - rect.left, 0), rect.width);
+    const y = Math.min(Math.max(event.clientY - rect.top, 0), rect.height);
+    return [Math.round((x * image.naturalWidth) / rect.width),
+      Math.round((y * image.naturalHeight) / rect.height)];
+  };
+  const stretch = (event) => {
+    const [x, y] = pixel(event);
+    setRegion([Math.min(start[0], x), Math.min(start[1], y), Math.max(start[0], x),
+      Math.max(start[1], y)]);
+  };
+  image.addEventListener("pointerdown", (event) => {
+    event.preventDefault();
+    start = pixel(event);
+    if (image.setPointerCapture) image.setPointerCapture(event.pointerId);
+  });
+  image.addEventListener("pointermove", (event) => { if (start) stretch(event); });
+  image.addEventListener("pointerup", (event) => {
+    if (!start) return;
+    stretch(event);
+    start = null;
+    const [x0, y0, x1, y1] = regionValues().map(Number);
+    if (!(x0 < x1 && y0 < y1)) setRegion(null); // a click, not a box
+  });
+  for (const id of REGION_FIELDS) $(id).addEventListener("input", showRegionBox);
+  $("region-clear").addEventListener("click", () => setRegion(null));
+  window.addEventListener("resize", showRegionBox);
+}
+
 function baseForm({ image = true, target = true, layer = true } = {}) {
   const form = new FormData();
   if (image) form.append("image", state.file, state.file.name);
@@ -296,6 +387,8 @@ function baseForm({ image = true, target = true, layer = true } = {}) {
   if (layer && !$("layer-select").disabled && $("layer-select").value) {
     form.append("layer", $("layer-select").value);
   }
+  const region = $("region-field").hidden ? null : regionText();
+  if (region !== null) form.append("region", region);
   return form;
 }
 
@@ -503,27 +596,41 @@ async function explain(event) {
   for (const name of methods) form.append("method", name);
   if (Object.keys(params).length) form.append("params", JSON.stringify(params));
   form.append("output", "overlay,heatmap,array");
+  const region = form.get("region");
   await run("explain", $("explain-button"), async () => {
     const body = await api("/v1/explain", { method: "POST", body: form });
-    await showResults(body, params);
+    await showResults(body, params, region ? region.split(",").map(Number) : null);
   });
 }
 
+// Classifiers: each class's probability; segmentation models: each class present with its
+// share of the pixels.
 function showPredictions(predictions, list = $("predictions")) {
+  const byShare = predictions.some((p) => p.pixel_share !== null && p.pixel_share !== undefined);
+  if (list === $("predictions")) {
+    $("predictions-heading").textContent =
+      byShare ? "Classes present (share of pixels)" : "Top-5 predictions";
+  }
   list.replaceChildren();
   for (const prediction of predictions) {
+    const value = document.createElement("span");
+    value.className = "prediction-value";
+    const shown = byShare ? prediction.pixel_share : prediction.probability;
+    value.textContent = percent(shown);
+    if (byShare) value.title = "of the pixels";
     const item = document.createElement("li");
     item.className = "prediction";
     const label = document.createElement("span");
     label.className = "prediction-label";
     label.textContent = prediction.label;
     label.title = `class ${prediction.index}`;
+    if (byShare) {
+      label.title += `, mean probability ${percent(prediction.probability)}`;
+      item.dataset.pixelShare = String(prediction.pixel_share);
+    }
     const meter = document.createElement("meter");
-    Object.assign(meter, { min: 0, max: 1, value: prediction.probability });
-    meter.setAttribute("aria-label", `${prediction.label} probability`);
-    const value = document.createElement("span");
-    value.className = "prediction-value";
-    value.textContent = percent(prediction.probability);
+    Object.assign(meter, { min: 0, max: 1, value: shown });
+    meter.setAttribute("aria-label", `${prediction.label} ${byShare ? "pixel share" : "probability"}`);
     item.append(label, meter, value);
     list.append(item);
   }
@@ -543,6 +650,15 @@ function draw(view) {
   }
   context.drawImage(view.heatmap, 0, 0, view.width, view.height);
   context.globalAlpha = 1;
+  // The explained part of a center-crop model (dashed) and the region explained (solid).
+  for (const { box, dash, colour } of view.boxes || []) {
+    context.save();
+    context.setLineDash(dash);
+    context.lineWidth = Math.max(2, Math.round(view.width / 200));
+    context.strokeStyle = colour;
+    context.strokeRect(box[0], box[1], box[2] - box[0], box[3] - box[1]);
+    context.restore();
+  }
   view.canvas.dataset.opacity = String(opacity());
 }
 
@@ -587,7 +703,12 @@ async function heatmapOf(item, params = {}) {
   return { heatmap: canvas, scale };
 }
 
-async function showResults(body, params = {}) {
+// Whether an explained box leaves out part of the image (a center-crop model's border).
+function cropped(box, width, height) {
+  return Boolean(box) && (box[0] > 0 || box[1] > 0 || box[2] < width || box[3] < height);
+}
+
+async function showResults(body, params = {}, region = null) {
   showPredictions(body.predictions);
   const gallery = $("gallery");
   gallery.replaceChildren();
@@ -615,6 +736,16 @@ async function showResults(body, params = {}) {
     const parts = [];
     if (item.target) parts.push(`target: ${classText(item.target)}`);
     if (item.layer) parts.push(`layer: ${item.layer}`);
+    const boxes = [];
+    if (cropped(item.explained_box, item.width, item.height)) {
+      parts.push(`explained: ${item.explained_box.join(",")} (center crop)`);
+      figure.dataset.explainedBox = item.explained_box.join(",");
+      boxes.push({ box: item.explained_box, dash: [8, 6], colour: "#ffffff" });
+    }
+    if (region && item.target) {
+      parts.push(`region: ${region.join(",")}`);
+      boxes.push({ box: region, dash: [], colour: "#0b5cad" });
+    }
     parts.push(`${Math.round(item.elapsed_ms)} ms`);
     details.textContent = parts.join(" · ");
     const name = `${fileStem()}_${item.method}${item.target ? `_${item.target.index}` : ""}`;
@@ -636,7 +767,7 @@ async function showResults(body, params = {}) {
     caption.append(downloads);
     figure.append(canvas, caption);
     gallery.append(figure);
-    const shown = { canvas, heatmap, width: item.width, height: item.height };
+    const shown = { canvas, heatmap, width: item.width, height: item.height, boxes };
     state.views.push(shown);
     draw(shown);
     canvas.dataset.ready = "true";
@@ -905,6 +1036,7 @@ function setUpForms() {
 
 async function start() {
   setUpDropZone();
+  setUpRegionPicker();
   for (const tab of document.querySelectorAll('[role="tab"]')) {
     tab.addEventListener("click", () => showView(tab.dataset.view));
   }
