@@ -69,11 +69,15 @@ class AuditAnalyzer:
         predicted = probabilities.argmax(dim=1)
         photos = [image for _, image in images]
         fragile = self._fragility(photos, predicted) if config.fragility else None
+        scores = [
+            _class_scores(model, result.logits[row : row + 1], config.top_k)
+            for row in range(len(x))
+        ]
         outcomes = []
         for row, (item, image) in enumerate(images):
             maps = {name: result.outputs[name].map[row].float().cpu() for name in config.methods}
             outcomes.append(
-                self._outcome(item, image, probabilities[row], maps, result.layer, fragile, row)
+                self._outcome(item, image, scores[row], maps, result.layer, fragile, row)
             )
         return outcomes
 
@@ -81,25 +85,21 @@ class AuditAnalyzer:
         self,
         item: AuditItem,
         image: Image.Image,
-        probabilities: torch.Tensor,
+        scores: ClassScores,
         maps: dict[str, torch.Tensor],
         layer: str,
         fragile: list[Flip | None] | None,
         row: int,
     ) -> ImageOutcome:
         config, model = self.config, self.model
-        values, indices = probabilities.topk(min(config.top_k, probabilities.numel()))
-        predictions: list[dict[str, Any]] = [
-            {"index": int(i), "label": model.label_of(int(i)), "probability": float(v)}
-            for v, i in zip(values, indices, strict=True)
-        ]
+        predictions = scores.predictions
         top = predictions[0]
-        correct = _correct(model.head, item, probabilities, top["index"])
+        correct = _correct(model.head, item, scores.predicted)
         region = self._region(item, image)
         flags: list[str] = []
         if correct is False:
             flags.append(FLAG_MISCLASSIFIED)
-        if top["probability"] < config.low_confidence:
+        if scores.confidence < config.low_confidence:
             flags.append(FLAG_LOW_CONFIDENCE)
         outcome = ImageOutcome(item.index, {})
         outcome.thumbnail = _jpeg(_thumbnail(image, config.thumbnail_side))
@@ -137,7 +137,7 @@ class AuditAnalyzer:
             "label_name": None if item.label is None else model.label_of(item.label),
             "predicted": top["index"],
             "predicted_name": top["label"],
-            "confidence": top["probability"],
+            "confidence": scores.confidence,
             "correct": correct,
             "predictions": predictions,
             "layer": layer,
@@ -253,14 +253,66 @@ def _jpeg(image: Image.Image) -> bytes:
 
 
 MULTI_LABEL_THRESHOLD = 0.5
+# A segmentation model predicts a class in an image when at least this share of its pixels
+# is predicted as that class (specks of a few pixels do not count).
+MIN_PIXEL_SHARE = 0.01
 
 
-def _correct(head: str, item: AuditItem, probabilities: torch.Tensor, top: int) -> bool | None:
-    """Top-1 equals the label; for a sigmoid head, the classes at or above the threshold
-    equal the image's label set."""
+@dataclass(frozen=True)
+class ClassScores:
+    """One image's answer as an audit judges it."""
+
+    predictions: list[dict[str, Any]]  # best first: index, label, probability (pixel_share)
+    predicted: set[int]  # the classes predicted: top-1, or a set (sigmoid, segmentation)
+    confidence: float  # the top class's probability (segmentation: over its own pixels)
+
+
+def _class_scores(model: LoadedModel, logits: torch.Tensor, top_k: int) -> ClassScores:
+    """(1, K) or (1, K, H, W) logits -> the top k predictions by probability, or for a
+    segmentation model the top k classes present by pixel share."""
+    probabilities = heads.probabilities(model.head, logits)[0].cpu()  # (K,)
+    if model.head != heads.SEGMENTATION:
+        order = probabilities.argsort(descending=True, stable=True)
+        predictions: list[dict[str, Any]] = [
+            {
+                "index": int(i),
+                "label": model.label_of(int(i)),
+                "probability": float(probabilities[i]),
+            }
+            for i in order[:top_k]
+        ]
+        top = predictions[0]["index"]
+        predicted = (
+            set(torch.nonzero(probabilities >= MULTI_LABEL_THRESHOLD).flatten().tolist())
+            if model.head == "sigmoid"
+            else {top}
+        )
+        return ClassScores(predictions, predicted, predictions[0]["probability"])
+    shares = heads.pixel_shares(logits)[0].cpu()  # (K,)
+    present = [int(i) for i in shares.argsort(descending=True, stable=True) if shares[i] > 0]
+    predictions = [
+        {
+            "index": i,
+            "label": model.label_of(i),
+            "probability": float(probabilities[i]),
+            "pixel_share": float(shares[i]),
+        }
+        for i in present[:top_k]
+    ]
+    top = present[0]
+    own = logits[0].argmax(dim=0) == top  # (H, W) the pixels predicted as the top class
+    confidence = float(logits[0].float().softmax(dim=0)[top][own].mean())
+    return ClassScores(
+        predictions, {i for i in present if shares[i] >= MIN_PIXEL_SHARE}, confidence
+    )
+
+
+def _correct(head: str, item: AuditItem, predicted: set[int]) -> bool | None:
+    """Top-1 equals the label (softmax, binary); for sigmoid and segmentation heads the set
+    of classes predicted (at or above the threshold; on at least MIN_PIXEL_SHARE of the
+    pixels) equals the image's label set."""
     if item.label is None:
         return None
-    if head == "sigmoid":
-        predicted = set(torch.nonzero(probabilities >= MULTI_LABEL_THRESHOLD).flatten().tolist())
+    if head in ("sigmoid", heads.SEGMENTATION):
         return predicted == set(item.labels or (item.label,))
-    return top == item.label
+    return predicted == {item.label}

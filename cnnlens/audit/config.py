@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:
+    from cnnlens.models.loaded import LoadedModel
 
 # PGD L-inf budgets, 0-255 pixel units: whole 8-bit levels, since a flip counts only if the
 # saved 8-bit image flips and an image cannot move a pixel by less than one level.
@@ -88,3 +92,19 @@ def check_methods(config: AuditConfig) -> None:
                 f"method {name!r} produces {method.produces}, not a heatmap; an audit needs "
                 "heatmap methods (e.g. grad_cam, saliency)"
             )
+
+
+def check_model(config: AuditConfig, model: LoadedModel) -> None:
+    """Methods the model's head cannot serve, and the fragility ladder on a segmentation
+    model (PGD flips one class score, which a class map does not have), fail before any work."""
+    from cnnlens.errors import IncompatibleModelError
+    from cnnlens.methods.base import check_head_support, get_method
+    from cnnlens.models import heads
+
+    for name in config.methods:
+        check_head_support(get_method(name), model.head)
+    if config.fragility and model.head == heads.SEGMENTATION:
+        raise IncompatibleModelError(
+            "the fragility check attacks an image's top-1 class, which a segmentation model "
+            "does not have: audit it without fragility"
+        )

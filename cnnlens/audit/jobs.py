@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 
 from cnnlens.audit.analyze import AuditAnalyzer, ImageOutcome
 from cnnlens.audit.archive import ArchiveError, ArchiveLimits, QuotaExceededError, archive_kind
-from cnnlens.audit.config import AuditConfig, check_methods
+from cnnlens.audit.config import AuditConfig, check_methods, check_model
 from cnnlens.audit.engine import execute, prepare_job
 from cnnlens.audit.inputs import Annotations, AuditItem, read_boxes, read_labels
 from cnnlens.audit.store import ACTIVE, STORE_NAME, AuditStore, JobInfo, store_path
@@ -116,6 +116,7 @@ class AuditJobs:
         call it from a worker thread."""
         check_methods(config)
         loaded = self.runner.loaded(config.model)
+        check_model(config, loaded)
         if self.retention_s is not None:
             self.purge_finished(self.retention_s)
         limits = self._quota(len(archive) + len(labels or b"") + len(boxes or b""))

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from cnnlens.audit.analyze import AuditAnalyzer
-from cnnlens.audit.config import AuditConfig, check_methods
+from cnnlens.audit.config import AuditConfig, check_methods, check_model
 from cnnlens.audit.engine import AuditRun, ProgressCallback, Watch, execute, prepare_job
 from cnnlens.audit.extras import require_ray
 from cnnlens.audit.inputs import Annotations, read_boxes, read_labels, read_masks
@@ -62,6 +62,7 @@ def run_audit(
     out_dir = Path(out_dir)
     loaded = model or load_model(config.model, weights=config.weights)
     resolve_layer(loaded, config.layer, loaded.input_size)  # unknown layer: fail before work
+    check_model(config, loaded)
     annotations = Annotations(
         labels=read_labels(Path(labels)) if labels else {},
         boxes=read_boxes(Path(boxes)) if boxes else {},
