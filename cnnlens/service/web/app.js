@@ -567,9 +567,12 @@ function legend(scale) {
   }
   const labels = document.createElement("div");
   labels.className = "legend-labels";
+  // A top clipped below the map's largest magnitude saturates the end colours: say so.
+  const clipped = scale.top < Math.max(Math.abs(scale.min), Math.abs(scale.max)) ? "≥ " : "";
+  const top = scale.top.toPrecision(3);
   const ends = scale.signed
-    ? [`−${scale.top.toPrecision(3)}`, "0", `+${scale.top.toPrecision(3)}`]
-    : ["0", `${scale.top.toPrecision(3)}`];
+    ? [`${clipped.replace("≥", "≤")}−${top}`, "0", `${clipped}+${top}`]
+    : ["0", `${clipped}${top}`];
   for (const text of ends) {
     const span = document.createElement("span");
     span.textContent = text;
