@@ -95,14 +95,19 @@ def check_methods(config: AuditConfig) -> None:
 
 
 def check_model(config: AuditConfig, model: LoadedModel) -> None:
-    """Methods the model's head cannot serve, and the fragility ladder on a segmentation
-    model (PGD flips one class score, which a class map does not have), fail before any work."""
+    """Methods the model (its head, its layers) cannot serve, and the fragility ladder on a
+    segmentation model (PGD flips one class score, which a class map does not have), fail
+    before any work."""
     from cnnlens.errors import IncompatibleModelError
     from cnnlens.methods.base import check_head_support, get_method
+    from cnnlens.methods.run import resolve_layer
     from cnnlens.models import heads
 
+    layer = resolve_layer(model, config.layer, model.input_size)
     for name in config.methods:
-        check_head_support(get_method(name), model.head)
+        method = get_method(name)
+        check_head_support(method, model.head)
+        method.check_model(model.layers, layer)
     if config.fragility and model.head == heads.SEGMENTATION:
         raise IncompatibleModelError(
             "the fragility check attacks an image's top-1 class, which a segmentation model "

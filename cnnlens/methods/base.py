@@ -104,6 +104,11 @@ class Method(ABC):
     def requirements(self, params: Any, layer: str) -> Requirements:
         return Requirements()
 
+    def check_model(self, inventory: LayerInventory, layer: str) -> None:
+        """Refuse (422) a model or layer this method cannot explain faithfully, before any
+        work (an audit checks once, not per image); default: every model."""
+        return None
+
     def cost(self, params: Any, workload: Workload) -> Cost:
         """Passes beyond the driver's one forward of the batch (see `cnnlens.methods.cost`).
 

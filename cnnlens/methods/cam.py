@@ -8,7 +8,7 @@ from cnnlens.errors import IncompatibleModelError
 from cnnlens.methods.base import MethodContext, register
 from cnnlens.methods.cam_base import CamMethod, CamParams
 from cnnlens.methods.workload import Cost, Workload
-from cnnlens.models.layers import find_gap_linear_head
+from cnnlens.models.layers import LayerInventory, find_gap_linear_head
 
 
 @register
@@ -26,18 +26,20 @@ class Cam(CamMethod):
     def cost(self, params: CamParams, workload: Workload) -> Cost:
         return Cost.of(peak_rows=workload.rows, gradient="layer")  # the shared forward only
 
-    def channel_weights(self, context: MethodContext, activations: torch.Tensor) -> torch.Tensor:
-        report = context.inventory.compatibility
-        if not report.gap_linear_head:
+    def check_model(self, inventory: LayerInventory, layer: str) -> None:
+        if not inventory.compatibility.gap_linear_head:
             raise IncompatibleModelError(
                 "CAM needs a global-average-pooling + linear head; this model has none "
                 "(use grad_cam, which generalizes CAM)"
             )
-        if context.layer != context.inventory.default_layer:
+        if layer != inventory.default_layer:
             raise IncompatibleModelError(
                 f"CAM is defined only at the layer feeding the GAP head "
-                f"({context.inventory.default_layer!r}), not {context.layer!r}"
+                f"({inventory.default_layer!r}), not {layer!r}"
             )
+
+    def channel_weights(self, context: MethodContext, activations: torch.Tensor) -> torch.Tensor:
+        self.check_model(context.inventory, context.layer)
         head = find_gap_linear_head(context.model, activations)
         if head is None:  # pragma: no cover - the report already checked this
             raise IncompatibleModelError("no linear head matches the layer's channels")

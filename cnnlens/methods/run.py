@@ -132,6 +132,7 @@ def run_methods(
     chosen = [(get_method(name), name) for name, _ in methods]
     for method, _ in chosen:
         check_head_support(method, head)
+        method.check_model(inventory, resolved_layer)
     parsed = [
         parse_params(method, params)
         for (method, _), (_, params) in zip(chosen, methods, strict=True)

@@ -112,6 +112,7 @@ def test_maps_explain_the_top_class_pixels(tmp_path: Path) -> None:
     ("config", "words"),
     [
         (AuditConfig(model="colours", methods=("score_cam",)), "score_cam"),
+        (AuditConfig(model="colours", methods=("cam",)), "global-average-pooling"),
         (AuditConfig(model="colours", fragility=True), "fragility"),
     ],
 )
@@ -123,4 +124,17 @@ def test_what_a_class_map_cannot_serve_is_refused_first(
     halves((255, 0, 0), (0, 0, 255), speck=False).save(images / "a.png")
     with pytest.raises(IncompatibleModelError, match=words):
         local.run_audit(images, tmp_path / "out", config, model=colour_segmenter())
+    assert not (tmp_path / "out/results.jsonl").exists()
+
+
+def test_cam_off_its_layer_is_refused_before_any_image(tmp_path: Path) -> None:
+    # Not segmentation-specific: a model check that would fail every image fails the audit once.
+    from tests.audit.tiny_model import synthetic_png, tiny_loaded
+
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_bytes(synthetic_png(0))
+    config = AuditConfig(model="tiny", methods=("grad_cam", "cam"), layer="0")
+    with pytest.raises(IncompatibleModelError, match="defined only at the layer"):
+        local.run_audit(images, tmp_path / "out", config, model=tiny_loaded())
     assert not (tmp_path / "out/results.jsonl").exists()
