@@ -182,6 +182,11 @@ class MethodInfo(Schema):
     uses_layer: bool
     uses_target: bool
     uses_image: bool = Field(default=True, description="whether its route takes an image upload")
+    segmentation: bool = Field(
+        default=True,
+        description="whether it explains a segmentation model (a class over a region); "
+        "false: it reads (B, K) class logits",
+    )
     route: str = Field(description="the route answering this method's own results")
     params: dict[str, Any] = Field(description="JSON schema of the method's params")
 

@@ -131,3 +131,35 @@ def test_a_center_crop_model_shows_its_explained_box(
     assert _shown_predictions(driver)  # shares again, for the default region
     assert driver.find_element(By.ID, "error").get_attribute("hidden") is not None
     assert driver.get_log("browser") == []
+
+
+def test_methods_a_segmentation_model_cannot_serve_are_greyed_out(
+    browser: Any, segmentation_url: str, chelsea_png: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    views.open_view(driver, segmentation_url, "explain", chelsea_png)
+    views.wait_for(driver, "#region-field:not([hidden])")
+    methods = httpx.get(f"{segmentation_url}/v1/methods", timeout=30).json()["methods"]
+    refused = {m["name"] for m in methods if not m["segmentation"]} | {"cam"}
+    assert {"score_cam", "cam"} <= refused
+    for prefix in ("method-", "compare-method-", "audit-method-"):
+        for method in methods:
+            boxes = driver.find_elements(By.ID, f"{prefix}{method['name']}")
+            if not boxes:  # image, activation and weights methods have views of their own
+                continue
+            box = boxes[0]
+            assert box.get_attribute("disabled") == ("true" if method["name"] in refused else None)
+            if method["name"] in refused:
+                label = box.find_element(By.XPATH, "following-sibling::label")
+                reason = label.get_attribute("title")
+                assert "segmentation" in reason or "linear head" in reason, reason
+    # The service refuses them too: the page only says so first.
+    files = {"image": (chelsea_png.name, chelsea_png.read_bytes(), "image/png")}
+    for name in ("cam", "score_cam"):
+        response = httpx.post(
+            f"{segmentation_url}/v1/explain", files=files, data={"method": name}, timeout=60
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "incompatible_model"

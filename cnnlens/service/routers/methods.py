@@ -26,6 +26,7 @@ def list_methods() -> MethodList:
                 uses_layer=method.uses_layer,
                 uses_target=method.uses_target,
                 uses_image=method.uses_image,
+                segmentation=method.segmentation,
                 route=own_route(name) or "/v1/explain",
                 params=method.Params.model_json_schema(),
             )

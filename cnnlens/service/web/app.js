@@ -166,7 +166,34 @@ async function loadModel(name) {
   );
   $("target-input").value = "";
   setRegion(null);
+  markUnavailableMethods();
   showFields();
+}
+
+// Why a map method cannot explain the chosen model (the API would answer 422), or null.
+function unavailableReason(method) {
+  const model = state.model;
+  if (!model) return null;
+  if (model.head === "segmentation" && method.segmentation === false) {
+    return "reads class logits (B, K): not for a segmentation model";
+  }
+  if (method.name === "cam" && model.compatibility && !model.compatibility.gap_linear_head) {
+    return "needs a global-average-pooling + linear head, which this model has not";
+  }
+  return null;
+}
+
+// Methods the chosen model cannot serve are greyed out and unticked, with the reason shown.
+function markUnavailableMethods() {
+  for (const box of document.querySelectorAll('.method input[name="method"]')) {
+    const reason = unavailableReason(state.methods.get(box.value) || {});
+    const label = box.nextElementSibling;
+    box.disabled = reason !== null;
+    if (reason) box.checked = false;
+    box.parentElement.classList.toggle("unavailable", reason !== null);
+    label.title = reason ? `${label.textContent}: ${reason}` : state.methods.get(box.value)?.paper || "";
+  }
+  updateControls();
 }
 
 function methodKind(method) {
@@ -206,7 +233,7 @@ async function loadMethods() {
       list.append(methodBox(method, prefix, defaults.includes(method.name), updateControls));
     }
   }
-  updateControls();
+  markUnavailableMethods();
 }
 
 function chosen(listId) {
