@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
+
+from cnnlens.api.png import png_encode
 
 # Control points (position, r, g, b) of the colormaps, linearly interpolated into 256 entries.
 _COLORMAP_POINTS: dict[str, list[tuple[float, int, int, int]]] = {
@@ -212,6 +213,4 @@ def to_png(image: Image.Image | np.ndarray) -> bytes:
     """PNG bytes of an image or a uint8 array."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=False)
-    return buffer.getvalue()
+    return png_encode(image)

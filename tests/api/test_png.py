@@ -1,0 +1,89 @@
+"""The fast PNG writer: every pixel comes back, the zlib stream checks out, banded or not."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnlens.api.png import png_encode
+
+
+def _chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(type, payload) of each chunk, checking every CRC on the way."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, offset = [], 8
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        kind = data[offset + 4 : offset + 8]
+        payload = data[offset + 8 : offset + 8 + length]
+        (crc,) = struct.unpack(">I", data[offset + 8 + length : offset + 12 + length])
+        assert crc == zlib.crc32(kind + payload) & 0xFFFFFFFF, kind
+        chunks.append((kind, payload))
+        offset += 12 + length
+    return chunks
+
+
+def _photo(mode: str, width: int, height: int) -> Image.Image:
+    from skimage import data
+
+    picture = Image.fromarray(data.astronaut()).resize((width, height))
+    if mode in ("RGBA", "LA"):
+        alpha = np.random.default_rng(0).integers(0, 256, (height, width), dtype=np.uint8)
+        picture.putalpha(Image.fromarray(alpha))
+    return picture.convert(mode)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+@pytest.mark.parametrize("size", [(1, 1), (7, 1), (1, 9), (53, 37), (300, 200)])
+def test_every_pixel_comes_back(mode: str, size: tuple[int, int]) -> None:
+    picture = _photo(mode, *size)
+    decoded = Image.open(io.BytesIO(png_encode(picture)))
+    assert decoded.mode == mode and decoded.size == picture.size
+    np.testing.assert_array_equal(np.asarray(decoded), np.asarray(picture))
+
+
+@pytest.mark.parametrize("band_bytes", [1, 4096, 100_000])
+def test_banded_stream_is_one_valid_zlib_stream(band_bytes: int) -> None:
+    picture = _photo("RGB", 301, 211)  # rows of 904 bytes: bands split between rows
+    data = png_encode(picture, band_bytes=band_bytes)
+    chunks = _chunks(data)
+    assert [kind for kind, _ in chunks] == [b"IHDR", b"IDAT", b"IEND"]
+    raw = zlib.decompress(chunks[1][1])  # checks the header and the Adler-32 trailer
+    rows = np.frombuffer(raw, dtype=np.uint8).reshape(211, 301 * 3 + 1)
+    assert (rows[:, 0] == 2).all()  # the "up" filter on every row
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), np.asarray(picture))
+    assert data == png_encode(picture, band_bytes=band_bytes)  # deterministic bytes
+
+
+def test_banding_changes_neither_pixels_nor_much_size() -> None:
+    picture = _photo("RGB", 640, 480)
+    whole, banded = png_encode(picture, band_bytes=1 << 40), png_encode(picture, band_bytes=1)
+    assert whole != banded
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(io.BytesIO(whole))), np.asarray(Image.open(io.BytesIO(banded)))
+    )
+    assert len(banded) < 1.05 * len(whole)
+
+
+def test_no_larger_than_pillow_at_its_fastest_level() -> None:
+    from cnnlens import render
+
+    picture = _photo("RGB", 512, 512)
+    blended = render.overlay(picture, np.random.default_rng(1).random((7, 7)))
+    buffer = io.BytesIO()
+    blended.save(buffer, format="PNG", compress_level=1)
+    assert len(png_encode(blended)) <= 1.05 * len(buffer.getvalue())
+
+
+@pytest.mark.parametrize("mode", ["1", "P", "I;16"])
+def test_other_modes_go_through_pillow(mode: str) -> None:
+    values = np.random.default_rng(2).integers(0, 200, (13, 17))
+    picture = Image.fromarray(values.astype(np.uint8)).convert(mode)
+    decoded = Image.open(io.BytesIO(png_encode(picture)))
+    expected = np.asarray(picture.convert("I"))
+    np.testing.assert_array_equal(np.asarray(decoded.convert("I")), expected)
