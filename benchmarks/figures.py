@@ -663,6 +663,7 @@ def audit_figure(bench: Bench) -> list[Row]:
     count = 32 if bench.settings.quick else 64
     figures = audit_throughput.measure(loaded, count, repeats=1 if bench.settings.quick else 2)
     audit_s, captum_s = float(figures["audit_s"]), float(figures["captum_s"])  # type: ignore[arg-type]
+    small_s = float(figures["captum_small_batch_s"])  # type: ignore[arg-type]
     speedup = captum_s / audit_s
     r = list(figures["r"])  # type: ignore[arg-type]
     return [
@@ -679,7 +680,16 @@ def audit_figure(bench: Bench) -> list[Row]:
                 f"on 3 images (grad_cam, saliency each): min {min(r):.4f}"
             ),
             detail={"audit_s": audit_s, "captum_s": captum_s, "r": r, "images": count},
-        )
+        ),
+        Row(
+            "9 audit",
+            f"reference: captum script in batches of {audit_throughput.SMALL_BATCH} / in 32",
+            bench.label,
+            captum_s / small_s,
+            "x",
+            note="the same script at the audit's pass size on a CPU (models/passes.py)",
+            detail={"captum_small_batch_s": small_s},
+        ),
     ]
 
 
