@@ -32,6 +32,10 @@ def test_rows_per_pass_keeps_the_largest_activation_under_the_threshold(
     rows = rows_per_pass(inventory, "cpu")
     assert rows == HEAP_REUSE_BYTES // (4 * largest) == 6
     assert rows_per_pass(inventory, "cuda") is None  # caching allocators take the whole batch
+    assert rows_per_pass(inventory, "cpu", gradients=False) == HEAP_REUSE_BYTES // 3 // (
+        4 * largest
+    )
+    assert rows_per_pass(inventory, "cpu", gradients=False) == 2
     half = inventory_of(default_model, (112, 112))  # a quarter of the pixels: 4x the rows
     assert rows_per_pass(half, "cpu") == HEAP_REUSE_BYTES // (4 * largest // 4)
 
@@ -93,3 +97,24 @@ def _assert_close(one: object, other: object) -> None:
         assert other == pytest.approx(one, rel=1e-5, abs=1e-6)
     else:
         assert one == other
+
+
+def test_perturbation_curves_take_heap_sized_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnlens.compare import faithfulness
+
+    model = tiny_loaded().module
+    x = torch.randn(1, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(0))
+    saliency = torch.rand(SIDE, SIDE, generator=torch.Generator().manual_seed(1))
+    inventory_of(model, (SIDE, SIDE), 3)  # traced once (a forward of its own), then cached
+    seen: list[int] = []
+    handle = model.register_forward_pre_hook(lambda _, args: seen.append(len(args[0])))
+    monkeypatch.setattr(faithfulness, "rows_per_pass", lambda *args, **kwargs: None)
+    whole = faithfulness.perturbation_curves(model, x, saliency, 1, steps=8, batch_size=16)
+    assert seen == [9, 9]  # deletion, insertion: steps + 1 images each, one pass
+    seen.clear()
+    monkeypatch.setattr(faithfulness, "rows_per_pass", lambda *args, **kwargs: 4)
+    passes = faithfulness.perturbation_curves(model, x, saliency, 1, steps=8, batch_size=16)
+    handle.remove()
+    assert seen == [4, 4, 1] * 2
+    assert passes.deletion == pytest.approx(whole.deletion, abs=1e-6)
+    assert passes.insertion == pytest.approx(whole.insertion, abs=1e-6)
