@@ -14,11 +14,11 @@ import torch
 from PIL import Image
 
 from cnnlens import render
+from cnnlens.methods.passes import rows_per_pass
 from cnnlens.methods.run import run_methods
 from cnnlens.models import LoadedModel
 
 METHODS = ("grad_cam", "saliency")
-SMALL_BATCH = 6  # models.passes.rows_per_pass for efficientnet_lite0 at 224 px on a CPU
 
 
 def write_photos(folder: Path, count: int) -> list[Path]:
@@ -103,6 +103,7 @@ def measure(loaded: LoadedModel, count: int, repeats: int) -> dict[str, float | 
     ours: list[float] = []
     theirs: list[float] = []
     theirs_small: list[float] = []
+    small_batch = rows_per_pass(loaded.layers, "cpu") or 32  # the audit's pass on a CPU
     for index in range(repeats):
         started = time.perf_counter()
         audit(loaded, work / "photos", work / f"audit{index}")
@@ -112,11 +113,12 @@ def measure(loaded: LoadedModel, count: int, repeats: int) -> dict[str, float | 
         theirs.append(time.perf_counter() - started)
         # For reference: the same script with the pass size the audit picks on a CPU.
         started = time.perf_counter()
-        captum_script(loaded, paths, work / f"captum-small{index}", batch=SMALL_BATCH)
+        captum_script(loaded, paths, work / f"captum-small{index}", batch=small_batch)
         theirs_small.append(time.perf_counter() - started)
     return {
         "audit_s": float(np.median(ours)),
         "captum_s": float(np.median(theirs)),
         "captum_small_batch_s": float(np.median(theirs_small)),
+        "small_batch": small_batch,
         "r": agreement(loaded, paths[:3]),
     }

@@ -683,11 +683,11 @@ def audit_figure(bench: Bench) -> list[Row]:
         ),
         Row(
             "9 audit",
-            f"reference: captum script in batches of {audit_throughput.SMALL_BATCH} / in 32",
+            f"reference: captum script in batches of {figures['small_batch']} / in 32",
             bench.label,
             captum_s / small_s,
             "x",
-            note="the same script at the audit's pass size on a CPU (models/passes.py)",
+            note="the same script at the audit's pass size on a CPU (methods/passes.py)",
             detail={"captum_small_batch_s": small_s},
         ),
     ]

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from cnnlens.api.png import png_encode
+from cnnlens.api.png import png_bytes
 
 # Control points (position, r, g, b) of the colormaps, linearly interpolated into 256 entries.
 _COLORMAP_POINTS: dict[str, list[tuple[float, int, int, int]]] = {
@@ -213,4 +213,4 @@ def to_png(image: Image.Image | np.ndarray) -> bytes:
     """PNG bytes of an image or a uint8 array."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
-    return png_encode(image)
+    return png_bytes(image)

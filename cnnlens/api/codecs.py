@@ -9,19 +9,12 @@ import numpy as np
 from PIL import Image
 
 from cnnlens.api.models import ArrayPayload
-from cnnlens.api.png import png_encode
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    """PNG bytes from the fast writer (see api/png.py): encoding was the largest share of an
-    explain request's CPU time."""
-    return png_encode(image)
-
+from cnnlens.api.png import png_bytes
 
 # overlay_format -> (Pillow format, save options, media type); PNG goes through png_bytes.
 # JPEG and WebP are lossy: a 12-megapixel overlay encodes several times faster as JPEG.
 IMAGE_FORMATS: dict[str, tuple[str, dict[str, int], str]] = {
-    "png": ("PNG", {"compress_level": 1}, "image/png"),
+    "png": ("PNG", {}, "image/png"),
     "jpeg": ("JPEG", {"quality": 90}, "image/jpeg"),
     "webp": ("WEBP", {"quality": 85, "method": 0}, "image/webp"),
 }

@@ -10,6 +10,7 @@ they are one valid zlib stream. zlib releases the GIL while it compresses.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import threading
@@ -31,12 +32,10 @@ _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
-def png_encode(image: Image.Image, band_bytes: int = BAND_BYTES) -> bytes:
+def png_bytes(image: Image.Image, band_bytes: int = BAND_BYTES) -> bytes:
     """The image as PNG bytes. L, LA, RGB and RGBA images are written here; any other mode
     (palette, 16-bit, float) by Pillow at zlib level 1."""
     if image.mode not in COLOR_TYPES:
-        import io
-
         buffer = io.BytesIO()
         image.save(buffer, format="PNG", compress_level=LEVEL)
         return buffer.getvalue()

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from cnnlens import render
-from cnnlens.api.codecs import png_bytes
+from cnnlens.api.png import png_bytes
 from cnnlens.audit.config import AuditConfig
 from cnnlens.audit.localization import boxes_to_mask, energy_share, is_degenerate, pointing_hit
 from cnnlens.audit.records import (
@@ -33,10 +33,10 @@ from cnnlens.errors import CnnlensError
 from cnnlens.imageio import load_image
 from cnnlens.methods.adversarial_image import adversarial_images
 from cnnlens.methods.base import MethodOutput
-from cnnlens.methods.run import RunResult, inventory_of, run_methods
+from cnnlens.methods.passes import heap_rows
+from cnnlens.methods.run import RunResult, run_methods
 from cnnlens.models import heads
 from cnnlens.models.loaded import LoadedModel
-from cnnlens.models.passes import rows_per_pass
 
 __all__ = ["FLAGS", "AuditAnalyzer", "ImageOutcome", "error_outcome"]
 
@@ -83,12 +83,11 @@ class AuditAnalyzer:
         return outcomes
 
     def _run_in_passes(self, x: torch.Tensor) -> RunResult:
-        """run_methods over `x` in passes of at most `rows_per_pass` images (see
-        models/passes.py), joined row by row."""
+        """run_methods over `x` in passes of at most `heap_rows` images (see
+        methods/passes.py), joined row by row."""
         model, config = self.model, self.config
         methods: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in config.methods]
-        size = (int(x.shape[-2]), int(x.shape[-1]))
-        rows = rows_per_pass(inventory_of(model, size), x.device) or len(x)
+        rows = heap_rows(model, x) or len(x)
         parts = [
             run_methods(model, x[start : start + rows], methods, target=None, layer=config.layer)
             for start in range(0, len(x), rows)

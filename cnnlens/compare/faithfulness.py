@@ -18,11 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlens.compare.metrics import MapLike, as_2d, curve_auc
-from cnnlens.errors import IncompatibleModelError
-from cnnlens.methods.run import inventory_of
+from cnnlens.methods.passes import heap_rows
 from cnnlens.models import heads
 from cnnlens.models.hooks import hook_session
-from cnnlens.models.passes import rows_per_pass
 
 
 @dataclass
@@ -147,7 +145,7 @@ def perturbation_curves(
     counts = torch.tensor([round(k * pixels / steps) for k in range(steps + 1)], device=x.device)
     curves = PerturbationCurves(fractions=(counts.float() / pixels).tolist())
     x = x.detach()
-    batch_size = min(batch_size, _heap_rows(model, x) or batch_size)
+    batch_size = min(batch_size, heap_rows(model, x, gradients=False) or batch_size)
     for kind in kinds:
         # "rise": deletion to the mean colour, insertion from a blurred copy, as in the paper
         chosen = ("mean" if kind == "deletion" else "blur") if baseline == "rise" else baseline
@@ -167,14 +165,3 @@ def perturbation_curves(
                 probabilities.append(target_probability(logits, target, head, region).cpu())
         setattr(curves, kind, torch.cat(probabilities).tolist())
     return curves
-
-
-def _heap_rows(model: nn.Module, x: torch.Tensor) -> int | None:
-    """Images per no-grad pass on a CPU (models/passes.py); None: no limit."""
-    if x.device.type != "cpu":
-        return None
-    try:
-        inventory = inventory_of(model, (int(x.shape[-2]), int(x.shape[-1])), x.shape[1])
-    except IncompatibleModelError:  # no spatial layer: no activation large enough to matter
-        return None
-    return rows_per_pass(inventory, x.device, gradients=False)

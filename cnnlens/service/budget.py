@@ -48,7 +48,6 @@ class Plan(Protocol):
 
     def admit(self, model: LoadedModel, budget: Budget, limits: Limits) -> Estimate:
         """The estimate, or OverBudgetError / ResponseTooLargeError (422) when it cannot fit."""
-        ...
 
 
 @dataclass(frozen=True)

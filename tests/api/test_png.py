@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlens.api.png import png_encode
+from cnnlens.api.png import png_bytes
 
 
 def _chunks(data: bytes) -> list[tuple[bytes, bytes]]:
@@ -42,7 +42,7 @@ def _photo(mode: str, width: int, height: int) -> Image.Image:
 @pytest.mark.parametrize("size", [(1, 1), (7, 1), (1, 9), (53, 37), (300, 200)])
 def test_every_pixel_comes_back(mode: str, size: tuple[int, int]) -> None:
     picture = _photo(mode, *size)
-    decoded = Image.open(io.BytesIO(png_encode(picture)))
+    decoded = Image.open(io.BytesIO(png_bytes(picture)))
     assert decoded.mode == mode and decoded.size == picture.size
     np.testing.assert_array_equal(np.asarray(decoded), np.asarray(picture))
 
@@ -50,19 +50,19 @@ def test_every_pixel_comes_back(mode: str, size: tuple[int, int]) -> None:
 @pytest.mark.parametrize("band_bytes", [1, 4096, 100_000])
 def test_banded_stream_is_one_valid_zlib_stream(band_bytes: int) -> None:
     picture = _photo("RGB", 301, 211)  # rows of 904 bytes: bands split between rows
-    data = png_encode(picture, band_bytes=band_bytes)
+    data = png_bytes(picture, band_bytes=band_bytes)
     chunks = _chunks(data)
     assert [kind for kind, _ in chunks] == [b"IHDR", b"IDAT", b"IEND"]
     raw = zlib.decompress(chunks[1][1])  # checks the header and the Adler-32 trailer
     rows = np.frombuffer(raw, dtype=np.uint8).reshape(211, 301 * 3 + 1)
     assert (rows[:, 0] == 2).all()  # the "up" filter on every row
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), np.asarray(picture))
-    assert data == png_encode(picture, band_bytes=band_bytes)  # deterministic bytes
+    assert data == png_bytes(picture, band_bytes=band_bytes)  # deterministic bytes
 
 
 def test_banding_changes_neither_pixels_nor_much_size() -> None:
     picture = _photo("RGB", 640, 480)
-    whole, banded = png_encode(picture, band_bytes=1 << 40), png_encode(picture, band_bytes=1)
+    whole, banded = png_bytes(picture, band_bytes=1 << 40), png_bytes(picture, band_bytes=1)
     assert whole != banded
     np.testing.assert_array_equal(
         np.asarray(Image.open(io.BytesIO(whole))), np.asarray(Image.open(io.BytesIO(banded)))
@@ -77,13 +77,13 @@ def test_no_larger_than_pillow_at_its_fastest_level() -> None:
     blended = render.overlay(picture, np.random.default_rng(1).random((7, 7)))
     buffer = io.BytesIO()
     blended.save(buffer, format="PNG", compress_level=1)
-    assert len(png_encode(blended)) <= 1.05 * len(buffer.getvalue())
+    assert len(png_bytes(blended)) <= 1.05 * len(buffer.getvalue())
 
 
 @pytest.mark.parametrize("mode", ["1", "P", "I;16"])
 def test_other_modes_go_through_pillow(mode: str) -> None:
     values = np.random.default_rng(2).integers(0, 200, (13, 17))
     picture = Image.fromarray(values.astype(np.uint8)).convert(mode)
-    decoded = Image.open(io.BytesIO(png_encode(picture)))
+    decoded = Image.open(io.BytesIO(png_bytes(picture)))
     expected = np.asarray(picture.convert("I"))
     np.testing.assert_array_equal(np.asarray(decoded.convert("I")), expected)

@@ -14,9 +14,9 @@ from cnnlens.audit import AuditConfig
 from cnnlens.audit import analyze as analyze_module
 from cnnlens.audit.analyze import AuditAnalyzer
 from cnnlens.audit.inputs import AuditItem
+from cnnlens.methods.passes import HEAP_REUSE_BYTES, rows_per_pass
 from cnnlens.methods.run import inventory_of
 from cnnlens.models import LoadedModel
-from cnnlens.models.passes import HEAP_REUSE_BYTES, rows_per_pass
 from tests.audit.tiny_model import SIDE, synthetic_png, tiny_loaded
 
 
@@ -59,7 +59,7 @@ def test_passes_change_no_result(
         calls.append(len(x))
         return original(loaded, x, *args, **kwargs)
 
-    monkeypatch.setattr(analyze_module, "rows_per_pass", lambda *args: rows)
+    monkeypatch.setattr(analyze_module, "heap_rows", lambda *args, **kwargs: rows)
     monkeypatch.setattr(analyze_module, "run_methods", counted)
     passes = AuditAnalyzer(model, config)(items)
     assert calls == [rows] * (7 // rows) + ([7 % rows] if 7 % rows else [])
@@ -105,14 +105,13 @@ def test_perturbation_curves_take_heap_sized_passes(monkeypatch: pytest.MonkeyPa
     model = tiny_loaded().module
     x = torch.randn(1, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(0))
     saliency = torch.rand(SIDE, SIDE, generator=torch.Generator().manual_seed(1))
-    inventory_of(model, (SIDE, SIDE), 3)  # traced once (a forward of its own), then cached
     seen: list[int] = []
     handle = model.register_forward_pre_hook(lambda _, args: seen.append(len(args[0])))
-    monkeypatch.setattr(faithfulness, "rows_per_pass", lambda *args, **kwargs: None)
+    monkeypatch.setattr(faithfulness, "heap_rows", lambda *args, **kwargs: None)
     whole = faithfulness.perturbation_curves(model, x, saliency, 1, steps=8, batch_size=16)
     assert seen == [9, 9]  # deletion, insertion: steps + 1 images each, one pass
     seen.clear()
-    monkeypatch.setattr(faithfulness, "rows_per_pass", lambda *args, **kwargs: 4)
+    monkeypatch.setattr(faithfulness, "heap_rows", lambda *args, **kwargs: 4)
     passes = faithfulness.perturbation_curves(model, x, saliency, 1, steps=8, batch_size=16)
     handle.remove()
     assert seen == [4, 4, 1] * 2

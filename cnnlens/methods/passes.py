@@ -19,8 +19,12 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 
+from cnnlens.errors import IncompatibleModelError
+from cnnlens.methods.run import inventory_of
 from cnnlens.models.layers import LayerInventory
+from cnnlens.models.loaded import LoadedModel
 
 HEAP_REUSE_BYTES = 32 << 20
 
@@ -42,3 +46,17 @@ def rows_per_pass(
     largest = max(sizes, default=1) * element_bytes
     budget = HEAP_REUSE_BYTES if gradients else HEAP_REUSE_BYTES // 3
     return max(1, budget // largest)
+
+
+def heap_rows(
+    model: LoadedModel | nn.Module, x: torch.Tensor, gradients: bool = True
+) -> int | None:
+    """`rows_per_pass` for `x`'s images through `model` (None off a CPU, and for a model
+    without a spatial layer: no activation of it is large enough to matter)."""
+    if x.device.type != "cpu":
+        return None  # decided before tracing anything
+    try:
+        inventory = inventory_of(model, (int(x.shape[-2]), int(x.shape[-1])), x.shape[1])
+    except IncompatibleModelError:
+        return None
+    return rows_per_pass(inventory, x.device, gradients)
