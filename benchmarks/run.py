@@ -19,6 +19,7 @@ import torch
 
 from benchmarks.figures import FIGURES, OCCLUSION_MODELS, Bench, Settings
 from benchmarks.report import Row, environment, markdown_table, print_row, save
+from cnnlens.heap import reuse_heap
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -55,8 +56,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to save JSON/markdown")
     args = parser.parse_args(argv)
 
+    heap_reused = reuse_heap()
     torch.set_num_threads(args.threads)
     settings = Settings.for_run(args.quick, args.skip_slow, args.threads)
+    settings.heap_reused = heap_reused
     settings.occlusion_models = args.occlusion_models
     if args.approx_size is not None:
         settings.approx_size = args.approx_size

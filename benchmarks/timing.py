@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -24,6 +25,14 @@ def paired_ratio(first: Timing, second: Timing) -> float:
     steadier than a ratio of medians when the machine's load changes between rounds."""
     pairs = zip(first.samples_ms, second.samples_ms, strict=True)
     return statistics.median(a / b for a, b in pairs)
+
+
+def paired_quartiles(first: Timing, second: Timing) -> tuple[float, float]:
+    """The first and third quartiles of the rounds' first / second: how far one round's
+    ratio strays from `paired_ratio`."""
+    ratios = [a / b for a, b in zip(first.samples_ms, second.samples_ms, strict=True)]
+    low, _, high = statistics.quantiles(ratios, n=4)
+    return low, high
 
 
 def synchronize(device: torch.device) -> None:
@@ -49,15 +58,18 @@ def time_call(call: Callable[[], Any], device: torch.device, warmup: int, repeat
 def time_interleaved(
     calls: dict[str, Callable[[], Any]], device: torch.device, warmup: int, repeats: int
 ) -> dict[str, Timing]:
-    """Time several calls in turn (A B C A B C ...), so a load change on a shared machine
-    shifts every median alike and their ratios stay fair."""
+    """Time several calls in turn, so a load change on a shared machine shifts every median
+    alike and their ratios stay fair; each round takes them in a new order (seeded), so that
+    no call always runs right after the same other one, whose heap and caches it inherits."""
     for _ in range(warmup):
         for call in calls.values():
             call()
     synchronize(device)
     durations: dict[str, list[float]] = {name: [] for name in calls}
+    named = list(calls.items())
+    orders = random.Random(0)
     for _ in range(max(1, repeats)):
-        for name, call in calls.items():
+        for name, call in orders.sample(named, len(named)):
             started = time.perf_counter()
             call()
             synchronize(device)

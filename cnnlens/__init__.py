@@ -11,6 +11,7 @@ from cnnlens.errors import CnnlensError
 
 if TYPE_CHECKING:
     from cnnlens.explain import ClassScore, Explanation, Explanations, explain
+    from cnnlens.heap import reuse_heap
     from cnnlens.methods import attribute, method_names, run_methods
     from cnnlens.models import DEFAULT_MODEL, LoadedModel, list_models, load_model, wrap
 
@@ -31,6 +32,7 @@ __getattr__ = lazy_exports(
         "list_models": "cnnlens.models",
         "load_model": "cnnlens.models",
         "wrap": "cnnlens.models",
+        "reuse_heap": "cnnlens.heap",
     },
 )
 
@@ -60,6 +62,7 @@ __all__ = [
     "list_models",
     "load_model",
     "method_names",
+    "reuse_heap",
     "run_methods",
     "wrap",
 ]

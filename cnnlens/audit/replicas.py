@@ -49,8 +49,10 @@ class AuditReplica:
         import torch
 
         from cnnlens.audit.analyze import AuditAnalyzer
+        from cnnlens.heap import reuse_heap
         from cnnlens.models.registry import load_model
 
+        reuse_heap()
         # torch would start a thread per core of the node: replicas sharing a node would
         # oversubscribe it, each OpenMP team stalling on the others' descheduled threads
         torch.set_num_threads(max(1, int(cpus)))

@@ -14,6 +14,7 @@ from types import ModuleType
 
 from cnnlens.cli.commands import COMMANDS
 from cnnlens.cli.commands._common import UsageError
+from cnnlens.heap import reuse_heap
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    reuse_heap()
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on bad usage, 0 on --help
     if getattr(args, "run", None) is None:

@@ -42,7 +42,10 @@ class CamMethod(Method):
                 f"{tuple(activations.shape[1:])}"
             )
         weights = self.channel_weights(context, activations)  # (B, C)
-        cam = torch.einsum("bc,bchw->bhw", weights, activations.detach()).unsqueeze(1)
+        # sum_k w_k A^k as one batched matrix product: (B, 1, C) @ (B, C, hw)
+        batch, _, height, width = activations.shape
+        flat = activations.detach().reshape(batch, activations.shape[1], height * width)
+        cam = torch.matmul(weights.unsqueeze(1), flat).view(batch, 1, height, width)
         if params.relu:
             cam = cam.clamp(min=0)
         upsampled = F.interpolate(

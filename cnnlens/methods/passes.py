@@ -22,11 +22,10 @@ import torch
 from torch import nn
 
 from cnnlens.errors import IncompatibleModelError
+from cnnlens.heap import MMAP_THRESHOLD_BYTES
 from cnnlens.methods.run import inventory_of
 from cnnlens.models.layers import LayerInventory
 from cnnlens.models.loaded import LoadedModel
-
-HEAP_REUSE_BYTES = 32 << 20
 
 
 def rows_per_pass(
@@ -44,7 +43,7 @@ def rows_per_pass(
         return None
     sizes = [math.prod(layer.output_shape) for layer in inventory.layers if layer.output_shape]
     largest = max(sizes, default=1) * element_bytes
-    budget = HEAP_REUSE_BYTES if gradients else HEAP_REUSE_BYTES // 3
+    budget = MMAP_THRESHOLD_BYTES if gradients else MMAP_THRESHOLD_BYTES // 3
     return max(1, budget // largest)
 
 

@@ -21,6 +21,8 @@ and the other interceptors plug into it).
 
 from __future__ import annotations
 
+import itertools
+import operator
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -31,9 +33,11 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules import module as torch_module
 from torch.overrides import TorchFunctionMode
 
 from cnnlens.errors import IncompatibleModelError, LayerNotFoundError
+from cnnlens.models.module_tree import module_tree
 
 
 class ReluRule(StrEnum):
@@ -50,6 +54,41 @@ UNSUPPORTED_ACTIVATION_NAMES = (
 _UNSUPPORTED_FUNCTIONS = {
     F.silu, F.gelu, F.mish, F.hardswish, F.elu, F.selu, F.celu, F.leaky_relu, F.softplus,
 }  # fmt: skip
+
+
+_training = operator.attrgetter("training")
+
+
+class _Registrations:
+    """Counts submodule and parameter registrations in this process (torch's global
+    registration hooks, installed on first use): module_tree's walks are stamped with it."""
+
+    def __init__(self) -> None:
+        self._counter = itertools.count()
+        self.generation = next(self._counter)
+        self.installed = False
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        with self._lock:
+            if not self.installed:
+                torch_module.register_module_module_registration_hook(self._registered)
+                torch_module.register_module_parameter_registration_hook(self._registered)
+                self.installed = True
+
+    def _registered(self, module: nn.Module, name: str, value: Any) -> None:
+        self.generation = next(self._counter)  # returns None: the registration is unchanged
+
+
+_REGISTRATIONS = _Registrations()
+
+
+def registrations() -> int:
+    """How many submodules and parameters were registered since counting began."""
+    if not _REGISTRATIONS.installed:
+        _REGISTRATIONS.install()
+    return _REGISTRATIONS.generation
+
 
 _MODEL_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
@@ -289,32 +328,27 @@ class HookSession:
 def _frozen_eval(model: nn.Module) -> Iterator[dict[str, nn.Module]]:
     """Eval mode and frozen parameters under the model's session lock; all restored on exit.
 
-    Yields the named modules: the tree is walked once per session (the walk is a visible
-    share of a small model's forward), and the callers reuse it.
+    Yields the named modules: the tree's walk is kept across sessions (`module_tree`; it is
+    a visible share of a small model's forward), and the callers reuse it.
     """
     with model_lock(model):
-        named = dict(model.named_modules())
-        training = {module: module.training for module in named.values()}
-        # What `model.parameters()` yields (shared parameters once), without a second walk.
-        parameters = {
-            id(p): p
-            for module in named.values()
-            for p in module._parameters.values()
-            if p is not None
-        }
-        needs_grad = [p for p in parameters.values() if p.requires_grad]
+        tree = module_tree(model, registrations())
+        modules = tree.named.values()
+        trained = [module for module in modules if module.training]
+        needs_grad = [p for p in tree.parameters if p.requires_grad]
         try:
-            if any(training.values()):  # eval() walks and sets every module: skip if done
+            if trained:  # eval() walks and sets every module: skip if done
                 model.eval()
             for parameter in needs_grad:
                 parameter.requires_grad_(False)
-            yield named
+            yield tree.named
         finally:
             for parameter in needs_grad:
                 parameter.requires_grad_(True)
-            for module, was_training in training.items():
-                if module.training != was_training:
-                    module.training = was_training
+            if trained or any(map(_training, modules)):
+                was_training = set(map(id, trained))
+                for module in modules:
+                    module.training = id(module) in was_training
 
 
 @contextmanager

@@ -31,6 +31,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from cnnlens.errors import CnnlensError, WeightsError
+from cnnlens.heap import reuse_heap
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.weights import sha256_of_file
 from cnnlens.service.app import create_app
@@ -75,6 +76,7 @@ def load_configured_model(config: ModelConfig, settings: Settings) -> LoadedMode
 
 def serve(host: str = "127.0.0.1", port: int = 8000, config: Path | None = None) -> None:
     """Load settings and every model (errors raise before the port is bound), run uvicorn."""
+    reuse_heap()
     settings = load_settings(config)
     configure_logging(settings.log_level)
     models = load_configured_models(settings)

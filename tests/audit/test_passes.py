@@ -14,7 +14,8 @@ from cnnlens.audit import AuditConfig
 from cnnlens.audit import analyze as analyze_module
 from cnnlens.audit.analyze import AuditAnalyzer
 from cnnlens.audit.inputs import AuditItem
-from cnnlens.methods.passes import HEAP_REUSE_BYTES, rows_per_pass
+from cnnlens.heap import MMAP_THRESHOLD_BYTES
+from cnnlens.methods.passes import rows_per_pass
 from cnnlens.methods.run import inventory_of
 from cnnlens.models import LoadedModel
 from tests.audit.tiny_model import SIDE, synthetic_png, tiny_loaded
@@ -30,14 +31,14 @@ def test_rows_per_pass_keeps_the_largest_activation_under_the_threshold(
     )
     assert largest == 96 * 112 * 112
     rows = rows_per_pass(inventory, "cpu")
-    assert rows == HEAP_REUSE_BYTES // (4 * largest) == 6
+    assert rows == MMAP_THRESHOLD_BYTES // (4 * largest) == 6
     assert rows_per_pass(inventory, "cuda") is None  # caching allocators take the whole batch
-    assert rows_per_pass(inventory, "cpu", gradients=False) == HEAP_REUSE_BYTES // 3 // (
+    assert rows_per_pass(inventory, "cpu", gradients=False) == MMAP_THRESHOLD_BYTES // 3 // (
         4 * largest
     )
     assert rows_per_pass(inventory, "cpu", gradients=False) == 2
     half = inventory_of(default_model, (112, 112))  # a quarter of the pixels: 4x the rows
-    assert rows_per_pass(half, "cpu") == HEAP_REUSE_BYTES // (4 * largest // 4)
+    assert rows_per_pass(half, "cpu") == MMAP_THRESHOLD_BYTES // (4 * largest // 4)
 
 
 @pytest.mark.parametrize("rows", [1, 3])
