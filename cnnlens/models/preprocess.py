@@ -83,6 +83,11 @@ class Preprocessing:
                 f"size {max(self.input_size)}"
             )
 
+    @property
+    def source_side(self) -> int:
+        """The shortest side from which preprocessing only scales an image down."""
+        return max(self.resize_size or 0, *self.input_size)
+
     def framing(self, width: int, height: int) -> Framing:
         """Where the input lies on a width x height image (see `cnnlens.models.framing`)."""
         return framing_of(width, height, self.input_size, self.resize_size)

@@ -136,7 +136,8 @@ async def explain(
             code="bad_region",
         )
     # With max_side the model's input comes from the reduced decode too (never below its size).
-    draft = max(max_side, *loaded.preprocessing.input_size) if max_side else None
+    source_side = loaded.preprocessing.source_side
+    draft = max(max_side, source_side) if max_side else None
     picture = await read_image(image, settings, draft=draft)
     chosen = [(m.name, params_by_method[m.name]) for m in methods]
     width, height = fitted_size(picture, max_side)
@@ -144,9 +145,12 @@ async def explain(
     cost = state.admit(
         loaded.name, methods_plan(chosen, len(targets), layer=layer_name, rendered=shown)
     )
-    x = await off_loop(loaded.preprocessing, picture)  # (1, 3, H, W)
+    model_view = picture
     if max_side:
         picture = await off_loop(fit_within, picture, max_side)
+        if min(picture.size) >= source_side:  # the picture shown is large enough for the model
+            model_view = picture  # and resizing it costs a fraction of the larger decode's
+    x = await off_loop(loaded.preprocessing, model_view)  # (1, 3, H, W)
     plan = ExplainPlan(
         model=loaded.name,
         methods=tuple((m.name, params_key(params_by_method[m.name])) for m in methods),
