@@ -11,14 +11,13 @@ they are one valid zlib stream. zlib releases the GIL while it compresses.
 from __future__ import annotations
 
 import io
-import os
 import struct
-import threading
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
+
+from cnnlens.api import bands
 
 # PNG colour types of the Pillow modes written here (others go through Pillow).
 COLOR_TYPES = {"L": 0, "RGB": 2, "LA": 4, "RGBA": 6}
@@ -27,9 +26,6 @@ UP_FILTER = 2
 LEVEL = 1
 # Filtered bytes per band: below two bands' worth an image is deflated in one piece.
 BAND_BYTES = 2 << 20
-
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
 
 
 def png_bytes(image: Image.Image, band_bytes: int = BAND_BYTES) -> bytes:
@@ -55,16 +51,16 @@ def png_bytes(image: Image.Image, band_bytes: int = BAND_BYTES) -> bytes:
 
 def _zlib(filtered: np.ndarray, band_bytes: int) -> bytes:
     data = filtered.reshape(-1).data
-    bands = max(1, min(len(data) // max(band_bytes, 1), _workers()))
-    if bands == 1:
+    count = bands.band_count(len(data), band_bytes)
+    if count == 1:
         compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_RLE)
         return compressor.compress(data) + compressor.flush()
     row_bytes = filtered.shape[1]
-    rows_per_band = -(-filtered.shape[0] // bands)
-    cuts = [min(band * rows_per_band, filtered.shape[0]) * row_bytes for band in range(bands + 1)]
+    rows_per_band = -(-filtered.shape[0] // count)
+    cuts = [min(band * rows_per_band, filtered.shape[0]) * row_bytes for band in range(count + 1)]
     pieces = [data[start:end] for start, end in zip(cuts, cuts[1:], strict=False) if end > start]
     last = len(pieces) - 1
-    pool = _executor()
+    pool = bands.pool()
     deflated = pool.map(lambda item: _raw_deflate(item[1], item[0] == last), enumerate(pieces))
     checksum = pool.submit(zlib.adler32, data)
     # zlib header: deflate, 32 KiB window, fastest level (0x78 0x01 passes the FCHECK test)
@@ -82,15 +78,3 @@ def _raw_deflate(piece: memoryview, final: bool) -> bytes:
 def _chunk(kind: bytes, payload: bytes) -> bytes:
     crc = zlib.crc32(payload, zlib.crc32(kind)) & 0xFFFFFFFF
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
-
-
-def _workers() -> int:
-    return min(4, os.cpu_count() or 1)
-
-
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(_workers(), thread_name_prefix="cnnlens-png")
-        return _pool

@@ -7,6 +7,15 @@ import pytest
 from PIL import Image
 
 from cnnlens import render
+from cnnlens.api import bands
+
+
+@pytest.fixture(autouse=True, params=["whole", "banded"])
+def row_bands(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs twice: arrays in one piece, and in bands of 50 elements on 3 threads."""
+    if request.param == "banded":
+        monkeypatch.setattr(bands, "BAND_ELEMENTS", 50)
+        monkeypatch.setattr(bands, "workers", lambda: 3)
 
 
 def _float_blend(base: np.ndarray, heat: np.ndarray, alpha: float) -> np.ndarray:
