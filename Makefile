@@ -11,7 +11,7 @@ STAMP_DEV := $(VENV)/.installed-dev
 
 
 .PHONY: test-cluster
-.PHONY: serve test lint typecheck pytest fuzz bench loadtest soak screenshots clean install install-dev
+.PHONY: serve test lint typecheck pytest fuzz bench bench-gpu loadtest soak screenshots clean install install-dev
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ fuzz: $(STAMP_DEV)
 
 bench: $(STAMP_DEV)
 	$(PY) -m benchmarks.run $(if $(FIGURES),--figures $(FIGURES)) $(ARGS)
+
+# The GPU figures and tests in one run, on a machine with a CUDA device (benchmarks/gpu.sh).
+bench-gpu: $(STAMP_DEV)
+	PY=$(PY) bash benchmarks/gpu.sh
 
 loadtest: $(STAMP_DEV)
 	$(PY) -m benchmarks.loadtest

@@ -21,14 +21,13 @@ from cnnlens.models import LoadedModel
 METHODS = ("grad_cam", "saliency")
 
 
-def write_photos(folder: Path, count: int) -> list[Path]:
-    """`count` JPEGs cut from scikit-image's photos: seeded crops, half of them flipped."""
+def photo_crops(count: int) -> list[np.ndarray]:
+    """`count` (H, W, 3) uint8 crops of scikit-image's photos: seeded, half of them flipped."""
     from skimage import data
 
     photos = [data.chelsea(), data.coffee(), data.astronaut(), data.rocket()]
     generator = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
+    crops = []
     for index in range(count):
         photo = photos[index % len(photos)]
         height, width = photo.shape[:2]
@@ -36,10 +35,17 @@ def write_photos(folder: Path, count: int) -> list[Path]:
         top = int(generator.integers(0, height - side + 1))
         left = int(generator.integers(0, width - side + 1))
         crop = photo[top : top + side, left : left + side]
-        if index % 2:
-            crop = crop[:, ::-1]
+        crops.append(np.ascontiguousarray(crop[:, ::-1] if index % 2 else crop))
+    return crops
+
+
+def write_photos(folder: Path, count: int) -> list[Path]:
+    """`photo_crops(count)` saved as JPEGs (quality 90) in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, crop in enumerate(photo_crops(count)):
         path = folder / f"photo_{index:03d}.jpg"
-        Image.fromarray(np.ascontiguousarray(crop)).save(path, quality=90)
+        Image.fromarray(crop).save(path, quality=90)
         paths.append(path)
     return paths
 

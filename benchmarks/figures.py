@@ -719,6 +719,55 @@ def audit_scale_figure(bench: Bench) -> list[Row]:
     ]  # fmt: skip
 
 
+def batch_scaling_figure(bench: Bench) -> list[Row]:
+    """11. grad_cam maps of B photos in one call vs B one-image calls, images/s."""
+    from benchmarks import batch_scaling
+
+    figure = "11 batch scaling"
+    loaded = bench.model(DEFAULT_MODEL)
+    sizes = (1, 4, 16) if bench.settings.quick else (1, 4, 16, 64)
+    largest = sizes[-1]
+    x = batch_scaling.inputs(loaded, largest, bench.device)
+    timings = bench.time(batch_scaling.calls(loaded, x, sizes), warmup=1, repeats=3)
+    rates = batch_scaling.images_per_s(timings, sizes, largest)
+    difference = batch_scaling.map_difference(loaded, x)
+    one_by_one = rates[batch_scaling.ONE_AT_A_TIME]
+    speedup = rates[f"batch {largest}"] / one_by_one
+    on_cuda = bench.device.type == "cuda"
+    rows = [
+        Row(figure, f"{largest} photos in one call / {largest} one-image calls, images/s",
+            bench.label, speedup, "x", ">= 10x" if on_cuda else "",
+            at_least(speedup, 10.0) if on_cuda else None,
+            note=f"{rates[f'batch {largest}']:.1f} vs {one_by_one:.1f} images/s; batched maps "
+            f"vs one-image maps: max |difference| {difference:.1e} of the max"
+            + ("" if on_cuda else "; the >= 10x target is for CUDA"),
+            detail={"images_per_s": rates, "map_difference": difference}),
+    ]  # fmt: skip
+    for size in sizes[1:]:
+        rate = rates[f"batch {size}"]
+        note = f"{rate:.1f} vs {rates['batch 1']:.1f} images/s"
+        name = f"images/s at batch {size} / at batch 1"
+        rows.append(Row(figure, name, bench.label, rate / rates["batch 1"], "x", note=note))
+    return rows
+
+
+def service_figure(bench: Bench) -> list[Row]:
+    """12. The service's explained images/s under 16 clients / under one client at a time."""
+    from benchmarks import service_scaling
+
+    duration = 8.0 if bench.settings.quick else 20.0
+    rates = service_scaling.throughput(bench.device.type, clients=16, duration_s=duration)
+    alone, together = rates["1 client(s) images/s"], rates["16 client(s) images/s"]
+    refused = rates["1 client(s) non-200"] + rates["16 client(s) non-200"]
+    return [
+        Row("12 service", "16 concurrent clients / one client at a time, explained images/s",
+            bench.label, together / alone, "x",
+            note=f"{together:.1f} vs {alone:.1f} images/s; {duration:.0f} s each, default "
+            f"batching, mixed explain requests; answers other than 200: {refused:.0f}",
+            detail=rates),
+    ]  # fmt: skip
+
+
 FIGURES: list[Callable[[Bench], list[Row]]] = [
     baselines_figure,
     grad_cam_figure,
@@ -730,4 +779,6 @@ FIGURES: list[Callable[[Bench], list[Row]]] = [
     latency_figure,
     audit_figure,
     audit_scale_figure,
+    batch_scaling_figure,
+    service_figure,
 ]

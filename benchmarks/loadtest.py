@@ -52,6 +52,7 @@ class Tally:
     missing_retry_after: int = 0
     sent: int = 0
     by_request: Counter[str] = field(default_factory=Counter)
+    wall_s: float = 0.0  # the run's length, the last answers included
 
 
 async def client_loop(
@@ -112,7 +113,7 @@ async def run(
             sample_server(url, pid, stop_at, samples),
             *(client_loop(client, tally, stop_at, budget, seed) for seed in range(clients)),
         )
-    wall = time.monotonic() - started
+    wall = tally.wall_s = time.monotonic() - started
     report(tally, wall, samples, url)
     return tally, samples
 

@@ -3,6 +3,7 @@
     python -m benchmarks.run                # the full run; saves results/latest.{json,md}
     python -m benchmarks.run --quick        # small sizes, a smoke run; saves results/quick.*
     python -m benchmarks.run --skip-slow    # without the 1000-call explain loop
+    python -m benchmarks.run --cuda-only    # the CUDA figures alone (benchmarks/gpu.sh)
 
 CPU always; CUDA too when torch sees a GPU (tensors stay on the device, timers synchronize).
 """
@@ -36,7 +37,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="resnet50 and vgg16 occlusion at full size on the CPU too (many minutes)",
     )
-    parser.add_argument("--cpu-only", action="store_true", help="do not run the CUDA figures")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--cpu-only", action="store_true", help="do not run the CUDA figures")
+    which.add_argument(
+        "--cuda-only", action="store_true", help="only the CUDA figures (benchmarks/gpu.sh)"
+    )
     parser.add_argument(
         "--occlusion-models",
         nargs="+",
@@ -65,9 +70,11 @@ def main(argv: list[str] | None = None) -> None:
         settings.approx_size = args.approx_size
     if args.full_size_occlusion:
         settings.occlusion_heavy_cpu_size = settings.occlusion_size
-    devices = [torch.device("cpu")]
+    devices = [] if args.cuda_only else [torch.device("cpu")]
     if torch.cuda.is_available() and not args.cpu_only:
         devices.append(torch.device("cuda"))
+    elif args.cuda_only:
+        parser.exit(3, "CUDA: no GPU present; --cuda-only has nothing to run\n")
     else:
         print("CUDA: no GPU present; the GPU figures are skipped")
 

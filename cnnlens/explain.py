@@ -14,7 +14,7 @@ from torch import nn
 
 from cnnlens import render
 from cnnlens.imageio import ImageSource, load_image
-from cnnlens.methods.base import MethodOutput, get_method
+from cnnlens.methods.base import MethodOutput, get_method, row_extras
 from cnnlens.methods.run import run_methods
 from cnnlens.methods.targets import class_index
 from cnnlens.models import heads
@@ -196,7 +196,7 @@ def explanations_from_run(
                     layer=run.layer if method.uses_layer else None,
                     map=framing.place(raw) if aligned else raw.detach().float().cpu().numpy(),
                     image=picture,
-                    extras=_row_extras(output.extras, row, output.map.shape[0]),
+                    extras=row_extras(output.extras, row, output.map.shape[0]),
                     elapsed_ms=run.elapsed_ms.get(name, 0.0) / count,
                     aligned=aligned,
                     explained_box=framing.explained_box if aligned else None,
@@ -246,17 +246,3 @@ def _top_k(model: LoadedModel, probabilities: torch.Tensor, k: int) -> list[Clas
         ClassScore(int(i), model.label_of(int(i)), float(v))
         for v, i in zip(values, indices, strict=True)
     ]
-
-
-def _row_extras(extras: dict[str, Any], row: int | slice, batch: int) -> dict[str, Any]:
-    """Per-sample rows (an index or a slice) of batched extras (tensors whose first dim is the
-    batch, lists of one item per sample); everything else is shared."""
-    sliced: dict[str, Any] = {}
-    for key, value in extras.items():
-        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == batch:
-            sliced[key] = value[row]
-        elif isinstance(value, list) and len(value) == batch:
-            sliced[key] = value[row]
-        else:
-            sliced[key] = value
-    return sliced

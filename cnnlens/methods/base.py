@@ -59,6 +59,36 @@ class MethodOutput:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+def join_outputs(parts: Sequence[MethodOutput]) -> MethodOutput:
+    """Outputs of consecutive rows of one batch -> the batch's: maps and per-row extras
+    (tensors whose first dim is the part's rows, lists of one item per row) are joined in
+    order; anything else is shared and taken from the first part."""
+    sizes = [part.map.shape[0] for part in parts]
+    extras: dict[str, Any] = {}
+    for key, first in parts[0].extras.items():
+        values = [part.extras[key] for part in parts]
+        if all(_per_row(value, size) for value, size in zip(values, sizes, strict=True)):
+            if isinstance(first, torch.Tensor):
+                extras[key] = torch.cat(values)
+            else:
+                extras[key] = [item for value in values for item in value]
+        else:
+            extras[key] = first
+    return MethodOutput(torch.cat([part.map for part in parts]), extras)
+
+
+def row_extras(extras: dict[str, Any], row: int | slice, batch: int) -> dict[str, Any]:
+    """Per-sample rows (an index or a slice) of a batch's extras (tensors whose first dim is
+    the batch, lists of one item per sample); everything else is shared."""
+    return {key: value[row] if _per_row(value, batch) else value for key, value in extras.items()}
+
+
+def _per_row(value: Any, rows: int) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.dim() > 0 and value.shape[0] == rows
+    return isinstance(value, list) and len(value) == rows
+
+
 @dataclass
 class MethodContext:
     """Everything a method may use for one batch."""

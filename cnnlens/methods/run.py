@@ -11,15 +11,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlens.errors import LayerNotFoundError
+from cnnlens.errors import LayerNotFoundError, TargetError
 from cnnlens.methods.base import (
     GradientPass,
     MethodContext,
     MethodOutput,
     check_head_support,
     get_method,
+    join_outputs,
     parse_params,
 )
+from cnnlens.methods.passes import rows_per_pass
 from cnnlens.methods.targets import Targets, resolve_targets
 from cnnlens.models import heads
 from cnnlens.models.hooks import hook_session
@@ -150,7 +152,12 @@ def run_methods(
     targets: torch.Tensor | None = None
     region_mask: torch.Tensor | None = None  # (B, h, w), segmentation heads
 
-    def context(targets: torch.Tensor, gradient_pass: GradientPass | None = None) -> MethodContext:
+    def context(
+        x: torch.Tensor,
+        targets: torch.Tensor,
+        region_mask: torch.Tensor | None,
+        gradient_pass: GradientPass | None = None,
+    ) -> MethodContext:
         return MethodContext(
             module,
             x,
@@ -164,10 +171,8 @@ def run_methods(
             region_mask,
         )
 
-    if gradient_methods:
-        requirements = [m.requirements(p, resolved_layer) for m, p in gradient_methods]
-        layers = sorted(set().union(*(r.layers for r in requirements)))
-        needs_rules = any(rule.value != "gradient" for r in requirements for _, rule in r.gradients)
+    def shared_pass(x: torch.Tensor, target: Targets) -> _SharedPass:
+        """The gradient methods on rows x: one forward, one backward per ReLU rule."""
         with hook_session(module, layers=layers, relu_rules=needs_rules) as session:
             gradient_pass = GradientPass(session, requirements)
             started = time.perf_counter()
@@ -176,12 +181,28 @@ def run_methods(
             targets = _targets(target, logits, categories, x.shape[0], head)
             region_mask = _region(head, region, logits, targets, size)
             gradient_pass.select(targets.to(device), head, region_mask)
-            shared_context = context(targets, gradient_pass)
+            shared_context = context(x, targets, region_mask, gradient_pass)
+            outputs: dict[str, MethodOutput] = {}
+            elapsed: dict[str, float] = {}
             for method, params in gradient_methods:
                 started = time.perf_counter()
                 outputs[method.name] = _detached(method.compute(shared_context, params))
                 elapsed[method.name] = forward_share + (time.perf_counter() - started) * 1000
-            logits = logits.detach()
+            return _SharedPass(outputs, elapsed, logits.detach(), targets, region_mask)
+
+    if gradient_methods:
+        requirements = [m.requirements(p, resolved_layer) for m, p in gradient_methods]
+        layers = sorted(set().union(*(r.layers for r in requirements)))
+        needs_rules = any(rule.value != "gradient" for r in requirements for _, rule in r.gradients)
+        rows = _rows_per_shared_pass(inventory, x, head, region)
+        joined = _SharedPass.join(
+            [
+                shared_pass(x[start : start + rows], _target_rows(target, start, rows, len(x)))
+                for start in range(0, max(x.shape[0], 1), rows)
+            ]
+        )
+        outputs, elapsed = joined.outputs, joined.elapsed
+        logits, targets, region_mask = joined.logits, joined.targets, joined.region_mask
 
     if logits is None:
         with hook_session(module), torch.no_grad():
@@ -192,7 +213,9 @@ def run_methods(
     for method, params in other_methods:
         started = time.perf_counter()
         with hook_session(module):  # eval mode and frozen weights; methods nest their own
-            outputs[method.name] = _detached(method.compute(context(targets), params))
+            outputs[method.name] = _detached(
+                method.compute(context(x, targets, region_mask), params)
+            )
         elapsed[method.name] = (time.perf_counter() - started) * 1000
     return RunResult(outputs, logits, targets, resolved_layer, elapsed)
 
@@ -228,6 +251,53 @@ def _region(
     if head != heads.SEGMENTATION:
         return None
     return region_weights(region, logits, targets.to(logits.device), size)
+
+
+@dataclass
+class _SharedPass:
+    """What the shared gradient pass gave for some rows of the batch."""
+
+    outputs: dict[str, MethodOutput]
+    elapsed: dict[str, float]
+    logits: torch.Tensor
+    targets: torch.Tensor
+    region_mask: torch.Tensor | None
+
+    @staticmethod
+    def join(parts: list[_SharedPass]) -> _SharedPass:
+        """Passes over consecutive rows -> one, row by row (times add up)."""
+        if len(parts) == 1:
+            return parts[0]
+        return _SharedPass(
+            {name: join_outputs([p.outputs[name] for p in parts]) for name in parts[0].outputs},
+            {name: sum(p.elapsed[name] for p in parts) for name in parts[0].elapsed},
+            torch.cat([p.logits for p in parts]),
+            torch.cat([p.targets for p in parts]),
+            None,  # only classifiers are split (see _rows_per_shared_pass)
+        )
+
+
+def _rows_per_shared_pass(
+    inventory: LayerInventory, x: torch.Tensor, head: str, region: Region
+) -> int:
+    """Rows per shared gradient pass: on a CPU, few enough that its activations reuse the
+    heap (`passes.rows_per_pass`: a batch of 64 in one pass ran at half the images/s of
+    heap-sized passes); the whole batch elsewhere, and for segmentation heads, whose regions
+    may be given per row."""
+    if head == heads.SEGMENTATION or region is not None:
+        return max(1, x.shape[0])
+    return max(1, min(x.shape[0], rows_per_pass(inventory, x.device) or x.shape[0]))
+
+
+def _target_rows(target: Targets, start: int, rows: int, batch: int) -> Targets:
+    """The targets of rows start..start+rows: one per sample is sliced, one for all is kept."""
+    if target is None or isinstance(target, int | str):
+        return target
+    if isinstance(target, torch.Tensor) and target.dim() == 0:
+        return target
+    if len(target) != batch:
+        raise TargetError(f"got {len(target)} targets for a batch of {batch}")
+    return target[start : start + rows]
 
 
 def _detached(output: MethodOutput) -> MethodOutput:

@@ -32,7 +32,6 @@ from cnnlens.errors import IncompatibleModelError, InvalidParamsError
 from cnnlens.explain import (
     ClassScore,
     Explanation,
-    _row_extras,
     explanations_from_run,
     input_region,
     predictions_of,
@@ -43,7 +42,7 @@ from cnnlens.methods.adversarial_image import (
     adversarial_image,
     saved_output_params,
 )
-from cnnlens.methods.base import MethodOutput, MethodParams, get_method
+from cnnlens.methods.base import MethodOutput, MethodParams, get_method, row_extras
 from cnnlens.methods.run import RunResult, run_methods
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.regions import Box
@@ -126,7 +125,7 @@ def run_explain_batch(model: LoadedModel, inputs: Sequence[ExplainInput]) -> lis
         outputs = {
             name: MethodOutput(
                 output.map[rows] if output.map.shape[0] == total else output.map,
-                _row_extras(output.extras, rows, total),
+                row_extras(output.extras, rows, total),
             )
             for name, output in result.outputs.items()
         }
