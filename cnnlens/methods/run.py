@@ -284,8 +284,8 @@ def _rows_per_shared_pass(
     heap (`passes.rows_per_pass`: a batch of 64 in one pass ran at half the images/s of
     heap-sized passes); the whole batch elsewhere, and for segmentation heads, whose regions
     may be given per row."""
-    if head == heads.SEGMENTATION or region is not None:
-        return max(1, x.shape[0])
+    if x.shape[0] <= 1 or head == heads.SEGMENTATION or region is not None:
+        return max(1, x.shape[0])  # (one row: nothing to split, and no inventory walk)
     return max(1, min(x.shape[0], rows_per_pass(inventory, x.device) or x.shape[0]))
 
 
@@ -295,6 +295,8 @@ def _target_rows(target: Targets, start: int, rows: int, batch: int) -> Targets:
         return target
     if isinstance(target, torch.Tensor) and target.dim() == 0:
         return target
+    if not isinstance(target, torch.Tensor | Sequence):
+        target = list(target)  # any other iterable of classes
     if len(target) != batch:
         raise TargetError(f"got {len(target)} targets for a batch of {batch}")
     return target[start : start + rows]
