@@ -54,8 +54,15 @@ def stages(loaded: LoadedModel, data: bytes, repeats: int) -> dict[str, float]:
     result = run_methods(loaded, x, [("grad_cam", {})])
     raw = result.outputs["grad_cam"].map[0]  # (1, h, w) at the model's input size
     full = render.resize_map(raw, (picture.height, picture.width))
-    heat = render.colorize(render.normalize_map(full))
-    over = render.overlay(picture, full, heat=heat)
+
+    def colour() -> tuple[Image.Image, Image.Image]:
+        """One normalization shared by the heatmap (a palette image, as the route sends it)
+        and the overlay's colour map and blend."""
+        unit = render.normalize_map(full)
+        heat = render.colorize(unit)
+        return render.palette_heatmap(unit), render.overlay(picture, full, heat=heat)
+
+    heatmap, over = colour()
     return {
         "decode": _median_ms(lambda: decode_image(data), repeats),
         "preprocess": _median_ms(lambda: loaded.preprocessing(picture), repeats),
@@ -63,14 +70,8 @@ def stages(loaded: LoadedModel, data: bytes, repeats: int) -> dict[str, float]:
         "upsampling": _median_ms(
             lambda: render.resize_map(raw, (picture.height, picture.width)), repeats
         ),
-        # one normalization + colour map shared by the heatmap and the overlay's blend
-        "colormap": _median_ms(
-            lambda: render.overlay(picture, full, heat=render.colorize(render.normalize_map(full))),
-            repeats,
-        ),
-        "PNG encode": _median_ms(
-            lambda: (png_bytes(Image.fromarray(heat)), png_bytes(over)), repeats
-        ),
+        "colormap": _median_ms(colour, repeats),
+        "PNG encode": _median_ms(lambda: (png_bytes(heatmap), png_bytes(over)), repeats),
     }
 
 

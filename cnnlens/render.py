@@ -85,16 +85,38 @@ def colorize(unit: np.ndarray, cmap: str = "jet") -> np.ndarray:
     table = _lookup_table(cmap)
 
     def colour(rows: np.ndarray, out: np.ndarray) -> None:
-        # uint8 indices (clipped before the cast: the same bins as clipping after it) index
-        # the table several times faster than int64 ones on a 12-megapixel map.
-        scaled = rows * 255.0
-        scaled += 0.5
-        indices = np.clip(scaled, 0.0, 255.0, out=scaled).astype(np.uint8)
-        # Indices are in range: mode="clip" writes straight into `out` ("raise" buffers it).
-        np.take(table, indices, axis=0, out=out, mode="clip")
+        # uint8 indices index the table several times faster than int64 ones at 12 MP;
+        # they are in range, so mode="clip" writes straight into `out` ("raise" buffers it).
+        np.take(table, _bins(rows), axis=0, out=out, mode="clip")
 
     unit = np.asarray(unit)
     return in_row_bands(colour, np.empty((*unit.shape, 3), np.uint8), unit)
+
+
+def colour_bins(unit: np.ndarray) -> np.ndarray:
+    """(H, W) values in [0, 1] -> (H, W) uint8: each value's entry in a colour table (the
+    index `colorize` looks up)."""
+
+    def bins(rows: np.ndarray, out: np.ndarray) -> None:
+        out[:] = _bins(rows)
+
+    unit = np.asarray(unit)
+    return in_row_bands(bins, np.empty(unit.shape, np.uint8), unit)
+
+
+def _bins(unit: np.ndarray) -> np.ndarray:
+    # Clipped before the cast to uint8: the same bins as clipping after it.
+    scaled = unit * 255.0
+    scaled += 0.5
+    return np.clip(scaled, 0.0, 255.0, out=scaled).astype(np.uint8)
+
+
+def palette_heatmap(unit: np.ndarray, cmap: str = "jet") -> Image.Image:
+    """The heatmap of `colorize` as a palette image: the same colours, a third of the bytes
+    to encode (a 12-megapixel heatmap PNG: 37 instead of 139 ms)."""
+    image = Image.fromarray(colour_bins(unit))  # "L"; putpalette makes it "P"
+    image.putpalette(_lookup_table(cmap).tobytes())
+    return image
 
 
 UNEXPLAINED_GREY = (128, 128, 128)

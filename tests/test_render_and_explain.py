@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -80,3 +81,23 @@ def test_explain_accepts_labels_and_rejects_unknown_ones(
         cnnlens.explain(default_model, coffee, target="no such class")
     with pytest.raises(cnnlens.CnnlensError, match="out of range"):
         cnnlens.explain(default_model, coffee, target=1000)
+
+
+def test_palette_heatmaps_have_the_rgb_heatmaps_colours(
+    default_model: LoadedModel, chelsea: Image.Image
+) -> None:
+    """Heatmap PNGs travel as palette images (a third of the bytes to encode); decoded, they
+    are the RGB heatmap pixel for pixel. A map with unexplained (NaN) pixels stays RGB: its
+    grey is not in the colour table."""
+    (grad_cam,) = cnnlens.explain(default_model, chelsea, methods=["grad_cam"])
+    rgb = np.asarray(grad_cam.heatmap())
+    palette = grad_cam.heatmap(palette=True)
+    assert palette.mode == "P" and grad_cam.heatmap().mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(palette.convert("RGB")), rgb)
+    decoded = Image.open(io.BytesIO(grad_cam.heatmap_png()))
+    assert decoded.mode == "P"
+    np.testing.assert_array_equal(np.asarray(decoded.convert("RGB")), rgb)
+    unexplained = dataclasses.replace(grad_cam, map=grad_cam.map.copy(), _unit=None, _colored={})
+    unexplained.map[:5, :5] = np.nan
+    assert unexplained.heatmap(palette=True).mode == "RGB"
+    assert unexplained.heatmap(palette=True).getpixel((0, 0)) == render.UNEXPLAINED_GREY

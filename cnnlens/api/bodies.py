@@ -59,7 +59,7 @@ def explanation_body(
         layer=explanation.layer,
         width=size.width if explanation.aligned else explanation.width,
         height=size.height if explanation.aligned else explanation.height,
-        heatmap_png=encode_png(explanation.heatmap(), image_format)
+        heatmap_png=encode_png(explanation.heatmap(palette=image_format == "png"), image_format)
         if "heatmap" in outputs
         else None,
         overlay_png=encode_png(explanation.overlay(), image_format)

@@ -40,12 +40,13 @@ def encode_png(image: Image.Image, image_format: str = "png") -> str:
 
 
 def decode_png(encoded: str | None) -> Image.Image | None:
-    """Base64 PNG (or JPEG, WebP) -> a loaded PIL image (None stays None)."""
+    """Base64 PNG (or JPEG, WebP) -> a loaded PIL image (None stays None). Palette images
+    (the service's heatmaps travel as palette PNGs) come back as RGB."""
     if not encoded:
         return None
     image = Image.open(io.BytesIO(base64.b64decode(encoded)))
     image.load()
-    return image
+    return image.convert("RGB") if image.mode == "P" else image
 
 
 def png_payload(encoded: str | None) -> bytes | None:

@@ -20,7 +20,7 @@ from PIL import Image
 from cnnlens.api import bands
 
 # PNG colour types of the Pillow modes written here (others go through Pillow).
-COLOR_TYPES = {"L": 0, "RGB": 2, "LA": 4, "RGBA": 6}
+COLOR_TYPES = {"L": 0, "RGB": 2, "P": 3, "LA": 4, "RGBA": 6}
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 UP_FILTER = 2
 LEVEL = 1
@@ -29,9 +29,10 @@ BAND_BYTES = 2 << 20
 
 
 def png_bytes(image: Image.Image, band_bytes: int = BAND_BYTES) -> bytes:
-    """The image as PNG bytes. L, LA, RGB and RGBA images are written here; any other mode
-    (palette, 16-bit, float) by Pillow at zlib level 1."""
-    if image.mode not in COLOR_TYPES:
+    """The image as PNG bytes. L, LA, RGB, RGBA and palette (P) images are written here; any
+    other mode (16-bit, float; a palette with transparency) by Pillow at zlib level 1."""
+    palette = _palette(image)
+    if image.mode not in COLOR_TYPES or (image.mode == "P" and palette is None):
         buffer = io.BytesIO()
         image.save(buffer, format="PNG", compress_level=LEVEL)
         return buffer.getvalue()
@@ -43,10 +44,23 @@ def png_bytes(image: Image.Image, band_bytes: int = BAND_BYTES) -> bytes:
     filtered[0, 1:] = rows[0]  # the row above the first one counts as zeros
     np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # uint8 wraps: mod 256, as PNG
     header = struct.pack(">IIBBBBB", width, height, 8, COLOR_TYPES[image.mode], 0, 0, 0)
-    return b"".join(
-        (SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", _zlib(filtered, band_bytes)),
-         _chunk(b"IEND", b""))
-    )  # fmt: skip
+    chunks = [SIGNATURE, _chunk(b"IHDR", header)]
+    if palette is not None:
+        chunks.append(_chunk(b"PLTE", palette))
+    chunks += [_chunk(b"IDAT", _zlib(filtered, band_bytes)), _chunk(b"IEND", b"")]
+    return b"".join(chunks)
+
+
+def _palette(image: Image.Image) -> bytes | None:
+    """A P image's RGB palette as PLTE bytes (1-256 entries); None for other images, and for
+    palettes this writer leaves to Pillow (other palette modes, transparency)."""
+    if image.mode != "P" or "transparency" in image.info:
+        return None
+    if image.palette is None or image.palette.mode != "RGB":
+        return None
+    colours = image.getpalette() or []
+    entries = min(len(colours) // 3, 256)
+    return bytes(colours[: entries * 3]) if entries else None
 
 
 def _zlib(filtered: np.ndarray, band_bytes: int) -> bytes:

@@ -80,7 +80,37 @@ def test_no_larger_than_pillow_at_its_fastest_level() -> None:
     assert len(png_bytes(blended)) <= 1.05 * len(buffer.getvalue())
 
 
-@pytest.mark.parametrize("mode", ["1", "P", "I;16"])
+@pytest.mark.parametrize("band_bytes", [1, 1 << 40])
+@pytest.mark.parametrize("size", [(1, 1), (7, 1), (53, 37), (300, 200)])
+@pytest.mark.parametrize("entries", [2, 77, 256])
+def test_palette_images_keep_their_indices_and_colours(
+    entries: int, size: tuple[int, int], band_bytes: int
+) -> None:
+    rng = np.random.default_rng(entries)
+    picture = Image.fromarray(rng.integers(0, entries, size[::-1], dtype=np.uint8))
+    picture.putpalette(rng.integers(0, 256, entries * 3, dtype=np.uint8).tobytes())
+    data = png_bytes(picture, band_bytes=band_bytes)
+    chunks = _chunks(data)
+    assert [kind for kind, _ in chunks] == [b"IHDR", b"PLTE", b"IDAT", b"IEND"]
+    assert chunks[0][1][9] == 3 and len(chunks[1][1]) == 3 * entries  # colour type 3
+    decoded = Image.open(io.BytesIO(data))
+    assert decoded.mode == "P"
+    np.testing.assert_array_equal(np.asarray(decoded), np.asarray(picture))
+    np.testing.assert_array_equal(
+        np.asarray(decoded.convert("RGB")), np.asarray(picture.convert("RGB"))
+    )
+
+
+def test_a_palette_with_transparency_goes_through_pillow() -> None:
+    picture = Image.fromarray(np.arange(12, dtype=np.uint8).reshape(3, 4))
+    picture.putpalette(bytes(range(36)))
+    picture.info["transparency"] = 0
+    data = png_bytes(picture)
+    assert b"tRNS" in data  # Pillow keeps the transparent index
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), np.asarray(picture))
+
+
+@pytest.mark.parametrize("mode", ["1", "I;16"])
 def test_other_modes_go_through_pillow(mode: str) -> None:
     values = np.random.default_rng(2).integers(0, 200, (13, 17))
     picture = Image.fromarray(values.astype(np.uint8)).convert(mode)

@@ -66,3 +66,18 @@ def test_colorize_equals_the_plain_table_lookup() -> None:
     table = render._lookup_table("viridis")
     expected = table[np.clip(unit * 255.0 + 0.5, 0.0, 255.0).astype(np.uint8)]  # the plain form
     np.testing.assert_array_equal(render.colorize(unit, "viridis"), expected)
+
+
+def test_colour_bins_are_the_entries_colorize_looks_up() -> None:
+    unit = np.linspace(-0.1, 1.1, 21 * 101, dtype=np.float32).reshape(21, 101)
+    bins = render.colour_bins(unit)
+    assert bins.dtype == np.uint8 and bins.shape == unit.shape
+    np.testing.assert_array_equal(render._lookup_table("jet")[bins], render.colorize(unit))
+
+
+@pytest.mark.parametrize("cmap", ["jet", "viridis", "gray"])
+def test_a_palette_heatmap_has_the_colours_of_the_rgb_one(cmap: str) -> None:
+    unit = render.normalize_map(np.random.default_rng(4).random((30, 50), dtype=np.float32))
+    palette = render.palette_heatmap(unit, cmap)
+    assert palette.mode == "P"
+    np.testing.assert_array_equal(np.asarray(palette.convert("RGB")), render.colorize(unit, cmap))

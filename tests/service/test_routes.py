@@ -11,6 +11,8 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from cnnlens import render
+from cnnlens.api import codecs
 from cnnlens.explain import explain
 from cnnlens.imageio import decode_image
 from cnnlens.methods.base import method_names
@@ -142,6 +144,12 @@ def test_explain_grad_cam_on_chelsea(client: TestClient, chelsea_jpeg: bytes) ->
     assert decode_png(item["overlay_png"]).size == (451, 300)
     assert 0 < item["elapsed_ms"] <= body["elapsed_ms"]
     heat = decode_array(item["array"])  # (300, 451)
+    # The heatmap travels as a palette PNG; the client's decoder gives the array's colours
+    # back in RGB.
+    assert decode_png(item["heatmap_png"]).mode == "P"
+    heatmap = codecs.decode_png(item["heatmap_png"])
+    assert heatmap is not None and heatmap.mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(heatmap), render.colorize(render.normalize_map(heat)))
     assert heat.shape == (300, 451)
     assert np.isfinite(heat).all()
     row, column = np.unravel_index(int(heat.argmax()), heat.shape)
