@@ -58,9 +58,9 @@ def stages(loaded: LoadedModel, data: bytes, repeats: int) -> dict[str, float]:
     def colour() -> tuple[Image.Image, Image.Image]:
         """One normalization shared by the heatmap (a palette image, as the route sends it)
         and the overlay's colour map and blend."""
-        unit = render.normalize_map(full)
-        heat = render.colorize(unit)
-        return render.palette_heatmap(unit), render.overlay(picture, full, heat=heat)
+        bins = render.colour_bins(render.normalize_map(full))
+        heat = render.colour_lookup(bins)
+        return render.palette_heatmap(bins), render.overlay(picture, full, heat=heat)
 
     heatmap, over = colour()
     return {

@@ -49,9 +49,9 @@ class Explanation:
     elapsed_ms: float = 0.0
     aligned: bool = True  # False for methods whose result is not a map of this image
     explained_box: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1) the map covers
-    # The normalized map and its colour maps by cmap, computed once: the heatmap and the
-    # overlay share them (`map` is not modified after construction).
-    _unit: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # The normalized map's colour-table bins and its colour maps by cmap, computed once: the
+    # heatmap and the overlay share them (`map` is not modified after construction).
+    _bins: np.ndarray | None = field(default=None, repr=False, compare=False)
     _colored: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -68,7 +68,7 @@ class Explanation:
         if self.map.ndim == 3 and self.map.shape[0] == 3:
             return render.rgb_map_image(self.map)
         if palette and not np.isnan(self.map).any():
-            return render.palette_heatmap(self._unit_map(), cmap)
+            return render.palette_heatmap(self._colour_bins(), cmap)
         return Image.fromarray(self._colormap(cmap))
 
     def overlay(self, alpha: float = 0.5, cmap: str = "jet") -> Image.Image:
@@ -80,14 +80,14 @@ class Explanation:
     def _colormap(self, cmap: str) -> np.ndarray:
         """(H, W, 3) uint8: the normalized map through `cmap`, computed once per cmap."""
         if cmap not in self._colored:
-            colored = render.colorize(self._unit_map(), cmap)
+            colored = render.colour_lookup(self._colour_bins(), cmap)
             self._colored[cmap] = render.mark_unexplained(colored, self.map)
         return self._colored[cmap]
 
-    def _unit_map(self) -> np.ndarray:
-        if self._unit is None:
-            self._unit = render.normalize_map(self.map)
-        return self._unit
+    def _colour_bins(self) -> np.ndarray:
+        if self._bins is None:
+            self._bins = render.colour_bins(render.normalize_map(self.map))
+        return self._bins
 
     def heatmap_png(self, cmap: str = "jet") -> bytes:
         return render.to_png(self.heatmap(cmap, palette=True))

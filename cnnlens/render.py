@@ -111,10 +111,20 @@ def _bins(unit: np.ndarray) -> np.ndarray:
     return np.clip(scaled, 0.0, 255.0, out=scaled).astype(np.uint8)
 
 
-def palette_heatmap(unit: np.ndarray, cmap: str = "jet") -> Image.Image:
-    """The heatmap of `colorize` as a palette image: the same colours, a third of the bytes
-    to encode (a 12-megapixel heatmap PNG: 37 instead of 139 ms)."""
-    image = Image.fromarray(colour_bins(unit))  # "L"; putpalette makes it "P"
+def colour_lookup(bins: np.ndarray, cmap: str = "jet") -> np.ndarray:
+    """(H, W) `colour_bins` -> (H, W, 3) uint8: `colorize` from bins already found."""
+    table = _lookup_table(cmap)
+
+    def colour(rows: np.ndarray, out: np.ndarray) -> None:
+        np.take(table, rows, axis=0, out=out, mode="clip")
+
+    return in_row_bands(colour, np.empty((*bins.shape, 3), np.uint8), bins)
+
+
+def palette_heatmap(bins: np.ndarray, cmap: str = "jet") -> Image.Image:
+    """(H, W) `colour_bins` -> the heatmap of `colorize` as a palette image: the same
+    colours, a third of the bytes to encode (a 12-megapixel heatmap PNG: 37 instead of 139 ms)."""
+    image = Image.fromarray(bins)  # "L"; putpalette makes it "P"
     image.putpalette(_lookup_table(cmap).tobytes())
     return image
 

@@ -78,6 +78,6 @@ def test_colour_bins_are_the_entries_colorize_looks_up() -> None:
 @pytest.mark.parametrize("cmap", ["jet", "viridis", "gray"])
 def test_a_palette_heatmap_has_the_colours_of_the_rgb_one(cmap: str) -> None:
     unit = render.normalize_map(np.random.default_rng(4).random((30, 50), dtype=np.float32))
-    palette = render.palette_heatmap(unit, cmap)
+    palette = render.palette_heatmap(render.colour_bins(unit), cmap)
     assert palette.mode == "P"
     np.testing.assert_array_equal(np.asarray(palette.convert("RGB")), render.colorize(unit, cmap))
