@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from cnnlens.heap import reuse_heap
     from cnnlens.methods import attribute, method_names, run_methods
     from cnnlens.models import DEFAULT_MODEL, LoadedModel, list_models, load_model, wrap
+    from cnnlens.targets import BoxTarget, ChannelTarget, ClassTarget, RegionTarget, Target
 
 # Imported on first use, so that light entry points (`cnnlens --help`, the client) do not
 # pay for torch.
@@ -33,6 +34,11 @@ __getattr__ = lazy_exports(
         "load_model": "cnnlens.models",
         "wrap": "cnnlens.models",
         "reuse_heap": "cnnlens.heap",
+        "Target": "cnnlens.targets",
+        "ClassTarget": "cnnlens.targets",
+        "RegionTarget": "cnnlens.targets",
+        "BoxTarget": "cnnlens.targets",
+        "ChannelTarget": "cnnlens.targets",
     },
 )
 
@@ -52,11 +58,16 @@ sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "DEFAULT_MODEL",
+    "BoxTarget",
+    "ChannelTarget",
     "ClassScore",
+    "ClassTarget",
     "CnnlensError",
     "Explanation",
     "Explanations",
     "LoadedModel",
+    "RegionTarget",
+    "Target",
     "attribute",
     "explain",
     "list_models",

@@ -16,11 +16,11 @@ from cnnlens import render
 from cnnlens.imageio import ImageSource, load_image
 from cnnlens.methods.base import MethodOutput, get_method, row_extras
 from cnnlens.methods.run import run_methods
-from cnnlens.methods.targets import class_index
 from cnnlens.models import heads
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.regions import Region, RegionError
 from cnnlens.models.registry import load_model
+from cnnlens.targets import class_index
 
 # A segmentation target's region over the image: a box (x0, y0, x1, y1) or an (H, W) mask.
 ImageRegion = Sequence[float] | np.ndarray | torch.Tensor | None
@@ -174,9 +174,12 @@ class MethodRun(Protocol):
 
     outputs: dict[str, MethodOutput]
     logits: torch.Tensor  # (rows, K)
-    targets: torch.Tensor  # (rows,)
     layer: str
     elapsed_ms: dict[str, float]
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """(rows,) each row's class index."""
 
 
 def explanations_from_run(

@@ -32,7 +32,6 @@ from cnnlens.audit.sources import readable
 from cnnlens.errors import CnnlensError
 from cnnlens.imageio import load_image
 from cnnlens.methods.adversarial_image import adversarial_images
-from cnnlens.methods.base import MethodOutput
 from cnnlens.methods.passes import heap_rows
 from cnnlens.methods.run import RunResult, run_methods
 from cnnlens.models import heads
@@ -88,25 +87,11 @@ class AuditAnalyzer:
         model, config = self.model, self.config
         methods: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in config.methods]
         rows = heap_rows(model, x) or len(x)
-        parts = [
-            run_methods(model, x[start : start + rows], methods, target=None, layer=config.layer)
-            for start in range(0, len(x), rows)
-        ]
-        if len(parts) == 1:
-            return parts[0]
-        outputs = {
-            name: MethodOutput(torch.cat([part.outputs[name].map for part in parts]))
-            for name in config.methods
-        }
-        return RunResult(
-            outputs=outputs,
-            logits=torch.cat([part.logits for part in parts]),
-            targets=torch.cat([part.targets for part in parts]),
-            layer=parts[0].layer,
-            elapsed_ms={
-                name: sum(part.elapsed_ms.get(name, 0.0) for part in parts)
-                for name in config.methods
-            },
+        return RunResult.join(
+            [
+                run_methods(model, x[start : start + rows], methods, layer=config.layer)
+                for start in range(0, len(x), rows)
+            ]
         )
 
     def _outcome(

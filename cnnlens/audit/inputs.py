@@ -13,7 +13,7 @@ from cnnlens.audit.archive import ArchiveLimits, archive_kind, extract_archive
 from cnnlens.audit.localization import Box
 from cnnlens.audit.records import AuditItem
 from cnnlens.errors import CnnlensError, TargetError
-from cnnlens.methods.targets import class_index
+from cnnlens.targets import class_index
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 T = TypeVar("T")

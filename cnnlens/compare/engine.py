@@ -27,10 +27,10 @@ from cnnlens.explain import ClassScore, ImageRegion, input_region, predictions_o
 from cnnlens.imageio import ImageSource, load_image
 from cnnlens.methods.base import get_method
 from cnnlens.methods.run import run_methods
-from cnnlens.methods.targets import Target, class_index
 from cnnlens.models import heads
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.regions import Region, region_weights
+from cnnlens.targets import Class, class_index
 
 RANDOM = "random"  # name of the reference map scored with `random_baseline`
 SCORE_NAMES = (
@@ -155,7 +155,7 @@ def compare(
     model: LoadedModel,
     images: Sequence[ImageSource] | ImageSource,
     methods: Sequence[str] = ("saliency", "grad_cam", "guided_backprop"),
-    target: Target = None,
+    target: Class | None = None,
     layer: str | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
     options: CompareOptions | None = None,
@@ -232,7 +232,7 @@ def compare_image(
     model: LoadedModel,
     picture: Image.Image,
     methods: Sequence[str],
-    target: Target,
+    target: Class | None,
     layer: str | None,
     params: Mapping[str, Mapping[str, Any]],
     options: CompareOptions,

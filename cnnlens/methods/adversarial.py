@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, register
-from cnnlens.methods.targets import class_index
 from cnnlens.methods.workload import Cost, Workload, cost_field
 from cnnlens.models.hooks import HookSession, hook_session
+from cnnlens.targets import class_index
 
 # Maps the attacked pixels (one tensor per group of samples) to the model's input batch.
 ToInput = Callable[[Sequence[torch.Tensor]], torch.Tensor]

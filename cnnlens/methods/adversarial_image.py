@@ -36,10 +36,10 @@ from cnnlens.methods.adversarial import (
     projected_gradient_attack,
 )
 from cnnlens.methods.base import MethodParams, check_head_support, get_method, parse_params
-from cnnlens.methods.targets import Targets, resolve_targets
 from cnnlens.models.hooks import hook_session
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.preprocess import Preprocessing
+from cnnlens.targets import Classes, class_indices
 
 MIN_SAVED_EPSILON = 1.0  # one 8-bit level, 0-255 units
 
@@ -119,7 +119,7 @@ def adversarial_images(
     model: LoadedModel,
     images: Sequence[Image.Image],
     params: MethodParams | dict[str, Any] | None = None,
-    targets: Targets = None,
+    targets: Classes = None,
 ) -> list[AdversarialImage]:
     """`adversarial_image` for several photos of any sizes, with batched model passes."""
     check_head_support(get_method("adversarial"), model.head)
@@ -140,7 +140,7 @@ def adversarial_images(
         with torch.no_grad():
             logits = session.forward(uploads, input_grad=False)
         num_classes = logits.shape[1]
-        explained = resolve_targets(targets, logits, model.categories, len(images), num_classes)
+        explained = class_indices(targets, logits, model.categories, len(images))
         labels, direction = attack_labels(
             parsed, explained.to(device), model.categories, num_classes
         )

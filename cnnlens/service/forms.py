@@ -11,8 +11,8 @@ from fastapi import Request
 from cnnlens.api.forms import DEFAULT_METHOD, json_object, split_list
 from cnnlens.errors import InvalidParamsError, LayerNotFoundError, TargetError
 from cnnlens.methods.base import Method, MethodParams, get_method, parse_params
-from cnnlens.methods.targets import class_index
 from cnnlens.models.loaded import LoadedModel
+from cnnlens.targets import class_index
 
 _MAX_METHODS = 32
 _MAX_TARGET_CHARS = 200
