@@ -54,6 +54,12 @@ class TargetError(CnnlensError):
     status = 422
 
 
+class NoDetectionError(TargetError):
+    """A detector's target that matches no detection: its score, and its map, would be 0."""
+
+    code = "no_detection"
+
+
 class MethodNotFoundError(CnnlensError):
     code = "unknown_method"
     status = 422

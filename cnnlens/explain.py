@@ -13,14 +13,18 @@ from PIL import Image
 from torch import nn
 
 from cnnlens import render
+from cnnlens.boxes import draw_detections
 from cnnlens.imageio import ImageSource, load_image
 from cnnlens.methods.base import MethodOutput, get_method, row_extras
 from cnnlens.methods.run import run_methods
 from cnnlens.models import heads
+from cnnlens.models.detection import boxes_to_explain, detections_above
+from cnnlens.models.framing import Framing
 from cnnlens.models.loaded import LoadedModel
-from cnnlens.models.regions import Region, RegionError
+from cnnlens.models.outputs import ModelOutput, is_detections, take
+from cnnlens.models.regions import Box, Region, RegionError
 from cnnlens.models.registry import load_model
-from cnnlens.targets import class_index
+from cnnlens.targets import BoxTarget, Target, class_index
 
 # A segmentation target's region over the image: a box (x0, y0, x1, y1) or an (H, W) mask.
 ImageRegion = Sequence[float] | np.ndarray | torch.Tensor | None
@@ -30,8 +34,10 @@ ImageRegion = Sequence[float] | np.ndarray | torch.Tensor | None
 class ClassScore:
     index: int
     label: str
-    probability: float  # segmentation: the class's mean per-pixel probability
+    # segmentation: the class's mean per-pixel probability; detection: the detection's score
+    probability: float
     pixel_share: float | None = None  # segmentation: fraction of pixels predicted as it
+    box: Box | None = None  # detection: x0, y0, x1, y1 in the image's pixels
 
 
 @dataclass
@@ -49,6 +55,9 @@ class Explanation:
     elapsed_ms: float = 0.0
     aligned: bool = True  # False for methods whose result is not a map of this image
     explained_box: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1) the map covers
+    # Detectors: the image's detections, drawn on the overlay (the explained one, `target`,
+    # highlighted).
+    detections: tuple[ClassScore, ...] = ()
     # The normalized map's colour-table bins and its colour maps by cmap, computed once: the
     # heatmap and the overlay share them (`map` is not modified after construction).
     _bins: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -75,7 +84,10 @@ class Explanation:
         if not self.aligned:
             return self.heatmap(cmap)
         heat = self._colormap(cmap) if self.map.ndim == 2 or self.map.shape[0] == 1 else None
-        return render.overlay(self.image, self.map, alpha=alpha, cmap=cmap, heat=heat)
+        blended = render.overlay(self.image, self.map, alpha=alpha, cmap=cmap, heat=heat)
+        if self.target is not None and self.target.box is not None:
+            return draw_detections(blended, self.detections, self.target)
+        return blended
 
     def _colormap(self, cmap: str) -> np.ndarray:
         """(H, W, 3) uint8: the normalized map through `cmap`, computed once per cmap."""
@@ -125,6 +137,7 @@ def explain(
     params: Mapping[str, Mapping[str, Any]] | None = None,
     top_k: int = 5,
     region: ImageRegion = None,
+    box: Sequence[float] | None = None,
 ) -> Explanations:
     """Explain one image with several methods and targets, sharing passes where possible.
 
@@ -133,6 +146,8 @@ def explain(
         image: a path, bytes, PIL image or array.
         methods: method names (see `cnnlens.method_names()`).
         target: None (top-1), a class index or label, or several (one map each).
+            Detectors: the label(s) of the detections to explain; None: every detection
+            above the model's score_threshold (one map each).
         layer: module name or module object for layer-based methods (default: the model's
             default layer).
         params: per-method parameters, keyed by method name.
@@ -141,6 +156,9 @@ def explain(
         region: segmentation models: a box (x0, y0, x1, y1) in the image's pixels or a
             boolean mask of the image's size that each target's logits are summed over
             (default: the pixels predicted as the target).
+        box: detectors: the detection to explain, x0, y0, x1, y1 in the image's pixels (the
+            one the model returns with the `target` label, or any label when None, that
+            overlaps it most with IoU >= 0.5; none: `NoDetectionError`, 422).
     """
     loaded = load_model(model) if isinstance(model, str) else model
     picture = load_image(image)
@@ -150,16 +168,25 @@ def explain(
         get_method(name)  # unknown names in params are errors too
     x = loaded.preprocessing(picture).to(loaded.device)  # (1, 3, h, w)
     targets = _target_list(loaded, target)
-    batch = x.expand(len(targets), -1, -1, -1) if targets else x
-    result = run_methods(
-        loaded,
-        batch,
-        [(name, dict(params.get(name, {}))) for name in method_list],
-        target=targets or None,
-        layer=layer,
-        region=input_region(loaded, picture, region),
-    )
-    predictions = predictions_of(loaded, result.logits[:1], top_k)
+    chosen = [(name, dict(params.get(name, {}))) for name in method_list]
+    if loaded.head == heads.DETECTION:
+        wanted = boxes_to_explain(loaded, x, targets, input_box(loaded, picture, box, region))
+        batch = x.expand(wanted.box_tensor.shape[0], -1, -1, -1)
+        result = run_methods(loaded, batch, chosen, target=wanted, layer=layer)
+    else:
+        if box is not None:
+            raise RegionError("a box chooses a detection: it applies to detectors only")
+        batch = x.expand(len(targets), -1, -1, -1) if targets else x
+        result = run_methods(
+            loaded,
+            batch,
+            chosen,
+            target=targets or None,
+            layer=layer,
+            region=input_region(loaded, picture, region),
+        )
+    framing = loaded.preprocessing.framing(picture.width, picture.height)
+    predictions = predictions_of(loaded, take(result.logits, slice(0, 1)), top_k, framing)
     explanations = explanations_from_run(loaded, picture, result, method_list)
     if loaded.was_training:
         warnings.warn(
@@ -173,22 +200,25 @@ class MethodRun(Protocol):
     """What a run of methods over one image's rows gives (RunResult or a batch's share)."""
 
     outputs: dict[str, MethodOutput]
-    logits: torch.Tensor  # (rows, K)
+    logits: ModelOutput  # (rows, K), (rows, K, h, w) or a detector's detections
     layer: str
     elapsed_ms: dict[str, float]
 
     @property
-    def targets(self) -> torch.Tensor:
-        """(rows,) each row's class index."""
+    def target(self) -> Target:
+        """What each row explained (resolved)."""
 
 
 def explanations_from_run(
     model: LoadedModel, picture: Image.Image, run: MethodRun, method_names: Sequence[str]
 ) -> list[Explanation]:
     """One Explanation per method and target row, each map on the picture's own pixels."""
-    probabilities = heads.probabilities(model.head, run.logits)  # (rows, K)
-    shares = heads.pixel_shares(run.logits) if model.head == heads.SEGMENTATION else None
     framing = model.preprocessing.framing(picture.width, picture.height)
+    scores = _row_scores(model, run, framing)
+    detections: tuple[ClassScore, ...] = ()
+    if model.head == heads.DETECTION:
+        first = take(run.logits, slice(0, 1))
+        detections = tuple(predictions_of(model, first, framing=framing))
     explanations: list[Explanation] = []
     for name in method_names:
         method = get_method(name)
@@ -196,11 +226,7 @@ def explanations_from_run(
         count = output.map.shape[0] if method.uses_target else 1
         aligned = method.produces in ("map", "activations")
         for row in range(count):
-            index = int(run.targets[row])
-            share = None if shares is None else float(shares[row, index])
-            target = ClassScore(
-                index, model.label_of(index), float(probabilities[row, index]), share
-            )
+            target = scores[row]
             raw = output.map[row]
             explanations.append(
                 Explanation(
@@ -213,9 +239,53 @@ def explanations_from_run(
                     elapsed_ms=run.elapsed_ms.get(name, 0.0) / count,
                     aligned=aligned,
                     explained_box=framing.explained_box if aligned else None,
+                    detections=detections if aligned else (),
                 )
             )
     return explanations
+
+
+def _row_scores(model: LoadedModel, run: MethodRun, framing: Framing) -> list[ClassScore]:
+    """What each row explained: its class and probability (segmentation: with its pixel
+    share; detection: the matched detection's score and box in the image's pixels)."""
+    if model.head == heads.DETECTION:
+        assert isinstance(run.target, BoxTarget) and is_detections(run.logits)
+        scores = []
+        boxes = run.target.box_tensor
+        for row, (index, match) in enumerate(
+            zip(run.target.indices.tolist(), run.target.matched(run.logits), strict=True)
+        ):
+            found = run.logits[row]
+            score = 0.0 if match is None else float(found["scores"][match])
+            box = boxes[row] if match is None else found["boxes"][match]
+            image_box = framing.box_to_image(box.tolist())
+            scores.append(ClassScore(index, model.label_of(index), score, box=image_box))
+        return scores
+    logits = run.logits
+    assert isinstance(logits, torch.Tensor)
+    probabilities = heads.probabilities(model.head, logits)  # (rows, K)
+    shares = heads.pixel_shares(logits) if model.head == heads.SEGMENTATION else None
+    indices = run.target.indices.tolist()
+    return [
+        ClassScore(
+            index,
+            model.label_of(index),
+            float(probabilities[row, index]),
+            None if shares is None else float(shares[row, index]),
+        )
+        for row, index in enumerate(indices)
+    ]
+
+
+def input_box(
+    model: LoadedModel, picture: Image.Image, box: Sequence[float] | None, region: ImageRegion
+) -> Box | None:
+    """A detection's box in the image's pixels -> in input pixels (None: none given)."""
+    if region is not None:
+        raise RegionError("a detector's target is chosen by its box, not a region")
+    if box is None:
+        return None
+    return model.preprocessing.framing(picture.width, picture.height).box_to_input(box)
 
 
 def input_region(model: LoadedModel, picture: Image.Image, region: ImageRegion) -> Region:
@@ -232,9 +302,23 @@ def input_region(model: LoadedModel, picture: Image.Image, region: ImageRegion) 
     return framing.box_to_input(region)
 
 
-def predictions_of(model: LoadedModel, logits: torch.Tensor, k: int = 5) -> list[ClassScore]:
-    """The first row's predictions: the top k classes, or for a segmentation model every
-    class some pixel is predicted as, by pixel share."""
+def predictions_of(
+    model: LoadedModel, logits: ModelOutput, k: int = 5, framing: Framing | None = None
+) -> list[ClassScore]:
+    """The first row's predictions: the top k classes; for a segmentation model every class
+    some pixel is predicted as, by pixel share; for a detector every detection above its
+    score threshold, highest first, with its box (in the image's pixels given its `framing`,
+    else the input's)."""
+    if is_detections(logits):
+        return [
+            ClassScore(
+                found.index,
+                model.label_of(found.index),
+                found.score,
+                box=found.box if framing is None else framing.box_to_image(found.box),
+            )
+            for found in detections_above(logits[0], model.score_threshold)
+        ]
     probabilities = heads.probabilities(model.head, logits)[0]  # (K,)
     if model.head != heads.SEGMENTATION:
         return _top_k(model, probabilities, k)

@@ -25,16 +25,16 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from cnnlens.errors import InvalidParamsError, TargetError
+from cnnlens.errors import InvalidParamsError, NoDetectionError, TargetError
 from cnnlens.models import heads
+from cnnlens.models.outputs import ModelOutput
 from cnnlens.models.regions import Region, RegionError, region_weights
 
 Class = int | str
 # One class for every row, one per row (any iterable), a (B,) tensor, or None: the top-1.
 Classes = Class | Sequence[Class] | Iterable[Class] | torch.Tensor | None
-# What a model returns: (B, K) class logits, (B, K, h, w) class maps, or a detector's
-# per-image dicts {"boxes": (n, 4), "labels": (n,), "scores": (n,)} (torchvision's format).
-ModelOutput = torch.Tensor | Sequence[Mapping[str, torch.Tensor]]
+# A detection's box, x0, y0, x1, y1 in the input's pixels: one for every row, or one per row.
+Boxes = torch.Tensor | Sequence[float] | Sequence[Sequence[float]]
 Rows = slice | torch.Tensor  # rows of a batch: a slice, or one target row per output row
 Size = tuple[int, int]  # (H, W) of the model's input
 
@@ -259,14 +259,18 @@ class BoxTarget:
     that overlaps the box most, if IoU >= `iou_threshold`; 0 when none does.
 
     pytorch-grad-cam's `FasterRCNNBoxScoreTarget`, row by row, on a detector's per-image
-    outputs {"boxes": (n, 4), "labels": (n,), "scores": (n,)} (torchvision's format).
-    `labels`: one class (index or label) for every row or one per row; `boxes`: (4,) for
-    every row or (B, 4), x0, y0, x1, y1 in the input's pixels. Several objects of one image:
-    one row each.
+    outputs {"boxes": (n, 4), "labels": (n,), "scores": (n,)} (torchvision's format), matched
+    among every detection the model returns (whatever the `score_threshold` its predictions
+    are shown at). `labels`: one class (index or label) for every row or one per row, None:
+    the label of the detection that matches the box best. `boxes`: (4,) for every row or
+    (B, 4), x0, y0, x1, y1 in the input's pixels; None: each row's highest-scoring detection
+    (of the label, when given). Several objects of one image: one row each. A row whose
+    score is 0 on the clean image is refused on `resolve` (`NoDetectionError`): its map
+    would be blank.
     """
 
-    labels: Classes
-    boxes: torch.Tensor | Sequence[float] | Sequence[Sequence[float]]
+    labels: Classes = None
+    boxes: Boxes | None = None
     iou_threshold: float = 0.5
 
     def __post_init__(self) -> None:
@@ -277,25 +281,41 @@ class BoxTarget:
     def indices(self) -> torch.Tensor:
         return _resolved(self.labels, "box target")
 
+    @property
+    def box_tensor(self) -> torch.Tensor:
+        """(B, 4) each row's box, once resolved."""
+        if self.boxes is None:
+            raise RuntimeError("a box target is resolved (`resolve`) before it is scored")
+        return torch.as_tensor(self.boxes, dtype=torch.float32)
+
     def resolve(
         self, output: ModelOutput, *, head: str, categories: Sequence[str], input_size: Size
     ) -> BoxTarget:
         detections = _detections(output)
         batch = len(detections)
-        labels = class_indices(self.labels, None, categories, batch)
-        boxes = torch.as_tensor(self.boxes, dtype=torch.float32)
-        boxes = boxes.expand(batch, 4) if boxes.dim() == 1 else boxes
-        if tuple(boxes.shape) != (batch, 4):
-            raise RegionError(
-                f"box target: need (4,) or ({batch}, 4) boxes, got {tuple(boxes.shape)}"
+        wanted = None
+        if self.labels is not None:
+            wanted = class_indices(self.labels, None, categories, batch).cpu()
+        if self.boxes is None:
+            labels, boxes = _top_detections(detections, wanted, categories)
+        else:
+            boxes = _checked_boxes(self.boxes, batch)
+            labels = wanted if wanted is not None else self._best_labels(detections, boxes)
+        resolved = BoxTarget(labels, boxes, self.iou_threshold)
+        with torch.no_grad():
+            scores = resolved.score(output)
+        unmatched = torch.nonzero(scores <= 0).flatten().tolist()
+        if unmatched:
+            row = unmatched[0]
+            found = detections[row]
+            raise NoDetectionError(
+                _unmatched(found, int(labels[row]), boxes[row], self, categories)
             )
-        if not bool((boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()):
-            raise RegionError("box target: every box needs x0 < x1 and y0 < y1")
-        return BoxTarget(labels, boxes, self.iou_threshold)
+        return resolved
 
     def score(self, output: ModelOutput, rows: torch.Tensor | None = None) -> torch.Tensor:
         detections = _detections(output)
-        labels, boxes = self.indices, torch.as_tensor(self.boxes)
+        labels, boxes = self.indices, self.box_tensor
         if rows is None:
             rows = torch.arange(len(detections))
         scores = []
@@ -303,34 +323,126 @@ class BoxTarget:
             scores.append(self._score_one(found, int(labels[row]), boxes[row]))
         return torch.stack(scores)
 
+    def matched(self, output: ModelOutput) -> list[int | None]:
+        """Each row's matched detection: its index in that row's detections (None: none, the
+        score is 0)."""
+        labels, boxes = self.indices, self.box_tensor
+        found = zip(_detections(output), labels.tolist(), boxes, strict=True)
+        return [self._match(row, int(label), box)[0] for row, label, box in found]
+
+    def _match(
+        self, found: Mapping[str, torch.Tensor], label: int, box: torch.Tensor
+    ) -> tuple[int | None, torch.Tensor | None]:
+        """The detection with this label overlapping the box most if IoU >= the threshold:
+        its index among `found`'s and its IoU (differentiable), else (None, None)."""
+        same = torch.nonzero(found["labels"] == label).flatten()  # (m,)
+        if same.numel() == 0:
+            return None, None
+        ious = box_iou(box.to(found["boxes"])[None], found["boxes"][same])[0]  # (m,)
+        best = int(ious.detach().argmax())
+        if float(ious[best].detach()) < self.iou_threshold:
+            return None, None
+        return int(same[best]), ious[best]
+
     def _score_one(
         self, found: Mapping[str, torch.Tensor], label: int, box: torch.Tensor
     ) -> torch.Tensor:
-        same = found["labels"] == label  # (n,)
-        zero = found["scores"].new_zeros(())
-        if not bool(same.any()):
-            return zero
-        ious = box_iou(box.to(found["boxes"])[None], found["boxes"][same])[0]  # (m,)
-        best = int(ious.argmax())
-        if float(ious[best]) < self.iou_threshold:
-            return zero
-        return ious[best] + found["scores"][same][best]
+        index, iou = self._match(found, label, box)
+        if index is None or iou is None:
+            return found["scores"].new_zeros(())
+        return iou + found["scores"][index]
+
+    def _best_labels(
+        self, detections: Sequence[Mapping[str, torch.Tensor]], boxes: torch.Tensor
+    ) -> torch.Tensor:
+        """(B,) the label of the detection overlapping each row's box most (IoU >= the
+        threshold); a row without one keeps -1 (refused by `resolve`)."""
+        labels = []
+        for found, box in zip(detections, boxes, strict=True):
+            if found["boxes"].shape[0] == 0:
+                labels.append(-1)
+                continue
+            ious = box_iou(box[None].to(found["boxes"]), found["boxes"].detach())[0]
+            best = int(ious.argmax())
+            ok = float(ious[best]) >= self.iou_threshold
+            labels.append(int(found["labels"][best]) if ok else -1)
+        return torch.tensor(labels, dtype=torch.long)
 
     def loss(self, output: ModelOutput, rows: torch.Tensor | None = None) -> torch.Tensor:
         return -self.score(output, rows)
 
     def take(self, rows: Rows) -> BoxTarget:
-        boxes = torch.as_tensor(self.boxes, dtype=torch.float32)
+        boxes = None if self.boxes is None else torch.as_tensor(self.boxes, dtype=torch.float32)
         return BoxTarget(
             _take_classes(self.labels, rows),
-            boxes if boxes.dim() == 1 else boxes[rows],
+            boxes if boxes is None or boxes.dim() == 1 else boxes[rows],
             self.iou_threshold,
         )
 
     def join(self, others: Sequence[Target]) -> BoxTarget:
         parts = [p for p in (self, *others) if isinstance(p, BoxTarget)]
-        boxes = torch.cat([torch.as_tensor(p.boxes) for p in parts])
+        boxes = torch.cat([p.box_tensor for p in parts])
         return BoxTarget(_joined_indices(self, others), boxes, self.iou_threshold)
+
+
+def _checked_boxes(given: Boxes, batch: int) -> torch.Tensor:
+    """(B, 4) float boxes from (4,) or (B, 4) ones, each with x0 < x1 and y0 < y1."""
+    boxes = torch.as_tensor(given, dtype=torch.float32).cpu()
+    boxes = boxes.expand(batch, 4) if boxes.dim() == 1 and boxes.shape[0] == 4 else boxes
+    if tuple(boxes.shape) != (batch, 4):
+        raise RegionError(f"box target: need (4,) or ({batch}, 4) boxes, got {tuple(boxes.shape)}")
+    if not bool(torch.isfinite(boxes).all()):
+        raise RegionError("box target: every box is four finite numbers x0, y0, x1, y1")
+    if not bool((boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()):
+        raise RegionError("box target: every box needs x0 < x1 and y0 < y1")
+    return boxes.clone()
+
+
+def _top_detections(
+    detections: Sequence[Mapping[str, torch.Tensor]],
+    wanted: torch.Tensor | None,
+    categories: Sequence[str],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,) labels and (B, 4) boxes of each row's highest-scoring detection (of the wanted
+    label when given)."""
+    labels, boxes = [], []
+    for row, found in enumerate(detections):
+        keep = torch.ones_like(found["scores"], dtype=torch.bool)
+        if wanted is not None:
+            keep = found["labels"] == int(wanted[row])
+        if not bool(keep.any()):
+            what = "" if wanted is None else f" labelled {_label(int(wanted[row]), categories)!r}"
+            raise NoDetectionError(f"the model detects nothing{what} in image {row} to explain")
+        best = int(torch.nonzero(keep).flatten()[found["scores"][keep].argmax()])
+        labels.append(int(found["labels"][best]))
+        boxes.append(found["boxes"][best].detach().float().cpu())
+    return torch.tensor(labels, dtype=torch.long), torch.stack(boxes)
+
+
+def _unmatched(
+    found: Mapping[str, torch.Tensor],
+    label: int,
+    box: torch.Tensor,
+    target: BoxTarget,
+    categories: Sequence[str],
+) -> str:
+    """Why a box scores 0: no detection of its label overlaps it enough (and the nearest)."""
+    corners = ", ".join(f"{float(v):.1f}" for v in box)
+    what = "no detection" if label < 0 else f"no detection labelled {_label(label, categories)!r}"
+    message = (
+        f"{what} overlaps the box ({corners}) with IoU >= {target.iou_threshold:g}: "
+        "its score is 0, so there is nothing to explain"
+    )
+    if found["boxes"].shape[0]:
+        ious = box_iou(box[None].to(found["boxes"]), found["boxes"].detach())[0]
+        best = int(ious.argmax())
+        nearest = _label(int(found["labels"][best]), categories)
+        message += f" (the nearest detection: {nearest!r} at IoU {float(ious[best]):.2f})"
+    return message
+
+
+def _label(index: int, categories: Sequence[str]) -> str:
+    return categories[index] if 0 <= index < len(categories) else str(index)
 
 
 @dataclass(frozen=True)
@@ -351,14 +463,27 @@ class ChannelTarget:
         return activations[:, self.channel].flatten(1).mean(dim=1)
 
 
-def as_target(target: Target | Classes, head: str, batch: int, region: Region = None) -> Target:
-    """A call's `target` (and `region`) -> a Target: a Target as it is, else a class target
-    for the model's head (a `RegionTarget` on a segmenter)."""
+def as_target(
+    target: Target | Classes,
+    head: str,
+    batch: int,
+    region: Region = None,
+    box: Boxes | None = None,
+) -> Target:
+    """A call's `target` (and `region` or `box`) -> a Target: a Target as it is, else a class
+    target for the model's head (a `RegionTarget` on a segmenter, a `BoxTarget` on a
+    detector)."""
     if isinstance(target, ClassTarget | RegionTarget | BoxTarget):
-        if region is not None:
-            raise RegionError("give the region inside the RegionTarget, not beside it")
+        if region is not None or box is not None:
+            raise RegionError("give the region or box inside the target, not beside it")
         return target
     classes = per_row(target, batch)  # type: ignore[arg-type]
+    if head == heads.DETECTION:
+        if region is not None:
+            raise RegionError("a detector's target is chosen by its box, not a region")
+        return BoxTarget(classes, box)
+    if box is not None:
+        raise RegionError("a box chooses a detection: it applies to detectors only")
     if head == heads.SEGMENTATION:
         return RegionTarget(classes, region)
     if region is not None:

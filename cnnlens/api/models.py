@@ -164,7 +164,11 @@ class BudgetBody(Schema):
 class ModelDetail(ModelSummary):
     budget: BudgetBody | None = Field(default=None, description="the per-request budget")
     labels_count: int = Field(description="how many class labels the model has")
-    head: str = Field(description="softmax, sigmoid, binary or segmentation")
+    head: str = Field(description="softmax, sigmoid, binary, segmentation or detection")
+    score_threshold: float | None = Field(
+        default=None,
+        description="detectors: the score a detection needs to be predicted and explained",
+    )
     was_training: bool = Field(description="handed over in train mode (explained in eval)")
     preprocessing: PreprocessingBody
     layers: list[LayerBody]

@@ -11,6 +11,7 @@ from torch import nn
 from cnnlens.errors import IncompatibleModelError
 from cnnlens.incremental.engine import IncrementalOcclusion, Unsupported
 from cnnlens.incremental.windows import WindowGrid
+from cnnlens.models.outputs import ModelOutput, count
 from cnnlens.targets import Target
 
 Engine = Literal["auto", "dense", "incremental"]
@@ -127,6 +128,7 @@ class Occluder:
         return clean, torch.cat(losses)
 
     @staticmethod
-    def _loss(logits: torch.Tensor, target: Target) -> torch.Tensor:
-        """(P, K) logits of copies of one image -> (P,) its target's loss."""
-        return target.loss(logits, torch.zeros(logits.shape[0], dtype=torch.long))
+    def _loss(logits: ModelOutput, target: Target) -> torch.Tensor:
+        """(P, K) logits (or P images' detections) of copies of one image -> (P,) its
+        target's loss."""
+        return target.loss(logits, torch.zeros(count(logits), dtype=torch.long))

@@ -27,6 +27,7 @@ from cnnlens.methods.workload import Cost, Workload
 from cnnlens.models import heads
 from cnnlens.models.hooks import HookSession, ReluRule
 from cnnlens.models.layers import LayerInventory
+from cnnlens.models.outputs import ModelOutput
 from cnnlens.models.preprocess import Preprocessing
 from cnnlens.targets import Target
 
@@ -151,9 +152,11 @@ class Method(ABC):
     uses_target: ClassVar[bool] = True
     # Whether the method looks at an uploaded image (weights and optimized images need none).
     uses_image: ClassVar[bool] = True
-    # Whether it explains a segmentation target (a class's logits over a region, through
-    # the target's `score` / `loss`); False: it reads (B, K) class logits.
+    # Whether it explains a segmentation target (a class's logits over a region) and a
+    # detector's box, through the target's `score` / `loss`; False: it reads (B, K) logits.
     segmentation: ClassVar[bool] = True
+    # The heads it explains at all (None: every head; see `check_head_support`).
+    heads: ClassVar[frozenset[str] | None] = None
 
     def requirements(self, params: Any, layer: str) -> Requirements:
         return Requirements()
@@ -221,13 +224,29 @@ def own_route(name: str) -> str | None:
     return "/v1/" + name.replace("_", "-")
 
 
+def explains_head(method: Method, head: str) -> bool:
+    """Whether `method` explains a model with this head (`check_head_support` refuses it)."""
+    if method.heads is not None:
+        return head in method.heads
+    return method.segmentation or head not in (heads.SEGMENTATION, heads.DETECTION)
+
+
 def check_head_support(method: Method, head: str) -> None:
-    """Refuse (422) a method that reads (B, K) class logits on a segmentation model."""
-    if head == heads.SEGMENTATION and not method.segmentation:
+    """Refuse (422) a method that reads (B, K) class logits on a segmentation model or a
+    detector, and one made for other heads (D-RISE explains detectors only)."""
+    if explains_head(method, head):
+        return
+    if method.heads is not None and head not in method.heads:
         raise IncompatibleModelError(
-            f"{method.name} reads class logits (B, K) and does not explain segmentation "
-            "models; use saliency, grad_cam, guided_backprop, occlusion or integrated_gradients"
+            f"{method.name} explains {' and '.join(sorted(method.heads))} models only; "
+            f"this model's head is {head}"
         )
+    kind = "segmentation models" if head == heads.SEGMENTATION else "detectors"
+    raise IncompatibleModelError(
+        f"{method.name} reads class logits (B, K) and does not explain {kind}; use saliency, "
+        "grad_cam, guided_backprop, occlusion or integrated_gradients"
+        + (" (or d_rise)" if head == heads.DETECTION else "")
+    )
 
 
 def parse_params(method: Method, params: BaseModel | dict[str, Any] | None) -> MethodParams:
@@ -253,14 +272,14 @@ class GradientPass:
             for source, rule in requirement.gradients:
                 self._wanted.setdefault(rule, set()).add(source)
         self._gradients: dict[tuple[str, ReluRule], torch.Tensor] = {}
-        self.logits: torch.Tensor | None = None
+        self.logits: ModelOutput | None = None  # or a detector's detections
         self.scores: torch.Tensor | None = None
 
     @property
     def needs_input_gradient(self) -> bool:
         return any(INPUT in sources for sources in self._wanted.values())
 
-    def run_forward(self, x: torch.Tensor) -> torch.Tensor:
+    def run_forward(self, x: torch.Tensor) -> ModelOutput:
         self.logits = self.session.forward(x, input_grad=self.needs_input_gradient)
         return self.logits
 
@@ -277,22 +296,29 @@ class GradientPass:
         key = (source, rule)
         if key not in self._gradients:
             sources = sorted(self._wanted.get(rule, set()) | {source})
-            tensors = [self._tensor(name) for name in sources]
+            parts = [self._tensors(name) for name in sources]  # a layer's levels: several
             assert self.scores is not None
-            grads = self.session.gradients(self.scores, tensors, rule=rule)
-            for name, grad in zip(sources, grads, strict=True):
-                self._gradients[(name, rule)] = grad
+            grads = self.session.gradients(
+                self.scores, [tensor for part in parts for tensor in part], rule=rule
+            )
+            start = 0
+            for name, part in zip(sources, parts, strict=True):
+                own = grads[start : start + len(part)]
+                start += len(part)
+                self._gradients[(name, rule)] = (
+                    own[0] if name == INPUT else self.session.layer_gradient(name, own)
+                )
         return self._gradients[key]
 
     def input_gradient(self, rule: ReluRule) -> torch.Tensor:
         """(B, 3, H, W) d score / d input under `rule`."""
         return self.gradient(INPUT, rule)
 
-    def _tensor(self, source: str) -> torch.Tensor:
+    def _tensors(self, source: str) -> list[torch.Tensor]:
         if source == INPUT:
             assert self.session.input is not None
-            return self.session.input
-        return self.session.activations[source]
+            return [self.session.input]
+        return self.session.captured(source)
 
 
 def _load_builtin_methods() -> None:

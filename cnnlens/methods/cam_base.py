@@ -41,6 +41,12 @@ class CamMethod(Method):
                 f"{self.name} needs a layer with (C, h, w) output; {context.layer!r} has "
                 f"{tuple(activations.shape[1:])}"
             )
+        if activations.shape[0] != context.x.shape[0]:  # e.g. a detector's per-proposal head
+            raise IncompatibleModelError(
+                f"{self.name}: layer {context.layer!r} gives {activations.shape[0]} maps for "
+                f"{context.x.shape[0]} images (one per proposal, not per image); pick a "
+                "backbone layer"
+            )
         weights = self.channel_weights(context, activations)  # (B, C)
         # sum_k w_k A^k as one batched matrix product: (B, 1, C) @ (B, C, hw)
         batch, _, height, width = activations.shape

@@ -27,6 +27,7 @@ from cnnlens.methods.base import Method, MethodParams, get_method, parse_params
 from cnnlens.methods.workload import Cost, Gradient, Workload
 from cnnlens.models.hooks import hook_session
 from cnnlens.models.loaded import LoadedModel
+from cnnlens.models.outputs import first_scores
 
 DEFAULT_DEADLINE_SHARE = 0.5  # of the deadline a request may plan to use: room for a busy CPU
 DEFAULT_MEMORY_BYTES = 3 * 1024**3 // 2  # 1.5 GiB at once per request
@@ -118,19 +119,23 @@ def calibrate(
             started = time.perf_counter()
             with torch.enable_grad():
                 with torch.autograd.graph.saved_tensors_hooks(pack, _unpack):
-                    logits = session.forward(x, input_grad=True)
+                    scores = first_scores(session.forward(x, input_grad=True))
                 saved_bytes = max(saved_bytes, sum(saved.values()))
                 assert session.input is not None
-                session.gradients(logits[:, 0], [session.input], retain_graph=False)
+                if scores.requires_grad:  # (a detector that detects nothing has no graph)
+                    session.gradients(scores, [session.input], retain_graph=False)
             _synchronize(device)
             if attempt:  # the first round warms up allocator and kernels
                 forward_times.append(forward)
-                backward_times.append(max(time.perf_counter() - started - forward, 0.0))
+                elapsed = time.perf_counter() - started - forward
+                backward_times.append(max(elapsed, 0.0) if scores.requires_grad else 0.0)
     forward_s = max(statistics.median(forward_times) / rows, 1e-9)
+    # Without a graph to time, a backward counts as two forwards (its usual cost).
+    backward_s = statistics.median(backward_times) / rows or 2 * forward_s
     return Calibration(
         input_shape=input_shape,
         forward_s=forward_s,
-        backward_s=max(statistics.median(backward_times) / rows, forward_s),
+        backward_s=max(backward_s, forward_s),
         saved_bytes_per_row=max(1, saved_bytes // rows),
         # input, output and one skip tensor of the widest layer are alive at once
         inference_bytes_per_row=max(1, 3 * largest // rows),

@@ -8,12 +8,12 @@ from typing import Annotated, Literal
 import torch
 from pydantic import Field
 
-from cnnlens.errors import InvalidParamsError
+from cnnlens.errors import IncompatibleModelError, InvalidParamsError
 from cnnlens.incremental.occluder import Engine, Occluder
 from cnnlens.incremental.windows import WindowGrid
 from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, register
 from cnnlens.methods.workload import Cost, Workload, chunked, cost_field
-from cnnlens.targets import Target
+from cnnlens.targets import BoxTarget, Target
 
 
 class OcclusionParams(MethodParams):
@@ -61,7 +61,8 @@ class OcclusionParams(MethodParams):
 @register
 class Occlusion(Method):
     """map(p) = mean over windows W containing p of  L(x with W occluded) - L(x),
-    L = the target's loss: -log P(target | x) for a class, -score for a region or a box.
+    L = the target's loss: -log P(target | x) for a class, -score for a region or a box
+    (a detection's: its box score falls to 0 where the occluded copy loses the detection).
 
     Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014 (the
     loss-difference form of the seeds' occlusion loss map, signed so that high = the region
@@ -139,9 +140,14 @@ class Occlusion(Method):
     @staticmethod
     def _occluder(context: MethodContext, grid: WindowGrid, params: OcclusionParams) -> Occluder:
         x = context.x
-        return Occluder(
-            context.model, grid, params.batch_size, params.engine, x[:1], params.threshold
-        )
+        engine = params.engine
+        if isinstance(context.target, BoxTarget):  # a detector: its graph changes per image
+            if engine == "incremental":
+                raise IncompatibleModelError(
+                    'occlusion: a detector cannot run incrementally; use engine "dense" or "auto"'
+                )
+            engine = "dense"
+        return Occluder(context.model, grid, params.batch_size, engine, x[:1], params.threshold)
 
 
 def _drill_down(

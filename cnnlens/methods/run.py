@@ -33,9 +33,10 @@ from cnnlens.models import heads
 from cnnlens.models.hooks import hook_session
 from cnnlens.models.layers import LayerInventory, inspect_layers
 from cnnlens.models.loaded import LoadedModel
+from cnnlens.models.outputs import ModelOutput, detached, joined
 from cnnlens.models.preprocess import Preprocessing
 from cnnlens.models.regions import Region
-from cnnlens.targets import Classes, ClassTarget, Target, as_target
+from cnnlens.targets import Boxes, Classes, ClassTarget, Target, as_target
 
 # Per module, then per input size: shapes (hence the default layer and the CAM head check)
 # depend on the size the inventory was traced at.
@@ -50,7 +51,7 @@ Layer = str | nn.Module | None
 @dataclass
 class RunResult:
     outputs: dict[str, MethodOutput]  # by method name
-    logits: torch.Tensor  # (B, K), detached
+    logits: ModelOutput  # (B, K) or (B, K, h, w), detached; a detector's detections
     target: Target  # resolved: what each row explained
     layer: str
     elapsed_ms: dict[str, float]  # by method; a shared forward is split evenly among its users
@@ -68,7 +69,7 @@ class RunResult:
         first = parts[0]
         return RunResult(
             {name: join_outputs([p.outputs[name] for p in parts]) for name in first.outputs},
-            torch.cat([p.logits for p in parts]),
+            joined([p.logits for p in parts]),
             first.target.join([p.target for p in parts[1:]]),
             first.layer,
             {name: sum(p.elapsed_ms.get(name, 0.0) for p in parts) for name in first.elapsed_ms},
@@ -170,6 +171,7 @@ def run_methods(
     target: TargetLike = None,
     layer: Layer = None,
     region: Region = None,
+    box: Boxes | None = None,
 ) -> RunResult:
     """Run several methods on one batch: gradient methods share one forward and one
     backward per ReLU rule; the others run their own passes.
@@ -185,8 +187,12 @@ def run_methods(
         region: segmentation models: a box (x0, y0, x1, y1) or a mask (H, W) / (B, H, W) in
             the input's pixels that each target's logits are summed over (default: the
             pixels predicted as the target); the same as `RegionTarget(target, region)`.
+        box: detectors: the detection to explain, x0, y0, x1, y1 in the input's pixels, one
+            for every row or (B, 4); `target` its label (default: the label of the detection
+            the box matches). Without a box: each row's highest-scoring detection (of the
+            `target` label). The same as `BoxTarget(target, box)`.
     """
-    wanted = as_target(target, head_of(model), x.shape[0], region)
+    wanted = as_target(target, head_of(model), x.shape[0], region, box)
     plan = plan_run(model, methods, wanted, layer, (x.shape[1], x.shape[2], x.shape[3]))
     return run_plan(model, x, plan)
 
@@ -225,14 +231,18 @@ def attribute(
     target: TargetLike = None,
     layer: Layer = None,
     region: Region = None,
+    box: Boxes | None = None,
     **params: Any,
 ) -> torch.Tensor:
     """One method on a preprocessed batch, like captum's `attribute`: the raw map in input space.
 
     `target`: as `run_methods`'s (a Target, or classes); `region` (segmentation models): a box
-    or mask in the input's pixels (see `run_methods`).
+    or mask in the input's pixels; `box` (detectors): the detection's box in the input's
+    pixels (see `run_methods`).
     """
-    result = run_methods(model, x, [(method, params)], target=target, layer=layer, region=region)
+    result = run_methods(
+        model, x, [(method, params)], target=target, layer=layer, region=region, box=box
+    )
     return result.outputs[method].map
 
 
@@ -264,7 +274,7 @@ class _Batch:
             head_of(model),
         )
 
-    def resolve(self, target: Target, logits: torch.Tensor) -> Target:
+    def resolve(self, target: Target, logits: ModelOutput) -> Target:
         size = (self.x.shape[-2], self.x.shape[-1])
         return target.resolve(logits, head=self.head, categories=self.categories, input_size=size)
 
@@ -309,7 +319,7 @@ class _Batch:
                 started = time.perf_counter()
                 outputs[method.name] = _detached(method.compute(context, params))
                 elapsed[method.name] = forward_share + (time.perf_counter() - started) * 1000
-            return RunResult(outputs, logits.detach(), resolved, self.layer, elapsed)
+            return RunResult(outputs, detached(logits), resolved, self.layer, elapsed)
 
 
 def _rows_per_shared_pass(batch: _Batch, target: Target) -> int:

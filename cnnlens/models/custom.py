@@ -82,14 +82,21 @@ def wrap(
     preprocessing: PreprocessingSpec = None,
     head: str | None = None,
     name: str = "custom",
+    score_threshold: float | None = None,
 ) -> LoadedModel:
     """A LoadedModel around a module already in memory, for every cnnlens front.
 
     The module is put in eval mode with frozen parameters (in place); if it was in train
     mode a warning says so and the LoadedModel's `was_training` flag stays set. `head`
     None detects it: "segmentation" when the module returns (B, K, H, W) logits (or a dict
-    with them under "out", torchvision's segmentation models), else "softmax".
+    with them under "out", torchvision's segmentation models), "detection" when it returns
+    torchvision's detections (a list of {"boxes", "labels", "scores"} per image), else
+    "softmax". A detector with torchvision's transform is fed [0, 1] pixels at its own size
+    unless `preprocessing` says otherwise; `score_threshold` (detectors, default 0.5): the
+    score a detection needs to be predicted and explained by default.
     """
+    from cnnlens.models import detection
+    from cnnlens.models.outputs import is_detections
     from cnnlens.models.segmentation import head_of, plain_output
 
     asked: str | None = None if head is None else check_head(head)
@@ -99,14 +106,23 @@ def wrap(
         prep = Preprocessing.from_mapping(preprocessing or {})
     was_training = freeze(module)
     head_name = asked or "softmax"
-    if asked in (None, "segmentation"):  # one probe forward tells a segmentation model
+    if asked in (None, "segmentation", "detection"):  # one probe forward tells the kind
         module, output = plain_output(module, prep)
-        head_name = head_of(output, asked)
-        outputs = int(output.shape[1]) if head_name == "segmentation" else output_count(module)
+        if is_detections(output):
+            head_name = "detection"
+            outputs = detection.detector_classes(module)
+            if preprocessing is None:
+                prep = detection.detector_preprocessing(module, prep)
+        elif asked == "detection":
+            raise detection.not_a_detector()
+        else:
+            head_name = head_of(output, asked)
+            segmentation = head_name == "segmentation"
+            outputs = int(output.shape[1]) if segmentation else output_count(module)
     else:
         outputs = output_count(module)
     categories = fit_labels(labels, outputs, head_name, tuple(str(i) for i in range(outputs or 0)))
-    return LoadedModel(
+    loaded = LoadedModel(
         name=name,
         module=module,
         preprocessing=prep,
@@ -116,6 +132,8 @@ def wrap(
         head=head_name,
         was_training=was_training,
     )
+    detection.set_score_threshold(loaded, score_threshold)
+    return loaded
 
 
 def freeze(module: nn.Module) -> bool:

@@ -66,6 +66,18 @@ class Framing:
             )
         return inside
 
+    def box_to_image(self, box: Sequence[float]) -> Box:
+        """A box in input pixels (a detection's) -> the same box in the original image's
+        pixels, clipped to the image."""
+        sx, sy = self.width / self.resized_width, self.height / self.resized_height
+        x0, y0, x1, y1 = (float(v) for v in box)
+        return (
+            min(max(0.0, (x0 + self.left) * sx), float(self.width)),
+            min(max(0.0, (y0 + self.top) * sy), float(self.height)),
+            min(max(0.0, (x1 + self.left) * sx), float(self.width)),
+            min(max(0.0, (y1 + self.top) * sy), float(self.height)),
+        )
+
     def mask_to_input(self, mask: np.ndarray | torch.Tensor) -> torch.Tensor:
         """(H, W) mask over the original image -> (h, w) share of each input pixel it covers."""
         values = torch.as_tensor(np.asarray(mask)).float()

@@ -1,5 +1,5 @@
 """Output heads: how a model's logits become predictions (softmax, sigmoid, binary,
-segmentation)."""
+segmentation); a detector's head is "detection" (its outputs: `cnnlens.models.detection`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import torch
 
 from cnnlens.errors import CnnlensError
 
-HeadName = Literal["softmax", "sigmoid", "binary", "segmentation"]
-HEADS: tuple[str, ...] = ("softmax", "sigmoid", "binary", "segmentation")
+HeadName = Literal["softmax", "sigmoid", "binary", "segmentation", "detection"]
+HEADS: tuple[str, ...] = ("softmax", "sigmoid", "binary", "segmentation", "detection")
 SEGMENTATION = "segmentation"  # (B, K, H, W) logits: a class per pixel
+DETECTION = "detection"  # per image {"boxes", "labels", "scores"}: torchvision's detectors
 BINARY_LABELS = ("negative", "positive")
 
 

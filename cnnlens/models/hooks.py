@@ -37,7 +37,9 @@ from torch.nn.modules import module as torch_module
 from torch.overrides import TorchFunctionMode
 
 from cnnlens.errors import IncompatibleModelError, LayerNotFoundError
+from cnnlens.models.levels import is_levels, stack_levels
 from cnnlens.models.module_tree import module_tree
+from cnnlens.models.outputs import is_detections
 
 
 class ReluRule(StrEnum):
@@ -233,15 +235,20 @@ class HookSession:
         self.layer_names = list(dict.fromkeys(layers))
         self.relu_rules = relu_rules
         self.activations: dict[str, torch.Tensor] = {}
+        # Layers that output several maps (`cnnlens.models.levels`): their captured levels;
+        # `activations` holds them stacked into one tensor.
+        self.levels: dict[str, dict[str, torch.Tensor]] = {}
         self.input: torch.Tensor | None = None
         self._state = _RuleState()
         self._relu_rules: _ReluRules | None = None
         self._unsupported_modules: list[str] = []
         self._input_grad = False
 
-    def forward(self, x: torch.Tensor, input_grad: bool = True) -> torch.Tensor:
-        """Run the model on a copy of `x` (the caller's tensor is never touched)."""
+    def forward(self, x: torch.Tensor, input_grad: bool = True) -> Any:
+        """Run the model on a copy of `x` (the caller's tensor is never touched): its logits,
+        or a detector's per-image detections (`cnnlens.models.detection`)."""
         self.activations.clear()
+        self.levels.clear()
         self._input_grad = input_grad
         self.input = x.detach().clone().requires_grad_(input_grad)
         if self._relu_rules is not None:
@@ -249,8 +256,11 @@ class HookSession:
                 output = self.model(self.input)
         else:
             output = self.model(self.input)
-        if not isinstance(output, torch.Tensor):
-            raise IncompatibleModelError("the model must return a single logits tensor")
+        if not isinstance(output, torch.Tensor) and not is_detections(output):
+            raise IncompatibleModelError(
+                "the model must return a logits tensor, or a detector's detections per image "
+                '(a list of {"boxes", "labels", "scores"})'
+            )
         return output
 
     def gradients(
@@ -264,6 +274,8 @@ class HookSession:
         rule = ReluRule(rule)
         if rule is not ReluRule.GRADIENT:
             self.check_rule_supported(rule)
+        if not scores.requires_grad:  # constant scores (a box no copy detects): no graph
+            return [torch.zeros_like(tensor) for tensor in wrt]
         self._state.rule = rule
         try:
             grads = torch.autograd.grad(
@@ -275,6 +287,20 @@ class HookSession:
             torch.zeros_like(tensor) if grad is None else grad
             for tensor, grad in zip(wrt, grads, strict=True)
         ]
+
+    def captured(self, name: str) -> list[torch.Tensor]:
+        """The tensors a layer's gradient is taken at: its output, or each of its levels."""
+        if name in self.levels:
+            return list(self.levels[name].values())
+        return [self.activations[name]]
+
+    def layer_gradient(self, name: str, gradients: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The gradients at `captured(name)` as one tensor shaped like `activations[name]`
+        (levels go through the transform their activations went through)."""
+        if name in self.levels:
+            return stack_levels(dict(zip(self.levels[name], gradients, strict=True)))
+        (gradient,) = gradients
+        return gradient
 
     def check_rule_supported(self, rule: ReluRule) -> None:
         if self._relu_rules is None:
@@ -309,19 +335,31 @@ class HookSession:
     def _drop_relu_rules(self) -> None:
         self._relu_rules = None
 
-    def _capture_hook(self, name: str) -> Callable[..., torch.Tensor]:
-        def capture(module: nn.Module, inputs: Any, output: Any) -> torch.Tensor:
+    def _capture_hook(self, name: str) -> Callable[..., Any]:
+        def capture(module: nn.Module, inputs: Any, output: Any) -> Any:
+            if is_levels(output):
+                levels = {key: _capturable(level) for key, level in output.items()}
+                self.levels[name] = levels
+                with torch.no_grad():
+                    self.activations[name] = stack_levels(levels)
+                copies = ((key, level.clone()) for key, level in levels.items())
+                return type(output)(copies) if isinstance(output, dict) else dict(copies)
             if not isinstance(output, torch.Tensor):
-                raise LayerNotFoundError(f"layer {name!r} does not output a single tensor")
-            if output.requires_grad:
-                captured = output
-            else:  # nothing below needs a graph: the backward will stop right here
-                captured = output.detach().requires_grad_(True)
+                raise LayerNotFoundError(
+                    f"layer {name!r} outputs neither a tensor nor a dict of (B, C, h, w) maps"
+                )
+            captured = _capturable(output)
             self.activations[name] = captured
             # Downstream gets a copy, so a later in-place op cannot rewrite what we captured.
             return captured.clone()
 
         return capture
+
+
+def _capturable(output: torch.Tensor) -> torch.Tensor:
+    """The output itself, or when nothing below it needs a graph a detached copy that
+    requires grad: the backward then stops right there."""
+    return output if output.requires_grad else output.detach().requires_grad_(True)
 
 
 @contextmanager
@@ -369,6 +407,7 @@ def hook_session(
                 yield session
         finally:
             session.activations.clear()
+            session.levels.clear()
             session.input = None
 
 

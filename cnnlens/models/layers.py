@@ -24,6 +24,8 @@ from cnnlens.models.hooks import (
     observe_modules,
     unsupported_activation_modules,
 )
+from cnnlens.models.levels import Levels, is_levels, stacked_shape
+from cnnlens.models.outputs import is_detections
 
 _CONV_FUNCTIONS = {F.conv2d, torch.conv2d}
 _POOL_FUNCTIONS = {F.max_pool2d, F.avg_pool2d, torch.max_pool2d, torch._C._nn.avg_pool2d}
@@ -187,10 +189,21 @@ def inspect_layers(
         output = outputs[name]
         shape = list(output.shape[1:]) if isinstance(output, torch.Tensor) else None
         rf, jump = tracer.fields.get(id(output), (None, None)) if shape else (None, None)
+        if is_levels(output):  # several maps, read as one stacked tensor (`levels`)
+            shape = stacked_shape(output)
+            rf, jump = _levels_field(tracer, output)
         layers.append(LayerInfo(name, type(modules[name]).__name__, shape, rf, jump, calls[name]))
-    default = _default_layer(layers, modules, logits)
+    default = _default_layer(layers, modules, logits, outputs)
     report = _compatibility(model, modules, calls, tracer, outputs, default, logits)
     return LayerInventory(layers=layers, default_layer=default, compatibility=report)
+
+
+def _levels_field(tracer: _ReceptiveFieldTracer, levels: Levels) -> tuple[int | None, int | None]:
+    """The largest receptive field and jump among the levels (None if any is unknown)."""
+    found = [tracer.fields.get(id(level), (None, None)) for level in levels.values()]
+    if any(rf is None or jump is None for rf, jump in found):
+        return None, None
+    return max(int(rf or 0) for rf, _ in found), max(int(jump or 0) for _, jump in found)
 
 
 def _is_spatial(layer: LayerInfo) -> bool:
@@ -198,12 +211,20 @@ def _is_spatial(layer: LayerInfo) -> bool:
     return shape is not None and len(shape) == 3 and shape[1] * shape[2] > 1
 
 
-def _default_layer(layers: list[LayerInfo], modules: dict[str, nn.Module], logits: Any) -> str:
+def _default_layer(
+    layers: list[LayerInfo], modules: dict[str, nn.Module], logits: Any, outputs: dict[str, Any]
+) -> str:
     """The output of the last spatial block: the last module to finish with a (C, h, w) map.
 
     For (B, K, H, W) outputs (segmentation) the trailing layers with K channels are the
-    class maps themselves: the default is the feature map before them.
+    class maps themselves: the default is the feature map before them. A detector's is the
+    last layer that outputs several maps, its backbone's feature pyramid (pytorch-grad-cam's
+    choice in its Faster R-CNN tutorial); the layers after it (its heads) work per proposal.
     """
+    if is_detections(logits):
+        pyramids = [layer.name for layer in layers if is_levels(outputs[layer.name])]
+        if pyramids:
+            return pyramids[-1]
     classes = logits.shape[1] if isinstance(logits, torch.Tensor) and logits.dim() == 4 else None
     candidates = [
         layer

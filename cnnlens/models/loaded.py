@@ -33,6 +33,8 @@ class LoadedModel:
     weights_source: str
     head: str = "softmax"  # see cnnlens.models.heads
     was_training: bool = False  # handed over in train mode (explained in eval mode regardless)
+    # Detectors: the detections shown and explained by default score at least this much.
+    score_threshold: float = 0.5
 
     @property
     def lock(self) -> threading.RLock:
@@ -84,6 +86,7 @@ class LoadedModel:
             },
             "weights_source": self.weights_source,
             "was_training": self.was_training,
+            "score_threshold": self.score_threshold if self.head == "detection" else None,
         }
 
     def label_of(self, index: int) -> str:

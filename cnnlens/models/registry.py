@@ -13,7 +13,15 @@ from cnnlens.errors import InvalidParamsError, ModelNotFoundError, WeightsError
 from cnnlens.models import availability, zoo
 from cnnlens.models.categories import imagenet_categories
 from cnnlens.models.custom import Labels, PreprocessingSpec, fit_labels, output_count
-from cnnlens.models.heads import SEGMENTATION, check_head
+from cnnlens.models.detection import (
+    build_torchvision_detector,
+    detection_head,
+    detector_classes,
+    detector_preprocessing,
+    is_torchvision_detector,
+    set_score_threshold,
+)
+from cnnlens.models.heads import DETECTION, SEGMENTATION, check_head
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.preprocess import Preprocessing
 from cnnlens.models.segmentation import (
@@ -52,6 +60,7 @@ def load_model(
     preprocessing: PreprocessingSpec = None,
     head: str | None = None,
     alias: str | None = None,
+    score_threshold: float | None = None,
 ) -> LoadedModel:
     """Build a model by name, load its weights, freeze it and put it in eval mode.
 
@@ -65,10 +74,14 @@ def load_model(
         in_chans: input channels, 3 or 1 (grayscale; timm models).
         labels: class names: a list, a JSON list file or a text file (one per line).
         preprocessing: a Preprocessing or a dict of its fields over the architecture's own.
-        head: "softmax", "sigmoid" (multi-label), "binary" (one logit) or "segmentation"
-            ((B, K, H, W) logits); default: segmentation for torchvision's fcn_*,
-            deeplabv3_* and lraspp_*, softmax otherwise.
+        head: "softmax", "sigmoid" (multi-label), "binary" (one logit), "segmentation"
+            ((B, K, H, W) logits) or "detection"; default: segmentation for torchvision's
+            fcn_*, deeplabv3_* and lraspp_*, detection for its detectors
+            (fasterrcnn_*, retinanet_*, fcos_*, ssd*), softmax otherwise.
         alias: the name the LoadedModel carries (default: `name`).
+        score_threshold: detectors: the score a detection needs to be predicted and
+            explained by default (0.5); explaining a given box matches it among all the
+            detections the model returns.
     """
     head_name = None if head is None else check_head(head)
     arch_kwargs: dict[str, Any] = {}
@@ -108,13 +121,19 @@ def load_model(
             if isinstance(preprocessing, Preprocessing)
             else Preprocessing.from_mapping(preprocessing, base=loaded.preprocessing)
         )
-    if isinstance(loaded.module, MainOutput):
+    if loaded.head == DETECTION or head_name == DETECTION:
+        loaded.head = detection_head(loaded, head_name)
+    elif isinstance(loaded.module, MainOutput):
         loaded.head = head_of(4, head_name)
     elif head_name == SEGMENTATION:  # a claim to check on a real output
         loaded.head = head_of(probe(loaded.module, loaded.preprocessing), head_name)
     else:
         loaded.head = head_name or "softmax"
-    outputs = num_classes if num_classes is not None else _num_classes(loaded.module)
+    set_score_threshold(loaded, score_threshold)
+    outputs = num_classes
+    if outputs is None:
+        detector = loaded.head == DETECTION
+        outputs = detector_classes(loaded.module) if detector else _num_classes(loaded.module)
     if labels is not None or loaded.head == "binary":
         loaded.categories = fit_labels(labels, outputs, loaded.head, loaded.categories)
     if alias is not None:
@@ -155,8 +174,9 @@ def _load_torchvision(arch: str, weights: Weights, arch_kwargs: dict[str, Any]) 
     import torchvision
 
     segmentation = is_torchvision_segmentation(arch)
+    detector = is_torchvision_detector(arch)
     available = torchvision.models.list_models(torchvision.models)
-    if arch not in available and not segmentation:
+    if arch not in available and not segmentation and not detector:
         raise ModelNotFoundError(f"unknown torchvision classifier {arch!r}")
     hub_weights = "DEFAULT" if _is_default(weights) else None
     if hub_weights and availability.torchvision_cached(arch) is None:
@@ -164,7 +184,10 @@ def _load_torchvision(arch: str, weights: Weights, arch_kwargs: dict[str, Any]) 
     if segmentation and not hub_weights:  # random or a file: no backbone download either
         arch_kwargs = {**arch_kwargs, "weights_backbone": None}
     try:
-        module = torchvision.models.get_model(arch, weights=hub_weights, **arch_kwargs)
+        if detector:
+            module = build_torchvision_detector(arch, hub_weights, arch_kwargs)
+        else:
+            module = torchvision.models.get_model(arch, weights=hub_weights, **arch_kwargs)
     except Exception as error:  # no cached weights and no network, typically
         raise WeightsError(f"cannot get default weights for torchvision:{arch}: {error}") from error
     if segmentation:  # {"out": (B, K, H, W), "aux": ...} -> the "out" tensor
@@ -175,15 +198,18 @@ def _load_torchvision(arch: str, weights: Weights, arch_kwargs: dict[str, Any]) 
         sha = _state_sha256(module) if hub_weights else None
     if segmentation:
         categories = torchvision_categories(arch, output_count(module) or 0)
+    elif detector:
+        categories = torchvision_categories(arch, detector_classes(module) or 0)
     else:
         categories = _categories_for(module)
     return LoadedModel(
         name=f"torchvision:{arch}",
         module=module,
-        preprocessing=Preprocessing(),
+        preprocessing=detector_preprocessing(module) if detector else Preprocessing(),
         categories=categories,
         weights_sha256=sha,
         weights_source=source,
+        head=DETECTION if detector else "softmax",
     )
 
 

@@ -57,6 +57,7 @@ def model_detail(
             "labels_count": described["labels_count"],
             "head": described["head"],
             "was_training": described["was_training"],
+            "score_threshold": described["score_threshold"],
             "preprocessing": described["preprocessing"],
             "layers": [asdict(layer) for layer in inventory.layers],
             "compatibility": asdict(inventory.compatibility),
