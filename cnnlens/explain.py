@@ -309,7 +309,7 @@ def predictions_of(
     some pixel is predicted as, by pixel share; for a detector every detection above its
     score threshold, highest first, with its box (in the image's pixels given its `framing`,
     else the input's)."""
-    if is_detections(logits):
+    if not isinstance(logits, torch.Tensor):
         return [
             ClassScore(
                 found.index,

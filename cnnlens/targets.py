@@ -430,7 +430,8 @@ def _unmatched(
     corners = ", ".join(f"{float(v):.1f}" for v in box)
     what = "no detection" if label < 0 else f"no detection labelled {_label(label, categories)!r}"
     message = (
-        f"{what} overlaps the box ({corners}) with IoU >= {target.iou_threshold:g}: "
+        f"{what} overlaps the box ({corners} in the model input's pixels) with IoU >= "
+        f"{target.iou_threshold:g}: "
         "its score is 0, so there is nothing to explain"
     )
     if found["boxes"].shape[0]:

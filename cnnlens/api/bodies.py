@@ -34,11 +34,13 @@ def class_score(score: Score | None) -> ClassScore | None:
         return None
     probability = float(score.probability)
     share = getattr(score, "pixel_share", None)
+    box = getattr(score, "box", None)
     return ClassScore(
         index=int(score.index),
         label=str(score.label),
         probability=probability if math.isfinite(probability) else 0.0,
         pixel_share=None if share is None else float(share),
+        box=None if box is None else [round(float(v), 2) for v in box],
     )
 
 

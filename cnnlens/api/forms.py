@@ -42,9 +42,9 @@ def parse_outputs(value: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(outputs)
 
 
-def parse_box(text: str | None) -> tuple[float, float, float, float] | None:
-    """`region` = "x0,y0,x1,y1" (pixels of the uploaded image) -> four numbers; empty: None.
-    Whether the box lies inside the image is checked against the image."""
+def parse_box(text: str | None, field: str = "region") -> tuple[float, float, float, float] | None:
+    """`region` or `box` = "x0,y0,x1,y1" (pixels of the uploaded image) -> four numbers;
+    empty: None. Whether the box lies inside the image is checked against the image."""
     if text is None or not text.strip():
         return None
     parts = [part.strip() for part in text.split(",")]
@@ -54,7 +54,7 @@ def parse_box(text: str | None) -> tuple[float, float, float, float] | None:
         values = ()
     if len(values) != 4 or not all(math.isfinite(v) for v in values):
         raise InvalidParamsError(
-            f"region must be four numbers x0,y0,x1,y1, got {text[:60]!r}", code="bad_region"
+            f"{field} must be four numbers x0,y0,x1,y1, got {text[:60]!r}", code="bad_region"
         )
     return values[0], values[1], values[2], values[3]
 

@@ -49,6 +49,11 @@ class ClassScore(Schema):
         description="segmentation models: the fraction of pixels predicted as this class "
         "(probability is then the class's mean per-pixel probability)",
     )
+    box: list[float] | None = Field(
+        default=None,
+        description="detectors: the detection's box [x0, y0, x1, y1] in the uploaded image's "
+        "pixels (probability is then the detection's score)",
+    )
 
 
 class ImageSize(Schema):
@@ -87,7 +92,8 @@ class ExplainResponse(Schema):
     model: str
     image: ImageSize
     predictions: list[ClassScore] = Field(
-        description="top-5; segmentation models: the classes present, by pixel share"
+        description="top-5; segmentation models: the classes present, by pixel share; "
+        "detectors: every detection above the score threshold, with its box"
     )
     explanations: list[ExplanationBody]
     elapsed_ms: float
@@ -295,7 +301,8 @@ class ImageCompareBody(Schema):
     height: int
     target: ClassScore
     predictions: list[ClassScore] = Field(
-        description="top-5; segmentation models: the classes present, by pixel share"
+        description="top-5; segmentation models: the classes present, by pixel share; "
+        "detectors: every detection above the score threshold, with its box"
     )
     layer: str
     region: list[float] | None = Field(

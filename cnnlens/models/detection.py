@@ -146,29 +146,37 @@ def detect(model: LoadedModel, x: torch.Tensor) -> list[list[Detection]]:
     return [detections_above(row, model.score_threshold) for row in output]
 
 
-def boxes_to_explain(
+def rows_to_explain(
     model: LoadedModel,
-    x: torch.Tensor,
+    found: Sequence[Detection] | None,
     labels: Sequence[int] = (),
     box: Box | None = None,
     limit: int | None = None,
-) -> BoxTarget:
-    """What one image's explanations are about, one row each: the given `box` (input
-    pixels) for each of `labels`, or for the label of the detection it matches; without a
-    box, every detection above the score threshold (of `labels` when given), highest score
-    first, at most `limit`. `NoDetectionError` (422) when there is none."""
-    from cnnlens.targets import BoxTarget
-
+) -> tuple[list[int] | None, list[Box]]:
+    """What one image's explanations are about, one row each, as (labels, boxes in input
+    pixels): the given `box` for each of `labels`, or for the label of the detection it
+    matches (labels None); without a box, every detection `found` above the score threshold
+    (of `labels` when given), highest score first, at most `limit`. `NoDetectionError` (422)
+    when there is none."""
     if box is not None:
-        if labels:
-            return BoxTarget(list(labels), [list(box)] * len(labels))
-        return BoxTarget(None, [list(box)])
-    (found,) = detect(model, x[:1])
-    chosen = [d for d in found if not labels or d.index in labels][:limit]
+        return (list(labels) or None), [box] * max(1, len(labels))
+    chosen = [d for d in found or () if not labels or d.index in labels][:limit]
     if not chosen:
         which = "" if not labels else " of " + ", ".join(model.label_of(i) for i in labels)
         raise NoDetectionError(
             f"the model detects nothing{which} above its score_threshold "
             f"{model.score_threshold:g} in this image; give a box (and its label) to explain"
         )
-    return BoxTarget([d.index for d in chosen], [list(d.box) for d in chosen])
+    return [d.index for d in chosen], [d.box for d in chosen]
+
+
+def boxes_to_explain(
+    model: LoadedModel, x: torch.Tensor, labels: Sequence[int] = (), box: Box | None = None
+) -> BoxTarget:
+    """`rows_to_explain` of the image x (1, 3, H, W), as a BoxTarget (one forward when no
+    box is given)."""
+    from cnnlens.targets import BoxTarget
+
+    found = None if box is not None else detect(model, x[:1])[0]
+    chosen, boxes = rows_to_explain(model, found, labels, box)
+    return BoxTarget(chosen, [list(b) for b in boxes])

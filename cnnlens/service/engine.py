@@ -43,11 +43,14 @@ from cnnlens.methods.adversarial_image import (
     saved_output_params,
 )
 from cnnlens.methods.base import MethodOutput, MethodParams, get_method, row_extras
-from cnnlens.methods.run import RunResult, run_methods
+from cnnlens.methods.run import RunResult, TargetLike, run_methods
+from cnnlens.models.heads import DETECTION
 from cnnlens.models.loaded import LoadedModel
+from cnnlens.models.outputs import ModelOutput, detached, take
 from cnnlens.models.regions import Box
 from cnnlens.service.abort import AbortSignal
 from cnnlens.service.forms import parse_class
+from cnnlens.targets import BoxTarget, Target
 
 T = TypeVar("T")
 MAX_TILES = 64
@@ -90,18 +93,21 @@ class ExplainInput:
     plan: ExplainPlan
     x: torch.Tensor  # (1, 3, H, W) preprocessed
     targets: list[int]  # empty: the top-1 prediction
+    # Detectors: each row's box in input pixels (`targets` their labels, or empty: the label
+    # of the detection each box matches).
+    boxes: list[Box] | None = None
 
     @property
     def rows(self) -> int:
-        return max(1, len(self.targets))
+        return max(1, len(self.boxes) if self.boxes is not None else len(self.targets))
 
 
 @dataclass
 class ExplainRows:
     """One request's share of a batched run."""
 
-    logits: torch.Tensor  # (k, K)
-    targets: torch.Tensor  # (k,)
+    logits: ModelOutput  # (k, K), or a detector's detections of its k rows
+    target: Target  # what its k rows explained
     layer: str
     outputs: dict[str, MethodOutput]  # maps (k, C, H, W) or per-method shapes
     elapsed_ms: dict[str, float]
@@ -116,7 +122,14 @@ def run_explain_batch(model: LoadedModel, inputs: Sequence[ExplainInput]) -> lis
     methods = [
         (name, get_method(name).Params.model_validate_json(params)) for name, params in plan.methods
     ]
-    result = run_methods(model, x, methods, target=targets, layer=plan.layer, region=plan.region)
+    if model.head == DETECTION:  # each request brings its rows' boxes
+        boxes = [list(box) for item in inputs for box in item.boxes or ()]
+        wanted: TargetLike = BoxTarget(targets, boxes)
+        result = run_methods(model, x, methods, target=wanted, layer=plan.layer)
+    else:
+        result = run_methods(
+            model, x, methods, target=targets, layer=plan.layer, region=plan.region
+        )
     total = x.shape[0]
     split: list[ExplainRows] = []
     start = 0
@@ -132,8 +145,8 @@ def run_explain_batch(model: LoadedModel, inputs: Sequence[ExplainInput]) -> lis
         share = item.rows / total
         split.append(
             ExplainRows(
-                logits=result.logits[rows].float().cpu(),
-                targets=result.targets[rows].cpu(),
+                logits=detached(take(result.logits, rows), "cpu"),
+                target=result.target.take(rows),
                 layer=result.layer,
                 outputs=outputs,
                 elapsed_ms={name: ms * share for name, ms in result.elapsed_ms.items()},
@@ -149,12 +162,15 @@ def explanations_for(
 ) -> tuple[list[Explanation], list[ClassScore]]:
     """The same Explanation objects `cnnlens.explain` builds, from one request's rows."""
     explanations = explanations_from_run(model, picture, rows, method_names)
-    return explanations, predictions_of(model, rows.logits[:1], 5)
+    framing = model.preprocessing.framing(picture.width, picture.height)
+    return explanations, predictions_of(model, take(rows.logits, slice(0, 1)), 5, framing)
 
 
 def input_box(model: LoadedModel, picture: Image.Image, box: Box) -> Box:
-    """A region box in the upload's pixels -> input pixels (422 outside the image, on a
-    classifier, or outside a center crop)."""
+    """A region box (segmenters) or a detection's box in the upload's pixels -> input pixels
+    (422 outside the image, on a classifier, or outside a center crop)."""
+    if model.head == DETECTION:
+        return model.preprocessing.framing(picture.width, picture.height).box_to_input(box)
     region = input_region(model, picture, box)
     assert isinstance(region, tuple)
     return region
@@ -406,7 +422,9 @@ def render_method(
         plane = raw if raw.ndim == 2 else raw.reshape(-1, *raw.shape[-2:]).mean(dim=0)
         picture = render.heatmap_image(plane, "viridis")
     png = png_bytes(picture)
-    probabilities = torch.softmax(result.logits[0].float(), dim=0)
+    logits = result.logits
+    assert isinstance(logits, torch.Tensor), "own-route methods explain classifiers"
+    probabilities = torch.softmax(logits[0].float(), dim=0)
     target = int(result.targets[0])
     body = api.MethodResponse(
         model=model.name,

@@ -50,10 +50,17 @@ class ModelConfig(_Strict):
     num_classes: int | None = Field(default=None, ge=1, description="outputs of the classifier")
     in_chans: Literal[1, 3] | None = Field(default=None, description="input channels (timm)")
     labels: str | None = Field(default=None, description="labels file: one per line, or JSON")
-    head: Literal["softmax", "sigmoid", "binary", "segmentation"] | None = Field(
+    head: Literal["softmax", "sigmoid", "binary", "segmentation", "detection"] | None = Field(
         default=None,
         description="default: segmentation for (B, K, H, W) outputs (torchvision fcn_*, "
-        "deeplabv3_*, lraspp_*), else softmax",
+        "deeplabv3_*, lraspp_*), detection for torchvision's detectors, else softmax",
+    )
+    score_threshold: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="detectors: the score a detection needs to be predicted and explained "
+        "(default 0.5)",
     )
     preprocessing: dict[str, Any] | None = Field(
         default=None,
@@ -88,6 +95,7 @@ class ModelConfig(_Strict):
             preprocessing=self.preprocessing,
             head=self.head,
             alias=self.name,
+            score_threshold=self.score_threshold,
         )
 
     @model_validator(mode="after")
@@ -272,13 +280,16 @@ def _split(value: str) -> list[str]:
 
 
 _PREPROCESSING_OPTIONS = ("input_size", "resize", "resize_size")
-_ENTRY_OPTIONS = ("arch", "num_classes", "in_chans", "labels", "head", *_PREPROCESSING_OPTIONS)
+_ENTRY_OPTIONS = (
+    "arch", "num_classes", "in_chans", "labels", "head", "score_threshold",
+    *_PREPROCESSING_OPTIONS,
+)  # fmt: skip
 
 
 def _model_entry(text: str) -> dict[str, Any]:
     """`name`, `name=weights` or `name=weights@sha256`, then optional `;key=value` options
-    (arch, num_classes, in_chans, labels, head, and the preprocessing's input_size, resize
-    and resize_size): a CNNLENS_MODELS entry."""
+    (arch, num_classes, in_chans, labels, head, score_threshold, and the preprocessing's
+    input_size, resize and resize_size): a CNNLENS_MODELS entry."""
     text, *options = text.split(";")
     name, _, rest = text.partition("=")
     entry: dict[str, Any] = {"name": name.strip()}

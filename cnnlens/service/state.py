@@ -15,6 +15,8 @@ from cnnlens.api.forms import DEFAULT_METHOD
 from cnnlens.errors import CnnlensError, ModelNotFoundError, WeightsError
 from cnnlens.methods.cost import Budget, Calibration, calibrate
 from cnnlens.methods.run import run_methods
+from cnnlens.models.detection import detect
+from cnnlens.models.heads import DETECTION
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.service.budget import Plan, model_budget
 from cnnlens.service.errors import NotReadyError
@@ -213,7 +215,11 @@ class ServiceState:
 
 
 def warm_up(loaded: LoadedModel) -> None:
-    """One forward and one Grad-CAM on a gray image: allocators and kernels are ready."""
+    """One forward and one Grad-CAM on a gray image: allocators and kernels are ready (a
+    detector: one forward, a gray image having nothing to explain)."""
     height, width = loaded.input_size
     x = torch.zeros(1, 3, height, width)
+    if loaded.head == DETECTION:
+        detect(loaded, x)
+        return
     run_methods(loaded, x, [(DEFAULT_METHOD, {})])

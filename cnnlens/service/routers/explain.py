@@ -13,6 +13,7 @@ from cnnlens.api.forms import DEFAULT_METHOD, parse_box, parse_outputs, parse_ov
 from cnnlens.api.models import ErrorBody, ExplainResponse
 from cnnlens.errors import InvalidParamsError
 from cnnlens.imageio import fit_within, fitted_size
+from cnnlens.models.heads import DETECTION
 from cnnlens.service.budget import Rendered, methods_plan
 from cnnlens.service.deps import (
     DeadlineDep,
@@ -23,6 +24,7 @@ from cnnlens.service.deps import (
     render_until,
     wants_png,
 )
+from cnnlens.service.detection import check_detection_fields, detection_rows
 from cnnlens.service.engine import (
     ExplainInput,
     ExplainPlan,
@@ -105,6 +107,15 @@ async def explain(
             "region whose target logits are explained; default: the pixels predicted as it"
         ),
     ] = None,
+    box: Annotated[
+        str | None,
+        Form(
+            description="detectors: x0,y0,x1,y1 in the uploaded image's pixels, the detection "
+            "to explain (the one with the target label, or any label, that overlaps it most "
+            "with IoU >= 0.5; none: 422 no_detection); default: every detection above the "
+            "model's score_threshold"
+        ),
+    ] = None,
     overlay_format: Annotated[
         str | None, Form(description="png (default), jpeg or webp: overlay and heatmap format")
     ] = None,
@@ -125,14 +136,16 @@ async def explain(
     layer_name = parse_layer(layer, loaded)
     targets = parse_targets(target, loaded, settings.limits.max_targets)
     params_by_method = parse_params_by_method(params, methods)
-    box = parse_box(region)
+    given = parse_box(region)
+    detection_box = parse_box(box, "box")
+    check_detection_fields(loaded, given, detection_box)
     png = wants_png(request)
     if png and len(methods) != 1:
         raise NotAcceptableError("Accept: image/png answers one method; ask for JSON instead")
     image_format = parse_overlay_format(overlay_format)
-    if box is not None and max_side:
+    if (given or detection_box) is not None and max_side:
         raise InvalidParamsError(
-            "region is in the uploaded image's pixels: send it without max_side",
+            "region and box are in the uploaded image's pixels: send them without max_side",
             code="bad_region",
         )
     # With max_side the model's input comes from the reduced decode too (never below its size).
@@ -151,17 +164,24 @@ async def explain(
         if min(picture.size) >= source_side:  # the picture shown is large enough for the model
             model_view = picture  # and resizing it costs a fraction of the larger decode's
     x = await off_loop(loaded.preprocessing, model_view)  # (1, 3, H, W)
+    boxes = None
+    if loaded.head == DETECTION:  # the rows: the box given, or the detections found
+        asked = None if detection_box is None else input_box(loaded, picture, detection_box)
+        labels, boxes = await detection_rows(state, loaded, x, targets, asked, deadline)
+        targets = labels or []
+        rows_plan = methods_plan(chosen, len(boxes), layer=layer_name, rendered=shown)
+        cost = state.admit(loaded.name, rows_plan)
     plan = ExplainPlan(
         model=loaded.name,
         methods=tuple((m.name, params_key(params_by_method[m.name])) for m in methods),
         layer=layer_name or loaded.default_layer,  # "bn2" and no layer batch together
         explicit_targets=bool(targets),
-        region=None if box is None else input_box(loaded, picture, box),
+        region=None if given is None else input_box(loaded, picture, given),
     )
     rows = await state.run(
         loaded.name,
         run_explain_batch,
-        ExplainInput(plan, x, targets),
+        ExplainInput(plan, x, targets, boxes),
         cost=cost,
         batch_key=plan if plan.batchable else None,
         deadline=deadline,
