@@ -155,12 +155,15 @@ def explain(
     region: Sequence[float] | None = None,
     overlay_format: str = "png",
     max_side: int | None = None,
+    box: Sequence[float] | None = None,
 ) -> Call[results.ExplainResult]:
     """POST /v1/explain: one map per method and target, each raw map a numpy array
     (`ExplanationResult.map`, (H, W) or (3, H, W) at the image's size), the overlay and
     heatmap PIL images. Leave "array" out of `output` for smaller answers; `overlay_format`
     jpeg or webp and `max_side` (maps and images at most this many pixels a side) for
-    faster ones. `region` (segmentation models): (x0, y0, x1, y1) in the image's pixels."""
+    faster ones. `region` (segmentation models): (x0, y0, x1, y1) in the image's pixels.
+    `box` (detectors): the detection to explain, (x0, y0, x1, y1) in the image's pixels
+    (default: every detection above the model's score threshold)."""
     outputs = _names(output)
     unknown = sorted(set(outputs) - set(OUTPUTS))
     if unknown:
@@ -175,7 +178,8 @@ def explain(
         data={
             **form,
             "output": ",".join(outputs),
-            **_region_field(region),
+            **_box_field("region", region),
+            **_box_field("box", box),
             # sent only when not the default: older services know neither field
             **_form(overlay_format=None if overlay_format == "png" else overlay_format),
             **_form(max_side=max_side),
@@ -184,8 +188,9 @@ def explain(
     )
 
 
-def _region_field(region: Sequence[float] | None) -> dict[str, str]:
-    return {} if region is None else {"region": ",".join(f"{float(v):g}" for v in region)}
+def _box_field(name: str, box: Sequence[float] | None) -> dict[str, str]:
+    """A region or box form field, "x0,y0,x1,y1" (absent when None)."""
+    return {} if box is None else {name: ",".join(f"{float(v):g}" for v in box)}
 
 
 def _names(values: str | Sequence[str]) -> list[str]:
@@ -207,19 +212,24 @@ def explain_overlay(
     layer: str | None = None,
     params: Mapping[str, Any] | None = None,
     filename: str | None = None,
+    box: Sequence[float] | None = None,
 ) -> Call[Image.Image]:
-    """POST /v1/explain with `Accept: image/png`: the overlay itself."""
+    """POST /v1/explain with `Accept: image/png`: the overlay itself (detectors: of the
+    detection `box` chooses, else of the highest-scoring one)."""
     return Call(
         "POST",
         "/v1/explain",
         _png,
-        data=_request_form(
-            model=model,
-            method=method,
-            target=target,
-            layer=layer,
-            params={method: dict(params)} if params else None,
-        ),
+        data={
+            **_request_form(
+                model=model,
+                method=method,
+                target=target,
+                layer=layer,
+                params={method: dict(params)} if params else None,
+            ),
+            **_box_field("box", box),
+        },
         files={"image": image_file(image, filename)},
         headers={"Accept": "image/png"},
         raw=True,
@@ -246,6 +256,7 @@ def compare(
     steps: int | None = None,
     options: Mapping[str, Any] | None = None,
     region: Sequence[float] | None = None,
+    box: Sequence[float] | None = None,
 ) -> Call[results.CompareResult]:
     """POST /v1/compare: methods side by side on one image (or a list of them), their
     pairwise agreement and faithfulness scores.
@@ -257,6 +268,8 @@ def compare(
         options: further form fields of the route (baseline, top_k, stages, seed, ssim,
             shared_scale, random_baseline).
         region: segmentation models: (x0, y0, x1, y1) in each image's pixels.
+        box: detectors: the detection compared, (x0, y0, x1, y1) in each image's pixels
+            (default: each image's highest-scoring detection).
     """
     uploads = images if isinstance(images, list) else [images]
     if not uploads:
@@ -264,7 +277,8 @@ def compare(
     form = _request_form(
         model=model, method=_names(methods), target=target, layer=layer, params=params
     )
-    form.update(_region_field(region))
+    form.update(_box_field("region", region))
+    form.update(_box_field("box", box))
     for key, value in {**(options or {}), "scores": scores, "steps": steps}.items():
         if value is not None:
             form[key] = _option_text(value)

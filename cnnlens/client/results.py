@@ -30,17 +30,21 @@ class ClassScore:
     label: str
     probability: float
     pixel_share: float | None = None  # segmentation models: the fraction of pixels
+    # detectors: the detection's box, x0, y0, x1, y1 in the image's pixels
+    box: tuple[float, float, float, float] | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> ClassScore | None:
         if not data:
             return None
         share = data.get("pixel_share")
+        box = data.get("box")
         return cls(
             int(data["index"]),
             str(data.get("label", data["index"])),
             _float(data),
             None if share is None else float(share),
+            None if box is None else (float(box[0]), float(box[1]), float(box[2]), float(box[3])),
         )
 
 

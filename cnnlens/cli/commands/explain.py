@@ -8,6 +8,8 @@ examples:
   cnnlens explain cat.jpg --method occlusion --params '{"occlusion": {"window": 32}}'
   cnnlens explain cat.jpg --server http://127.0.0.1:8000 --out results/
   cnnlens explain street.jpg --model torchvision:fcn_resnet50 --target car --region 40,60,200,180
+  cnnlens explain street.jpg --model torchvision:fasterrcnn_mobilenet_v3_large_320_fpn \
+      --target car --box 40,60,200,180
 """
 
 from __future__ import annotations
@@ -70,6 +72,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: the pixels predicted as the target)",
     )
     parser.add_argument(
+        "--box",
+        metavar="X0,Y0,X1,Y1",
+        help="detectors: the detection to explain, its box in image pixels (the one with the "
+        "--target label, or any, that overlaps it most); default: every detection above "
+        "the model's score threshold",
+    )
+    parser.add_argument(
+        "--score-threshold",
+        type=float,
+        metavar="S",
+        help="detectors, locally: the score a detection needs to be explained (default 0.5)",
+    )
+    parser.add_argument(
         "--out", "-o", type=Path, default=Path("explanations"), help="output folder"
     )
     parser.add_argument("--array", action="store_true", help="also save raw maps as .npy")
@@ -128,10 +143,13 @@ class LocalEngine:
 
         for name in [*methods, *params]:
             get_method(name)  # unknown names fail before the model loads
-        self.model = load_model(args.model or DEFAULT_MODEL, weights=args.weights)
+        self.model = load_model(
+            args.model or DEFAULT_MODEL, weights=args.weights, score_threshold=args.score_threshold
+        )
         self.model_name: str | None = self.model.name
         self.methods, self.targets, self.params = methods, targets, params
         self.layer, self.region = args.layer, parse_box(args.region)
+        self.box = parse_box(args.box, "box")
         self.output = ["overlay", "heatmap", *(["array"] if args.array else [])]
         self.overlay_format = args.overlay_format
 
@@ -145,7 +163,7 @@ class LocalEngine:
         started = time.monotonic()
         result = explain(
             self.model, path, self.methods, target=self.targets or None, layer=self.layer,
-            params=self.params, region=self.region,
+            params=self.params, region=self.region, box=self.box,
         )  # fmt: skip
         size = ImageSize(width=result.image.width, height=result.image.height)
         elapsed = (time.monotonic() - started) * 1000
@@ -167,6 +185,7 @@ class RemoteEngine:
         self.model_name: str | None = args.model
         self.methods, self.targets, self.params = methods, targets, params
         self.layer, self.region = args.layer, parse_box(args.region)
+        self.box = parse_box(args.box, "box")
         self.output = ["overlay", "heatmap", *(["array"] if args.array else [])]
         self.overlay_format = args.overlay_format
 
@@ -174,7 +193,7 @@ class RemoteEngine:
         result = self.client.explain(
             path, self.methods, model=self.model_name, target=self.targets or None,
             layer=self.layer, params=self.params, output=self.output, region=self.region,
-            overlay_format=self.overlay_format,
+            overlay_format=self.overlay_format, box=self.box,
         )  # fmt: skip
         self.model_name = result.model or self.model_name
         return image_result(result)
@@ -236,16 +255,18 @@ def run(args: argparse.Namespace) -> int:
 
 def _unique_stems(images: Sequence[Path]) -> dict[Path, str]:
     """File stems for the outputs; images with the same name get -2, -3, ..."""
-    stems: dict[Path, str] = {}
     used: set[str] = set()
-    for path in images:
-        stem, count = path.stem, 1
-        while stem in used:
-            count += 1
-            stem = f"{path.stem}-{count}"
-        used.add(stem)
-        stems[path] = stem
-    return stems
+    return {path: _unused(path.stem, used) for path in images}
+
+
+def _unused(name: str, used: set[str]) -> str:
+    """`name`, or `name-2`, `name-3`, ... when taken; recorded as used."""
+    found, count = name, 1
+    while found in used:
+        count += 1
+        found = f"{name}-{count}"
+    used.add(found)
+    return found
 
 
 def _write(
@@ -257,9 +278,11 @@ def _write(
     image_format: str = "png",
 ) -> ImageReport:
     report = ImageReport(image=str(path))
-    seen_targets: dict[int, dict[str, Any]] = {}
+    seen_targets: dict[tuple[Any, ...], dict[str, Any]] = {}
+    used: set[str] = set()
     for item in rendered:
         name = f"{stem}_{item.method}" + (f"_{item.target['index']}" if item.target else "")
+        name = _unused(name, used)  # a detector's several detections of one label
         files: dict[str, str | None] = {"overlay": None, "heatmap": None, "array": None}
         for kind, data in (("overlay", item.overlay_png), ("heatmap", item.heatmap_png)):
             if data is not None:
@@ -272,7 +295,9 @@ def _write(
             np.save(out / f"{name}.npy", item.array)
             files["array"] = f"{name}.npy"
         if item.target:
-            seen_targets.setdefault(int(item.target["index"]), item.target)
+            box = item.target.get("box")
+            key = (int(item.target["index"]), *(box or ()))
+            seen_targets.setdefault(key, item.target)
         report.explanations.append(
             {
                 "method": item.method,
