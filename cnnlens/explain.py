@@ -170,12 +170,13 @@ def explain(
     targets = _target_list(loaded, target)
     chosen = [(name, dict(params.get(name, {}))) for name in method_list]
     if loaded.head == heads.DETECTION:
-        wanted = boxes_to_explain(loaded, x, targets, input_box(loaded, picture, box, region))
+        if region is not None:
+            raise RegionError("a detector's target is chosen by its box, not a region")
+        wanted = boxes_to_explain(loaded, x, targets, input_box(loaded, picture, box))
         batch = x.expand(wanted.box_tensor.shape[0], -1, -1, -1)
         result = run_methods(loaded, batch, chosen, target=wanted, layer=layer)
     else:
-        if box is not None:
-            raise RegionError("a box chooses a detection: it applies to detectors only")
+        input_box(loaded, picture, box)  # a box on a classifier: 422
         batch = x.expand(len(targets), -1, -1, -1) if targets else x
         result = run_methods(
             loaded,
@@ -214,7 +215,7 @@ def explanations_from_run(
 ) -> list[Explanation]:
     """One Explanation per method and target row, each map on the picture's own pixels."""
     framing = model.preprocessing.framing(picture.width, picture.height)
-    scores = _row_scores(model, run, framing)
+    scores = row_scores(model, run, framing)
     detections: tuple[ClassScore, ...] = ()
     if model.head == heads.DETECTION:
         first = take(run.logits, slice(0, 1))
@@ -245,7 +246,7 @@ def explanations_from_run(
     return explanations
 
 
-def _row_scores(model: LoadedModel, run: MethodRun, framing: Framing) -> list[ClassScore]:
+def row_scores(model: LoadedModel, run: MethodRun, framing: Framing) -> list[ClassScore]:
     """What each row explained: its class and probability (segmentation: with its pixel
     share; detection: the matched detection's score and box in the image's pixels)."""
     if model.head == heads.DETECTION:
@@ -277,14 +278,13 @@ def _row_scores(model: LoadedModel, run: MethodRun, framing: Framing) -> list[Cl
     ]
 
 
-def input_box(
-    model: LoadedModel, picture: Image.Image, box: Sequence[float] | None, region: ImageRegion
-) -> Box | None:
-    """A detection's box in the image's pixels -> in input pixels (None: none given)."""
-    if region is not None:
-        raise RegionError("a detector's target is chosen by its box, not a region")
+def input_box(model: LoadedModel, picture: Image.Image, box: Sequence[float] | None) -> Box | None:
+    """A detection's box in the image's pixels -> in input pixels (None: none given; 422 on
+    a model that is not a detector)."""
     if box is None:
         return None
+    if model.head != heads.DETECTION:
+        raise RegionError("a box chooses a detection: it applies to detectors only")
     return model.preprocessing.framing(picture.width, picture.height).box_to_input(box)
 
 

@@ -266,12 +266,14 @@ class BoxTarget:
     (B, 4), x0, y0, x1, y1 in the input's pixels; None: each row's highest-scoring detection
     (of the label, when given). Several objects of one image: one row each. A row whose
     score is 0 on the clean image is refused on `resolve` (`NoDetectionError`): its map
-    would be blank.
+    would be blank; `require_match=False` lets it through (a randomized model's sanity check
+    compares its maps whatever it detects).
     """
 
     labels: Classes = None
     boxes: Boxes | None = None
     iou_threshold: float = 0.5
+    require_match: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.iou_threshold <= 1.0:
@@ -301,7 +303,9 @@ class BoxTarget:
         else:
             boxes = _checked_boxes(self.boxes, batch)
             labels = wanted if wanted is not None else self._best_labels(detections, boxes)
-        resolved = BoxTarget(labels, boxes, self.iou_threshold)
+        resolved = replace(self, labels=labels, boxes=boxes)
+        if not self.require_match:
+            return resolved
         with torch.no_grad():
             scores = resolved.score(output)
         unmatched = torch.nonzero(scores <= 0).flatten().tolist()
@@ -373,16 +377,16 @@ class BoxTarget:
 
     def take(self, rows: Rows) -> BoxTarget:
         boxes = None if self.boxes is None else torch.as_tensor(self.boxes, dtype=torch.float32)
-        return BoxTarget(
-            _take_classes(self.labels, rows),
-            boxes if boxes is None or boxes.dim() == 1 else boxes[rows],
-            self.iou_threshold,
+        return replace(
+            self,
+            labels=_take_classes(self.labels, rows),
+            boxes=boxes if boxes is None or boxes.dim() == 1 else boxes[rows],
         )
 
     def join(self, others: Sequence[Target]) -> BoxTarget:
         parts = [p for p in (self, *others) if isinstance(p, BoxTarget)]
         boxes = torch.cat([p.box_tensor for p in parts])
-        return BoxTarget(_joined_indices(self, others), boxes, self.iou_threshold)
+        return replace(self, labels=_joined_indices(self, others), boxes=boxes)
 
 
 def _checked_boxes(given: Boxes, batch: int) -> torch.Tensor:

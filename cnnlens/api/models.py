@@ -308,7 +308,8 @@ class ImageCompareBody(Schema):
     region: list[float] | None = Field(
         default=None,
         description="segmentation models: the box x0,y0,x1,y1 (image pixels) the target's "
-        "score is taken over; null: the pixels predicted as the target",
+        "score is taken over; null: the pixels predicted as the target. Detectors: the box "
+        "given to choose the detection (null: the highest-scoring one)",
     )
     agreement: list[AgreementBody]
     scores: dict[str, dict[str, float | None]] = Field(

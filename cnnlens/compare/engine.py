@@ -6,7 +6,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import numpy as np
@@ -23,14 +23,22 @@ from cnnlens.compare.metrics import spearman, top_k_iou
 from cnnlens.compare.options import CompareOptions
 from cnnlens.compare.sanity import RandomizationResult, cascading_randomization
 from cnnlens.errors import ImageDecodeError, InvalidParamsError
-from cnnlens.explain import ClassScore, ImageRegion, input_region, predictions_of
+from cnnlens.explain import (
+    ClassScore,
+    ImageRegion,
+    input_box,
+    input_region,
+    predictions_of,
+    row_scores,
+)
 from cnnlens.imageio import ImageSource, load_image
 from cnnlens.methods.base import get_method
 from cnnlens.methods.run import run_methods
 from cnnlens.models import heads
 from cnnlens.models.loaded import LoadedModel
-from cnnlens.models.regions import Region, region_weights
-from cnnlens.targets import Class, class_index
+from cnnlens.models.outputs import ModelOutput, count, take
+from cnnlens.models.regions import Region, RegionError, region_weights
+from cnnlens.targets import BoxTarget, Class, Target, class_index
 
 RANDOM = "random"  # name of the reference map scored with `random_baseline`
 SCORE_NAMES = (
@@ -69,7 +77,8 @@ class ImageComparison:
     randomization: RandomizationResult | None
     scores: dict[str, dict[str, float]]  # method -> score name -> value (NaN: undefined)
     elapsed_ms: float = 0.0
-    region: tuple[float, ...] | None = None  # segmentation: the box given, in image pixels
+    # the box given, in image pixels: a segmenter's region, or a detector's detection
+    region: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -163,6 +172,7 @@ def compare(
     on_image: Callable[[ImageComparison], None] | None = None,
     on_error: Callable[[str, Exception], None] | None = None,
     region: ImageRegion = None,
+    box: Sequence[float] | None = None,
 ) -> Comparison:
     """Several methods on several images: maps, pairwise agreement and faithfulness.
 
@@ -182,6 +192,10 @@ def compare(
             (H, W) mask that the target's score is taken over (default: the pixels predicted
             as the target). The curves then follow the target's mean per-pixel probability
             over the region, fixed from the clean image.
+        box: detectors: the detection compared, (x0, y0, x1, y1) in each image's pixels
+            (with the `target` label, or any; default: each image's highest-scoring
+            detection). The curves then follow its box score (IoU + score of the detection
+            matching it, 0 once it is lost).
     """
     options = options or CompareOptions()
     method_names = check_methods(methods)
@@ -201,7 +215,7 @@ def compare(
         try:
             picture = source if isinstance(source, Image.Image) else load_image(source)
             item = compare_image(
-                model, picture, method_names, target, layer, params, options, name, region
+                model, picture, method_names, target, layer, params, options, name, region, box
             )
         except (ImageDecodeError, OSError) as error:
             if on_error is None:
@@ -238,27 +252,47 @@ def compare_image(
     options: CompareOptions,
     name: str = "image",
     region: ImageRegion = None,
+    box: Sequence[float] | None = None,
 ) -> ImageComparison:
     """One image: the maps in one shared pass, then agreement, curves and randomization."""
     started = time.perf_counter()
     x = model.preprocessing(picture).to(model.device)  # (1, 3, H, W)
     classes = len(model.categories) or 1000
     explained = None if target is None else class_index(target, model.categories, classes)
-    given = input_region(model, picture, region)  # in input pixels; None: the predicted ones
+    framing = model.preprocessing.framing(picture.width, picture.height)
+    detector = model.head == heads.DETECTION
+    if detector:
+        if region is not None:
+            raise RegionError("a detector's target is chosen by its box, not a region")
+        wanted: Target | int | None = BoxTarget(explained, input_box(model, picture, box))
+        given: Region = None
+    else:
+        wanted = explained
+        given = input_region(model, picture, region)  # in input pixels; None: the predicted
     run = run_methods(
-        model, x, [(m, dict(params.get(m, {}))) for m in methods], target=explained,
+        model, x, [(m, dict(params.get(m, {}))) for m in methods], target=wanted,
         layer=layer, region=given,
     )  # fmt: skip
     index = int(run.targets[0])
     size = (x.shape[-2], x.shape[-1])
+    logits = run.logits
     weights = (  # (h, w) at the logits' resolution: what the curves measure
-        region_weights(given, run.logits, run.targets, size)[0]
-        if model.head == heads.SEGMENTATION
+        region_weights(given, logits, run.targets, size)[0]
+        if isinstance(logits, torch.Tensor) and model.head == heads.SEGMENTATION
         else None
     )
-    probability = float(target_probability(run.logits[:1], index, model.head, weights)[0])
-    shares = heads.pixel_shares(run.logits[:1])[0] if weights is not None else None
-    predictions = predictions_of(model, run.logits[:1])
+    follow = _box_score(run.target) if detector else None
+    explained_score = row_scores(model, run, framing)[0]
+    if isinstance(logits, torch.Tensor):
+        probability = float(target_probability(logits[:1], index, model.head, weights)[0])
+        shares = heads.pixel_shares(logits[:1])[0] if weights is not None else None
+        explained_score = ClassScore(
+            index,
+            model.label_of(index),
+            probability,
+            None if shares is None else float(shares[index]),
+        )
+    predictions = predictions_of(model, take(logits, slice(0, 1)), framing=framing)
     maps = {m: run.outputs[m].map[0].float().cpu().numpy() for m in methods}  # (C, H, W)
     agreement = [
         Agreement(a, b, spearman(maps[a], maps[b]), top_k_iou(maps[a], maps[b], options.top_k))
@@ -275,11 +309,16 @@ def compare_image(
                 model.module, x, raw, index, steps=options.steps, kinds=kinds,
                 baseline=options.baseline, batch_size=options.batch_size,
                 blur_sigma=options.blur_sigma, seed=options.seed, head=model.head, region=weights,
+                follow=follow,
             )  # fmt: skip
     randomization = None
     if "randomization" in options.scores:
+        randomized_target: Target | int = index
+        if isinstance(run.target, BoxTarget):  # the same box, whatever the copy detects
+            randomized_target = replace(run.target, require_match=False)
         randomization = cascading_randomization(
-            model, x, methods, index, {m: run.outputs[m].map for m in methods}, layer=layer,
+            model, x, methods, randomized_target, {m: run.outputs[m].map for m in methods},
+            layer=layer,
             params=params, stages=options.stages, seed=options.seed, with_ssim=options.ssim,
             region=_fixed_region(given, weights, size),
         )  # fmt: skip
@@ -291,12 +330,7 @@ def compare_image(
         image=picture.convert("RGB")
         .crop(model.preprocessing.framing(picture.width, picture.height).explained_box)
         .resize((x.shape[-1], x.shape[-2]), Image.Resampling.BICUBIC),  # what the maps cover
-        target=ClassScore(
-            index,
-            model.label_of(index),
-            probability,
-            None if shares is None else float(shares[index]),
-        ),
+        target=explained_score,
         predictions=predictions,
         layer=run.layer,
         maps=maps,
@@ -305,8 +339,17 @@ def compare_image(
         randomization=randomization,
         scores=scores,
         elapsed_ms=(time.perf_counter() - started) * 1000,
-        region=_given_box(region),
+        region=_given_box(box if detector else region),
     )
+
+
+def _box_score(target: Target) -> Callable[[ModelOutput], torch.Tensor]:
+    """A detector's curves: the explained box's score in each perturbed copy's detections."""
+
+    def follow(output: ModelOutput) -> torch.Tensor:
+        return target.score(output, torch.zeros(count(output), dtype=torch.long))
+
+    return follow
 
 
 def _given_box(region: ImageRegion) -> tuple[float, ...] | None:
@@ -371,9 +414,15 @@ def _numbers(values: Sequence[float] | None) -> list[float | None] | None:
 
 
 def _score_json(score: ClassScore) -> dict[str, Any]:
-    body = {"index": score.index, "label": score.label, "probability": _number(score.probability)}
+    body: dict[str, Any] = {
+        "index": score.index,
+        "label": score.label,
+        "probability": _number(score.probability),
+    }
     if score.pixel_share is not None:
         body["pixel_share"] = _number(score.pixel_share)
+    if score.box is not None:
+        body["box"] = [round(float(v), 2) for v in score.box]
     return body
 
 

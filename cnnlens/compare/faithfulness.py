@@ -10,6 +10,7 @@ little to do with faithfulness. Compare maps of similar spatial scale, and use
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,7 @@ from cnnlens.compare.metrics import MapLike, as_2d, curve_auc
 from cnnlens.methods.passes import heap_rows
 from cnnlens.models import heads
 from cnnlens.models.hooks import hook_session
+from cnnlens.models.outputs import ModelOutput
 
 
 @dataclass
@@ -121,6 +123,7 @@ def perturbation_curves(
     seed: int | None = 0,
     head: str = "softmax",
     region: torch.Tensor | None = None,
+    follow: Callable[[ModelOutput], torch.Tensor] | None = None,
 ) -> PerturbationCurves:
     """p_t(x_k) for k = 0..steps, x_k with the top ceil(k N / steps) pixels of `saliency` switched.
 
@@ -130,7 +133,9 @@ def perturbation_curves(
     batched pass over its steps + 1 images, `batch_size` at a time. `baseline`: "mean", "blur",
     or "rise" (deletion to the mean, insertion from the blurred copy). p_t is
     `target_probability` under `head`; a segmentation model's `region` (h, w) is fixed from
-    the clean image, so each step measures the same pixels.
+    the clean image, so each step measures the same pixels. `follow` replaces p_t by another
+    (b,) score of the model's output: a detector's curves follow the explained box's score
+    (IoU + score of its match, 0 once the detection is lost).
 
     Shapes: x (1, 3, H, W) preprocessed; saliency (H, W) or (C, H, W) at the model's resolution.
     """
@@ -161,7 +166,11 @@ def perturbation_curves(
             for chunk in counts.split(batch_size):
                 switched = (ranks.unsqueeze(0) < chunk.view(-1, 1, 1)).unsqueeze(1)  # (b,1,H,W)
                 inputs = torch.where(switched, finish, start)  # (b, 3, H, W)
-                logits = model(inputs).float()
+                output = model(inputs)
+                if follow is not None:
+                    probabilities.append(follow(output).float().cpu())
+                    continue
+                logits = output.float()
                 probabilities.append(target_probability(logits, target, head, region).cpu())
         setattr(curves, kind, torch.cat(probabilities).tolist())
     return curves

@@ -18,6 +18,7 @@ from cnnlens.compare.metrics import as_2d, spearman, ssim
 from cnnlens.methods.run import run_methods
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.regions import Region
+from cnnlens.targets import Target
 
 
 @dataclass
@@ -78,7 +79,7 @@ def cascading_randomization(
     model: LoadedModel,
     x: torch.Tensor,
     methods: Sequence[str],
-    target: int,
+    target: int | Target,
     original_maps: Mapping[str, torch.Tensor],
     layer: str | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,

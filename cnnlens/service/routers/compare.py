@@ -15,7 +15,7 @@ from cnnlens.api.models import CompareResponse
 from cnnlens.compare.engine import Comparison, check_methods, compare
 from cnnlens.compare.options import parse_options
 from cnnlens.errors import InvalidParamsError, TargetError
-from cnnlens.explain import input_region
+from cnnlens.explain import input_box, input_region
 from cnnlens.methods.base import get_method
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.render import to_png
@@ -28,6 +28,7 @@ from cnnlens.service.deps import (
     render_until,
     wants_png,
 )
+from cnnlens.service.detection import check_detection_fields
 from cnnlens.service.engine import each
 from cnnlens.service.forms import (
     parse_layer,
@@ -87,6 +88,14 @@ async def compare_route(
             "the target's score is taken over; default: the pixels predicted as the target"
         ),
     ] = None,
+    box: Annotated[
+        str | None,
+        Form(
+            description="detectors: x0,y0,x1,y1 in each image's pixels, the detection compared "
+            "(the one with the target label, or any, that overlaps it most); default: each "
+            "image's highest-scoring detection"
+        ),
+    ] = None,
     scores: Annotated[
         str | None, Form(description="comma list of deletion, insertion, randomization; all")
     ] = None,
@@ -107,7 +116,9 @@ async def compare_route(
     layer_name = parse_layer(layer, loaded)
     explained = _one_target(target, loaded, settings.limits.max_targets)
     params_by_method = parse_params_by_method(params, [get_method(name) for name in methods])
-    box = parse_box(region)
+    given = parse_box(region)
+    detection_box = parse_box(box, "box")
+    check_detection_fields(loaded, given, detection_box)
     options = parse_options(
         scores=_score_list(scores),
         steps=steps, baseline=baseline, top_k=top_k, stages=stages, seed=seed, ssim=ssim,
@@ -119,15 +130,17 @@ async def compare_route(
         loaded.name, compare_plan(methods, params_by_method, len(image), options, layer_name)
     )
     pictures = [await read_image(upload, settings) for upload in image]
-    for picture in pictures:  # a region outside an image, or on a classifier: 422 before work
-        input_region(loaded, picture, box)
+    for picture in pictures:  # a region or box outside an image, or unfit: 422 before work
+        input_region(loaded, picture, given)
+        input_box(loaded, picture, detection_box)
     names = [upload.filename or f"image-{i}" for i, upload in enumerate(image)]
     plain_params = {name: value.model_dump() for name, value in params_by_method.items()}
 
     def work(model_: LoadedModel) -> Comparison:
         return compare(
             model_, pictures, methods, target=explained, layer=layer_name,
-            params=plain_params, options=options, names=names, region=box,
+            params=plain_params, options=options, names=names, region=given,
+            box=detection_box,
         )  # fmt: skip
 
     comparison = await state.run(loaded.name, each, work, cost=cost, deadline=deadline)
