@@ -28,17 +28,20 @@ def draw_detections(
     detections: Sequence[LabelledBox],
     highlight: LabelledBox | None = None,
     scale: float = 1.0,
+    colour: tuple[int, int, int] = OTHER,
+    scores: bool = True,
 ) -> Image.Image:
-    """A copy of `image` with each detection's box and "label score" drawn (boxes in the
-    image's pixels before `scale`); `highlight` drawn last, thicker and in white."""
+    """A copy of `image` with each detection's box and "label score" (or the label alone)
+    drawn in `colour`, boxes in the image's pixels before `scale`; `highlight` drawn last,
+    thicker and in white."""
     drawn = image.convert("RGB")
     pen = ImageDraw.Draw(drawn)
     width = max(1, round(min(drawn.size) / 160))
     others = [d for d in detections if d.box is not None and not _same(d, highlight)]
     for item in others:
-        _box(pen, item, OTHER, width, scale)
+        _box(pen, item, colour, width, scale, scores)
     if highlight is not None and highlight.box is not None:
-        _box(pen, highlight, HIGHLIGHT, 2 * width, scale)
+        _box(pen, highlight, HIGHLIGHT, 2 * width, scale, scores)
     return drawn
 
 
@@ -52,12 +55,13 @@ def _box(
     colour: tuple[int, int, int],
     width: int,
     scale: float,
+    scores: bool,
 ) -> None:
     assert item.box is not None
     x0, y0, x1, y1 = (value * scale for value in item.box)
     pen.rectangle((x0, y0, x1, y1), outline=OUTLINE, width=width + 2)
     pen.rectangle((x0, y0, x1, y1), outline=colour, width=width)
-    text = f"{item.label} {item.probability:.2f}"
+    text = f"{item.label} {item.probability:.2f}" if scores else item.label
     left, top, right, bottom = pen.textbbox((x0, y0), text)
     lift = bottom - top + 2
     anchor_y = y0 - lift if y0 >= lift else y0

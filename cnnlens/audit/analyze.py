@@ -3,7 +3,6 @@ batch of images, with the thumbnails and overlays the report embeds."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +14,9 @@ from PIL import Image
 from cnnlens import render
 from cnnlens.api.png import png_bytes
 from cnnlens.audit.config import AuditConfig
+from cnnlens.audit.detections import DetectionAudit
 from cnnlens.audit.localization import boxes_to_mask, energy_share, is_degenerate, pointing_hit
+from cnnlens.audit.pictures import bounded, jpeg, thumbnail
 from cnnlens.audit.records import (
     FLAG_DEGENERATE,
     FLAG_FRAGILE,
@@ -63,15 +64,18 @@ class AuditAnalyzer:
 
     def _analyze(self, images: list[tuple[AuditItem, Image.Image]]) -> list[ImageOutcome]:
         config, model = self.config, self.model
+        if model.head == heads.DETECTION:
+            return DetectionAudit(model, config)(images)
         x = torch.cat([model.preprocessing(image) for _, image in images]).to(model.device)
         result = self._run_in_passes(x)
-        probabilities = heads.probabilities(model.head, result.logits).cpu()  # (B, K)
+        logits = result.logits
+        assert isinstance(logits, torch.Tensor)
+        probabilities = heads.probabilities(model.head, logits).cpu()  # (B, K)
         predicted = probabilities.argmax(dim=1)
         photos = [image for _, image in images]
         fragile = self._fragility(photos, predicted) if config.fragility else None
         scores = [
-            _class_scores(model, result.logits[row : row + 1], config.top_k)
-            for row in range(len(x))
+            _class_scores(model, logits[row : row + 1], config.top_k) for row in range(len(x))
         ]
         outcomes = []
         for row, (item, image) in enumerate(images):
@@ -115,7 +119,7 @@ class AuditAnalyzer:
         if scores.confidence < config.low_confidence:
             flags.append(FLAG_LOW_CONFIDENCE)
         outcome = ImageOutcome(item.index, {})
-        outcome.thumbnail = _jpeg(_thumbnail(image, config.thumbnail_side))
+        outcome.thumbnail = jpeg(thumbnail(image, config.thumbnail_side))
         map_records: dict[str, dict[str, Any]] = {}
         framing = model.preprocessing.framing(image.width, image.height)
         for position, (name, raw) in enumerate(maps.items()):
@@ -130,9 +134,9 @@ class AuditAnalyzer:
             ):
                 if raised and flag not in flags:
                     flags.append(flag)
-            blended = render.overlay(_bounded(image, config.overlay_max_side), on_image)
+            blended = render.overlay(bounded(image, config.overlay_max_side), on_image)
             outcome.overlay_pngs[name] = png_bytes(blended)
-            outcome.overlay_thumbnails[name] = _jpeg(_thumbnail(blended, config.thumbnail_side))
+            outcome.overlay_thumbnails[name] = jpeg(thumbnail(blended, config.thumbnail_side))
             if position == 0:
                 small = render.resize_map(render.to_2d(raw), (MEAN_MAP_SIDE, MEAN_MAP_SIDE))
                 outcome.mean_map = render.normalize_map(small).astype(np.float16).tobytes()
@@ -240,22 +244,6 @@ class Flip:
 
 def _message(error: Exception) -> str:
     return error.message if isinstance(error, CnnlensError) else f"{type(error).__name__}: {error}"
-
-
-def _thumbnail(image: Image.Image, side: int) -> Image.Image:
-    small = image.copy()
-    small.thumbnail((side, side), Image.Resampling.BILINEAR)
-    return small
-
-
-def _bounded(image: Image.Image, side: int) -> Image.Image:
-    return image if max(image.size) <= side else _thumbnail(image, side)
-
-
-def _jpeg(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=82)
-    return buffer.getvalue()
 
 
 MULTI_LABEL_THRESHOLD = 0.5

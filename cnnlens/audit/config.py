@@ -53,6 +53,12 @@ class AuditConfig(BaseModel):
     thumbnail_side: int = Field(default=160, ge=32, le=512)
     overlay_max_side: int = Field(default=1024, ge=64, le=8192, description="overlay PNG files")
     max_pixels: int = Field(default=40_000_000, ge=1)
+    score_threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="detectors: the score a detection needs to count (default: the model's, 0.5)",
+    )
 
     @field_validator("methods", mode="before")
     @classmethod
@@ -75,8 +81,10 @@ class AuditConfig(BaseModel):
         return tuple(sorted(set(value)))
 
     def signature(self) -> str:
-        """A stable digest of everything that changes the results."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """A stable digest of everything that changes the results (a detector's threshold
+        only when set, so that the audits of earlier versions keep their digests)."""
+        unset = {"score_threshold"} if self.score_threshold is None else set()
+        text = json.dumps(self.model_dump(mode="json", exclude=unset), sort_keys=True)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

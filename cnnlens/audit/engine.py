@@ -89,7 +89,12 @@ def prepare_job(
         masks=annotations.masks,
     )
     items = build_items(images, annotations, categories, len(categories) or 1000)
-    described = [(it.name, it.label, it.boxes, it.mask_path is not None) for it in items]
+    described = [
+        # a detector's labelled boxes: every label counts (kept out otherwise: older digests)
+        (it.name, it.label, it.boxes, it.mask_path is not None)
+        + ((list(it.labels),) if it.boxes and len(it.labels) > 1 else ())
+        for it in items
+    ]
     digest = hashlib.sha256(
         json.dumps([config.signature(), where, described]).encode("utf-8")
     ).hexdigest()

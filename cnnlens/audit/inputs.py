@@ -94,29 +94,66 @@ def _listed(listing: Path) -> tuple[list[tuple[str, Path]], dict[str, str]]:
 
 
 def read_labels(path: Path) -> dict[str, str]:
-    """CSV `filename,label` (label: class index or class name; an optional header row)."""
-    labels = {}
+    """CSV `filename,label` (label: class index or class name; an optional header row).
+
+    A detector's labels are labelled boxes, `filename,label,x0,y0,x1,y1` (image pixels), one
+    row per object: an image's labels are joined by ";" in row order, and
+    `read_labelled_boxes` gives their boxes in the same order."""
+    labels: dict[str, str] = {}
     for row in _rows(path):
         if len(row) < 2 or not row[1]:
             raise AuditInputError(f"{path.name}: each row needs filename,label; got {row}")
-        labels[row[0]] = row[1]
+        if _is_labelled_box(row) and row[0] in labels:
+            labels[row[0]] += ";" + row[1]
+        else:
+            labels[row[0]] = row[1]
     return labels
+
+
+def read_labelled_boxes(path: Path) -> dict[str, list[Box]]:
+    """The boxes of a labels CSV's `filename,label,x0,y0,x1,y1` rows (none for plain labels)."""
+    boxes: dict[str, list[Box]] = {}
+    for row in _rows(path):
+        if _is_labelled_box(row):
+            boxes.setdefault(row[0], []).append(_box(path, row, 2))
+    return boxes
+
+
+def _is_labelled_box(row: Sequence[str]) -> bool:
+    return len(row) >= 6 and any(row[2:6])
 
 
 def read_boxes(path: Path) -> dict[str, list[Box]]:
     """CSV `filename,x0,y0,x1,y1` in image pixels; several rows per image for several boxes."""
     boxes: dict[str, list[Box]] = {}
     for row in _rows(path):
-        try:
-            x0, y0, x1, y1 = (float(value) for value in row[1:5])
-        except ValueError:
-            raise AuditInputError(
-                f"{path.name}: each row needs filename,x0,y0,x1,y1 numbers; got {row}"
-            ) from None
-        if len(row) < 5 or x1 <= x0 or y1 <= y0:
-            raise AuditInputError(f"{path.name}: a box needs x0 < x1 and y0 < y1; got {row}")
-        boxes.setdefault(row[0], []).append((x0, y0, x1, y1))
+        boxes.setdefault(row[0], []).append(_box(path, row, 1))
     return boxes
+
+
+def _box(path: Path, row: Sequence[str], start: int) -> Box:
+    """The box in row[start:start + 4], checked."""
+    columns = "filename,label,x0,y0,x1,y1" if start == 2 else "filename,x0,y0,x1,y1"
+    try:
+        x0, y0, x1, y1 = (float(value) for value in row[start : start + 4])
+    except ValueError:
+        raise AuditInputError(f"{path.name}: each row needs {columns} numbers; got {row}") from None
+    if len(row) < start + 4 or x1 <= x0 or y1 <= y0:
+        raise AuditInputError(f"{path.name}: a box needs x0 < x1 and y0 < y1; got {row}")
+    return x0, y0, x1, y1
+
+
+def read_annotations(
+    labels: Path | None, boxes: Path | None = None, masks: Path | None = None
+) -> Annotations:
+    """The labels, boxes and masks files of an audit (each optional): a detector's labelled
+    boxes come from the labels file (`read_labels`)."""
+    labelled = read_labelled_boxes(labels) if labels else {}
+    return Annotations(
+        labels=read_labels(labels) if labels else {},
+        boxes={**(read_boxes(boxes) if boxes else {}), **labelled},
+        masks=read_masks(masks) if masks else {},
+    )
 
 
 def read_masks(folder: Path) -> dict[str, str]:

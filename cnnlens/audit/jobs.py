@@ -17,7 +17,7 @@ from cnnlens.audit.analyze import AuditAnalyzer, ImageOutcome
 from cnnlens.audit.archive import ArchiveError, ArchiveLimits, QuotaExceededError, archive_kind
 from cnnlens.audit.config import AuditConfig, check_methods, check_model
 from cnnlens.audit.engine import execute, prepare_job
-from cnnlens.audit.inputs import Annotations, AuditItem, read_boxes, read_labels
+from cnnlens.audit.inputs import AuditItem, read_annotations
 from cnnlens.audit.store import ACTIVE, STORE_NAME, AuditStore, JobInfo, store_path
 from cnnlens.errors import CnnlensError
 from cnnlens.models.loaded import LoadedModel
@@ -130,13 +130,14 @@ class AuditJobs:
             upload.write_bytes(archive)
             if archive_kind(upload) is None:
                 raise ArchiveError(f"{filename or 'the upload'} is not a zip or tar archive")
-            annotations = Annotations()
             if labels:
                 (job_dir / "labels.csv").write_bytes(labels)
-                annotations.labels = read_labels(job_dir / "labels.csv")
             if boxes:
                 (job_dir / "boxes.csv").write_bytes(boxes)
-                annotations.boxes = read_boxes(job_dir / "boxes.csv")
+            annotations = read_annotations(
+                job_dir / "labels.csv" if labels else None,
+                job_dir / "boxes.csv" if boxes else None,
+            )
             job = prepare_job(
                 self.store, upload, job_dir, config, annotations, loaded.categories,
                 resume=False, limits=limits, job_id=job_id,

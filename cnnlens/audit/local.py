@@ -10,7 +10,7 @@ from cnnlens.audit.analyze import AuditAnalyzer
 from cnnlens.audit.config import AuditConfig, check_methods, check_model
 from cnnlens.audit.engine import AuditRun, ProgressCallback, Watch, execute, prepare_job
 from cnnlens.audit.extras import require_ray
-from cnnlens.audit.inputs import Annotations, read_boxes, read_labels, read_masks
+from cnnlens.audit.inputs import read_annotations
 from cnnlens.audit.sources import is_uri
 from cnnlens.audit.store import AuditStore, store_path
 from cnnlens.methods.run import resolve_layer
@@ -60,13 +60,15 @@ def run_audit(
         require_ray()  # before anything is created: a missing extra leaves no job behind
     source = source if is_uri(source) else Path(source)
     out_dir = Path(out_dir)
-    loaded = model or load_model(config.model, weights=config.weights)
+    loaded = model or load_model(
+        config.model, weights=config.weights, score_threshold=config.score_threshold
+    )
     resolve_layer(loaded, config.layer, loaded.input_size)  # unknown layer: fail before work
     check_model(config, loaded)
-    annotations = Annotations(
-        labels=read_labels(Path(labels)) if labels else {},
-        boxes=read_boxes(Path(boxes)) if boxes else {},
-        masks=read_masks(Path(masks)) if masks else {},
+    annotations = read_annotations(
+        Path(labels) if labels else None,
+        Path(boxes) if boxes else None,
+        Path(masks) if masks else None,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     store = AuditStore(store_path(out_dir))

@@ -16,9 +16,11 @@ FLAG_LOW_CONFIDENCE = "low_confidence"
 FLAG_OFF_OBJECT = "off_object"
 FLAG_FRAGILE = "fragile"
 FLAG_DEGENERATE = "degenerate_map"
+FLAG_MISSED_OBJECT = "missed_object"  # detectors: a labelled box no detection found
+FLAG_FALSE_DETECTION = "false_detection"  # detectors: a detection of no labelled box
 FLAGS = (
     FLAG_ERROR, FLAG_MISCLASSIFIED, FLAG_LOW_CONFIDENCE, FLAG_OFF_OBJECT, FLAG_FRAGILE,
-    FLAG_DEGENERATE,
+    FLAG_DEGENERATE, FLAG_MISSED_OBJECT, FLAG_FALSE_DETECTION,
 )  # fmt: skip
 
 

@@ -61,7 +61,12 @@ class AuditReplica:
         loaded = (
             model.load(device)
             if model is not None
-            else load_model(self.config.model, weights=self.config.weights, device=device)
+            else load_model(
+                self.config.model,
+                weights=self.config.weights,
+                device=device,
+                score_threshold=self.config.score_threshold,
+            )
         )
         self.analyzer = AuditAnalyzer(loaded, self.config)
 

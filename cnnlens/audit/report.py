@@ -129,7 +129,10 @@ def write_report(
     sink.write(_tables(summary))
     sink.write(_class_means(class_means, methods))
     shown = _Columns(
-        labels=facts.has_labels, regions=facts.has_regions, fragility=facts.has_fragility
+        labels=facts.has_labels,
+        regions=facts.has_regions,
+        fragility=facts.has_fragility,
+        detections=facts.has_detections,
     )
     sink.write(_results_head(methods, shown))
     min_box_energy = float(job.get("min_box_energy") or 0.5)
@@ -152,6 +155,16 @@ def _header(job: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
         ("accuracy", "-" if accuracy is None else f"{accuracy:.1%} of {summary['labelled']}"),
         ("mean confidence", "-" if mean_confidence is None else f"{mean_confidence:.3f}"),
     ]
+    detection = summary.get("detection")
+    if detection is not None:  # a detector's: accuracy means every object found, nothing else
+        cards += [
+            (name, "-" if value is None else f"{value:.1%}")
+            for name, value in (
+                ("precision", detection["precision"]),
+                ("recall", detection["recall"]),
+            )
+        ]
+        cards += [(name, detection[name]) for name in ("matched", "missed", "false")]
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(job.get("updated") or time.time()))
     meta = (
         f"<p>model <b>{escape(str(job.get('model')))}</b>, methods "
@@ -249,6 +262,9 @@ def _results_head(methods: Sequence[str], shown: _Columns) -> str:
     head += [("prediction", "text"), ("confidence", "num")]
     head += [("correct", "text")] if shown.labels else []
     head += [("flags", "text")]
+    if shown.detections:
+        head += [("matched", "num"), ("missed", "num"), ("false", "num")]
+        head += [("precision", "num"), ("recall", "num")]
     if shown.regions:
         for method in methods:
             head += [(f"{method} box energy", "num"), (f"{method} pointing", "text")]
@@ -289,6 +305,7 @@ class _Columns:
     labels: bool
     regions: bool
     fragility: bool
+    detections: bool = False
 
 
 def flag_sources(record: Mapping[str, Any], min_box_energy: float) -> dict[str, list[str]]:
@@ -349,6 +366,8 @@ def _row(
         suffix = f": {', '.join(by)}" if by else ""
         tags.append(f"<span class='flag'>{escape(flag + suffix)}</span>")
     cells.append(_cell("".join(tags), " ".join(flags)))
+    if shown.detections:
+        cells += _detection_cells(record)
     if shown.regions:
         for method in methods:
             entry = (record.get("maps") or {}).get(method, {})
@@ -368,6 +387,22 @@ def _row(
         f"<tr data-flags='{escape(' '.join(flags))}' data-text='{escape(text)}'>"
         f"{''.join(cells)}</tr>"
     )
+
+
+def _detection_cells(record: Mapping[str, Any]) -> list[str]:
+    """A detector's matched, missed and false detections of the image, precision, recall."""
+    detection = record.get("detection") or {}
+    cells = []
+    for key in ("matched", "missed", "false"):
+        value = detection.get(key)
+        bad = "bad" if key != "matched" and value else None
+        cells.append(
+            _cell("" if value is None else str(value), "" if value is None else value, bad)
+        )
+    for key in ("precision", "recall"):
+        value = detection.get(key)
+        cells.append(_cell("" if value is None else f"{value:.2f}", "" if value is None else value))
+    return cells
 
 
 def _fragility_cells(record: Mapping[str, Any]) -> list[str]:

@@ -30,6 +30,9 @@ class SummaryBuilder:
         # What the report's charts and columns need, also gathered in the same pass.
         self.histogram = {kind: [0] * HISTOGRAM_BINS for kind in ("correct", "wrong", "none")}
         self.has_labels = self.has_regions = self.has_fragility = False
+        # A detector's matched, missed and false detections over every image.
+        self.detections: Counter[str] = Counter()
+        self.has_detections = False
 
     def add(self, record: Mapping[str, Any]) -> None:
         self.images += 1
@@ -44,6 +47,11 @@ class SummaryBuilder:
         if record.get("status") != "ok":
             return
         self.analyzed += 1
+        detection = record.get("detection")
+        if detection is not None:
+            self.has_detections = True
+            for count in ("objects", "matched", "missed", "false"):
+                self.detections[count] += int(detection[count])
         confidence = float(record["confidence"])
         self.confidence_sum += confidence
         correct = record.get("correct")
@@ -99,6 +107,22 @@ class SummaryBuilder:
             "flagged": self.flagged,
             "flag_counts": dict(self.flag_counts),
             "mean_confidence": self.confidence_sum / self.analyzed if self.analyzed else None,
+            **({"detection": self._detection()} if self.has_detections else {}),
+        }
+
+    def _detection(self) -> dict[str, Any]:
+        """A detector's totals at IoU 0.5: precision = matched / detections, recall = matched /
+        labelled objects (None without any)."""
+        counts = self.detections
+        found = counts["matched"] + counts["false"]
+        return {
+            "objects": counts["objects"],
+            "detections": found,
+            "matched": counts["matched"],
+            "missed": counts["missed"],
+            "false": counts["false"],
+            "precision": counts["matched"] / found if found else None,
+            "recall": counts["matched"] / counts["objects"] if counts["objects"] else None,
         }
 
 
