@@ -1,8 +1,8 @@
 """The tensor-level driver: `attribute` for one method, `run_methods` for several sharing passes.
 
 A call is resolved once (`plan_run`: methods and their params checked, the layer named and
-checked, the target made a value) and then run (`run_plan`); the service resolves its
-requests with the same `plan_run` and hands the plan to its worker.
+checked, its default filled in) and then run with its target (`run_plan`); the service
+resolves its requests with the same `plan_run` and hands the plan to its worker.
 """
 
 from __future__ import annotations
@@ -78,12 +78,11 @@ class RunResult:
 
 @dataclass(frozen=True)
 class RunPlan:
-    """One call, resolved before any pass: methods with validated params, the checked layer
-    (the default filled in) and the target as a value."""
+    """One call, resolved before any pass: methods with validated params that can explain
+    the model, and the checked layer (the default filled in)."""
 
     methods: tuple[tuple[Method, MethodParams], ...]
     layer: str
-    target: Target
 
     @property
     def names(self) -> list[str]:
@@ -135,7 +134,8 @@ def resolve_layer(
     if layer is None:
         return inventory.default_layer
     if inventory.get(layer) is None:
-        raise LayerNotFoundError(f"unknown layer {layer!r}; see the model's layer list")
+        where = f" (GET /v1/models/{model.name})" if isinstance(model, LoadedModel) else ""
+        raise LayerNotFoundError(f"unknown layer {layer!r}; see the model's layer list{where}")
     return layer
 
 
@@ -146,12 +146,15 @@ def head_of(model: LoadedModel | nn.Module) -> str:
 def plan_run(
     model: LoadedModel | nn.Module,
     methods: Sequence[tuple[str | Method, Any]],
-    target: Target,
-    layer: Layer,
-    input_shape: tuple[int, int, int],
+    layer: Layer = None,
+    input_shape: tuple[int, int, int] | None = None,
 ) -> RunPlan:
     """Resolve a call once: each method known and able to explain this model at this layer
-    (422 otherwise), its params validated, the layer checked (default filled in)."""
+    (422 otherwise), its params validated, the layer checked (default filled in).
+    `input_shape` (C, H, W): the batch's (default: the LoadedModel's own input)."""
+    if input_shape is None:
+        assert isinstance(model, LoadedModel), "an nn.Module's plan needs the input shape"
+        input_shape = (model.preprocessing.channels, *model.input_size)
     channels, size = input_shape[0], (input_shape[1], input_shape[2])
     resolved_layer = resolve_layer(model, layer, size, channels)
     inventory = inventory_of(model, size, channels)
@@ -161,7 +164,7 @@ def plan_run(
         check_head_support(method, head_of(model))
         method.check_model(inventory, resolved_layer)
         chosen.append((method, parse_params(method, params)))
-    return RunPlan(tuple(chosen), resolved_layer, target)
+    return RunPlan(tuple(chosen), resolved_layer)
 
 
 def run_methods(
@@ -193,27 +196,29 @@ def run_methods(
             `target` label). The same as `BoxTarget(target, box)`.
     """
     wanted = as_target(target, head_of(model), x.shape[0], region, box)
-    plan = plan_run(model, methods, wanted, layer, (x.shape[1], x.shape[2], x.shape[3]))
-    return run_plan(model, x, plan)
+    plan = plan_run(model, methods, layer, (x.shape[1], x.shape[2], x.shape[3]))
+    return run_plan(model, x, plan, wanted)
 
 
-def run_plan(model: LoadedModel | nn.Module, x: torch.Tensor, plan: RunPlan) -> RunResult:
-    """Run a resolved call (`plan_run`) on the batch x."""
+def run_plan(
+    model: LoadedModel | nn.Module, x: torch.Tensor, plan: RunPlan, target: Target
+) -> RunResult:
+    """Run a resolved call (`plan_run`) on the batch x for `target` (`as_target`)."""
     batch = _Batch.of(model, x, plan)
     gradient = [(m, p) for m, p in plan.methods if m.kind == "gradient"]
     others = [(m, p) for m, p in plan.methods if m.kind != "gradient"]
     if gradient:
-        rows = _rows_per_shared_pass(batch, plan.target)
+        rows = _rows_per_shared_pass(batch, target)
         result = RunResult.join(
             [
-                batch.shared_pass(start, rows, gradient, plan.target)
+                batch.shared_pass(start, rows, gradient, target)
                 for start in range(0, max(batch.x.shape[0], 1), rows)
             ]
         )
     else:
         with hook_session(batch.module), torch.no_grad():
             logits = batch.module(batch.x)
-        result = RunResult({}, logits, batch.resolve(plan.target, logits), plan.layer, {})
+        result = RunResult({}, logits, batch.resolve(target, logits), plan.layer, {})
     for method, params in others:
         started = time.perf_counter()
         with hook_session(batch.module):  # eval mode and frozen weights; methods nest their own

@@ -2,7 +2,7 @@
 
 A detector's default is every detection above its score threshold, so the rows of such a
 request are known only after one forward: it runs on the model's worker like any work, and
-the request is then admitted (budgeted) with its real number of rows.
+the request is then admitted (budgeted) again with its real number of rows.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from PIL import Image
 
 from cnnlens.models.detection import Detection, detect, rows_to_explain
-from cnnlens.models.heads import DETECTION
 from cnnlens.models.loaded import LoadedModel
-from cnnlens.models.regions import Box, RegionError
-from cnnlens.service.state import ServiceState
+from cnnlens.service.handlers.explain import ExplainInput
+from cnnlens.service.requests import ExplainRequest, input_box
+from cnnlens.service.runtime.state import ServiceState
 
 
 def run_detect(model: LoadedModel, xs: Sequence[torch.Tensor]) -> list[list[Detection]]:
@@ -23,27 +24,27 @@ def run_detect(model: LoadedModel, xs: Sequence[torch.Tensor]) -> list[list[Dete
     return detect(model, torch.cat(list(xs)))
 
 
-async def detection_rows(
+async def detection_input(
     state: ServiceState,
-    model: LoadedModel,
+    request: ExplainRequest,
     x: torch.Tensor,
-    labels: list[int],
-    box: Box | None,
+    picture: Image.Image,
+    shown: tuple[int, int],
     deadline: float,
-) -> tuple[list[int] | None, list[Box]]:
-    """The labels (None: each box's best match) and input-pixel boxes a request explains
-    (`rows_to_explain`), at most `limits.max_targets` rows."""
+) -> tuple[ExplainInput, float]:
+    """The work of an explain request to a detector and its cost: the labels (empty: each
+    box's best match) and input-pixel boxes it explains (`rows_to_explain`: the box given,
+    or the detections found), at most `limits.max_targets` rows, budgeted at `shown`
+    (width, height)."""
+    model = request.model
+    box = input_box(model, picture, request.region)
     found = None
     if box is None:
         found = await state.run(
-            model.name, run_detect, x, cost=1.0, batch_key=("detect",), deadline=deadline
+            model, run_detect, x, cost=1.0, batch_key=("detect",), deadline=deadline
         )
-    return rows_to_explain(model, found, labels, box, state.settings.limits.max_targets)
-
-
-def check_detection_fields(model: LoadedModel, region: Box | None, box: Box | None) -> None:
-    """`box` chooses a detector's detection, `region` a segmenter's pixels: not the other way."""
-    if model.head == DETECTION and region is not None:
-        raise RegionError("a detector's target is chosen by box=, not region=")
-    if model.head != DETECTION and box is not None:
-        raise RegionError("box= chooses a detection: it applies to detectors only")
+    limit = state.settings.limits.max_targets
+    labels, boxes = rows_to_explain(model, found, list(request.targets), box, limit)
+    cost = state.admit(model, request.budget(*shown, rows=len(boxes)))
+    work = ExplainInput(request.plan, x, tuple(labels or ()), None, tuple(boxes))
+    return work, cost

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import Request
 
 from cnnlens.api.forms import DEFAULT_METHOD, json_object, split_list
-from cnnlens.errors import InvalidParamsError, LayerNotFoundError, TargetError
+from cnnlens.errors import InvalidParamsError, TargetError
 from cnnlens.methods.base import Method, MethodParams, get_method, parse_params
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.targets import class_index
@@ -80,15 +80,11 @@ def _looks_numeric(text: str) -> bool:
     return bool(_NUMBER_LIKE.fullmatch(text))
 
 
-def parse_layer(value: str | None, model: LoadedModel) -> str | None:
+def layer_field(value: str | None) -> str | None:
+    """The `layer` field's name (None when empty); `plan_run` checks it against the model."""
     if value is None or not value.strip():
         return None
-    name = value.strip()
-    if model.layers.get(name) is None:
-        raise LayerNotFoundError(
-            f"unknown layer {name!r} for model {model.name!r}; see GET /v1/models/{model.name}"
-        )
-    return name
+    return value.strip()
 
 
 def parse_params_by_method(text: str | None, methods: Sequence[Method]) -> dict[str, MethodParams]:

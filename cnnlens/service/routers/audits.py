@@ -15,25 +15,23 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
-from fastapi import APIRouter, Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Path, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from pydantic import ValidationError
 
-from cnnlens.api.forms import DEFAULT_METHOD
 from cnnlens.api.models import AuditJob, AuditList, AuditResults, ErrorBody
 from cnnlens.audit.archive import ArchiveLimits
-from cnnlens.audit.config import AuditConfig
 from cnnlens.audit.export import JSONL, records_csv, report_html
 from cnnlens.audit.jobs import STORE_FILE, AuditJobs, JobNotFoundError
 from cnnlens.audit.store import JobInfo
 from cnnlens.errors import InvalidParamsError
 from cnnlens.models.loaded import LoadedModel
-from cnnlens.service.budget import audit_plan
 from cnnlens.service.deps import SettingsDep, StateDep
-from cnnlens.service.engine import each
 from cnnlens.service.errors import NotReadyError, PayloadTooLargeError, QueueFullError
+from cnnlens.service.requests import AuditDep
+from cnnlens.service.runtime.budget import audit_plan
+from cnnlens.service.runtime.state import ServiceState
+from cnnlens.service.runtime.worker import each
 from cnnlens.service.settings import Settings
-from cnnlens.service.state import ServiceState
 
 router = APIRouter(prefix="/v1", tags=["audits"])
 T = TypeVar("T")
@@ -166,6 +164,7 @@ async def _read_limited(upload: UploadFile, limit: int, what: str) -> bytes:
 
 @router.post("/audits", status_code=202, response_model=AuditJob, responses=ERRORS)
 async def create_audit(
+    request: AuditDep,
     state: StateDep,
     settings: SettingsDep,
     jobs: JobsDep,
@@ -175,35 +174,9 @@ async def create_audit(
         UploadFile | None, File(description="CSV filename,label (class index or name)")
     ] = None,
     boxes: Annotated[UploadFile | None, File(description="CSV filename,x0,y0,x1,y1")] = None,
-    model: Annotated[str | None, Form(description="a served model; default: the default")] = None,
-    method: Annotated[
-        list[str] | None, Form(description=f"heatmap methods; default {DEFAULT_METHOD}")
-    ] = None,
-    batch_size: Annotated[int, Form(ge=1, le=256)] = 8,
-    top_k: Annotated[int, Form(ge=1, le=20)] = 5,
-    low_confidence: Annotated[float, Form(ge=0, le=1)] = 0.5,
-    min_box_energy: Annotated[float, Form(ge=0, le=1)] = 0.5,
-    fragility: Annotated[bool, Form(description="PGD epsilon ladder (slow)")] = False,
 ) -> JSONResponse:
-    name = model or settings.default_model
-    state.model(name)  # 404 for a model not served, 503 while loading
-    try:
-        config = AuditConfig.model_validate(
-            {
-                "model": name,
-                "methods": method or [DEFAULT_METHOD],
-                "batch_size": batch_size,
-                "top_k": top_k,
-                "low_confidence": low_confidence,
-                "min_box_energy": min_box_energy,
-                "fragility": fragility,
-                "max_pixels": settings.limits.max_pixels,
-            }
-        )
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        raise InvalidParamsError(f"invalid audit options: {problems}") from None
-    state.admit(name, audit_plan(config.methods, config.batch_size))  # 422 before any upload
+    config = request.config
+    state.admit(request.model, audit_plan(request.plan, config.batch_size))  # 422 before upload
     limit = min(settings.limits.max_upload_bytes, ArchiveLimits().max_archive_bytes)
     archive_bytes = await _read_limited(archive, limit, "archive")
     labels_bytes = await _read_limited(labels, MAX_CSV_BYTES, "labels CSV") if labels else None
