@@ -480,7 +480,10 @@ def as_target(
     detector)."""
     if isinstance(target, ClassTarget | RegionTarget | BoxTarget):
         if region is not None or box is not None:
-            raise RegionError("give the region or box inside the target, not beside it")
+            raise RegionError(
+                "give the region inside the RegionTarget (a box inside the BoxTarget), "
+                "not beside it"
+            )
         return target
     classes = per_row(target, batch)  # type: ignore[arg-type]
     if head == heads.DETECTION:

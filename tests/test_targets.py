@@ -8,7 +8,7 @@ import torch
 from captum.attr import IntegratedGradients, Saliency
 
 import cnnlens
-from cnnlens.errors import TargetError
+from cnnlens.errors import NoDetectionError, TargetError
 from cnnlens.methods.base import MethodContext
 from cnnlens.models import count_hooks
 from cnnlens.models.regions import RegionError, box_coverage
@@ -144,16 +144,21 @@ def test_box_target_is_iou_plus_score_of_the_best_match_with_its_label() -> None
     assert scores.grad is not None and scores.grad.tolist() == [0.0, 1.0, 1.0]
     torch.testing.assert_close(resolved.loss(output), -value.detach())
     # Label 1 in image 0: detection 0 overlaps (2, 0, 12, 10) with IoU 80 / 120 and has it.
-    one_label = BoxTarget(1, [2.0, 0.0, 12.0, 10.0]).resolve(
+    # (A zero score is refused on resolve, unless require_match=False: its map is blank.)
+    one_label = BoxTarget(1, [2.0, 0.0, 12.0, 10.0], require_match=False).resolve(
         output, head="softmax", categories=(), input_size=(32, 32)
     )
     assert float(one_label.score(output)[0].detach()) == pytest.approx(80 / 120 + 0.9)
     # No detection of that label, or one below the IoU threshold: 0.
     assert float(one_label.score(output)[1].detach()) == 0.0
-    strict = BoxTarget(1, [2.0, 0.0, 12.0, 10.0], iou_threshold=0.7)
+    with pytest.raises(NoDetectionError, match="no detection labelled '1' overlaps the box"):
+        BoxTarget(1, [2.0, 0.0, 12.0, 10.0]).resolve(
+            output, head="softmax", categories=(), input_size=(32, 32)
+        )
+    strict = BoxTarget(1, [2.0, 0.0, 12.0, 10.0], iou_threshold=0.7, require_match=False)
     resolved_strict = strict.resolve(output, head="softmax", categories=(), input_size=(32, 32))
     assert resolved_strict.score(output).tolist() == [0.0, 0.0]
-    named = BoxTarget("dog", [0, 0, 4, 4]).resolve(
+    named = BoxTarget("dog", [0, 0, 4, 4], require_match=False).resolve(
         output, head="softmax", categories=("cat", "dog"), input_size=(32, 32)
     )
     assert named.indices.tolist() == [1, 1]

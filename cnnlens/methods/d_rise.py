@@ -114,16 +114,19 @@ def rise_masks(
     height, width = int(size[0]), int(size[1])
     grid = params.grid_size
     cell_h, cell_w = math.ceil(height / grid), math.ceil(width / grid)
-    cells = (torch.rand(count, 1, grid, grid, generator=generator) < params.keep).float()
+    cells, shifts = [], []
+    for _ in range(count):  # mask by mask: the same masks whatever the chunk size
+        cells.append(torch.rand(1, grid, grid, generator=generator) < params.keep)
+        shifts.append(
+            divmod(int(torch.randint(0, cell_h * cell_w, (1,), generator=generator)), cell_w)
+        )
     upsampled = F.interpolate(
-        cells, size=((grid + 1) * cell_h, (grid + 1) * cell_w), mode="bilinear"
+        torch.stack(cells).float(),
+        size=((grid + 1) * cell_h, (grid + 1) * cell_w),
+        mode="bilinear",
     )
-    shifts = torch.randint(0, cell_h * cell_w, (count,), generator=generator).tolist()
     return torch.stack(
-        [
-            upsampled[i, :, dy : dy + height, dx : dx + width]
-            for i, (dy, dx) in enumerate(divmod(shift, cell_w) for shift in shifts)
-        ]
+        [upsampled[i, :, dy : dy + height, dx : dx + width] for i, (dy, dx) in enumerate(shifts)]
     )
 
 

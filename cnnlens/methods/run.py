@@ -36,7 +36,7 @@ from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.outputs import ModelOutput, detached, joined
 from cnnlens.models.preprocess import Preprocessing
 from cnnlens.models.regions import Region
-from cnnlens.targets import Boxes, Classes, ClassTarget, Target, as_target
+from cnnlens.targets import Boxes, BoxTarget, Classes, ClassTarget, Target, as_target
 
 # Per module, then per input size: shapes (hence the default layer and the CAM head check)
 # depend on the size the inventory was traced at.
@@ -148,10 +148,12 @@ def plan_run(
     methods: Sequence[tuple[str | Method, Any]],
     layer: Layer = None,
     input_shape: tuple[int, int, int] | None = None,
+    head: str | None = None,
 ) -> RunPlan:
     """Resolve a call once: each method known and able to explain this model at this layer
     (422 otherwise), its params validated, the layer checked (default filled in).
-    `input_shape` (C, H, W): the batch's (default: the LoadedModel's own input)."""
+    `input_shape` (C, H, W): the batch's (default: the LoadedModel's own input); `head`: the
+    model's (default: a LoadedModel's, softmax for a plain module)."""
     if input_shape is None:
         assert isinstance(model, LoadedModel), "an nn.Module's plan needs the input shape"
         input_shape = (model.preprocessing.channels, *model.input_size)
@@ -161,7 +163,7 @@ def plan_run(
     chosen = []
     for name, params in methods:
         method = name if isinstance(name, Method) else get_method(name)
-        check_head_support(method, head_of(model))
+        check_head_support(method, head or head_of(model))
         method.check_model(inventory, resolved_layer)
         chosen.append((method, parse_params(method, params)))
     return RunPlan(tuple(chosen), resolved_layer)
@@ -196,7 +198,8 @@ def run_methods(
             `target` label). The same as `BoxTarget(target, box)`.
     """
     wanted = as_target(target, head_of(model), x.shape[0], region, box)
-    plan = plan_run(model, methods, layer, (x.shape[1], x.shape[2], x.shape[3]))
+    head = heads.DETECTION if isinstance(wanted, BoxTarget) else None  # a plain module's too
+    plan = plan_run(model, methods, layer, (x.shape[1], x.shape[2], x.shape[3]), head)
     return run_plan(model, x, plan, wanted)
 
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from cnnlens.errors import CnnlensError
 from cnnlens.methods import get_method, method_names, run_methods
+from cnnlens.methods.base import explains_head
 from cnnlens.models import count_hooks
 
 # Cheap settings so the whole registry runs in seconds; unknown methods use their defaults.
@@ -89,10 +90,16 @@ def model_in_training_mode() -> nn.Sequential:
 ALL_METHODS = method_names()
 
 
+def _skip_detector_only(method: str) -> None:
+    if not explains_head(get_method(method), "softmax"):
+        pytest.skip("explains detectors only: see tests/detection/test_contract.py")
+
+
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_success_leaves_everything_as_it_was(
     method: str, model_in_training_mode: nn.Sequential
 ) -> None:
+    _skip_detector_only(method)
     model = model_in_training_mode
     x = torch.randn(2, 3, 32, 32)
     x_before = x.clone()
@@ -113,6 +120,7 @@ def test_exception_leaves_everything_as_it_was(
 ) -> None:
     if get_method(method).produces == "weights":
         pytest.skip("reads weights only: no forward to interrupt")
+    _skip_detector_only(method)
     model = model_in_training_mode
     x = torch.randn(1, 3, 32, 32)
     before = fingerprint(model)
