@@ -197,6 +197,10 @@ class MethodInfo(Schema):
         description="whether it explains a segmentation model (a class over a region); "
         "false: it reads (B, K) class logits",
     )
+    explains: list[str] = Field(
+        default=["softmax", "sigmoid", "binary", "segmentation", "detection"],
+        description="the model heads it explains (a detector's: detection)",
+    )
     route: str = Field(description="the route answering this method's own results")
     params: dict[str, Any] = Field(description="JSON schema of the method's params")
 

@@ -19,7 +19,8 @@ from cnnlens.targets import BoxTarget
 
 
 class DRiseParams(MethodParams):
-    n_masks: int = cost_field(1000, "time", "random masks, one forward each", le=20000)
+    # The paper draws 5000; 500 keep a request within a CPU service's default budget.
+    n_masks: int = cost_field(500, "time", "random masks, one forward each", le=20000)
     grid_size: int = Field(16, ge=2, le=64, description="cells a side of each mask's grid")
     keep: float = Field(0.5, gt=0.0, lt=1.0, description="probability that a cell is kept")
     batch_size: int = cost_field(16, "memory", "masked copies per forward (bounds memory)")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from cnnlens.api.models import MethodInfo, MethodList
-from cnnlens.methods.base import VIEW_KINDS, get_method, method_names, own_route
+from cnnlens.methods.base import VIEW_KINDS, explains_head, get_method, method_names, own_route
+from cnnlens.models.heads import HEADS
 
 router = APIRouter(prefix="/v1", tags=["methods"])
 
@@ -27,6 +28,7 @@ def list_methods() -> MethodList:
                 uses_target=method.uses_target,
                 uses_image=method.uses_image,
                 segmentation=method.segmentation,
+                explains=[head for head in HEADS if explains_head(method, head)],
                 route=own_route(name) or "/v1/explain",
                 params=method.Params.model_json_schema(),
             )

@@ -11,6 +11,7 @@ const state = {
   methods: new Map(),  // name -> method info from GET /v1/methods
   model: null,         // GET /v1/models/{name}
   views: [],           // [{canvas, heatmap, width, height, boxes}] for the opacity slider
+  box: null,           // a detector's detection to explain, [x0, y0, x1, y1]; null: all
   view: "explain",
   auditTimer: null,
 };
@@ -166,6 +167,7 @@ async function loadModel(name) {
   );
   $("target-input").value = "";
   setRegion(null);
+  state.box = null;
   markUnavailableMethods();
   showFields();
 }
@@ -174,6 +176,11 @@ async function loadModel(name) {
 function unavailableReason(method) {
   const model = state.model;
   if (!model) return null;
+  if (method.explains && model.head && !method.explains.includes(model.head)) {
+    return model.head === "detection"
+      ? "reads class logits (B, K): does not explain a detector's boxes"
+      : "explains object detectors only";
+  }
   if (model.head === "segmentation" && method.segmentation === false) {
     return "reads class logits (B, K): not for a segmentation model";
   }
@@ -416,7 +423,42 @@ function baseForm({ image = true, target = true, layer = true } = {}) {
   }
   const region = $("region-field").hidden ? null : regionText();
   if (region !== null) form.append("region", region);
+  if (isDetector() && state.box) form.append("box", state.box.map((v) => v.toFixed(1)).join(","));
   return form;
+}
+
+// ---------- a detector's boxes ----------
+
+function isDetector() {
+  return Boolean(state.model) && state.model.head === "detection";
+}
+
+// Every detection drawn on a map (the explained one in white); a click on one explains it.
+function detectionBoxes(predictions, explained) {
+  const same = (a, b) => Boolean(a) && Boolean(b) && a.every((v, i) => Math.abs(v - b[i]) < 0.5);
+  return predictions.filter((p) => p.box).map((p) => ({
+    box: p.box,
+    dash: [],
+    colour: same(p.box, explained) ? "#ffffff" : "#ffd600",
+    label: `${p.label} ${p.probability.toFixed(2)}`,
+    width: same(p.box, explained) ? 2 : 1,
+  }));
+}
+
+// The smallest detection under a point (image pixels), or null.
+function detectionAt(predictions, x, y) {
+  const area = (b) => (b[2] - b[0]) * (b[3] - b[1]);
+  const under = predictions.filter((p) => p.box && p.box[0] <= x && x <= p.box[2]
+    && p.box[1] <= y && y <= p.box[3]);
+  under.sort((a, b) => area(a.box) - area(b.box));
+  return under[0] || null;
+}
+
+// Explain one detection (its box; the label is the one it was detected with), then the same
+// request as the Explain button.
+function explainDetection(prediction) {
+  state.box = prediction.box;
+  $("explain-form").requestSubmit();
 }
 
 // The Advanced box: JSON keyed by method. Returns null (and shows why) when it is not JSON.
@@ -627,6 +669,7 @@ async function explain(event) {
   if (Object.keys(params).length) form.append("params", JSON.stringify(params));
   form.append("output", "overlay,heatmap,array");
   const region = form.get("region");
+  state.box = null; // a click on a detection chooses the next one
   await run("explain", $("explain-button"), async () => {
     const body = await api("/v1/explain", { method: "POST", body: form });
     await showResults(body, params, region ? region.split(",").map(Number) : null);
@@ -637,9 +680,11 @@ async function explain(event) {
 // share of the pixels.
 function showPredictions(predictions, list = $("predictions")) {
   const byShare = predictions.some((p) => p.pixel_share !== null && p.pixel_share !== undefined);
+  const boxes = predictions.some((p) => p.box);
   if (list === $("predictions")) {
-    $("predictions-heading").textContent =
-      byShare ? "Classes present (share of pixels)" : "Top-5 predictions";
+    $("predictions-heading").textContent = boxes
+      ? `Detections (score ≥ ${state.model?.score_threshold ?? 0.5}; click one to explain it)`
+      : byShare ? "Classes present (share of pixels)" : "Top-5 predictions";
   }
   list.replaceChildren();
   for (const prediction of predictions) {
@@ -662,6 +707,16 @@ function showPredictions(predictions, list = $("predictions")) {
     Object.assign(meter, { min: 0, max: 1, value: shown });
     meter.setAttribute("aria-label", `${prediction.label} ${byShare ? "pixel share" : "probability"}`);
     item.append(label, meter, value);
+    if (prediction.box) {
+      label.title += `, box ${prediction.box.map(Math.round).join(",")}`;
+      item.dataset.box = prediction.box.join(",");
+      item.tabIndex = 0;
+      item.classList.add("detection");
+      item.addEventListener("click", () => explainDetection(prediction));
+      item.addEventListener("keydown", (event) => {
+        if (event.key === "Enter") explainDetection(prediction);
+      });
+    }
     list.append(item);
   }
 }
@@ -680,13 +735,23 @@ function draw(view) {
   }
   context.drawImage(view.heatmap, 0, 0, view.width, view.height);
   context.globalAlpha = 1;
-  // The explained part of a center-crop model (dashed) and the region explained (solid).
-  for (const { box, dash, colour } of view.boxes || []) {
+  // The explained part of a center-crop model (dashed), the region explained (solid), a
+  // detector's detections (labelled).
+  for (const { box, dash, colour, label, width = 1 } of view.boxes || []) {
     context.save();
     context.setLineDash(dash);
-    context.lineWidth = Math.max(2, Math.round(view.width / 200));
+    context.lineWidth = width * Math.max(2, Math.round(view.width / 200));
     context.strokeStyle = colour;
     context.strokeRect(box[0], box[1], box[2] - box[0], box[3] - box[1]);
+    if (label) {
+      const size = Math.max(12, Math.round(view.width / 40));
+      context.font = `${size}px sans-serif`;
+      const top = box[1] >= size + 4 ? box[1] - size - 4 : box[1];
+      context.fillStyle = "rgba(0, 0, 0, 0.7)";
+      context.fillRect(box[0], top, context.measureText(label).width + 8, size + 4);
+      context.fillStyle = colour;
+      context.fillText(label, box[0] + 4, top + size);
+    }
     context.restore();
   }
   view.canvas.dataset.opacity = String(opacity());
@@ -775,6 +840,20 @@ async function showResults(body, params = {}, region = null) {
     if (region && item.target) {
       parts.push(`region: ${region.join(",")}`);
       boxes.push({ box: region, dash: [], colour: "#0b5cad" });
+    }
+    if (item.target && item.target.box) {
+      parts.push(`box: ${item.target.box.map(Math.round).join(",")}`);
+      figure.dataset.box = item.target.box.join(",");
+      boxes.push(...detectionBoxes(body.predictions, item.target.box));
+      canvas.classList.add("detections");
+      canvas.title = "Click a detection to explain it";
+      canvas.addEventListener("click", (event) => {
+        const bounds = canvas.getBoundingClientRect();
+        const x = ((event.clientX - bounds.left) * canvas.width) / bounds.width;
+        const y = ((event.clientY - bounds.top) * canvas.height) / bounds.height;
+        const found = detectionAt(body.predictions, x, y);
+        if (found) explainDetection(found);
+      });
     }
     parts.push(`${Math.round(item.elapsed_ms)} ms`);
     details.textContent = parts.join(" · ");
