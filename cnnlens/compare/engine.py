@@ -292,10 +292,10 @@ def compare_image(
         .crop(model.preprocessing.framing(picture.width, picture.height).explained_box)
         .resize((x.shape[-1], x.shape[-2]), Image.Resampling.BICUBIC),  # what the maps cover
         target=ClassScore(
-            index,
-            model.label_of(index),
-            probability,
-            None if shares is None else float(shares[index]),
+            index=index,
+            label=model.label_of(index),
+            probability=probability,
+            pixel_share=None if shares is None else float(shares[index]),
         ),
         predictions=predictions,
         layer=run.layer,
