@@ -10,7 +10,8 @@ from cnnlens._lazy import lazy_exports
 from cnnlens.errors import CnnlensError
 
 if TYPE_CHECKING:
-    from cnnlens.explain import ClassScore, Explanation, Explanations, explain
+    from cnnlens.api.models import ClassScore
+    from cnnlens.explain import Explanation, Explanations, explain
     from cnnlens.heap import reuse_heap
     from cnnlens.methods import attribute, method_names, run_methods
     from cnnlens.models import DEFAULT_MODEL, LoadedModel, list_models, load_model, wrap
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 __getattr__ = lazy_exports(
     __name__,
     {
-        "ClassScore": "cnnlens.explain",
+        "ClassScore": "cnnlens.api.models",
         "Explanation": "cnnlens.explain",
         "Explanations": "cnnlens.explain",
         "explain": "cnnlens.explain",

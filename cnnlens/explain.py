@@ -13,6 +13,7 @@ from PIL import Image
 from torch import nn
 
 from cnnlens import render
+from cnnlens.api.models import ClassScore  # segmentation: probability is the pixels' mean
 from cnnlens.boxes import draw_detections
 from cnnlens.imageio import ImageSource, load_image
 from cnnlens.methods.base import MethodOutput, get_method, row_extras
@@ -28,16 +29,6 @@ from cnnlens.targets import BoxTarget, Target, class_index
 
 # A segmentation target's region over the image: a box (x0, y0, x1, y1) or an (H, W) mask.
 ImageRegion = Sequence[float] | np.ndarray | torch.Tensor | None
-
-
-@dataclass(frozen=True)
-class ClassScore:
-    index: int
-    label: str
-    # segmentation: the class's mean per-pixel probability; detection: the detection's score
-    probability: float
-    pixel_share: float | None = None  # segmentation: fraction of pixels predicted as it
-    box: Box | None = None  # detection: x0, y0, x1, y1 in the image's pixels
 
 
 @dataclass
@@ -259,8 +250,12 @@ def row_scores(model: LoadedModel, run: MethodRun, framing: Framing) -> list[Cla
             found = run.logits[row]
             score = 0.0 if match is None else float(found["scores"][match])
             box = boxes[row] if match is None else found["boxes"][match]
-            image_box = framing.box_to_image(box.tolist())
-            scores.append(ClassScore(index, model.label_of(index), score, box=image_box))
+            image_box = list(framing.box_to_image(box.tolist()))
+            scores.append(
+                ClassScore(
+                    index=index, label=model.label_of(index), probability=score, box=image_box
+                )
+            )
         return scores
     logits = run.logits
     assert isinstance(logits, torch.Tensor)
@@ -269,10 +264,10 @@ def row_scores(model: LoadedModel, run: MethodRun, framing: Framing) -> list[Cla
     indices = run.target.indices.tolist()
     return [
         ClassScore(
-            index,
-            model.label_of(index),
-            float(probabilities[row, index]),
-            None if shares is None else float(shares[row, index]),
+            index=index,
+            label=model.label_of(index),
+            probability=float(probabilities[row, index]),
+            pixel_share=None if shares is None else float(shares[row, index]),
         )
         for row, index in enumerate(indices)
     ]
@@ -312,10 +307,10 @@ def predictions_of(
     if not isinstance(logits, torch.Tensor):
         return [
             ClassScore(
-                found.index,
-                model.label_of(found.index),
-                found.score,
-                box=found.box if framing is None else framing.box_to_image(found.box),
+                index=found.index,
+                label=model.label_of(found.index),
+                probability=found.score,
+                box=list(found.box if framing is None else framing.box_to_image(found.box)),
             )
             for found in detections_above(logits[0], model.score_threshold)
         ]
@@ -325,7 +320,13 @@ def predictions_of(
     shares = heads.pixel_shares(logits)[0]  # (K,)
     present = [int(i) for i in torch.argsort(shares, descending=True) if shares[i] > 0]
     return [
-        ClassScore(i, model.label_of(i), float(probabilities[i]), float(shares[i])) for i in present
+        ClassScore(
+            index=i,
+            label=model.label_of(i),
+            probability=float(probabilities[i]),
+            pixel_share=float(shares[i]),
+        )
+        for i in present
     ]
 
 
@@ -340,6 +341,6 @@ def _target_list(model: LoadedModel, target: Any) -> list[int]:
 def _top_k(model: LoadedModel, probabilities: torch.Tensor, k: int) -> list[ClassScore]:
     values, indices = probabilities.topk(min(k, probabilities.numel()))
     return [
-        ClassScore(int(i), model.label_of(int(i)), float(v))
+        ClassScore(index=int(i), label=model.label_of(int(i)), probability=float(v))
         for v, i in zip(values, indices, strict=True)
     ]

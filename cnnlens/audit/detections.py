@@ -118,7 +118,9 @@ class DetectionAudit:
             flags.append(FLAG_LOW_CONFIDENCE)
         outcome = ImageOutcome(item.index, {})
         scores = [
-            ClassScore(d.index, model.label_of(d.index), d.score, box=box)
+            ClassScore(
+                index=d.index, label=model.label_of(d.index), probability=d.score, box=list(box)
+            )
             for d, box in zip(image.found, boxes, strict=True)
         ]
         map_records: dict[str, dict[str, Any]] = {}
@@ -227,7 +229,12 @@ class DetectionAudit:
         item = image.item
         names = [self.model.label_of(i) for i in item.labels] if item.labels else []
         objects = [
-            ClassScore(-1, names[i] if i < len(names) else "object", 1.0, box=box)
+            ClassScore(
+                index=-1,
+                label=names[i] if i < len(names) else "object",
+                probability=1.0,
+                box=list(box),
+            )
             for i, box in enumerate(item.boxes)
         ]
         drawn = draw_detections(picture, objects, None, scale, colour=_OBJECT, scores=False)

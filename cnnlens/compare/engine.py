@@ -287,10 +287,10 @@ def compare_image(
         probability = float(target_probability(logits[:1], index, model.head, weights)[0])
         shares = heads.pixel_shares(logits[:1])[0] if weights is not None else None
         explained_score = ClassScore(
-            index,
-            model.label_of(index),
-            probability,
-            None if shares is None else float(shares[index]),
+            index=index,
+            label=model.label_of(index),
+            probability=probability,
+            pixel_share=None if shares is None else float(shares[index]),
         )
     predictions = predictions_of(model, take(logits, slice(0, 1)), framing=framing)
     maps = {m: run.outputs[m].map[0].float().cpu().numpy() for m in methods}  # (C, H, W)

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cnnlens.api.models import ClassScore
 from cnnlens.errors import InvalidParamsError
-from cnnlens.explain import ClassScore
 from cnnlens.imageio import ImageSource, load_image
 from cnnlens.methods._realizable import (
     LEVELS,
@@ -79,7 +79,7 @@ class AdversarialImage:
         """JSON-ready fields (no image bytes)."""
 
         def score(value: ClassScore | None) -> dict[str, Any] | None:
-            return None if value is None else vars(value).copy()
+            return None if value is None else value.model_dump()
 
         return {
             "output_size": self.output_size,
@@ -230,4 +230,6 @@ def _on_lattice(pixels: torch.Tensor, levels: torch.Tensor, budget: float) -> to
 
 
 def _score(model: LoadedModel, index: int, probabilities: torch.Tensor) -> ClassScore:
-    return ClassScore(index, model.label_of(index), float(probabilities[index]))
+    return ClassScore(
+        index=index, label=model.label_of(index), probability=float(probabilities[index])
+    )

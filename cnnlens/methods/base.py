@@ -17,6 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
+from cnnlens.api.models import method_route
 from cnnlens.errors import (
     IncompatibleModelError,
     InvalidParamsError,
@@ -221,7 +222,7 @@ def own_route(name: str) -> str | None:
     """The REST path of a method with results of its own (None: a map, on /v1/explain)."""
     if get_method(name).produces == "map":
         return None
-    return "/v1/" + name.replace("_", "-")
+    return method_route(name)
 
 
 def explains_head(method: Method, head: str) -> bool:

@@ -4,13 +4,12 @@
 views (`layers`: feature maps, filters).
 
 `own_route(name)`: how a method's own route checks, runs and renders its request. Built-in
-methods with bodies of their own are in `_ROUTES`; any other registered method gets the
-generic `MethodResponse` for what it produces.
+methods with bodies of their own (`cnnlens.api.models.METHOD_RESPONSES`) have handlers in
+`_ROUTES`; any other registered method gets the generic `MethodResponse`.
 """
 
 from __future__ import annotations
 
-from cnnlens.api import models as api
 from cnnlens.service.handlers.images import (
     check_activation_max,
     check_adversarial,
@@ -25,19 +24,13 @@ __all__ = ["OwnRoute", "SingleRun", "own_route"]
 
 _ROUTES = {
     "adversarial": OwnRoute(
-        api.AdversarialResponse,
-        render_adversarial,
-        check=check_adversarial,
-        work=run_adversarial,
-        preprocess=False,
+        render_adversarial, check=check_adversarial, work=run_adversarial, preprocess=False
     ),
-    "activation_max": OwnRoute(
-        api.ActivationMaxResponse, render_activation_max, check=check_activation_max
-    ),
-    "feature_maps": OwnRoute(api.FeatureMapsResponse, render_feature_maps),
-    "filters": OwnRoute(api.FiltersResponse, render_filters),
+    "activation_max": OwnRoute(render_activation_max, check=check_activation_max),
+    "feature_maps": OwnRoute(render_feature_maps),
+    "filters": OwnRoute(render_filters),
 }
-_GENERIC = OwnRoute(api.MethodResponse, render_method)
+_GENERIC = OwnRoute(render_method)
 
 
 def own_route(name: str) -> OwnRoute:

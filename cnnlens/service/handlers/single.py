@@ -68,9 +68,9 @@ def _checked(model: LoadedModel, run: SingleRun) -> SingleRun:
 
 @dataclass(frozen=True)
 class OwnRoute:
-    """How the service answers a method's own route (`/v1/<name with - for _>`)."""
+    """How the service answers a method's own route (`api.method_route`), with the body
+    `api.method_response` names."""
 
-    response: type[BaseModel]
     render: Render  # (model, run, worker result, started) -> body and its main PNG
     check: Callable[[LoadedModel, SingleRun], SingleRun] = _checked  # 422s before any work
     work: Callable[[LoadedModel, Sequence[SingleRun]], list[Any]] = run_single  # worker side

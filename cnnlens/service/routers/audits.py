@@ -18,7 +18,7 @@ import anyio
 from fastapi import APIRouter, Depends, FastAPI, File, Path, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
-from cnnlens.api.models import AuditJob, AuditList, AuditResults, ErrorBody
+from cnnlens.api.models import AuditJob, AuditList, AuditResults
 from cnnlens.audit.archive import ArchiveLimits
 from cnnlens.audit.export import JSONL, records_csv, report_html
 from cnnlens.audit.jobs import STORE_FILE, AuditJobs, JobNotFoundError
@@ -26,7 +26,12 @@ from cnnlens.audit.store import JobInfo
 from cnnlens.errors import InvalidParamsError
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.service.deps import SettingsDep, StateDep
-from cnnlens.service.errors import NotReadyError, PayloadTooLargeError, QueueFullError
+from cnnlens.service.errors import (
+    NotReadyError,
+    PayloadTooLargeError,
+    QueueFullError,
+    documented_errors,
+)
 from cnnlens.service.requests import AuditDep
 from cnnlens.service.runtime.budget import audit_plan
 from cnnlens.service.runtime.state import ServiceState
@@ -39,18 +44,15 @@ _JOB_ID = re.compile(r"^[0-9a-f]{16,32}$")
 MAX_CSV_BYTES = 4 * 1024 * 1024
 _jobs_lock = threading.Lock()
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": description}
-    for status, description in (
-        (400, "not a zip/tar archive, an unsafe entry (.., absolute path, link), bad CSV"),
-        (401, "missing or invalid X-API-Key (when keys are configured)"),
-        (404, "no such audit job, or the model is not served here"),
-        (409, "the job is already finished"),
-        (413, "the archive, an entry or the uncompressed total is too large"),
-        (422, "invalid method or option"),
-        (503, "the model is still loading (Retry-After)"),
-    )
-}
+ERRORS = documented_errors(
+    (400, "not a zip/tar archive, an unsafe entry (.., absolute path, link), bad CSV"),
+    (401, "missing or invalid X-API-Key (when keys are configured)"),
+    (404, "no such audit job, or the model is not served here"),
+    (409, "the job is already finished"),
+    (413, "the archive, an entry or the uncompressed total is too large"),
+    (422, "invalid method or option"),
+    (503, "the model is still loading (Retry-After)"),
+)
 
 
 def data_dir(settings: Settings) -> FilePath:

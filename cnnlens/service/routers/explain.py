@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from PIL import Image
 
 from cnnlens.api.codecs import IMAGE_FORMATS
-from cnnlens.api.models import ErrorBody, ExplainResponse
+from cnnlens.api.models import ExplainResponse
 from cnnlens.imageio import fit_within, fitted_size
 from cnnlens.models.heads import DETECTION
 from cnnlens.service.deps import DeadlineDep, SettingsDep, StateDep, off_loop, read_image
 from cnnlens.service.deps import render_until as render
 from cnnlens.service.detection import detection_input
+from cnnlens.service.errors import documented_errors
 from cnnlens.service.forms import single_valued_fields
 from cnnlens.service.handlers.explain import (
     ExplainInput,
@@ -31,24 +31,21 @@ router = APIRouter(
     dependencies=[Depends(single_valued_fields(("method", "target")))],
 )
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": description}
-    for status, description in (
-        (400, "the image cannot be decoded"),
-        (401, "missing or invalid X-API-Key (when keys are configured)"),
-        (404, "the model is not served here"),
-        (406, "Accept: image/png with more than one method"),
-        (413, "the upload or the image is too large"),
-        (415, "the file is not an allowed image format"),
-        (
-            422,
-            "invalid method, target, layer, params or output; over the budget or the "
-            "response size limit (over_budget, response_too_large)",
-        ),
-        (503, "the model's queue is full or it is still loading (Retry-After)"),
-        (504, "the request deadline passed"),
-    )
-}
+ERRORS = documented_errors(
+    (400, "the image cannot be decoded"),
+    (401, "missing or invalid X-API-Key (when keys are configured)"),
+    (404, "the model is not served here"),
+    (406, "Accept: image/png with more than one method"),
+    (413, "the upload or the image is too large"),
+    (415, "the file is not an allowed image format"),
+    (
+        422,
+        "invalid method, target, layer, params or output; over the budget or the "
+        "response size limit (over_budget, response_too_large)",
+    ),
+    (503, "the model's queue is full or it is still loading (Retry-After)"),
+    (504, "the request deadline passed"),
+)
 PNG_ANSWER = {
     "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
     "description": "JSON, or with `Accept: image/png` and one method the overlay PNG",

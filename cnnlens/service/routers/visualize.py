@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from cnnlens.api.models import method_response
 from cnnlens.methods.base import get_method, method_names, own_route
 from cnnlens.service import deps
 from cnnlens.service.forms import single_valued_fields
@@ -84,8 +85,6 @@ def _endpoint(name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
 
 def router() -> APIRouter:
     """One route per registered method that makes no map, as the registry is now."""
-    from cnnlens.service.handlers import own_route as route_answer
-
     router = APIRouter(
         prefix="/v1",
         tags=["visualize"],
@@ -95,7 +94,7 @@ def router() -> APIRouter:
         path = own_route(name)
         if path is None:
             continue
-        response = route_answer(name).response
+        response = method_response(name)
         router.add_api_route(
             path.removeprefix("/v1"),
             _endpoint(name),
