@@ -4,6 +4,8 @@ torchvision Faster R-CNN (for agreement with pytorch-grad-cam)."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -104,3 +106,42 @@ def seeded_fasterrcnn(seed: int = 0) -> nn.Module:
         weights_backbone=None,
         box_score_thresh=0.0,
     ).eval()
+
+
+def pytorch_grad_cam_on_pyramid(detector: nn.Module) -> Any:
+    """pytorch-grad-cam's GradCAM on a torchvision detector's feature pyramid (its backbone),
+    set up as its Faster R-CNN tutorial sets up its CAMs: `fasterrcnn_reshape_transform`.
+
+    Its own `save_gradient` skips layer outputs without `requires_grad`, so a dict layer (the
+    pyramid's) never gets a gradient: the hooks here register it on each level, and the
+    levels' gradients go through the reshape_transform, as its hook sends a tensor layer's
+    (levels that no score reaches, such as "pool", get zeros).
+    """
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
+    from pytorch_grad_cam.utils.reshape_transforms import fasterrcnn_reshape_transform
+
+    class LevelGradients(ActivationsAndGradients):  # type: ignore[misc]
+        def save_gradient(self, module: nn.Module, inputs: Any, output: Mapping[str, Any]) -> None:
+            self.levels = output
+            for key, value in output.items():
+                value.register_hook(lambda grad, key=key: self.level_grads.__setitem__(key, grad))
+
+        @property  # type: ignore[override]
+        def gradients(self) -> list[torch.Tensor]:
+            if not getattr(self, "levels", None):
+                return []
+            grads = {
+                k: self.level_grads.get(k, torch.zeros_like(v)) for k, v in self.levels.items()
+            }
+            return [self.reshape_transform(grads).cpu().detach()]
+
+        @gradients.setter
+        def gradients(self, value: list[torch.Tensor]) -> None:
+            self.level_grads: dict[str, torch.Tensor] = {}
+
+    layers = [detector.backbone]
+    cam = GradCAM(detector, layers, reshape_transform=fasterrcnn_reshape_transform)
+    cam.activations_and_grads.release()
+    cam.activations_and_grads = LevelGradients(detector, layers, fasterrcnn_reshape_transform)
+    return cam

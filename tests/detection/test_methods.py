@@ -118,12 +118,12 @@ def test_d_rise_finds_the_object(squares: LoadedModel) -> None:
 def test_each_detection_above_the_threshold_is_explained_by_default(squares: LoadedModel) -> None:
     explanations = cnnlens.explain(squares, square_image([("red", 16, 24), ("blue", 72, 80)]))
     assert [(p.label, p.box) for p in explanations.predictions] == [
-        ("red", RED_BOX),
-        ("blue", BLUE_BOX),
+        ("red", list(RED_BOX)),
+        ("blue", list(BLUE_BOX)),
     ]
     assert [(e.target.label, e.target.box) for e in explanations if e.target] == [
-        ("red", RED_BOX),
-        ("blue", BLUE_BOX),
+        ("red", list(RED_BOX)),
+        ("blue", list(BLUE_BOX)),
     ]
     assert explanations[0].target is not None and explanations[0].target.probability > 0.99
     # The overlay draws the detections: white around the explained one.

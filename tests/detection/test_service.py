@@ -145,7 +145,7 @@ def test_the_client_passes_box(squares_module: object) -> None:
         wait_ready(client)
         result = client.explain(_png(), "grad_cam", box=_scaled(RED_BOX), output="array")
         (explanation,) = result.explanations
-        assert explanation.target is not None and explanation.target.box == tuple(_scaled(RED_BOX))
+        assert explanation.target is not None and explanation.target.box == _scaled(RED_BOX)
         assert [p.label for p in result.predictions] == ["red", "blue"]
         overlay = client.explain_overlay(_png(), "grad_cam", box=_scaled(BLUE_BOX))
         assert overlay.size == (256, 256)

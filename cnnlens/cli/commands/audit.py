@@ -34,7 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "path", metavar="PATH", help="folder, .zip/.tar archive, CSV list or URI prefix (s3://...)"
     )
-    parser.add_argument("--labels", type=Path, metavar="CSV", help="filename,label rows")
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        metavar="CSV",
+        help="filename,label rows; a detector's: filename,label,x0,y0,x1,y1, one per object",
+    )
     parser.add_argument("--boxes", type=Path, metavar="CSV", help="filename,x0,y0,x1,y1 rows")
     parser.add_argument("--masks", type=Path, metavar="DIR", help="object masks named as images")
     parser.add_argument(
@@ -52,6 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", "-l", help="target layer (default: the model's)")
     parser.add_argument("--batch-size", type=int, default=8, metavar="N")
     parser.add_argument("--top-k", type=int, default=5, metavar="K")
+    parser.add_argument(
+        "--score-threshold", type=float, metavar="S",
+        help="detectors, locally: the score a detection needs to count (default 0.5)",
+    )  # fmt: skip
     parser.add_argument(
         "--low-confidence", type=float, default=0.5, metavar="P",
         help="flag a top-1 probability below P (default 0.5)",
@@ -91,6 +100,7 @@ def _config(args: argparse.Namespace) -> Any:
         "low_confidence": args.low_confidence,
         "min_box_energy": args.min_box_energy,
         "fragility": args.fragility,
+        "score_threshold": args.score_threshold,
     }
     try:
         if args.epsilons:
