@@ -10,7 +10,9 @@ tutorial,
 
 and the gradients at the layer go through the same transform, level by level. Grad-CAM
 and the other CAMs then weight A's channels as for any layer: every level contributes, and
-the map has the coarsest level's resolution before its upsampling to the input.
+the map has the coarsest level's resolution before its upsampling to the input. Levels of
+fewer than MIN_SIDE positions a side do not set the grid (they are resized up to it): SSD's
+last levels are 3 x 3 down to 1 x 1, and a 1 x 1 grid would make every map constant.
 """
 
 from __future__ import annotations
@@ -34,10 +36,19 @@ def is_levels(output: Any) -> TypeGuard[Levels]:
     return len({value.shape[0] for value in values}) == 1
 
 
+MIN_SIDE = 4  # positions a side of the coarsest grid the levels are stacked on
+
+
 def coarsest_size(levels: Levels) -> tuple[int, int]:
-    """(h, w) of the level with the fewest positions."""
-    smallest = min(levels.values(), key=lambda level: level.shape[-2] * level.shape[-1])
-    return int(smallest.shape[-2]), int(smallest.shape[-1])
+    """(h, w) of the level with the fewest positions among those with at least MIN_SIDE a
+    side (of the largest level when none has)."""
+    sizes = [(int(level.shape[-2]), int(level.shape[-1])) for level in levels.values()]
+    usable = [size for size in sizes if min(size) >= MIN_SIDE] or [max(sizes, key=_area)]
+    return min(usable, key=_area)
+
+
+def _area(size: tuple[int, int]) -> int:
+    return size[0] * size[1]
 
 
 def stack_levels(levels: Levels) -> torch.Tensor:

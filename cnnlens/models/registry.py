@@ -39,12 +39,15 @@ Weights = str | Path
 
 
 def list_models() -> list[str]:
-    """Names load_model accepts: the default plus every torchvision and timm classifier."""
+    """Names load_model accepts: the default plus every torchvision and timm classifier, and
+    torchvision's detectors."""
     import timm
     import torchvision
 
     names = [zoo.DEFAULT_MODEL]
     names += [f"torchvision:{n}" for n in torchvision.models.list_models(torchvision.models)]
+    detectors = torchvision.models.list_models(torchvision.models.detection)
+    names += [f"torchvision:{n}" for n in detectors]
     names += [f"timm:{n}" for n in timm.list_models()]
     return names
 

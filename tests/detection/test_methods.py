@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from torchvision.ops import box_iou
 
 import cnnlens
@@ -15,7 +16,7 @@ from cnnlens.errors import IncompatibleModelError, NoDetectionError
 from cnnlens.methods import get_method, method_names
 from cnnlens.methods.base import explains_head
 from cnnlens.models import LoadedModel
-from tests.detection.conftest import BLUE_BOX, RED_BOX
+from tests.detection.conftest import BLUE_BOX, RED_AND_BLUE, RED_BOX
 from tests.detection.detectors import SIZE, square_image
 
 DETECTOR_METHODS = [m for m in method_names() if explains_head(get_method(m), "detection")]
@@ -139,3 +140,42 @@ def test_a_box_nothing_matches_is_refused_not_a_blank_map(squares: LoadedModel) 
         cnnlens.explain(squares, picture, target="blue")
     with pytest.raises(IncompatibleModelError, match="does not explain detectors"):
         cnnlens.explain(squares, picture, ["score_cam"])
+
+
+def test_a_torchvision_ssd_is_explained_and_guided_backprop_refused_on_hardswish() -> None:
+    """SSDlite on MobileNetV3: Grad-CAM of its top detection's box through its own feature
+    pyramid (a dict of six levels); guided backprop has no rule for its Hardswish units."""
+    import torchvision
+
+    from cnnlens.models import count_hooks
+
+    torch.manual_seed(0)
+    detector = torchvision.models.get_model(
+        "ssdlite320_mobilenet_v3_large", weights=None, weights_backbone=None
+    )
+    pixels = torch.from_numpy(np.array(square_image(RED_AND_BLUE).resize((320, 320))))
+    x = pixels.permute(2, 0, 1)[None].float() / 255
+    # Random SSDlite features vanish (1e-14 by the last level) under its initial batch-norm
+    # statistics: measured on the image instead, the seeded detector's scores differ.
+    for module in detector.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None
+    with torch.no_grad():
+        detector.train()(
+            x.expand(2, -1, -1, -1),
+            [{"boxes": torch.tensor([[0.0, 0, 9, 9]]), "labels": torch.tensor([1])}] * 2,
+        )
+    model = cnnlens.wrap(detector.eval())
+    with torch.no_grad():
+        found = detector(x)[0]
+    box, label = found["boxes"][0], int(found["labels"][0])
+    assert model.default_layer == "backbone"
+    # Six levels, 20 x 20 down to 1 x 1: stacked on the 5 x 5 grid (at least 4 a side).
+    assert model.layers.get("backbone").output_shape == [672 + 480 + 512 + 256 + 256 + 128, 5, 5]
+    cam = cnnlens.attribute("grad_cam", model, x, target=label, box=box)
+    assert cam.shape == (1, 1, 320, 320) and torch.isfinite(cam).all()
+    assert float(cam.std()) > 0.05 * float(cam.max()) > 0  # a map, not a constant
+    with pytest.raises(IncompatibleModelError, match="Hardswish"):
+        cnnlens.attribute("guided_backprop", model, x, target=label, box=box)
+    assert count_hooks(detector) == 0
