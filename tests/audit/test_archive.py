@@ -17,6 +17,9 @@ from cnnlens.audit.archive import (
     extract_archive,
 )
 
+PNG = b"\x89PNG\r\n\x1a\n"  # an image's signature: what extraction checks before writing
+JPEG = b"\xff\xd8\xff\xe0"
+
 
 def _zip(path: Path, entries: dict[str, bytes]) -> Path:
     with zipfile.ZipFile(path, "w") as archive:
@@ -34,15 +37,19 @@ def _tar(path: Path, entries: list[tarfile.TarInfo], data: dict[str, bytes]) -> 
 
 
 def test_zip_extracts_nested_files(tmp_path: Path) -> None:
-    archive = _zip(tmp_path / "a.zip", {"a/b.png": b"one", "c.jpg": b"two", "d/": b""})
+    archive = _zip(
+        tmp_path / "a.zip",
+        {"a/b.png": PNG + b"one", "c.jpg": JPEG + b"two", "d/": b"", "notes.txt": b"text"},
+    )
     root = extract_archive(archive, tmp_path / "out")
-    assert (root / "a" / "b.png").read_bytes() == b"one"
-    assert (root / "c.jpg").read_bytes() == b"two"
+    assert (root / "a" / "b.png").read_bytes() == PNG + b"one"
+    assert (root / "c.jpg").read_bytes() == JPEG + b"two"
+    assert not (root / "notes.txt").exists()  # not an image the audit reads: not written
 
 
 @pytest.mark.parametrize("name", ["../evil.png", "a/../../evil.png", "/etc/evil.png", "C:/x.png"])
 def test_zip_escaping_entries_refused(tmp_path: Path, name: str) -> None:
-    archive = _zip(tmp_path / "a.zip", {"ok.png": b"1", name: b"2"})
+    archive = _zip(tmp_path / "a.zip", {"ok.png": PNG + b"1", name: PNG + b"2"})
     with pytest.raises(ArchiveError) as error:
         extract_archive(archive, tmp_path / "out")
     assert error.value.status == 400
@@ -81,15 +88,15 @@ def test_tar_slip_refused_and_regular_tar_works(tmp_path: Path) -> None:
     with pytest.raises(ArchiveError, match="outside"):
         extract_archive(_tar(tmp_path / "e.tar.gz", [evil], {evil.name: b"bad"}), tmp_path / "o")
     good = tarfile.TarInfo("sub/ok.png")
-    good.size = 4
+    good.size = 12
     root = extract_archive(
-        _tar(tmp_path / "g.tar.gz", [good], {good.name: b"good"}), tmp_path / "p"
+        _tar(tmp_path / "g.tar.gz", [good], {good.name: PNG + b"good"}), tmp_path / "p"
     )
-    assert (root / "sub" / "ok.png").read_bytes() == b"good"
+    assert (root / "sub" / "ok.png").read_bytes() == PNG + b"good"
 
 
 def test_limits(tmp_path: Path) -> None:
-    archive = _zip(tmp_path / "a.zip", {f"{i}.png": b"x" * 100 for i in range(5)})
+    archive = _zip(tmp_path / "a.zip", {f"{i}.png": PNG + b"x" * 92 for i in range(5)})
     with pytest.raises(ArchiveTooLargeError, match="entries") as error:
         extract_archive(archive, tmp_path / "o1", ArchiveLimits(max_members=4))
     assert error.value.status == 413

@@ -105,11 +105,6 @@ def test_service_audit_from_a_zip(
         assert csv_text.splitlines()[0].startswith("index,name,status")
         assert len(csv_text.splitlines()) == 5
 
-        finished = client.delete(f"/v1/audits/{job_id}")
-        assert (
-            finished.status_code == 409 and finished.json()["error"]["code"] == "already_finished"
-        )
-
         slip = client.post(
             "/v1/audits",
             files={
@@ -150,6 +145,12 @@ def test_service_audit_from_a_zip(
         listed = client.get("/v1/audits").json()["audits"]
         assert [(j["id"], j["status"]) for j in listed] == [(job_id, "done")]
         assert "chelsea.png" in client.get(f"/v1/audits/{job_id}/report").text
+        deleted = client.delete(f"/v1/audits/{job_id}")  # a finished job: gone with its files
+        assert deleted.status_code == 200
+        assert deleted.json() == {"id": job_id, "status": "done", "deleted": True}
+        assert client.get(f"/v1/audits/{job_id}").status_code == 404
+        assert client.get("/v1/audits").json()["audits"] == []
+        assert not (tmp_path / "data" / "audits" / job_id).exists()
 
 
 def test_unfinished_audit_resumes_when_the_service_starts(
