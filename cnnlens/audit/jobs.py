@@ -51,6 +51,10 @@ def disk_share_quota(root: Path, share: float) -> int:
     return max(1, held + int(share * free))
 
 
+# How long DELETE waits for a job that has just finished to write its report and tables.
+FINISHING_WAIT_S = 60.0
+
+
 class ModelRunner(Protocol):
     """How jobs reach the service's models (through their worker threads)."""
 
@@ -198,11 +202,15 @@ class AuditJobs:
             with self._reservations_lock:
                 self._reservations -= reserved
 
-    def delete(self, job_id: str, owner: str | None = None) -> None:
-        """Remove a finished job: its files and its rows (JobActiveError while it runs)."""
+    def delete(self, job_id: str, owner: str | None = None, wait_s: float = 0.0) -> None:
+        """Remove a finished job: its files and its rows (JobActiveError while it runs, or
+        while it is still writing its report after `wait_s` seconds)."""
         job = self.job(job_id, owner)
         if job.status in ACTIVE:
             raise JobActiveError(f"audit job {job_id} is {job.status}; cancel it first")
+        deadline = time.monotonic() + wait_s
+        while job_id == self._current and time.monotonic() < deadline:
+            time.sleep(0.02)  # a job marked finished writes its report and tables, then lets go
         if job_id == self._current:
             raise JobActiveError(f"audit job {job_id} is writing its report; try again shortly")
         self._remove(job_id)
@@ -217,7 +225,7 @@ class AuditJobs:
                 return self.cancel(job_id, owner), False
             except JobFinishedError:  # it finished meanwhile
                 job = self.job(job_id, owner)
-        self.delete(job_id, owner)
+        self.delete(job_id, owner, wait_s=FINISHING_WAIT_S)
         return job, True
 
     def purge_finished(self, older_than_s: float) -> list[str]:

@@ -61,20 +61,20 @@ def run_audit(
         require_ray()  # before anything is created: a missing extra leaves no job behind
     source = source if is_uri(source) else Path(source)
     out_dir = Path(out_dir)
-    loaded = model or load_model(config.model, weights=config.weights)
-    resolve_layer(loaded, config.layer, loaded.input_size)  # unknown layer: fail before work
-    check_model(config, loaded)
-    annotations = Annotations(
-        labels=read_labels(Path(labels)) if labels else {},
-        boxes=read_boxes(Path(boxes)) if boxes else {},
-        masks=read_masks(Path(masks)) if masks else {},
-    )
     connection: AbstractContextManager[None] = nullcontext()
-    if engine == "ray":  # joined before anything is created: a failure leaves no job behind
+    if engine == "ray":  # joined first: a cluster that cannot be used fails at once, no job made
         from cnnlens.audit.ray_engine import ray_connected
 
         connection = ray_connected(ray_address)
     with connection:
+        loaded = model or load_model(config.model, weights=config.weights)
+        resolve_layer(loaded, config.layer, loaded.input_size)  # unknown layer: fail before work
+        check_model(config, loaded)
+        annotations = Annotations(
+            labels=read_labels(Path(labels)) if labels else {},
+            boxes=read_boxes(Path(boxes)) if boxes else {},
+            masks=read_masks(Path(masks)) if masks else {},
+        )
         out_dir.mkdir(parents=True, exist_ok=True)
         store = AuditStore(store_path(out_dir))
         watch = Watch(on_progress, should_stop)

@@ -8,8 +8,11 @@ once."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
+import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -77,16 +80,49 @@ def ray_connected(address: str | None) -> Iterator[None]:
     where: dict[str, Any] = (
         {"address": address} if address else {"address": "local", "_node_ip_address": LOOPBACK}
     )
-    try:
-        ray.init(
-            **where, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
-        )
-    except Exception as error:  # Ray's own errors: ConnectionError, RuntimeError, ...
-        raise RayConnectionError(_connection_failure(error, address or "local")) from None
+    failure: str | None = None
+    with _stderr_captured() as captured:
+        try:
+            ray.init(
+                **where, include_dashboard=False, log_to_driver=False,
+                logging_level=logging.WARNING,
+            )  # fmt: skip
+        except Exception as error:  # Ray's own errors: ConnectionError, RuntimeError, ...
+            failure = _connection_failure(error, address or "local")
+    if failure is not None:  # what Ray's core logged while retrying says it less clearly
+        raise RayConnectionError(failure)
+    sys.stderr.write(captured.text)  # joined: Ray's notes, as they would have come
     try:
         yield
     finally:
         ray.shutdown()
+
+
+class _Captured:
+    text = ""
+
+
+@contextmanager
+def _stderr_captured() -> Iterator[_Captured]:
+    """What this process writes to its stderr (file descriptor 2, where Ray's C++ core logs)
+    inside the block, kept instead of shown."""
+    captured = _Captured()
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to take over
+        yield captured
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.text = sink.read().decode("utf-8", "replace")
 
 
 _CONNECT_TIMEOUT_S = 10.0

@@ -266,7 +266,8 @@ def _declared_body(url: str, length: int) -> bytes:
     with socket.create_connection((host, int(port)), timeout=30) as connection:
         connection.sendall(
             f"POST /v1/explain HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            f"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {length}\r\n\r\n".encode()
+            "Content-Type: multipart/form-data; boundary=x\r\n"
+            f"Content-Length: {length}\r\n\r\n".encode()
         )
         answer = b""
         while b"\r\n\r\n" not in answer and (chunk := connection.recv(4096)):
