@@ -25,6 +25,7 @@ from cnnlens.models import LoadedModel
 from cnnlens.service.settings import SettingsError, load_settings
 from tests.audit.tiny_model import synthetic_png, tiny_loaded
 from tests.client.live_server import live_server
+from tests.hostile_names import FORMULA_NAMES, HOSTILE_NAMES
 from tests.pinned import pinned_app, pinned_settings
 from tests.reliability.conftest import LiveServer
 from tests.reliability.test_hostile_requests import SMALL_PNG
@@ -32,20 +33,6 @@ from tests.reliability.test_hostile_requests import SMALL_PNG
 EGYPTIAN_CAT = 285
 KEY = "a key only the operator's scripts hold"
 EVIL = "https://evil.example"
-# Names a user (or an attacker who gets files into a dataset) may give: HTML, script, comment
-# and CDATA openers, line separators JavaScript once treated as newlines, spreadsheet formulas.
-HOSTILE_NAMES = (
-    "x<!--<script>y.png",
-    "</script><script>window.pwned=1</script>.png",
-    '"><img src=x onerror="window.pwned=2">.png',
-    "a\u2028b\u2029c.png",
-    "&amp;&lt;&#x3c;.png",
-    '=HYPERLINK("evil.example","open").png',
-    "+1+1.png",
-    "@SUM(1).png",
-    "]]>--><!--.png",
-)
-FORMULA_NAMES = [name for name in HOSTILE_NAMES if name[0] in "=+-@"]
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:
