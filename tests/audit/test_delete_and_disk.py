@@ -24,20 +24,13 @@ from cnnlens.service.settings import load_settings
 from tests.audit.tiny_model import synthetic_png, tiny_loaded
 from tests.client.live_server import live_server
 from tests.pinned import pinned_app, pinned_settings
+from tests.uploads import zipped
 
 MIB = 1 << 20
 
 
-def _zip(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
 def _photos(count: int) -> bytes:
-    return _zip({f"img{index:04d}.png": synthetic_png(index) for index in range(count)})
+    return zipped({f"img{index:04d}.png": synthetic_png(index) for index in range(count)})
 
 
 def _files(data_dir: Path) -> list[Path]:
@@ -199,7 +192,7 @@ def test_members_must_be_images_before_their_bytes_are_written(
     service: tuple[str, Path],
 ) -> None:
     url, data_dir = service
-    nested = _zip({"inner.png": synthetic_png(0)})
+    nested = zipped({"inner.png": synthetic_png(0)})
     cases = {
         "text named .png": {"ok.png": synthetic_png(0), "notes.png": b"plain text, no image"},
         "zeros named .jpg": {"ok.png": synthetic_png(0), "zeros.jpg": bytes(2 * MIB)},
@@ -210,14 +203,16 @@ def test_members_must_be_images_before_their_bytes_are_written(
         before = _listed(http)
         held = _files(data_dir)
         for case, entries in cases.items():
-            refused = _submit(http, _zip(entries))
+            refused = _submit(http, zipped(entries))
             assert refused.status_code == 400, case
             error = refused.json()["error"]
             assert error["code"] == "bad_archive" and "is not an image" in error["message"], case
             assert _files(data_dir) == held, case  # not even ok.png was left behind
         assert _listed(http) == before
         # members that are no image the audit reads are skipped, not written
-        kept = _submit(http, _zip({"a.png": synthetic_png(1), "README.txt": b"hi", ".x.png": b""}))
+        kept = _submit(
+            http, zipped({"a.png": synthetic_png(1), "README.txt": b"hi", ".x.png": b""})
+        )
         assert kept.status_code == 202
         job = _wait(http, kept.json()["id"])
         assert job["progress"]["total"] == 1

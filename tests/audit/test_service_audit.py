@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +14,9 @@ from PIL import Image
 from cnnlens.models import LoadedModel
 from tests.audit.conftest import BROKEN, EGYPTIAN_CAT, write_photos
 from tests.pinned import pinned_app, pinned_settings
+from tests.uploads import zipped
 
 MODEL = "efficientnet_lite0"
-
-
-def _zip(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def _wait(client: TestClient, job_id: str, timeout: float = 60) -> tuple[dict[str, Any], list[int]]:
@@ -46,7 +38,7 @@ def test_service_audit_from_a_zip(
 ) -> None:
     folder = tmp_path / "photos"
     chelsea_size = write_photos(folder, chelsea, coffee, astronaut)["chelsea.png"]
-    archive = _zip({f"batch/{p.name}": p.read_bytes() for p in sorted(folder.iterdir())})
+    archive = zipped({f"batch/{p.name}": p.read_bytes() for p in sorted(folder.iterdir())})
     labels = f"chelsea.png,{EGYPTIAN_CAT}\ncoffee.png,1\n".encode()  # coffee: a wrong label
     settings = pinned_settings({"data_dir": str(tmp_path / "data"), "warmup": False})
     app = pinned_app(settings, default_model)
@@ -110,7 +102,7 @@ def test_service_audit_from_a_zip(
             files={
                 "archive": (
                     "evil.zip",
-                    _zip({"ok.png": b"1", "../../evil.png": b"2"}),
+                    zipped({"ok.png": b"1", "../../evil.png": b"2"}),
                     "application/zip",
                 )
             },
@@ -160,7 +152,7 @@ def test_unfinished_audit_resumes_when_the_service_starts(
     from cnnlens.audit.jobs import AuditJobs
     from tests.audit.test_jobs import BlockingRunner
 
-    archive = _zip({p.name: p.read_bytes() for p in sorted(photos.iterdir())})
+    archive = zipped({p.name: p.read_bytes() for p in sorted(photos.iterdir())})
     never_ready = BlockingRunner(default_model, ready=False)
     stopped = AuditJobs(tmp_path / "data" / "audits", never_ready)
     job = stopped.submit(archive, "p.zip", AuditConfig(batch_size=2))

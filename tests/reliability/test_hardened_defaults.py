@@ -11,7 +11,6 @@ import json
 import re
 import socket
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -29,26 +28,11 @@ from tests.hostile_names import FORMULA_NAMES, HOSTILE_NAMES
 from tests.pinned import pinned_app, pinned_settings
 from tests.reliability.conftest import LiveServer
 from tests.reliability.test_hostile_requests import SMALL_PNG
+from tests.uploads import small_png, zipped
 
 EGYPTIAN_CAT = 285
 KEY = "a key only the operator's scripts hold"
 EVIL = "https://evil.example"
-
-
-def _zip(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
-def _photo_png(image: Image.Image, side: int = 96) -> bytes:
-    small = image.copy()
-    small.thumbnail((side, side))
-    buffer = io.BytesIO()
-    small.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _wait_done(http: httpx.Client, job_id: str, headers: dict[str, str] | None = None) -> Any:
@@ -63,10 +47,10 @@ def _wait_done(http: httpx.Client, job_id: str, headers: dict[str, str] | None =
 @pytest.fixture(scope="module")
 def hostile_job(live_server: LiveServer, chelsea: Image.Image) -> str:
     """A finished audit of images with hostile names, on the shared live server."""
-    png = _photo_png(chelsea)
+    png = small_png(chelsea)
     with httpx.Client(base_url=live_server.url, timeout=60) as http:
         answer = http.post(
-            "/v1/audits", files={"archive": ("h.zip", _zip(dict.fromkeys(HOSTILE_NAMES, png)))}
+            "/v1/audits", files={"archive": ("h.zip", zipped(dict.fromkeys(HOSTILE_NAMES, png)))}
         )
         assert answer.status_code == 202, answer.text
         job = _wait_done(http, answer.json()["id"])
@@ -119,7 +103,7 @@ def test_a_foreign_origin_cannot_change_state(
 ) -> None:
     """What a page on another site can send without a preflight: a multipart POST (a form, or
     fetch with mode "no-cors"), and a DELETE from a page the service allowed nothing to."""
-    archive = _zip({"cat.png": _photo_png(chelsea)})
+    archive = zipped({"cat.png": small_png(chelsea)})
     with httpx.Client(base_url=live_server.url, timeout=60) as http:
         before = [job["id"] for job in http.get("/v1/audits").json()["audits"]]
         for origin in (EVIL, "null", "http://127.0.0.1:1", "http://localhost.evil.example"):
@@ -321,7 +305,7 @@ def test_every_export_is_neutralized(
     # `cnnlens audit --server` saves what the service exports
     folder = tmp_path / "photos"
     folder.mkdir()
-    (folder / FORMULA_NAMES[0]).write_bytes(_photo_png(chelsea))
+    (folder / FORMULA_NAMES[0]).write_bytes(small_png(chelsea))
     out = tmp_path / "out"
     assert main(["audit", str(folder), "--server", live_server.url, "--out", str(out), "-q"]) == 0
     saved = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
@@ -338,7 +322,7 @@ def test_every_export_is_neutralized(
 def test_labels_that_name_no_class_are_a_422_naming_the_row(
     live_server: LiveServer, chelsea: Image.Image, label: str
 ) -> None:
-    archive = _zip({"cat.png": _photo_png(chelsea), "cup.png": _photo_png(chelsea)})
+    archive = zipped({"cat.png": small_png(chelsea), "cup.png": small_png(chelsea)})
     labels = f"cup.png,1\ncat.png,{label}\n".encode()
     with httpx.Client(base_url=live_server.url, timeout=60) as http:
         before = http.get("/v1/audits").json()["audits"]
@@ -359,7 +343,7 @@ def test_labels_are_indices_in_ascii_or_folded_names(
     live_server: LiveServer, chelsea: Image.Image
 ) -> None:
     names = ("egyptian CAT", "ＥＧＹＰＴＩＡＮ Ｃａｔ", "Egyptian cat", str(EGYPTIAN_CAT))
-    archive = _zip({f"cat{i}.png": _photo_png(chelsea) for i in range(len(names))})
+    archive = zipped({f"cat{i}.png": small_png(chelsea) for i in range(len(names))})
     labels = "".join(f"cat{i}.png,{name}\n" for i, name in enumerate(names)).encode("utf-8")
     with httpx.Client(base_url=live_server.url, timeout=60) as http:
         answer = http.post(
@@ -388,8 +372,11 @@ def _multipart_routes(schema: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
 
 def _files_for(form: dict[str, Any]) -> dict[str, tuple[str, bytes]]:
     """A valid upload for each file field of a form."""
-    uploads = {"archive": ("a.zip", _zip({"a.png": SMALL_PNG})), "labels": ("l.csv", b"a.png,1\n"),
-               "boxes": ("b.csv", b"a.png,0,0,8,8\n")}  # fmt: skip
+    uploads = {
+        "archive": ("a.zip", zipped({"a.png": SMALL_PNG})),
+        "labels": ("l.csv", b"a.png,1\n"),
+        "boxes": ("b.csv", b"a.png,0,0,8,8\n"),
+    }
     files = {}
     for name, field in form["properties"].items():
         text = json.dumps(field)
@@ -441,7 +428,7 @@ def test_report_overlay_links_resolve_past_500_rows(tmp_path: Path) -> None:
         {"warmup": False, "data_dir": str(tmp_path / "data"), "models": [{"name": "tiny"}],
          "default_model": "tiny"}
     )  # fmt: skip
-    archive = _zip({f"img{i:04d}.png": synthetic_png(i) for i in range(505)})
+    archive = zipped({f"img{i:04d}.png": synthetic_png(i) for i in range(505)})
     with (
         live_server(pinned_app(settings, tiny)) as url,
         httpx.Client(base_url=url, timeout=120) as http,

@@ -6,10 +6,8 @@ posts to the service is refused."""
 from __future__ import annotations
 
 import http.server
-import io
 import threading
 import time
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from cnnlens.models import LoadedModel
 from tests.client.live_server import live_server
 from tests.hostile_names import FILE_NAMES, HOSTILE_NAMES
 from tests.pinned import pinned_app, pinned_settings
+from tests.uploads import small_png, zipped
 
 pytestmark = pytest.mark.browser
 TIMEOUT_S = 30
@@ -49,14 +48,6 @@ for (let guard = 0; guard < 1000; guard++) {
 }
 return names;
 """
-
-
-def _png(image: Image.Image, side: int = 96) -> bytes:
-    small = image.copy()
-    small.thumbnail((side, side))
-    buffer = io.BytesIO()
-    small.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -95,13 +86,10 @@ def _assert_inert(driver: Any) -> None:
 def test_rest_report_with_hostile_names_renders_every_row(
     browser: Any, service: str, chelsea: Image.Image
 ) -> None:
-    png = _png(chelsea)
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as entries:
-        for name in HOSTILE_NAMES:
-            entries.writestr(name, png)
+    png = small_png(chelsea)
+    archive = zipped(dict.fromkeys(HOSTILE_NAMES, png))
     with httpx.Client(base_url=service, timeout=60) as http:
-        answer = http.post("/v1/audits", files={"archive": ("h.zip", archive.getvalue())})
+        answer = http.post("/v1/audits", files={"archive": ("h.zip", archive)})
         assert answer.status_code == 202, answer.text
         job_id = answer.json()["id"]
         deadline = time.monotonic() + 180
@@ -121,7 +109,7 @@ def test_cli_report_with_hostile_names_renders_every_row(
 ) -> None:
     folder = tmp_path / "photos"
     folder.mkdir()
-    png = _png(chelsea)
+    png = small_png(chelsea)
     for name in FILE_NAMES:
         (folder / name).write_bytes(png)
     out = tmp_path / "out"
