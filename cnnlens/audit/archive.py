@@ -99,6 +99,9 @@ def safe_member_path(name: str) -> PurePosixPath:
     text = name.replace("\\", "/")
     if not text or text.startswith("/") or (len(text) > 1 and text[1] == ":"):
         raise ArchiveError(f"archive entry {_short(name)!r} has an absolute path; refused")
+    # bytes that are not UTF-8 (an old tar's latin-1 names) become U+FFFD: a name that can be
+    # stored, exported and shown
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     parts = [part for part in PurePosixPath(text).parts if part not in ("", ".")]
     if any(part == ".." for part in parts):
         raise ArchiveError(
@@ -139,7 +142,7 @@ def extract_archive(
         shutil.rmtree(destination, ignore_errors=True)
         reason = error.strerror or type(error).__name__
         raise ArchiveError(f"cannot extract the {kind} archive: {reason}") from None
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as error:
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, UnicodeDecodeError) as error:
         shutil.rmtree(destination, ignore_errors=True)
         raise ArchiveError(f"cannot read the {kind} archive: {_short(str(error))}") from None
     except BaseException:
@@ -178,6 +181,7 @@ def _extract_zip(path: Path, destination: Path, limits: ArchiveLimits) -> None:
         entries = archive.infolist()
         _check_totals(len(entries), 0, limits)
         files: list[tuple[zipfile.ZipInfo, PurePosixPath]] = []
+        seen: set[PurePosixPath] = set()
         total = 0
         for entry in entries:
             target = safe_member_path(entry.filename)
@@ -196,7 +200,7 @@ def _extract_zip(path: Path, destination: Path, limits: ArchiveLimits) -> None:
             what = f"archive entry {_short(entry.filename)!r}"
             _check_ratio(what, entry.file_size, entry.compress_size, limits)
             total += entry.file_size
-            files.append((entry, target))
+            files.append((entry, _unique(target, seen)))
         _check_totals(len(entries), total, limits)
         budget = _Budget(limits)
         for entry, target in files:
@@ -210,6 +214,7 @@ def _extract_tar(path: Path, destination: Path, limits: ArchiveLimits) -> None:
         with open(path, "rb") as head:
             plain = not head.read(6).startswith(_COMPRESSED_TAR)
         files: list[tuple[tarfile.TarInfo, PurePosixPath]] = []
+        seen: set[PurePosixPath] = set()
         total = count = 0
         for member in archive:  # streams headers: stop early on a flood of entries
             count += 1
@@ -227,7 +232,7 @@ def _extract_tar(path: Path, destination: Path, limits: ArchiveLimits) -> None:
                 continue  # not read by the audit: not written
             _check_member_size(member.name, member.size, limits)
             total += member.size
-            files.append((member, target))
+            files.append((member, _unique(target, seen)))
         _check_totals(count, total, limits)
         if not plain:
             _check_ratio("the compressed archive", total, compressed, limits)
@@ -238,6 +243,14 @@ def _extract_tar(path: Path, destination: Path, limits: ArchiveLimits) -> None:
                 raise ArchiveError(f"archive entry {_short(member.name)!r} cannot be read")
             with source:
                 _copy(source, destination / target, member.name, budget)
+
+
+def _unique(target: PurePosixPath, seen: set[PurePosixPath]) -> PurePosixPath:
+    """The target, unless an earlier entry writes it already (one would overwrite the other)."""
+    if target in seen:
+        raise ArchiveError(f"two archive entries are named {_short(str(target))!r}; refused")
+    seen.add(target)
+    return target
 
 
 class _Budget:

@@ -14,6 +14,7 @@ from cnnlens.audit.archive import (
     ArchiveError,
     ArchiveLimits,
     ArchiveTooLargeError,
+    CompressionRatioError,
     extract_archive,
 )
 
@@ -112,4 +113,54 @@ def test_limits(tmp_path: Path) -> None:
 
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
+    return path
+
+
+def test_names_that_are_not_utf8_or_twice_the_same(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.tar"
+    with tarfile.open(latin, "w", format=tarfile.GNU_FORMAT, encoding="latin-1") as archive:
+        info = tarfile.TarInfo("caf\xe9.png")  # written as latin-1 bytes: not UTF-8
+        info.size = len(PNG)
+        archive.addfile(info, io.BytesIO(PNG))
+    root = extract_archive(latin, tmp_path / "out")
+    assert [path.name for path in root.iterdir()] == ["caf\ufffd.png"]  # storable, showable
+    twice = tmp_path / "twice.zip"
+    with zipfile.ZipFile(twice, "w") as archive, pytest.warns(UserWarning, match="Duplicate"):
+        archive.writestr("x.png", PNG + b"one")
+        archive.writestr("x.png", PNG + b"two")
+    with pytest.raises(ArchiveError, match="two archive entries are named 'x.png'"):
+        extract_archive(twice, tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()
+    bad_utf8 = bytearray(_zip(tmp_path / "u.zip", {"abc.png": PNG}).read_bytes())
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = bad_utf8.find(signature)
+        bad_utf8[start + flags_at + 1] |= 0x08  # flag bit 11: "the name is UTF-8"
+        name = bad_utf8.find(b"abc.png", start)
+        bad_utf8[name : name + 3] = b"\xff\xfe\xfd"  # and it is not
+    with pytest.raises(ArchiveError, match="cannot read the zip archive"):
+        extract_archive(_write(tmp_path / "bad.zip", bytes(bad_utf8)), tmp_path / "out3")
+
+
+def test_compression_ratio_is_read_from_the_headers(tmp_path: Path) -> None:
+    flat = _zip_deflated(tmp_path / "flat.zip", {"flat.png": PNG + bytes(3 * 1024 * 1024)})
+    with pytest.raises(CompressionRatioError, match="200:1") as refused:
+        extract_archive(flat, tmp_path / "o1")
+    assert refused.value.status == 413 and not (tmp_path / "o1").exists()
+    small = _zip_deflated(tmp_path / "small.zip", {"small.png": PNG + bytes(512 * 1024)})
+    assert (extract_archive(small, tmp_path / "o2") / "small.png").is_file()  # under 1 MiB
+    loose = ArchiveLimits(max_compression_ratio=None)
+    assert (extract_archive(flat, tmp_path / "o3", loose) / "flat.png").is_file()
+    gz = tmp_path / "flat.tar.gz"
+    with tarfile.open(gz, "w:gz") as archive:
+        info = tarfile.TarInfo("flat.png")
+        info.size = len(PNG) + 3 * 1024 * 1024
+        archive.addfile(info, io.BytesIO(PNG + bytes(3 * 1024 * 1024)))
+    with pytest.raises(CompressionRatioError, match="the compressed archive"):
+        extract_archive(gz, tmp_path / "o4")
+
+
+def _zip_deflated(path: Path, entries: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
     return path
