@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from cnnlens.audit.files import open_atomic, write_atomic
 from cnnlens.audit.parquet import PARQUET, ParquetRows, parquet_available
+from cnnlens.audit.records import OPTIONAL_COLUMNS, AuditRecord, MapFindings
 from cnnlens.audit.report import EMBEDDED_ROWS, write_report
 from cnnlens.audit.store import AuditStore
 from cnnlens.audit.summary import ClassMeans, SummaryBuilder
@@ -25,6 +26,7 @@ CSV_COLUMNS = (
     "index", "name", "status", "error", "label", "label_name", "predicted", "predicted_name",
     "confidence", "correct", "flags", "box_energy", "pointing_hit", "fragile_epsilon", "overlays",
 )  # fmt: skip
+CSV_HEADER = CSV_COLUMNS + OPTIONAL_COLUMNS
 
 
 def overlay_filename(index: int, name: str, method: str) -> str:
@@ -49,7 +51,7 @@ def write_outputs(store: AuditStore, job_id: str, out_dir: Path) -> dict[str, Pa
         jsonl = io.TextIOWrapper(files.enter_context(open_atomic(paths[JSONL])), "utf-8")
         table = io.TextIOWrapper(files.enter_context(open_atomic(paths[CSV])), "utf-8", newline="")
         rows = csv.writer(table)
-        rows.writerow(CSV_COLUMNS)
+        rows.writerow(CSV_HEADER)
         columns = (
             files.enter_context(ParquetRows(files.enter_context(open_atomic(paths[PARQUET]))))
             if parquet
@@ -58,7 +60,7 @@ def write_outputs(store: AuditStore, job_id: str, out_dir: Path) -> dict[str, Pa
         for record, mean_map in store.iter_records(job_id, with_maps=True):
             facts.add(record)
             means.add(record, mean_map)
-            jsonl.write(json.dumps(neutralized(record)) + "\n")
+            jsonl.write(json.dumps(neutralized(record.to_json())) + "\n")
             rows.writerow(csv_row(record, methods))
             if columns is not None:
                 columns.add(record)
@@ -76,7 +78,7 @@ def write_outputs(store: AuditStore, job_id: str, out_dir: Path) -> dict[str, Pa
 def report_html(
     store: AuditStore,
     job_id: str,
-    records: Sequence[Mapping[str, Any]] | None = None,
+    records: Sequence[AuditRecord | Mapping[str, Any]] | None = None,
     summary: Mapping[str, Any] | None = None,
 ) -> str:
     """The HTML report from what the store holds now (also for a job still running); the
@@ -88,9 +90,9 @@ def report_html(
             means.add(record, mean_map)
     else:
         maps = store.mean_maps(job_id)
-        for given in records:
+        for given in map(AuditRecord.of, records):
             facts.add(given)
-            means.add(given, maps.get(given["index"]))
+            means.add(given, maps.get(given.index))
     sink = io.StringIO()
     _write_report(sink, store, job_id, facts.result() if summary is None else summary, facts, means)
     return sink.getvalue()
@@ -136,29 +138,30 @@ def neutralized(value: Any) -> Any:
     return value
 
 
-def records_jsonl(records: Iterable[Mapping[str, Any]]) -> str:
+def records_jsonl(records: Iterable[AuditRecord | Mapping[str, Any]]) -> str:
     """One JSON object per line, formula-leading text neutralized as in the CSV."""
-    return "".join(json.dumps(neutralized(record)) + "\n" for record in records)
+    rows = (AuditRecord.of(record).to_json() for record in records)
+    return "".join(json.dumps(neutralized(row)) + "\n" for row in rows)
 
 
-def records_csv(records: Iterable[Mapping[str, Any]], methods: Sequence[str]) -> str:
+def records_csv(records: Iterable[AuditRecord | Mapping[str, Any]], methods: Sequence[str]) -> str:
     """One row per image; localization columns from the first method."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(CSV_HEADER)
     for record in records:
-        writer.writerow(csv_row(record, methods))
+        writer.writerow(csv_row(AuditRecord.of(record), methods))
     return buffer.getvalue()
 
 
-def csv_row(record: Mapping[str, Any], methods: Sequence[str]) -> list[Any]:
-    """One image's CSV cells (CSV_COLUMNS), formula-leading text neutralized."""
-    first = (record.get("maps") or {}).get(methods[0] if methods else "", {})
+def csv_row(record: AuditRecord, methods: Sequence[str]) -> list[Any]:
+    """One image's CSV cells (CSV_HEADER), formula-leading text neutralized."""
+    first = record.maps.get(methods[0] if methods else "", MapFindings())
     row = {
-        **record,
-        "flags": ";".join(record.get("flags") or []),
-        "box_energy": first.get("box_energy"),
-        "pointing_hit": first.get("pointing_hit"),
-        "overlays": ";".join((record.get("overlays") or {}).values()),
+        **record.to_json(),
+        "flags": ";".join(record.flags),
+        "box_energy": first.box_energy,
+        "pointing_hit": first.pointing_hit,
+        "overlays": ";".join(record.overlays.values()),
     }
-    return ["" if row.get(column) is None else neutralized(row[column]) for column in CSV_COLUMNS]
+    return ["" if row.get(column) is None else neutralized(row[column]) for column in CSV_HEADER]

@@ -262,7 +262,7 @@ async def audit_results(
     summary always covers every finished image."""
     job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id), owner)
     every = await anyio.to_thread.run_sync(jobs.store.records, job.id)
-    records = [r for r in every if r.get("flags")] if flagged else every
+    records = [r for r in every if r.flags] if flagged else every
     records = records[offset : None if limit is None else offset + limit]
     if format == "csv":
         text = records_csv(records, job.config.get("methods") or [])
@@ -270,7 +270,7 @@ async def audit_results(
     if format == "jsonl":
         import json
 
-        lines = "".join(json.dumps(record) + "\n" for record in records)
+        lines = "".join(json.dumps(record.to_json()) + "\n" for record in records)
         return PlainTextResponse(
             lines,
             media_type="application/x-ndjson",
@@ -278,7 +278,8 @@ async def audit_results(
         )
     from cnnlens.audit.summary import summarize
 
-    return JSONResponse({"job": _describe(job), "summary": summarize(every), "results": records})
+    rows = [record.to_json() for record in records]
+    return JSONResponse({"job": _describe(job), "summary": summarize(every), "results": rows})
 
 
 @router.get(
@@ -317,7 +318,7 @@ async def audit_overlay(
     """One image's overlay at its own resolution (the report embeds small copies)."""
     job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id), owner)
     record = await anyio.to_thread.run_sync(jobs.store.record, job.id, index)
-    relative = ((record or {}).get("overlays") or {}).get(method)
+    relative = None if record is None else record.overlays.get(method)
     if relative is None:
         raise JobNotFoundError(f"audit job {job.id} has no {method!r} overlay for image {index}")
     # the file name comes from the store (written by the audit), never from the request
