@@ -28,7 +28,12 @@ from cnnlens.audit.records import (
     FLAG_OFF_OBJECT,
     MEAN_MAP_SIDE,
     AuditItem,
+    AuditRecord,
+    DetectionCounts,
+    DetectionMap,
     ImageOutcome,
+    MapFindings,
+    Prediction,
 )
 from cnnlens.boxes import draw_detections
 from cnnlens.explain import ClassScore
@@ -116,19 +121,19 @@ class DetectionAudit:
         top = image.found[0] if image.found else None
         if top is not None and top.score < config.low_confidence:
             flags.append(FLAG_LOW_CONFIDENCE)
-        outcome = ImageOutcome(item.index, {})
+        outcome = ImageOutcome(item.index, AuditRecord(index=item.index, name=item.name))
         scores = [
             ClassScore(
                 index=d.index, label=model.label_of(d.index), probability=d.score, box=list(box)
             )
             for d, box in zip(image.found, boxes, strict=True)
         ]
-        map_records: dict[str, dict[str, Any]] = {}
+        map_records: dict[str, MapFindings] = {}
         for position, (name, explained) in enumerate(maps.items()):
             entry = map_records[name] = self._localize(image, boxes, explained)
             for flag, raised in (
-                (FLAG_OFF_OBJECT, any(d["off_object"] for d in entry["detections"])),
-                (FLAG_DEGENERATE, entry["degenerate"]),
+                (FLAG_OFF_OBJECT, any(d.off_object for d in entry.detections)),
+                (FLAG_DEGENERATE, entry.degenerate),
             ):
                 if raised and flag not in flags:
                     flags.append(flag)
@@ -148,7 +153,7 @@ class DetectionAudit:
         if fragile is not None and fragile <= config.fragile_at:
             flags.append(FLAG_FRAGILE)
         outcome.record = self._record(image, scores, matching, map_records, flags, fragile)
-        outcome.record["layer"] = layer
+        outcome.record.layer = layer
         return outcome
 
     def _record(
@@ -156,42 +161,42 @@ class DetectionAudit:
         image: _Image,
         scores: list[ClassScore],
         matching: Matching,
-        map_records: dict[str, dict[str, Any]],
+        map_records: dict[str, MapFindings],
         flags: list[str],
         fragile: float | None,
-    ) -> dict[str, Any]:
+    ) -> AuditRecord:
         item, model = image.item, self.model
         top = scores[0] if scores else None
         labelled = bool(item.boxes)
-        return {
-            "index": item.index,
-            "name": item.name,
-            "status": "ok",
-            "error": None,
-            "width": image.picture.width,
-            "height": image.picture.height,
-            "label": item.label,
-            "label_name": None if item.label is None else model.label_of(item.label),
-            "predicted": None if top is None else top.index,
-            "predicted_name": "nothing detected" if top is None else top.label,
-            "confidence": 0.0 if top is None else top.probability,
-            "correct": (not matching.missed and not matching.false) if labelled else None,
-            "predictions": [_prediction(score) for score in scores],
-            "detection": _detection_record(item, matching, model),
-            "layer": self.config.layer,
-            "has_region": labelled,
-            "maps": map_records,
-            "fragility_tested": self.config.fragility and top is not None,
-            "fragile_epsilon": fragile,
-            "fragile_class": None,
-            "fragile_class_name": None if fragile is None else "lost",
-            "fragile_probability": None,
-            "flags": flags,
-        }
+        return AuditRecord(
+            index=item.index,
+            name=item.name,
+            status="ok",
+            error=None,
+            width=image.picture.width,
+            height=image.picture.height,
+            label=item.label,
+            label_name=None if item.label is None else model.label_of(item.label),
+            predicted=None if top is None else top.index,
+            predicted_name="nothing detected" if top is None else top.label,
+            confidence=0.0 if top is None else top.probability,
+            correct=(not matching.missed and not matching.false) if labelled else None,
+            predictions=[_prediction(score) for score in scores],
+            detection=_detection_record(item, matching, model),
+            layer=self.config.layer,
+            has_region=labelled,
+            maps=map_records,
+            fragility_tested=self.config.fragility and top is not None,
+            fragile_epsilon=fragile,
+            fragile_class=None,
+            fragile_class_name=None if fragile is None else "lost",
+            fragile_probability=None,
+            flags=flags,
+        )
 
     def _localize(
         self, image: _Image, boxes: list[Box], explained: list[torch.Tensor]
-    ) -> dict[str, Any]:
+    ) -> MapFindings:
         """Each explained detection's map: its energy share inside the detection's own box;
         off the object below `min_box_energy`. The top detection's values head the entry."""
         height, width = image.picture.height, image.picture.width
@@ -200,20 +205,19 @@ class DetectionAudit:
             on_image = render.to_2d(image.framing.place(raw))
             energy = energy_share(on_image, boxes_to_mask([box], height, width))
             detections.append(
-                {
-                    "box": [round(v, 2) for v in box],
-                    "box_energy": energy,
-                    "off_object": energy is not None and energy < self.config.min_box_energy,
-                    "degenerate": is_degenerate(raw.numpy()),
-                }
+                DetectionMap(
+                    box=[round(v, 2) for v in box],
+                    box_energy=energy,
+                    off_object=energy is not None and energy < self.config.min_box_energy,
+                    degenerate=is_degenerate(raw.numpy()),
+                )
             )
-        first = detections[0] if detections else {}
-        return {
-            "degenerate": any(d["degenerate"] for d in detections),
-            "box_energy": first.get("box_energy"),
-            "pointing_hit": None,
-            "detections": detections,
-        }
+        return MapFindings(
+            degenerate=any(d.degenerate for d in detections),
+            box_energy=detections[0].box_energy if detections else None,
+            pointing_hit=None,
+            detections=detections,
+        )
 
     def _drawn(
         self,
@@ -278,34 +282,34 @@ def _box_attack(
     return current
 
 
-def _detection_record(item: AuditItem, matching: Matching, model: LoadedModel) -> dict[str, Any]:
+def _detection_record(item: AuditItem, matching: Matching, model: LoadedModel) -> DetectionCounts:
     """Matched, missed and false detections of one image, with precision and recall."""
-    return {
-        "objects": len(item.boxes),
-        "matched": len(matching.matched),
-        "missed": len(matching.missed),
-        "false": len(matching.false),
-        "precision": matching.precision,
-        "recall": matching.recall if item.boxes else None,
-        "matches": [
+    return DetectionCounts(
+        objects=len(item.boxes),
+        matched=len(matching.matched),
+        missed=len(matching.missed),
+        false=len(matching.false),
+        precision=matching.precision,
+        recall=matching.recall if item.boxes else None,
+        matches=[
             {"detection": d, "object": o, "iou": round(iou, 4)} for d, o, iou in matching.matched
         ],
-        "missed_objects": [
+        missed_objects=[
             {
                 "label": model.label_of(item.labels[o]) if o < len(item.labels) else None,
                 "box": list(item.boxes[o]),
             }
             for o in matching.missed
         ],
-        "false_detections": matching.false,
-    }
+        false_detections=matching.false,
+    )
 
 
-def _prediction(score: ClassScore) -> dict[str, Any]:
+def _prediction(score: ClassScore) -> Prediction:
     assert score.box is not None
-    return {
-        "index": score.index,
-        "label": score.label,
-        "probability": score.probability,
-        "box": [round(v, 2) for v in score.box],
-    }
+    return Prediction(
+        index=score.index,
+        label=score.label,
+        probability=score.probability,
+        box=[round(v, 2) for v in score.box],
+    )

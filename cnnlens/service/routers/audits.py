@@ -283,7 +283,7 @@ async def audit_results(
     summary always covers every finished image."""
     job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id), owner)
     every = await anyio.to_thread.run_sync(jobs.store.records, job.id)
-    records = [r for r in every if r.get("flags")] if flagged else every
+    records = [r for r in every if r.flags] if flagged else every
     records = records[offset : None if limit is None else offset + limit]
     if format in ("csv", "jsonl"):
         text = records_text(records, job.config.get("methods") or [], format)
@@ -294,7 +294,8 @@ async def audit_results(
         )
     from cnnlens.audit.summary import summarize
 
-    return JSONResponse({"job": _describe(job), "summary": summarize(every), "results": records})
+    rows = [record.to_json() for record in records]
+    return JSONResponse({"job": _describe(job), "summary": summarize(every), "results": rows})
 
 
 @router.get(
@@ -340,7 +341,7 @@ async def audit_overlay(
     """One image's overlay at its own resolution (the report embeds small copies)."""
     job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id), owner)
     record = await anyio.to_thread.run_sync(jobs.store.record, job.id, index)
-    relative = ((record or {}).get("overlays") or {}).get(method)
+    relative = None if record is None else record.overlays.get(method)
     if relative is None:
         raise JobNotFoundError(
             f"audit job {job.id} has no {shown(method)} overlay for image {index}"
