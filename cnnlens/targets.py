@@ -314,7 +314,8 @@ class BoxTarget:
         best = int(ious.argmax())
         if float(ious[best]) < self.iou_threshold:
             return zero
-        return ious[best] + found["scores"][same][best]
+        matched: torch.Tensor = ious[best] + found["scores"][same][best]
+        return matched
 
     def loss(self, output: ModelOutput, rows: torch.Tensor | None = None) -> torch.Tensor:
         return -self.score(output, rows)

@@ -35,6 +35,17 @@ class Annotations:
     boxes: dict[str, list[Box]] = field(default_factory=dict)
     masks: dict[str, str] = field(default_factory=dict)  # name -> mask file
 
+    @classmethod
+    def read(
+        cls, labels: Path | str | None, boxes: Path | str | None, masks: Path | str | None
+    ) -> Annotations:
+        """From a labels CSV, a boxes CSV and a folder of masks, each optional."""
+        return cls(
+            labels=read_labels(Path(labels)) if labels else {},
+            boxes=read_boxes(Path(boxes)) if boxes else {},
+            masks=read_masks(Path(masks)) if masks else {},
+        )
+
 
 def collect_images(source: Path, workdir: Path, limits: ArchiveLimits | None = None) -> tuple[
     list[tuple[str, Path]], dict[str, str]

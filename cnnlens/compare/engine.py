@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from cnnlens.api.models import ClassScore
 from cnnlens.compare.faithfulness import (
     PerturbationCurves,
     perturbation_curves,
@@ -23,7 +24,7 @@ from cnnlens.compare.metrics import spearman, top_k_iou
 from cnnlens.compare.options import CompareOptions
 from cnnlens.compare.sanity import RandomizationResult, cascading_randomization
 from cnnlens.errors import ImageDecodeError, InvalidParamsError
-from cnnlens.explain import ClassScore, ImageRegion, input_region, predictions_of
+from cnnlens.explain import ImageRegion, input_region, predictions_of
 from cnnlens.imageio import ImageSource, load_image
 from cnnlens.methods.base import get_method
 from cnnlens.methods.run import run_methods

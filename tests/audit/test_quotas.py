@@ -27,10 +27,12 @@ MB = 1 << 20
 def _bomb(path: Path, inflated_mb: int = 1024) -> Path:
     """A ~1 MB zip of one member that inflates to `inflated_mb` MB of zeros (a bounded loop)."""
     zeros = bytes(MB)
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        with archive.open("bomb.png", "w", force_zip64=True) as member:
-            for _ in range(inflated_mb):
-                member.write(zeros)
+    with (
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive,
+        archive.open("bomb.png", "w", force_zip64=True) as member,
+    ):
+        for _ in range(inflated_mb):
+            member.write(zeros)
     return path
 
 
