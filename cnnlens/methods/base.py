@@ -22,6 +22,7 @@ from cnnlens.errors import (
     IncompatibleModelError,
     InvalidParamsError,
     MethodNotFoundError,
+    shown,
     validation_problems,
 )
 from cnnlens.methods.workload import Cost, Workload
@@ -198,7 +199,7 @@ def get_method(name: str) -> Method:
         return METHODS[name]
     except KeyError:
         known = ", ".join(sorted(METHODS))
-        raise MethodNotFoundError(f"unknown method {name!r}; known: {known}") from None
+        raise MethodNotFoundError(f"unknown method {shown(name)}; known: {known}") from None
 
 
 def method_names() -> list[str]:

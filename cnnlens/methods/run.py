@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlens.errors import LayerNotFoundError
+from cnnlens.errors import LayerNotFoundError, shown
 from cnnlens.methods.base import (
     GradientPass,
     Method,
@@ -134,7 +134,7 @@ def resolve_layer(
         return inventory.default_layer
     if inventory.get(layer) is None:
         where = f" (GET /v1/models/{model.name})" if isinstance(model, LoadedModel) else ""
-        raise LayerNotFoundError(f"unknown layer {layer!r}; see the model's layer list{where}")
+        raise LayerNotFoundError(f"unknown layer {shown(layer)}; see the model's layer list{where}")
     return layer
 
 

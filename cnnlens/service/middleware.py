@@ -182,7 +182,7 @@ class BodyLimitMiddleware:
         declared = _header(scope, b"content-length")
         if declared is None:
             return None
-        if not declared.strip().isdigit():
+        if not (declared.strip().isascii() and declared.strip().isdigit()):
             return error_response(400, "bad_request", "invalid Content-Length")
         return self._too_large if int(declared) > self.max_bytes else None
 
