@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from cnnlens import render
+from cnnlens.api.models import ClassScore
 from cnnlens.api.png import png_bytes
 from cnnlens.audit.config import AuditConfig
 from cnnlens.audit.localization import Box, boxes_to_mask, energy_share, is_degenerate
@@ -36,7 +37,6 @@ from cnnlens.audit.records import (
     Prediction,
 )
 from cnnlens.boxes import draw_detections
-from cnnlens.explain import ClassScore
 from cnnlens.methods.run import run_methods
 from cnnlens.models.detection import Detection, detect
 from cnnlens.models.framing import Framing

@@ -152,15 +152,15 @@ def export_header(form: ExportFormat) -> str:
 
 
 def export_line(
-    record: AuditRecord | Mapping[str, Any], methods: Sequence[str], form: ExportFormat
+    row: AuditRecord | Mapping[str, Any], methods: Sequence[str], form: ExportFormat
 ) -> str:
     """One image as a line of a JSONL or CSV export, formula-leading text neutralized: every
     export (the audit's files, the REST results, what `cnnlens audit --server` saves) is
     written line by line by this function."""
-    row = AuditRecord.of(record)
+    record = AuditRecord.of(row)
     if form == "jsonl":
-        return json.dumps(neutralized(row.to_json())) + "\n"
-    return _csv_line(csv_row(row, methods))
+        return json.dumps(neutralized(record.to_json())) + "\n"
+    return _csv_line(csv_row(record, methods))
 
 
 def records_text(

@@ -42,6 +42,19 @@ class Annotations:
     boxes: dict[str, list[Box]] = field(default_factory=dict)
     masks: dict[str, str] = field(default_factory=dict)  # name -> mask file
 
+    @classmethod
+    def read(
+        cls, labels: Path | str | None, boxes: Path | str | None, masks: Path | str | None
+    ) -> Annotations:
+        """From a labels CSV, a boxes CSV and a folder of masks, each optional: a detector's
+        labelled boxes come from the labels CSV (`read_labels`)."""
+        labelled = read_labelled_boxes(Path(labels)) if labels else {}
+        return cls(
+            labels=read_labels(Path(labels)) if labels else {},
+            boxes={**(read_boxes(Path(boxes)) if boxes else {}), **labelled},
+            masks=read_masks(Path(masks)) if masks else {},
+        )
+
 
 def collect_images(source: Path, workdir: Path, limits: ArchiveLimits | None = None) -> tuple[
     list[tuple[str, Path]], dict[str, str]
@@ -149,19 +162,6 @@ def _box(path: Path, row: Sequence[str], start: int) -> Box:
     if len(row) < start + 4 or x1 <= x0 or y1 <= y0:
         raise AuditInputError(f"{path.name}: a box needs x0 < x1 and y0 < y1; got {shown(row)}")
     return x0, y0, x1, y1
-
-
-def read_annotations(
-    labels: Path | None, boxes: Path | None = None, masks: Path | None = None
-) -> Annotations:
-    """The labels, boxes and masks files of an audit (each optional): a detector's labelled
-    boxes come from the labels file (`read_labels`)."""
-    labelled = read_labelled_boxes(labels) if labels else {}
-    return Annotations(
-        labels=read_labels(labels) if labels else {},
-        boxes={**(read_boxes(boxes) if boxes else {}), **labelled},
-        masks=read_masks(masks) if masks else {},
-    )
 
 
 def read_masks(folder: Path) -> dict[str, str]:

@@ -18,7 +18,8 @@ from cnnlens.audit.analyze import AuditAnalyzer, ImageOutcome
 from cnnlens.audit.archive import ArchiveError, ArchiveLimits, QuotaExceededError, archive_kind
 from cnnlens.audit.config import AuditConfig, check_methods, check_model
 from cnnlens.audit.engine import execute, prepare_job
-from cnnlens.audit.inputs import AuditItem, read_annotations
+from cnnlens.audit.inputs import Annotations
+from cnnlens.audit.records import AuditItem
 from cnnlens.audit.store import ACTIVE, STORE_NAME, AuditStore, JobInfo, store_path
 from cnnlens.errors import CnnlensError
 from cnnlens.models.loaded import LoadedModel
@@ -162,9 +163,10 @@ class AuditJobs:
                 (job_dir / "labels.csv").write_bytes(labels)
             if boxes:
                 (job_dir / "boxes.csv").write_bytes(boxes)
-            annotations = read_annotations(
+            annotations = Annotations.read(
                 job_dir / "labels.csv" if labels else None,
                 job_dir / "boxes.csv" if boxes else None,
+                None,
             )
             job = prepare_job(
                 self.store, upload, job_dir, config, annotations, loaded.categories,

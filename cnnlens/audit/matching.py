@@ -44,7 +44,8 @@ def box_iou(first: Sequence[Box], second: Sequence[Box]) -> np.ndarray:
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    ratio: np.ndarray = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return ratio
 
 
 def match_detections(

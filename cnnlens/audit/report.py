@@ -403,7 +403,7 @@ def _overlay_cell(
     method: str,
     overlays: Mapping[str, bytes],
     embed: bool,
-    overlay_link: OverlayLink = _overlay_file,
+    overlay_link: OverlayLink,
 ) -> str:
     """The method's overlay thumbnail; beyond the embedded rows, a link to the overlay."""
     if embed:

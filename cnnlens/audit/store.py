@@ -442,7 +442,7 @@ def _item(row: sqlite3.Row) -> AuditItem:
     labels = tuple(json.loads(row["labels"] or "[]"))
     return AuditItem(
         row["idx"], row["name"], row["path"], row["label"], boxes, row["mask_path"], labels
-    )  # type: ignore[arg-type]
+    )
 
 
 def _job_info(row: sqlite3.Row) -> JobInfo:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from cnnlens.api.models import ClassScore
 from cnnlens.compare.faithfulness import (
     PerturbationCurves,
     perturbation_curves,
@@ -24,7 +25,6 @@ from cnnlens.compare.options import CompareOptions
 from cnnlens.compare.sanity import RandomizationResult, cascading_randomization
 from cnnlens.errors import ImageDecodeError, InvalidParamsError
 from cnnlens.explain import (
-    ClassScore,
     ImageRegion,
     input_box,
     input_region,

@@ -116,7 +116,7 @@ class ActivationMax(Method):
                 # Chain rule through the jitter and parameterization, minus the L2 prior.
                 loss = params.l2 * x.pow(2).sum() - (shifted * gradient).sum()
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                torch.autograd.backward(loss)
                 optimizer.step()
                 image.project()
                 if params.blur_every and (step + 1) % params.blur_every == 0:

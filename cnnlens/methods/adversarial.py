@@ -155,7 +155,9 @@ def projected_gradient_attack(
             if not active.any():
                 break
         # sign(dL/dp) is what moves: the same step for every pixel (L-inf steepest ascent).
-        for group, (mask, gradient) in enumerate(zip(active.split(counts), gradients, strict=True)):
+        for group, (mask, gradient) in enumerate(
+            zip(torch.split(active, counts), gradients, strict=True)
+        ):
             update = direction * step * gradient.sign() * mask.view(-1, 1, 1, 1)
             moved = pixels[group] + update
             pixels[group] = torch.maximum(torch.minimum(moved, high[group]), low[group])

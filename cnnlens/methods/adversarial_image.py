@@ -11,6 +11,7 @@ again as an upload. An epsilon below one level (1/255) cannot be stored and is r
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -128,13 +129,10 @@ def adversarial_images(
     device = model.device
     originals = [_original_levels(model, image, parsed.output_size).to(device) for image in images]
     budget = float(math.floor(parsed.epsilon))
+    start = [levels / LEVELS for levels in originals]
     low = [(levels - budget).clamp(min=0) / LEVELS for levels in originals]
     high = [(levels + budget).clamp(max=LEVELS) / LEVELS for levels in originals]
-
-    def to_input(pixels: Sequence[torch.Tensor]) -> torch.Tensor:
-        return prep.normalize(torch.cat([_model_view(prep, quantize(p)) for p in pixels]))
-
-    start = [levels / LEVELS for levels in originals]
+    to_input = functools.partial(_to_input, prep)
     uploads = torch.cat([prep(image) for image in images]).to(device)  # the photos as uploads
     with hook_session(model.module) as session, torch.enable_grad():
         with torch.no_grad():
@@ -177,6 +175,11 @@ def adversarial_images(
             )
         )
     return results
+
+
+def _to_input(prep: Preprocessing, pixels: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The attacked pixels of each photo, quantized, as the model's input batch."""
+    return prep.normalize(torch.cat([_model_view(prep, quantize(p)) for p in pixels]))
 
 
 def saved_output_params(params: MethodParams | dict[str, Any] | None) -> AdversarialParams:

@@ -137,7 +137,7 @@ def _similarity(
     """(T,) max over one masked copy's detections of IoU x class cosine (x objectness 1)."""
     if found["boxes"].shape[0] == 0:
         return boxes.new_zeros(boxes.shape[0])
-    ious = box_iou(boxes, found["boxes"].float())  # (T, n)
+    ious: torch.Tensor = box_iou(boxes, found["boxes"].float())  # (T, n)
     scores = found["scores"].float()
     cosine = scores / torch.sqrt(scores.square() + (1 - scores).square())  # (n,)
     same = labels[:, None] == found["labels"][None, :]  # (T, n)

@@ -118,7 +118,7 @@ def layer_name(model: LoadedModel | nn.Module, layer: Layer) -> str | None:
     module = model.module if isinstance(model, LoadedModel) else model
     for name, child in module.named_modules():
         if child is layer:
-            return name
+            return str(name)
     raise LayerNotFoundError("the layer module given is not part of this model")
 
 

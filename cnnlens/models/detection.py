@@ -54,7 +54,8 @@ def build_torchvision_detector(
     kwargs = dict(arch_kwargs)
     if hub_weights is None:
         kwargs["weights_backbone"] = None
-    return torchvision.models.get_model(arch, weights=hub_weights, **kwargs)
+    module: nn.Module = torchvision.models.get_model(arch, weights=hub_weights, **kwargs)
+    return module
 
 
 def detector_preprocessing(module: nn.Module, base: Preprocessing | None = None) -> Preprocessing:

@@ -18,7 +18,8 @@ from PIL import Image
 from cnnlens.api import models as api
 from cnnlens.api.bodies import explain_response
 from cnnlens.api.codecs import image_bytes
-from cnnlens.explain import ClassScore, Explanation, explanations_from_run, predictions_of
+from cnnlens.api.models import ClassScore
+from cnnlens.explain import Explanation, explanations_from_run, predictions_of
 from cnnlens.methods.base import Method, MethodOutput, row_extras
 from cnnlens.methods.run import RunPlan, run_plan
 from cnnlens.models.loaded import LoadedModel

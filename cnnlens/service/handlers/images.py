@@ -9,7 +9,8 @@ from collections.abc import Sequence
 import torch
 
 from cnnlens.api import models as api
-from cnnlens.api.codecs import b64, png_bytes
+from cnnlens.api.codecs import b64
+from cnnlens.api.png import png_bytes
 from cnnlens.errors import IncompatibleModelError, InvalidParamsError
 from cnnlens.methods.adversarial import AdversarialParams
 from cnnlens.methods.adversarial_image import (

@@ -10,7 +10,8 @@ from PIL import Image
 
 from cnnlens import render
 from cnnlens.api import models as api
-from cnnlens.api.codecs import b64, png_bytes
+from cnnlens.api.codecs import b64
+from cnnlens.api.png import png_bytes
 from cnnlens.methods.base import MethodOutput
 from cnnlens.methods.run import RunResult
 from cnnlens.models.loaded import LoadedModel

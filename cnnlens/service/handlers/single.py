@@ -16,7 +16,8 @@ from pydantic import BaseModel
 from cnnlens import render
 from cnnlens.api import models as api
 from cnnlens.api.bodies import score_of
-from cnnlens.api.codecs import b64, png_bytes
+from cnnlens.api.codecs import b64
+from cnnlens.api.png import png_bytes
 from cnnlens.methods.base import Method, MethodParams
 from cnnlens.methods.run import RunPlan, RunResult, run_plan
 from cnnlens.models.loaded import LoadedModel

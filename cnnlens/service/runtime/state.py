@@ -195,11 +195,7 @@ class ServiceState:
 
     def _load(self, config: ModelConfig) -> LoadedModel:
         device = config.device or self.settings.device
-        preloaded = self._preloaded.get(config.name)
-        if preloaded is not None:
-            loaded = preloaded
-        else:
-            loaded = config.load(device)
+        loaded = self._preloaded.get(config.name) or config.load(device)
         if config.sha256 is not None and loaded.weights_sha256 != config.sha256:
             raise WeightsError(
                 f"weights of {config.name!r} have sha256 {loaded.weights_sha256}, "
