@@ -13,7 +13,7 @@ from PIL import Image
 
 from cnnlens.audit import run_audit
 from cnnlens.audit.config import AuditConfig
-from cnnlens.audit.inputs import AuditInputError, read_annotations
+from cnnlens.audit.inputs import Annotations, AuditInputError
 from cnnlens.audit.matching import match_detections
 from cnnlens.models import LoadedModel
 from tests.detection.detectors import square_image
@@ -55,12 +55,12 @@ def test_matching_by_hand() -> None:
 def test_labels_csv_with_boxes(tmp_path: Path) -> None:
     path = tmp_path / "labels.csv"
     path.write_text(LABELS_CSV)
-    annotations = read_annotations(path)
+    annotations = Annotations.read(path, None, None)
     assert annotations.labels["a.png"] == "red;blue"
     assert annotations.boxes["a.png"] == [(16.0, 24.0, 48.0, 56.0), (72.0, 80.0, 104.0, 112.0)]
     path.write_text("a.png,red,10,10,5,20\n")
     with pytest.raises(AuditInputError, match="x0 < x1"):
-        read_annotations(path)
+        Annotations.read(path, None, None)
 
 
 def test_an_audit_gives_the_right_precision_and_recall(
