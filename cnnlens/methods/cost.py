@@ -232,9 +232,10 @@ def estimate_request(
     return estimate(request_cost(chosen, workload), workload, calibration)
 
 
-def layer_channels(model: LoadedModel, layer: str) -> int | None:
-    """Channels of the (resolved) `layer`, for Score-CAM's cost."""
-    info = model.layers.get(layer)
+def layer_channels(model: LoadedModel, layer: str | None) -> int | None:
+    """Channels of `layer`, for Score-CAM's cost (None: the default layer, for a caller with
+    no resolved plan; a request's plan always names its layer)."""
+    info = model.layers.get(layer or model.default_layer)
     if info is None or not info.output_shape:
         return None
     return int(info.output_shape[0])
