@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from benchmarks import baselines
-from benchmarks.detection import detection_figure
+from benchmarks.detection import detection_figure, detection_methods_figure
 from benchmarks.memory import rss_bytes
 from benchmarks.occlusion_params import ENGINES, occlusion_params
 from benchmarks.report import Row, at_least, at_most
@@ -783,4 +783,5 @@ FIGURES: list[Callable[[Bench], list[Row]]] = [
     batch_scaling_figure,
     service_figure,
     detection_figure,
+    detection_methods_figure,
 ]

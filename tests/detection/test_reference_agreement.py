@@ -1,7 +1,7 @@
 """Grad-CAM of a box equals pytorch-grad-cam's GradCAM with FasterRCNNBoxScoreTarget on the
 same seeded torchvision Faster R-CNN, set up as pytorch-grad-cam's Faster R-CNN tutorial sets
 it up: the backbone's feature pyramid as the layer, through its `fasterrcnn_reshape_transform`,
-and its box target."""
+and its box target. Grad-CAM++ equals its GradCAMPlusPlus on one level the same way."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
+from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.model_targets import FasterRCNNBoxScoreTarget
 from pytorch_grad_cam.utils.reshape_transforms import fasterrcnn_reshape_transform
 from torch import nn
@@ -50,15 +51,18 @@ def test_grad_cam_of_a_box_equals_pytorch_grad_cam_on_the_feature_pyramid(
     assert count_hooks(detector) == 0
 
 
-def test_grad_cam_of_a_box_equals_pytorch_grad_cam_on_one_level(
+@pytest.mark.parametrize(
+    ("method", "reference_cam"), [("grad_cam", GradCAM), ("grad_cam_pp", GradCAMPlusPlus)]
+)
+def test_a_cam_of_a_box_equals_pytorch_grad_cam_on_one_level(
     setup: tuple[nn.Module, nn.Module, torch.Tensor, torch.Tensor, int],
+    method: str,
+    reference_cam: type[BaseCAM],
 ) -> None:
     detector, reference, x, box, label = setup
     layer = "backbone.fpn.layer_blocks.0"
-    ours = cnnlens.attribute(
-        "grad_cam", cnnlens.wrap(detector), x, target=label, box=box, layer=layer
-    )
-    cam = GradCAM(reference, [dict(reference.named_modules())[layer]])
+    ours = cnnlens.attribute(method, cnnlens.wrap(detector), x, target=label, box=box, layer=layer)
+    cam = reference_cam(reference, [dict(reference.named_modules())[layer]])
     theirs = cam(x, targets=[FasterRCNNBoxScoreTarget([label], [box.numpy()])])[0]
     assert np.ptp(theirs) > 0
     assert pearson(ours[0, 0], theirs) >= 0.99
