@@ -176,14 +176,15 @@ async function loadModel(name) {
 function unavailableReason(method) {
   const model = state.model;
   if (!model) return null;
-  if (method.explains && model.head && !method.explains.includes(model.head)) {
-    return model.head === "detection"
-      ? "reads class logits (B, K): does not explain a detector's boxes"
-      : "explains object detectors only";
+  const explains = method.explains;
+  if (explains && model.head && !explains.includes(model.head)) {
+    if (explains.length === 1 && explains[0] === "detection") return "explains object detectors only";
+    if (model.head === "detection") return "reads class logits (B, K): does not explain a detector's boxes";
   }
-  if (model.head === "segmentation" && method.segmentation === false) {
+  if (model.head === "segmentation" && (method.segmentation === false || (explains && !explains.includes("segmentation")))) {
     return "reads class logits (B, K): not for a segmentation model";
   }
+  if (explains && model.head && !explains.includes(model.head)) return `does not explain a ${model.head} model`;
   if (method.name === "cam" && model.compatibility && !model.compatibility.gap_linear_head) {
     return "needs a global-average-pooling + linear head, which this model has not";
   }
