@@ -67,15 +67,27 @@ class Explanation:
         palette (P) image where every pixel is explained, a third of the bytes to encode."""
         if self.map.ndim == 3 and self.map.shape[0] == 3:
             return render.rgb_map_image(self.map)
-        if palette and not np.isnan(self.map).any():
+        if palette and self._in_colour_table():
             return render.palette_heatmap(self._colour_bins(), cmap)
         return Image.fromarray(self._colormap(cmap))
 
+    def _in_colour_table(self) -> bool:
+        """A one-channel map with every pixel explained: its colours are a colour table's."""
+        return not (self.map.ndim == 3 and self.map.shape[0] == 3) and not np.isnan(self.map).any()
+
     def overlay(self, alpha: float = 0.5, cmap: str = "jet") -> Image.Image:
+        """The map's colours blended over the image, RGB (the heatmap where the result is
+        not a map of this image)."""
         if not self.aligned:
             return self.heatmap(cmap)
+        return Image.fromarray(self.overlay_pixels(alpha, cmap))
+
+    def overlay_pixels(self, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+        """`overlay` as (H, W, 3) uint8 RGB pixels (what the service encodes)."""
+        if not self.aligned:
+            return render.rgb_pixels(self.heatmap(cmap))
         heat = self._colormap(cmap) if self.map.ndim == 2 or self.map.shape[0] == 1 else None
-        return render.overlay(self.image, self.map, alpha=alpha, cmap=cmap, heat=heat)
+        return render.overlay_pixels(self.image, self.map, alpha=alpha, cmap=cmap, heat=heat)
 
     def _colormap(self, cmap: str) -> np.ndarray:
         """(H, W, 3) uint8: the normalized map through `cmap`, computed once per cmap."""
@@ -90,10 +102,13 @@ class Explanation:
         return self._bins
 
     def heatmap_png(self, cmap: str = "jet") -> bytes:
-        return render.to_png(self.heatmap(cmap, palette=True))
+        """`heatmap(palette=True)` as PNG bytes (a palette PNG where it can be)."""
+        if self._in_colour_table():
+            return render.palette_png(self._colour_bins(), cmap)
+        return render.to_png(self.heatmap(cmap))
 
     def overlay_png(self, alpha: float = 0.5, cmap: str = "jet") -> bytes:
-        return render.to_png(self.overlay(alpha, cmap))
+        return render.to_png(self.overlay_pixels(alpha, cmap))
 
 
 class Explanations(list[Explanation]):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from cnnlens.api.codecs import encode_array, encode_png
+from cnnlens.api.codecs import b64, encode_array, encode_png
 from cnnlens.api.models import ClassScore, ExplainResponse, ExplanationBody, ImageSize
 
 if TYPE_CHECKING:
@@ -51,18 +51,17 @@ def score_of(index: int, label: str, probability: float) -> ClassScore:
 def explanation_body(
     explanation: Explanation, size: ImageSize, outputs: Sequence[str], image_format: str = "png"
 ) -> ExplanationBody:
-    """One map as sent: images (`image_format`) and the raw array as `outputs` asks, at the
-    image's size."""
+    """One map as sent, as `outputs` asks, at the image's size: the overlay as
+    `image_format`, the heatmap as a palette PNG (RGB where pixels are not explained), the
+    raw array."""
     return ExplanationBody(
         method=explanation.method,
         target=class_score(explanation.target),
         layer=explanation.layer,
         width=size.width if explanation.aligned else explanation.width,
         height=size.height if explanation.aligned else explanation.height,
-        heatmap_png=encode_png(explanation.heatmap(palette=image_format == "png"), image_format)
-        if "heatmap" in outputs
-        else None,
-        overlay_png=encode_png(explanation.overlay(), image_format)
+        heatmap_png=b64(explanation.heatmap_png()) if "heatmap" in outputs else None,
+        overlay_png=encode_png(explanation.overlay_pixels(), image_format)
         if "overlay" in outputs
         else None,
         array=encode_array(explanation.map.astype(np.float32)) if "array" in outputs else None,
@@ -81,7 +80,7 @@ def explain_response(
     was_training: bool = False,
     image_format: str = "png",
 ) -> ExplainResponse:
-    """The body of POST /v1/explain (overlay and heatmap encoded as `image_format`)."""
+    """The body of POST /v1/explain (overlays encoded as `image_format`)."""
     return ExplainResponse(
         model=model,
         image=size,

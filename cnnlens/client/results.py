@@ -140,7 +140,7 @@ class ExplainResult(_ImageAnswer):
 
     predictions: list[ClassScore]
     explanations: list[ExplanationResult]
-    overlay_format: str = "png"  # of the overlay and heatmap images: png, jpeg or webp
+    overlay_format: str = "png"  # of the overlay images: png, jpeg or webp (heatmaps: png)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ExplainResult:

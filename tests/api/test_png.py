@@ -117,3 +117,30 @@ def test_other_modes_go_through_pillow(mode: str) -> None:
     decoded = Image.open(io.BytesIO(png_bytes(picture)))
     expected = np.asarray(picture.convert("I"))
     np.testing.assert_array_equal(np.asarray(decoded.convert("I")), expected)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+def test_arrays_are_written_as_their_images(mode: str) -> None:
+    from cnnlens.api.png import array_png
+
+    picture = _photo(mode, 61, 43)
+    assert array_png(np.asarray(picture)) == png_bytes(picture)
+
+
+def test_opencv_reads_the_writers_pngs() -> None:
+    import cv2
+
+    picture = _photo("RGB", 301, 211)
+    decoded = cv2.imdecode(np.frombuffer(png_bytes(picture, band_bytes=4096), np.uint8), -1)
+    np.testing.assert_array_equal(decoded[..., ::-1], np.asarray(picture))
+
+
+def test_band_count_follows_size_and_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnlens.api import png
+
+    monkeypatch.setattr(png, "workers", lambda: 2)
+    assert png.band_count(png.BAND_BYTES - 1) == 1  # below one band: the caller's thread
+    assert png.band_count(5 * png.BAND_BYTES) == 2  # no more bands than threads
+    monkeypatch.setattr(png, "workers", lambda: 4)
+    assert png.band_count(3 * png.BAND_BYTES) == 3
+    assert 1 <= png.workers() <= png.MAX_THREADS

@@ -12,7 +12,7 @@ from cnnlens.api.codecs import IMAGE_FORMATS
 from cnnlens.api.forms import DEFAULT_METHOD, parse_box, parse_outputs, parse_overlay_format
 from cnnlens.api.models import ErrorBody, ExplainResponse
 from cnnlens.errors import InvalidParamsError
-from cnnlens.imageio import fit_within, fitted_size
+from cnnlens.imageio import fit_within, fitted_size, lossy_format
 from cnnlens.service.budget import Rendered, methods_plan
 from cnnlens.service.deps import (
     DeadlineDep,
@@ -106,7 +106,12 @@ async def explain(
         ),
     ] = None,
     overlay_format: Annotated[
-        str | None, Form(description="png (default), jpeg or webp: overlay and heatmap format")
+        str | None,
+        Form(
+            description="png, jpeg or webp: the overlay's format; default: like the upload "
+            "(jpeg for a JPEG, webp for a lossy WebP, else png; png with Accept: image/png). "
+            "Heatmaps are palette PNGs"
+        ),
     ] = None,
     max_side: Annotated[
         int | None,
@@ -129,7 +134,7 @@ async def explain(
     png = wants_png(request)
     if png and len(methods) != 1:
         raise NotAcceptableError("Accept: image/png answers one method; ask for JSON instead")
-    image_format = parse_overlay_format(overlay_format)
+    parse_overlay_format(overlay_format)  # a bad value is a 422 before the upload is decoded
     if box is not None and max_side:
         raise InvalidParamsError(
             "region is in the uploaded image's pixels: send it without max_side",
@@ -139,6 +144,7 @@ async def explain(
     source_side = loaded.preprocessing.source_side
     draft = max(max_side, source_side) if max_side else None
     picture = await read_image(image, settings, draft=draft)
+    image_format = parse_overlay_format(overlay_format, None if png else lossy_format(picture))
     chosen = [(m.name, params_by_method[m.name]) for m in methods]
     width, height = fitted_size(picture, max_side)
     shown = Rendered(width, height, ("overlay",) if png else outputs)

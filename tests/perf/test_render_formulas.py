@@ -1,0 +1,44 @@
+"""Normalization and colour bins give the bytes of their plain formulas (the rest of the
+pixel path against today's: tests/test_pixel_path.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cnnlens import render
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_normalize_map_equals_the_formula_and_leaves_the_input_alone(signed: bool) -> None:
+    rng = np.random.default_rng(2)
+    raw = rng.standard_normal((50, 70)).astype(np.float32)
+    raw = raw if signed else np.abs(raw)
+    raw[3, 4] = np.nan
+    before = raw.copy()
+    unit = render.normalize_map(raw)
+    clean = np.nan_to_num(before, nan=0.0)
+    explained = before[np.isfinite(before)]  # NaN (not explained) takes no part in the scale
+    if signed:
+        top = float(np.percentile(np.abs(explained), 99.5))
+        expected = np.clip(0.5 + clean / (2 * top), 0, 1)
+    else:
+        expected = np.clip(clean / float(np.percentile(explained, 99.5)), 0, 1)
+    np.testing.assert_array_equal(unit, expected.astype(np.float32))
+    np.testing.assert_array_equal(np.isnan(raw), np.isnan(before))  # the input is not changed
+    assert unit[3, 4] == (0.5 if signed else 0.0)
+
+
+def test_colour_bins_are_the_entries_colorize_looks_up() -> None:
+    unit = np.linspace(-0.1, 1.1, 21 * 101, dtype=np.float32).reshape(21, 101)
+    bins = render.colour_bins(unit)
+    assert bins.dtype == np.uint8 and bins.shape == unit.shape
+    np.testing.assert_array_equal(render._lookup_table("jet")[bins], render.colorize(unit))
+
+
+@pytest.mark.parametrize("cmap", ["jet", "viridis", "gray"])
+def test_a_palette_heatmap_has_the_colours_of_the_rgb_one(cmap: str) -> None:
+    unit = render.normalize_map(np.random.default_rng(4).random((30, 50), dtype=np.float32))
+    palette = render.palette_heatmap(render.colour_bins(unit), cmap)
+    assert palette.mode == "P"
+    np.testing.assert_array_equal(np.asarray(palette.convert("RGB")), render.colorize(unit, cmap))
