@@ -1,7 +1,9 @@
 """Figure 8: POST /v1/explain with grad_cam on a 12-megapixel JPEG over one bare forward.
 
-The app runs in this process (starlette's TestClient over `create_app` with the default
-model); the breakdown times the route's stages one by one with the same library calls.
+Each request variant is timed twice: in process (starlette's TestClient over `create_app`
+with the default model) and over HTTP on 127.0.0.1 (`python -m cnnlens.service` in a
+subprocess, httpx here). The breakdown times the route's stages one by one with the same
+library calls.
 """
 
 from __future__ import annotations
@@ -9,20 +11,36 @@ from __future__ import annotations
 import io
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+import cnnlens
 from cnnlens import render
-from cnnlens.api.codecs import IMAGE_FORMATS, image_bytes, png_bytes
+from cnnlens.api.codecs import IMAGE_FORMATS, image_bytes
+from cnnlens.explain import explanations_from_run
 from cnnlens.imageio import decode_image, fit_within
 from cnnlens.methods.run import run_methods
 from cnnlens.models import LoadedModel
 
 SIZE = (4000, 3000)  # 12 megapixels
+MAX_SIDE = 1024
+# The request variants timed end to end: form fields of POST /v1/explain.
+DEFAULT = "default (JPEG overlay like the upload, palette PNG heatmap)"
+SMALL_JPEG = f"max_side={MAX_SIDE}, jpeg"
+VARIANTS: dict[str, dict[str, str]] = {
+    DEFAULT: {},
+    "overlay_format=png": {"overlay_format": "png"},
+    "overlay_format=webp": {"overlay_format": "webp"},
+    SMALL_JPEG: {"max_side": str(MAX_SIDE), "overlay_format": "jpeg"},
+    f"max_side={MAX_SIDE}, png": {"max_side": str(MAX_SIDE), "overlay_format": "png"},
+    "max_side=512, jpeg": {"max_side": "512", "overlay_format": "jpeg"},
+}
 
 
 def big_jpeg() -> bytes:
@@ -35,7 +53,7 @@ def big_jpeg() -> bytes:
     return buffer.getvalue()
 
 
-def _median_ms(call: Callable[[], Any], repeats: int) -> float:
+def median_ms(call: Callable[[], Any], repeats: int) -> float:
     """Median wall time of `repeats` calls after one warm-up (oneDNN's first call for a new
     thread and shape costs several forwards)."""
     call()
@@ -48,70 +66,86 @@ def _median_ms(call: Callable[[], Any], repeats: int) -> float:
 
 
 def stages(loaded: LoadedModel, data: bytes, repeats: int) -> dict[str, float]:
-    """Median ms of each stage of the explain route, called as the route calls them."""
+    """Median ms of each stage of the default explain route, called as the route calls them
+    (the heatmap and the overlay share the normalized map's colour bins)."""
     picture = decode_image(data)
     x = loaded.preprocessing(picture)
     result = run_methods(loaded, x, [("grad_cam", {})])
-    raw = result.outputs["grad_cam"].map[0]  # (1, h, w) at the model's input size
-    full = render.resize_map(raw, (picture.height, picture.width))
 
-    def colour() -> tuple[Image.Image, Image.Image]:
-        """One normalization shared by the heatmap (a palette image, as the route sends it)
-        and the overlay's colour map and blend."""
-        bins = render.colour_bins(render.normalize_map(full))
-        heat = render.colour_lookup(bins)
-        return render.palette_heatmap(bins), render.overlay(picture, full, heat=heat)
+    def explanation() -> Any:
+        (item,) = explanations_from_run(loaded, picture, result, ["grad_cam"])
+        return item
 
-    heatmap, over = colour()
+    def colour() -> Any:
+        item = explanation()
+        item._colormap("jet")
+        return item
+
+    coloured = colour()
+    overlay = coloured.overlay_pixels()
     return {
-        "decode": _median_ms(lambda: decode_image(data), repeats),
-        "preprocess": _median_ms(lambda: loaded.preprocessing(picture), repeats),
-        "forward/backward": _median_ms(lambda: run_methods(loaded, x, [("grad_cam", {})]), repeats),
-        "upsampling": _median_ms(
-            lambda: render.resize_map(raw, (picture.height, picture.width)), repeats
-        ),
-        "colormap": _median_ms(colour, repeats),
-        "PNG encode": _median_ms(lambda: (png_bytes(heatmap), png_bytes(over)), repeats),
+        "decode": median_ms(lambda: decode_image(data), repeats),
+        "preprocess": median_ms(lambda: loaded.preprocessing(picture), repeats),
+        "forward/backward": median_ms(lambda: run_methods(loaded, x, [("grad_cam", {})]), repeats),
+        "upsampling": median_ms(explanation, repeats),
+        "normalize + colour table": median_ms(colour, repeats),
+        "blend": median_ms(coloured.overlay_pixels, repeats),
+        "heatmap PNG": median_ms(coloured.heatmap_png, repeats),
+        "overlay JPEG": median_ms(lambda: image_bytes(overlay, "jpeg"), repeats),
     }
 
 
 def levers(loaded: LoadedModel, data: bytes, repeats: int) -> dict[str, float]:
-    """Median ms of the cheaper alternatives to the default stages (same inputs)."""
+    """Median ms of the alternatives to the default stages (same inputs)."""
     picture = decode_image(data)
-    heat = Image.fromarray(render.colorize(render.normalize_map(np.random.rand(300, 400))))
-    big_heat = heat.resize(picture.size)
+    overlay = np.asarray(picture)
     small = fit_within(decode_image(data, draft=MAX_SIDE), MAX_SIDE)
+    small_overlay = np.asarray(small)
     return {
-        "decode, draft for 224 px": _median_ms(lambda: decode_image(data, draft=224), repeats),
-        f"decode, draft for {MAX_SIDE} px + fit": _median_ms(
+        "decode, draft for 224 px": median_ms(lambda: decode_image(data, draft=224), repeats),
+        f"decode, draft for {MAX_SIDE} px + fit": median_ms(
             lambda: fit_within(decode_image(data, draft=MAX_SIDE), MAX_SIDE), repeats
         ),
-        "preprocess of the 224 px draft": _median_ms(
+        "preprocess of the 224 px draft": median_ms(
             lambda: loaded.preprocessing(decode_image(data, draft=224)), repeats
         ),
         **{
-            f"encode 2 x 12 MP {name}": _median_ms(
-                lambda name=name: (image_bytes(big_heat, name), image_bytes(picture, name)),
-                repeats,
+            f"encode a 12 MP overlay as {name}": median_ms(
+                lambda name=name: image_bytes(overlay, name), repeats
             )
             for name in IMAGE_FORMATS
         },
-        f"encode 2 x {small.width}x{small.height} png": _median_ms(
-            lambda: (image_bytes(heat.resize(small.size)), image_bytes(small)), repeats
+        f"encode a {small.width}x{small.height} overlay as jpeg": median_ms(
+            lambda: image_bytes(small_overlay, "jpeg"), repeats
+        ),
+        "normalize a 12 MP map": median_ms(
+            lambda: render.normalize_map(np.asarray(overlay[..., 0], np.float32)), repeats
         ),
     }
 
 
-# The request variants timed end to end: form fields of POST /v1/explain.
-MAX_SIDE = 1024
-VARIANTS: dict[str, dict[str, str]] = {
-    "default (png, photo size)": {},
-    "overlay_format=jpeg": {"overlay_format": "jpeg"},
-    "overlay_format=webp": {"overlay_format": "webp"},
-    f"max_side={MAX_SIDE}": {"max_side": str(MAX_SIDE)},
-    f"max_side={MAX_SIDE}, jpeg": {"max_side": str(MAX_SIDE), "overlay_format": "jpeg"},
-    "max_side=512, jpeg": {"max_side": "512", "overlay_format": "jpeg"},
-}
+def _posts(
+    post: Callable[[dict[str, str]], None],
+    forward: Callable[[], Any],
+    repeats: int,
+    variants: dict[str, dict[str, str]],
+) -> tuple[dict[str, float], float]:
+    """Median ms of each variant's POST and of one bare forward, measured in turn (one round:
+    a forward, then each variant once), so that load drifts hit them alike."""
+    posts: dict[str, list[float]] = {name: [] for name in variants}
+    forwards: list[float] = []
+    for fields in variants.values():
+        post(fields)  # warm-up
+    forward()
+    for _ in range(repeats):
+        started = time.perf_counter()
+        forward()
+        forwards.append((time.perf_counter() - started) * 1000)
+        for name, fields in variants.items():
+            started = time.perf_counter()
+            post(fields)
+            posts[name].append((time.perf_counter() - started) * 1000)
+    return {name: statistics.median(ms) for name, ms in posts.items()}, statistics.median(forwards)
 
 
 def end_to_end(
@@ -121,18 +155,14 @@ def end_to_end(
     repeats: int,
     variants: dict[str, dict[str, str]] | None = None,
 ) -> tuple[dict[str, float], float]:
-    """Median ms of each variant's POST and of one bare forward, measured in turn (one round:
-    a forward, then each variant once), so that load drifts hit them alike."""
+    """In process: each variant's POST through starlette's TestClient, and the forward."""
     from starlette.testclient import TestClient
 
     from cnnlens.service.app import create_app
     from cnnlens.service.settings import Settings
 
-    variants = VARIANTS if variants is None else variants
     settings = Settings.model_validate({})
     app = create_app(settings, models={settings.default_model: loaded})
-    posts: dict[str, list[float]] = {name: [] for name in variants}
-    forwards: list[float] = []
     with TestClient(app) as client:
 
         def post(fields: dict[str, str]) -> None:
@@ -147,18 +177,48 @@ def end_to_end(
             if client.get("/readyz").status_code == 200:
                 break
             time.sleep(0.5)
-        for fields in variants.values():
-            post(fields)  # warm-up
-        forward()
-        for _ in range(repeats):
-            started = time.perf_counter()
-            forward()
-            forwards.append((time.perf_counter() - started) * 1000)
-            for name, fields in variants.items():
-                started = time.perf_counter()
-                post(fields)
-                posts[name].append((time.perf_counter() - started) * 1000)
-    return {name: statistics.median(ms) for name, ms in posts.items()}, statistics.median(forwards)
+        return _posts(post, forward, repeats, VARIANTS if variants is None else variants)
+
+
+@contextmanager
+def service_on_loopback() -> Iterator[str]:
+    """`python -m cnnlens.service` with its default settings on a free 127.0.0.1 port."""
+    from benchmarks._service_load import free_port, start_subprocess, wait_ready
+
+    port = free_port()
+    tree = str(Path(cnnlens.__file__).resolve().parents[1])  # this checkout's cnnlens
+    process = start_subprocess(port, {"PYTHONPATH": tree})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, timeout=600, process=process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def over_http(
+    data: bytes,
+    forward: Callable[[], Any],
+    repeats: int,
+    variants: dict[str, dict[str, str]] | None = None,
+) -> tuple[dict[str, float], float]:
+    """Over HTTP on loopback: each variant's POST to the service in its own process (body
+    read and parsed here, as a client does), and the forward in this one."""
+    import httpx
+
+    with service_on_loopback() as url, httpx.Client(base_url=url, timeout=300) as client:
+
+        def post(fields: dict[str, str]) -> None:
+            response = client.post(
+                "/v1/explain",
+                files={"image": ("big.jpg", data, "image/jpeg")},
+                data={"method": "grad_cam", **fields},
+            )
+            response.raise_for_status()
+            response.json()
+
+        return _posts(post, forward, repeats, VARIANTS if variants is None else variants)
 
 
 def bare_forward(loaded: LoadedModel, size: int) -> Callable[[], torch.Tensor]:

@@ -13,7 +13,7 @@ from PIL import Image
 from torch import nn
 
 from cnnlens import render
-from cnnlens.imageio import ImageSource, load_image
+from cnnlens.imageio import ImageSource, load_image, rgb_pixels
 from cnnlens.methods.base import MethodOutput, get_method, row_extras
 from cnnlens.methods.run import run_methods
 from cnnlens.methods.targets import class_index
@@ -49,10 +49,14 @@ class Explanation:
     elapsed_ms: float = 0.0
     aligned: bool = True  # False for methods whose result is not a map of this image
     explained_box: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1) the map covers
-    # The normalized map's colour-table bins and its colour maps by cmap, computed once: the
-    # heatmap and the overlay share them (`map` is not modified after construction).
-    _bins: np.ndarray | None = field(default=None, repr=False, compare=False)
-    _colored: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    # Computed once from `map` (not modified after construction) and shared by the heatmap
+    # and the overlay: whether it has unexplained (NaN) pixels, the normalized map's
+    # colour-table bins and its colour maps by cmap.
+    _unexplained: bool | None = field(default=None, init=False, repr=False, compare=False)
+    _bins: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+    _colored: dict[str, np.ndarray] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def width(self) -> int:
@@ -73,7 +77,12 @@ class Explanation:
 
     def _in_colour_table(self) -> bool:
         """A one-channel map with every pixel explained: its colours are a colour table's."""
-        return not (self.map.ndim == 3 and self.map.shape[0] == 3) and not np.isnan(self.map).any()
+        return not (self.map.ndim == 3 and self.map.shape[0] == 3) and not self._has_unexplained()
+
+    def _has_unexplained(self) -> bool:
+        if self._unexplained is None:
+            self._unexplained = bool(np.isnan(self.map).any())
+        return self._unexplained
 
     def overlay(self, alpha: float = 0.5, cmap: str = "jet") -> Image.Image:
         """The map's colours blended over the image, RGB (the heatmap where the result is
@@ -85,7 +94,7 @@ class Explanation:
     def overlay_pixels(self, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
         """`overlay` as (H, W, 3) uint8 RGB pixels (what the service encodes)."""
         if not self.aligned:
-            return render.rgb_pixels(self.heatmap(cmap))
+            return rgb_pixels(self.heatmap(cmap))
         heat = self._colormap(cmap) if self.map.ndim == 2 or self.map.shape[0] == 1 else None
         return render.overlay_pixels(self.image, self.map, alpha=alpha, cmap=cmap, heat=heat)
 
@@ -93,7 +102,9 @@ class Explanation:
         """(H, W, 3) uint8: the normalized map through `cmap`, computed once per cmap."""
         if cmap not in self._colored:
             colored = render.colour_lookup(self._colour_bins(), cmap)
-            self._colored[cmap] = render.mark_unexplained(colored, self.map)
+            if self._has_unexplained():
+                colored = render.mark_unexplained(colored, self.map)
+            self._colored[cmap] = colored
         return self._colored[cmap]
 
     def _colour_bins(self) -> np.ndarray:

@@ -320,3 +320,24 @@ def test_a_photos_heatmap_and_overlay_are_todays(default_model: LoadedModel, pho
     old_overlay = _float_blend(np.asarray(picture), render._lookup_table("jet")[old_bins], 0.5)
     overlay = np.asarray(explanation.overlay())
     assert np.abs(overlay.astype(int) - old_overlay)[~moved].max() <= 1
+
+
+def test_the_decoders_array_is_reused_until_the_image_changes() -> None:
+    from PIL import ImageDraw
+
+    data = _encoded(_photo("chelsea"), "JPEG", quality=90)
+    picture = decode_image(data)
+    pixels = imageio.rgb_pixels(picture)
+    assert imageio.rgb_pixels(picture) is pixels and not pixels.flags.writeable
+    np.testing.assert_array_equal(pixels, np.asarray(picture))
+    picture.paste((255, 0, 0), (0, 0, 10, 10))  # Pillow gives the image new storage first
+    changed = imageio.rgb_pixels(picture)
+    assert tuple(changed[0, 0]) == (255, 0, 0) and tuple(pixels[0, 0]) != (255, 0, 0)
+    drawn = decode_image(data)
+    ImageDraw.Draw(drawn).point((5, 5), fill=(0, 255, 0))
+    assert tuple(imageio.rgb_pixels(drawn)[5, 5]) == (0, 255, 0)
+    with pytest.raises(ValueError, match="readonly"):
+        decode_image(data).load()[0, 0] = (1, 2, 3)  # type: ignore[index]
+    assert not hasattr(picture.copy(), imageio._KEPT_PIXELS)
+    png = decode_image(_encoded(_photo("chelsea"), "PNG"))  # Pillow's: a copy out of it
+    np.testing.assert_array_equal(imageio.rgb_pixels(png), np.asarray(png))

@@ -16,6 +16,7 @@ from PIL import Image
 
 from cnnlens.api.models import ArrayPayload
 from cnnlens.api.png import array_png, png_bytes
+from cnnlens.imageio import rgb_pixels
 
 # overlay_format -> (Pillow format name, encoder options, media type).
 # JPEG and WebP are lossy: a 12-megapixel overlay encodes several times faster as JPEG.
@@ -33,17 +34,11 @@ def image_bytes(image: Image.Image | np.ndarray, image_format: str = "png") -> b
     if image_format == "png":
         return array_png(image) if isinstance(image, np.ndarray) else png_bytes(image)
     if image_format == "jpeg":
-        return _opencv_jpeg(_rgb_array(image), options["quality"])
+        return _opencv_jpeg(rgb_pixels(image), options["quality"])
     picture = Image.fromarray(image) if isinstance(image, np.ndarray) else image
     buffer = io.BytesIO()
     picture.convert("RGB").save(buffer, format=pillow_format, **options)
     return buffer.getvalue()
-
-
-def _rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
-    if isinstance(image, np.ndarray):
-        return image
-    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def _opencv_jpeg(rgb: np.ndarray, quality: int) -> bytes:

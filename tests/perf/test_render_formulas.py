@@ -42,3 +42,18 @@ def test_a_palette_heatmap_has_the_colours_of_the_rgb_one(cmap: str) -> None:
     palette = render.palette_heatmap(render.colour_bins(unit), cmap)
     assert palette.mode == "P"
     np.testing.assert_array_equal(np.asarray(palette.convert("RGB")), render.colorize(unit, cmap))
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 1000, 70_001, 400_000])
+@pytest.mark.parametrize("q", [0.0, 12.5, 50.0, 99.5, 99.99, 100.0])
+def test_percentile_is_numpys_to_the_bit(size: int, q: float) -> None:
+    """The same float as np.percentile: on smooth, noisy, tied, half-zero (a ReLU'd map) and
+    constant values, large enough for the sampled selection or not."""
+    rng = np.random.default_rng(size)
+    smooth = render.resize_map(rng.random((7, 7), dtype=np.float32), (1, size))[0]
+    noisy = (rng.standard_normal(size) * 1e3).astype(np.float32)
+    half_zero = np.maximum(noisy, 0)
+    half_zero[: size // 2] = 0
+    constant = np.full(size, 3.25, np.float32)
+    for values in (smooth, noisy, np.round(noisy / 100), half_zero, constant):
+        assert render.percentile(values, q) == float(np.percentile(values, q))
