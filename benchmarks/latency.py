@@ -164,20 +164,11 @@ def end_to_end(
     settings = Settings.model_validate({})
     app = create_app(settings, models={settings.default_model: loaded})
     with TestClient(app) as client:
-
-        def post(fields: dict[str, str]) -> None:
-            response = client.post(
-                "/v1/explain",
-                files={"image": ("big.jpg", data, "image/jpeg")},
-                data={"method": "grad_cam", **fields},
-            )
-            response.raise_for_status()
-
         for _ in range(600):  # the app warms its model on a thread first
             if client.get("/readyz").status_code == 200:
                 break
             time.sleep(0.5)
-        return _posts(post, forward, repeats, VARIANTS if variants is None else variants)
+        return _posts(_poster(client, data), forward, repeats, variants or VARIANTS)
 
 
 @contextmanager
@@ -208,17 +199,23 @@ def over_http(
     import httpx
 
     with service_on_loopback() as url, httpx.Client(base_url=url, timeout=300) as client:
+        return _posts(_poster(client, data), forward, repeats, variants or VARIANTS)
 
-        def post(fields: dict[str, str]) -> None:
-            response = client.post(
-                "/v1/explain",
-                files={"image": ("big.jpg", data, "image/jpeg")},
-                data={"method": "grad_cam", **fields},
-            )
-            response.raise_for_status()
-            response.json()
 
-        return _posts(post, forward, repeats, VARIANTS if variants is None else variants)
+def _poster(client: Any, data: bytes) -> Callable[[dict[str, str]], None]:
+    """POST /v1/explain of `data` with grad_cam and the variant's fields; the body is read
+    and parsed, as a client does (an httpx client, starlette's TestClient among them)."""
+
+    def post(fields: dict[str, str]) -> None:
+        response = client.post(
+            "/v1/explain",
+            files={"image": ("big.jpg", data, "image/jpeg")},
+            data={"method": "grad_cam", **fields},
+        )
+        response.raise_for_status()
+        response.json()
+
+    return post
 
 
 def bare_forward(loaded: LoadedModel, size: int) -> Callable[[], torch.Tensor]:

@@ -95,7 +95,7 @@ def steps(repeats: int) -> list[Step]:
     bins = render.colour_bins(render.normalize_map(full))
     heat = render.colour_lookup(bins)
     table = render._lookup_table("jet")
-    overlay = render.overlay_pixels(pixels, full, heat=heat)
+    overlay = render.blend(pixels, heat)
 
     def timed(name: str, kept: str, other: str, *calls: Callable[[], Any]) -> Step:
         return Step(name, kept, other, *(median_ms(call, repeats) for call in calls))
@@ -114,7 +114,7 @@ def steps(repeats: int) -> list[Step]:
         timed("jet colour table, 12 MP", "OpenCV applyColorMap", "numpy take",
               lambda: render.colour_lookup(bins), lambda: table[bins]),
         timed("blend at alpha 0.5, 12 MP", "OpenCV addWeighted", "numpy float blend",
-              lambda: render.overlay_pixels(pixels, full, heat=heat),
+              lambda: render.blend(pixels, heat),
               lambda: _float_blend(pixels, heat)),
         timed("JPEG encode q90, 12 MP", "OpenCV imencode", "Pillow",
               lambda: image_bytes(overlay, "jpeg"),

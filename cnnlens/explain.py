@@ -95,8 +95,11 @@ class Explanation:
         """`overlay` as (H, W, 3) uint8 RGB pixels (what the service encodes)."""
         if not self.aligned:
             return rgb_pixels(self.heatmap(cmap))
-        heat = self._colormap(cmap) if self.map.ndim == 2 or self.map.shape[0] == 1 else None
-        return render.overlay_pixels(self.image, self.map, alpha=alpha, cmap=cmap, heat=heat)
+        if self.map.ndim == 2 or self.map.shape[0] == 1:
+            heat = self._colormap(cmap)
+        else:  # (3, H, W): coloured by max |value| (`render.to_2d`)
+            heat = render.map_colours(self.map, (self.height, self.width), cmap)
+        return render.blend(self.image, heat, alpha)
 
     def _colormap(self, cmap: str) -> np.ndarray:
         """(H, W, 3) uint8: the normalized map through `cmap`, computed once per cmap."""

@@ -240,26 +240,26 @@ def overlay(
     heat: the (H, W, 3) uint8 colour map of `raw` at the image's size, when the caller
     already has it (a heatmap of the same map): it is then not normalized twice.
     """
-    return Image.fromarray(overlay_pixels(image, raw, alpha, cmap, heat))
+    pixels = rgb_pixels(image)
+    if heat is None or heat.shape[:2] != pixels.shape[:2]:
+        heat = map_colours(raw, pixels.shape[:2], cmap)
+    return Image.fromarray(blend(pixels, heat, alpha))
 
 
-def overlay_pixels(
-    image: Image.Image | np.ndarray,
-    raw: np.ndarray | torch.Tensor,
-    alpha: float = 0.5,
-    cmap: str = "jet",
-    heat: np.ndarray | None = None,
+def map_colours(
+    raw: np.ndarray | torch.Tensor, size: tuple[int, int], cmap: str = "jet"
 ) -> np.ndarray:
-    """`overlay` as an (H, W, 3) uint8 RGB array: (1 - alpha) * image + alpha * heat,
-    rounded (OpenCV's weighted sum)."""
+    """(H, W, 3) uint8 colours of the map resized to (H, W) = size, grey where unexplained."""
+    on_image = resize_map(to_2d(raw), size)
+    return mark_unexplained(colorize(normalize_map(on_image), cmap), on_image)
+
+
+def blend(image: Image.Image | np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """(H, W, 3) uint8 RGB: (1 - alpha) * image + alpha * heat, rounded (OpenCV's weighted
+    sum; ties round to even)."""
     import cv2
 
-    pixels = rgb_pixels(image)
-    height, width = pixels.shape[:2]
-    if heat is None or heat.shape[:2] != (height, width):
-        on_image = resize_map(to_2d(raw), (height, width))
-        heat = mark_unexplained(colorize(normalize_map(on_image), cmap), on_image)
-    return np.asarray(cv2.addWeighted(pixels, 1.0 - alpha, heat, alpha, 0.0))
+    return np.asarray(cv2.addWeighted(rgb_pixels(image), 1.0 - alpha, heat, alpha, 0.0))
 
 
 def grid(
