@@ -633,22 +633,20 @@ def latency_figure(bench: Bench) -> list[Row]:
     cheaper = latency.levers(loaded, data, repeats)
     targets = {latency.DEFAULT: 15.0, latency.SMALL_JPEG: 4.5}
     rows = []
-    for where, (posts, forward_ms) in (
+    for where, timings in (
         ("in process", latency.end_to_end(loaded, data, forward, repeats)),
         ("over HTTP", latency.over_http(data, forward, repeats)),
     ):
-        for name, post_ms in posts.items():
+        forward_ms = timings.forward_ms
+        for name, post_ms in timings.post_ms.items():
             ratio = post_ms / forward_ms
             note = f"{post_ms:.0f} ms vs {forward_ms:.1f} ms"
             detail: dict[str, Any] = {"ms": post_ms, "forward_ms": forward_ms}
             if name == latency.DEFAULT:
-                breakdown = ", ".join(
-                    f"{stage} {ms / forward_ms:.1f}" for stage, ms in parts.items()
-                )
-                other = post_ms - sum(parts.values())
-                note += (
-                    f"; in forwards: {breakdown}, upload + HTTP + the rest {other / forward_ms:.1f}"
-                )
+                share = {stage: ms / forward_ms for stage, ms in parts.items()}
+                rest = (post_ms - sum(parts.values())) / forward_ms
+                breakdown = ", ".join(f"{stage} {value:.1f}" for stage, value in share.items())
+                note += f"; in forwards: {breakdown}, upload + HTTP + the rest {rest:.1f}"
                 detail.update(stages_ms=parts, levers_ms=cheaper, jpeg_bytes=len(data))
             limit = targets.get(name)
             rows.append(
@@ -664,6 +662,14 @@ def latency_figure(bench: Bench) -> list[Row]:
                     detail=detail,
                 )
             )
+        for name, cpu_ms in timings.post_cpu_ms.items():
+            ratio = cpu_ms / timings.forward_cpu_ms
+            rows.append(
+                Row("8 latency", f"CPU time of the service per POST, {name} / of a bare forward",
+                    bench.label, ratio, "x",
+                    note=f"{cpu_ms:.0f} ms vs {timings.forward_cpu_ms:.1f} ms, all threads",
+                    detail={"cpu_ms": cpu_ms, "forward_cpu_ms": timings.forward_cpu_ms})
+            )  # fmt: skip
     levers = ", ".join(f"{name} {ms / forward_ms:.1f}" for name, ms in cheaper.items())
     rows.append(Row("8 latency", "levers, in bare forwards", bench.label, None, "", note=levers))
     return rows

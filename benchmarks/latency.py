@@ -9,10 +9,12 @@ library calls.
 from __future__ import annotations
 
 import io
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -124,28 +126,58 @@ def levers(loaded: LoadedModel, data: bytes, repeats: int) -> dict[str, float]:
     }
 
 
+@dataclass
+class Timings:
+    """Medians of each variant's POST and of the bare forward timed between them; over HTTP
+    also the CPU time the service's process spent on each POST (all its threads) and the
+    forward's: a measure that load on other processes does not inflate."""
+
+    post_ms: dict[str, float]
+    forward_ms: float
+    post_cpu_ms: dict[str, float] = field(default_factory=dict)
+    forward_cpu_ms: float = 0.0
+
+
 def _posts(
     post: Callable[[dict[str, str]], None],
     forward: Callable[[], Any],
     repeats: int,
     variants: dict[str, dict[str, str]],
-) -> tuple[dict[str, float], float]:
-    """Median ms of each variant's POST and of one bare forward, measured in turn (one round:
-    a forward, then each variant once), so that load drifts hit them alike."""
-    posts: dict[str, list[float]] = {name: [] for name in variants}
+    server_cpu_ms: Callable[[], float] | None = None,
+) -> Timings:
+    """Each variant's POST and the bare forward, measured in turn (one round: a forward,
+    then each variant once), so that load drifts hit them alike."""
+    walls: dict[str, list[float]] = {name: [] for name in variants}
+    cpus: dict[str, list[float]] = {name: [] for name in variants}
     forwards: list[float] = []
+    forward_cpus: list[float] = []
     for fields in variants.values():
         post(fields)  # warm-up
     forward()
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         forward()
         forwards.append((time.perf_counter() - started) * 1000)
+        forward_cpus.append((time.process_time() - cpu) * 1000)
         for name, fields in variants.items():
+            spent = server_cpu_ms() if server_cpu_ms else 0.0
             started = time.perf_counter()
             post(fields)
-            posts[name].append((time.perf_counter() - started) * 1000)
-    return {name: statistics.median(ms) for name, ms in posts.items()}, statistics.median(forwards)
+            walls[name].append((time.perf_counter() - started) * 1000)
+            if server_cpu_ms:
+                cpus[name].append(server_cpu_ms() - spent)
+    return Timings(
+        {name: statistics.median(ms) for name, ms in walls.items()},
+        statistics.median(forwards),
+        {name: statistics.median(ms) for name, ms in cpus.items() if ms},
+        statistics.median(forward_cpus),
+    )
+
+
+def process_cpu_ms(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has spent so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def end_to_end(
@@ -154,7 +186,7 @@ def end_to_end(
     forward: Callable[[], Any],
     repeats: int,
     variants: dict[str, dict[str, str]] | None = None,
-) -> tuple[dict[str, float], float]:
+) -> Timings:
     """In process: each variant's POST through starlette's TestClient, and the forward."""
     from starlette.testclient import TestClient
 
@@ -172,8 +204,9 @@ def end_to_end(
 
 
 @contextmanager
-def service_on_loopback() -> Iterator[str]:
-    """`python -m cnnlens.service` with its default settings on a free 127.0.0.1 port."""
+def service_on_loopback() -> Iterator[tuple[str, int]]:
+    """`python -m cnnlens.service` with its default settings on a free 127.0.0.1 port: its
+    URL and process id."""
     from benchmarks._service_load import free_port, start_subprocess, wait_ready
 
     port = free_port()
@@ -182,7 +215,7 @@ def service_on_loopback() -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, timeout=600, process=process)
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         process.wait(timeout=60)
@@ -193,13 +226,14 @@ def over_http(
     forward: Callable[[], Any],
     repeats: int,
     variants: dict[str, dict[str, str]] | None = None,
-) -> tuple[dict[str, float], float]:
+) -> Timings:
     """Over HTTP on loopback: each variant's POST to the service in its own process (body
     read and parsed here, as a client does), and the forward in this one."""
     import httpx
 
-    with service_on_loopback() as url, httpx.Client(base_url=url, timeout=300) as client:
-        return _posts(_poster(client, data), forward, repeats, variants or VARIANTS)
+    with service_on_loopback() as (url, pid), httpx.Client(base_url=url, timeout=300) as client:
+        post = _poster(client, data)
+        return _posts(post, forward, repeats, variants or VARIANTS, lambda: process_cpu_ms(pid))
 
 
 def _poster(client: Any, data: bytes) -> Callable[[dict[str, str]], None]:

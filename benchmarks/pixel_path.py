@@ -3,6 +3,7 @@ replaced or the one it was kept over, as ratios of medians measured in this proc
 
 What stays hand-written is here with its figure: the PNG writer against OpenCV's at each
 image size, the percentile against numpy's, and the colour bins against OpenCV's rounding.
+Each row names the call cnnlens makes ("kept") and the other one.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from PIL import Image
 
 from benchmarks.latency import big_jpeg, median_ms
 from cnnlens import render
+from cnnlens.api import png
 from cnnlens.api.codecs import image_bytes
-from cnnlens.api.png import array_png
 from cnnlens.imageio import decode_image
 
 PNG_SIZES = ((64, 64), (224, 224), (512, 512), (1024, 768), (2000, 1500), (4000, 3000))
@@ -67,17 +68,6 @@ def _float_blend(base: np.ndarray, heat: np.ndarray) -> np.ndarray:
     return np.clip(blended + np.float32(0.5), 0, 255).astype(np.uint8)
 
 
-def _opencv_png(pixels: np.ndarray) -> bytes:
-    """OpenCV's PNG with the writer's settings: the up filter, run-length deflate, level 1."""
-    bgr = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
-    options = [
-        cv2.IMWRITE_PNG_COMPRESSION, 1,
-        cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
-        cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP,
-    ]  # fmt: skip
-    return cv2.imencode(".png", bgr, options)[1].tobytes()
-
-
 def _grad_cam_like_map(shape: tuple[int, int]) -> np.ndarray:
     """A smooth non-negative 224 px map (a blob, as Grad-CAM gives) at `shape`."""
     rng = np.random.default_rng(0)
@@ -96,14 +86,19 @@ def steps(repeats: int) -> list[Step]:
     heat = render.colour_lookup(bins)
     table = render._lookup_table("jet")
     overlay = render.blend(pixels, heat)
+    palette = table.tobytes()
 
     def timed(name: str, kept: str, other: str, *calls: Callable[[], Any]) -> Step:
         return Step(name, kept, other, *(median_ms(call, repeats) for call in calls))
 
     return [
-        timed("JPEG decode, 12 MP", "OpenCV imdecode", "Pillow",
+        timed("12 MP JPEG to RGB pixels (what rendering reads)", "OpenCV imdecode",
+              "Pillow + np.asarray",
               lambda: cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB),
-              lambda: _pillow_jpeg(data)),
+              lambda: np.asarray(_pillow_jpeg(data))),
+        timed("12 MP JPEG to pixels and a Pillow image (the model's input)",
+              "decode_image (OpenCV + Image.fromarray)", "Pillow + np.asarray",
+              lambda: decode_image(data), lambda: np.asarray(_pillow_jpeg(data))),
         timed("JPEG decode at 1/8", "OpenCV IMREAD_REDUCED_COLOR_8", "Pillow draft",
               lambda: decode_image(data, draft=224), lambda: _pillow_jpeg(data, draft=224)),
         timed("224 px map -> 12 MP, bilinear", "OpenCV resize", "torch interpolate",
@@ -122,26 +117,27 @@ def steps(repeats: int) -> list[Step]:
         timed("WebP encode q85, 12 MP", "Pillow (method 0)", "OpenCV imencode",
               lambda: image_bytes(overlay, "webp"),
               lambda: cv2.imencode(".webp", overlay, [cv2.IMWRITE_WEBP_QUALITY, 85])),
-        timed("palette heatmap PNG, 12 MP", "cnnlens writer (PLTE)",
-              "OpenCV, grey (no palette PNGs)",
-              lambda: render.palette_png(bins), lambda: _opencv_png(bins)),
+        timed("palette heatmap PNG, 12 MP", "OpenCV, its grey stream with a PLTE",
+              "cnnlens writer", lambda: png.opencv_png(bins, palette),
+              lambda: png.write_png(bins, palette)),
     ]  # fmt: skip
 
 
 def png_writers(repeats: int) -> list[Step]:
-    """The PNG writer against OpenCV's with the same filter and deflate settings, on an
-    overlay of the photo at each size."""
+    """The project's PNG writer and OpenCV's (the same filter, strategy and level) on the
+    photo at each size: `array_png` takes the faster (OPENCV_FROM_BYTES)."""
     from skimage import data
 
     photo = Image.fromarray(data.astronaut())
     found = []
     for width, height in PNG_SIZES:
         pixels = np.asarray(photo.resize((width, height), Image.Resampling.BICUBIC))
-        found.append(
-            Step(f"PNG write, {width}x{height} RGB", "cnnlens writer", "OpenCV",
-                 median_ms(lambda pixels=pixels: array_png(pixels), repeats),
-                 median_ms(lambda pixels=pixels: _opencv_png(pixels), repeats))
-        )  # fmt: skip
+        mine = median_ms(lambda pixels=pixels: png.write_png(pixels), repeats)
+        opencv = median_ms(lambda pixels=pixels: png.opencv_png(pixels), repeats)
+        by_opencv = pixels.size + height >= png.OPENCV_FROM_BYTES
+        kept, other = ("OpenCV", "cnnlens writer") if by_opencv else ("cnnlens writer", "OpenCV")
+        kept_ms, other_ms = (opencv, mine) if by_opencv else (mine, opencv)
+        found.append(Step(f"PNG write, {width}x{height} RGB", kept, other, kept_ms, other_ms))
     return found
 
 

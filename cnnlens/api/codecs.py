@@ -1,9 +1,9 @@
 """How v1 bodies carry binary data: base64 images and base64 little-endian arrays.
 
-PNG goes through the project's writer (`cnnlens.api.png`), JPEG through OpenCV, WebP
-through Pillow (OpenCV's WebP encoder has no speed setting: 3.6x slower on a 12-megapixel
-overlay, `benchmarks/results/pixel-path`). OpenCV is imported on first use, by the service:
-clients that only decode never load it.
+PNG goes through `cnnlens.api.png` (OpenCV's writer for large images, the project's for
+small ones and palettes), JPEG through OpenCV, WebP through Pillow (OpenCV's WebP encoder has
+no speed setting: over 3x slower on a 12-megapixel overlay, `benchmarks/results/pixel-path`).
+OpenCV is imported on first use, by the service: clients that only decode never load it.
 """
 
 from __future__ import annotations
