@@ -262,3 +262,15 @@ def test_cli_writes_jpeg_overlays(chelsea_png: Path, tmp_path: Path) -> None:
     overlay = Image.open(tmp_path / entry["overlay"])
     assert entry["overlay"].endswith("_overlay.jpg") and overlay.format == "JPEG"
     assert overlay.size == (451, 300)
+
+
+def test_cli_writes_overlays_in_the_images_own_format(chelsea: Image.Image, tmp_path: Path) -> None:
+    photo = tmp_path / "cat.jpg"
+    chelsea.save(photo, "JPEG", quality=90)
+    out = tmp_path / "out"
+    assert main(["explain", str(photo), "-m", "grad_cam", "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    (entry,) = summary["images"][0]["explanations"]
+    assert entry["overlay"].endswith("_overlay.jpg") and entry["heatmap"].endswith("_heatmap.png")
+    assert Image.open(out / entry["overlay"]).format == "JPEG"
+    assert Image.open(out / entry["heatmap"]).format == "PNG"
