@@ -200,18 +200,18 @@ def end_to_end(
             if client.get("/readyz").status_code == 200:
                 break
             time.sleep(0.5)
-        return _posts(_poster(client, data), forward, repeats, variants or VARIANTS)
+        return _posts(poster(client, data), forward, repeats, variants or VARIANTS)
 
 
 @contextmanager
-def service_on_loopback() -> Iterator[tuple[str, int]]:
-    """`python -m cnnlens.service` with its default settings on a free 127.0.0.1 port: its
-    URL and process id."""
+def service_on_loopback(tree: str | None = None) -> Iterator[tuple[str, int]]:
+    """`python -m cnnlens.service` of the checkout `tree` (default: this one) with its
+    default settings on a free 127.0.0.1 port: its URL and process id."""
     from benchmarks._service_load import free_port, start_subprocess, wait_ready
 
     port = free_port()
-    tree = str(Path(cnnlens.__file__).resolve().parents[1])  # this checkout's cnnlens
-    process = start_subprocess(port, {"PYTHONPATH": tree})
+    tree = tree or str(Path(cnnlens.__file__).resolve().parents[1])
+    process = start_subprocess(port, {"PYTHONPATH": tree}, cwd=tree)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, timeout=600, process=process)
@@ -232,11 +232,11 @@ def over_http(
     import httpx
 
     with service_on_loopback() as (url, pid), httpx.Client(base_url=url, timeout=300) as client:
-        post = _poster(client, data)
+        post = poster(client, data)
         return _posts(post, forward, repeats, variants or VARIANTS, lambda: process_cpu_ms(pid))
 
 
-def _poster(client: Any, data: bytes) -> Callable[[dict[str, str]], None]:
+def poster(client: Any, data: bytes) -> Callable[[dict[str, str]], None]:
     """POST /v1/explain of `data` with grad_cam and the variant's fields; the body is read
     and parsed, as a client does (an httpx client, starlette's TestClient among them)."""
 
