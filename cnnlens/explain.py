@@ -112,7 +112,7 @@ class Explanation:
 
     def _colour_bins(self) -> np.ndarray:
         if self._bins is None:
-            self._bins = render.colour_bins(render.normalize_map(self.map))
+            self._bins = render.map_bins(self.map)
         return self._bins
 
     def heatmap_png(self, cmap: str = "jet") -> bytes:

@@ -155,6 +155,15 @@ def colour_bins(unit: np.ndarray) -> np.ndarray:
     return np.clip(scaled, 0.0, 255.0, out=scaled).astype(np.uint8)
 
 
+def map_bins(raw: np.ndarray | torch.Tensor, clip_percentile: float = 99.5) -> np.ndarray:
+    """`colour_bins(normalize_map(raw))` without a second float copy of a photo-sized map:
+    the normalized values (a new array, in [0, 1]) are scaled in place and need no clip."""
+    scaled = normalize_map(raw, clip_percentile)
+    scaled *= 255.0
+    scaled += 0.5
+    return scaled.astype(np.uint8)
+
+
 def colour_lookup(bins: np.ndarray, cmap: str = "jet") -> np.ndarray:
     """(H, W) `colour_bins` -> (H, W, 3) uint8 colours of `cmap` (OpenCV's table lookup)."""
     import cv2

@@ -57,3 +57,20 @@ def test_percentile_is_numpys_to_the_bit(size: int, q: float) -> None:
     constant = np.full(size, 3.25, np.float32)
     for values in (smooth, noisy, np.round(noisy / 100), half_zero, constant):
         assert render.percentile(values, q) == float(np.percentile(values, q))
+
+
+@pytest.mark.parametrize("kind", ["positive", "signed", "unexplained", "zeros", "constant"])
+def test_map_bins_are_the_bins_of_the_normalized_map(kind: str) -> None:
+    rng = np.random.default_rng(5)
+    raw = rng.standard_normal((60, 90)).astype(np.float32)
+    raw = {
+        "positive": np.abs(raw),
+        "signed": raw,
+        "unexplained": np.where(raw > 1.5, np.nan, np.abs(raw)).astype(np.float32),
+        "zeros": np.zeros_like(raw),
+        "constant": np.full_like(raw, -2.0),
+    }[kind]
+    before = raw.copy()
+    bins = render.map_bins(raw)
+    np.testing.assert_array_equal(bins, render.colour_bins(render.normalize_map(raw)))
+    np.testing.assert_array_equal(raw, before)  # the map is left as it was
