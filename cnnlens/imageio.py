@@ -142,8 +142,8 @@ def limit_opencv_decoding(max_pixels: int, max_side: int) -> bool:
 
 
 def lossy_format(image: Image.Image) -> str | None:
-    """ "JPEG" or "WEBP" for an image `decode_image` read from a lossy JPEG or WebP; None
-    for lossless uploads and images made otherwise."""
+    """The lossy format an image `decode_image` read was uploaded in, "JPEG" or "WEBP";
+    None for lossless uploads (PNG, lossless WebP...) and images made otherwise."""
     if image.format in ("JPEG", "WEBP") and image.info.get(_LOSSLESS) is False:
         return image.format
     return None
