@@ -195,7 +195,7 @@ def end_to_end(
 
     settings = Settings.model_validate({})
     app = create_app(settings, models={settings.default_model: loaded})
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:  # a loopback Host name
         for _ in range(600):  # the app warms its model on a thread first
             if client.get("/readyz").status_code == 200:
                 break
