@@ -90,10 +90,10 @@ _SMALL = 1 << 16
 def percentile(values: np.ndarray, q: float) -> float:
     """`np.percentile(values, q)` of finite values (its "linear" method), the same float.
 
-    numpy partitions a copy of all the values (60 ms at 12 megapixels). The two order
-    statistics it interpolates between lie in the top 100 - q percent: here a strided
-    sample gives a value below them, and only the values above it are partitioned (12 ms;
-    `benchmarks/results/pixel-path`). Then numpy's own interpolation, step for step.
+    numpy partitions a copy of all the values (70 ms of CPU at 12 megapixels). The two
+    order statistics it interpolates between lie in the top 100 - q percent: here a strided
+    sample gives a value below them, and only the values above it are partitioned (14 ms;
+    `benchmarks/pixel_path.py`). Then numpy's own interpolation, step for step.
     """
     flat = np.asarray(values).reshape(-1)
     count = flat.size
@@ -148,7 +148,7 @@ def colour_bins(unit: np.ndarray) -> np.ndarray:
 
     Written out in numpy, not OpenCV: its conversions round half to even, which puts a
     value whose float32 `value * 255 + 0.5` is an odd integer one bin lower (a jet colour
-    4 levels away) at dozens of a 12-megapixel map's pixels."""
+    up to 4 levels away): 25 pixels of a 12-megapixel map (`benchmarks/pixel_path.py`)."""
     scaled = np.asarray(unit) * 255.0
     scaled += 0.5
     # Clipped before the cast to uint8: the same bins as clipping after it.

@@ -1,4 +1,5 @@
-"""The fast PNG writer: every pixel comes back, the zlib stream checks out, banded or not."""
+"""The PNG writers, the project's and OpenCV's: every pixel comes back, the zlib stream
+checks out, palettes keep their indices, and each image size goes to the writer chosen."""
 
 from __future__ import annotations
 
@@ -66,6 +67,27 @@ def test_both_writers_write_one_up_filtered_zlib_stream(writer: str) -> None:
     assert (rows[:, 0] == 2).all()  # the "up" filter on every row
     assert idat[0] == 0x78 and idat[1] >> 6 == 0  # zlib's fastest levels
     assert data == png_bytes(picture)  # deterministic bytes
+
+
+def _header_and_rows(data: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The chunks before the first IDAT, and the inflated (filtered) rows of all IDATs."""
+    chunks = _chunks(data)
+    idat = b"".join(payload for kind, payload in chunks if kind == b"IDAT")
+    return [chunk for chunk in chunks if chunk[0] not in (b"IDAT", b"IEND")], zlib.decompress(idat)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P"])
+def test_the_two_writers_write_the_same_header_and_filtered_rows(mode: str) -> None:
+    """OpenCV's deflate splits IDAT chunks its own way; what they inflate to is the same."""
+    picture = _photo("RGB", 301, 211)
+    palette = None
+    if mode == "P":
+        picture = picture.quantize(77)
+        palette = bytes(picture.getpalette() or [])[: 77 * 3]
+    pixels = np.asarray(picture.convert(mode) if mode != "P" else picture)
+    ours, opencv = png.write_png(pixels, palette), png.opencv_png(pixels, palette)
+    assert _header_and_rows(ours) == _header_and_rows(opencv)
+    assert len(_header_and_rows(ours)[1]) == 211 * (301 * pixels[0, 0].size + 1)
 
 
 def test_large_images_go_to_opencv(monkeypatch: pytest.MonkeyPatch) -> None:
