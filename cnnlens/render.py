@@ -131,10 +131,11 @@ def _order_statistics(
 
 def _scaled(array: np.ndarray, divisor: float, offset: float) -> np.ndarray:
     """clip(offset + array / divisor, 0, 1) in one output array (no temporaries)."""
-    out = np.divide(array, divisor, dtype=np.float32)
+    out: np.ndarray = np.divide(array, divisor, dtype=np.float32)
     if offset:
         out += offset
-    return np.clip(out, 0, 1, out=out)
+    np.clip(out, 0, 1, out=out)
+    return out
 
 
 def colorize(unit: np.ndarray, cmap: str = "jet") -> np.ndarray:

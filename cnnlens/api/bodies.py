@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from cnnlens.api.codecs import b64, encode_array, encode_png
+from cnnlens.api.codecs import b64, encode_array, image_bytes
 from cnnlens.api.models import ClassScore, ExplainResponse, ExplanationBody, ImageSize
 
 if TYPE_CHECKING:
@@ -48,22 +48,33 @@ def score_of(index: int, label: str, probability: float) -> ClassScore:
     return ClassScore(index=index, label=label, probability=value if math.isfinite(value) else 0.0)
 
 
+def image_files(
+    explanation: Explanation, outputs: Sequence[str], image_format: str = "png"
+) -> tuple[bytes | None, bytes | None]:
+    """The overlay and heatmap files `outputs` asks for, as sent and as the CLI writes them:
+    the overlay as `image_format`, the heatmap as a palette PNG (RGB where pixels are not
+    explained)."""
+    overlay = (
+        image_bytes(explanation.overlay_pixels(), image_format) if "overlay" in outputs else None
+    )
+    heatmap = explanation.heatmap_png() if "heatmap" in outputs else None
+    return overlay, heatmap
+
+
 def explanation_body(
     explanation: Explanation, size: ImageSize, outputs: Sequence[str], image_format: str = "png"
 ) -> ExplanationBody:
     """One map as sent, as `outputs` asks, at the image's size: the overlay as
-    `image_format`, the heatmap as a palette PNG (RGB where pixels are not explained), the
-    raw array."""
+    `image_format`, the heatmap as a palette PNG, the raw array (`image_files`)."""
+    overlay, heatmap = image_files(explanation, outputs, image_format)
     return ExplanationBody(
         method=explanation.method,
         target=class_score(explanation.target),
         layer=explanation.layer,
         width=size.width if explanation.aligned else explanation.width,
         height=size.height if explanation.aligned else explanation.height,
-        heatmap_png=b64(explanation.heatmap_png()) if "heatmap" in outputs else None,
-        overlay_png=encode_png(explanation.overlay_pixels(), image_format)
-        if "overlay" in outputs
-        else None,
+        heatmap_png=None if heatmap is None else b64(heatmap),
+        overlay_png=None if overlay is None else b64(overlay),
         array=encode_array(explanation.map.astype(np.float32)) if "array" in outputs else None,
         elapsed_ms=round(explanation.elapsed_ms, 3),
         explained_box=list(box) if (box := explanation.explained_box) is not None else None,
