@@ -55,15 +55,18 @@ def big_jpeg() -> bytes:
     return buffer.getvalue()
 
 
-def median_ms(call: Callable[[], Any], repeats: int) -> float:
-    """Median wall time of `repeats` calls after one warm-up (oneDNN's first call for a new
-    thread and shape costs several forwards)."""
+def median_ms(
+    call: Callable[[], Any], repeats: int, clock: Callable[[], float] = time.perf_counter
+) -> float:
+    """Median wall time (or `clock`'s, e.g. `time.process_time` for CPU time) of `repeats`
+    calls after one warm-up (oneDNN's first call for a new thread and shape costs several
+    forwards)."""
     call()
     durations = []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started = clock()
         call()
-        durations.append((time.perf_counter() - started) * 1000)
+        durations.append((clock() - started) * 1000)
     return statistics.median(durations)
 
 

@@ -3,9 +3,9 @@
 Both write the same stream: every row with the "up" filter, deflated with zlib's run-length
 strategy at level 1 (a few % smaller than Pillow at its fastest level, 2-3x faster). Measured
 per size (`benchmarks/pixel_path.py`, docs/guides/pixel-path.md), the project's writer, one
-vectorized subtraction for the filter, takes 5-9 % less CPU time than OpenCV's (row by row
-in C) from 224 to 512 px, and the two are within 3 % of each other, either way, from about a
-megapixel on: OpenCV writes images from about 1.4 megapixels of RGB (OPENCV_FROM_BYTES).
+vectorized subtraction for the filter, takes 5-10 % less CPU time than OpenCV's (row by row
+in C) from 224 to 1024 px, and the two are within 3 % of each other, either way, from about a
+megapixel and a half: OpenCV writes images from 1.4 megapixels of RGB (OPENCV_FROM_BYTES).
 OpenCV writes no palette PNGs: its greyscale stream of the indices takes a PLTE chunk and the
 palette colour type (the bytes are the same).
 """
