@@ -156,15 +156,17 @@ def explain(
     output: str | Sequence[str] = OUTPUTS,
     filename: str | None = None,
     region: Sequence[float] | None = None,
-    overlay_format: str = "png",
+    overlay_format: str | None = None,
     max_side: int | None = None,
     box: Sequence[float] | None = None,
 ) -> Call[results.ExplainResult]:
     """POST /v1/explain: one map per method and target, each raw map a numpy array
     (`ExplanationResult.map`, (H, W) or (3, H, W) at the image's size), the overlay and
-    heatmap PIL images. Leave "array" out of `output` for smaller answers; `overlay_format`
-    jpeg or webp and `max_side` (maps and images at most this many pixels a side) for
-    faster ones. `region` (segmentation models): (x0, y0, x1, y1) in the image's pixels.
+    heatmap PIL images. Leave "array" out of `output` for smaller answers. `overlay_format`
+    (png, jpeg or webp) chooses the overlay's format; by default the service answers like
+    the upload (jpeg for a JPEG, webp for a lossy WebP, else png; heatmaps are PNG).
+    `max_side` (maps and images at most this many pixels a side) for faster answers.
+    `region` (segmentation models): (x0, y0, x1, y1) in the image's pixels.
     `box` (detectors): the detection to explain, (x0, y0, x1, y1) in the image's pixels
     (default: every detection above the model's score threshold)."""
     outputs = _names(output)
@@ -184,7 +186,7 @@ def explain(
             **_box_field("region", region),
             **_box_field("box", box),
             # sent only when not the default: older services know neither field
-            **_form(overlay_format=None if overlay_format == "png" else overlay_format),
+            **_form(overlay_format=overlay_format),
             **_form(max_side=max_side),
         },
         files={"image": image_file(image, filename)},
