@@ -60,8 +60,8 @@ def test_route_returns_grid_and_scores_like_the_library(
         (pair,) = remote_item["agreement"]
         assert pair["methods"] == ["grad_cam", "saliency"]
         assert pair["spearman"] == pytest.approx(local_item["agreement"][0]["spearman"], abs=1e-4)
-    stats = body["summary"]["grad_cam"]["deletion_auc"]
-    values = [item["scores"]["grad_cam"]["deletion_auc"] for item in body["images"]]
+    stats = body["summary"]["grad_cam"]["deletion"]
+    values = [item["scores"]["grad_cam"]["deletion"] for item in body["images"]]
     assert stats["n"] == 2 and stats["mean"] == pytest.approx(sum(values) / 2, abs=1e-5)
 
 
@@ -139,7 +139,7 @@ def test_cli_compare_writes_grid_and_json(image_folder: Path, tmp_path: Path) ->
     assert item["target"]["index"] == EGYPTIAN_CAT
     assert set(item["scores"]) == {"grad_cam", "saliency"}
     assert len(item["curves"]["grad_cam"]["deletion"]) == 5
-    assert 0 <= item["scores"]["grad_cam"]["deletion_auc"] <= 1
+    assert 0 <= item["scores"]["grad_cam"]["deletion"] <= 1
 
 
 def test_cli_benchmark_over_a_folder(image_folder: Path, tmp_path: Path) -> None:
@@ -151,18 +151,18 @@ def test_cli_benchmark_over_a_folder(image_folder: Path, tmp_path: Path) -> None
     assert status == 0
     report = json.loads((out / "compare.json").read_text())
     assert [Path(i["name"]).name for i in report["images"]] == ["chelsea.png", "coffee.jpg"]
-    values = [i["scores"]["grad_cam"]["deletion_auc"] for i in report["images"]]
+    values = [i["scores"]["grad_cam"]["deletion"] for i in report["images"]]
     mean = sum(values) / 2
     std = abs(values[0] - values[1]) / 2  # population std of two values
     rows = list(csv.DictReader(io.StringIO((out / "benchmark.csv").read_text())))
     assert [row["method"] for row in rows] == ["grad_cam", "random"]
-    assert float(rows[0]["deletion_auc_mean"]) == pytest.approx(mean, abs=1e-5)
-    assert float(rows[0]["deletion_auc_std"]) == pytest.approx(std, abs=1e-5)
-    assert rows[0]["deletion_auc_n"] == "2"
+    assert float(rows[0]["deletion_mean"]) == pytest.approx(mean, abs=1e-5)
+    assert float(rows[0]["deletion_std"]) == pytest.approx(std, abs=1e-5)
+    assert rows[0]["deletion_n"] == "2"
     table = (out / "benchmark.md").read_text()
     assert f"| grad_cam | {mean:.3f} ± {std:.3f} |" in table
     svg = ET.fromstring((out / "benchmark.svg").read_bytes())
-    assert svg.tag.endswith("svg") and any("deletion_auc" in (t.text or "") for t in svg.iter())
+    assert svg.tag.endswith("svg") and any("deletion" in (t.text or "") for t in svg.iter())
 
 
 def test_cli_bad_usage_exits_2(image_folder: Path, tmp_path: Path) -> None:
@@ -194,10 +194,10 @@ def test_cli_compare_on_a_server_matches_local(
     assert [i["name"] for i in remote["images"]] == images
     for mine, theirs in zip(local["images"], remote["images"], strict=True):
         assert mine["target"]["index"] == theirs["target"]["index"] == EGYPTIAN_CAT
-        assert mine["scores"]["grad_cam"]["deletion_auc"] == pytest.approx(
-            theirs["scores"]["grad_cam"]["deletion_auc"], abs=1e-3
+        assert mine["scores"]["grad_cam"]["deletion"] == pytest.approx(
+            theirs["scores"]["grad_cam"]["deletion"], abs=1e-3
         )
-    assert remote["summary"]["grad_cam"]["deletion_auc"]["n"] == 2
+    assert remote["summary"]["grad_cam"]["deletion"]["n"] == 2
     width, row = _grid_size(2, 1)  # the server's one-row grid per image, stacked
     assert Image.open(tmp_path / "r" / "grid.png").size == (width, 2 * row)
     assert (tmp_path / "r" / "benchmark.md").read_text().startswith("| method |")

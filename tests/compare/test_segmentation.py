@@ -89,7 +89,7 @@ def test_curves_follow_the_region_probability(
     assert curves.deletion[2] == pytest.approx(
         _region_probability(model.module, halfway, mask), abs=1e-6
     )
-    assert item.scores["saliency"]["deletion_auc"] == pytest.approx(
+    assert item.scores["saliency"]["deletion"] == pytest.approx(
         float(np.trapezoid(curves.deletion, curves.fractions)), abs=1e-6
     )
     assert item.randomization is not None and item.randomization.stages == ["4", "2"]
@@ -167,8 +167,8 @@ def test_route_and_client_take_the_region(
         _png(picture), ["saliency"], target="sky", region=IMAGE_BOX, scores="deletion",
         steps=4, options={"baseline": "mean"},
     )  # fmt: skip
-    assert answer.data["images"][0]["scores"]["saliency"]["deletion_auc"] == pytest.approx(
-        local["scores"]["saliency"]["deletion_auc"], abs=1e-5
+    assert answer.data["images"][0]["scores"]["saliency"]["deletion"] == pytest.approx(
+        local["scores"]["saliency"]["deletion"], abs=1e-5
     )
 
 
@@ -212,6 +212,6 @@ def test_cli_sends_the_region(
         model, picture, ["saliency"], target="sky", region=IMAGE_BOX, options=OPTIONS
     ).images[0]
     assert item["region"] == list(IMAGE_BOX)
-    assert item["scores"]["saliency"]["deletion_auc"] == pytest.approx(
-        local.scores["saliency"]["deletion_auc"], abs=1e-5
+    assert item["scores"]["saliency"]["deletion"] == pytest.approx(
+        local.scores["saliency"]["deletion"], abs=1e-5
     )

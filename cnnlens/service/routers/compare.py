@@ -1,5 +1,6 @@
 """POST /v1/compare: several methods on one or more images, side by side, with the maps'
-pairwise agreement and faithfulness scores (deletion / insertion AUC, model randomization)."""
+pairwise agreement and their scores (deletion / insertion AUC, model randomization,
+infidelity, max-sensitivity, ROAD, sparseness, complexity), and the protocol followed."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from fastapi.responses import Response
 from cnnlens.api.forms import COMPARE_METHODS, parse_box, split_list
 from cnnlens.api.models import CompareResponse
 from cnnlens.compare.engine import Comparison, check_methods, compare
-from cnnlens.compare.options import parse_options
+from cnnlens.compare.options import DEFAULT_SCORES, SCORES, parse_options
 from cnnlens.errors import InvalidParamsError, TargetError
 from cnnlens.explain import input_region
 from cnnlens.methods.base import get_method
@@ -43,7 +44,7 @@ router = APIRouter(
     dependencies=[Depends(single_valued_fields(("image", "method", "target")))],
 )
 
-MAX_IMAGES = 8  # per request: every image costs (steps + 1) x 2 forwards per method
+MAX_IMAGES = 8  # per request: every image costs (steps + 1) x 2 forwards per method, and more
 
 
 OptionField = Annotated[str | None, Form()]
@@ -88,10 +89,32 @@ async def compare_route(
         ),
     ] = None,
     scores: Annotated[
-        str | None, Form(description="comma list of deletion, insertion, randomization; all")
+        str | None,
+        Form(
+            description=f"comma list of {', '.join(SCORES)}, or none; default "
+            f"{','.join(DEFAULT_SCORES)}"
+        ),
     ] = None,
-    steps: Annotated[str | None, Form(description="points per perturbation curve (16)")] = None,
-    baseline: Annotated[str | None, Form(description="rise (default), mean or blur")] = None,
+    steps: Annotated[
+        str | None, Form(description="steps per perturbation curve (16; 224: RISE's schedule)")
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        Form(description="rise (default: the RISE authors' protocol), mean or blur"),
+    ] = None,
+    blur_sigma: Annotated[str | None, Form(description="baseline blur: sigma, pixels")] = None,
+    n_perturb_samples: Annotated[
+        str | None, Form(description="infidelity / sensitivity_max: perturbed inputs (10)")
+    ] = None,
+    perturb_radius: Annotated[
+        str | None, Form(description="sensitivity_max: uniform perturbation radius (0.02)")
+    ] = None,
+    infidelity_noise: Annotated[
+        str | None, Form(description="infidelity: Gaussian perturbation's std (0.003)")
+    ] = None,
+    road_percentiles: Annotated[
+        str | None, Form(description="road: comma list of percentiles (10,20,...,90)")
+    ] = None,
     top_k: Annotated[str | None, Form(description="share of pixels for top-k IoU (0.1)")] = None,
     stages: Annotated[str | None, Form(description="blocks randomized, top down (3)")] = None,
     seed: Annotated[str | None, Form(description="randomization / tie-break seed (0)")] = None,
@@ -110,8 +133,11 @@ async def compare_route(
     box = parse_box(region)
     options = parse_options(
         scores=_score_list(scores),
-        steps=steps, baseline=baseline, top_k=top_k, stages=stages, seed=seed, ssim=ssim,
-        shared_scale=shared_scale, random_baseline=random_baseline,
+        steps=steps, baseline=baseline, blur_sigma=blur_sigma, top_k=top_k, stages=stages,
+        seed=seed, ssim=ssim, shared_scale=shared_scale, random_baseline=random_baseline,
+        n_perturb_samples=n_perturb_samples, perturb_radius=perturb_radius,
+        infidelity_noise=infidelity_noise,
+        road_percentiles=None if road_percentiles is None else split_list([road_percentiles]),
     )  # fmt: skip
     if not 1 <= len(image) <= MAX_IMAGES:
         raise InvalidParamsError(f"compare takes 1 to {MAX_IMAGES} images, got {len(image)}")

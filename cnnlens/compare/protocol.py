@@ -1,0 +1,81 @@
+"""The protocol a comparison followed, recorded in every result (JSON, CSV, report, page,
+CLI) so that its numbers can be reproduced and set beside published ones."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from cnnlens.compare.faithfulness import RISE_KERNEL_SIGMA, RISE_KERNEL_SIZE, substrates
+from cnnlens.compare.options import CompareOptions
+
+IMPUTER_NOISE = 0.01  # pytorch-grad-cam's NoisyLinearImputer default, used by `road`
+
+
+def protocol(options: CompareOptions) -> dict[str, Any]:
+    """What the curves (and any other score asked for) did, as plain JSON."""
+    deletion, insertion = substrates(options.baseline)
+    record: dict[str, Any] = {
+        "baseline": options.baseline,
+        "deletion": deletion,  # what deleted pixels become
+        "insertion": insertion,  # what insertion starts from
+        "kernel": _kernel(options),
+        "steps": options.steps,
+        "points": options.steps + 1,
+        "probability": "of the explained class, under the model's head",
+        "auc": "trapezoid",
+        "ties": "seeded random key",
+        "seed": options.seed,
+    }
+    if "infidelity" in options.scores:
+        record["infidelity"] = {
+            "n_perturb_samples": options.n_perturb_samples,
+            "noise": options.infidelity_noise,
+            "normalization": "max",
+        }
+    if "sensitivity_max" in options.scores:
+        record["sensitivity_max"] = {
+            "n_perturb_samples": options.n_perturb_samples,
+            "radius": options.perturb_radius,
+            "norm": "fro",
+            "normalization": "max",
+        }
+    if "road" in options.scores:
+        record["road"] = {
+            "percentiles": list(options.road_percentiles),
+            "imputer": "noisy linear",
+            "noise": IMPUTER_NOISE,
+        }
+    return record
+
+
+def _kernel(options: CompareOptions) -> dict[str, Any] | None:
+    if options.baseline == "rise":
+        return {"size": RISE_KERNEL_SIZE, "sigma": RISE_KERNEL_SIGMA, "padding": "zeros"}
+    if options.baseline == "blur":
+        size = 2 * math.ceil(3 * options.blur_sigma) + 1
+        return {"size": size, "sigma": options.blur_sigma, "padding": "reflect"}
+    return None
+
+
+def kernel_text(record: Mapping[str, Any]) -> str:
+    """'11x11 sigma=5 zeros', or 'none' without a blur."""
+    kernel = record.get("kernel")
+    if not kernel:
+        return "none"
+    size = kernel.get("size")
+    return f"{size}x{size} sigma={kernel.get('sigma'):g} {kernel.get('padding')}"
+
+
+def protocol_text(record: Mapping[str, Any]) -> str:
+    """One line: baseline, substrates, kernel, schedule and seed."""
+    words = {"zeros": "zeros", "rise_blur": "the blur", "blur": "the blur"}
+    steps = record.get("steps")
+    return (
+        f"baseline {record.get('baseline')}: deletion to "
+        f"{words.get(str(record.get('deletion')), record.get('deletion'))}, insertion from "
+        f"{words.get(str(record.get('insertion')), record.get('insertion'))}, kernel "
+        f"{kernel_text(record)}; {steps} steps ({record.get('points')} points), trapezoid "
+        f"AUC; seed {record.get('seed')}"
+    )
