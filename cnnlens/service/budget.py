@@ -134,8 +134,10 @@ class MethodsPlan:
 @dataclass(frozen=True)
 class ComparePlan:
     """A comparison: per image, the methods' maps, `curves` perturbation curves of
-    `steps` + 1 forwards each (`batch_size` at a time), and the methods again on each of
-    `stages` randomized copies."""
+    `steps` + 1 forwards each (`batch_size` at a time), the methods again on each of
+    `stages` randomized copies, and the other scores asked for: infidelity's
+    `infidelity_maps` x (`samples` + 1) forwards, sensitivity_max's `samples` perturbed
+    inputs through each method, and ROAD's imputations and forwards for `road_maps` maps."""
 
     methods: tuple[tuple[str, Any], ...]
     images: int
@@ -144,6 +146,11 @@ class ComparePlan:
     batch_size: int
     stages: int  # 0 without the randomization score
     layer: str | None = None
+    samples: int = 0  # n_perturb_samples, when infidelity or sensitivity_max is asked for
+    infidelity_maps: int = 0  # scored maps (random included) when infidelity is asked for
+    sensitivity: bool = False
+    road_maps: int = 0  # scored maps when road is asked for
+    road_percentiles: tuple[int, ...] = ()
 
     def admit(self, model: LoadedModel, budget: Budget, limits: Limits) -> Estimate:
         maps = MethodsPlan(self.methods, layer=self.layer)
@@ -153,9 +160,10 @@ class ComparePlan:
         if found.fits(budget):
             return found
         knobs: list[tuple[str, int, Callable[[int], bool]]] = [
-            ("image", self.images, lambda n: self._fits(model, budget, n, self.steps, self.stages)),
-            ("steps", self.steps, lambda n: self._fits(model, budget, 1, n, self.stages)),
-            ("stages", self.stages, lambda n: self._fits(model, budget, 1, self.steps, n)),
+            ("image", self.images, lambda n: self._fits(model, budget, n)),
+            ("steps", self.steps, lambda n: self._fits(model, budget, steps=n)),
+            ("stages", self.stages, lambda n: self._fits(model, budget, stages=n)),
+            ("n_perturb_samples", self.samples, lambda n: self._fits(model, budget, samples=n)),
         ]
         problem = (
             f"would cost about {found.forward_equivalents:.0f} forward passes "
@@ -177,20 +185,64 @@ class ComparePlan:
         )
 
     def _estimate(
-        self, model: LoadedModel, calibration: Calibration, images: int, steps: int, stages: int
+        self,
+        model: LoadedModel,
+        calibration: Calibration,
+        images: int,
+        steps: int,
+        stages: int,
+        samples: int | None = None,
     ) -> Estimate:
+        samples = self.samples if samples is None else samples
         maps = MethodsPlan(self.methods, layer=self.layer)._estimate(model, calibration, 1)
         curve_forwards = self.curves * (steps + 1)
         per_image = maps.forward_equivalents * (1 + stages) + curve_forwards
+        per_image += self.infidelity_maps * (samples + 1)
+        if self.sensitivity:  # each method alone on the perturbed inputs
+            per_image += sum(
+                MethodsPlan((method,), layer=self.layer)
+                ._estimate(model, calibration, samples)
+                .forward_equivalents
+                for method in self.methods
+            )
+        per_image += self.road_maps * _road_forward_equivalents(self.road_percentiles, calibration)
         curve_peak = min(self.batch_size, steps + 1) * calibration.inference_bytes_per_row
         peak = max(maps.peak_bytes, int(curve_peak))
         work = per_image * images
         return Estimate(work, peak, work * calibration.forward_s)
 
     def _fits(
-        self, model: LoadedModel, budget: Budget, images: int, steps: int, stages: int
+        self,
+        model: LoadedModel,
+        budget: Budget,
+        images: int = 1,
+        steps: int | None = None,
+        stages: int | None = None,
+        samples: int | None = None,
     ) -> bool:
-        return self._estimate(model, budget.calibration, images, steps, stages).fits(budget)
+        """Whether the plan fits with one setting changed (the others as asked, one image)."""
+        found = self._estimate(
+            model,
+            budget.calibration,
+            images,
+            self.steps if steps is None else steps,
+            self.stages if stages is None else stages,
+            samples,
+        )
+        return found.fits(budget)
+
+
+# pytorch-grad-cam's noisy linear imputation solves one sparse system per ROAD image, its
+# unknowns the removed pixels; measured at about IMPUTE_SECONDS_PER_PIXEL a removed pixel
+# on one core (benchmarks/compare_scores.py), whatever the model.
+IMPUTE_SECONDS_PER_PIXEL = 20e-6
+
+
+def _road_forward_equivalents(percentiles: Sequence[int], calibration: Calibration) -> float:
+    """One map's ROAD: at each percentile p a MoRF and a LeRF image, each imputing
+    (100 - p)% of the pixels, then scored by one forward each."""
+    removed = sum(2 * (100 - p) / 100 for p in percentiles) * calibration.pixels
+    return 2 * len(percentiles) + removed * IMPUTE_SECONDS_PER_PIXEL / calibration.forward_s
 
 
 def _input_shape(model: LoadedModel) -> tuple[int, int, int]:
@@ -235,15 +287,22 @@ def compare_plan(
 ) -> ComparePlan:
     """The plan of POST /v1/compare from its methods, their params and the options."""
     scored = len(methods) + int(options.random_baseline)
-    kinds = sum(kind in options.scores for kind in ("deletion", "insertion"))
+    wanted = set(options.scores)
+    kinds = len(wanted & {"deletion", "insertion"})
+    perturbed = bool(wanted & {"infidelity", "sensitivity_max"})
     return ComparePlan(
         methods=tuple((name, params.get(name)) for name in methods),
         images=images,
         curves=scored * kinds,
         steps=options.steps,
         batch_size=options.batch_size,
-        stages=options.stages if "randomization" in options.scores else 0,
+        stages=options.stages if "randomization" in wanted else 0,
         layer=layer,
+        samples=options.n_perturb_samples if perturbed else 0,
+        infidelity_maps=scored if "infidelity" in wanted else 0,
+        sensitivity="sensitivity_max" in wanted,
+        road_maps=scored if "road" in wanted else 0,
+        road_percentiles=tuple(options.road_percentiles),
     )
 
 

@@ -140,6 +140,7 @@ def test_cli_compare_writes_grid_and_json(image_folder: Path, tmp_path: Path) ->
     assert set(item["scores"]) == {"grad_cam", "saliency"}
     assert len(item["curves"]["grad_cam"]["deletion"]) == 5
     assert 0 <= item["scores"]["grad_cam"]["deletion"] <= 1
+    assert report["protocol"]["steps"] == 4 and report["protocol"]["kernel"]["size"] == 11
 
 
 def test_cli_benchmark_over_a_folder(image_folder: Path, tmp_path: Path) -> None:
@@ -159,8 +160,12 @@ def test_cli_benchmark_over_a_folder(image_folder: Path, tmp_path: Path) -> None
     assert float(rows[0]["deletion_mean"]) == pytest.approx(mean, abs=1e-5)
     assert float(rows[0]["deletion_std"]) == pytest.approx(std, abs=1e-5)
     assert rows[0]["deletion_n"] == "2"
+    assert (rows[0]["baseline"], rows[0]["kernel"]) == ("rise", "11x11 sigma=5 zeros")
+    assert (rows[0]["steps"], rows[0]["seed"]) == ("3", "0")
     table = (out / "benchmark.md").read_text()
     assert f"| grad_cam | {mean:.3f} ± {std:.3f} |" in table
+    assert "Protocol: baseline rise: deletion to zeros, insertion from the blur" in table
+    assert "kernel 11x11 sigma=5 zeros; 3 steps (4 points), trapezoid AUC; seed 0" in table
     svg = ET.fromstring((out / "benchmark.svg").read_bytes())
     assert svg.tag.endswith("svg") and any("deletion" in (t.text or "") for t in svg.iter())
 
@@ -218,3 +223,73 @@ def test_cli_goes_on_past_an_unreadable_image(image_folder: Path, tmp_path: Path
     assert failure["image"] == str(broken) and failure["error"]
     assert report["images"][0]["scores"] == {"grad_cam": {}}
     assert Image.open(out / "grid.png").size == _grid_size(2, 1)
+
+
+def test_route_takes_the_new_scores_and_records_the_protocol(
+    client: TestClient, default_model: LoadedModel, chelsea: Image.Image
+) -> None:
+    data = {
+        "method": "grad_cam,saliency", "steps": "4", "baseline": "blur", "blur_sigma": "3",
+        "scores": "deletion,infidelity,sparseness,complexity", "n_perturb_samples": "2",
+        "infidelity_noise": "0.01", "seed": "5",
+    }  # fmt: skip
+    response = client.post(
+        "/v1/compare", files={"image": ("c.png", _png(chelsea), "image/png")}, data=data
+    )
+    assert response.status_code == 200, response.text[:500]
+    body = response.json()
+    assert body["protocol"]["baseline"] == "blur"
+    assert body["protocol"]["kernel"] == {"size": 19, "sigma": 3.0, "padding": "reflect"}
+    assert (body["protocol"]["steps"], body["protocol"]["seed"]) == (4, 5)
+    assert body["protocol"]["infidelity"] == {
+        "n_perturb_samples": 2, "noise": 0.01, "normalization": "max"
+    }  # fmt: skip
+    scores = body["images"][0]["scores"]["saliency"]
+    assert set(scores) == {"deletion", "deletion_auc", "infidelity", "sparseness", "complexity"}
+    assert scores["deletion_auc"] == scores["deletion"]  # the former name, for one release
+    assert body["summary"]["saliency"]["deletion_auc"] == body["summary"]["saliency"]["deletion"]
+    picture = Image.open(io.BytesIO(_png(chelsea))).convert("RGB")
+    options = CompareOptions(
+        steps=4, baseline="blur", blur_sigma=3, scores=["deletion", "infidelity", "sparseness",
+        "complexity"], n_perturb_samples=2, infidelity_noise=0.01, seed=5,
+    )  # fmt: skip
+    local = compare(default_model, picture, ["grad_cam", "saliency"], options=options)
+    for method in ("grad_cam", "saliency"):
+        for name, value in local.images[0].scores[method].items():
+            assert body["images"][0]["scores"][method][name] == pytest.approx(value, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"scores": "road", "road_percentiles": "0,50"},
+        {"scores": "road", "road_percentiles": "50,x"},
+        {"scores": "infidelity", "n_perturb_samples": "0"},
+        {"scores": "sensitivity_max", "perturb_radius": "-1"},
+        {"scores": "infidelity", "infidelity_noise": "nan"},
+        {"blur_sigma": "0"},
+    ],
+)
+def test_route_refuses_bad_score_options(
+    client: TestClient, small: bytes, fields: dict[str, str]
+) -> None:
+    response = client.post(
+        "/v1/compare", files={"image": ("x.png", small, "image/png")}, data=fields
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_params"
+
+
+def test_route_charges_the_new_scores_to_the_budget(client: TestClient, small: bytes) -> None:
+    """ROAD's sparse solves and sensitivity's perturbed passes count: with the tests' budget
+    (1500 forwards at 25 ms), ROAD fits for two maps and not for four."""
+    files = {"image": ("x.png", small, "image/png")}
+    road = {"scores": "road", "method": "grad_cam,saliency,guided_backprop"}
+    response = client.post("/v1/compare", files=files, data={**road, "random_baseline": "true"})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "over_budget" and "fewer scores or methods" in error["message"]
+    many = {"scores": "sensitivity_max", "method": "occlusion", "n_perturb_samples": "100"}
+    response = client.post("/v1/compare", files=files, data=many)
+    assert response.status_code == 422, response.text
+    assert "lower n_perturb_samples to at most" in response.json()["error"]["message"]

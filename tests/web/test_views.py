@@ -141,6 +141,10 @@ def test_compare_grid_keeps_the_photo_aspect_and_shows_scores(
     for row in rows:
         deletion, insertion = (float(c.text) for c in row.find_elements(By.TAG_NAME, "td")[:2])
         assert 0 <= deletion <= 1 and 0 <= insertion <= 1
+    head = driver.find_elements(By.CSS_SELECTOR, "#compare-scores-head th")
+    assert [cell.text for cell in head] == ["method", "deletion AUC ↓", "insertion AUC ↑"]
+    protocol = driver.find_element(By.ID, "compare-protocol").text
+    assert "baseline rise" in protocol and "11×11 σ=5 (zeros padding)" in protocol
     spearman = driver.find_element(By.CSS_SELECTOR, "#compare-agreement td").text
     assert -1 <= float(spearman) <= 1
     _done(driver, server_url)
