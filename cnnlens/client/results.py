@@ -179,7 +179,7 @@ class ImageComparison:
     predictions: list[ClassScore]
     layer: str | None
     agreement: list[Agreement]
-    scores: dict[str, dict[str, float | None]]  # method -> deletion_auc, insertion_auc, ...
+    scores: dict[str, dict[str, float | None]]  # method -> deletion, insertion, ...
     data: dict[str, Any] = field(default_factory=dict, repr=False)  # curves, randomization
 
     @classmethod

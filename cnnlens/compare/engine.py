@@ -52,7 +52,10 @@ class Scores(dict[str, float]):
         raise KeyError(key)
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self[key] if key in self or key in ALIASES else default
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -18,19 +18,10 @@ Score = Literal[
     "sparseness",
     "complexity",
 ]
-SCORES: tuple[Score, ...] = (  # every score compare can compute, in table order
-    "deletion",
-    "insertion",
-    "randomization",
-    "infidelity",
-    "sensitivity_max",
-    "road",
-    "sparseness",
-    "complexity",
-)
+SCORES: tuple[Score, ...] = get_args(Score)  # every score compare computes, in table order
 DEFAULT_SCORES: tuple[Score, ...] = ("deletion", "insertion", "randomization")
 Baseline = Literal["rise", "mean", "blur"]
-BASELINES: tuple[Baseline, ...] = ("rise", "mean", "blur")
+BASELINES: tuple[Baseline, ...] = get_args(Baseline)
 ROAD_PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 
 

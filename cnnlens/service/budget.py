@@ -233,9 +233,10 @@ class ComparePlan:
 
 
 # pytorch-grad-cam's noisy linear imputation solves one sparse system per ROAD image, its
-# unknowns the removed pixels; measured at about IMPUTE_SECONDS_PER_PIXEL a removed pixel
-# on one core (benchmarks/compare_scores.py), whatever the model.
-IMPUTE_SECONDS_PER_PIXEL = 20e-6
+# unknowns the removed pixels, whatever the model: measured at 0.00052 single-thread forwards
+# of efficientnet_lite0 at 224 px a removed pixel (benchmarks/compare_scores.py), about 13 us
+# at that model's 25 ms forward; charged at 15 us.
+IMPUTE_SECONDS_PER_PIXEL = 15e-6
 
 
 def _road_forward_equivalents(percentiles: Sequence[int], calibration: Calibration) -> float:

@@ -280,15 +280,36 @@ def test_route_refuses_bad_score_options(
     assert response.json()["error"]["code"] == "invalid_params"
 
 
-def test_route_charges_the_new_scores_to_the_budget(client: TestClient, small: bytes) -> None:
+def test_route_charges_the_new_scores_to_the_budget(
+    client: TestClient, default_model: LoadedModel, small: bytes
+) -> None:
     """ROAD's sparse solves and sensitivity's perturbed passes count: with the tests' budget
-    (1500 forwards at 25 ms), ROAD fits for two maps and not for four."""
-    files = {"image": ("x.png", small, "image/png")}
+    (1500 forwards at 25 ms), ROAD on four maps fits one image, not two."""
+    from cnnlens.compare.options import parse_options
+    from cnnlens.service.budget import IMPUTE_SECONDS_PER_PIXEL, compare_plan
+    from tests.pinned import PINNED_CALIBRATION
+
     road = {"scores": "road", "method": "grad_cam,saliency,guided_backprop"}
-    response = client.post("/v1/compare", files=files, data={**road, "random_baseline": "true"})
+    road["random_baseline"] = "true"
+    two = [("image", (f"{i}.png", small, "image/png")) for i in range(2)]
+    response = client.post("/v1/compare", files=two, data=road)
     assert response.status_code == 422, response.text
     error = response.json()["error"]
-    assert error["code"] == "over_budget" and "fewer scores or methods" in error["message"]
+    assert error["code"] == "over_budget"
+    assert "lower image fields to at most 1" in error["message"]
+    cheap = client.post("/v1/compare", files=two, data={**road, "scores": "sparseness"})
+    assert cheap.status_code == 200, cheap.text
+    # one map's ROAD: 18 forwards and 9 images' worth of removed pixels, in forwards
+    with_road, without = (
+        compare_plan(["grad_cam"], {}, 1, parse_options(scores=scores), None)._estimate(
+            default_model, PINNED_CALIBRATION, 1, 16, 0
+        )
+        for scores in (["road"], [])
+    )
+    pixels = 224 * 224 * sum(2 * (100 - p) / 100 for p in range(10, 100, 10))
+    expected = 18 + pixels * IMPUTE_SECONDS_PER_PIXEL / PINNED_CALIBRATION.forward_s
+    assert with_road.forward_equivalents - without.forward_equivalents == pytest.approx(expected)
+    files = {"image": ("x.png", small, "image/png")}
     many = {"scores": "sensitivity_max", "method": "occlusion", "n_perturb_samples": "100"}
     response = client.post("/v1/compare", files=files, data=many)
     assert response.status_code == 422, response.text

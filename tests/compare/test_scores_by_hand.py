@@ -7,12 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from cnnlens.compare.metrics import complexity, sparseness
 from cnnlens.compare.robustness import infidelity_score, sensitivity_score
 from cnnlens.models import wrap
-from tests.tiny import CONV, FC, tiny_cnn, tiny_input
+from tests.tiny import CONV, FC, summing_model, tiny_cnn, tiny_input
 
 
 def test_sparseness_is_the_gini_index_of_the_absolute_map() -> None:
@@ -38,21 +37,11 @@ def test_complexity_is_the_entropy_of_the_fractional_contribution() -> None:
     assert math.isnan(complexity(np.zeros((2, 2))))
 
 
-def _summing_model() -> nn.Module:
-    """logits = [sum of all inputs, 0]: p(class 0) = sigmoid(sum)."""
-    linear = nn.Linear(12, 2)
-    with torch.no_grad():
-        linear.weight.zero_()
-        linear.weight[0] = 1.0
-        linear.bias.zero_()
-    return nn.Sequential(nn.Flatten(), linear).eval()
-
-
 def test_infidelity_by_hand() -> None:
     x = torch.tensor([[1.0, -0.5], [0.25, 2.0]]).expand(1, 3, 2, 2).clone()
     saliency = torch.tensor([[[[2.0, -1.0], [0.5, 4.0]]]])  # (1, 1, 2, 2)
     n, noise, seed = 7, 0.3, 5
-    value = infidelity_score(_summing_model(), x, saliency, 0, n, noise, seed, batch_size=3)
+    value = infidelity_score(summing_model(), x, saliency, 0, n, noise, seed, batch_size=3)
     # I_i = noise * row i of randn((n, 3, 2, 2)) from a generator seeded `seed`
     draws = torch.randn((n, 3, 2, 2), generator=torch.Generator().manual_seed(seed)).double()
     perturbations = draws.numpy() * noise
