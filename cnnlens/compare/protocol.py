@@ -14,7 +14,8 @@ IMPUTER_NOISE = 0.01  # pytorch-grad-cam's NoisyLinearImputer default, used by `
 
 
 def protocol(options: CompareOptions) -> dict[str, Any]:
-    """What the curves (and any other score asked for) did, as plain JSON."""
+    """What the curves (and any other score asked for) did, as plain JSON; the settings of a
+    score not asked for are null."""
     deletion, insertion = substrates(options.baseline)
     record: dict[str, Any] = {
         "baseline": options.baseline,
@@ -28,25 +29,35 @@ def protocol(options: CompareOptions) -> dict[str, Any]:
         "ties": "seeded random key",
         "seed": options.seed,
     }
-    if "infidelity" in options.scores:
-        record["infidelity"] = {
+    wanted = set(options.scores)
+    record["infidelity"] = (
+        {
             "n_perturb_samples": options.n_perturb_samples,
             "noise": options.infidelity_noise,
             "normalization": "max",
         }
-    if "sensitivity_max" in options.scores:
-        record["sensitivity_max"] = {
+        if "infidelity" in wanted
+        else None
+    )
+    record["sensitivity_max"] = (
+        {
             "n_perturb_samples": options.n_perturb_samples,
             "radius": options.perturb_radius,
             "norm": "fro",
             "normalization": "max",
         }
-    if "road" in options.scores:
-        record["road"] = {
+        if "sensitivity_max" in wanted
+        else None
+    )
+    record["road"] = (
+        {
             "percentiles": list(options.road_percentiles),
             "imputer": "noisy linear",
             "noise": IMPUTER_NOISE,
         }
+        if "road" in wanted
+        else None
+    )
     return record
 
 

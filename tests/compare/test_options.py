@@ -57,7 +57,7 @@ def test_protocols_of_the_three_baselines() -> None:
         "baseline mean: deletion to zeros, insertion from zeros, kernel none; 224 steps "
         "(225 points), trapezoid AUC; seed 4"
     )
-    assert "road" not in rise
+    assert rise["road"] is None and rise["infidelity"] is None
     asked = protocol(CompareOptions(scores=["road", "sensitivity_max"], road_percentiles=[30]))
     assert asked["road"] == {"percentiles": [30], "imputer": "noisy linear", "noise": 0.01}
     assert asked["sensitivity_max"]["radius"] == 0.02

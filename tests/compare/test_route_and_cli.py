@@ -185,8 +185,9 @@ def test_cli_compare_on_a_server_matches_local(
     from tests.client.live_server import live_server
 
     app = pinned_app(pinned_settings({"warmup": False}), default_model)
-    common = ["--method", "grad_cam", "--scores", "deletion", "--steps", "3", "--quiet"]
-    common += ["--benchmark", "--target", "Egyptian cat"]
+    common = ["--method", "grad_cam", "--scores", "deletion", "sparseness", "--steps", "3"]
+    common += ["--benchmark", "--target", "Egyptian cat", "--quiet"]
+    common += ["--baseline", "blur", "--blur-sigma", "3", "--seed", "2"]
     images = [str(image_folder / "chelsea.png"), str(image_folder / "coffee.jpg")]
     with live_server(app) as url:
         assert (
@@ -203,6 +204,12 @@ def test_cli_compare_on_a_server_matches_local(
             theirs["scores"]["grad_cam"]["deletion"], abs=1e-3
         )
     assert remote["summary"]["grad_cam"]["deletion"]["n"] == 2
+    assert remote["protocol"] == local["protocol"]  # the options reached the server
+    assert remote["protocol"]["kernel"] == {"size": 19, "sigma": 3.0, "padding": "reflect"}
+    assert remote["protocol"]["seed"] == 2
+    assert mine["scores"]["grad_cam"]["sparseness"] == pytest.approx(
+        theirs["scores"]["grad_cam"]["sparseness"], abs=1e-3
+    )
     width, row = _grid_size(2, 1)  # the server's one-row grid per image, stacked
     assert Image.open(tmp_path / "r" / "grid.png").size == (width, 2 * row)
     assert (tmp_path / "r" / "benchmark.md").read_text().startswith("| method |")
@@ -314,3 +321,24 @@ def test_route_charges_the_new_scores_to_the_budget(
     response = client.post("/v1/compare", files=files, data=many)
     assert response.status_code == 422, response.text
     assert "lower n_perturb_samples to at most" in response.json()["error"]["message"]
+
+
+def test_cli_new_scores_and_the_protocol_line(
+    image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    status = main([
+        "compare", str(image_folder / "chelsea.png"), "--method", "grad_cam", "--scores",
+        "infidelity", "sparseness", "complexity", "--n-perturb-samples", "2",
+        "--infidelity-noise", "0.01", "--baseline", "mean", "--out", str(out),
+    ])  # fmt: skip
+    assert status == 0
+    report = json.loads((out / "compare.json").read_text())
+    assert report["options"]["n_perturb_samples"] == 2
+    assert report["protocol"]["infidelity"]["noise"] == 0.01
+    assert set(report["images"][0]["scores"]["grad_cam"]) == {
+        "infidelity", "sparseness", "complexity"
+    }  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "protocol: baseline mean: deletion to zeros, insertion from zeros" in printed
+    assert "grad_cam: infidelity " in printed and "deletion_auc" not in printed
