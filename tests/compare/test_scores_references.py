@@ -107,7 +107,7 @@ def test_grad_cam_is_less_sensitive_than_raw_gradients(
 ) -> None:
     """Yeh et al. 2019: smoothing lowers max-sensitivity; the gradient is the noisy one.
     Measured on efficientnet_lite0 / chelsea (10 samples, radius 0.02, seed 0): Grad-CAM
-    0.175, saliency 2.82."""
+    0.055, saliency 0.891."""
     options = CompareOptions(scores=["sensitivity_max"], seed=0)
     result = compare(default_model, chelsea, ["grad_cam", "saliency"], options=options)
     scores = result.images[0].scores
