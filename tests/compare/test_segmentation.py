@@ -215,3 +215,32 @@ def test_cli_sends_the_region(
     assert item["scores"]["saliency"]["deletion"] == pytest.approx(
         local.scores["saliency"]["deletion"], abs=1e-5
     )
+
+
+def test_the_other_scores_follow_the_region_too(
+    model: cnnlens.LoadedModel, picture: Image.Image
+) -> None:
+    """infidelity, sensitivity_max and road measure the region's probability, as the curves."""
+    from cnnlens.compare.road import road_score
+    from cnnlens.compare.robustness import infidelity_score
+
+    options = CompareOptions(
+        scores=["infidelity", "sensitivity_max", "road", "sparseness"], n_perturb_samples=3,
+        road_percentiles=[25, 75], seed=1,
+    )  # fmt: skip
+    (item,) = compare(
+        model, picture, ["saliency"], target="sky", region=IMAGE_BOX, options=options
+    ).images
+    scores = item.scores["saliency"]
+    assert all(np.isfinite(scores[name]) for name in options.scores)
+    assert scores["sensitivity_max"] > 0
+    x = model.preprocessing(picture)
+    weights = box_coverage(INPUT_BOX, (SIZE, SIZE))  # the logits have the input's size here
+    saliency = torch.from_numpy(item.maps["saliency"])[None]
+    infidelity = infidelity_score(
+        model.module, x, saliency, SKY, 3, options.infidelity_noise, 1, "segmentation", weights
+    )
+    assert scores["infidelity"] == pytest.approx(infidelity, rel=1e-5)
+    road = road_score(model.module, x, saliency[0], SKY, [25, 75], 1, "segmentation", weights)
+    assert scores["road"] == pytest.approx(road, abs=1e-6)
+    assert count_hooks(model.module) == 0
