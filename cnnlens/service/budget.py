@@ -233,9 +233,9 @@ class ComparePlan:
 
 
 # pytorch-grad-cam's noisy linear imputation solves one sparse system per ROAD image, its
-# unknowns the removed pixels, whatever the model: measured at 0.00052 single-thread forwards
-# of efficientnet_lite0 at 224 px a removed pixel (benchmarks/compare_scores.py), about 13 us
-# at that model's 25 ms forward; charged at 15 us.
+# unknowns the removed pixels, whatever the model: 46-74 us a removed pixel on one thread of
+# a shared 2-core machine under a load of 11-15 (benchmarks/compare_scores.py), several times
+# its idle speed; charged at 15 us and converted by the model's calibrated forward time.
 IMPUTE_SECONDS_PER_PIXEL = 15e-6
 
 
