@@ -134,8 +134,8 @@ def test_blur_keeps_the_former_curves(
     default_model: LoadedModel, chelsea: Image.Image, chelsea_batch: torch.Tensor
 ) -> None:
     """The "blur" baseline: both ways a +-3 sigma Gaussian with reflected borders (scipy's
-    "mirror"), and the AUCs measured before the RISE protocol changed (efficientnet_lite0, chelsea, 16 steps,
-    seed 0)."""
+    "mirror"), and the AUCs measured before the RISE protocol changed (efficientnet_lite0,
+    chelsea, 16 steps, seed 0)."""
     options = CompareOptions(steps=16, scores=["deletion", "insertion"], baseline="blur")
     scores = compare(default_model, chelsea, list(METHODS), options=options).images[0].scores
     former = {
