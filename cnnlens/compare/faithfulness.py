@@ -6,7 +6,7 @@ Protocols (`baseline`), each one the same on every front (API, REST, CLI, client
   11 x 11 kernel (a unit impulse smoothed by scipy's `gaussian_filter` with sigma 5, so nearly
   a box filter) with zero padding; p_t is the softmax probability of the explained class;
   the AUC is the trapezoid rule. Their schedule, 224 pixels a step at 224 x 224 (225 points),
-  is `steps=224`; the default 16 steps (17 points, 3136 pixels a step) is 14x cheaper.
+  is `steps=224`; the default 16 steps (17 points, 3136 pixels a step) is 13x cheaper.
 - "blur": both ways to / from a Gaussian blur of `blur_sigma` (+-3 sigma, reflected borders).
 - "mean": both ways to / from zeros.
 
