@@ -4,7 +4,7 @@ cnnlens's calls against the libraries' own (captum's infidelity, pytorch-grad-ca
     python -m benchmarks.compare_scores [--repeats 3] [--out benchmarks/results/compare-scores]
 
 efficientnet_lite0 at 224 px, chelsea, its Grad-CAM map, one torch thread. The seconds a
-removed pixel costs pytorch-grad-cam's imputer is the figure `cnnlens.service.budget`
+removed pixel costs pytorch-grad-cam's imputer is the figure `cnnlens.service.runtime.budget`
 charges ROAD with (IMPUTE_SECONDS_PER_PIXEL), converted by each model's forward time.
 """
 

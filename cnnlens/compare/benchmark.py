@@ -24,8 +24,8 @@ from cnnlens.compare.engine import (
 from cnnlens.compare.options import ALIASES, LOWER_IS_BETTER, CompareOptions
 from cnnlens.compare.protocol import kernel_text, protocol, protocol_text
 from cnnlens.errors import InvalidParamsError
-from cnnlens.methods.targets import Target
 from cnnlens.models.loaded import LoadedModel
+from cnnlens.targets import Class
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 PROTOCOL_COLUMNS = ("baseline", "kernel", "steps", "seed")  # on every CSV row
@@ -46,7 +46,7 @@ def benchmark(
     model: LoadedModel,
     folder: str | Path | Sequence[str | Path],
     methods: Sequence[str] = ("saliency", "grad_cam", "guided_backprop"),
-    target: Target = None,
+    target: Class | None = None,
     layer: str | None = None,
     options: CompareOptions | None = None,
     on_image: Callable[[ImageComparison], None] | None = None,

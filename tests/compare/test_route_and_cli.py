@@ -293,7 +293,8 @@ def test_route_charges_the_new_scores_to_the_budget(
     """ROAD's sparse solves and sensitivity's perturbed passes count: with the tests' budget
     (1500 forwards at 25 ms), ROAD on four maps fits one image, not two."""
     from cnnlens.compare.options import parse_options
-    from cnnlens.service.budget import IMPUTE_SECONDS_PER_PIXEL, compare_plan
+    from cnnlens.methods.run import plan_run
+    from cnnlens.service.runtime.budget import IMPUTE_SECONDS_PER_PIXEL, compare_plan
     from tests.pinned import PINNED_CALIBRATION
 
     road = {"scores": "road", "method": "grad_cam,saliency,guided_backprop"}
@@ -307,8 +308,9 @@ def test_route_charges_the_new_scores_to_the_budget(
     cheap = client.post("/v1/compare", files=two, data={**road, "scores": "sparseness"})
     assert cheap.status_code == 200, cheap.text
     # one map's ROAD: 18 forwards and 9 images' worth of removed pixels, in forwards
+    run = plan_run(default_model, [("grad_cam", None)])
     with_road, without = (
-        compare_plan(["grad_cam"], {}, 1, parse_options(scores=scores), None)._estimate(
+        compare_plan(run, 1, parse_options(scores=scores))._estimate(
             default_model, PINNED_CALIBRATION, 1, 16, 0
         )
         for scores in (["road"], [])

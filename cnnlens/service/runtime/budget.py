@@ -1,8 +1,9 @@
 """Every request within its budget: what a request will run, checked before it is queued.
 
-A route describes its work as a plan (`MethodsPlan` for explain, the method routes and audit
-batches; `ComparePlan` for comparisons). `ServiceState.run` checks the plan against the
-model's `Budget` (measured at start-up, see `model_budget`) before anything is queued, and
+A resolved request describes its work as a plan (`MethodsPlan` for explain, the method
+routes and audit batches; `ComparePlan` for comparisons), from its resolved methods and
+layer. `ServiceState.admit` checks the plan against the model's `Budget` (measured at
+start-up, see `model_budget`) before anything is queued, and
 the estimate's forward-equivalents order the model's queue, lighter first. A plan over the
 budget is a 422 `over_budget` naming the param to change and the value that fits; an explain
 response too large to render is a 422 `response_too_large`.
@@ -10,9 +11,9 @@ response too large to render is a 422 `response_too_large`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from cnnlens.compare.options import CompareOptions
 from cnnlens.errors import OverBudgetError
@@ -24,6 +25,7 @@ from cnnlens.methods.cost import (
     estimate_request,
     layer_channels,
 )
+from cnnlens.methods.run import RunPlan
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.response_size import check_response_size
 from cnnlens.service.settings import Limits
@@ -61,16 +63,16 @@ class Rendered:
 
 @dataclass(frozen=True)
 class MethodsPlan:
-    """Methods run together on `images` inputs, `targets` rows each (one `run_methods`).
+    """A resolved run (`RunPlan`: methods, params, layer) on `images` inputs, `targets` rows
+    each (one `run_plan`).
 
     `images_param` names the request field that sets `images` (an audit's batch_size), so
     a refusal can say how many fit.
     """
 
-    methods: tuple[tuple[str, Any], ...]
+    run: RunPlan
     targets: int = 1
     images: int = 1
-    layer: str | None = None
     rendered: Rendered | None = None
     images_param: str | None = None
 
@@ -81,17 +83,17 @@ class MethodsPlan:
                 rendered.width,
                 rendered.height,
                 self.targets,
-                len(self.methods),
+                len(self.run.methods),
                 rendered.outputs,
                 max_bytes=limits.max_response_bytes,
                 max_rendered_pixels=limits.max_rendered_pixels,
-                array_channels=3 if any(name in _RGB_MAPS for name, _ in self.methods) else 1,
+                array_channels=3 if _RGB_MAPS.intersection(self.run.names) else 1,
             )
         shape = _input_shape(model)
-        channels = layer_channels(model, self.layer)
+        channels = layer_channels(model, self.run.layer)
         try:
             check_methods_budget(
-                self.methods,
+                self.run.methods,
                 self.targets,
                 shape,
                 budget,
@@ -119,11 +121,11 @@ class MethodsPlan:
 
     def _estimate(self, model: LoadedModel, calibration: Calibration, images: int) -> Estimate:
         return estimate_request(
-            self.methods,
+            self.run.methods,
             self.targets,
             _input_shape(model),
             calibration,
-            layer_channels=layer_channels(model, self.layer),
+            layer_channels=layer_channels(model, self.run.layer),
             images=images,
         )
 
@@ -139,13 +141,12 @@ class ComparePlan:
     `infidelity_maps` x (`samples` + 1) forwards, sensitivity_max's `samples` perturbed
     inputs through each method, and ROAD's imputations and forwards for `road_maps` maps."""
 
-    methods: tuple[tuple[str, Any], ...]
+    run: RunPlan
     images: int
     curves: int  # curves per image: scored maps x (deletion, insertion)
     steps: int
     batch_size: int
     stages: int  # 0 without the randomization score
-    layer: str | None = None
     samples: int = 0  # n_perturb_samples, when infidelity or sensitivity_max is asked for
     infidelity_maps: int = 0  # scored maps (random included) when infidelity is asked for
     sensitivity: bool = False
@@ -153,7 +154,7 @@ class ComparePlan:
     road_percentiles: tuple[int, ...] = ()
 
     def admit(self, model: LoadedModel, budget: Budget, limits: Limits) -> Estimate:
-        maps = MethodsPlan(self.methods, layer=self.layer)
+        maps = MethodsPlan(self.run)
         if not maps._fits(model, budget, 1):  # the maps alone: name the method's own param
             maps.admit(model, budget, limits)
         found = self._estimate(model, budget.calibration, self.images, self.steps, self.stages)
@@ -194,16 +195,16 @@ class ComparePlan:
         samples: int | None = None,
     ) -> Estimate:
         samples = self.samples if samples is None else samples
-        maps = MethodsPlan(self.methods, layer=self.layer)._estimate(model, calibration, 1)
+        maps = MethodsPlan(self.run)._estimate(model, calibration, 1)
         curve_forwards = self.curves * (steps + 1)
         per_image = maps.forward_equivalents * (1 + stages) + curve_forwards
         per_image += self.infidelity_maps * (samples + 1)
         if self.sensitivity:  # each method alone on the perturbed inputs
             per_image += sum(
-                MethodsPlan((method,), layer=self.layer)
+                MethodsPlan(RunPlan((method,), self.run.layer))
                 ._estimate(model, calibration, samples)
                 .forward_equivalents
-                for method in self.methods
+                for method in self.run.methods
             )
         per_image += self.road_maps * _road_forward_equivalents(self.road_percentiles, calibration)
         curve_peak = min(self.batch_size, steps + 1) * calibration.inference_bytes_per_row
@@ -268,37 +269,19 @@ def _problem(message: str) -> str:
     return text.split("; ")[0].removesuffix(", even with one target").split(", even with")[0]
 
 
-def methods_plan(
-    methods: Sequence[tuple[str, Any]],
-    targets: int = 1,
-    *,
-    layer: str | None = None,
-    rendered: Rendered | None = None,
-) -> MethodsPlan:
-    """The plan of one `run_methods` on one image (explain and the method routes)."""
-    return MethodsPlan(tuple(methods), max(1, targets), 1, layer, rendered)
-
-
-def compare_plan(
-    methods: Sequence[str],
-    params: Mapping[str, Any],
-    images: int,
-    options: CompareOptions,
-    layer: str | None = None,
-) -> ComparePlan:
-    """The plan of POST /v1/compare from its methods, their params and the options."""
-    scored = len(methods) + int(options.random_baseline)
+def compare_plan(run: RunPlan, images: int, options: CompareOptions) -> ComparePlan:
+    """The plan of POST /v1/compare from its resolved methods and layer, and the options."""
+    scored = len(run.methods) + int(options.random_baseline)
     wanted = set(options.scores)
     kinds = len(wanted & {"deletion", "insertion"})
     perturbed = bool(wanted & {"infidelity", "sensitivity_max"})
     return ComparePlan(
-        methods=tuple((name, params.get(name)) for name in methods),
+        run=run,
         images=images,
         curves=scored * kinds,
         steps=options.steps,
         batch_size=options.batch_size,
         stages=options.stages if "randomization" in wanted else 0,
-        layer=layer,
         samples=options.n_perturb_samples if perturbed else 0,
         infidelity_maps=scored if "infidelity" in wanted else 0,
         sensitivity="sensitivity_max" in wanted,
@@ -307,8 +290,6 @@ def compare_plan(
     )
 
 
-def audit_plan(methods: Sequence[str], batch_size: int) -> MethodsPlan:
+def audit_plan(run: RunPlan, batch_size: int) -> MethodsPlan:
     """One batch of an audit: its methods (default params) on `batch_size` images, top-1."""
-    return MethodsPlan(
-        tuple((name, None) for name in methods), images=batch_size, images_param="batch_size"
-    )
+    return MethodsPlan(run, images=batch_size, images_param="batch_size")
