@@ -80,13 +80,34 @@ def kernel_text(record: Mapping[str, Any]) -> str:
 
 
 def protocol_text(record: Mapping[str, Any]) -> str:
-    """One line: baseline, substrates, kernel, schedule and seed."""
+    """One line: baseline, substrates, kernel, schedule and seed, then the settings of
+    infidelity, sensitivity_max and road when they were asked for."""
     words = {"zeros": "zeros", "rise_blur": "the blur", "blur": "the blur"}
     steps = record.get("steps")
-    return (
+    text = (
         f"baseline {record.get('baseline')}: deletion to "
         f"{words.get(str(record.get('deletion')), record.get('deletion'))}, insertion from "
         f"{words.get(str(record.get('insertion')), record.get('insertion'))}, kernel "
         f"{kernel_text(record)}; {steps} steps ({record.get('points')} points), trapezoid "
         f"AUC; seed {record.get('seed')}"
     )
+    return "; ".join([text, *_score_settings(record)])
+
+
+def _score_settings(record: Mapping[str, Any]) -> list[str]:
+    """The settings of infidelity, sensitivity_max and road, for those asked for."""
+    parts: list[str] = []
+    if infidelity := record.get("infidelity"):
+        parts.append(
+            f"infidelity: {infidelity['n_perturb_samples']} samples, noise "
+            f"{infidelity['noise']:g}, max-normalized maps"
+        )
+    if sensitivity := record.get("sensitivity_max"):
+        parts.append(
+            f"sensitivity_max: {sensitivity['n_perturb_samples']} samples, radius "
+            f"{sensitivity['radius']:g}, max-normalized maps"
+        )
+    if road := record.get("road"):
+        percentiles = ",".join(str(p) for p in road["percentiles"])
+        parts.append(f"road: percentiles {percentiles}, {road['imputer']} imputer")
+    return parts

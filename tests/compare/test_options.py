@@ -61,6 +61,10 @@ def test_protocols_of_the_three_baselines() -> None:
     asked = protocol(CompareOptions(scores=["road", "sensitivity_max"], road_percentiles=[30]))
     assert asked["road"] == {"percentiles": [30], "imputer": "noisy linear", "noise": 0.01}
     assert asked["sensitivity_max"]["radius"] == 0.02
+    assert protocol_text(asked).endswith(
+        "; sensitivity_max: 10 samples, radius 0.02, max-normalized maps; road: percentiles "
+        "30, noisy linear imputer"
+    )
 
 
 @pytest.mark.parametrize(

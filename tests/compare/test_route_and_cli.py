@@ -343,4 +343,5 @@ def test_cli_new_scores_and_the_protocol_line(
     }  # fmt: skip
     printed = capsys.readouterr().out
     assert "protocol: baseline mean: deletion to zeros, insertion from zeros" in printed
+    assert "; infidelity: 2 samples, noise 0.01, max-normalized maps" in printed
     assert "grad_cam: infidelity " in printed and "deletion_auc" not in printed

@@ -948,9 +948,20 @@ function protocolText(p) {
   const kernel = p.kernel ? `${p.kernel.size}×${p.kernel.size} σ=${p.kernel.sigma} ` +
     `(${p.kernel.padding} padding)` : "none";
   const substrate = (name) => (name === "zeros" ? "zeros" : "the blur");
-  return `Protocol: baseline ${p.baseline} (deletion to ${substrate(p.deletion)}, insertion ` +
+  const parts = [`baseline ${p.baseline} (deletion to ${substrate(p.deletion)}, insertion ` +
     `from ${substrate(p.insertion)}), blur kernel ${kernel}, ${p.steps} steps ` +
-    `(${p.points} points), trapezoid AUC, seed ${p.seed}.`;
+    `(${p.points} points), trapezoid AUC, seed ${p.seed}`];
+  // The other scores' settings, when they were asked for (cnnlens/compare/protocol.py).
+  if (p.infidelity) {
+    parts.push(`infidelity: ${p.infidelity.n_perturb_samples} samples, noise ` +
+      `${p.infidelity.noise}, max-normalized maps`);
+  }
+  if (p.sensitivity_max) {
+    parts.push(`max-sensitivity: ${p.sensitivity_max.n_perturb_samples} samples, radius ` +
+      `${p.sensitivity_max.radius}, max-normalized maps`);
+  }
+  if (p.road) parts.push(`ROAD: percentiles ${p.road.percentiles.join(",")}, ${p.road.imputer} imputer`);
+  return `Protocol: ${parts.join("; ")}.`;
 }
 
 async function compareMethods(event) {
