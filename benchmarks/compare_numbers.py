@@ -27,14 +27,11 @@ from PIL import Image
 from cnnlens import load_model
 from cnnlens.compare import CompareOptions, compare, perturbation_curves, random_map, to_markdown
 from cnnlens.compare.metrics import as_2d
+from cnnlens.compare.options import SCORES
 from cnnlens.models import LoadedModel
 
 PHOTOS = ("chelsea", "coffee", "rocket")
 METHODS = ("grad_cam", "saliency")
-EVERY_SCORE = (
-    "deletion", "insertion", "randomization", "infidelity", "sensitivity_max", "road",
-    "sparseness", "complexity",
-)  # fmt: skip
 
 
 def authors_order(raw: np.ndarray) -> np.ndarray:
@@ -106,7 +103,7 @@ def main() -> None:
     print(sanity, flush=True)
     every = compare(
         model, list(photos.values()), ["grad_cam", "saliency", "guided_backprop"],
-        options=CompareOptions(scores=list(EVERY_SCORE), random_baseline=True),
+        options=CompareOptions(scores=list(SCORES), random_baseline=True),
         names=list(photos),
     )  # fmt: skip
     table = to_markdown(every)
