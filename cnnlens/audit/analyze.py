@@ -30,12 +30,15 @@ from cnnlens.audit.records import (
 )
 from cnnlens.audit.sources import readable
 from cnnlens.errors import CnnlensError
+from cnnlens.features.capture import FeatureCapture
+from cnnlens.features.columns import pending_columns
 from cnnlens.imageio import load_image
 from cnnlens.methods.adversarial_image import adversarial_images
 from cnnlens.methods.base import MethodOutput
 from cnnlens.methods.passes import heap_rows
-from cnnlens.methods.run import RunResult, run_methods
+from cnnlens.methods.run import RunResult, join_tapped, run_methods
 from cnnlens.models import heads
+from cnnlens.models.hooks import Tap
 from cnnlens.models.loaded import LoadedModel
 
 __all__ = ["FLAGS", "AuditAnalyzer", "ImageOutcome", "error_outcome"]
@@ -47,6 +50,7 @@ class AuditAnalyzer:
     def __init__(self, model: LoadedModel, config: AuditConfig) -> None:
         self.model = model
         self.config = config
+        self.capture = FeatureCapture(model, config.features) if config.features.enabled else None
 
     def __call__(self, items: Sequence[AuditItem]) -> list[ImageOutcome]:
         outcomes: dict[int, ImageOutcome] = {}
@@ -65,7 +69,7 @@ class AuditAnalyzer:
     def _analyze(self, images: list[tuple[AuditItem, Image.Image]]) -> list[ImageOutcome]:
         config, model = self.config, self.model
         x = torch.cat([model.preprocessing(image) for _, image in images]).to(model.device)
-        result = self._run_in_passes(x)
+        result = self._run_in_passes(x, self.capture.taps if self.capture else [])
         probabilities = heads.probabilities(model.head, result.logits).cpu()  # (B, K)
         predicted = probabilities.argmax(dim=1)
         photos = [image for _, image in images]
@@ -77,19 +81,33 @@ class AuditAnalyzer:
         outcomes = []
         for row, (item, image) in enumerate(images):
             maps = {name: result.outputs[name].map[row].float().cpu() for name in config.methods}
-            outcomes.append(
-                self._outcome(item, image, scores[row], maps, result.layer, fragile, row)
+            small = _thumbnail(image, config.thumbnail_side)
+            outcome = self._outcome(
+                item, image, small, scores[row], maps, result.layer, fragile, row
             )
+            if self.capture is not None:
+                outcome.features = self.capture.image(
+                    row, result.tapped, probabilities, small, item.label is not None
+                )
+                outcome.record.update(pending_columns())
+            outcomes.append(outcome)
         return outcomes
 
-    def _run_in_passes(self, x: torch.Tensor) -> RunResult:
+    def _run_in_passes(self, x: torch.Tensor, taps: Sequence[Tap]) -> RunResult:
         """run_methods over `x` in passes of at most `heap_rows` images (see
         methods/passes.py), joined row by row."""
         model, config = self.model, self.config
         methods: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in config.methods]
         rows = heap_rows(model, x) or len(x)
         parts = [
-            run_methods(model, x[start : start + rows], methods, target=None, layer=config.layer)
+            run_methods(
+                model,
+                x[start : start + rows],
+                methods,
+                target=None,
+                layer=config.layer,
+                taps=taps,
+            )  # fmt: skip
             for start in range(0, len(x), rows)
         ]
         if len(parts) == 1:
@@ -107,12 +125,14 @@ class AuditAnalyzer:
                 name: sum(part.elapsed_ms.get(name, 0.0) for part in parts)
                 for name in config.methods
             },
+            tapped=join_tapped([part.tapped for part in parts]),
         )
 
     def _outcome(
         self,
         item: AuditItem,
         image: Image.Image,
+        thumbnail: Image.Image,
         scores: ClassScores,
         maps: dict[str, torch.Tensor],
         layer: str,
@@ -130,7 +150,7 @@ class AuditAnalyzer:
         if scores.confidence < config.low_confidence:
             flags.append(FLAG_LOW_CONFIDENCE)
         outcome = ImageOutcome(item.index, {})
-        outcome.thumbnail = _jpeg(_thumbnail(image, config.thumbnail_side))
+        outcome.thumbnail = _jpeg(thumbnail)
         map_records: dict[str, dict[str, Any]] = {}
         framing = model.preprocessing.framing(image.width, image.height)
         for position, (name, raw) in enumerate(maps.items()):

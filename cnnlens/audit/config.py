@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cnnlens.features.config import FeatureConfig
+
 if TYPE_CHECKING:
     from cnnlens.models.loaded import LoadedModel
 
@@ -53,6 +55,10 @@ class AuditConfig(BaseModel):
     thumbnail_side: int = Field(default=160, ge=32, le=512)
     overlay_max_side: int = Field(default=1024, ge=64, le=8192, description="overlay PNG files")
     max_pixels: int = Field(default=40_000_000, ge=1)
+    features: FeatureConfig = Field(
+        default_factory=FeatureConfig,
+        description="the dataset view: feature vectors, map, neighbours, findings, exemplars",
+    )
 
     @field_validator("methods", mode="before")
     @classmethod
@@ -108,6 +114,10 @@ def check_model(config: AuditConfig, model: LoadedModel) -> None:
         method = get_method(name)
         check_head_support(method, model.head)
         method.check_model(model.layers, layer)
+    if config.features.enabled:  # unknown feature or exemplar layers fail here
+        from cnnlens.features.capture import FeatureCapture
+
+        FeatureCapture(model, config.features)
     if config.fragility and model.head == heads.SEGMENTATION:
         raise IncompatibleModelError(
             "the fragility check attacks an image's top-1 class, which a segmentation model "

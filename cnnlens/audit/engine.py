@@ -161,9 +161,7 @@ def run_batches(
         while True:
             if store.cancel_requested(job_id) or watch.stopping():
                 store.set_status(job_id, "cancelled", "cancelled by request")
-                return AuditRun(
-                    _job(store, job_id), processed, write_outputs(store, job_id, out_dir)
-                )
+                return AuditRun(_job(store, job_id), processed, write_all(store, job_id, out_dir))
             outcomes = next(batches, None)
             if outcomes is None:
                 break
@@ -193,8 +191,25 @@ def finish(store: AuditStore, job_id: str, processed: int) -> AuditRun:
     status = "done" if job.done == job.total else "failed"
     message = None if status == "done" else f"{job.total - job.done} images left unprocessed"
     store.set_status(job_id, status, message)
-    outputs = write_outputs(store, job_id, Path(job.out_dir))
+    outputs = write_all(store, job_id, Path(job.out_dir))
     return AuditRun(_job(store, job_id), processed, outputs)
+
+
+def write_all(store: AuditStore, job_id: str, out_dir: Path) -> dict[str, Path]:
+    """The dataset view (when the config asks for it), then the report and tables."""
+    written: dict[str, Path] = {}
+    config = AuditConfig.model_validate(_job(store, job_id).config)
+    if config.features.enabled:
+        from cnnlens.features.dataset import analyze_dataset
+
+        try:
+            written = analyze_dataset(store, job_id, out_dir, config.features)
+        except Exception as error:  # the rows and report are written regardless
+            logger.exception("audit %s: the dataset view failed", job_id)
+            from cnnlens.features.store import FeatureStore
+
+            FeatureStore(store).set_summary(job_id, {"error": f"{type(error).__name__}: {error}"})
+    return {**written, **write_outputs(store, job_id, out_dir)}
 
 
 # What one image can make a model call raise (bad content, a shape a method refuses, out of

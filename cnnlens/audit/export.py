@@ -17,6 +17,8 @@ from cnnlens.audit.parquet import PARQUET, ParquetRows, parquet_available
 from cnnlens.audit.report import EMBEDDED_ROWS, write_report
 from cnnlens.audit.store import AuditStore
 from cnnlens.audit.summary import ClassMeans, SummaryBuilder
+from cnnlens.features.columns import FEATURE_COLUMNS, neighbors_text
+from cnnlens.features.store import FeatureStore
 
 REPORT, JSONL, CSV, SUMMARY, OVERLAYS = (
     "index.html", "results.jsonl", "results.csv", "summary.json", "overlays",
@@ -24,6 +26,7 @@ REPORT, JSONL, CSV, SUMMARY, OVERLAYS = (
 CSV_COLUMNS = (
     "index", "name", "status", "error", "label", "label_name", "predicted", "predicted_name",
     "confidence", "correct", "flags", "box_energy", "pointing_hit", "fragile_epsilon", "overlays",
+    *FEATURE_COLUMNS,
 )  # fmt: skip
 
 
@@ -64,7 +67,7 @@ def write_outputs(store: AuditStore, job_id: str, out_dir: Path) -> dict[str, Pa
                 columns.add(record)
         jsonl.detach()  # flushed; the atomic file itself is closed (and renamed) by its context
         table.detach()
-    summary = facts.result()
+    summary = with_features(facts.result(), store, job_id)
     write_atomic(paths[SUMMARY], json.dumps({"job": job.as_dict(), "summary": summary}, indent=2))
     with open_atomic(paths[REPORT]) as raw:
         sink = io.TextIOWrapper(raw, "utf-8")
@@ -92,8 +95,16 @@ def report_html(
             facts.add(given)
             means.add(given, maps.get(given["index"]))
     sink = io.StringIO()
-    _write_report(sink, store, job_id, facts.result() if summary is None else summary, facts, means)
+    summary = with_features(facts.result(), store, job_id) if summary is None else summary
+    _write_report(sink, store, job_id, summary, facts, means)
     return sink.getvalue()
+
+
+def with_features(summary: dict[str, Any], store: AuditStore, job_id: str) -> dict[str, Any]:
+    """The summary with the dataset view's (clusters, near-duplicates, label issues, map,
+    index), once the audit's end has built it."""
+    found = FeatureStore(store).summary(job_id)
+    return {**summary, "features": found} if found is not None else summary
 
 
 def _write_report(
@@ -160,5 +171,6 @@ def csv_row(record: Mapping[str, Any], methods: Sequence[str]) -> list[Any]:
         "box_energy": first.get("box_energy"),
         "pointing_hit": first.get("pointing_hit"),
         "overlays": ";".join((record.get("overlays") or {}).values()),
+        "neighbors": neighbors_text(record),
     }
     return ["" if row.get(column) is None else neutralized(row[column]) for column in CSV_COLUMNS]

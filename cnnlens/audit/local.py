@@ -13,6 +13,7 @@ from cnnlens.audit.extras import require_ray
 from cnnlens.audit.inputs import Annotations, read_boxes, read_labels, read_masks
 from cnnlens.audit.sources import is_uri
 from cnnlens.audit.store import AuditStore, store_path
+from cnnlens.features.capture import prepare_features
 from cnnlens.methods.run import resolve_layer
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.registry import load_model
@@ -76,6 +77,7 @@ def run_audit(
             store, source, out_dir, config, annotations, loaded.categories, resume=resume,
             exclusive=exclusive,
         )  # fmt: skip
+        prepare_features(store, job.id, loaded, config.features)
         if engine == "ray":
             from cnnlens.audit.ray_engine import execute_on_ray
             from cnnlens.audit.replicas import ReplicaShape

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, BinaryIO
 
+from cnnlens.features.columns import COLUMN_TYPES
+
 logger = logging.getLogger(__name__)
 
 PARQUET = "results.parquet"
@@ -22,9 +24,9 @@ _TYPES = {
     "predicted": "int64", "predicted_name": "string", "confidence": "float64",
     "correct": "bool_", "layer": "string", "has_region": "bool_", "fragility_tested": "bool_",
     "fragile_epsilon": "float64", "fragile_class": "int64", "fragile_class_name": "string",
-    "fragile_probability": "float64",
+    "fragile_probability": "float64", **COLUMN_TYPES,
 }  # fmt: skip
-_NESTED = ("maps", "predictions", "overlays")
+_NESTED = ("maps", "predictions", "overlays", "neighbors")
 
 _warned = False
 

@@ -4,9 +4,12 @@ result (ImageOutcome), the flag names and the error row."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnlens.audit.localization import Box
+
+if TYPE_CHECKING:
+    from cnnlens.features.columns import ImageFeatures
 
 MEAN_MAP_SIDE = 56  # class-mean maps are averaged on this grid of the model's input
 
@@ -47,6 +50,7 @@ class ImageOutcome:
     overlay_thumbnails: dict[str, bytes] = field(default_factory=dict)  # method -> JPEG
     overlay_pngs: dict[str, bytes] = field(default_factory=dict)  # method -> PNG
     mean_map: bytes | None = None  # float16 (MEAN_MAP_SIDE, MEAN_MAP_SIDE), first method
+    features: ImageFeatures | None = None  # the dataset view's vector, hash, maxima
 
 
 def error_outcome(item: AuditItem, message: str) -> ImageOutcome:

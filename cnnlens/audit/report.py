@@ -19,6 +19,15 @@ from cnnlens import render
 from cnnlens.audit.records import FLAG_DEGENERATE, FLAG_OFF_OBJECT, FLAGS
 from cnnlens.audit.summary import HISTOGRAM_BINS, SummaryBuilder
 from cnnlens.audit.svg import bar_chart, binned_histogram
+from cnnlens.features.report import (
+    FINDING_HEADERS,
+    cluster_rows,
+    finding_cells,
+    finding_options,
+    finding_tags,
+    row_data,
+    summary_cards,
+)
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:20px;color:#222}
@@ -54,9 +63,11 @@ const data=JSON.parse(document.getElementById('rows').textContent);
 const search=document.getElementById('search');const flag=document.getElementById('flag');
 const shown=document.getElementById('shown');const pager=document.getElementById('pager');
 const PAGE=100;let page=0;let order=data;let hits=data;
+function matches(r,f){if(f==='all')return true;if(f==='flagged')return r.f!=='';
+ if(f.startsWith('g:'))return (' '+r.g+' ').includes(' '+f.slice(2)+' ');
+ return (' '+r.f+' ').includes(' '+f+' ');}
 function filter(){const q=search.value.toLowerCase();const f=flag.value;
- hits=order.filter(function(r){return (!q||r.t.includes(q))&&(f==='all'||
-  (f==='flagged'?r.f!=='':(' '+r.f+' ').includes(' '+f+' ')));});}
+ hits=order.filter(function(r){return (!q||r.t.includes(q))&&matches(r,f);});}
 function render(){const pages=Math.max(1,Math.ceil(hits.length/PAGE));
  page=Math.min(page,pages-1);
  body.innerHTML=hits.slice(page*PAGE,(page+1)*PAGE).map(function(r){return r.h;}).join('');
@@ -128,16 +139,20 @@ def write_report(
     sink.write(_charts(facts, summary))
     sink.write(_tables(summary))
     sink.write(_class_means(class_means, methods))
+    features = summary.get("features") if isinstance(summary.get("features"), Mapping) else None
     shown = _Columns(
-        labels=facts.has_labels, regions=facts.has_regions, fragility=facts.has_fragility
-    )
-    sink.write(_results_head(methods, shown))
+        labels=facts.has_labels, regions=facts.has_regions, fragility=facts.has_fragility,
+        features=bool(features and features.get("images")),
+    )  # fmt: skip
+    if shown.features and features is not None:
+        sink.write(dataset_section(features))
+    sink.write(_results_head(methods, shown, features if shown.features else None))
     min_box_energy = float(job.get("min_box_energy") or 0.5)
     sink.write("[")
     for position, (record, thumbnail, overlays) in enumerate(rows):
         embed = position < EMBEDDED_ROWS
         row = _row(record, methods, thumbnail, overlays, shown, min_box_energy, embed)
-        sink.write(("," if position else "") + _row_entry(row))
+        sink.write(("," if position else "") + _row_entry(row, record))
     sink.write(f"]</script><script>{_SCRIPT}</script></body></html>")
 
 
@@ -237,11 +252,28 @@ def _class_means(class_means: Sequence[Mapping[str, Any]], methods: Sequence[str
     )
 
 
-def _results_head(methods: Sequence[str], shown: _Columns) -> str:
+def dataset_section(features: Mapping[str, Any]) -> str:
+    """The dataset view's cards and its clusters, worst accuracy first."""
+    cards = "".join(
+        f"<div class='card'>{escape(name)}<b>{escape(value)}</b></div>"
+        for name, value in summary_cards(features)
+    )
+    clusters = _table(
+        "Clusters (worst accuracy first)", ["cluster", "images", "accuracy", "top labels"],
+        cluster_rows(features),
+    )  # fmt: skip
+    return f"<h2>Feature space</h2><div class='cards'>{cards}</div>{clusters}"
+
+
+def _results_head(
+    methods: Sequence[str], shown: _Columns, features: Mapping[str, Any] | None = None
+) -> str:
     """Only the columns this audit asked for: labels, object regions and fragility each add
-    theirs; localization is shown per method, so that each flag has its value in the row. Ends
-    inside the script element that holds the rows' data."""
+    theirs; localization is shown per method, so that each flag has its value in the row; the
+    dataset view adds its findings and their filters. Ends inside the script element that
+    holds the rows' data."""
     options = "".join(f"<option value='{f}'>{f}</option>" for f in FLAGS)
+    options += finding_options(features)
     head: list[tuple[str, str | None]] = [("#", "num"), ("image", None)]
     head += [(m, None) for m in methods]
     head += [("name", "text")]
@@ -253,6 +285,7 @@ def _results_head(methods: Sequence[str], shown: _Columns) -> str:
         for method in methods:
             head += [(f"{method} box energy", "num"), (f"{method} pointing", "text")]
     head += [("fragile ε", "num"), ("flips to", "text")] if shown.fragility else []
+    head += FINDING_HEADERS if shown.features else []
     header = "".join(
         f"<th class='sortable' data-type='{kind}'>{escape(name)}</th>" if kind
         else f"<th>{escape(name)}</th>"
@@ -273,14 +306,18 @@ def _results_head(methods: Sequence[str], shown: _Columns) -> str:
 _VALUE = re.compile(r"<td[^>]*?(?: data-v='([^']*)')?>")
 
 
-def _row_entry(row: str) -> str:
-    """One row as data the page renders a page at a time: text and flags to filter on, each
-    cell's sort value, the row's HTML ('</' escaped: the JSON sits in a script element)."""
+def _row_entry(row: str, record: Mapping[str, Any] | None = None) -> str:
+    """One row as data the page renders a page at a time: text, flags and findings to filter
+    on, each cell's sort value, the row's HTML ('</' escaped: the JSON sits in a script
+    element), and its dataset-view data (`d`: map coordinates, cluster, neighbours...)."""
     head = row[: row.index(">") + 1]
     flags = unescape(re.search(r"data-flags='([^']*)'", head).group(1))  # type: ignore[union-attr]
     text = unescape(re.search(r"data-text='([^']*)'", head).group(1))  # type: ignore[union-attr]
     values = [unescape(value or "") for value in _VALUE.findall(row)]
-    entry = {"t": text, "f": flags, "v": values, "h": row}
+    entry: dict[str, Any] = {"t": text, "f": flags, "v": values, "h": row}
+    if record is not None:
+        entry["g"] = finding_tags(record)
+        entry["d"] = row_data(record)
     return json.dumps(entry, separators=(",", ":")).replace("</", "<\\/")
 
 
@@ -289,6 +326,7 @@ class _Columns:
     labels: bool
     regions: bool
     fragility: bool
+    features: bool = False
 
 
 def flag_sources(record: Mapping[str, Any], min_box_energy: float) -> dict[str, list[str]]:
@@ -364,6 +402,8 @@ def _row(
             )  # fmt: skip
     if shown.fragility:
         cells += _fragility_cells(record)
+    if shown.features:
+        cells += [_cell(content, value, css) for content, value, css in finding_cells(record)]
     return (
         f"<tr data-flags='{escape(' '.join(flags))}' data-text='{escape(text)}'>"
         f"{''.join(cells)}</tr>"

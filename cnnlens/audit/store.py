@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlens.audit.records import AuditItem, ImageOutcome
+from cnnlens.features import store as feature_tables
 
 STORE_NAME = "audit.sqlite"
 LEGACY_STORE_NAME = "audits.sqlite"  # the service's data dir used this name before
@@ -141,12 +142,15 @@ class AuditStore:
             self._connection.execute("PRAGMA synchronous=NORMAL")
             self._connection.execute("PRAGMA foreign_keys=ON")
             self._connection.executescript(_SCHEMA)
+            self._connection.executescript(feature_tables.SCHEMA)
             columns = {row[1] for row in self._connection.execute("PRAGMA table_info(items)")}
             if "labels" not in columns:  # a store written before multi-label audits
                 self._connection.execute("ALTER TABLE items ADD COLUMN labels TEXT")
             jobs_columns = {row[1] for row in self._connection.execute("PRAGMA table_info(jobs)")}
             if "owner" not in jobs_columns:  # a store written before jobs had owners
                 self._connection.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+            if "features" not in jobs_columns:  # the dataset view's summary (JSON)
+                self._connection.execute("ALTER TABLE jobs ADD COLUMN features TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -247,6 +251,8 @@ class AuditStore:
 
     def delete_job(self, job_id: str) -> None:
         with self._transaction() as db:
+            for table in feature_tables.TABLES:
+                db.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))
             db.execute("DELETE FROM overlays WHERE job_id = ?", (job_id,))
             db.execute("DELETE FROM items WHERE job_id = ?", (job_id,))
             db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
@@ -312,6 +318,7 @@ class AuditStore:
                 if cursor.rowcount == 0:
                     continue
                 recorded += 1
+                feature_tables.save(db, job_id, outcome)
                 db.executemany(
                     "INSERT OR REPLACE INTO overlays (job_id, idx, method, thumbnail)"
                     " VALUES (?, ?, ?, ?)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -24,7 +24,7 @@ from cnnlens.methods.base import (
 from cnnlens.methods.passes import rows_per_pass
 from cnnlens.methods.targets import Targets, resolve_targets
 from cnnlens.models import heads
-from cnnlens.models.hooks import hook_session
+from cnnlens.models.hooks import Tap, hook_session
 from cnnlens.models.layers import LayerInventory, inspect_layers
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.preprocess import Preprocessing
@@ -44,6 +44,7 @@ class RunResult:
     targets: torch.Tensor  # (B,)
     layer: str
     elapsed_ms: dict[str, float]  # by method; a shared forward is split evenly among its users
+    tapped: dict[str, torch.Tensor] = field(default_factory=dict)  # by Tap.name, (B, ...)
 
 
 def inventory_of(
@@ -105,6 +106,7 @@ def run_methods(
     target: Targets = None,
     layer: Layer = None,
     region: Region = None,
+    taps: Sequence[Tap] = (),
 ) -> RunResult:
     """Run several methods on one batch: gradient methods share one forward and one
     backward per ReLU rule; the others run their own passes.
@@ -151,6 +153,7 @@ def run_methods(
     logits: torch.Tensor | None = None
     targets: torch.Tensor | None = None
     region_mask: torch.Tensor | None = None  # (B, h, w), segmentation heads
+    tapped: dict[str, torch.Tensor] = {}
 
     def context(
         x: torch.Tensor,
@@ -173,7 +176,7 @@ def run_methods(
 
     def shared_pass(x: torch.Tensor, target: Targets) -> _SharedPass:
         """The gradient methods on rows x: one forward, one backward per ReLU rule."""
-        with hook_session(module, layers=layers, relu_rules=needs_rules) as session:
+        with hook_session(module, layers=layers, relu_rules=needs_rules, taps=taps) as session:
             gradient_pass = GradientPass(session, requirements)
             started = time.perf_counter()
             logits = gradient_pass.run_forward(x)
@@ -188,7 +191,8 @@ def run_methods(
                 started = time.perf_counter()
                 outputs[method.name] = _detached(method.compute(shared_context, params))
                 elapsed[method.name] = forward_share + (time.perf_counter() - started) * 1000
-            return _SharedPass(outputs, elapsed, logits.detach(), targets, region_mask)
+            tapped = dict(session.tapped)
+            return _SharedPass(outputs, elapsed, logits.detach(), targets, region_mask, tapped)
 
     if gradient_methods:
         requirements = [m.requirements(p, resolved_layer) for m, p in gradient_methods]
@@ -201,12 +205,13 @@ def run_methods(
                 for start in range(0, max(x.shape[0], 1), rows)
             ]
         )
-        outputs, elapsed = joined.outputs, joined.elapsed
+        outputs, elapsed, tapped = joined.outputs, joined.elapsed, joined.tapped
         logits, targets, region_mask = joined.logits, joined.targets, joined.region_mask
 
     if logits is None:
-        with hook_session(module), torch.no_grad():
-            logits = module(x)
+        with hook_session(module, taps=taps) as session, torch.no_grad():
+            logits = session.forward(x, input_grad=False) if taps else module(x)
+            tapped = dict(session.tapped)
     if targets is None:
         targets = _targets(target, logits, categories, x.shape[0], head)
         region_mask = _region(head, region, logits, targets, size)
@@ -217,7 +222,7 @@ def run_methods(
                 method.compute(context(x, targets, region_mask), params)
             )
         elapsed[method.name] = (time.perf_counter() - started) * 1000
-    return RunResult(outputs, logits, targets, resolved_layer, elapsed)
+    return RunResult(outputs, logits, targets, resolved_layer, elapsed, tapped)
 
 
 def attribute(
@@ -262,6 +267,7 @@ class _SharedPass:
     logits: torch.Tensor
     targets: torch.Tensor
     region_mask: torch.Tensor | None
+    tapped: dict[str, torch.Tensor]
 
     @staticmethod
     def join(parts: list[_SharedPass]) -> _SharedPass:
@@ -274,7 +280,13 @@ class _SharedPass:
             torch.cat([p.logits for p in parts]),
             torch.cat([p.targets for p in parts]),
             None,  # only classifiers are split (see _rows_per_shared_pass)
+            join_tapped([p.tapped for p in parts]),
         )
+
+
+def join_tapped(parts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Tapped results of consecutive rows -> the batch's, row by row."""
+    return {name: torch.cat([part[name] for part in parts]) for name in parts[0]} if parts else {}
 
 
 def _rows_per_shared_pass(

@@ -23,7 +23,7 @@ from cnnlens.api.forms import DEFAULT_METHOD
 from cnnlens.api.models import AuditJob, AuditList, AuditResults, ErrorBody
 from cnnlens.audit.archive import ArchiveLimits
 from cnnlens.audit.config import AuditConfig
-from cnnlens.audit.export import JSONL, records_csv, report_html
+from cnnlens.audit.export import JSONL, records_csv, report_html, with_features
 from cnnlens.audit.jobs import STORE_FILE, AuditJobs, JobNotFoundError
 from cnnlens.audit.store import JobInfo
 from cnnlens.errors import InvalidParamsError
@@ -303,7 +303,8 @@ async def audit_results(
         )
     from cnnlens.audit.summary import summarize
 
-    return JSONResponse({"job": _describe(job), "summary": summarize(every), "results": records})
+    summary = with_features(summarize(every), jobs.store, job.id)
+    return JSONResponse({"job": _describe(job), "summary": summary, "results": records})
 
 
 @router.get(
