@@ -336,6 +336,9 @@ class AuditLinks(Schema):
     self: str
     results: str
     report: str
+    neighbors: str | None = Field(
+        default=None, description="POST an image: the audited images nearest to it"
+    )
 
 
 class AuditJob(Schema):
@@ -363,3 +366,15 @@ class AuditResults(Schema):
     job: AuditJob
     summary: dict[str, Any] = Field(description="over every finished image: accuracy, flags...")
     results: list[dict[str, Any]] = Field(description="per-image records, in input order")
+
+
+class Neighbour(Schema):
+    name: str | None = Field(description="the audited image's name")
+    index: int = Field(description="its index in the audit")
+    distance: float = Field(description="1 - cosine similarity of the feature vectors")
+    label_name: str | None = Field(description="its label, where the audit had labels")
+    predicted_name: str | None = Field(description="the model's top-1 class for it")
+
+
+class NeighboursResponse(Schema):
+    neighbors: list[Neighbour] = Field(description="the nearest audited images, nearest first")

@@ -91,4 +91,5 @@ class Connection(Generic[Http, Transport]):
     audits = Endpoint(protocol.audits)
     audit_results = Endpoint(protocol.audit_results)
     audit_report = Endpoint(protocol.audit_report)
+    neighbors = Endpoint(protocol.neighbors)
     delete_audit = Endpoint(protocol.delete_audit)

@@ -465,6 +465,20 @@ def audit_report(job_id: str) -> Call[bytes]:
     return Call("GET", _job_path(job_id, "/report"), bytes, raw=True)
 
 
+def neighbors(job_id: str, image: ImageInput, k: int = 5) -> Call[list[dict[str, Any]]]:
+    """POST /v1/audits/{id}/neighbors: the audited images nearest to `image` in the audit's
+    feature space, nearest first: `name`, `index`, `distance` (1 - cosine), `label_name`,
+    `predicted_name`."""
+
+    def parse(body: Any) -> list[dict[str, Any]]:
+        return list(_json_object(body)["neighbors"])
+
+    return Call(
+        "POST", _job_path(job_id, "/neighbors"), parse,
+        data=_form(k=k), files={"image": image_file(image)},
+    )  # fmt: skip
+
+
 def delete_audit(job_id: str) -> Call[dict[str, Any]]:
     """DELETE /v1/audits/{id}: cancel a running job (or forget a finished one)."""
     return Call("DELETE", _job_path(job_id), _json_object)
@@ -488,6 +502,7 @@ ENDPOINTS: tuple[Callable[..., Call[Any]], ...] = (
     audits,
     audit_results,
     audit_report,
+    neighbors,
     delete_audit,
 )
 

@@ -64,3 +64,14 @@ class FeatureConfig(BaseModel):
             names = [part.strip() for item in value for part in str(item).split(",")]
             return tuple(dict.fromkeys(name for name in names if name))
         return value
+
+
+def form_options(config: FeatureConfig) -> dict[str, object]:
+    """The form fields of POST /v1/audits that ask for `config` (the CLI's --server path)."""
+    return {
+        "features": config.enabled,
+        "feature_layer": config.layer,
+        "map": config.map,
+        "exemplars": list(config.exemplars) or None,
+        "exemplars_k": config.exemplars_k,
+    }

@@ -247,8 +247,59 @@ def compare_plan(
     )
 
 
-def audit_plan(methods: Sequence[str], batch_size: int) -> MethodsPlan:
-    """One batch of an audit: its methods (default params) on `batch_size` images, top-1."""
-    return MethodsPlan(
+# The dataset view's share of an audit batch, per image, in forward-equivalents: its taps,
+# the perceptual hash of the thumbnail and the stored vector (benchmarks/features.py), and
+# its end (index, neighbours, map, clusters) spread over the images.
+FEATURES_FORWARD_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class AuditPlan:
+    """One batch of an audit: its methods (default params) on `batch_size` images, top-1,
+    plus the dataset view's share of them when it is on."""
+
+    maps: MethodsPlan
+    features: bool
+
+    def admit(self, model: LoadedModel, budget: Budget, limits: Limits) -> Estimate:
+        found = self.maps.admit(model, budget, limits)
+        if not self.features:
+            return found
+        extra = self.maps.images * FEATURES_FORWARD_SHARE * _pixel_scale(model, budget)
+        total = Estimate(
+            found.forward_equivalents + extra,
+            found.peak_bytes,
+            found.seconds + extra * budget.calibration.forward_s,
+        )
+        if total.fits(budget):
+            return total
+        fitting = _largest(self.maps.images, lambda n: self._fits(model, budget, n))
+        advice = f"lower batch_size to at most {fitting}" if fitting else "turn features off"
+        raise OverBudgetError(
+            f"audit: {self.maps.images} images a batch with the feature space would cost about "
+            f"{total.forward_equivalents:.0f} forward passes, over the budget of "
+            f"{budget.forward_equivalents:.0f}; {advice}",
+            method="audit",
+            param="batch_size" if fitting else "features",
+            limit=fitting,
+        )
+
+    def _fits(self, model: LoadedModel, budget: Budget, images: int) -> bool:
+        maps = self.maps._estimate(model, budget.calibration, images)
+        extra = images * FEATURES_FORWARD_SHARE * _pixel_scale(model, budget)
+        return Estimate(maps.forward_equivalents + extra, maps.peak_bytes, 0.0).fits(budget)
+
+
+def _pixel_scale(model: LoadedModel, budget: Budget) -> float:
+    """The model's input pixels over the calibrated ones (costs scale with pixels)."""
+    height, width = model.input_size
+    return height * width / budget.calibration.pixels
+
+
+def audit_plan(methods: Sequence[str], batch_size: int, features: bool = False) -> AuditPlan:
+    """One batch of an audit: its methods (default params) on `batch_size` images, top-1,
+    and the dataset view's share when `features`."""
+    maps = MethodsPlan(
         tuple((name, None) for name in methods), images=batch_size, images_param="batch_size"
     )
+    return AuditPlan(maps, features)

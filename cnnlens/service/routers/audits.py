@@ -145,7 +145,8 @@ def stop_audit_jobs(app: FastAPI) -> None:
         jobs.close()
 
 
-def _job_id(job_id: str) -> str:
+def job_id_of(job_id: str) -> str:
+    """A well-formed job id, or 404 (never a path)."""
     if not _JOB_ID.match(job_id):
         raise JobNotFoundError(f"no audit job {job_id!r}")
     return job_id
@@ -153,7 +154,12 @@ def _job_id(job_id: str) -> str:
 
 def _describe(job: JobInfo) -> dict[str, Any]:
     base = f"/v1/audits/{job.id}"
-    links = {"self": base, "results": f"{base}/results", "report": f"{base}/report"}
+    links = {
+        "self": base,
+        "results": f"{base}/results",
+        "report": f"{base}/report",
+        "neighbors": f"{base}/neighbors",
+    }
     return {**job.as_dict(), "links": links}
 
 
@@ -184,6 +190,19 @@ async def create_audit(
     low_confidence: Annotated[float, Form(ge=0, le=1)] = 0.5,
     min_box_energy: Annotated[float, Form(ge=0, le=1)] = 0.5,
     fragility: Annotated[bool, Form(description="PGD epsilon ladder (slow)")] = False,
+    features: Annotated[
+        bool, Form(description="feature space: map, neighbours, near-duplicates, label issues")
+    ] = True,
+    feature_layer: Annotated[
+        str | None, Form(description="feature layer (default: the classifier's input)")
+    ] = None,
+    map_method: Annotated[
+        Literal["umap", "pca", "tsne"], Form(alias="map", description="2-D map")
+    ] = "umap",
+    exemplars: Annotated[
+        list[str] | None, Form(description="layers whose channels get their top-k images")
+    ] = None,
+    exemplars_k: Annotated[int, Form(ge=1, le=100, description="exemplars per channel")] = 9,
 ) -> JSONResponse:
     name = model or settings.default_model
     state.model(name)  # 404 for a model not served, 503 while loading
@@ -198,12 +217,20 @@ async def create_audit(
                 "min_box_energy": min_box_energy,
                 "fragility": fragility,
                 "max_pixels": settings.limits.max_pixels,
+                "features": {
+                    "enabled": features,
+                    "layer": feature_layer,
+                    "map": map_method,
+                    "exemplars": exemplars or [],
+                    "exemplars_k": exemplars_k,
+                },
             }
         )
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise InvalidParamsError(f"invalid audit options: {problems}") from None
-    state.admit(name, audit_plan(config.methods, config.batch_size))  # 422 before any upload
+    plan = audit_plan(config.methods, config.batch_size, config.features.enabled)
+    state.admit(name, plan)  # 422 before any upload
     limit = min(settings.limits.max_upload_bytes, ArchiveLimits().max_archive_bytes)
     archive_bytes = await _read_limited(archive, limit, "archive")
     labels_bytes = await _read_limited(labels, MAX_CSV_BYTES, "labels CSV") if labels else None
@@ -250,14 +277,14 @@ def _cursor(job: JobInfo) -> str:
 def _read_cursor(cursor: str) -> tuple[float, str]:
     try:
         created, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split(" ")
-        return float(created), _job_id(job_id)
+        return float(created), job_id_of(job_id)
     except (binascii.Error, UnicodeDecodeError, ValueError, JobNotFoundError):
         raise InvalidParamsError("invalid cursor: pass a next_cursor of this listing") from None
 
 
 @router.get("/audits/{job_id}", response_model=AuditJob, responses=ERRORS)
 async def get_audit(job_id: str, jobs: JobsDep, owner: OwnerDep) -> dict[str, Any]:
-    return _describe(await anyio.to_thread.run_sync(jobs.job, _job_id(job_id), owner))
+    return _describe(await anyio.to_thread.run_sync(jobs.job, job_id_of(job_id), owner))
 
 
 @router.get(
@@ -285,7 +312,7 @@ async def audit_results(
 ) -> Response:
     """Per-image results so far (all of them once the job is done), in input order; the
     summary always covers every finished image."""
-    job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id), owner)
+    job = await anyio.to_thread.run_sync(jobs.job, job_id_of(job_id), owner)
     every = await anyio.to_thread.run_sync(jobs.store.records, job.id)
     records = [r for r in every if r.get("flags")] if flagged else every
     records = records[offset : None if limit is None else offset + limit]
@@ -320,7 +347,7 @@ async def audit_results(
 )
 async def audit_report(job_id: str, jobs: JobsDep, owner: OwnerDep) -> HTMLResponse:
     """The self-contained HTML report (of the images finished so far while running)."""
-    job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id), owner)
+    job = await anyio.to_thread.run_sync(jobs.job, job_id_of(job_id), owner)
     html = await anyio.to_thread.run_sync(report_html, jobs.store, job.id)
     return HTMLResponse(html)
 
@@ -341,7 +368,7 @@ async def audit_overlay(
     owner: OwnerDep,
 ) -> Response:
     """One image's overlay at its own resolution (the report embeds small copies)."""
-    job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id), owner)
+    job = await anyio.to_thread.run_sync(jobs.job, job_id_of(job_id), owner)
     record = await anyio.to_thread.run_sync(jobs.store.record, job.id, index)
     relative = ((record or {}).get("overlays") or {}).get(method)
     if relative is None:
@@ -357,4 +384,4 @@ async def audit_overlay(
 @router.delete("/audits/{job_id}", status_code=202, response_model=AuditJob, responses=ERRORS)
 async def cancel_audit(job_id: str, jobs: JobsDep, owner: OwnerDep) -> dict[str, Any]:
     """Cancel a queued or running job (it stops after the batch in flight)."""
-    return _describe(await anyio.to_thread.run_sync(jobs.cancel, _job_id(job_id), owner))
+    return _describe(await anyio.to_thread.run_sync(jobs.cancel, job_id_of(job_id), owner))
