@@ -94,7 +94,7 @@ def analyze_dataset(
             measured = round(recall(index.search(queries, RECALL_K)[0], truth), 4)
         index.save(out_dir / INDEX_FILE)
     with clock("neighbours"):
-        wanted = config.neighbors + (UMAP_NEIGHBOURS if config.map == "umap" else 0)
+        wanted = max(config.neighbors, UMAP_NEIGHBOURS if config.map == "umap" else 0)
         neighbours = _neighbours(index, _unit_pages(features, job_id), wanted)
     with clock("reduce"):
         reducer = Reducer(sample, config.seed)

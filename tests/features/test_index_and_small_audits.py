@@ -74,3 +74,19 @@ def test_features_off_leave_the_columns_empty(tmp_path: Path) -> None:
     assert "neighbors" not in row
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())["summary"]
     assert "features" not in summary
+
+
+def test_past_the_fit_limit_umap_fits_a_sample_and_places_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cnnlens.features import mapping
+
+    reduced = _clustered(90, 8)
+    monkeypatch.setattr(mapping, "UMAP_FIT_MAX", 60)
+    monkeypatch.setattr(mapping, "UMAP_TRANSFORM_PAGE", 20)
+    first, made_by = mapping.project(reduced, "umap", seed=0)
+    again, _ = mapping.project(reduced, "umap", seed=0)
+    assert made_by == "umap" and first.shape == (90, 2)
+    np.testing.assert_array_equal(first, again)  # seeded
+    trust = mapping.trustworthiness(reduced, first)
+    assert trust is not None and trust >= 0.85
