@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cnnlens.features.config import FeatureConfig
+from cnnlens.features.config import FeatureConfig, split_names
 
 if TYPE_CHECKING:
     from cnnlens.models.loaded import LoadedModel
@@ -63,12 +63,7 @@ class AuditConfig(BaseModel):
     @field_validator("methods", mode="before")
     @classmethod
     def _split_methods(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = [value]
-        if isinstance(value, list | tuple):
-            names = [part.strip() for item in value for part in str(item).split(",")]
-            return tuple(dict.fromkeys(name for name in names if name))
-        return value
+        return split_names(value)
 
     @field_validator("epsilons")
     @classmethod

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cnnlens.api.forms import split_list
+
 MapMethod = Literal["umap", "pca", "tsne"]
 
 # Near-duplicates: a pair within both distances. The perceptual hash separates copies from
@@ -58,12 +60,15 @@ class FeatureConfig(BaseModel):
     @field_validator("exemplars", mode="before")
     @classmethod
     def _split_layers(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = [value]
-        if isinstance(value, list | tuple):
-            names = [part.strip() for item in value for part in str(item).split(",")]
-            return tuple(dict.fromkeys(name for name in names if name))
-        return value
+        return split_names(value)
+
+
+def split_names(value: object) -> object:
+    """Repeated and/or comma-separated names (a string or a list) -> a tuple of distinct
+    names in order; anything else is left for pydantic to refuse."""
+    if isinstance(value, str | list | tuple):
+        return tuple(split_list([value] if isinstance(value, str) else map(str, value)))
+    return value
 
 
 def form_options(config: FeatureConfig) -> dict[str, object]:

@@ -98,7 +98,7 @@ def _umap(
         warnings.simplefilter("ignore")  # seeded -> single-threaded; no search index kept
         if count > UMAP_FIT_MAX:
             return _umap_sampled(reduced, seed, neighbours)
-        knn = (None, None, None)
+        knn: tuple[np.ndarray | None, np.ndarray | None, None] = (None, None, None)
         if graph is not None and graph[0].shape[1] >= neighbours:
             knn = (
                 np.ascontiguousarray(graph[0][:, :neighbours], np.int32),

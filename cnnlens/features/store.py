@@ -92,16 +92,8 @@ class FeatureStore:
 
     def vectors(self, job_id: str, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """Some images' vectors, by index."""
-        found: dict[int, np.ndarray] = {}
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            rows = self.store._rows(
-                f"SELECT idx, vector FROM features WHERE job_id = ? AND idx IN "
-                f"({','.join('?' * len(chunk))})",
-                (job_id, *chunk),
-            )
-            found.update((row[0], np.frombuffer(row[1], np.float32)) for row in rows)
-        return found
+        rows = self._among("SELECT idx, vector FROM features", job_id, ids)
+        return {int(row[0]): np.frombuffer(row[1], np.float32) for row in rows}
 
     def names(self, job_id: str) -> dict[int, str]:
         """Every image's name, by index."""
@@ -110,16 +102,17 @@ class FeatureStore:
 
     def paths(self, job_id: str, ids: Sequence[int]) -> dict[int, str]:
         """Where some images' bytes live (a local path or a URI), by index."""
-        found: dict[int, str] = {}
+        rows = self._among("SELECT idx, path FROM items", job_id, ids)
+        return {int(row[0]): str(row[1]) for row in rows}
+
+    def _among(self, select: str, job_id: str, ids: Sequence[int]) -> list[Any]:
+        """`select`'s rows of the job's images `ids`, 500 ids a query."""
+        rows: list[Any] = []
         for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            rows = self.store._rows(
-                f"SELECT idx, path FROM items WHERE job_id = ? AND idx IN "
-                f"({','.join('?' * len(chunk))})",
-                (job_id, *chunk),
-            )
-            found.update((int(row[0]), str(row[1])) for row in rows)
-        return found
+            chunk = [int(i) for i in ids[start : start + 500]]
+            where = f" WHERE job_id = ? AND idx IN ({','.join('?' * len(chunk))})"
+            rows += self.store._rows(select + where, (job_id, *chunk))
+        return rows
 
     def hashes(self, job_id: str) -> tuple[np.ndarray, np.ndarray]:
         """(ids, pHashes as uint64), image order."""
@@ -132,13 +125,7 @@ class FeatureStore:
 
     def iter_labels(self, job_id: str, page: int = PAGE) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, labels) pages of the images `iter_probabilities` yields, without the blobs."""
-        sql = (
-            "SELECT f.idx, i.label FROM features f JOIN items i"
-            " ON i.job_id = f.job_id AND i.idx = f.idx WHERE f.job_id = ?"
-            " AND f.probabilities IS NOT NULL AND i.label IS NOT NULL"
-            " AND f.idx > ? ORDER BY f.idx LIMIT ?"
-        )
-        for rows in self.store._pages(sql, (job_id,), page):
+        for rows in self.store._pages(_labelled("f.idx, i.label"), (job_id,), page):
             yield (
                 np.array([row[0] for row in rows], np.int64),
                 np.array([row[1] for row in rows], np.int64),
@@ -148,12 +135,7 @@ class FeatureStore:
         self, job_id: str, page: int = PAGE
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(ids, labels, probabilities (P, K) float16) pages of the labelled images."""
-        sql = (
-            "SELECT f.idx, i.label, f.probabilities FROM features f JOIN items i"
-            " ON i.job_id = f.job_id AND i.idx = f.idx WHERE f.job_id = ?"
-            " AND f.probabilities IS NOT NULL AND i.label IS NOT NULL"
-            " AND f.idx > ? ORDER BY f.idx LIMIT ?"
-        )
+        sql = _labelled("f.idx, i.label, f.probabilities")
         for rows in self.store._pages(sql, (job_id,), page):
             yield (
                 np.array([row[0] for row in rows], np.int64),
@@ -212,3 +194,12 @@ class FeatureStore:
     def summary(self, job_id: str) -> dict[str, Any] | None:
         rows = self.store._rows("SELECT features FROM jobs WHERE id = ?", (job_id,))
         return json.loads(rows[0][0]) if rows and rows[0][0] else None
+
+
+def _labelled(columns: str) -> str:
+    """A page of the labelled images whose probabilities were kept (see AuditStore._pages)."""
+    return (
+        f"SELECT {columns} FROM features f JOIN items i ON i.job_id = f.job_id AND i.idx = f.idx"
+        " WHERE f.job_id = ? AND f.probabilities IS NOT NULL AND i.label IS NOT NULL"
+        " AND f.idx > ? ORDER BY f.idx LIMIT ?"
+    )
