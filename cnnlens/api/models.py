@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 
 class Schema(BaseModel):
@@ -378,3 +378,14 @@ class Neighbour(Schema):
 
 class NeighboursResponse(Schema):
     neighbors: list[Neighbour] = Field(description="the nearest audited images, nearest first")
+
+
+class Exemplar(Schema):
+    name: str = Field(description="the audited image's name")
+    index: int = Field(description="its index in the audit")
+    activation: float = Field(description="the channel's largest activation in the image")
+    box: list[int] = Field(description="[x0, y0, x1, y1]: that unit's receptive field, pixels")
+
+
+class Exemplars(RootModel[dict[str, dict[str, list[Exemplar]]]]):
+    """{layer: {channel: [Exemplar, ...]}}, best first."""

@@ -92,4 +92,5 @@ class Connection(Generic[Http, Transport]):
     audit_results = Endpoint(protocol.audit_results)
     audit_report = Endpoint(protocol.audit_report)
     neighbors = Endpoint(protocol.neighbors)
+    audit_exemplars = Endpoint(protocol.audit_exemplars)
     delete_audit = Endpoint(protocol.delete_audit)

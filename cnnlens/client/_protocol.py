@@ -479,6 +479,13 @@ def neighbors(job_id: str, image: ImageInput, k: int = 5) -> Call[list[dict[str,
     )  # fmt: skip
 
 
+def audit_exemplars(job_id: str) -> Call[dict[str, Any]]:
+    """GET /v1/audits/{id}/exemplars: `{layer: {channel: [{name, index, activation, box}]}}`,
+    each channel's audited images by its largest activation (audits run with exemplar
+    layers); GET .../exemplars/{layer}/{channel}.png is the sheet of their crops."""
+    return Call("GET", _job_path(job_id, "/exemplars"), _json_object)
+
+
 def delete_audit(job_id: str) -> Call[dict[str, Any]]:
     """DELETE /v1/audits/{id}: cancel a running job (or forget a finished one)."""
     return Call("DELETE", _job_path(job_id), _json_object)
@@ -503,6 +510,7 @@ ENDPOINTS: tuple[Callable[..., Call[Any]], ...] = (
     audit_results,
     audit_report,
     neighbors,
+    audit_exemplars,
     delete_audit,
 )
 

@@ -74,8 +74,9 @@ def served_audit(
             archive.write(path, arcname=path.name)
     with live_server(app) as url, Client(url) as client:
         job = client.submit_audit(
-            buffer.getvalue(), filename="photos.zip", labels=photo_audit.photos.labels
-        )
+            buffer.getvalue(), filename="photos.zip", labels=photo_audit.photos.labels,
+            options={"exemplars": ["blocks.2"], "exemplars_k": 4},
+        )  # fmt: skip
         with pytest.raises(CnnlensAPIError) as early:  # no index before the audit ends
             client.neighbors(job["id"], photo_audit.photos.folder / QUERY)
         assert early.value.status == 409 and early.value.code == "no_index"
@@ -126,3 +127,26 @@ def test_neighbours_route_refuses_bad_requests(
         with pytest.raises(CnnlensAPIError) as not_an_image:
             client.neighbors(job_id, b"not an image", k=3)
         assert not_an_image.value.status in (400, 415)
+
+
+def test_exemplars_are_served(served_audit: tuple[str, str]) -> None:
+    import httpx
+    from PIL import Image
+
+    url, job_id = served_audit
+    with Client(url) as client:
+        exemplars = client.audit_exemplars(job_id)
+    assert list(exemplars) == ["blocks.2"]
+    channels = exemplars["blocks.2"]
+    assert len(channels) == 40  # blocks.2 of efficientnet_lite0 has 40 channels
+    for entries in channels.values():
+        assert len(entries) == 4
+        activations = [entry["activation"] for entry in entries]
+        assert activations == sorted(activations, reverse=True)
+        x0, y0, x1, y1 = entries[0]["box"]
+        assert 0 <= x0 < x1 and 0 <= y0 < y1
+    sheet = httpx.get(f"{url}/v1/audits/{job_id}/exemplars/blocks.2/0.png")
+    assert sheet.status_code == 200 and sheet.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(sheet.content)).size == (2 * 96, 2 * 96)
+    for path in ("exemplars/blocks.3/0.png", "exemplars/blocks.2/99.png"):
+        assert httpx.get(f"{url}/v1/audits/{job_id}/{path}").status_code == 404

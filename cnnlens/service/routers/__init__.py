@@ -24,5 +24,5 @@ V1_ROUTERS = [
     "visualize",
     "compare",
     "audits",
-    "audit_neighbors",
+    "audit_features",
 ]
