@@ -17,6 +17,16 @@ from PIL import Image
 
 from cnnlens import render
 from cnnlens.audit.records import FLAG_DEGENERATE, FLAG_OFF_OBJECT, FLAGS
+from cnnlens.audit.report_views import (
+    DETAIL_SCRIPT,
+    MAP_SCRIPT,
+    VIEWS_STYLE,
+    OverlayLink,
+    ThumbnailLink,
+    detail_dialog,
+    map_section,
+    row_links,
+)
 from cnnlens.audit.summary import HISTOGRAM_BINS, SummaryBuilder
 from cnnlens.audit.svg import bar_chart, binned_histogram
 from cnnlens.features.report import (
@@ -63,17 +73,23 @@ const data=JSON.parse(document.getElementById('rows').textContent);
 const search=document.getElementById('search');const flag=document.getElementById('flag');
 const shown=document.getElementById('shown');const pager=document.getElementById('pager');
 const PAGE=100;let page=0;let order=data;let hits=data;
+// Shared with the map and the detail view: the rows, the map's selection (a Set of image
+// indices, or null), and the views told of every new filter result.
+const report=window.cnnlensReport={rows:data,selection:null,views:[],
+ select:function(chosen){report.selection=chosen;apply();},shown:function(){return hits;}};
 function matches(r,f){if(f==='all')return true;if(f==='flagged')return r.f!=='';
  if(f.startsWith('g:'))return (' '+r.g+' ').includes(' '+f.slice(2)+' ');
  return (' '+r.f+' ').includes(' '+f+' ');}
-function filter(){const q=search.value.toLowerCase();const f=flag.value;
- hits=order.filter(function(r){return (!q||r.t.includes(q))&&matches(r,f);});}
+function filter(){const q=search.value.toLowerCase();const f=flag.value;const s=report.selection;
+ hits=order.filter(function(r){return (!s||(r.d&&s.has(r.d.index)))&&(!q||r.t.includes(q))
+  &&matches(r,f);});}
 function render(){const pages=Math.max(1,Math.ceil(hits.length/PAGE));
  page=Math.min(page,pages-1);
  body.innerHTML=hits.slice(page*PAGE,(page+1)*PAGE).map(function(r){return r.h;}).join('');
- shown.textContent=hits.length+' of '+data.length+' images';
+ shown.textContent=hits.length+' of '+data.length+' images'
+  +(report.selection?' (selected on the map)':'');
  pager.textContent='page '+(page+1)+' of '+pages;}
-function apply(){page=0;filter();render();}
+function apply(){page=0;filter();render();report.views.forEach(function(v){v(hits);});}
 document.getElementById('prev').addEventListener('click',function(){if(page>0){page--;render();}});
 document.getElementById('next').addEventListener('click',function(){page++;render();});
 search.addEventListener('input',apply);flag.addEventListener('change',apply);
@@ -85,6 +101,9 @@ table.querySelectorAll('th.sortable').forEach(function(th){let up=true;
   up=!up;filter();render();});});
 apply();})();
 """
+# Every inline script and style of the report, in the order they are written.
+SCRIPTS: tuple[str, ...] = (_SCRIPT, MAP_SCRIPT, DETAIL_SCRIPT)
+STYLES: tuple[str, ...] = (_STYLE, VIEWS_STYLE)
 
 
 def render_report(
@@ -95,6 +114,8 @@ def render_report(
     thumbnails: Mapping[int, bytes],
     overlays: Mapping[int, Mapping[str, bytes]],
     class_means: Sequence[Mapping[str, Any]],
+    overlay_link: OverlayLink | None = None,
+    thumbnail_link: ThumbnailLink | None = None,
 ) -> str:
     """The report as one HTML string."""
     facts = SummaryBuilder()
@@ -109,6 +130,8 @@ def render_report(
         facts=facts,
         rows=((r, thumbnails.get(r["index"]), overlays.get(r["index"], {})) for r in ordered),
         class_means=class_means,
+        overlay_link=overlay_link,
+        thumbnail_link=thumbnail_link,
     )
     return sink.getvalue()
 
@@ -124,16 +147,21 @@ def write_report(
     facts: SummaryBuilder,
     rows: Iterable[ReportRow],
     class_means: Sequence[Mapping[str, Any]],
+    overlay_link: OverlayLink | None = None,
+    thumbnail_link: ThumbnailLink | None = None,
 ) -> None:
     """The report written as a stream: `facts` (one pass over the records) decides the charts
     and columns, `rows` (record, thumbnail, overlay thumbnails; flagged first) come one by one,
-    so that only one row at a time is held."""
+    so that only one row at a time is held. `overlay_link`: where rows link their full-size
+    overlays (default: the files next to the report); `thumbnail_link`: where rows past the
+    embedded ones find a thumbnail (a service's route; default: none, their overlay instead)."""
     methods = list(job.get("methods") or [])
     title = f"cnnlens audit {job.get('id', '')}"
     sink.write(
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{escape(title)}</title><link rel='icon' href='{_FAVICON}'>"
-        f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>"
+        + "".join(f"<style>{style}</style>" for style in STYLES)
+        + f"</head><body><h1>{escape(title)}</h1>"
     )
     sink.write(_header(job, summary))
     sink.write(_charts(facts, summary))
@@ -146,14 +174,22 @@ def write_report(
     )  # fmt: skip
     if shown.features and features is not None:
         sink.write(dataset_section(features))
+        sink.write(map_section(labels=facts.has_labels))
     sink.write(_results_head(methods, shown, features if shown.features else None))
     min_box_energy = float(job.get("min_box_energy") or 0.5)
     sink.write("[")
+    link = overlay_link or _overlay_file
     for position, (record, thumbnail, overlays) in enumerate(rows):
         embed = position < EMBEDDED_ROWS
         row = _row(record, methods, thumbnail, overlays, shown, min_box_energy, embed)
-        sink.write(("," if position else "") + _row_entry(row, record))
-    sink.write(f"]</script><script>{_SCRIPT}</script></body></html>")
+        links = row_links(record, link, thumbnail_link, embed and thumbnail is not None)
+        sink.write(("," if position else "") + _row_entry(row, record, links))
+    sink.write("]</script>" + detail_dialog())
+    sink.write("".join(f"<script>{script}</script>" for script in SCRIPTS) + "</body></html>")
+
+
+def _overlay_file(index: int, method: str, relative: str) -> str:
+    return relative
 
 
 def _header(job: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
@@ -306,10 +342,13 @@ def _results_head(
 _VALUE = re.compile(r"<td[^>]*?(?: data-v='([^']*)')?>")
 
 
-def _row_entry(row: str, record: Mapping[str, Any] | None = None) -> str:
+def _row_entry(
+    row: str, record: Mapping[str, Any] | None = None, links: Mapping[str, Any] | None = None
+) -> str:
     """One row as data the page renders a page at a time: text, flags and findings to filter
     on, each cell's sort value, the row's HTML ('</' escaped: the JSON sits in a script
-    element), and its dataset-view data (`d`: map coordinates, cluster, neighbours...)."""
+    element), and its data for the map and the detail view (`d`: map coordinates, cluster,
+    neighbours..., and `links`)."""
     head = row[: row.index(">") + 1]
     flags = unescape(re.search(r"data-flags='([^']*)'", head).group(1))  # type: ignore[union-attr]
     text = unescape(re.search(r"data-text='([^']*)'", head).group(1))  # type: ignore[union-attr]
@@ -317,7 +356,7 @@ def _row_entry(row: str, record: Mapping[str, Any] | None = None) -> str:
     entry: dict[str, Any] = {"t": text, "f": flags, "v": values, "h": row}
     if record is not None:
         entry["g"] = finding_tags(record)
-        entry["d"] = row_data(record)
+        entry["d"] = {**row_data(record), **(links or {})}
     return json.dumps(entry, separators=(",", ":")).replace("</", "<\\/")
 
 
@@ -358,17 +397,18 @@ def _row(
     text = " ".join([name, label, predicted, *flags]).lower()
     sources = flag_sources(record, min_box_energy)
     cells = [_cell(str(index), index)]
-    cells.append(_image_cell(thumbnail if embed else None, name))
+    cells.append(_image_cell(thumbnail if embed else None, name, "image"))
     files = record.get("overlays") or {}
     for method in methods:
         if embed:
-            cells.append(_image_cell(overlays.get(method), f"{method} of {name}"))
+            cells.append(_image_cell(overlays.get(method), f"{method} of {name}", method))
         elif method in files:  # beyond the embedded rows: the overlay file next to the report
             link = escape(str(files[method]))
             cells.append(f"<td><a href='{link}'>{escape(method)}</a></td>")
         else:
             cells.append("<td></td>")
-    cells.append(_cell(escape(name), name))
+    # the name opens the row's detail view (the report's script reads the fragment)
+    cells.append(_cell(f"<a class='detail' href='#image-{index}'>{escape(name)}</a>", name))
     if shown.labels:
         cells.append(_cell(escape(label), label))
     if record.get("status") == "error":
@@ -405,7 +445,7 @@ def _row(
     if shown.features:
         cells += [_cell(content, value, css) for content, value, css in finding_cells(record)]
     return (
-        f"<tr data-flags='{escape(' '.join(flags))}' data-text='{escape(text)}'>"
+        f"<tr data-i='{index}' data-flags='{escape(' '.join(flags))}' data-text='{escape(text)}'>"
         f"{''.join(cells)}</tr>"
     )
 
@@ -428,10 +468,13 @@ def _cell(content: str, value: Any, css: str | None = None) -> str:
     return f"<td{kind} data-v='{escape(str(value))}'>{content}</td>"
 
 
-def _image_cell(data: bytes | None, alt: str) -> str:
+def _image_cell(data: bytes | None, alt: str, kind: str) -> str:
+    """An embedded thumbnail; `kind` ("image" or the overlay's method) lets the detail view
+    find it."""
     if data is None:
         return "<td></td>"
-    return f"<td><img class='t' alt='{escape(alt)}' src='{_data_uri(data, 'jpeg')}'></td>"
+    src = _data_uri(data, "jpeg")
+    return f"<td><img class='t' alt='{escape(alt)}' data-k='{escape(kind)}' src='{src}'></td>"
 
 
 def _data_uri(data: bytes, kind: str) -> str:
