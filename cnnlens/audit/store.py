@@ -399,6 +399,10 @@ class AuditStore:
     def thumbnails(self, job_id: str) -> dict[int, bytes]:
         return self._blobs("thumbnail", job_id)
 
+    def thumbnail(self, job_id: str, index: int) -> bytes | None:
+        """One image's thumbnail (JPEG), or None."""
+        return self._blobs("thumbnail", job_id, " AND idx = ?", (index,)).get(index)
+
     def overlay_thumbnails(self, job_id: str) -> dict[int, dict[str, bytes]]:
         return self._overlays(job_id)
 

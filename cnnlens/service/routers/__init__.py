@@ -25,4 +25,5 @@ V1_ROUTERS = [
     "compare",
     "audits",
     "audit_features",
+    "audit_thumbnails",
 ]

@@ -861,6 +861,7 @@ async function activationMax(event) {
     $("act-summary").textContent = `Maximizes ${what}; objective ${body.score.toFixed(3)}.`;
     $("act-caption").textContent = `The model sees: ${classText(body.top1)}`;
     showBody("activation");
+    document.dispatchEvent(new CustomEvent("activation-shown", { detail: body })); // dataset.js
   });
 }
 
@@ -1032,6 +1033,7 @@ async function showAuditResults(job) {
     (record.flags || []).join(", ") || "none",
   ]);
   $("audit-table").hidden = false;
+  document.dispatchEvent(new CustomEvent("audit-shown", { detail: job })); // dataset.js
 }
 
 // ---------- start ----------
