@@ -13,15 +13,18 @@ from PIL import Image
 CLASSES = ("tench", "goldfish", "Egyptian cat", "espresso", "rocket", "space shuttle")
 
 
-def map_records(count: int, blobs: int = 3, seed: int = 0) -> list[dict[str, Any]]:
-    """`count` rows in `blobs` well-separated blobs (blob b centred at (10 b, 5 (b % 2)),
-    spread 0.6), blob b labelled and clustered b; every 9th row of a blob predicted wrong."""
+def map_records(
+    count: int, blobs: int = 3, seed: int = 0, spread: float = 0.6
+) -> list[dict[str, Any]]:
+    """`count` rows in `blobs` blobs four to a row (blob b centred at (10 (b % 4),
+    10 (b // 4) + 5 (b % 2)), Gaussian of deviation `spread`: apart at 0.6), blob b labelled
+    and clustered b; every 9th row of a blob predicted wrong."""
     from sklearn.neighbors import NearestNeighbors
 
     rng = np.random.default_rng(seed)
     blob = np.arange(count) % blobs
-    centres = np.stack([10.0 * blob, 5.0 * (blob % 2)], axis=1)
-    points = centres + rng.normal(0, 0.6, size=(count, 2))
+    centres = np.stack([10.0 * (blob % 4), 10.0 * (blob // 4) + 5.0 * (blob % 2)], axis=1)
+    points = centres + rng.normal(0, spread, size=(count, 2))
     found = NearestNeighbors(n_neighbors=min(6, count)).fit(points)
     distances, nearest = found.kneighbors(points)
     records = []
