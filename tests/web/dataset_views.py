@@ -63,6 +63,7 @@ def service_audit(
     labels: dict[str, int] | None = None,
     exemplars: tuple[str, ...] = ("blocks.2",),
     exemplars_k: int = 4,
+    features: bool = True,
 ) -> str:
     """An audit of `images` (name -> picture) on the service at `url`, run to its end: its id."""
     archive = io.BytesIO()
@@ -72,7 +73,9 @@ def service_audit(
     files: dict[str, Any] = {"archive": ("photos.zip", archive.getvalue())}
     if labels:
         files["labels"] = ("labels.csv", "".join(f"{n},{c}\n" for n, c in labels.items()))
-    form = {"exemplars": list(exemplars), "exemplars_k": str(exemplars_k)}
+    form: dict[str, Any] = {"exemplars": list(exemplars), "exemplars_k": str(exemplars_k)}
+    if not features:
+        form["features"] = "false"
     with httpx.Client(base_url=url, timeout=60) as http:
         answer = http.post("/v1/audits", files=files, data=form)
         assert answer.status_code == 202, answer.text
@@ -100,14 +103,19 @@ def choose_audit(driver: Any, url: str, job_id: str) -> None:
     wait_for(driver, "#audit-neighbours:not([hidden])")
 
 
-def drop_for_neighbours(driver: Any, image: Image.Image, name: str, k: int = 5) -> list[str]:
-    """Drop `image` on the chosen audit: the names of the neighbours shown, nearest first."""
-    from selenium.webdriver.common.by import By
-
+def drop_image(driver: Any, image: Image.Image, name: str, k: int = 5) -> None:
+    """Drop `image` on the chosen audit's neighbours zone."""
     set_value(driver, "neighbours-k", str(k))
     driver.execute_script("document.getElementById('audit-neighbours').dataset.ready = '';")
     payload = base64.b64encode(png_bytes(image)).decode("ascii")
     driver.execute_script(DROP_FILE, payload, name, "image/png", "neighbours-drop")
+
+
+def drop_for_neighbours(driver: Any, image: Image.Image, name: str, k: int = 5) -> list[str]:
+    """Drop `image` on the chosen audit: the names of the neighbours shown, nearest first."""
+    from selenium.webdriver.common.by import By
+
+    drop_image(driver, image, name, k)
     wait_for(driver, "#audit-neighbours[data-ready='true']")
     wait_for(driver, "#neighbours-list .neighbour img[src^='blob:']")
     items = driver.find_elements(By.CSS_SELECTOR, "#neighbours-list .neighbour")
