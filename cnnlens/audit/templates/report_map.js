@@ -188,6 +188,66 @@
     zoom = {scale: 1, x: 0, y: 0};
     whole.hidden = true;
     project();
+    // points pushed apart may reach past the edge: the map is drawn in a little closer
+    for (let round = 0; round < 4; round++) {
+      let sx0 = Infinity, sx1 = -Infinity, sy0 = Infinity, sy1 = -Infinity;
+      for (let i = 0; i < n; i++) {
+        sx0 = Math.min(sx0, screenX[i]); sx1 = Math.max(sx1, screenX[i]);
+        sy0 = Math.min(sy0, screenY[i]); sy1 = Math.max(sy1, screenY[i]);
+      }
+      const inner = PAD / 2 + radius;
+      if (sx0 >= inner && sy0 >= inner && sx1 <= width - inner && sy1 <= height - inner) break;
+      const shrink = Math.min(1, (width - 2 * inner) / (sx1 - sx0 || 1),
+        (height - 2 * inner) / (sy1 - sy0 || 1)) * 0.98;
+      const mx = (sx0 + sx1) / 2, my = (sy0 + sy1) / 2;
+      for (let i = 0; i < n; i++) {
+        fitX[i] = width / 2 + (fitX[i] - mx) * shrink;
+        fitY[i] = height / 2 + (fitY[i] - my) * shrink;
+      }
+      project();
+    }
+  }
+
+  // A map often puts a group of alike images within a few pixels (UMAP keeps neighbourhoods,
+  // not distances): past a few thousand points their density shows, but a few hundred would
+  // hide each other. Overlapping points are pushed apart until each shows, a few pixels from
+  // its place; zooming in brings the map's own layout back.
+  function spreadOut() {
+    if (n > STAMPED) return;
+    const gap = 2 * radius + 1;
+    for (let round = 0; round < 40; round++) {
+      const cells = new Map();
+      for (let i = 0; i < n; i++) {
+        const key = (Math.floor(screenX[i] / gap) + 32768) * 65536 + Math.floor(screenY[i] / gap) + 32768;
+        const bucket = cells.get(key);
+        if (bucket) bucket.push(i); else cells.set(key, [i]);
+      }
+      let moved = false;
+      for (let i = 0; i < n; i++) {
+        const gx = Math.floor(screenX[i] / gap) + 32768, gy = Math.floor(screenY[i] / gap) + 32768;
+        for (let dx = -1; dx <= 1; dx++) {
+          for (let dy = -1; dy <= 1; dy++) {
+            const bucket = cells.get((gx + dx) * 65536 + gy + dy);
+            if (!bucket) continue;
+            for (const j of bucket) {
+              if (j <= i) continue;
+              let ex = screenX[j] - screenX[i], ey = screenY[j] - screenY[i];
+              let distance = Math.hypot(ex, ey);
+              if (distance >= gap) continue;
+              if (distance < 1e-3) {  // the same place: apart along a fixed angle per pair
+                const angle = 2.399963 * (i + j);
+                ex = Math.cos(angle); ey = Math.sin(angle); distance = 1;
+              }
+              const push = (gap - distance) / (2 * distance);
+              screenX[i] -= ex * push; screenY[i] -= ey * push;
+              screenX[j] += ex * push; screenY[j] += ey * push;
+              moved = true;
+            }
+          }
+        }
+      }
+      if (!moved) break;
+    }
   }
 
   function cell(x, y) {  // the hover grid's key of a position
@@ -201,6 +261,7 @@
       screenY[i] = fitY[i] * zoom.scale + zoom.y;
     }
     radius = fitRadius * Math.min(2.5, Math.sqrt(zoom.scale));
+    spreadOut();
     gridCell = Math.max(8, 4 * radius);
     grid = new Map();
     for (let i = 0; i < n; i++) {
