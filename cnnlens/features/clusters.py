@@ -4,7 +4,8 @@ images the model fails on as a group.
 
 sklearn's HDBSCAN builds its tree in O(n^2) (about 15 s for 20 000 points in 50 dimensions
 on 2 cores, 110 s for 100 000 in 10), so past CLUSTER_FIT_MAX points it clusters a seeded
-sample and every other point takes the cluster of its nearest sampled point (faiss, exact).
+sample (its minimum cluster size from the sample's count) and every other point takes the
+cluster of its nearest sampled point (faiss, exact).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 NOISE = -1  # HDBSCAN's label for points in no cluster
-CLUSTER_FIT_MAX = 20_000
+CLUSTER_FIT_MAX = 10_000
 MIN_CLUSTER_SIZE = 5
 MAX_MIN_SAMPLES = 10  # larger min_samples cost time and only thin the clusters' edges
 TOP_LABELS = 3
@@ -32,13 +33,13 @@ def cluster(reduced: np.ndarray, seed: int) -> np.ndarray:
     from sklearn.cluster import HDBSCAN
 
     count = len(reduced)
-    size = min_cluster_size(count)
-    if count < 2 * size:
-        return np.full(count, NOISE, np.int64)
     fitted = np.arange(count)
     if count > CLUSTER_FIT_MAX:
         rng = np.random.default_rng(seed)
         fitted = np.sort(rng.choice(count, CLUSTER_FIT_MAX, replace=False))
+    size = min_cluster_size(len(fitted))
+    if len(fitted) < 2 * size:
+        return np.full(count, NOISE, np.int64)
     model = HDBSCAN(min_cluster_size=size, min_samples=min(size, MAX_MIN_SAMPLES), copy=True)
     labels = np.full(count, NOISE, np.int64)
     labels[fitted] = model.fit_predict(reduced[fitted])

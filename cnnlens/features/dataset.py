@@ -54,7 +54,8 @@ from cnnlens.features.store import FeatureStore
 
 logger = logging.getLogger("cnnlens.features")
 FEATURES_PARQUET = "features.parquet"
-SAMPLE_MAX = 20_000  # unit vectors that fit PCA and train an IVF index (seeded sample)
+SAMPLE_MAX = 10_000  # unit vectors that fit PCA and train an IVF index (seeded sample)
+CHECKED = 1000  # of them, the queries of the IVF recall and the map's trustworthiness
 _DECIMALS = 6
 
 
@@ -82,28 +83,17 @@ def analyze_dataset(
     position = {int(index): row for row, index in enumerate(ids)}
     sample_ids = _sample(ids, SAMPLE_MAX, config.seed)
     sample = _unit_rows(features, job_id, sample_ids)
-    with clock("index"):
-        index = NeighbourIndex.build(
-            _unit_pages(features, job_id), count, dimensions, config.index_exact_max,
-            sample, config.seed,
-        )  # fmt: skip
-        measured = None
-        if not index.exact:
-            queries = sample[:RECALL_QUERIES]
-            truth = exact_search(queries, _unit_pages(features, job_id), RECALL_K)
-            measured = round(recall(index.search(queries, RECALL_K)[0], truth), 4)
-        index.save(out_dir / INDEX_FILE)
-    with clock("neighbours"):
-        wanted = max(config.neighbors, UMAP_NEIGHBOURS if config.map == "umap" else 0)
-        neighbours = _neighbours(index, _unit_pages(features, job_id), wanted)
+    wanted = max(config.neighbors, UMAP_NEIGHBOURS if config.map == "umap" else 0)
+    neighbours, index_info = _index_and_neighbours(
+        features, job_id, out_dir, (count, dimensions), sample, wanted, config, clock
+    )  # the index (the one full copy of the vectors) is saved and let go here
     with clock("reduce"):
         reducer = Reducer(sample, config.seed)
+        sample, sample_ids = sample[:CHECKED], sample_ids[:CHECKED]  # the rest: not needed
         reduced = np.concatenate([reducer(vectors) for _, vectors in _unit_pages(features, job_id)])
     with clock("map"):
-        graph = _graph(neighbours, ids)
-        coordinates, made_by = project(reduced, config.map, config.seed, graph)
-        shown = np.searchsorted(ids, sample_ids[:1000])
-        trust = trustworthiness(sample[: len(shown)], coordinates[shown])
+        coordinates, made_by = project(reduced, config.map, config.seed, _graph(neighbours, ids))
+        trust = trustworthiness(sample, coordinates[np.searchsorted(ids, sample_ids)])
     with clock("clusters"):
         labels = clustering.cluster(reduced, config.seed)
     del reduced
@@ -129,7 +119,7 @@ def analyze_dataset(
             "dimensions": dimensions,
             "neighbors": config.neighbors,
             "map": {"method": made_by, "trustworthiness": trust},
-            "index": index.info(measured).as_dict(),
+            "index": index_info,
             "clusters": cluster_summary,
             "unclustered": int((labels == clustering.NOISE).sum()),
             "near_duplicates": {
@@ -153,8 +143,37 @@ def analyze_dataset(
     return written
 
 
+def _index_and_neighbours(
+    features: FeatureStore,
+    job_id: str,
+    out_dir: Path,
+    shape: tuple[int, int],
+    sample: np.ndarray,
+    wanted: int,
+    config: FeatureConfig,
+    clock: _Clock,
+) -> tuple[_Neighbours, dict[str, Any]]:
+    """Build and save the index, measure an IVF index's recall, find every image's `wanted`
+    nearest images; the index is freed on return."""
+    count, dimensions = shape
+    with clock("index"):
+        index = NeighbourIndex.build(
+            _unit_pages(features, job_id), count, dimensions, config.index_exact_max,
+            sample, config.seed,
+        )  # fmt: skip
+        measured = None
+        if not index.exact:
+            queries = sample[:RECALL_QUERIES]
+            truth = exact_search(queries, _unit_pages(features, job_id), RECALL_K)
+            measured = round(recall(index.search(queries, RECALL_K)[0], truth), 4)
+        index.save(out_dir / INDEX_FILE)
+    with clock("neighbours"):
+        found = _neighbours(index, _unit_pages(features, job_id), wanted)
+    return found, index.info(measured).as_dict()
+
+
 class _Clock:
-    """Times the stages (summary.json's elapsed_s)."""
+    """Times the stages (summary.json's elapsed_s; a stage timed twice adds up)."""
 
     def __init__(self, timings: dict[str, float]) -> None:
         self.timings = timings
@@ -171,7 +190,8 @@ class _Stage:
         self.started = time.perf_counter()
 
     def __exit__(self, *exc_info: object) -> None:
-        self.timings[self.name] = time.perf_counter() - self.started
+        elapsed = time.perf_counter() - self.started
+        self.timings[self.name] = self.timings.get(self.name, 0.0) + elapsed
 
 
 def _sample(ids: np.ndarray, size: int, seed: int) -> np.ndarray:
