@@ -16,7 +16,8 @@ Each figure is the median of `--repeats` runs, as milliseconds and as a ratio to
 baseline and to one frame at 60 Hz (16.7 ms). A canvas is flushed by reading one pixel back
 after drawing, so that the time includes the rasterization.
 
-    python -m benchmarks.report_map [--points 20000] [--repeats 30] [--out benchmarks/results/report-map]
+    python -m benchmarks.report_map [--points 20000] [--repeats 30] [--also 2000]
+        [--out benchmarks/results/report-map]
 """
 
 from __future__ import annotations
@@ -205,10 +206,12 @@ def main(argv: list[str] | None = None) -> int:
             )
     lines.append("")
     for result in results:
+        tasks = result["tasks"]
         lines.append(
             f"{result['points']} points: report {result['report_bytes'] / 1e6:.1f} MB, loaded "
-            f"in {result['load_ms'] / 1000:.2f} s; box selected {result['tasks']['box'].get('median_selected')}"
-            f" and lasso {result['tasks']['lasso'].get('median_selected')} points (median); "
+            f"in {result['load_ms'] / 1000:.2f} s; box selected "
+            f"{tasks['box'].get('median_selected')} and lasso "
+            f"{tasks['lasso'].get('median_selected')} points (median); "
             f"console errors: {len(result['console_errors'])}."
         )
     (args.out / "latest.md").write_text("\n".join(lines) + "\n")

@@ -14,7 +14,7 @@ import pytest
 from cnnlens.audit import report as report_module
 from cnnlens.audit.report import render_report
 from cnnlens.audit.summary import summarize
-from tests.web.dataset_views import drag_on_map, map_point, report_names
+from tests.web.dataset_views import drag_on_map, report_names
 from tests.web.map_records import features_summary, jpeg, map_records, png
 from tests.web.views import wait_for
 
@@ -49,9 +49,7 @@ def records() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def report(
-    records: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
-) -> Path:
+def report(records: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """index.html beside overlays/ (every overlay a 320 x 240 PNG), as an audit writes them."""
     folder = tmp_path_factory.mktemp("report")
     (folder / "overlays").mkdir()
@@ -161,7 +159,9 @@ def test_colour_by_switches_the_legend_and_the_points(
     assert [(e["name"], e["count"]) for e in legend] == [
         ("correct", COUNT - len(wrong)), ("wrong", len(wrong)),
     ]  # fmt: skip
-    shown = [item.text.split("\n") for item in browser.find_elements("css selector", "#map-legend li")]
+    shown = [
+        item.text.split("\n") for item in browser.find_elements("css selector", "#map-legend li")
+    ]
     assert shown == [["correct", str(COUNT - len(wrong))], ["wrong", str(len(wrong))]]
     # a wrong point is drawn in the legend's "wrong" colour (over white, at 90 % opacity)
     colours = {e["name"]: _hex(e["colour"]) for e in legend}
@@ -251,12 +251,16 @@ def test_every_row_opens_its_detail_view(
     assert all(width > 0 for _, _, width in shown["neighbours"])  # each with its picture
     # a neighbour's link opens its own detail
     target = record["neighbors"][0]
-    browser.find_element("css selector", f"#detail ol.neighbours a[href='#image-{target['index']}']").click()
+    browser.find_element(
+        "css selector", f"#detail ol.neighbours a[href='#image-{target['index']}']"
+    ).click()
     assert _detail(browser)["title"] == target["name"]
     browser.find_element("id", "detail-close").click()
     assert browser.execute_script("return document.getElementById('detail').open") is False
     # a row past the embedded ones, by a link to it: its overlay from its file
-    last = browser.execute_script("return window.cnnlensReport.rows[arguments[0]].d.index", COUNT - 1)
+    last = browser.execute_script(
+        "return window.cnnlensReport.rows[arguments[0]].d.index", COUNT - 1
+    )
     browser.get(report.as_uri() + f"#image-{last}")
     shown = _detail(browser)
     record = records[last]

@@ -33,4 +33,6 @@ async def audit_thumbnail(
     if data is None:
         raise JobNotFoundError(f"audit job {job.id} has no thumbnail of image {index}")
     # a finished image's thumbnail never changes: the browser may keep it
-    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+    return Response(
+        data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
+    )
