@@ -90,26 +90,9 @@ TASKS = ("redraw", "box", "lasso", "hover", "colour", "table filter")
 
 
 def build_report(points: int, folder: Path) -> Path:
-    from cnnlens.audit.report import render_report
-    from cnnlens.audit.summary import summarize
-    from tests.web.map_records import features_summary, jpeg, map_records, png
+    from tests.web.map_records import map_records, write_map_report
 
-    records = map_records(points, blobs=12, spread=2.0)
-    thumbnail = jpeg((200, 60, 40), (160, 120))
-    overlay = png((30, 90, 200), (320, 240))
-    (folder / "overlays").mkdir()
-    for record in records:  # the files rows past the embedded ones show
-        (folder / record["overlays"]["grad_cam"]).write_bytes(overlay)
-    summary = {**summarize(records), "features": features_summary(records)}
-    html = render_report(
-        job={"id": "bench", "model": "m", "methods": ["grad_cam"], "status": "done"},
-        records=records, summary=summary,
-        thumbnails={r["index"]: thumbnail for r in records},
-        overlays={r["index"]: {"grad_cam": thumbnail} for r in records}, class_means=[],
-    )  # fmt: skip
-    path = folder / "index.html"
-    path.write_text(html, encoding="utf-8")
-    return path
+    return write_map_report(folder, map_records(points, blobs=12, spread=2.0), (160, 120))
 
 
 def measure(points: int, repeats: int) -> dict[str, Any]:

@@ -5,6 +5,7 @@ issues and copies, and each row's neighbours by map distance."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -86,3 +87,30 @@ def png(colour: tuple[int, int, int], size: tuple[int, int]) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, colour).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+OVERLAY_SIZE = (320, 240)
+
+
+def write_map_report(
+    folder: Path, records: list[dict[str, Any]], thumbnail_size: tuple[int, int] = (64, 48)
+) -> Path:
+    """index.html of `records` beside overlays/ (every overlay a 320 x 240 PNG), as an audit
+    writes them; every row has a thumbnail, the report embeds the first EMBEDDED_ROWS."""
+    from cnnlens.audit.report import render_report
+    from cnnlens.audit.summary import summarize
+
+    (folder / "overlays").mkdir(parents=True, exist_ok=True)
+    overlay = png((30, 90, 200), OVERLAY_SIZE)
+    for record in records:
+        (folder / record["overlays"]["grad_cam"]).write_bytes(overlay)
+    thumbnail = jpeg((200, 60, 40), thumbnail_size)
+    html = render_report(
+        job={"id": "map", "model": "m", "methods": ["grad_cam"], "status": "done"},
+        records=records, summary={**summarize(records), "features": features_summary(records)},
+        thumbnails={r["index"]: thumbnail for r in records},
+        overlays={r["index"]: {"grad_cam": thumbnail} for r in records}, class_means=[],
+    )  # fmt: skip
+    path = folder / "index.html"
+    path.write_text(html, encoding="utf-8")
+    return path

@@ -12,17 +12,14 @@ from typing import Any
 import pytest
 
 from cnnlens.audit import report as report_module
-from cnnlens.audit.report import render_report
-from cnnlens.audit.summary import summarize
 from tests.web.dataset_views import drag_on_map, report_names
-from tests.web.map_records import features_summary, jpeg, map_records, png
+from tests.web.map_records import OVERLAY_SIZE, map_records, write_map_report
 from tests.web.views import wait_for
 
 pytestmark = pytest.mark.browser
 
 COUNT = 300
 EMBEDDED = 20  # rows with embedded thumbnails in this report; the others link their files
-OVERLAY_SIZE = (320, 240)
 # Every point's place on the screen (client pixels), by image index.
 POINTS = """
 const found = {};
@@ -50,25 +47,10 @@ def records() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def report(records: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """index.html beside overlays/ (every overlay a 320 x 240 PNG), as an audit writes them."""
-    folder = tmp_path_factory.mktemp("report")
-    (folder / "overlays").mkdir()
-    overlay = png((30, 90, 200), OVERLAY_SIZE)
-    for record in records:
-        (folder / record["overlays"]["grad_cam"]).write_bytes(overlay)
-    thumbnail = jpeg((200, 60, 40))
-    summary = {**summarize(records), "features": features_summary(records)}
+    """The report of the rows, with EMBEDDED rows embedded; the others link their files."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(report_module, "EMBEDDED_ROWS", EMBEDDED)
-        html = render_report(
-            job={"id": "map", "model": "m", "methods": ["grad_cam"], "status": "done"},
-            records=records, summary=summary,
-            thumbnails={r["index"]: thumbnail for r in records},
-            overlays={r["index"]: {"grad_cam": thumbnail} for r in records}, class_means=[],
-        )  # fmt: skip
-    path = folder / "index.html"
-    path.write_text(html, encoding="utf-8")
-    return path
+        return write_map_report(tmp_path_factory.mktemp("report"), records)
 
 
 def _open(driver: Any, report: Path) -> dict[int, tuple[float, float]]:

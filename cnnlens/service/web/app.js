@@ -299,8 +299,8 @@ function chooseFile(file) {
   image.src = url;
 }
 
-function setUpDropZone() {
-  const zone = $("drop-zone");
+// A zone that takes a file dropped on it or chosen with its input: `onFile(file)`.
+function watchDrops(zone, input, onFile) {
   for (const type of ["dragenter", "dragover"]) {
     zone.addEventListener(type, (event) => {
       event.preventDefault();
@@ -313,9 +313,15 @@ function setUpDropZone() {
   zone.addEventListener("drop", (event) => {
     event.preventDefault();
     const file = event.dataTransfer.files[0];
-    if (file) chooseFile(file);
+    if (file) onFile(file);
   });
-  $("image-input").addEventListener("change", (event) => chooseFile(event.target.files[0]));
+  input.addEventListener("change", (event) => {
+    if (event.target.files[0]) onFile(event.target.files[0]);
+  });
+}
+
+function setUpDropZone() {
+  watchDrops($("drop-zone"), $("image-input"), chooseFile);
 }
 
 // ---------- shared form pieces ----------

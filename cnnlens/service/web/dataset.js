@@ -149,24 +149,6 @@ function neighbourItem(job, entry) {
   return item;
 }
 
-function setUpNeighboursDrop() {
-  const zone = $("neighbours-drop");
-  for (const type of ["dragenter", "dragover"]) {
-    zone.addEventListener(type, (event) => {
-      event.preventDefault();
-      zone.classList.add("dragging");
-    });
-  }
-  for (const type of ["dragleave", "drop"]) {
-    zone.addEventListener(type, () => zone.classList.remove("dragging"));
-  }
-  zone.addEventListener("drop", (event) => {
-    event.preventDefault();
-    findNeighbours(event.dataTransfer.files[0]);
-  });
-  $("neighbours-input").addEventListener("change", (event) => findNeighbours(event.target.files[0]));
-}
-
 // ---------- real exemplars beside activation maximization ----------
 
 function exemplarLayers() {
@@ -223,7 +205,7 @@ async function showExemplars(answer) {
 // ---------- start ----------
 
 function startDataset() {
-  setUpNeighboursDrop();
+  watchDrops($("neighbours-drop"), $("neighbours-input"), findNeighbours); // app.js
   $("audit-choose").addEventListener("change", (event) => chooseAudit(event.target.value));
   $("audit-refresh").addEventListener("click", listAudits);
   document.addEventListener("audit-shown", (event) => auditShown(event.detail));
