@@ -1039,7 +1039,8 @@ async function showAuditResults(job) {
     (record.flags || []).join(", ") || "none",
   ]);
   $("audit-table").hidden = false;
-  document.dispatchEvent(new CustomEvent("audit-shown", { detail: job })); // dataset.js
+  const shown = { job, summary: body.summary }; // for dataset.js
+  document.dispatchEvent(new CustomEvent("audit-shown", { detail: shown }));
 }
 
 // ---------- start ----------

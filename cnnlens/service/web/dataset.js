@@ -69,8 +69,8 @@ async function chooseAudit(id) {
 }
 
 // Every finished audit the page shows (chosen, or a submitted one that ended) becomes the one
-// the neighbours and the exemplars come from.
-async function auditShown(job) {
+// the neighbours and the exemplars come from; its summary says which layers kept exemplars.
+async function auditShown({ job, summary }) {
   const finished = FINISHED.includes(job.status);
   dataset.job = finished ? job : null;
   dataset.exemplars = null;
@@ -81,10 +81,13 @@ async function auditShown(job) {
   const select = $("audit-choose");
   if (![...select.options].some((option) => option.value === job.id)) await listAudits();
   select.value = job.id;
-  try {
-    dataset.exemplars = await api(`/v1/audits/${job.id}/exemplars`);
-  } catch (error) {
-    if (error.status !== 404) showError(error); // 404: an audit run without exemplar layers
+  const kept = ((summary || {}).features || {}).exemplars || {};
+  if (Object.keys(kept).length) {
+    try {
+      dataset.exemplars = await api(`/v1/audits/${job.id}/exemplars`);
+    } catch (error) {
+      showError(error);
+    }
   }
   showExemplarHint();
 }
