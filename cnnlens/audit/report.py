@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,6 +37,7 @@ from cnnlens.features.report import (
     row_data,
     summary_cards,
 )
+from cnnlens.html_safety import csp, inline_hashes, json_in_html
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:20px;color:#222}
@@ -101,9 +101,23 @@ table.querySelectorAll('th.sortable').forEach(function(th){let up=true;
   up=!up;filter();render();});});
 apply();})();
 """
-# Every inline script and style of the report, in the order they are written.
+# Every inline script and style of the report, in the order they are written: the report's
+# Content-Security-Policy allows exactly these texts, by their hashes (`report_policy`). A
+# feature of the report that needs script adds its text here.
 SCRIPTS: tuple[str, ...] = (_SCRIPT, MAP_SCRIPT, DETAIL_SCRIPT)
 STYLES: tuple[str, ...] = (_STYLE, VIEWS_STYLE)
+
+
+def report_policy() -> str:
+    """The report's Content-Security-Policy: nothing runs or loads but its own inline scripts
+    and styles (hashed from their text), the images embedded in it, and images of its own
+    origin: the detail view's full-size overlays and the thumbnails of rows past the embedded
+    ones (the files beside an on-disk report, the service's image routes)."""
+    return csp(
+        script_src=inline_hashes(*SCRIPTS),
+        style_src=inline_hashes(*STYLES),
+        img_src=["data:", "'self'"],
+    )
 
 
 def render_report(
@@ -159,6 +173,7 @@ def write_report(
     title = f"cnnlens audit {job.get('id', '')}"
     sink.write(
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<meta http-equiv='Content-Security-Policy' content=\"{report_policy()}\">"
         f"<title>{escape(title)}</title><link rel='icon' href='{_FAVICON}'>"
         + "".join(f"<style>{style}</style>" for style in STYLES)
         + f"</head><body><h1>{escape(title)}</h1>"
@@ -181,7 +196,7 @@ def write_report(
     link = overlay_link or _overlay_file
     for position, (record, thumbnail, overlays) in enumerate(rows):
         embed = position < EMBEDDED_ROWS
-        row = _row(record, methods, thumbnail, overlays, shown, min_box_energy, embed)
+        row = _row(record, methods, thumbnail, overlays, shown, min_box_energy, embed, link)
         links = row_links(record, link, thumbnail_link, embed and thumbnail is not None)
         sink.write(("," if position else "") + _row_entry(row, record, links))
     sink.write("]</script>" + detail_dialog())
@@ -340,27 +355,31 @@ def _results_head(
 
 
 _VALUE = re.compile(r"<td[^>]*?(?: data-v='([^']*)')?>")
+# The attributes a row's HTML carries to this function; the page reads them from the entry.
+_ENTRY_ATTRIBUTES = re.compile(r" data-(?:v|flags|text)='[^']*'")
 
 
 def _row_entry(
     row: str, record: Mapping[str, Any] | None = None, links: Mapping[str, Any] | None = None
 ) -> str:
     """One row as data the page renders a page at a time: text, flags and findings to filter
-    on, each cell's sort value, the row's HTML ('</' escaped: the JSON sits in a script
-    element), and its data for the map and the detail view (`d`: map coordinates, cluster,
-    neighbours..., and `links`)."""
+    on, each cell's sort value, the row's HTML (the JSON sits in a script element), and its
+    data for the map and the detail view (`d`: map coordinates, cluster, neighbours...,
+    and `links`)."""
     head = row[: row.index(">") + 1]
     flags = unescape(re.search(r"data-flags='([^']*)'", head).group(1))  # type: ignore[union-attr]
     text = unescape(re.search(r"data-text='([^']*)'", head).group(1))  # type: ignore[union-attr]
     values = [unescape(value or "") for value in _VALUE.findall(row)]
-    entry: dict[str, Any] = {"t": text, "f": flags, "v": values, "h": row}
+    # the HTML without what the entry now holds (about 200 bytes a row)
+    html = _ENTRY_ATTRIBUTES.sub("", row)
+    entry: dict[str, Any] = {"t": text, "f": flags, "v": values, "h": html}
     if record is not None:
         entry["g"] = finding_tags(record)
         # null fields left out (the scripts read a missing field as null): a few MB less on
         # a report of tens of thousands of rows
         data = {key: value for key, value in row_data(record).items() if value is not None}
         entry["d"] = {**data, **(links or {})}
-    return json.dumps(entry, separators=(",", ":")).replace("</", "<\\/")
+    return json_in_html(entry)
 
 
 @dataclass(frozen=True)
@@ -391,6 +410,7 @@ def _row(
     shown: _Columns,
     min_box_energy: float,
     embed: bool = True,
+    overlay_link: OverlayLink = _overlay_file,
 ) -> str:
     index = record["index"]
     flags = list(record.get("flags") or [])
@@ -405,8 +425,8 @@ def _row(
     for method in methods:
         if embed:
             cells.append(_image_cell(overlays.get(method), f"{method} of {name}", method))
-        elif method in files:  # beyond the embedded rows: the overlay file next to the report
-            link = escape(str(files[method]))
+        elif method in files:  # beyond the embedded rows: a link to the overlay
+            link = escape(overlay_link(index, method, str(files[method])))
             cells.append(f"<td><a href='{link}'>{escape(method)}</a></td>")
         else:
             cells.append("<td></td>")

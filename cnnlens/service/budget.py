@@ -64,7 +64,8 @@ class MethodsPlan:
     """Methods run together on `images` inputs, `targets` rows each (one `run_methods`).
 
     `images_param` names the request field that sets `images` (an audit's batch_size), so
-    a refusal can say how many fit.
+    a refusal can say how many fit. `per_image_forwards`: work per image on top of the
+    methods', in forward-equivalents at the calibrated size (an audit's feature space).
     """
 
     methods: tuple[tuple[str, Any], ...]
@@ -73,6 +74,7 @@ class MethodsPlan:
     layer: str | None = None
     rendered: Rendered | None = None
     images_param: str | None = None
+    per_image_forwards: float = 0.0
 
     def admit(self, model: LoadedModel, budget: Budget, limits: Limits) -> Estimate:
         if self.rendered is not None:
@@ -115,16 +117,41 @@ class MethodsPlan:
                 param=self.images_param,
                 limit=fitting,
             ) from None
-        return self._estimate(model, budget.calibration, self.images)
+        found = self._estimate(model, budget.calibration, self.images)
+        if not found.fits(budget):  # the methods fit; the work on top of them does not
+            fitting = _largest(self.images, lambda n: self._fits(model, budget, n))
+            advice = (
+                f"lower {self.images_param} to at most {fitting}"
+                if fitting is not None and self.images_param
+                else "turn the feature space off"
+            )
+            raise OverBudgetError(
+                f"audit: {self.images} images with the feature space would cost about "
+                f"{found.forward_equivalents:.0f} forward passes, over the budget of "
+                f"{budget.forward_equivalents:.0f}; {advice}",
+                method="audit",
+                param=self.images_param if fitting is not None else "features",
+                limit=fitting,
+            )
+        return found
 
     def _estimate(self, model: LoadedModel, calibration: Calibration, images: int) -> Estimate:
-        return estimate_request(
+        found = estimate_request(
             self.methods,
             self.targets,
             _input_shape(model),
             calibration,
             layer_channels=layer_channels(model, self.layer),
             images=images,
+        )
+        if not self.per_image_forwards:
+            return found
+        height, width = model.input_size
+        extra = images * self.per_image_forwards * height * width / calibration.pixels
+        return Estimate(
+            found.forward_equivalents + extra,
+            found.peak_bytes,
+            found.seconds + extra * calibration.forward_s,
         )
 
     def _fits(self, model: LoadedModel, budget: Budget, images: int) -> bool:
@@ -247,59 +274,18 @@ def compare_plan(
     )
 
 
-# The dataset view's share of an audit batch, per image, in forward-equivalents: its taps,
-# the perceptual hash of the thumbnail and the stored vector (benchmarks/features.py), and
-# its end (index, neighbours, map, clusters) spread over the images.
+# The feature space's share of an audit batch, per image, in forward-equivalents: its taps
+# and the perceptual hash of the thumbnail (benchmarks/features.py measures them), and its end
+# (index, neighbours, map, clusters) spread over the images.
 FEATURES_FORWARD_SHARE = 0.1
 
 
-@dataclass(frozen=True)
-class AuditPlan:
+def audit_plan(methods: Sequence[str], batch_size: int, features: bool = False) -> MethodsPlan:
     """One batch of an audit: its methods (default params) on `batch_size` images, top-1,
-    plus the dataset view's share of them when it is on."""
-
-    maps: MethodsPlan
-    features: bool
-
-    def admit(self, model: LoadedModel, budget: Budget, limits: Limits) -> Estimate:
-        found = self.maps.admit(model, budget, limits)
-        if not self.features:
-            return found
-        extra = self.maps.images * FEATURES_FORWARD_SHARE * _pixel_scale(model, budget)
-        total = Estimate(
-            found.forward_equivalents + extra,
-            found.peak_bytes,
-            found.seconds + extra * budget.calibration.forward_s,
-        )
-        if total.fits(budget):
-            return total
-        fitting = _largest(self.maps.images, lambda n: self._fits(model, budget, n))
-        advice = f"lower batch_size to at most {fitting}" if fitting else "turn features off"
-        raise OverBudgetError(
-            f"audit: {self.maps.images} images a batch with the feature space would cost about "
-            f"{total.forward_equivalents:.0f} forward passes, over the budget of "
-            f"{budget.forward_equivalents:.0f}; {advice}",
-            method="audit",
-            param="batch_size" if fitting else "features",
-            limit=fitting,
-        )
-
-    def _fits(self, model: LoadedModel, budget: Budget, images: int) -> bool:
-        maps = self.maps._estimate(model, budget.calibration, images)
-        extra = images * FEATURES_FORWARD_SHARE * _pixel_scale(model, budget)
-        return Estimate(maps.forward_equivalents + extra, maps.peak_bytes, 0.0).fits(budget)
-
-
-def _pixel_scale(model: LoadedModel, budget: Budget) -> float:
-    """The model's input pixels over the calibrated ones (costs scale with pixels)."""
-    height, width = model.input_size
-    return height * width / budget.calibration.pixels
-
-
-def audit_plan(methods: Sequence[str], batch_size: int, features: bool = False) -> AuditPlan:
-    """One batch of an audit: its methods (default params) on `batch_size` images, top-1,
-    and the dataset view's share when `features`."""
-    maps = MethodsPlan(
-        tuple((name, None) for name in methods), images=batch_size, images_param="batch_size"
+    and the feature space's share when `features`."""
+    return MethodsPlan(
+        tuple((name, None) for name in methods),
+        images=batch_size,
+        images_param="batch_size",
+        per_image_forwards=FEATURES_FORWARD_SHARE if features else 0.0,
     )
-    return AuditPlan(maps, features)

@@ -162,6 +162,32 @@ def report_names(driver: Any) -> list[str]:
     return names
 
 
+# Installed before any script of a page runs: every Content-Security-Policy violation is kept.
+WATCH_VIOLATIONS = """
+window.__violations = [];
+document.addEventListener("securitypolicyviolation",
+  (event) => window.__violations.push(event.violatedDirective + " " + event.blockedURI));
+"""
+
+
+def watch_violations(driver: Any) -> None:
+    """From the next page on, keep its policy violations (`violations`)."""
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": WATCH_VIOLATIONS})
+
+
+def violations(driver: Any) -> list[str]:
+    found: list[str] = driver.execute_script("return window.__violations || []")
+    return found
+
+
+def console_errors(driver: Any) -> list[str]:
+    """The console's errors since the last call, but Chromium's note that a policy given in a
+    <meta> element cannot say frame-ancestors (the on-disk report's policy is one)."""
+    ignored = "'frame-ancestors' is ignored when delivered via a <meta> element"
+    messages = [entry["message"] for entry in driver.get_log("browser")]
+    return [message for message in messages if ignored not in message]
+
+
 def open_report(driver: Any, url: str) -> None:
     driver.get(url)
     wait_for(driver, "#shown")

@@ -21,11 +21,14 @@ from tests.pinned import pinned_app, pinned_settings
 from tests.web.dataset_views import (
     activation_with_exemplars,
     choose_audit,
+    console_errors,
     drop_for_neighbours,
     drop_image,
     open_report,
     png_bytes,
     service_audit,
+    violations,
+    watch_violations,
 )
 from tests.web.offline import foreign_requests
 from tests.web.views import wait_for
@@ -180,6 +183,7 @@ def test_the_service_report_draws_its_map_and_opens_details(
 ) -> None:
     url, job_id = audited
     browser.get_log("browser")
+    watch_violations(browser)
     open_report(browser, f"{url}/v1/audits/{job_id}/report")
     status = browser.execute_script("return document.getElementById('map-status').textContent")
     assert status == f"{len(photos)} images on the map"
@@ -202,4 +206,4 @@ def test_the_service_report_draws_its_map_and_opens_details(
         "return [...document.querySelectorAll('#detail ol.neighbours b')].map((b) => b.textContent)"
     )
     assert names == [n["name"] for n in record["neighbors"]]
-    assert browser.get_log("browser") == []
+    assert console_errors(browser) == [] and violations(browser) == []

@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 
 from cnnlens.audit import report as report_module
-from tests.web.dataset_views import drag_on_map, report_names
+from tests.web.dataset_views import (
+    console_errors,
+    drag_on_map,
+    report_names,
+    violations,
+    watch_violations,
+)
 from tests.web.map_records import OVERLAY_SIZE, map_records, write_map_report
 from tests.web.views import wait_for
 
@@ -54,6 +60,7 @@ def report(records: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFacto
 
 
 def _open(driver: Any, report: Path) -> dict[int, tuple[float, float]]:
+    watch_violations(driver)
     driver.get(report.as_uri())
     wait_for(driver, "#map-legend li")
     driver.execute_script("document.getElementById('map').scrollIntoView({block: 'center'})")
@@ -250,4 +257,4 @@ def test_every_row_opens_its_detail_view(
     assert shown["overlays"] == [["grad_cam", *OVERLAY_SIZE, record["overlays"]["grad_cam"]]]
     assert [n[0] for n in shown["neighbours"]] == [n["name"] for n in record["neighbors"]]
     assert all(width > 0 for _, _, width in shown["neighbours"])
-    assert browser.get_log("browser") == []
+    assert console_errors(browser) == [] and violations(browser) == []  # under its policy
