@@ -48,9 +48,8 @@ def take(driver: Any, url: str, work: Path, out: Path, only: set[str]) -> None:
         views.choose_audit(driver, url, job_id)
         views.drop_for_neighbours(driver, crops()[QUERY], f"{QUERY}.png", k=6)
         wait_for(driver, "#neighbours-list .neighbour:last-child img[src^='blob:']")
-        driver.execute_script("document.getElementById('audit-results').scrollIntoView()")
-        driver.execute_script("document.activeElement.blur()")
-        _viewport(driver, out / "audit-neighbours.png", 1100)
+        driver.execute_script("window.scrollTo(0, 0); document.activeElement.blur()")
+        _viewport(driver, out / "audit-neighbours.png", 1320)
     if "activation-exemplars" in wanted:
         views.choose_audit(driver, url, job_id)
         views.activation_with_exemplars(driver, "blocks.2", CHANNEL, steps=32)
@@ -80,5 +79,5 @@ def _report(driver: Any, url: str, job_id: str, out: Path, wanted: set[str]) -> 
             "return Promise.all([...document.querySelectorAll('#detail img')]"
             ".map((i) => i.decode().catch(() => null)))"
         )
-        _viewport(driver, out / "report-detail.png", 900)
+        _viewport(driver, out / "report-detail.png", 980)
         driver.execute_script("document.getElementById('detail').close()")
