@@ -97,6 +97,7 @@ def build_report(points: int, folder: Path) -> Path:
 
 def measure(points: int, repeats: int) -> dict[str, Any]:
     from tests.web.browser import start_browser
+    from tests.web.dataset_views import console_errors
 
     folder = Path(tempfile.mkdtemp(prefix="cnnlens-bench-map-"))
     report = build_report(points, folder)
@@ -121,7 +122,7 @@ def measure(points: int, repeats: int) -> dict[str, Any]:
                 timings[task].append(float(elapsed))
                 if task in selected:
                     selected[task].append(int(count))
-        errors = [entry["message"] for entry in driver.get_log("browser")]
+        errors = console_errors(driver)
     finally:
         driver.quit()
     baseline = statistics.median(timings["table filter"])
