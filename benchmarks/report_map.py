@@ -97,7 +97,7 @@ def build_report(points: int, folder: Path) -> Path:
 
 def measure(points: int, repeats: int) -> dict[str, Any]:
     from tests.web.browser import start_browser
-    from tests.web.dataset_views import console_errors
+    from tests.web.report_page import console_errors
 
     folder = Path(tempfile.mkdtemp(prefix="cnnlens-bench-map-"))
     report = build_report(points, folder)

@@ -10,6 +10,7 @@ from typing import Any
 from PIL import Image
 
 from tests.web import dataset_views as views
+from tests.web.report_page import open_report
 from tests.web.views import wait_for
 
 SHOTS = ("report-map", "report-detail", "audit-neighbours", "activation-exemplars")
@@ -59,7 +60,7 @@ def take(driver: Any, url: str, work: Path, out: Path, only: set[str]) -> None:
 
 
 def _report(driver: Any, url: str, job_id: str, out: Path, wanted: set[str]) -> None:
-    views.open_report(driver, f"{url}/v1/audits/{job_id}/report")
+    open_report(driver, f"{url}/v1/audits/{job_id}/report")
     driver.set_window_size(1280, 820)
     index = driver.execute_script(
         "return window.cnnlensReport.rows.find((r) => r.d.name === arguments[0]).d.index",

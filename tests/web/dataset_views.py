@@ -1,6 +1,6 @@
 """Drives the page's feature-space views in Chromium (the tests and the screenshots): a finished
 audit chosen, an image dropped on it for its neighbours, real exemplars beside activation max;
-and the report's map and detail view."""
+and drags on the report's map."""
 
 from __future__ import annotations
 
@@ -32,22 +32,6 @@ const [type, x, y] = arguments;
 document.getElementById("map").dispatchEvent(new PointerEvent(type, {clientX: x, clientY: y,
   pointerId: 1, pointerType: "mouse", isPrimary: true, button: 0,
   buttons: type === "pointerup" ? 0 : 1, bubbles: true, cancelable: true}));
-"""
-# Every row name the report's table shows, page by page (the name column's text).
-TABLE_NAMES = """
-const names = [];
-const column = [...document.querySelectorAll("#results thead th")]
-  .findIndex((th) => th.textContent.startsWith("name"));
-const pager = document.getElementById("pager");
-for (let guard = 0; guard < 1000; guard++) {
-  for (const row of document.querySelectorAll("#results tbody tr")) {
-    names.push(row.cells[column].textContent);
-  }
-  const [page, pages] = pager.textContent.match(/\\d+/g).map(Number);
-  if (page >= pages) break;
-  document.getElementById("next").click();
-}
-return names;
 """
 
 
@@ -139,59 +123,9 @@ def activation_with_exemplars(driver: Any, layer: str, channel: int, steps: int 
     wait_for(driver, "#act-exemplars-sheet[src^='blob:']")
 
 
-def map_point(driver: Any, index: int) -> tuple[float, float]:
-    """Where image `index`'s point is on the report's map, in client pixels (scrolled into
-    view first)."""
-    driver.execute_script("document.getElementById('map').scrollIntoView({block: 'center'})")
-    point = driver.execute_script("return window.cnnlensMap.point(arguments[0])", index)
-    assert point is not None, f"image {index} has no point on the map"
-    return float(point[0]), float(point[1])
-
-
 def drag_on_map(driver: Any, path: list[tuple[float, float]]) -> None:
     """Press at the first point, move through the others, release at the last."""
     driver.execute_script(POINTER, "pointerdown", *path[0])
     for point in path[1:]:
         driver.execute_script(POINTER, "pointermove", *point)
     driver.execute_script(POINTER, "pointerup", *path[-1])
-
-
-def report_names(driver: Any) -> list[str]:
-    """Every row the report's table shows (all pages)."""
-    names: list[str] = driver.execute_script(TABLE_NAMES)
-    return names
-
-
-# Installed before any script of a page runs: every Content-Security-Policy violation is kept.
-WATCH_VIOLATIONS = """
-window.__violations = [];
-document.addEventListener("securitypolicyviolation",
-  (event) => window.__violations.push(event.violatedDirective + " " + event.blockedURI));
-"""
-
-
-def watch_violations(driver: Any) -> None:
-    """From the next page on, keep its policy violations (`violations`)."""
-    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": WATCH_VIOLATIONS})
-
-
-def violations(driver: Any) -> list[str]:
-    found: list[str] = driver.execute_script("return window.__violations || []")
-    return found
-
-
-def console_errors(driver: Any) -> list[str]:
-    """The console's errors since the last call, but Chromium's note that a policy given in a
-    <meta> element cannot say frame-ancestors (the on-disk report's policy is one)."""
-    ignored = "'frame-ancestors' is ignored when delivered via a <meta> element"
-    messages = [entry["message"] for entry in driver.get_log("browser")]
-    return [message for message in messages if ignored not in message]
-
-
-def open_report(driver: Any, url: str) -> None:
-    driver.get(url)
-    wait_for(driver, "#shown")
-    deadline = time.monotonic() + TIMEOUT_S
-    while not driver.execute_script("return document.getElementById('shown').textContent"):
-        assert time.monotonic() < deadline, "the report's script never rendered the table"
-        time.sleep(0.1)

@@ -21,16 +21,13 @@ from tests.pinned import pinned_app, pinned_settings
 from tests.web.dataset_views import (
     activation_with_exemplars,
     choose_audit,
-    console_errors,
     drop_for_neighbours,
     drop_image,
-    open_report,
     png_bytes,
     service_audit,
-    violations,
-    watch_violations,
 )
 from tests.web.offline import foreign_requests
+from tests.web.report_page import console_errors, open_report, violations, watch_violations
 from tests.web.views import wait_for
 
 pytestmark = pytest.mark.browser

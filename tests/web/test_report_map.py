@@ -12,14 +12,9 @@ from typing import Any
 import pytest
 
 from cnnlens.audit import report as report_module
-from tests.web.dataset_views import (
-    console_errors,
-    drag_on_map,
-    report_names,
-    violations,
-    watch_violations,
-)
+from tests.web.dataset_views import POINTER, drag_on_map
 from tests.web.map_records import OVERLAY_SIZE, map_records, write_map_report
+from tests.web.report_page import console_errors, report_names, violations, watch_violations
 from tests.web.views import wait_for
 
 pytestmark = pytest.mark.browser
@@ -181,8 +176,6 @@ def test_colour_by_switches_the_legend_and_the_points(
 def test_hovering_a_point_shows_its_image(
     browser: Any, report: Path, records: list[dict[str, Any]]
 ) -> None:
-    from tests.web.dataset_views import POINTER
-
     points = _open(browser, report)
     embedded = browser.execute_script(
         "return window.cnnlensReport.rows.slice(0, arguments[0]).map((r) => r.d.index)", EMBEDDED
