@@ -7,9 +7,11 @@ the detail view shows one row's overlays at full size and its neighbours."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
+
+from cnnlens.features.columns import Row
 
 _TEMPLATES = files("cnnlens.audit").joinpath("templates")
 MAP_SCRIPT = _TEMPLATES.joinpath("report_map.js").read_text("utf-8")
@@ -69,7 +71,7 @@ def detail_dialog() -> str:
 
 
 def row_links(
-    record: Mapping[str, Any],
+    record: Row,
     overlay_link: OverlayLink,
     thumbnail_link: ThumbnailLink | None,
     embedded: bool,

@@ -11,10 +11,12 @@ cluster of its nearest sampled point (faiss, exact).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from cnnlens.features.columns import Row
 
 NOISE = -1  # HDBSCAN's label for points in no cluster
 CLUSTER_FIT_MAX = 10_000
@@ -61,7 +63,7 @@ class ClusterSummary:
     def __init__(self) -> None:
         self.clusters: dict[int, dict[str, Any]] = {}
 
-    def add(self, record: Mapping[str, Any], cluster_id: int | None) -> None:
+    def add(self, record: Row, cluster_id: int | None) -> None:
         if cluster_id is None or cluster_id == NOISE:
             return
         entry = self.clusters.setdefault(

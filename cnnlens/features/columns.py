@@ -6,9 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from cnnlens.audit.records import AuditRecord
+
+# An audit row: the typed record, or its stored JSON (both read by key).
+Row: TypeAlias = "AuditRecord | Mapping[str, Any]"
 
 # Every row of results.{jsonl,csv,parquet} and of the report's data carries these.
 FEATURE_COLUMNS = (
@@ -48,7 +54,7 @@ def pending_columns() -> dict[str, Any]:
     return dict.fromkeys(FEATURE_COLUMNS)
 
 
-def neighbors_text(record: Mapping[str, Any]) -> str:
+def neighbors_text(record: Row) -> str:
     """The neighbours as one CSV cell: `name:distance;...`, nearest first."""
     return ";".join(
         f"{entry['name']}:{entry['distance']:.4f}" for entry in record.get("neighbors") or []

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from cnnlens.features.columns import FEATURE_COLUMNS
+from cnnlens.features.columns import FEATURE_COLUMNS, Row
 
 FINDING_HEADERS: list[tuple[str, str | None]] = [
     ("cluster", "num"),
@@ -19,7 +19,7 @@ FINDING_HEADERS: list[tuple[str, str | None]] = [
 Cell = tuple[str, Any, str | None]  # (escaped content, sort value, css class)
 
 
-def finding_cells(record: Mapping[str, Any]) -> list[Cell]:
+def finding_cells(record: Row) -> list[Cell]:
     """The finding columns of one row: cluster, outlier score, near-duplicate, label issue
     (its score; flagged ones marked)."""
     cluster = record.get("cluster")
@@ -36,7 +36,7 @@ def finding_cells(record: Mapping[str, Any]) -> list[Cell]:
     ]  # fmt: skip
 
 
-def finding_tags(record: Mapping[str, Any]) -> str:
+def finding_tags(record: Row) -> str:
     """Words the report's filter matches: near_duplicate, label_issue, cluster:N."""
     tags = []
     if record.get("near_duplicate_of"):
@@ -67,7 +67,7 @@ def finding_options(features: Mapping[str, Any] | None) -> str:
     ) + "</optgroup>"  # fmt: skip
 
 
-def row_data(record: Mapping[str, Any]) -> dict[str, Any]:
+def row_data(record: Row) -> dict[str, Any]:
     """One row's data for the page's map and detail views."""
     keys = ("index", "name", "label_name", "predicted_name", "confidence", "correct", "flags")
     return {key: record.get(key) for key in (*keys, *FEATURE_COLUMNS)}

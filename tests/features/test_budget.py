@@ -6,7 +6,9 @@ import pytest
 
 from cnnlens.errors import OverBudgetError
 from cnnlens.methods.cost import Budget, Calibration
-from cnnlens.service.budget import FEATURES_FORWARD_SHARE, audit_plan
+from cnnlens.methods.run import RunPlan, plan_run
+from cnnlens.models.loaded import LoadedModel
+from cnnlens.service.runtime.budget import FEATURES_FORWARD_SHARE, audit_plan
 from cnnlens.service.settings import Limits
 from tests.audit.tiny_model import tiny_loaded
 
@@ -19,10 +21,14 @@ def _budget(forward_equivalents: float) -> Budget:
     return Budget(forward_equivalents, 10**12, calibration)
 
 
+def _grad_cam(model: LoadedModel) -> RunPlan:
+    return plan_run(model, [("grad_cam", None)])
+
+
 def test_the_feature_space_adds_its_share_per_image() -> None:
     model, budget = tiny_loaded(), _budget(10_000)
-    without = audit_plan(["grad_cam"], 8).admit(model, budget, Limits())
-    with_features = audit_plan(["grad_cam"], 8, features=True).admit(model, budget, Limits())
+    without = audit_plan(_grad_cam(model), 8).admit(model, budget, Limits())
+    with_features = audit_plan(_grad_cam(model), 8, features=True).admit(model, budget, Limits())
     assert with_features.forward_equivalents == pytest.approx(
         without.forward_equivalents + 8 * FEATURES_FORWARD_SHARE
     )
@@ -33,13 +39,13 @@ def test_a_batch_that_fits_only_without_the_feature_space_is_refused_with_a_size
     None
 ):
     model = tiny_loaded()
-    maps = audit_plan(["grad_cam"], 64).admit(model, _budget(10_000), Limits())
+    maps = audit_plan(_grad_cam(model), 64).admit(model, _budget(10_000), Limits())
     budget = _budget(maps.forward_equivalents + 1)  # the maps fit, the features do not
     with pytest.raises(OverBudgetError) as refused:
-        audit_plan(["grad_cam"], 64, features=True).admit(model, budget, Limits())
+        audit_plan(_grad_cam(model), 64, features=True).admit(model, budget, Limits())
     fitting = refused.value.limit
     assert refused.value.param == "batch_size" and fitting is not None and fitting < 64
     assert f"lower batch_size to at most {fitting}" in refused.value.message
-    audit_plan(["grad_cam"], fitting, features=True).admit(model, budget, Limits())
+    audit_plan(_grad_cam(model), fitting, features=True).admit(model, budget, Limits())
     with pytest.raises(OverBudgetError):
-        audit_plan(["grad_cam"], fitting + 1, features=True).admit(model, budget, Limits())
+        audit_plan(_grad_cam(model), fitting + 1, features=True).admit(model, budget, Limits())

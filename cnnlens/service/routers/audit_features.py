@@ -19,11 +19,12 @@ from cnnlens.audit.jobs import JobNotFoundError
 from cnnlens.features.exemplars import EXEMPLARS_FILE, sheet_path
 from cnnlens.features.retrieval import MAX_K, index_path, loaded_index, neighbours
 from cnnlens.features.vectors import features
+from cnnlens.methods.run import RunPlan
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.service import deps
-from cnnlens.service.budget import methods_plan
-from cnnlens.service.engine import each
-from cnnlens.service.routers.audits import ERRORS, JobsDep, OwnerDep, job_id_of
+from cnnlens.service.routers.audits import ERRORS, JobsDep, OwnerDep, image_responses, job_id_of
+from cnnlens.service.runtime.budget import MethodsPlan
+from cnnlens.service.runtime.worker import each
 
 router = APIRouter(prefix="/v1", tags=["audits"])
 
@@ -49,14 +50,15 @@ async def audit_neighbors(
     config = AuditConfig.model_validate(job.config)
     path = index_path(FilePath(job.out_dir), config.features.enabled, job.status)
     loaded = state.model(config.model)  # 404 when the service no longer serves it
-    cost = state.admit(loaded.name, methods_plan([]))  # one forward
+    one_forward = MethodsPlan(RunPlan((), loaded.default_layer))
+    cost = state.admit(loaded, one_forward)
     picture = await deps.read_image(image, settings)
     x = await deps.off_loop(loaded.preprocessing, picture)
 
     def vector(model: LoadedModel) -> Any:
         return features(model, x, layer=config.features.layer)[0]
 
-    found = await state.run(loaded.name, each, vector, cost=cost, deadline=deadline)
+    found = await state.run(loaded, each, vector, cost=cost, deadline=deadline)
     index = await anyio.to_thread.run_sync(loaded_index, path)
     nearest = await anyio.to_thread.run_sync(
         lambda: neighbours(index, found, k, jobs.store, job.id)
@@ -81,13 +83,10 @@ async def audit_exemplars(job_id: str, jobs: JobsDep, owner: OwnerDep) -> Any:
     return json.loads(data)
 
 
-_PNG = {"image/png": {"schema": {"type": "string", "format": "binary"}}}
-
-
 @router.get(
     "/audits/{job_id}/exemplars/{layer}/{channel}.png",
     response_class=Response,
-    responses={**ERRORS, 200: {"content": _PNG, "description": "the channel's sheet of crops"}},
+    responses=image_responses("image/png", "the channel's sheet of crops"),
 )
 async def audit_exemplar_sheet(
     job_id: str,

@@ -10,16 +10,15 @@ from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
 from cnnlens.audit.jobs import JobNotFoundError
-from cnnlens.service.routers.audits import ERRORS, JobsDep, OwnerDep, job_id_of
+from cnnlens.service.routers.audits import JobsDep, OwnerDep, image_responses, job_id_of
 
 router = APIRouter(prefix="/v1", tags=["audits"])
-_JPEG = {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}
 
 
 @router.get(
     "/audits/{job_id}/thumbnails/{index}.jpg",
     response_class=Response,
-    responses={**ERRORS, 200: {"content": _JPEG, "description": "the image's thumbnail"}},
+    responses=image_responses("image/jpeg", "the image's thumbnail"),
 )
 async def audit_thumbnail(
     job_id: str,
