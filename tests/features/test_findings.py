@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 from sklearn.manifold import trustworthiness
 
 from cnnlens.features.index import INDEX_FILE, NeighbourIndex
@@ -119,3 +120,18 @@ def test_tables_and_report_carry_the_columns(photo_audit: PhotoAudit) -> None:
     sample = next(entry["d"] for entry in entries if entry["d"]["name"] == copy)
     assert sample["x"] == photo_audit.records[copy]["x"]
     assert "near_duplicate" in next(e["g"] for e in entries if e["d"]["name"] == copy)
+
+
+def test_the_cli_prints_the_findings_and_the_worst_cluster(
+    photo_audit: PhotoAudit, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cnnlens.cli.commands.audit import _print_features
+
+    _print_features(photo_audit.summary)
+    lines = capsys.readouterr().out.splitlines()
+    issues, duplicates = photo_audit.summary["label_issues"], photo_audit.summary["near_duplicates"]
+    assert f"label issues {issues['count']} of {issues['labelled']}" in lines[0]
+    assert f"near-duplicates {duplicates['images']} in {duplicates['groups']} groups" in lines[0]
+    worst = next(c for c in photo_audit.summary["clusters"] if c["accuracy"] is not None)
+    assert lines[1].startswith(f"worst cluster: {worst['cluster']}, {worst['size']} images")
+    assert f"{worst['top_labels'][0]['name']} ({worst['top_labels'][0]['count']})" in lines[1]

@@ -240,7 +240,26 @@ def _print_summary(outputs: dict[str, Path], job: Any, processed: int) -> None:
             else ""
         )
     )
+    features = summary.get("features")
+    if isinstance(features, dict):
+        _print_features(features)
     report = outputs.get("index.html")
     if report is not None:
         echo(f"report: {report}")
         echo(f"results: {outputs['results.jsonl']}, {outputs['results.csv']}")
+
+
+def _print_features(features: dict[str, Any]) -> None:
+    """The feature space in two lines: its cards (near-duplicates, label issues, map, index)
+    and the worst-classified cluster, where the model fails as a group."""
+    from cnnlens.features.report import summary_cards
+
+    cards = summary_cards(features)
+    echo("feature space: " + "; ".join(f"{name} {value}" for name, value in cards))
+    worst = next((c for c in features.get("clusters") or [] if c.get("accuracy") is not None), None)
+    if worst is not None:
+        labels = ", ".join(f"{item['name']} ({item['count']})" for item in worst["top_labels"])
+        echo(
+            f"worst cluster: {worst['cluster']}, {worst['size']} images, accuracy "
+            f"{worst['accuracy']:.1%} of {worst['labelled']} labelled: {labels}"
+        )
