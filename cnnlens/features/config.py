@@ -79,4 +79,5 @@ def form_options(config: FeatureConfig) -> dict[str, object]:
         "map": config.map,
         "exemplars": list(config.exemplars) or None,
         "exemplars_k": config.exemplars_k,
+        "index_exact_max": config.index_exact_max,
     }

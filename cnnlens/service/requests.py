@@ -341,6 +341,9 @@ async def audit_request(
         list[str] | None, Form(description="layers whose channels get their top-k images")
     ] = None,
     exemplars_k: Annotated[int, Form(ge=1, le=100, description="exemplars per channel")] = 9,
+    index_exact_max: Annotated[
+        int, Form(ge=1, description="past this many images the neighbour index is IVF")
+    ] = 200_000,
 ) -> AuditRequest:
     loaded = state.model(model)  # 404 for a model not served, 503 while loading
     try:
@@ -360,6 +363,7 @@ async def audit_request(
                     "map": map_method,
                     "exemplars": exemplars or [],
                     "exemplars_k": exemplars_k,
+                    "index_exact_max": index_exact_max,
                 },
             }
         )

@@ -90,6 +90,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     features.add_argument(
         "--exemplars-k", type=int, default=9, metavar="K", help="exemplars per channel (default 9)"
     )
+    features.add_argument(
+        "--index-exact-max", type=int, default=200_000, metavar="N",
+        help="past N images the neighbour index is IVF, its recall@10 measured (default 200000)",
+    )  # fmt: skip
     parser.add_argument("--engine", choices=("local", "ray"), default="local")
     parser.add_argument("--ray-address", metavar="ADDR", help="Ray cluster (default: local)")
     parser.add_argument(
@@ -120,6 +124,7 @@ def _config(args: argparse.Namespace) -> Any:
             "map": args.map,
             "exemplars": args.exemplars,
             "exemplars_k": args.exemplars_k,
+            "index_exact_max": args.index_exact_max,
         },
     }
     try:
