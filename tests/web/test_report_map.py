@@ -55,6 +55,7 @@ def report(records: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFacto
 
 
 def _open(driver: Any, report: Path) -> dict[int, tuple[float, float]]:
+    console_errors(driver)  # drop what the shared browser's earlier pages logged
     watch_violations(driver)
     driver.get(report.as_uri())
     wait_for(driver, "#map-legend li")
