@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 
 class Schema(BaseModel):
@@ -322,12 +322,58 @@ class ImageCompareBody(Schema):
     )
     agreement: list[AgreementBody]
     scores: dict[str, dict[str, float | None]] = Field(
-        description="method -> deletion_auc (lower: more faithful), insertion_auc (higher), "
-        "randomization_similarity (lower: passes the sanity check), randomization_ssim"
+        description="method -> score, named as the `scores` option: deletion (AUC, lower: "
+        "more faithful), insertion (AUC, higher), randomization (Spearman similarity, lower: "
+        "passes the sanity check), randomization_ssim, infidelity (lower), sensitivity_max "
+        "(lower), road (higher), sparseness (higher), complexity (lower); the former names "
+        "deletion_auc, insertion_auc and randomization_similarity are sent too, for one release"
     )
     curves: dict[str, CurvesBody]
     randomization: RandomizationBody | None
     elapsed_ms: float
+
+
+class KernelBody(Schema):
+    size: int = Field(description="kernel width and height, pixels")
+    sigma: float
+    padding: str = Field(description="zeros (the RISE authors') or reflect")
+
+
+class InfidelityProtocol(Schema):
+    n_perturb_samples: int
+    noise: float = Field(description="standard deviation of the Gaussian perturbation")
+    normalization: str = Field(description="max: maps divided by their largest |value|")
+
+
+class SensitivityProtocol(Schema):
+    n_perturb_samples: int
+    radius: float = Field(description="perturbations uniform in [-radius, radius]")
+    norm: str
+    normalization: str
+
+
+class RoadProtocol(Schema):
+    percentiles: list[int]
+    imputer: str
+    noise: float
+
+
+class ProtocolBody(Schema):
+    """How the scores were taken: enough to reproduce them and to set them beside others."""
+
+    baseline: str = Field(description="rise (the RISE authors' protocol), mean or blur")
+    deletion: str = Field(description="what deleted pixels become: zeros, rise_blur or blur")
+    insertion: str = Field(description="what insertion starts from: zeros, rise_blur or blur")
+    kernel: KernelBody | None = Field(description="the blur's kernel; null without a blur")
+    steps: int
+    points: int = Field(description="points of each curve: steps + 1")
+    probability: str
+    auc: str
+    ties: str
+    seed: int
+    infidelity: InfidelityProtocol | None = None
+    sensitivity_max: SensitivityProtocol | None = None
+    road: RoadProtocol | None = None
 
 
 class StatBody(Schema):
@@ -340,6 +386,7 @@ class CompareResponse(Schema):
     model: str
     methods: list[str]
     options: dict[str, Any]
+    protocol: ProtocolBody
     images: list[ImageCompareBody]
     summary: dict[str, dict[str, StatBody]] = Field(description="method -> score -> mean ± std")
     grid_png: str = Field(description="base64 PNG: a row per image, a column per method")
@@ -357,6 +404,9 @@ class AuditLinks(Schema):
     self: str
     results: str
     report: str
+    neighbors: str | None = Field(
+        default=None, description="POST an image: the audited images nearest to it"
+    )
 
 
 class AuditJob(Schema):
@@ -412,3 +462,26 @@ def method_response(name: str) -> type[MethodAnswer]:
 def method_route(name: str) -> str:
     """The path of a method's own route: /v1/<name with - for _>."""
     return "/v1/" + name.replace("_", "-")
+
+
+class Neighbour(Schema):
+    name: str | None = Field(description="the audited image's name")
+    index: int = Field(description="its index in the audit")
+    distance: float = Field(description="1 - cosine similarity of the feature vectors")
+    label_name: str | None = Field(description="its label, where the audit had labels")
+    predicted_name: str | None = Field(description="the model's top-1 class for it")
+
+
+class NeighboursResponse(Schema):
+    neighbors: list[Neighbour] = Field(description="the nearest audited images, nearest first")
+
+
+class Exemplar(Schema):
+    name: str = Field(description="the audited image's name")
+    index: int = Field(description="its index in the audit")
+    activation: float = Field(description="the channel's largest activation in the image")
+    box: list[int] = Field(description="[x0, y0, x1, y1]: that unit's receptive field, pixels")
+
+
+class Exemplars(RootModel[dict[str, dict[str, list[Exemplar]]]]):
+    """{layer: {channel: [Exemplar, ...]}}, best first."""

@@ -267,11 +267,13 @@ def compare(
     pairwise agreement and faithfulness scores.
 
     Args:
-        scores: "deletion", "insertion", "randomization" (default: all); [] or "none"
-            for the agreement only.
-        steps: points per perturbation curve.
-        options: further form fields of the route (baseline, top_k, stages, seed, ssim,
-            shared_scale, random_baseline).
+        scores: any of "deletion", "insertion", "randomization", "infidelity",
+            "sensitivity_max", "road", "sparseness", "complexity" (default: the first
+            three); [] or "none" for the agreement only.
+        steps: steps per perturbation curve (224 at 224 px: the RISE authors' schedule).
+        options: further form fields of the route (baseline, blur_sigma, top_k, stages, seed,
+            ssim, shared_scale, random_baseline, n_perturb_samples, perturb_radius,
+            infidelity_noise, road_percentiles).
         region: segmentation models: (x0, y0, x1, y1) in each image's pixels.
         box: detectors: the detection compared, (x0, y0, x1, y1) in each image's pixels
             (default: each image's highest-scoring detection).
@@ -470,6 +472,27 @@ def audit_report(job_id: str) -> Call[bytes]:
     return Call("GET", _job_path(job_id, "/report"), bytes, raw=True)
 
 
+def neighbors(job_id: str, image: ImageInput, k: int = 5) -> Call[list[dict[str, Any]]]:
+    """POST /v1/audits/{id}/neighbors: the audited images nearest to `image` in the audit's
+    feature space, nearest first: `name`, `index`, `distance` (1 - cosine), `label_name`,
+    `predicted_name`."""
+
+    def parse(body: Any) -> list[dict[str, Any]]:
+        return list(_json_object(body)["neighbors"])
+
+    return Call(
+        "POST", _job_path(job_id, "/neighbors"), parse,
+        data=_form(k=k), files={"image": image_file(image)},
+    )  # fmt: skip
+
+
+def audit_exemplars(job_id: str) -> Call[dict[str, Any]]:
+    """GET /v1/audits/{id}/exemplars: `{layer: {channel: [{name, index, activation, box}]}}`,
+    each channel's audited images by its largest activation (audits run with exemplar
+    layers); GET .../exemplars/{layer}/{channel}.png is the sheet of their crops."""
+    return Call("GET", _job_path(job_id, "/exemplars"), _json_object)
+
+
 def delete_audit(job_id: str) -> Call[dict[str, Any]]:
     """DELETE /v1/audits/{id}: cancel a queued or running job (the job, `status` as it is: it
     stops after its batch in flight), or remove a finished, failed or cancelled one with its
@@ -495,6 +518,8 @@ ENDPOINTS: tuple[Callable[..., Call[Any]], ...] = (
     audits,
     audit_results,
     audit_report,
+    neighbors,
+    audit_exemplars,
     delete_audit,
 )
 

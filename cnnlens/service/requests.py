@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, File, Form, Request, UploadFile
 from PIL import Image
@@ -28,7 +28,7 @@ from cnnlens.api.forms import (
 )
 from cnnlens.audit.config import AuditConfig, check_methods, check_model
 from cnnlens.compare.engine import check_methods as check_compare_methods
-from cnnlens.compare.options import CompareOptions, parse_options
+from cnnlens.compare.options import DEFAULT_SCORES, SCORES, CompareOptions, parse_options
 from cnnlens.errors import InvalidParamsError, TargetError
 from cnnlens.explain import input_box as detection_box
 from cnnlens.explain import input_region
@@ -54,7 +54,7 @@ from cnnlens.service.settings import Limits
 ModelField = Annotated[str | None, Form(description="a served model; default: the default")]
 LayerField = Annotated[str | None, Form(description="layer for layer-based methods")]
 ImageField = Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP, GIF or TIFF")]
-MAX_COMPARE_IMAGES = 8  # per request: every image costs (steps + 1) x 2 forwards per method
+MAX_COMPARE_IMAGES = 8  # per request: each image costs (steps + 1) x 2 forwards a method, or more
 
 
 def resolve_run(
@@ -322,10 +322,32 @@ async def compare_request(
         ),
     ] = None,
     scores: Annotated[
-        str | None, Form(description="comma list of deletion, insertion, randomization; all")
+        str | None,
+        Form(
+            description=f"comma list of {', '.join(SCORES)}, or none; default "
+            f"{','.join(DEFAULT_SCORES)}"
+        ),
     ] = None,
-    steps: Annotated[str | None, Form(description="points per perturbation curve (16)")] = None,
-    baseline: Annotated[str | None, Form(description="rise (default), mean or blur")] = None,
+    steps: Annotated[
+        str | None, Form(description="steps per perturbation curve (16; 224: RISE's schedule)")
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        Form(description="rise (default: the RISE authors' protocol), mean or blur"),
+    ] = None,
+    blur_sigma: Annotated[str | None, Form(description="baseline blur: sigma, pixels")] = None,
+    n_perturb_samples: Annotated[
+        str | None, Form(description="infidelity / sensitivity_max: perturbed inputs (10)")
+    ] = None,
+    perturb_radius: Annotated[
+        str | None, Form(description="sensitivity_max: uniform perturbation radius (0.02)")
+    ] = None,
+    infidelity_noise: Annotated[
+        str | None, Form(description="infidelity: Gaussian perturbation's std (0.003)")
+    ] = None,
+    road_percentiles: Annotated[
+        str | None, Form(description="road: comma list of percentiles (10,20,...,90)")
+    ] = None,
     top_k: Annotated[str | None, Form(description="share of pixels for top-k IoU (0.1)")] = None,
     stages: Annotated[str | None, Form(description="blocks randomized, top down (3)")] = None,
     seed: Annotated[str | None, Form(description="randomization / tie-break seed (0)")] = None,
@@ -344,8 +366,11 @@ async def compare_request(
     given = region_or_box(loaded, region, box)
     options = parse_options(
         scores=_score_list(scores),
-        steps=steps, baseline=baseline, top_k=top_k, stages=stages, seed=seed, ssim=ssim,
-        shared_scale=shared_scale, random_baseline=random_baseline,
+        steps=steps, baseline=baseline, blur_sigma=blur_sigma, top_k=top_k, stages=stages,
+        seed=seed, ssim=ssim, shared_scale=shared_scale, random_baseline=random_baseline,
+        n_perturb_samples=n_perturb_samples, perturb_radius=perturb_radius,
+        infidelity_noise=infidelity_noise,
+        road_percentiles=None if road_percentiles is None else split_list([road_percentiles]),
     )  # fmt: skip
     if not 1 <= len(image) <= MAX_COMPARE_IMAGES:
         raise InvalidParamsError(
@@ -386,6 +411,22 @@ async def audit_request(
     low_confidence: Annotated[float, Form(ge=0, le=1)] = 0.5,
     min_box_energy: Annotated[float, Form(ge=0, le=1)] = 0.5,
     fragility: Annotated[bool, Form(description="PGD epsilon ladder (slow)")] = False,
+    features: Annotated[
+        bool, Form(description="feature space: map, neighbours, near-duplicates, label issues")
+    ] = True,
+    feature_layer: Annotated[
+        str | None, Form(description="feature layer (default: the classifier's input)")
+    ] = None,
+    map_method: Annotated[
+        Literal["umap", "pca", "tsne"], Form(alias="map", description="2-D map")
+    ] = "umap",
+    exemplars: Annotated[
+        list[str] | None, Form(description="layers whose channels get their top-k images")
+    ] = None,
+    exemplars_k: Annotated[int, Form(ge=1, le=100, description="exemplars per channel")] = 9,
+    index_exact_max: Annotated[
+        int, Form(ge=1, description="past this many images the neighbour index is IVF")
+    ] = 200_000,
 ) -> AuditRequest:
     loaded = state.model(model)  # 404 for a model not served, 503 while loading
     try:
@@ -399,6 +440,14 @@ async def audit_request(
                 "min_box_energy": min_box_energy,
                 "fragility": fragility,
                 "max_pixels": settings.limits.max_pixels,
+                "features": {
+                    "enabled": features,
+                    "layer": feature_layer,
+                    "map": map_method,
+                    "exemplars": exemplars or [],
+                    "exemplars_k": exemplars_k,
+                    "index_exact_max": index_exact_max,
+                },
             }
         )
     except ValidationError as error:

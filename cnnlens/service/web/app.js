@@ -307,8 +307,8 @@ function chooseFile(file) {
   image.src = url;
 }
 
-function setUpDropZone() {
-  const zone = $("drop-zone");
+// A zone that takes a file dropped on it or chosen with its input: `onFile(file)`.
+function watchDrops(zone, input, onFile) {
   for (const type of ["dragenter", "dragover"]) {
     zone.addEventListener(type, (event) => {
       event.preventDefault();
@@ -321,9 +321,15 @@ function setUpDropZone() {
   zone.addEventListener("drop", (event) => {
     event.preventDefault();
     const file = event.dataTransfer.files[0];
-    if (file) chooseFile(file);
+    if (file) onFile(file);
   });
-  $("image-input").addEventListener("change", (event) => chooseFile(event.target.files[0]));
+  input.addEventListener("change", (event) => {
+    if (event.target.files[0]) onFile(event.target.files[0]);
+  });
+}
+
+function setUpDropZone() {
+  watchDrops($("drop-zone"), $("image-input"), chooseFile);
 }
 
 // ---------- shared form pieces ----------
@@ -946,6 +952,7 @@ async function activationMax(event) {
     $("act-summary").textContent = `Maximizes ${what}; objective ${body.score.toFixed(3)}.`;
     $("act-caption").textContent = `The model sees: ${classText(body.top1)}`;
     showBody("activation");
+    document.dispatchEvent(new CustomEvent("activation-shown", { detail: body })); // dataset.js
   });
 }
 
@@ -1016,6 +1023,39 @@ async function filters(event) {
 
 // ---------- compare ----------
 
+// Former score names, still sent beside the new ones (cnnlens/compare/options.py ALIASES).
+const SCORE_ALIASES = { deletion_auc: 1, insertion_auc: 1, randomization_similarity: 1 };
+const LOWER_IS_BETTER = new Set(["deletion", "randomization", "randomization_ssim", "infidelity",
+  "sensitivity_max", "complexity"]);
+const SCORE_TITLES = { deletion: "deletion AUC", insertion: "insertion AUC",
+  randomization: "randomization similarity", randomization_ssim: "randomization SSIM",
+  sensitivity_max: "max-sensitivity", road: "ROAD" };
+
+function scoreTitle(name) {
+  return `${SCORE_TITLES[name] || name} ${LOWER_IS_BETTER.has(name) ? "↓" : "↑"}`;
+}
+
+function protocolText(p) {
+  if (!p) return "";
+  const kernel = p.kernel ? `${p.kernel.size}×${p.kernel.size} σ=${p.kernel.sigma} ` +
+    `(${p.kernel.padding} padding)` : "none";
+  const substrate = (name) => (name === "zeros" ? "zeros" : "the blur");
+  const parts = [`baseline ${p.baseline} (deletion to ${substrate(p.deletion)}, insertion ` +
+    `from ${substrate(p.insertion)}), blur kernel ${kernel}, ${p.steps} steps ` +
+    `(${p.points} points), trapezoid AUC, seed ${p.seed}`];
+  // The other scores' settings, when they were asked for (cnnlens/compare/protocol.py).
+  if (p.infidelity) {
+    parts.push(`infidelity: ${p.infidelity.n_perturb_samples} samples, noise ` +
+      `${p.infidelity.noise}, max-normalized maps`);
+  }
+  if (p.sensitivity_max) {
+    parts.push(`max-sensitivity: ${p.sensitivity_max.n_perturb_samples} samples, radius ` +
+      `${p.sensitivity_max.radius}, max-normalized maps`);
+  }
+  if (p.road) parts.push(`ROAD: percentiles ${p.road.percentiles.join(",")}, ${p.road.imputer} imputer`);
+  return `Protocol: ${parts.join("; ")}.`;
+}
+
 async function compareMethods(event) {
   event.preventDefault();
   const methods = chosen("compare-methods");
@@ -1037,11 +1077,19 @@ async function compareMethods(event) {
       { columns: titles.length + 1, aspect: image.width / image.height });
     $("compare-summary").textContent =
       `${image.name}: target ${classText(image.target)}, layer ${image.layer}.`;
+    const scoreNames = Object.keys(body.summary[body.methods[0]] || {})
+      .filter((name) => !(name in SCORE_ALIASES));
+    $("compare-scores-head").replaceChildren(...["method", ...scoreNames].map((name) => {
+      const cell = document.createElement("th");
+      cell.scope = "col";
+      cell.textContent = name === "method" ? name : scoreTitle(name);
+      return cell;
+    }));
     fillRows($("compare-scores-table"), body.methods, (name) => {
       const s = image.scores[name] || {};
-      return [state.methods.get(name)?.title || name, fixed(s.deletion_auc),
-        fixed(s.insertion_auc), fixed(s.randomization_similarity)];
+      return [state.methods.get(name)?.title || name, ...scoreNames.map((score) => fixed(s[score]))];
     });
+    $("compare-protocol").textContent = protocolText(body.protocol);
     fillRows($("compare-agreement"), image.agreement,
       (pair) => [pair.methods.join(" · "), fixed(pair.spearman), fixed(pair.top_k_iou)]);
     showBody("compare");
@@ -1117,6 +1165,8 @@ async function showAuditResults(job) {
     (record.flags || []).join(", ") || "none",
   ]);
   $("audit-table").hidden = false;
+  const shown = { job, summary: body.summary }; // for dataset.js
+  document.dispatchEvent(new CustomEvent("audit-shown", { detail: shown }));
 }
 
 // ---------- start ----------
