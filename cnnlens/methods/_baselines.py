@@ -1,0 +1,37 @@
+"""Reference inputs by name, shared by the path, DeepLIFT, SHAP and perturbation methods."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from cnnlens.methods.base import MethodContext
+
+BaselineName = Literal["black", "white", "zero", "mean"]
+BASELINE_HELP = (
+    "black or white pixels (normalized as the model's input), the zero input, or the "
+    "image's mean colour"
+)
+
+
+def baseline_field(default: BaselineName = "black") -> BaselineName:
+    """A `baseline` param: one reference input by name."""
+    return Field(default, description=BASELINE_HELP)  # type: ignore[no-any-return]
+
+
+def baseline(context: MethodContext, name: str) -> torch.Tensor:
+    """(B, C, H, W) the reference input `name` for each sample of the batch."""
+    x = context.x.detach()
+    if name == "zero":
+        return torch.zeros_like(x)
+    if name in ("black", "white"):
+        pixels = torch.zeros_like(x) if name == "black" else torch.ones_like(x)
+        return context.preprocessing.normalize(pixels)
+    return x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()
+
+
+def per_sample(names: list[str] | tuple[str, ...]) -> bool:
+    """Whether these baselines differ between the samples of a batch (the image's mean)."""
+    return "mean" in names

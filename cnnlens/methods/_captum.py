@@ -1,0 +1,75 @@
+"""Captum called inside cnnlens's hook session: one base for the methods it computes.
+
+Captum registers hooks and sets attributes on the model's modules (DeepLIFT) and draws from
+torch's and NumPy's global generators (SHAP, LIME): `CaptumMethod` runs every call inside
+`library_hooks` (the model's lock, eval mode, frozen parameters, and whatever Captum leaves
+behind undone) and, for the stochastic ones, `seeded`.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from abc import abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+
+from cnnlens.methods._scores import ScoredModel, sample_rows
+from cnnlens.methods.base import Method, MethodContext, MethodOutput
+from cnnlens.models.hooks import library_hooks
+
+# Captum warns on every DeepLIFT call that it sets hooks (`library_hooks` takes care of them),
+# and that it made the input require gradients (it is a copy).
+for _message in ("Setting forward, backward hooks", "Input Tensor 0 did not already require"):
+    warnings.filterwarnings("ignore", message=_message, category=UserWarning, module="captum")
+
+_GLOBAL_GENERATORS = threading.Lock()
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """torch's and NumPy's global generators seeded inside the block and restored after it;
+    one seeded block at a time in the process, so that no other one draws in between."""
+    with _GLOBAL_GENERATORS, torch.random.fork_rng():
+        torch.manual_seed(seed)
+        state = np.random.get_state()
+        np.random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(state)
+
+
+@contextmanager
+def captum_model(context: MethodContext) -> Iterator[ScoredModel]:
+    """The scored model, inside the session every Captum call runs in (`library_hooks`)."""
+    with library_hooks(context.model):
+        yield ScoredModel(context)
+
+
+class CaptumMethod(Method):
+    """A map computed by one Captum attribution on the scored model (`_scores.ScoredModel`)."""
+
+    kind = "standalone"
+
+    def compute(self, context: MethodContext, params: Any) -> MethodOutput:
+        with captum_model(context) as model:
+            attributions = self.attribute(
+                model, context.x.detach(), sample_rows(context), context, params
+            )
+        return MethodOutput(attributions.detach())
+
+    @abstractmethod
+    def attribute(
+        self,
+        model: ScoredModel,
+        x: torch.Tensor,
+        rows: torch.Tensor,
+        context: MethodContext,
+        params: Any,
+    ) -> torch.Tensor:
+        """Captum's attribution of `model(x, rows)` (rows: `additional_forward_args`)."""
