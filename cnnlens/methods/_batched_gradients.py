@@ -9,7 +9,7 @@ chunk, not the number of points.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -19,6 +19,8 @@ from cnnlens.methods.base import Method, MethodParams
 from cnnlens.methods.workload import Cost, Workload, chunked, cost_field
 from cnnlens.models import heads
 from cnnlens.models.hooks import hook_session
+
+Transform = Callable[[torch.Tensor], torch.Tensor] | None
 
 
 class BatchedGradientParams(MethodParams):
@@ -43,7 +45,28 @@ def mean_input_gradient(
     head: str = "softmax",
     region: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """sum_s weights[s] * T(d S_target / d x at points(s)), for s in range(count).
+    """sum_s weights[s] * T(d S_target / d x at points(s)), for s in range(count): see
+    `mean_input_gradients`, with one transform."""
+    (total,) = mean_input_gradients(
+        model, like, points, count, targets, weights, batch_size, (transform,), head, region
+    )
+    return total
+
+
+def mean_input_gradients(
+    model: nn.Module,
+    like: torch.Tensor,
+    points: Callable[[int], torch.Tensor],
+    count: int,
+    targets: torch.Tensor,
+    weights: torch.Tensor,
+    batch_size: int,
+    transforms: Sequence[Transform] = (None,),
+    head: str = "softmax",
+    region: torch.Tensor | None = None,
+) -> list[torch.Tensor]:
+    """For each transform T: sum_s weights[s] * T(d S_target / d x at points(s)), s < count,
+    all from the same gradients (VarGrad's first and second moments).
 
     Args:
         model: classifier returning logits.
@@ -54,12 +77,12 @@ def mean_input_gradient(
         targets: (B,) class per sample.
         weights: (count,) weight of each point (quadrature weights or 1/count).
         batch_size: rows per forward/backward.
-        transform: T applied to each point's gradient before weighting (default identity).
+        transforms: each T applied to each point's gradient before weighting (None: identity).
         head: how logits become class scores (see `cnnlens.models.heads.target_scores`).
         region: (B, h, w) segmentation heads: each sample's weights per output pixel.
     """
     batch = like.shape[0]
-    total = torch.zeros_like(like)
+    totals = [torch.zeros_like(like) for _ in transforms]
     current: list[tuple[int, torch.Tensor]] = []  # the one point being consumed
 
     def point(s: int) -> torch.Tensor:
@@ -87,13 +110,13 @@ def mean_input_gradient(
             scores = heads.target_scores(head, logits, chunk_targets, chunk_region)
             assert session.input is not None
             (gradient,) = session.gradients(scores, [session.input], retain_graph=False)
-            if transform is not None:
-                gradient = transform(gradient)
-            offset = 0
-            for s, first, end in pieces:
-                total[first:end] += weights[s] * gradient[offset : offset + end - first]
-                offset += end - first
-    return total
+            for total, transform in zip(totals, transforms, strict=True):
+                transformed = gradient if transform is None else transform(gradient)
+                offset = 0
+                for s, first, end in pieces:
+                    total[first:end] += weights[s] * transformed[offset : offset + end - first]
+                    offset += end - first
+    return totals
 
 
 class BatchedGradientMethod(Method):
