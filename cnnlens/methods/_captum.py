@@ -22,10 +22,8 @@ from cnnlens.methods._scores import ScoredModel, sample_rows
 from cnnlens.methods.base import Method, MethodContext, MethodOutput
 from cnnlens.models.hooks import library_hooks
 
-# Captum warns on every DeepLIFT call that it sets hooks (`library_hooks` takes care of them),
-# and that it made the input require gradients (it is a copy).
-for _message in ("Setting forward, backward hooks", "Input Tensor 0 did not already require"):
-    warnings.filterwarnings("ignore", message=_message, category=UserWarning, module="captum")
+# Captum warns on every DeepLIFT call that it sets hooks: `library_hooks` takes care of them.
+warnings.filterwarnings("ignore", message="Setting forward, backward hooks", category=UserWarning)
 
 _GLOBAL_GENERATORS = threading.Lock()
 
@@ -52,15 +50,15 @@ def captum_model(context: MethodContext) -> Iterator[ScoredModel]:
 
 
 class CaptumMethod(Method):
-    """A map computed by one Captum attribution on the scored model (`_scores.ScoredModel`)."""
+    """A map computed by one Captum gradient attribution on the scored model
+    (`_scores.ScoredModel`), of a copy of the input that requires gradients."""
 
     kind = "standalone"
 
     def compute(self, context: MethodContext, params: Any) -> MethodOutput:
+        x = context.x.detach().requires_grad_(True)
         with captum_model(context) as model:
-            attributions = self.attribute(
-                model, context.x.detach(), sample_rows(context), context, params
-            )
+            attributions = self.attribute(model, x, sample_rows(context), context, params)
         return MethodOutput(attributions.detach())
 
     @abstractmethod

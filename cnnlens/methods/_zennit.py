@@ -5,7 +5,8 @@ Zennit propagates relevance module by module: each module type gets a rule, batc
 merged into the convolution before them, and torchvision's ResNet blocks get their residual
 sum rewritten as a module (`zennit.torchvision.ResNetCanonizer`). A sum or product of two
 activations anywhere else, or a parameterized layer no rule covers, would pass relevance on
-as a plain gradient: not LRP, so refused.
+as a plain gradient: not LRP, so refused. Leaves without weights of their own that no rule
+covers (an identity, a custom activation) pass relevance on as their gradient.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from zennit.composites import (
 )
 from zennit.core import Composite
 from zennit.torchvision import ResNetCanonizer, VGGCanonizer
-from zennit.types import Activation, AvgPool, BatchNorm, Convolution, MaxPool
+from zennit.types import Activation, BatchNorm, Convolution
 
 from cnnlens.errors import IncompatibleModelError
 from cnnlens.models.layers import LayerInventory
@@ -39,13 +40,8 @@ COMPOSITES: dict[str, type[Composite]] = {
     "epsilon_alpha2_beta1": EpsilonAlpha2Beta1,
 }
 _RESNET_BLOCKS = (BasicBlock, Bottleneck)
-# Leaf layers with a rule in every composite, or whose gradient is the LRP step itself
-# (max pooling passes relevance to the winner; dropout, flatten and padding are identities).
-_COVERED = (
-    Convolution, nn.Linear, BatchNorm, AvgPool, Activation, MaxPool,
-    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Flatten, nn.Unflatten,
-    nn.Identity, nn.ZeroPad2d, nn.ConstantPad2d,
-)  # fmt: skip
+# Layers with weights that every composite has a rule for (batch norms merged or passed).
+_COVERED = (Convolution, nn.Linear, BatchNorm, Activation)
 
 
 def canonizers(model: nn.Module, modules: dict[str, nn.Module]) -> list[Canonizer]:
@@ -80,10 +76,12 @@ def check_lrp(inventory: LayerInventory) -> None:
     types = inventory.module_types
     ran = {layer.name: layer for layer in inventory.layers}
     parents = {name.rpartition(".")[0] for name in types if name} | {""}
-    uncovered = [
+    uncovered = [  # leaves with weights of their own that no rule covers
         f"{name} ({layer.type})"
         for name, layer in ran.items()
-        if name not in parents and not issubclass(types.get(name, nn.Module), _COVERED)
+        if name not in parents
+        and name in inventory.parameterized
+        and not issubclass(types.get(name, nn.Module), _COVERED)
     ]
     if uncovered:
         raise IncompatibleModelError(

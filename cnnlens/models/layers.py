@@ -70,8 +70,10 @@ class LayerInventory:
     layers: list[LayerInfo]
     default_layer: str
     compatibility: CompatibilityReport
-    # The class of every named module, for checks that need more than its name (a subclass).
+    # The class of every named module, for checks that need more than its name (a subclass),
+    # and the modules that hold parameters or buffers of their own.
     module_types: dict[str, type[nn.Module]] = field(default_factory=dict)
+    parameterized: frozenset[str] = frozenset()
     # Element-wise sums (a residual's `out + identity`) and products (a gate's `x * s`) of two
     # activations in one forward: rules that propagate module by module (LRP, DeepLIFT) have
     # none for them unless a canonizer rewrites them as a module.
@@ -216,6 +218,9 @@ def inspect_layers(
         default_layer=default,
         compatibility=report,
         module_types={name: type(module) for name, module in modules.items()},
+        parameterized=frozenset(
+            name for name, module in modules.items() if module._parameters or module._buffers
+        ),
         activation_sums=tracer.sums,
         activation_products=tracer.products,
     )

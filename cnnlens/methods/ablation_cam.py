@@ -1,0 +1,116 @@
+"""Ablation-CAM (Desai & Ramaswamy 2020)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import torch
+from pydantic import Field
+
+from cnnlens.methods._scores import score_function
+from cnnlens.methods.base import MethodContext, register
+from cnnlens.methods.cam_base import CamParams, GradientFreeCam
+from cnnlens.methods.score_cam import DEFAULT_CHANNELS
+from cnnlens.methods.workload import Cost, Workload, chunked, cost_field
+from cnnlens.models.hooks import substitute_output
+
+
+class AblationCamParams(CamParams):
+    batch_size: int = cost_field(32, "memory", "ablations per forward (bounds memory)")
+    channels: Annotated[int, Field(ge=1)] | Literal["all"] = cost_field(
+        DEFAULT_CHANNELS,
+        "time",
+        'ablate only this many channels, the most active on average (the others weigh 0); "all": '
+        "every channel, as in the paper and pytorch-grad-cam",
+        ge=None,
+        le=None,
+    )
+
+
+@register
+class AblationCam(GradientFreeCam):
+    """w_k^c = (y^c - y^c_k) / y^c, y^c_k the score with feature map A^k set to zero;
+    L^c = ReLU(sum_k w_k^c A^k).
+
+    Desai & Ramaswamy, "Ablation-CAM: Visual Explanations for Deep Convolutional Network via
+    Gradient-free Localization", WACV 2020, eq. (2)-(3); pytorch-grad-cam's AblationCAM. The
+    ablations of one image go `batch_size` at a time and run the model from the layer on:
+    the part before it runs once per batch, for one row.
+    Shapes: activations (B, C, h, w) -> map (B, 1, H, W).
+    """
+
+    name = "ablation_cam"
+    title = "Ablation-CAM"
+    paper = "Desai & Ramaswamy 2020, doi:10.1109/WACV45572.2020.9093360"
+    Params = AblationCamParams
+
+    def cost(self, params: AblationCamParams, workload: Workload) -> Cost:
+        ablated = self.cost_param_value(params, "channels", workload)
+        chunk = chunked(ablated, params.batch_size)
+        # Upper bound: each ablation counted as a whole row through the model.
+        return Cost.of(forwards=workload.rows * (1 + ablated), peak_rows=max(workload.rows, chunk))
+
+    def cost_param_value(self, params: Any, name: str, workload: Workload) -> int:
+        if name != "channels":
+            return super().cost_param_value(params, name, workload)
+        layer = workload.layer_channels
+        if params.channels == "all":
+            if layer is None:
+                raise ValueError(
+                    "ablation_cam's cost with channels=\"all\" needs the layer's channels"
+                )
+            return layer
+        return params.channels if layer is None else min(params.channels, layer)
+
+    def forward_weights(
+        self,
+        context: MethodContext,
+        params: AblationCamParams,
+        activations: torch.Tensor,
+        logits: torch.Tensor,
+    ) -> torch.Tensor:
+        score = score_function(context)
+        batch = activations.shape[0]
+        original = score(logits, torch.arange(batch, device=logits.device))  # (B,)
+        chosen = self.most_active(activations, params.channels)  # (B, n)
+        weights = torch.zeros(
+            activations.shape[:2], dtype=activations.dtype, device=activations.device
+        )
+        for b in range(batch):
+            ablated = torch.cat(
+                [
+                    _ablated_scores(context, score, b, activations[b], chunk)
+                    for chunk in chosen[b].split(params.batch_size)
+                ]
+            )  # (n,)
+            weights[b, chosen[b]] = (original[b] - ablated) / original[b]
+        return weights
+
+
+def _ablated_scores(
+    context: MethodContext,
+    score: Any,
+    row: int,
+    activations: torch.Tensor,
+    channels: torch.Tensor,
+) -> torch.Tensor:
+    """(n,) the target's score of sample `row` with each of `channels` zeroed at the layer.
+
+    The layer's output is replaced by n ablated copies of `activations` (C, h, w) while the
+    model runs on the one image: what comes before the layer runs once, and tensors it passes
+    around the layer (a skip connection) broadcast over the n rows. A model that cannot take
+    that (it fixes the batch size, or concatenates across the layer) runs the image n times.
+    """
+    count = channels.shape[0]
+    ablated = activations.unsqueeze(0).repeat(count, 1, 1, 1)  # (n, C, h, w)
+    ablated[torch.arange(count), channels] = 0
+    rows = torch.full((count,), row, device=activations.device)
+    image = context.x[row : row + 1].detach()
+    with substitute_output(context.model, context.layer, lambda output: ablated):
+        try:
+            logits = context.model(image)
+            if logits.shape[0] == count:
+                return score(logits, rows)
+        except RuntimeError:
+            pass
+        return score(context.model(image.repeat(count, 1, 1, 1)), rows)
