@@ -77,11 +77,12 @@ def _slic(image: np.ndarray, params: SuperpixelParams) -> np.ndarray:
 
 
 def _grid(height: int, width: int, segments: int) -> np.ndarray:
-    """Labels of a grid of about `segments` square-ish cells."""
-    side = max(1.0, math.sqrt(height * width / segments))
-    rows = np.minimum(np.arange(height) // side, math.ceil(height / side) - 1).astype(int)
-    cols = np.minimum(np.arange(width) // side, math.ceil(width / side) - 1).astype(int)
-    return rows[:, None] * (int(cols.max()) + 1) + cols[None, :]
+    """Labels of a grid of at most `segments` cells, as square as the image allows."""
+    rows = min(height, max(1, round(math.sqrt(segments * height / width))))
+    columns = min(width, max(1, segments // rows))
+    row_of = np.arange(height) * rows // height  # (H,) cell row of each pixel row
+    column_of = np.arange(width) * columns // width
+    return row_of[:, None] * columns + column_of[None, :]
 
 
 class SampledSuperpixelParams(SuperpixelParams):
