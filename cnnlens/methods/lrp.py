@@ -83,11 +83,13 @@ class Lrp(Method):
         score, rows = score_function(context), sample_rows(context)
 
         def output_relevance(output: torch.Tensor) -> torch.Tensor:
-            """dS/d output: the relevance the propagation starts from (one-hot for a class)."""
+            """R = (dS/d output) * output: each output's share of the score S, which is
+            linear in the outputs (a logit, +/- a binary logit, a region's sum), so that the
+            relevance starts from S itself (Bach et al. 2015: sum_p R_p = f(x))."""
             with torch.enable_grad():
                 output = output.detach().requires_grad_(True)
-                (relevance,) = torch.autograd.grad(score(output, rows).sum(), output)
-            return relevance
+                (readout,) = torch.autograd.grad(score(output, rows).sum(), output)
+            return readout * output.detach()
 
         with library_hooks(context.model) as modules, torch.enable_grad():
             rules = composite(
