@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -18,7 +19,7 @@ BASELINE_HELP = (
 
 def baseline_field(default: BaselineName = "black") -> BaselineName:
     """A `baseline` param: one reference input by name."""
-    return Field(default, description=BASELINE_HELP)  # type: ignore[no-any-return]
+    return Field(default, description=BASELINE_HELP)  # type: ignore[no-any-return,unused-ignore]
 
 
 def baseline(context: MethodContext, name: str) -> torch.Tensor:
@@ -32,6 +33,6 @@ def baseline(context: MethodContext, name: str) -> torch.Tensor:
     return x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()
 
 
-def per_sample(names: list[str] | tuple[str, ...]) -> bool:
+def per_sample(names: Sequence[str]) -> bool:
     """Whether these baselines differ between the samples of a batch (the image's mean)."""
     return "mean" in names

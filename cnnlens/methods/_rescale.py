@@ -58,11 +58,11 @@ class RescaleMixin:
         return multipliers  # type: ignore[no-any-return]
 
 
-class RescaleDeepLift(RescaleMixin, DeepLift):
+class RescaleDeepLift(RescaleMixin, DeepLift):  # type: ignore[misc]
     """captum.attr.DeepLift with every element-wise activation module."""
 
 
-class RescaleDeepLiftShap(RescaleMixin, DeepLiftShap):
+class RescaleDeepLiftShap(RescaleMixin, DeepLiftShap):  # type: ignore[misc]
     """captum.attr.DeepLiftShap with every element-wise activation module."""
 
 

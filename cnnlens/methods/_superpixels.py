@@ -45,7 +45,8 @@ def superpixel_mask(
     """(B, 1, H, W) long: each pixel's feature, numbered 0..n-1 per image; and the kind of
     features each image got ("slic" or "grid")."""
     x = context.x.detach()
-    masks, kinds = [], []
+    masks: list[torch.Tensor] = []
+    kinds: list[str] = []
     for pixels in context.preprocessing.denormalize(x).clamp(0, 1).cpu():  # (C, H, W)
         kind = params.superpixels
         labels = None
@@ -94,7 +95,7 @@ class SuperpixelMethod(Method):
     """A Captum perturbation method over superpixels, one image at a time: (B, 1, H, W)."""
 
     kind = "standalone"
-    Params = SuperpixelParams
+    Params: ClassVar[type[MethodParams]] = SuperpixelParams
     sampled: ClassVar[bool] = False  # draws random subsets: seeded by params.seed
 
     def compute(self, context: MethodContext, params: Any) -> MethodOutput:

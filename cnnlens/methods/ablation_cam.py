@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import torch
 from pydantic import Field
 
-from cnnlens.methods._scores import score_function
+from cnnlens.methods._scores import ScoreFunction, score_function
 from cnnlens.methods.base import MethodContext, register
 from cnnlens.methods.cam_base import CamParams, GradientFreeCam
 from cnnlens.methods.score_cam import DEFAULT_CHANNELS
@@ -50,18 +50,6 @@ class AblationCam(GradientFreeCam):
         # Upper bound: each ablation counted as a whole row through the model.
         return Cost.of(forwards=workload.rows * (1 + ablated), peak_rows=max(workload.rows, chunk))
 
-    def cost_param_value(self, params: Any, name: str, workload: Workload) -> int:
-        if name != "channels":
-            return super().cost_param_value(params, name, workload)
-        layer = workload.layer_channels
-        if params.channels == "all":
-            if layer is None:
-                raise ValueError(
-                    "ablation_cam's cost with channels=\"all\" needs the layer's channels"
-                )
-            return layer
-        return params.channels if layer is None else min(params.channels, layer)
-
     def forward_weights(
         self,
         context: MethodContext,
@@ -80,7 +68,7 @@ class AblationCam(GradientFreeCam):
             ablated = torch.cat(
                 [
                     _ablated_scores(context, score, b, activations[b], chunk)
-                    for chunk in chosen[b].split(params.batch_size)
+                    for chunk in torch.split(chosen[b], params.batch_size)
                 ]
             )  # (n,)
             weights[b, chosen[b]] = (original[b] - ablated) / original[b]
@@ -89,7 +77,7 @@ class AblationCam(GradientFreeCam):
 
 def _ablated_scores(
     context: MethodContext,
-    score: Any,
+    score: ScoreFunction,
     row: int,
     activations: torch.Tensor,
     channels: torch.Tensor,

@@ -8,7 +8,7 @@ gradient-free CAMs weights measured with further forwards (`GradientFreeCam`).
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +38,7 @@ class CamMethod(Method):
     """
 
     uses_layer = True
-    Params = CamParams
+    Params: ClassVar[type[MethodParams]] = CamParams
 
     def requirements(self, params: CamParams, layer: str) -> Requirements:
         return Requirements(layers=frozenset({layer}))

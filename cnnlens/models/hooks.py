@@ -488,7 +488,11 @@ class _TensorSlot:
     def restore(self, slots: dict[str, Any], name: str) -> None:
         if slots.get(name) is not self.tensor:
             slots[name] = self.tensor  # a library swapped the object (Zennit's ParamMod)
-        if self.tensor is not None and _layout(self.tensor) != self.layout:
+        if (
+            self.tensor is not None
+            and self.data is not None
+            and _layout(self.tensor) != self.layout
+        ):
             self.tensor.data = self.data  # a library swapped its data (a merged batch norm)
 
 
