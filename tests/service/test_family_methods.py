@@ -1,0 +1,101 @@
+"""The new attribution families on every front of the service: GET /v1/methods with their
+params, POST /v1/explain (the served array equals the library's), POST /v1/compare, and the
+refusal of a method the model cannot serve as a 422 with the reason, here and in an audit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from cnnlens.audit import AuditConfig, local
+from cnnlens.errors import IncompatibleModelError
+from cnnlens.explain import explain
+from cnnlens.imageio import decode_image
+from cnnlens.models import LoadedModel
+from tests.service.conftest import assert_error, decode_array, decode_png, upload
+
+NEW = [
+    "deeplift", "deeplift_shap", "gradient_shap", "input_x_gradient", "lime", "kernel_shap",
+    "feature_ablation", "lrp", "hirescam", "xgrad_cam", "layer_cam", "eigen_cam", "ablation_cam",
+]  # fmt: skip
+
+
+def test_every_new_method_is_listed_with_its_params(client: TestClient) -> None:
+    methods = {item["name"]: item for item in client.get("/v1/methods").json()["methods"]}
+    assert set(NEW) <= set(methods)
+    for name in NEW:
+        assert methods[name]["route"] == "/v1/explain"
+        assert methods[name]["paper"]
+    lrp = methods["lrp"]["params"]["properties"]["composite"]
+    assert lrp["enum"] == [
+        "epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1_flat", "epsilon_plus",
+        "epsilon_alpha2_beta1",
+    ]  # fmt: skip
+    assert lrp["default"] == "epsilon_plus_flat"
+    shap = methods["gradient_shap"]["params"]["properties"]
+    assert {"n_samples", "stdevs", "seed", "baselines"} <= set(shap)
+    deeplift = methods["deeplift"]["params"]["properties"]["baseline"]
+    assert deeplift["default"] == "black" and "white" in deeplift["enum"]
+    variant = methods["smoothgrad"]["params"]["properties"]["variant"]
+    assert variant["enum"] == ["smoothgrad", "vargrad"]
+    assert methods["lime"]["params"]["properties"]["superpixels"]["enum"] == ["slic", "grid"]
+
+
+def test_explain_serves_the_new_maps_as_the_library_computes_them(
+    client: TestClient, default_model: LoadedModel, small_png: bytes
+) -> None:
+    names = ["deeplift", "hirescam", "eigen_cam", "feature_ablation"]
+    params = {"feature_ablation": {"segments": 8}}
+    response = client.post(
+        "/v1/explain",
+        files=upload(small_png, "chelsea.png"),
+        data={"method": ",".join(names), "output": "array,heatmap", "params": json.dumps(params)},
+    )
+    assert response.status_code == 200, response.text[:300]
+    served = {item["method"]: item for item in response.json()["explanations"]}
+    assert list(served) == names
+    local_maps = explain(default_model, decode_image(small_png), names, params=params)
+    for item, expected in zip(served.values(), local_maps, strict=True):
+        assert decode_png(item["heatmap_png"]).size == (96, 64)
+        array = decode_array(item["array"])
+        scale = float(np.abs(expected.map).max())
+        np.testing.assert_allclose(array, expected.map, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_lrp_on_a_model_with_residual_sums_is_a_422_with_the_reason(
+    client: TestClient, small_png: bytes
+) -> None:
+    response = client.post("/v1/explain", files=upload(small_png), data={"method": "lrp"})
+    error = assert_error(response, 422)
+    assert "residual sums" in error["message"]
+
+
+def test_compare_takes_the_new_methods(client: TestClient, chelsea: Image.Image) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    chelsea.resize((96, 64)).save(buffer, "PNG")
+    response = client.post(
+        "/v1/compare",
+        files=[("image", ("chelsea.png", buffer.getvalue(), "image/png"))],
+        data={"method": "hirescam,xgrad_cam,grad_cam", "steps": "4", "stages": "1"},
+    )
+    assert response.status_code == 200, response.text[:300]
+    assert response.json()["methods"] == ["hirescam", "xgrad_cam", "grad_cam"]
+
+
+def test_an_audit_refuses_lrp_before_any_image(
+    tmp_path: Path, default_model: LoadedModel, small_png: bytes
+) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_bytes(small_png)
+    config = AuditConfig(methods=("grad_cam", "lrp"))
+    with pytest.raises(IncompatibleModelError, match="residual sums"):
+        local.run_audit(images, tmp_path / "out", config, model=default_model)
+    assert not (tmp_path / "out/results.jsonl").exists()
