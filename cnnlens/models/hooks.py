@@ -478,63 +478,71 @@ _GLOBAL_HOOK_DICTS = (
 
 
 class _TensorSlot:
-    """A parameter's or buffer's tensor as it was: the object and the storage it viewed."""
+    """A parameter's or buffer's tensor as it was: the object and the data it held."""
+
+    __slots__ = ("tensor", "data", "pointer")
 
     def __init__(self, tensor: torch.Tensor | None) -> None:
         self.tensor = tensor
         self.data = None if tensor is None else tensor.data  # an alias: keeps the storage alive
-        self.layout = None if tensor is None else _layout(tensor)
+        self.pointer = None if tensor is None else tensor.data_ptr()
 
     def restore(self, slots: dict[str, Any], name: str) -> None:
         if slots.get(name) is not self.tensor:
             slots[name] = self.tensor  # a library swapped the object (Zennit's ParamMod)
-        if (
-            self.tensor is not None
-            and self.data is not None
-            and _layout(self.tensor) != self.layout
-        ):
-            self.tensor.data = self.data  # a library swapped its data (a merged batch norm)
-
-
-def _layout(tensor: torch.Tensor) -> tuple[Any, ...]:
-    return (
-        tensor.untyped_storage().data_ptr(),
-        tensor.storage_offset(),
-        tuple(tensor.shape),
-        tensor.stride(),
-    )
+        tensor, data = self.tensor, self.data
+        if tensor is None or data is None:
+            return
+        if tensor.data_ptr() != self.pointer or tensor.shape != data.shape:
+            tensor.data = data  # a library swapped its data (a merged batch norm)
 
 
 class _ModuleState:
-    """What a library may change on one module: hooks, attributes, children, tensors."""
+    """What a library may change on one module: hooks, attributes, children, tensors.
+
+    Taken on every call of a library method: only cheap reads (the module's own dicts, not
+    nn.Module's attribute lookup), and hook dicts only where they hold something.
+    """
+
+    __slots__ = ("module", "hooks", "attributes", "children", "parameters", "buffers")
 
     def __init__(self, module: nn.Module) -> None:
         self.module = module
-        self.hooks = {name: set(getattr(module, name, {})) for name in _MODULE_HOOK_DICTS}
         self.attributes = dict(vars(module))
+        attributes = self.attributes
+        self.hooks = {
+            name: tuple(attributes[name]) for name in _MODULE_HOOK_DICTS if attributes.get(name)
+        }
         self.children = dict(module._modules)
         self.parameters = {name: _TensorSlot(p) for name, p in module._parameters.items()}
         self.buffers = {name: _TensorSlot(b) for name, b in module._buffers.items()}
 
     def restore(self) -> None:
         module = self.module
-        for name, kept in self.hooks.items():
-            hooks = getattr(module, name, None)
+        current = vars(module)
+        for name in _MODULE_HOOK_DICTS:
+            hooks = current.get(name)
+            kept = self.hooks.get(name, ())
             if hooks is not None and len(hooks) != len(kept):
                 for key in [key for key in hooks if key not in kept]:
                     del hooks[key]
-        current = vars(module)
-        for key in [key for key in current if key not in self.attributes]:
-            del current[key]  # DeepLIFT's module.input / .output, a canonizer's forward
-        for key, value in self.attributes.items():
-            if current.get(key, _MISSING) is not value:
-                current[key] = value
+        attributes = self.attributes
+        unchanged = len(current) == len(attributes) and all(
+            map(operator.is_, current.values(), attributes.values())
+        )
+        if not unchanged:
+            for key in [key for key in current if key not in attributes]:
+                del current[key]  # DeepLIFT's module.input / .output, a canonizer's forward
+            for key, value in attributes.items():
+                if current.get(key, _MISSING) is not value:
+                    current[key] = value
         for slots, kept_slots in (
             (module._parameters, self.parameters),
             (module._buffers, self.buffers),
         ):
-            for key in [key for key in slots if key not in kept_slots]:
-                del slots[key]
+            if len(slots) != len(kept_slots):
+                for key in [key for key in slots if key not in kept_slots]:
+                    del slots[key]
             for key, slot in kept_slots.items():
                 slot.restore(slots, key)
         if module._modules != self.children:
