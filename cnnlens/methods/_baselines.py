@@ -33,6 +33,13 @@ def baseline(context: MethodContext, name: str) -> torch.Tensor:
     return x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()
 
 
-def per_sample(names: Sequence[str]) -> bool:
-    """Whether these baselines differ between the samples of a batch (the image's mean)."""
-    return "mean" in names
+def reference_sets(
+    context: MethodContext, names: Sequence[str]
+) -> list[tuple[slice, torch.Tensor]]:
+    """(rows, (N, C, H, W) baselines) for explainers that take one reference set for all the
+    rows they explain (Captum's SHAP): one set for the batch, or one per sample when a
+    baseline differs between samples (the image's mean colour)."""
+    stacked = torch.stack([baseline(context, name) for name in names], 1)  # (B, N, C, H, W)
+    if "mean" not in names:
+        return [(slice(None), stacked[0])]
+    return [(slice(row, row + 1), stacked[row]) for row in range(stacked.shape[0])]

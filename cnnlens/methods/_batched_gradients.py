@@ -24,33 +24,13 @@ Transform = Callable[[torch.Tensor], torch.Tensor] | None
 
 
 class BatchedGradientParams(MethodParams):
-    """Params of the methods built on `mean_input_gradient`: how many rows go at once."""
+    """Params of the methods built on `mean_input_gradients`: how many rows go at once."""
 
     batch_size: int = cost_field(
         8,  # about 0.7 GB kept for the backward on efficientnet_lite0 at 224 x 224
         "memory",
         "rows per forward/backward (bounds memory)",
     )
-
-
-def mean_input_gradient(
-    model: nn.Module,
-    like: torch.Tensor,
-    points: Callable[[int], torch.Tensor],
-    count: int,
-    targets: torch.Tensor,
-    weights: torch.Tensor,
-    batch_size: int,
-    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    head: str = "softmax",
-    region: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """sum_s weights[s] * T(d S_target / d x at points(s)), for s in range(count): see
-    `mean_input_gradients`, with one transform."""
-    (total,) = mean_input_gradients(
-        model, like, points, count, targets, weights, batch_size, (transform,), head, region
-    )
-    return total
 
 
 def mean_input_gradients(
@@ -120,7 +100,7 @@ def mean_input_gradients(
 
 
 class BatchedGradientMethod(Method):
-    """A method that calls `mean_input_gradient` once: its cost follows the number of points."""
+    """A method that calls `mean_input_gradients` once: its cost follows the number of points."""
 
     kind = "standalone"
     # Input-sized tensors kept through the call, per row: by default the input and the sum.

@@ -20,6 +20,7 @@ import torch
 
 from cnnlens.methods._scores import ScoredModel, sample_rows
 from cnnlens.methods.base import Method, MethodContext, MethodOutput
+from cnnlens.methods.workload import Cost, Workload
 from cnnlens.models.hooks import library_hooks
 
 # Captum warns on every DeepLIFT call that it sets hooks: `library_hooks` takes care of them.
@@ -54,6 +55,14 @@ class CaptumMethod(Method):
     (`_scores.ScoredModel`), of a copy of the input that requires gradients."""
 
     kind = "standalone"
+
+    def rows_per_image(self, params: Any) -> int:
+        """Rows Captum runs through the model per image, in one forward and one backward."""
+        return 1
+
+    def cost(self, params: Any, workload: Workload) -> Cost:
+        rows = self.rows_per_image(params) * workload.rows
+        return Cost.of(forwards=rows, backwards=rows, peak_rows=rows, gradient="input")
 
     def compute(self, context: MethodContext, params: Any) -> MethodOutput:
         x = context.x.detach().requires_grad_(True)

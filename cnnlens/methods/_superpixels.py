@@ -12,7 +12,6 @@ extras say which each image got and how many features it had.
 from __future__ import annotations
 
 import math
-from abc import abstractmethod
 from contextlib import nullcontext
 from typing import Any, ClassVar, Literal
 
@@ -22,9 +21,9 @@ from pydantic import Field
 
 from cnnlens.methods._baselines import BaselineName, baseline, baseline_field
 from cnnlens.methods._captum import captum_model, seeded
-from cnnlens.methods._scores import ScoredModel, sample_rows
+from cnnlens.methods._scores import sample_rows
 from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams
-from cnnlens.methods.workload import cost_field
+from cnnlens.methods.workload import Cost, Workload, chunked, cost_field
 
 
 class SuperpixelParams(MethodParams):
@@ -92,41 +91,45 @@ class SampledSuperpixelParams(SuperpixelParams):
 
 
 class SuperpixelMethod(Method):
-    """A Captum perturbation method over superpixels, one image at a time: (B, 1, H, W)."""
+    """A Captum perturbation method over superpixels, one image at a time: (B, 1, H, W).
+
+    A subclass names Captum's class (`explainer`) and whether it samples feature subsets
+    (`n_samples` evaluations, seeded) or removes each feature once (one evaluation each, and
+    the image's own).
+    """
 
     kind = "standalone"
     Params: ClassVar[type[MethodParams]] = SuperpixelParams
+    explainer: ClassVar[Any]  # captum.attr.Lime, KernelShap or FeatureAblation
     sampled: ClassVar[bool] = False  # draws random subsets: seeded by params.seed
+
+    def cost(self, params: Any, workload: Workload) -> Cost:
+        # SLIC returns about `segments` superpixels.
+        perturbed = params.n_samples if self.sampled else params.segments
+        evaluations = perturbed if self.sampled else perturbed + 1
+        return Cost.of(
+            forwards=evaluations * workload.rows,
+            peak_rows=chunked(perturbed, params.batch_size),
+        )
 
     def compute(self, context: MethodContext, params: Any) -> MethodOutput:
         mask, kinds = superpixel_mask(context, params)
         reference = baseline(context, params.baseline)
         x, rows = context.x.detach(), sample_rows(context)
+        options = {"n_samples": params.n_samples} if self.sampled else {}
         with captum_model(context) as model, seeded(params.seed) if self.sampled else nullcontext():
             maps = [
-                self.explain_one(
-                    model,
+                self.explainer(model).attribute(
                     x[b : b + 1],
-                    rows[b : b + 1],
-                    reference[b : b + 1],
-                    mask[b : b + 1],
-                    params,
-                )  # fmt: skip
+                    baselines=reference[b : b + 1],
+                    additional_forward_args=(rows[b : b + 1],),
+                    feature_mask=mask[b : b + 1],
+                    perturbations_per_eval=params.batch_size,
+                    **options,
+                )
                 for b in range(x.shape[0])
             ]
         features = [int(row.max()) + 1 for row in mask]
         # One value per feature, the same on every colour channel.
         output = torch.cat(maps)[:, :1].detach()
         return MethodOutput(output, {"superpixels": kinds, "features": features})
-
-    @abstractmethod
-    def explain_one(
-        self,
-        model: ScoredModel,
-        x: torch.Tensor,
-        rows: torch.Tensor,
-        reference: torch.Tensor,
-        mask: torch.Tensor,
-        params: Any,
-    ) -> torch.Tensor:
-        """(1, C, H, W) Captum's attribution of one image over its features `mask`."""

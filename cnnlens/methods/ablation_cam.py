@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
 import torch
-from pydantic import Field
 
 from cnnlens.methods._scores import ScoreFunction, score_function
 from cnnlens.methods.base import MethodContext, register
-from cnnlens.methods.cam_base import CamParams, GradientFreeCam
-from cnnlens.methods.score_cam import DEFAULT_CHANNELS
-from cnnlens.methods.workload import Cost, Workload, chunked, cost_field
+from cnnlens.methods.cam_base import GradientFreeCam, GradientFreeCamParams
+from cnnlens.methods.workload import Cost, Workload, chunked
 from cnnlens.models.hooks import substitute_output
-
-
-class AblationCamParams(CamParams):
-    batch_size: int = cost_field(32, "memory", "ablations per forward (bounds memory)")
-    channels: Annotated[int, Field(ge=1)] | Literal["all"] = cost_field(
-        DEFAULT_CHANNELS,
-        "time",
-        'ablate only this many channels, the most active on average (the others weigh 0); "all": '
-        "every channel, as in the paper and pytorch-grad-cam",
-        ge=None,
-        le=None,
-    )
 
 
 @register
@@ -42,9 +26,9 @@ class AblationCam(GradientFreeCam):
     name = "ablation_cam"
     title = "Ablation-CAM"
     paper = "Desai & Ramaswamy 2020, doi:10.1109/WACV45572.2020.9093360"
-    Params = AblationCamParams
+    Params = GradientFreeCamParams
 
-    def cost(self, params: AblationCamParams, workload: Workload) -> Cost:
+    def cost(self, params: GradientFreeCamParams, workload: Workload) -> Cost:
         ablated = self.cost_param_value(params, "channels", workload)
         chunk = chunked(ablated, params.batch_size)
         # Upper bound: each ablation counted as a whole row through the model.
@@ -53,7 +37,7 @@ class AblationCam(GradientFreeCam):
     def forward_weights(
         self,
         context: MethodContext,
-        params: AblationCamParams,
+        params: GradientFreeCamParams,
         activations: torch.Tensor,
         logits: torch.Tensor,
     ) -> torch.Tensor:

@@ -9,7 +9,6 @@ from cnnlens.methods._captum import CaptumMethod
 from cnnlens.methods._rescale import RescaleDeepLift, check_rescale
 from cnnlens.methods._scores import ScoredModel
 from cnnlens.methods.base import MethodContext, MethodParams, register
-from cnnlens.methods.workload import Cost, Workload
 from cnnlens.models.layers import LayerInventory
 
 
@@ -32,9 +31,8 @@ class DeepLiftRescale(CaptumMethod):
     paper = "Shrikumar et al. 2017, arXiv:1704.02685"
     Params = DeepLiftParams
 
-    def cost(self, params: DeepLiftParams, workload: Workload) -> Cost:
-        rows = 2 * workload.rows  # the inputs and their baselines in one batch
-        return Cost.of(forwards=rows, backwards=rows, peak_rows=rows, gradient="input")
+    def rows_per_image(self, params: DeepLiftParams) -> int:
+        return 2  # the inputs and their baselines in one batch
 
     def check_model(self, inventory: LayerInventory, layer: str) -> None:
         check_rescale(self.name, inventory)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from cnnlens.methods._baselines import BASELINE_HELP, BaselineName, baseline, per_sample
+from cnnlens.methods._baselines import BASELINE_HELP, BaselineName, reference_sets
 from cnnlens.methods._captum import CaptumMethod
 from cnnlens.methods._rescale import RescaleDeepLiftShap, check_rescale
 from cnnlens.methods._scores import ScoredModel
 from cnnlens.methods.base import MethodContext, MethodParams, register
-from cnnlens.methods.workload import Cost, Workload
 from cnnlens.models.layers import LayerInventory
 
 
@@ -37,9 +36,8 @@ class DeepLiftShap(CaptumMethod):
     paper = "Lundberg & Lee 2017, arXiv:1705.07874"
     Params = DeepLiftShapParams
 
-    def cost(self, params: DeepLiftShapParams, workload: Workload) -> Cost:
-        rows = 2 * len(params.baselines) * workload.rows  # each input beside each baseline
-        return Cost.of(forwards=rows, backwards=rows, peak_rows=rows, gradient="input")
+    def rows_per_image(self, params: DeepLiftShapParams) -> int:
+        return 2 * len(params.baselines)  # each input beside each baseline
 
     def check_model(self, inventory: LayerInventory, layer: str) -> None:
         check_rescale(self.name, inventory)
@@ -52,19 +50,12 @@ class DeepLiftShap(CaptumMethod):
         context: MethodContext,
         params: DeepLiftShapParams,
     ) -> torch.Tensor:
-        references = torch.stack([baseline(context, name) for name in params.baselines], 1)
         explainer = RescaleDeepLiftShap(model)
-        if not per_sample(params.baselines):  # one reference set for the whole batch
-            return explainer.attribute(  # type: ignore[no-any-return]
-                x, baselines=references[0], additional_forward_args=(rows,)
-            )
         return torch.cat(
             [
                 explainer.attribute(
-                    x[b : b + 1],
-                    baselines=references[b],
-                    additional_forward_args=(rows[b : b + 1],),
+                    x[part], baselines=references, additional_forward_args=(rows[part],)
                 )
-                for b in range(x.shape[0])
+                for part, references in reference_sets(context, params.baselines)
             ]
         )

@@ -6,11 +6,11 @@ import torch
 from captum.attr import GradientShap as CaptumGradientShap
 from pydantic import Field
 
-from cnnlens.methods._baselines import BASELINE_HELP, BaselineName, baseline, per_sample
+from cnnlens.methods._baselines import BASELINE_HELP, BaselineName, reference_sets
 from cnnlens.methods._captum import CaptumMethod, seeded
 from cnnlens.methods._scores import ScoredModel
 from cnnlens.methods.base import MethodContext, MethodParams, register
-from cnnlens.methods.workload import Cost, Workload, cost_field
+from cnnlens.methods.workload import cost_field
 
 
 class GradientShapParams(MethodParams):
@@ -43,9 +43,8 @@ class GradientShap(CaptumMethod):
     paper = "Lundberg & Lee 2017, arXiv:1705.07874"
     Params = GradientShapParams
 
-    def cost(self, params: GradientShapParams, workload: Workload) -> Cost:
-        rows = params.n_samples * workload.rows
-        return Cost.of(forwards=rows, backwards=rows, peak_rows=rows, gradient="input")
+    def rows_per_image(self, params: GradientShapParams) -> int:
+        return params.n_samples
 
     def attribute(
         self,
@@ -55,21 +54,17 @@ class GradientShap(CaptumMethod):
         context: MethodContext,
         params: GradientShapParams,
     ) -> torch.Tensor:
-        references = torch.stack([baseline(context, name) for name in params.baselines], 1)
         explainer = CaptumGradientShap(model)
-        samples = [(slice(None), references[0])]  # one reference set for the whole batch
-        if per_sample(params.baselines):
-            samples = [(slice(b, b + 1), references[b]) for b in range(x.shape[0])]
         with seeded(params.seed):
             return torch.cat(
                 [
                     explainer.attribute(
                         x[part],
-                        baselines=reference_set,
+                        baselines=references,
                         n_samples=params.n_samples,
                         stdevs=params.stdevs,
                         additional_forward_args=(rows[part],),
                     )
-                    for part, reference_set in samples
+                    for part, references in reference_sets(context, params.baselines)
                 ]
             )

@@ -8,7 +8,6 @@ from captum.attr import InputXGradient as CaptumInputXGradient
 from cnnlens.methods._captum import CaptumMethod
 from cnnlens.methods._scores import ScoredModel
 from cnnlens.methods.base import MethodContext, MethodParams, register
-from cnnlens.methods.workload import Cost, Workload
 
 
 @register
@@ -25,10 +24,6 @@ class InputXGradient(CaptumMethod):
     title = "Input x gradient"
     paper = "Shrikumar et al. 2016, arXiv:1605.01713"
     Params = MethodParams
-
-    def cost(self, params: MethodParams, workload: Workload) -> Cost:
-        rows = workload.rows
-        return Cost.of(forwards=rows, backwards=rows, peak_rows=rows, gradient="input")
 
     def attribute(
         self,

@@ -11,7 +11,7 @@ from cnnlens.methods._baselines import BaselineName, baseline, baseline_field
 from cnnlens.methods._batched_gradients import (
     BatchedGradientMethod,
     BatchedGradientParams,
-    mean_input_gradient,
+    mean_input_gradients,
 )
 from cnnlens.methods.base import MethodContext, MethodOutput, register
 from cnnlens.methods.workload import cost_field
@@ -51,7 +51,7 @@ class IntegratedGradients(BatchedGradientMethod):
             return reference + float(alphas[s]) * delta
 
         weights_tensor = torch.as_tensor(weights, dtype=x.dtype, device=x.device)
-        path_gradient = mean_input_gradient(
+        (path_gradient,) = mean_input_gradients(
             context.model,
             x,
             point,

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import torch
 from captum.attr import Lime as CaptumLime
 
-from cnnlens.methods._scores import ScoredModel
 from cnnlens.methods._superpixels import SampledSuperpixelParams, SuperpixelMethod
 from cnnlens.methods.base import register
-from cnnlens.methods.workload import Cost, Workload, chunked
 
 
 @register
@@ -25,28 +22,5 @@ class Lime(SuperpixelMethod):
     title = "LIME"
     paper = "Ribeiro et al. 2016, arXiv:1602.04938"
     Params = SampledSuperpixelParams
+    explainer = CaptumLime
     sampled = True
-
-    def cost(self, params: SampledSuperpixelParams, workload: Workload) -> Cost:
-        return Cost.of(
-            forwards=params.n_samples * workload.rows,
-            peak_rows=chunked(params.n_samples, params.batch_size),
-        )
-
-    def explain_one(
-        self,
-        model: ScoredModel,
-        x: torch.Tensor,
-        rows: torch.Tensor,
-        reference: torch.Tensor,
-        mask: torch.Tensor,
-        params: SampledSuperpixelParams,
-    ) -> torch.Tensor:
-        return CaptumLime(model).attribute(  # type: ignore[no-any-return]
-            x,
-            baselines=reference,
-            additional_forward_args=(rows,),
-            feature_mask=mask,
-            n_samples=params.n_samples,
-            perturbations_per_eval=params.batch_size,
-        )

@@ -3,35 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
 from cnnlens.methods.base import MethodContext, register
-from cnnlens.methods.cam_base import CamParams, GradientFreeCam
-from cnnlens.methods.workload import Cost, Workload, chunked, cost_field
-
-# The 64 most active of efficientnet_lite0's 1280 last-layer channels: 1/14 of the CPU time of
-# all of them (10 vs 142 CPU-s, measured), and the map keeps r = 0.995 with the full one.
-DEFAULT_CHANNELS = 64
+from cnnlens.methods.cam_base import GradientFreeCam, GradientFreeCamParams
+from cnnlens.methods.workload import Cost, Workload, chunked
 
 
-class ScoreCamParams(CamParams):
+class ScoreCamParams(GradientFreeCamParams):
     weighting: Literal["probability", "channel_softmax"] = Field(
         "probability",
         description="target probability of each masked input (the paper), or a softmax over "
         "channels of the target logits (as pytorch-grad-cam)",
-    )
-    batch_size: int = cost_field(32, "memory", "masked inputs per forward (bounds memory)")
-    channels: Annotated[int, Field(ge=1)] | Literal["all"] = cost_field(
-        DEFAULT_CHANNELS,
-        "time",
-        "score only this many channels, the most active on average (the others weigh 0; one "
-        'forward each); "all": every channel, as in the paper',
-        ge=None,
-        le=None,
     )
 
 
