@@ -22,6 +22,16 @@ def baseline_field(default: BaselineName = "black") -> BaselineName:
     return Field(default, description=BASELINE_HELP)  # type: ignore[no-any-return,unused-ignore]
 
 
+def baselines_field(least: int) -> list[BaselineName]:
+    """A `baselines` param: a reference set by names, black and white by default."""
+    return Field(  # type: ignore[no-any-return,unused-ignore]
+        ["black", "white"],
+        min_length=least,
+        max_length=4,
+        description=f"{least} to 4 of: {BASELINE_HELP}",
+    )
+
+
 def baseline(context: MethodContext, name: str) -> torch.Tensor:
     """(B, C, H, W) the reference input `name` for each sample of the batch."""
     x = context.x.detach()

@@ -13,6 +13,7 @@ import warnings
 from abc import abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,17 @@ def captum_model(context: MethodContext) -> Iterator[ScoredModel]:
         yield ScoredModel(context)
 
 
+@dataclass(frozen=True)
+class CaptumCall:
+    """What a Captum attribution runs on: the scored model, a copy of the batch that requires
+    gradients, each row's sample (Captum's `additional_forward_args`) and the context."""
+
+    model: ScoredModel
+    x: torch.Tensor  # (B, C, H, W)
+    rows: torch.Tensor  # (B,)
+    context: MethodContext
+
+
 class CaptumMethod(Method):
     """A map computed by one Captum gradient attribution on the scored model
     (`_scores.ScoredModel`), of a copy of the input that requires gradients."""
@@ -67,16 +79,11 @@ class CaptumMethod(Method):
     def compute(self, context: MethodContext, params: Any) -> MethodOutput:
         x = context.x.detach().requires_grad_(True)
         with captum_model(context) as model:
-            attributions = self.attribute(model, x, sample_rows(context), context, params)
+            attributions = self.attribute(
+                CaptumCall(model, x, sample_rows(context), context), params
+            )
         return MethodOutput(attributions.detach())
 
     @abstractmethod
-    def attribute(
-        self,
-        model: ScoredModel,
-        x: torch.Tensor,
-        rows: torch.Tensor,
-        context: MethodContext,
-        params: Any,
-    ) -> torch.Tensor:
-        """Captum's attribution of `model(x, rows)` (rows: `additional_forward_args`)."""
+    def attribute(self, call: CaptumCall, params: Any) -> torch.Tensor:
+        """Captum's attribution of `call.model(x, rows)` (rows: `additional_forward_args`)."""

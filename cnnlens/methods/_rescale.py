@@ -19,6 +19,7 @@ from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR, nonlinear
 from torch import nn
 
 from cnnlens.errors import IncompatibleModelError
+from cnnlens.methods._captum import CaptumMethod
 from cnnlens.models.layers import LayerInventory
 
 # Element-wise activations missing from Captum's table, with the same Rescale multiplier.
@@ -64,6 +65,13 @@ class RescaleDeepLift(RescaleMixin, DeepLift):  # type: ignore[misc]
 
 class RescaleDeepLiftShap(RescaleMixin, DeepLiftShap):  # type: ignore[misc]
     """captum.attr.DeepLiftShap with every element-wise activation module."""
+
+
+class RescaleMethod(CaptumMethod):
+    """A Captum DeepLIFT method: refused on models its multipliers cannot reach."""
+
+    def check_model(self, inventory: LayerInventory, layer: str) -> None:
+        check_rescale(self.name, inventory)
 
 
 def check_rescale(method: str, inventory: LayerInventory) -> None:

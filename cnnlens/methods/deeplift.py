@@ -5,11 +5,9 @@ from __future__ import annotations
 import torch
 
 from cnnlens.methods._baselines import BaselineName, baseline, baseline_field
-from cnnlens.methods._captum import CaptumMethod
-from cnnlens.methods._rescale import RescaleDeepLift, check_rescale
-from cnnlens.methods._scores import ScoredModel
-from cnnlens.methods.base import MethodContext, MethodParams, register
-from cnnlens.models.layers import LayerInventory
+from cnnlens.methods._captum import CaptumCall
+from cnnlens.methods._rescale import RescaleDeepLift, RescaleMethod
+from cnnlens.methods.base import MethodParams, register
 
 
 class DeepLiftParams(MethodParams):
@@ -17,7 +15,7 @@ class DeepLiftParams(MethodParams):
 
 
 @register
-class DeepLiftRescale(CaptumMethod):
+class DeepLiftRescale(RescaleMethod):
     """C_i = (x_i - x'_i) m_i, with m the chain of multipliers (y - y') / (x - x') taken at
     every nonlinearity between input and score (the Rescale rule).
 
@@ -34,18 +32,9 @@ class DeepLiftRescale(CaptumMethod):
     def rows_per_image(self, params: DeepLiftParams) -> int:
         return 2  # the inputs and their baselines in one batch
 
-    def check_model(self, inventory: LayerInventory, layer: str) -> None:
-        check_rescale(self.name, inventory)
-
-    def attribute(
-        self,
-        model: ScoredModel,
-        x: torch.Tensor,
-        rows: torch.Tensor,
-        context: MethodContext,
-        params: DeepLiftParams,
-    ) -> torch.Tensor:
-        reference = baseline(context, params.baseline)
-        return RescaleDeepLift(model).attribute(  # type: ignore[no-any-return]
-            x, baselines=reference, additional_forward_args=(rows,)
+    def attribute(self, call: CaptumCall, params: DeepLiftParams) -> torch.Tensor:
+        return RescaleDeepLift(call.model).attribute(  # type: ignore[no-any-return]
+            call.x,
+            baselines=baseline(call.context, params.baseline),
+            additional_forward_args=(call.rows,),
         )

@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import torch
-from pydantic import Field
 
-from cnnlens.methods._baselines import BASELINE_HELP, BaselineName, reference_sets
-from cnnlens.methods._captum import CaptumMethod
-from cnnlens.methods._rescale import RescaleDeepLiftShap, check_rescale
-from cnnlens.methods._scores import ScoredModel
-from cnnlens.methods.base import MethodContext, MethodParams, register
-from cnnlens.models.layers import LayerInventory
+from cnnlens.methods._baselines import BaselineName, baselines_field, reference_sets
+from cnnlens.methods._captum import CaptumCall
+from cnnlens.methods._rescale import RescaleDeepLiftShap, RescaleMethod
+from cnnlens.methods.base import MethodParams, register
 
 
 class DeepLiftShapParams(MethodParams):
-    baselines: list[BaselineName] = Field(
-        ["black", "white"],
-        min_length=2,
-        max_length=4,
-        description="two or more of: " + BASELINE_HELP,
-    )
+    baselines: list[BaselineName] = baselines_field(2)
 
 
 @register
-class DeepLiftShap(CaptumMethod):
+class DeepLiftShap(RescaleMethod):
     """phi_i = 1/|R| sum_{x' in R} DeepLIFT_i(x; x'): Shapley values approximated by DeepLIFT's
     Rescale multipliers, averaged over the reference set R (assumes independent features).
 
@@ -39,23 +31,13 @@ class DeepLiftShap(CaptumMethod):
     def rows_per_image(self, params: DeepLiftShapParams) -> int:
         return 2 * len(params.baselines)  # each input beside each baseline
 
-    def check_model(self, inventory: LayerInventory, layer: str) -> None:
-        check_rescale(self.name, inventory)
-
-    def attribute(
-        self,
-        model: ScoredModel,
-        x: torch.Tensor,
-        rows: torch.Tensor,
-        context: MethodContext,
-        params: DeepLiftShapParams,
-    ) -> torch.Tensor:
-        explainer = RescaleDeepLiftShap(model)
+    def attribute(self, call: CaptumCall, params: DeepLiftShapParams) -> torch.Tensor:
+        explainer = RescaleDeepLiftShap(call.model)
         return torch.cat(
             [
                 explainer.attribute(
-                    x[part], baselines=references, additional_forward_args=(rows[part],)
+                    call.x[part], baselines=references, additional_forward_args=(call.rows[part],)
                 )
-                for part, references in reference_sets(context, params.baselines)
+                for part, references in reference_sets(call.context, params.baselines)
             ]
         )

@@ -6,20 +6,14 @@ import torch
 from captum.attr import GradientShap as CaptumGradientShap
 from pydantic import Field
 
-from cnnlens.methods._baselines import BASELINE_HELP, BaselineName, reference_sets
-from cnnlens.methods._captum import CaptumMethod, seeded
-from cnnlens.methods._scores import ScoredModel
-from cnnlens.methods.base import MethodContext, MethodParams, register
+from cnnlens.methods._baselines import BaselineName, baselines_field, reference_sets
+from cnnlens.methods._captum import CaptumCall, CaptumMethod, seeded
+from cnnlens.methods.base import MethodParams, register
 from cnnlens.methods.workload import cost_field
 
 
 class GradientShapParams(MethodParams):
-    baselines: list[BaselineName] = Field(
-        ["black", "white"],
-        min_length=1,
-        max_length=4,
-        description="one or more of: " + BASELINE_HELP,
-    )
+    baselines: list[BaselineName] = baselines_field(1)
     n_samples: int = cost_field(5, "time", "random points per image (all in one batch)")
     stdevs: float = Field(
         0.0, ge=0, description="std of the Gaussian noise added to each point, in input units"
@@ -46,25 +40,18 @@ class GradientShap(CaptumMethod):
     def rows_per_image(self, params: GradientShapParams) -> int:
         return params.n_samples
 
-    def attribute(
-        self,
-        model: ScoredModel,
-        x: torch.Tensor,
-        rows: torch.Tensor,
-        context: MethodContext,
-        params: GradientShapParams,
-    ) -> torch.Tensor:
-        explainer = CaptumGradientShap(model)
+    def attribute(self, call: CaptumCall, params: GradientShapParams) -> torch.Tensor:
+        explainer = CaptumGradientShap(call.model)
         with seeded(params.seed):
             return torch.cat(
                 [
                     explainer.attribute(
-                        x[part],
+                        call.x[part],
                         baselines=references,
                         n_samples=params.n_samples,
                         stdevs=params.stdevs,
-                        additional_forward_args=(rows[part],),
+                        additional_forward_args=(call.rows[part],),
                     )
-                    for part, references in reference_sets(context, params.baselines)
+                    for part, references in reference_sets(call.context, params.baselines)
                 ]
             )

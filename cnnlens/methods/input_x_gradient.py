@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from captum.attr import InputXGradient as CaptumInputXGradient
 
-from cnnlens.methods._captum import CaptumMethod
-from cnnlens.methods._scores import ScoredModel
-from cnnlens.methods.base import MethodContext, MethodParams, register
+from cnnlens.methods._captum import CaptumCall, CaptumMethod
+from cnnlens.methods.base import MethodParams, register
 
 
 @register
@@ -25,14 +24,7 @@ class InputXGradient(CaptumMethod):
     paper = "Shrikumar et al. 2016, arXiv:1605.01713"
     Params = MethodParams
 
-    def attribute(
-        self,
-        model: ScoredModel,
-        x: torch.Tensor,
-        rows: torch.Tensor,
-        context: MethodContext,
-        params: MethodParams,
-    ) -> torch.Tensor:
-        return CaptumInputXGradient(model).attribute(  # type: ignore[no-any-return]
-            x, additional_forward_args=(rows,)
+    def attribute(self, call: CaptumCall, params: MethodParams) -> torch.Tensor:
+        return CaptumInputXGradient(call.model).attribute(  # type: ignore[no-any-return]
+            call.x, additional_forward_args=(call.rows,)
         )
