@@ -23,12 +23,29 @@ class CnnlensError(Exception):
             self.status = status
 
 
+ECHO_LIMIT = 60  # characters of a caller's value an error message repeats
+
+
+def shown(value: object, limit: int = ECHO_LIMIT) -> str:
+    """A caller's value as an error message quotes it: its repr, cut to a short prefix (a
+    request's text field can be megabytes long, and it comes back in the answer)."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text)} characters)"
+
+
+def location(parts: object) -> str:
+    """A pydantic error's `loc` as dotted text, each part cut to a short prefix."""
+    assert isinstance(parts, tuple | list)
+    return ".".join(str(part)[:ECHO_LIMIT] for part in parts)
+
+
 def validation_problems(error: ValidationError, whole: str) -> str:
     """A pydantic error as one line, `where: what; ...` (`whole`: where the error is the
     object itself), never repeating the offending input."""
     return "; ".join(
-        f"{'.'.join(str(part) for part in issue['loc']) or whole}: {issue['msg']}"
-        for issue in error.errors()
+        f"{location(issue['loc']) or whole}: {issue['msg']}" for issue in error.errors()[:10]
     )
 
 

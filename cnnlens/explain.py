@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -18,6 +17,7 @@ from cnnlens.methods.base import MethodOutput, get_method, row_extras
 from cnnlens.methods.run import run_methods
 from cnnlens.methods.targets import class_index
 from cnnlens.models import heads
+from cnnlens.models.custom import warn_train_mode
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.regions import Region, RegionError
 from cnnlens.models.registry import load_model
@@ -161,12 +161,9 @@ def explain(
     )
     predictions = predictions_of(loaded, result.logits[:1], top_k)
     explanations = explanations_from_run(loaded, picture, result, method_list)
-    if loaded.was_training:
-        warnings.warn(
-            f"model {loaded.name!r} was handed over in train mode; explained in eval mode",
-            stacklevel=2,
-        )
-    return Explanations(explanations, predictions, picture, was_training=loaded.was_training)
+    warn_train_mode(loaded.module, loaded.name)
+    was_training = loaded.was_training or loaded.module.training
+    return Explanations(explanations, predictions, picture, was_training=was_training)
 
 
 class MethodRun(Protocol):

@@ -21,6 +21,7 @@ from cnnlens.errors import (
     IncompatibleModelError,
     InvalidParamsError,
     MethodNotFoundError,
+    shown,
     validation_problems,
 )
 from cnnlens.methods.workload import Cost, Workload
@@ -173,7 +174,7 @@ def get_method(name: str) -> Method:
         return METHODS[name]
     except KeyError:
         known = ", ".join(sorted(METHODS))
-        raise MethodNotFoundError(f"unknown method {name!r}; known: {known}") from None
+        raise MethodNotFoundError(f"unknown method {shown(name)}; known: {known}") from None
 
 
 def method_names() -> list[str]:

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlens.errors import LayerNotFoundError, TargetError
+from cnnlens.errors import LayerNotFoundError, TargetError, shown
 from cnnlens.methods.base import (
     GradientPass,
     MethodContext,
@@ -94,7 +94,7 @@ def resolve_layer(
         return inventory.default_layer
     info = inventory.get(layer)
     if info is None:
-        raise LayerNotFoundError(f"unknown layer {layer!r}; see the model's layer list")
+        raise LayerNotFoundError(f"unknown layer {shown(layer)}; see the model's layer list")
     return layer
 
 
