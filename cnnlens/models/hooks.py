@@ -38,7 +38,7 @@ from torch import nn
 from torch.nn.modules import module as torch_module
 from torch.overrides import TorchFunctionMode
 
-from cnnlens.errors import IncompatibleModelError, LayerNotFoundError
+from cnnlens.errors import IncompatibleModelError, LayerNotFoundError, shown
 from cnnlens.models.module_tree import module_tree
 
 
@@ -440,9 +440,9 @@ def substitute_output(
 ) -> Iterator[None]:
     """Inside the block, `layer`'s output is `replace(output)` (ablations: the rest of the
     model sees the substitute), under the same lock and restore guarantees as `hook_session`."""
-    with _frozen_eval(model) as modules:
+    with frozen_eval(model) as modules:
         if layer not in modules:
-            raise LayerNotFoundError(f"unknown layer {layer!r}; see the model's layer list")
+            raise LayerNotFoundError(f"unknown layer {shown(layer)}; see the model's layer list")
 
         def substitute(module: nn.Module, inputs: Any, output: Any) -> torch.Tensor:
             if not isinstance(output, torch.Tensor):
@@ -574,7 +574,7 @@ def library_hooks(model: nn.Module) -> Iterator[dict[str, nn.Module]]:
     every attribute, child, parameter or buffer it set or swapped on any module of the tree
     is put back as it was. Yields the named modules.
     """
-    with _frozen_eval(model) as modules:
+    with frozen_eval(model) as modules:
         states = [_ModuleState(module) for module in modules.values()]
         global_hooks = {name: set(getattr(torch_module, name, {})) for name in _GLOBAL_HOOK_DICTS}
         try:
