@@ -49,7 +49,7 @@ def method_call(
     context = MethodContext(
         loaded.module,
         x,
-        run.targets,
+        run.target,
         run.layer,
         loaded.preprocessing,
         inventory_of(loaded, (x.shape[-2], x.shape[-1])),

@@ -10,17 +10,19 @@ from cnnlens._lazy import lazy_exports
 from cnnlens.errors import CnnlensError
 
 if TYPE_CHECKING:
-    from cnnlens.explain import ClassScore, Explanation, Explanations, explain
+    from cnnlens.api.models import ClassScore
+    from cnnlens.explain import Explanation, Explanations, explain
     from cnnlens.heap import reuse_heap
     from cnnlens.methods import attribute, method_names, run_methods
     from cnnlens.models import DEFAULT_MODEL, LoadedModel, list_models, load_model, wrap
+    from cnnlens.targets import BoxTarget, ChannelTarget, ClassTarget, RegionTarget, Target
 
 # Imported on first use, so that light entry points (`cnnlens --help`, the client) do not
 # pay for torch.
 __getattr__ = lazy_exports(
     __name__,
     {
-        "ClassScore": "cnnlens.explain",
+        "ClassScore": "cnnlens.api.models",
         "Explanation": "cnnlens.explain",
         "Explanations": "cnnlens.explain",
         "explain": "cnnlens.explain",
@@ -33,6 +35,11 @@ __getattr__ = lazy_exports(
         "load_model": "cnnlens.models",
         "wrap": "cnnlens.models",
         "reuse_heap": "cnnlens.heap",
+        "Target": "cnnlens.targets",
+        "ClassTarget": "cnnlens.targets",
+        "RegionTarget": "cnnlens.targets",
+        "BoxTarget": "cnnlens.targets",
+        "ChannelTarget": "cnnlens.targets",
     },
 )
 
@@ -52,11 +59,16 @@ sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "DEFAULT_MODEL",
+    "BoxTarget",
+    "ChannelTarget",
     "ClassScore",
+    "ClassTarget",
     "CnnlensError",
     "Explanation",
     "Explanations",
     "LoadedModel",
+    "RegionTarget",
+    "Target",
     "attribute",
     "explain",
     "list_models",

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnlens.methods._scores import ScoredModel, sample_rows
+from cnnlens.methods._scores import ScoredModel
 from cnnlens.methods.base import Method, MethodContext, MethodOutput
 from cnnlens.methods.workload import Cost, Workload
 from cnnlens.models.hooks import library_hooks
@@ -80,7 +80,7 @@ class CaptumMethod(Method):
         x = context.x.detach().requires_grad_(True)
         with captum_model(context) as model:
             attributions = self.attribute(
-                CaptumCall(model, x, sample_rows(context), context), params
+                CaptumCall(model, x, context.target_rows, context), params
             )
         return MethodOutput(attributions.detach())
 

@@ -21,7 +21,6 @@ from pydantic import Field
 
 from cnnlens.methods._baselines import BaselineName, baseline, baseline_field
 from cnnlens.methods._captum import captum_model, seeded
-from cnnlens.methods._scores import sample_rows
 from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams
 from cnnlens.methods.workload import Cost, Workload, chunked, cost_field
 
@@ -115,7 +114,7 @@ class SuperpixelMethod(Method):
     def compute(self, context: MethodContext, params: Any) -> MethodOutput:
         mask, kinds = superpixel_mask(context, params)
         reference = baseline(context, params.baseline)
-        x, rows = context.x.detach(), sample_rows(context)
+        x, rows = context.x.detach(), context.target_rows
         options = {"n_samples": params.n_samples} if self.sampled else {}
         with captum_model(context) as model, seeded(params.seed) if self.sampled else nullcontext():
             maps = [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from cnnlens.methods._scores import ScoreFunction, score_function
 from cnnlens.methods.base import MethodContext, register
 from cnnlens.methods.cam_base import GradientFreeCam, GradientFreeCamParams
 from cnnlens.methods.workload import Cost, Workload, chunked
@@ -41,9 +40,8 @@ class AblationCam(GradientFreeCam):
         activations: torch.Tensor,
         logits: torch.Tensor,
     ) -> torch.Tensor:
-        score = score_function(context)
         batch = activations.shape[0]
-        original = score(logits, torch.arange(batch, device=logits.device))  # (B,)
+        original = context.target.score(logits)  # (B,)
         chosen = self.most_active(activations, params.channels)  # (B, n)
         weights = torch.zeros(
             activations.shape[:2], dtype=activations.dtype, device=activations.device
@@ -51,7 +49,7 @@ class AblationCam(GradientFreeCam):
         for b in range(batch):
             ablated = torch.cat(
                 [
-                    _ablated_scores(context, score, b, activations[b], chunk)
+                    _ablated_scores(context, b, activations[b], chunk)
                     for chunk in torch.split(chosen[b], params.batch_size)
                 ]
             )  # (n,)
@@ -61,7 +59,6 @@ class AblationCam(GradientFreeCam):
 
 def _ablated_scores(
     context: MethodContext,
-    score: ScoreFunction,
     row: int,
     activations: torch.Tensor,
     channels: torch.Tensor,
@@ -82,7 +79,7 @@ def _ablated_scores(
         try:
             logits = context.model(image)
             if logits.shape[0] == count:
-                return score(logits, rows)
+                return context.target.score(logits, rows)
         except RuntimeError:
             pass
-        return score(context.model(image.repeat(count, 1, 1, 1)), rows)
+        return context.target.score(context.model(image.repeat(count, 1, 1, 1)), rows)

@@ -8,7 +8,6 @@ import torch
 from pydantic import Field
 from zennit.attribution import Gradient
 
-from cnnlens.methods._scores import sample_rows, score_function
 from cnnlens.methods._zennit import check_lrp, composite
 from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, register
 from cnnlens.methods.workload import Cost, Workload
@@ -80,7 +79,7 @@ class Lrp(Method):
             if params.high is None
             else torch.full_like(x, params.high)
         )
-        score, rows = score_function(context), sample_rows(context)
+        target = context.target
 
         def output_relevance(output: torch.Tensor) -> torch.Tensor:
             """R = (dS/d output) * output: each output's share of the score S, which is
@@ -88,7 +87,7 @@ class Lrp(Method):
             relevance starts from S itself (Bach et al. 2015: sum_p R_p = f(x))."""
             with torch.enable_grad():
                 output = output.detach().requires_grad_(True)
-                (readout,) = torch.autograd.grad(score(output, rows).sum(), output)
+                (readout,) = torch.autograd.grad(target.score(output).sum(), output)
             return readout * output.detach()
 
         with library_hooks(context.model) as modules, torch.enable_grad():

@@ -76,12 +76,10 @@ class SmoothGrad(BatchedGradientMethod):
             x,
             noisy,
             params.samples,
-            context.targets,
+            context.target,
             weights,
             params.batch_size,
             transforms=_MOMENTS[(params.variant, params.squared)],
-            head=context.head,
-            region=context.region,
         )
         gradient = moments[0] if len(moments) == 1 else moments[1] - moments[0].square()
         if params.reduce == "max_abs":

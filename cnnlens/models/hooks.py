@@ -315,10 +315,8 @@ class HookSession:
         def capture(module: nn.Module, inputs: Any, output: Any) -> torch.Tensor:
             if not isinstance(output, torch.Tensor):
                 raise LayerNotFoundError(f"layer {name!r} does not output a single tensor")
-            if output.requires_grad:
-                captured = output
-            else:  # nothing below needs a graph: the backward will stop right here
-                captured = output.detach().requires_grad_(True)
+            # Nothing below needs a graph: the backward will stop right here.
+            captured = output if output.requires_grad else output.detach().requires_grad_(True)
             self.activations[name] = captured
             # Downstream gets a copy, so a later in-place op cannot rewrite what we captured.
             return captured.clone()
@@ -524,25 +522,11 @@ class _ModuleState:
         self.buffers = {name: _TensorSlot(b) for name, b in module._buffers.items()}
 
     def restore(self) -> None:
-        module = self.module
-        current = vars(module)
+        current = vars(self.module)
         if _hook_count(current) != self.hook_count:
-            for name in _MODULE_HOOK_DICTS:
-                hooks = current.get(name)
-                kept = self.hooks.get(name, ())
-                if hooks is not None and len(hooks) != len(kept):
-                    for key in [key for key in hooks if key not in kept]:
-                        del hooks[key]
-        attributes = self.attributes
-        unchanged = len(current) == len(attributes) and all(
-            map(operator.is_, current.values(), attributes.values())
-        )
-        if not unchanged:
-            for key in [key for key in current if key not in attributes]:
-                del current[key]  # DeepLIFT's module.input / .output, a canonizer's forward
-            for key, value in attributes.items():
-                if current.get(key, _MISSING) is not value:
-                    current[key] = value
+            self._restore_hooks(current)
+        self._restore_attributes(current)
+        module = self.module
         for slots, kept_slots in (
             (module._parameters, self.parameters),
             (module._buffers, self.buffers),
@@ -555,6 +539,28 @@ class _ModuleState:
         if module._modules != self.children:
             module._modules.clear()
             module._modules.update(self.children)
+
+    def _restore_hooks(self, current: dict[str, Any]) -> None:
+        """Remove the hooks added since the snapshot."""
+        for name in _MODULE_HOOK_DICTS:
+            hooks = current.get(name)
+            kept = self.hooks.get(name, ())
+            if hooks is not None and len(hooks) != len(kept):
+                for key in [key for key in hooks if key not in kept]:
+                    del hooks[key]
+
+    def _restore_attributes(self, current: dict[str, Any]) -> None:
+        """Put back the module's attributes (its `vars`) as they were."""
+        attributes = self.attributes
+        if len(current) == len(attributes) and all(
+            map(operator.is_, current.values(), attributes.values())
+        ):
+            return
+        for key in [key for key in current if key not in attributes]:
+            del current[key]  # DeepLIFT's module.input / .output, a canonizer's forward
+        for key, value in attributes.items():
+            if current.get(key, _MISSING) is not value:
+                current[key] = value
 
 
 _MISSING = object()

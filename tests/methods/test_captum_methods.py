@@ -19,6 +19,7 @@ from cnnlens.methods._superpixels import SuperpixelParams, superpixel_mask
 from cnnlens.methods.base import MethodContext
 from cnnlens.methods.run import inventory_of
 from cnnlens.models import LoadedModel, count_hooks
+from cnnlens.targets import ClassTarget
 from tests import tiny
 from tests.conftest import EGYPTIAN_CAT
 from tests.methods.counting import counting
@@ -225,7 +226,12 @@ def test_input_x_gradient_equals_captum(model: nn.Module, x: torch.Tensor) -> No
 
 def _mask(model: nn.Module, x: torch.Tensor, **params: Any) -> torch.Tensor:
     context = MethodContext(
-        model, x, torch.tensor(TARGETS), "", PREPROCESSING, inventory_of(model, x.shape[-2:])
+        model,
+        x,
+        ClassTarget(torch.tensor(TARGETS), "softmax"),
+        "",
+        PREPROCESSING,
+        inventory_of(model, x.shape[-2:]),
     )
     mask, _ = superpixel_mask(context, SuperpixelParams(**params))
     return mask
