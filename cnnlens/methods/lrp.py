@@ -56,7 +56,6 @@ class Lrp(Method):
     paper = "Bach et al. 2015, doi:10.1371/journal.pone.0130140"
     Params = LrpParams
     kind = "standalone"
-    segmentation = False
 
     def cost(self, params: LrpParams, workload: Workload) -> Cost:
         # The backward re-runs each layer's forward under its rule: about two backwards.

@@ -4,6 +4,7 @@ on the same layer before its min-max scaling, on seeded torchvision VGG and ResN
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -41,16 +42,17 @@ def x() -> torch.Tensor:
 
 
 def reference_cam(
-    kind: Any, model: nn.Module, layer: str, x: torch.Tensor, targets: list[int]
+    kind: Any, model: nn.Module, layer: str, x: torch.Tensor, targets: Sequence[Any]
 ) -> tuple[np.ndarray, np.ndarray]:
     """pytorch-grad-cam's map at the layer's resolution, ReLU'd but before its min-max scaling
-    and resize, and the layer's activations."""
+    and resize, and the layer's activations; `targets`: class indices or pytorch-grad-cam's
+    target objects."""
     trainable = copy.deepcopy(model).requires_grad_(True)  # its hooks need grads to flow
     module = trainable.get_submodule(layer)
     cam = kind(trainable, [module])
     try:
         outputs = cam.activations_and_grads(x)
-        goals = [ClassifierOutputTarget(target) for target in targets]
+        goals = [t if callable(t) else ClassifierOutputTarget(t) for t in targets]
         if cam.uses_gradients:
             sum(goal(output) for goal, output in zip(goals, outputs, strict=True)).backward()
         activations = cam.activations_and_grads.activations[0].numpy()
