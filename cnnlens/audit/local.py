@@ -14,6 +14,7 @@ from cnnlens.audit.extras import require_ray
 from cnnlens.audit.inputs import Annotations
 from cnnlens.audit.sources import is_uri
 from cnnlens.audit.store import AuditStore, store_path
+from cnnlens.features.capture import prepare_features
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.registry import load_model
 
@@ -66,6 +67,7 @@ def run_audit(
                 store, source, out_dir, config, annotations, loaded.categories, resume=resume,
                 exclusive=exclusive,
             )  # fmt: skip
+            prepare_features(store, job.id, loaded, config.features)
             if engine != "ray":
                 return execute(
                     store, job.id, AuditAnalyzer(loaded, config), config.batch_size, watch

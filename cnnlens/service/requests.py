@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, File, Form, Request, UploadFile
 from PIL import Image
@@ -31,6 +31,7 @@ from cnnlens.compare.engine import check_methods as check_compare_methods
 from cnnlens.compare.options import CompareOptions, parse_options
 from cnnlens.errors import InvalidParamsError, TargetError
 from cnnlens.explain import input_region
+from cnnlens.imageio import lossy_format
 from cnnlens.methods.base import Method, get_method
 from cnnlens.methods.run import RunPlan, plan_run
 from cnnlens.models.loaded import LoadedModel
@@ -88,10 +89,17 @@ class ExplainRequest:
     targets: tuple[int, ...]  # distinct class indices; empty: the top-1
     region: Box | None  # segmentation: in the upload's pixels
     outputs: tuple[str, ...]
-    image_format: str  # overlay and heatmap: png, jpeg or webp
+    overlay_format: str | None  # png, jpeg or webp as asked; None: like the upload
     png: bool  # Accept: image/png, answered with the overlay itself
     max_side: int | None
     image: UploadFile
+
+    def image_format(self, upload: Image.Image) -> str:
+        """The overlay's format: as asked, else like the decoded `upload` (jpeg for a JPEG,
+        webp for a lossy WebP, else png; png for Accept: image/png). Heatmaps are PNGs."""
+        if self.overlay_format is not None:
+            return self.overlay_format
+        return parse_overlay_format(None, None if self.png else lossy_format(upload))
 
     @property
     def draft(self) -> int | None:
@@ -133,7 +141,12 @@ async def explain_request(
         ),
     ] = None,
     overlay_format: Annotated[
-        str | None, Form(description="png (default), jpeg or webp: overlay and heatmap format")
+        str | None,
+        Form(
+            description="png, jpeg or webp: the overlay's format; default: like the upload "
+            "(jpeg for a JPEG, webp for a lossy WebP, else png; png with Accept: image/png). "
+            "Heatmaps are palette PNGs"
+        ),
     ] = None,
     max_side: Annotated[
         int | None,
@@ -154,15 +167,14 @@ async def explain_request(
     png = wants_png(request)
     if png and len(methods) != 1:
         raise NotAcceptableError("Accept: image/png answers one method; ask for JSON instead")
-    image_format = parse_overlay_format(overlay_format)
+    # Empty: like the upload, known once decoded; a bad value is a 422 before that.
+    chosen = parse_overlay_format(overlay_format) if (overlay_format or "").strip() else None
     if box is not None and max_side:
         raise InvalidParamsError(
             "region is in the uploaded image's pixels: send it without max_side",
             code="bad_region",
         )
-    return ExplainRequest(
-        loaded, plan, tuple(targets), box, outputs, image_format, png, max_side, image
-    )
+    return ExplainRequest(loaded, plan, tuple(targets), box, outputs, chosen, png, max_side, image)
 
 
 ExplainDep = Annotated[ExplainRequest, Depends(explain_request)]
@@ -328,6 +340,22 @@ async def audit_request(
     low_confidence: Annotated[float, Form(ge=0, le=1)] = 0.5,
     min_box_energy: Annotated[float, Form(ge=0, le=1)] = 0.5,
     fragility: Annotated[bool, Form(description="PGD epsilon ladder (slow)")] = False,
+    features: Annotated[
+        bool, Form(description="feature space: map, neighbours, near-duplicates, label issues")
+    ] = True,
+    feature_layer: Annotated[
+        str | None, Form(description="feature layer (default: the classifier's input)")
+    ] = None,
+    map_method: Annotated[
+        Literal["umap", "pca", "tsne"], Form(alias="map", description="2-D map")
+    ] = "umap",
+    exemplars: Annotated[
+        list[str] | None, Form(description="layers whose channels get their top-k images")
+    ] = None,
+    exemplars_k: Annotated[int, Form(ge=1, le=100, description="exemplars per channel")] = 9,
+    index_exact_max: Annotated[
+        int, Form(ge=1, description="past this many images the neighbour index is IVF")
+    ] = 200_000,
 ) -> AuditRequest:
     loaded = state.model(model)  # 404 for a model not served, 503 while loading
     try:
@@ -341,6 +369,14 @@ async def audit_request(
                 "min_box_energy": min_box_energy,
                 "fragility": fragility,
                 "max_pixels": settings.limits.max_pixels,
+                "features": {
+                    "enabled": features,
+                    "layer": feature_layer,
+                    "map": map_method,
+                    "exemplars": exemplars or [],
+                    "exemplars_k": exemplars_k,
+                    "index_exact_max": index_exact_max,
+                },
             }
         )
     except ValidationError as error:

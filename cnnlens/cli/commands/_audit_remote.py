@@ -8,6 +8,7 @@ from typing import Any
 
 from cnnlens.cli.commands._common import UsageError, echo, open_client
 from cnnlens.cli.commands.audit import ProgressBar
+from cnnlens.features.config import form_options
 
 
 def run_remote(args: argparse.Namespace, source: Path, config: Any) -> int:
@@ -29,6 +30,7 @@ def run_remote(args: argparse.Namespace, source: Path, config: Any) -> int:
         "low_confidence": config.low_confidence,
         "min_box_energy": config.min_box_energy,
         "fragility": config.fragility,
+        **form_options(config.features),
     }
     bar = ProgressBar(enabled=not args.quiet)
     with tempfile.TemporaryFile() as archive, open_client(args) as client:

@@ -299,8 +299,8 @@ function chooseFile(file) {
   image.src = url;
 }
 
-function setUpDropZone() {
-  const zone = $("drop-zone");
+// A zone that takes a file dropped on it or chosen with its input: `onFile(file)`.
+function watchDrops(zone, input, onFile) {
   for (const type of ["dragenter", "dragover"]) {
     zone.addEventListener(type, (event) => {
       event.preventDefault();
@@ -313,9 +313,15 @@ function setUpDropZone() {
   zone.addEventListener("drop", (event) => {
     event.preventDefault();
     const file = event.dataTransfer.files[0];
-    if (file) chooseFile(file);
+    if (file) onFile(file);
   });
-  $("image-input").addEventListener("change", (event) => chooseFile(event.target.files[0]));
+  input.addEventListener("change", (event) => {
+    if (event.target.files[0]) onFile(event.target.files[0]);
+  });
+}
+
+function setUpDropZone() {
+  watchDrops($("drop-zone"), $("image-input"), chooseFile);
 }
 
 // ---------- shared form pieces ----------
@@ -463,6 +469,9 @@ function showBody(view) {
 }
 
 const png = (b64) => `data:image/png;base64,${b64}`;
+// Overlays come in the answer's overlay_format (like the upload by default); heatmaps are PNG.
+const overlayExtensions = { png: "png", jpeg: "jpg", webp: "webp" };
+const overlayUrlOf = (b64, format = "png") => `data:image/${format};base64,${b64}`;
 const percent = (p) => `${(100 * p).toFixed(1)}%`;
 const classText = (c) => `${c.label} (${c.index}, ${percent(c.probability)})`;
 
@@ -747,7 +756,8 @@ async function showResults(body, params = {}, region = null) {
     const method = state.methods.get(item.method) || { title: item.method };
     const { heatmap, scale } = await heatmapOf(item, params);
     const heatmapUrl = png(item.heatmap_png);
-    const overlayUrl = png(item.overlay_png);
+    const overlayFormat = body.overlay_format || "png";
+    const overlayUrl = overlayUrlOf(item.overlay_png, overlayFormat);
     const figure = document.createElement("figure");
     figure.className = "explanation";
     figure.dataset.method = item.method;
@@ -788,7 +798,8 @@ async function showResults(body, params = {}, region = null) {
     view.classList.add("download-view");
     view.addEventListener("click", () => { view.href = canvas.toDataURL("image/png"); });
     downloads.append(
-      downloadLink("⤓ Overlay", `Download the ${methodTitle} overlay`, overlayUrl, `${name}_overlay.png`),
+      downloadLink("⤓ Overlay", `Download the ${methodTitle} overlay`, overlayUrl,
+        `${name}_overlay.${overlayExtensions[overlayFormat] || overlayFormat}`),
       downloadLink("⤓ Heatmap", `Download the ${methodTitle} heatmap`, heatmapUrl, `${name}_heatmap.png`),
       view,
     );
@@ -861,6 +872,7 @@ async function activationMax(event) {
     $("act-summary").textContent = `Maximizes ${what}; objective ${body.score.toFixed(3)}.`;
     $("act-caption").textContent = `The model sees: ${classText(body.top1)}`;
     showBody("activation");
+    document.dispatchEvent(new CustomEvent("activation-shown", { detail: body })); // dataset.js
   });
 }
 
@@ -1032,6 +1044,8 @@ async function showAuditResults(job) {
     (record.flags || []).join(", ") || "none",
   ]);
   $("audit-table").hidden = false;
+  const shown = { job, summary: body.summary }; // for dataset.js
+  document.dispatchEvent(new CustomEvent("audit-shown", { detail: shown }));
 }
 
 // ---------- start ----------
