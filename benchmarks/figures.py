@@ -19,6 +19,8 @@ from PIL import Image
 
 from benchmarks import baselines
 from benchmarks.detection import detection_figure, detection_methods_figure
+from benchmarks.families import cam_variants_figure, captum_methods_figure, lrp_figure
+from benchmarks.family_costs import family_costs_figure
 from benchmarks.memory import rss_bytes
 from benchmarks.occlusion_params import ENGINES, occlusion_params
 from benchmarks.report import Row, at_least, at_most
@@ -825,4 +827,8 @@ FIGURES: list[Callable[[Bench], list[Row]]] = [
     service_figure,
     detection_figure,
     detection_methods_figure,
+    captum_methods_figure,
+    lrp_figure,
+    cam_variants_figure,
+    family_costs_figure,
 ]
