@@ -26,6 +26,8 @@ class AblationCam(GradientFreeCam):
     title = "Ablation-CAM"
     paper = "Desai & Ramaswamy 2020, doi:10.1109/WACV45572.2020.9093360"
     Params = GradientFreeCamParams
+    # Ablations substitute one tensor output; a detector's default layer is a dict of levels.
+    heads = frozenset({"softmax", "sigmoid", "binary", "segmentation"})
 
     def cost(self, params: GradientFreeCamParams, workload: Workload) -> Cost:
         ablated = self.cost_param_value(params, "channels", workload)

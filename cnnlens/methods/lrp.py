@@ -56,6 +56,8 @@ class Lrp(Method):
     paper = "Bach et al. 2015, doi:10.1371/journal.pone.0130140"
     Params = LrpParams
     kind = "standalone"
+    # Zennit starts the relevance from a tensor output: a detector's list of dicts has none.
+    heads = frozenset({"softmax", "sigmoid", "binary", "segmentation"})
 
     def cost(self, params: LrpParams, workload: Workload) -> Cost:
         # The backward re-runs each layer's forward under its rule: about two backwards.

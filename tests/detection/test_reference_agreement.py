@@ -78,9 +78,18 @@ def test_eigen_cam_of_the_pyramid_equals_pytorch_grad_cams_tutorial(
     `fasterrcnn_reshape_transform` (a class-free map: the box only picks the run's target)."""
     from pytorch_grad_cam import EigenCAM
 
+    from pytorch_grad_cam.utils.image import scale_cam_image
+    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
+
     detector, reference, x, box, label = setup
     ours = cnnlens.attribute("eigen_cam", cnnlens.wrap(detector), x, target=label, box=box)
     cam = EigenCAM(reference, [reference.backbone], reshape_transform=fasterrcnn_reshape_transform)
-    theirs = cam(x, targets=[FasterRCNNBoxScoreTarget([label], [box.numpy()])])[0]
+    cam(x, targets=[FasterRCNNBoxScoreTarget([label], [box.numpy()])])
+    # EigenCAM's sign is LAPACK's; cnnlens signs the component as pytorch-grad-cam's sign
+    # correction does (its largest magnitude positive), so that projection of the same
+    # pyramid activations is the reference, resized as the tutorial's map is.
+    activations = cam.activations_and_grads.activations[0].cpu().numpy()
+    projection = np.maximum(get_2d_projection_with_sign_correction(activations), 0)
+    theirs = scale_cam_image(projection, (x.shape[-1], x.shape[-2]))[0]
     assert np.ptp(theirs) > 0
     assert pearson(ours[0, 0], theirs) >= 0.99
