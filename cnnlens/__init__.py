@@ -1,4 +1,16 @@
-"""cnnlens: explains what image CNNs see."""
+"""cnnlens: explains what image CNNs see.
+
+    import cnnlens
+    model = cnnlens.load_model("efficientnet_lite0")        # or cnnlens.wrap(my_module, ...)
+    maps = cnnlens.explain(model, "cat.jpg", ["grad_cam", "saliency"])
+    maps[0].overlay().save("cat-grad-cam.png")              # in a notebook: just `maps`
+    result = cnnlens.compare(model, ["cat.jpg"])            # methods side by side, with scores
+    run = cnnlens.run_audit("photos/", "audit-photos", cnnlens.AuditConfig())
+
+`cnnlens.compare` is both the subpackage (`from cnnlens.compare import CompareOptions`) and
+callable: `cnnlens.compare(...)` is `cnnlens.compare.compare(...)`. Type-checked code may
+prefer `from cnnlens.compare import compare`. The REST client is `cnnlens.client.Client`.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +22,25 @@ from cnnlens._lazy import lazy_exports
 from cnnlens.errors import CnnlensError
 
 if TYPE_CHECKING:
+    from cnnlens.audit.config import AuditConfig
+    from cnnlens.audit.local import run_audit
+    from cnnlens.compare.options import CompareOptions
     from cnnlens.explain import ClassScore, Explanation, Explanations, explain
     from cnnlens.heap import reuse_heap
     from cnnlens.methods import attribute, method_names, run_methods
     from cnnlens.models import DEFAULT_MODEL, LoadedModel, list_models, load_model, wrap
+
+# The subpackages a user reaches from here (`cnnlens.compare` is also callable).
+SUBPACKAGES = ("audit", "client", "compare", "methods", "models")
 
 # Imported on first use, so that light entry points (`cnnlens --help`, the client) do not
 # pay for torch.
 __getattr__ = lazy_exports(
     __name__,
     {
+        "AuditConfig": "cnnlens.audit.config",
+        "run_audit": "cnnlens.audit.local",
+        "CompareOptions": "cnnlens.compare.options",
         "ClassScore": "cnnlens.explain",
         "Explanation": "cnnlens.explain",
         "Explanations": "cnnlens.explain",
@@ -34,6 +55,7 @@ __getattr__ = lazy_exports(
         "wrap": "cnnlens.models",
         "reuse_heap": "cnnlens.heap",
     },
+    submodules=SUBPACKAGES,
 )
 
 
@@ -52,18 +74,27 @@ sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "DEFAULT_MODEL",
+    "AuditConfig",
     "ClassScore",
     "CnnlensError",
+    "CompareOptions",
     "Explanation",
     "Explanations",
     "LoadedModel",
     "attribute",
+    "compare",
     "explain",
     "list_models",
     "load_model",
     "method_names",
     "reuse_heap",
+    "run_audit",
     "run_methods",
     "wrap",
 ]
 __version__ = "0.1.0"
+
+
+def __dir__() -> list[str]:
+    """The public API (and so tab completion and `help(cnnlens)`), not the plumbing."""
+    return sorted({*__all__, *SUBPACKAGES, "__version__"})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -18,6 +17,7 @@ from cnnlens.methods.base import MethodOutput, get_method, row_extras
 from cnnlens.methods.run import run_methods
 from cnnlens.methods.targets import class_index
 from cnnlens.models import heads
+from cnnlens.models.custom import warn_train_mode
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.regions import Region, RegionError
 from cnnlens.models.registry import load_model
@@ -95,6 +95,26 @@ class Explanation:
     def overlay_png(self, alpha: float = 0.5, cmap: str = "jet") -> bytes:
         return render.to_png(self.overlay(alpha, cmap))
 
+    def __repr__(self) -> str:
+        target = "" if self.target is None else f", target={_score_text(self.target)}"
+        layer = "" if self.layer is None else f", layer={self.layer!r}"
+        shape = "x".join(str(n) for n in self.map.shape)
+        return (
+            f"Explanation(method={self.method!r}{target}{layer}, "
+            f"map={self.map.dtype} {shape}, elapsed_ms={self.elapsed_ms:.1f})"
+        )
+
+    def _repr_png_(self) -> bytes:
+        """A notebook shows the overlay with its legend and title."""
+        from cnnlens.display import explanation_figure
+
+        return render.to_png(explanation_figure(self))
+
+    def _repr_html_(self) -> str:
+        from cnnlens.display import explanation_html
+
+        return explanation_html(self)
+
 
 class Explanations(list[Explanation]):
     """The explanations of one image, with the model's top predictions for it.
@@ -114,6 +134,30 @@ class Explanations(list[Explanation]):
         self.was_training = was_training  # the model came in train mode (explained in eval)
         self.predictions = predictions
         self.image = image
+
+    def __repr__(self) -> str:
+        top = f", top-1 {_score_text(self.predictions[0])}" if self.predictions else ""
+        maps = ", ".join(f"{e.method}" + (f"/{e.target.index}" if e.target else "") for e in self)
+        return (
+            f"<Explanations of a {self.image.width}x{self.image.height} image: "
+            f"{len(self)} maps ({maps}){top}>"
+        )
+
+    def _repr_png_(self) -> bytes:
+        """A notebook shows the photo and every overlay in a row, with the predictions."""
+        from cnnlens.display import explanations_strip
+
+        return render.to_png(explanations_strip(self))
+
+    def _repr_html_(self) -> str:
+        """The predictions, then a row per method: target, layer, overlay with its legend."""
+        from cnnlens.display import explanations_html
+
+        return explanations_html(self)
+
+
+def _score_text(score: ClassScore) -> str:
+    return f"{score.label!r} ({score.index}, {score.probability:.3f})"
 
 
 def explain(
@@ -162,10 +206,7 @@ def explain(
     predictions = predictions_of(loaded, result.logits[:1], top_k)
     explanations = explanations_from_run(loaded, picture, result, method_list)
     if loaded.was_training:
-        warnings.warn(
-            f"model {loaded.name!r} was handed over in train mode; explained in eval mode",
-            stacklevel=2,
-        )
+        warn_train_mode(loaded.module, stacklevel=2)  # once per model, not every call
     return Explanations(explanations, predictions, picture, was_training=loaded.was_training)
 
 

@@ -12,10 +12,11 @@ from cnnlens.audit.engine import AuditRun, ProgressCallback, Watch, execute, pre
 from cnnlens.audit.extras import require_ray
 from cnnlens.audit.inputs import Annotations, read_boxes, read_labels, read_masks
 from cnnlens.audit.sources import is_uri
-from cnnlens.audit.store import AuditStore, store_path
+from cnnlens.audit.store import AuditStore, JobInfo, store_path
 from cnnlens.methods.run import resolve_layer
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.registry import load_model
+from cnnlens.progress import Bar, JobBar, watched
 
 
 def run_audit(
@@ -36,6 +37,7 @@ def run_audit(
     replicas: int | None = None,
     cpus_per_replica: float = 1.0,
     gpus_per_replica: float | None = None,
+    progress: bool | None = None,
 ) -> AuditRun:
     """Audit a folder, a zip/tar archive, a CSV list or a URI prefix (`s3://bucket/photos`,
     `gs://...`, `abfs://...`, `file:///data/photos`: any pyarrow / fsspec filesystem) of images
@@ -52,7 +54,9 @@ def run_audit(
     keeps its progress in out_dir/audit.sqlite (an older out dir's audits.sqlite is still read):
     running it again with the same images and config resumes the unfinished job (finished
     images are not analyzed again). `exclusive`: refuse (OutputInUseError) an `out_dir` that
-    holds another audit's report instead of adding this one to its store.
+    holds another audit's report instead of adding this one to its store. `progress`: bars
+    on stderr for the images and, with `fragility` on the local engine, the epsilon ladder's
+    rungs (True / False; None: where someone watches, a terminal or a notebook).
     """
     config = config or AuditConfig()
     check_methods(config)
@@ -70,7 +74,8 @@ def run_audit(
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     store = AuditStore(store_path(out_dir))
-    watch = Watch(on_progress, should_stop)
+    bars = AuditBars(watched(progress), len(config.epsilons) if config.fragility else 0)
+    watch = Watch(bars.following(on_progress), should_stop)
     try:
         job = prepare_job(
             store, source, out_dir, config, annotations, loaded.categories, resume=resume,
@@ -82,6 +87,40 @@ def run_audit(
 
             shape = ReplicaShape(replicas, cpus_per_replica, gpus_per_replica)
             return execute_on_ray(store, job.id, config, watch, ray_address, shape, model)
-        return execute(store, job.id, AuditAnalyzer(loaded, config), config.batch_size, watch)
+        analyzer = AuditAnalyzer(loaded, config, on_rungs=bars.rungs)
+        return execute(store, job.id, analyzer, config.batch_size, watch)
     finally:
+        bars.close()
         store.close()
+
+
+class AuditBars:
+    """The audit's progress bars: images done, and fragility rungs (images x epsilons) run or
+    skipped after a flip, over the images still to analyze."""
+
+    def __init__(self, enabled: bool, rungs_per_image: int) -> None:
+        self.images = JobBar("auditing", "image", enabled)
+        self.enabled, self.rungs_per_image = enabled, rungs_per_image
+        self.fragility: Bar | None = None
+
+    def following(self, callback: ProgressCallback | None) -> ProgressCallback:
+        """A progress callback that moves the bars, then calls `callback`."""
+
+        def update(job: JobInfo) -> None:
+            self.images.update(job)
+            if self.fragility is None:
+                pending = (job.total - job.done) * self.rungs_per_image
+                self.fragility = Bar(pending, "fragility", "rung", self.enabled)
+            if callback is not None:
+                callback(job)
+
+        return update
+
+    def rungs(self, n: int) -> None:
+        if self.fragility is not None:
+            self.fragility.update(n)
+
+    def close(self) -> None:
+        self.images.close()
+        if self.fragility is not None:
+            self.fragility.close()

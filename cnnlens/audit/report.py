@@ -152,6 +152,9 @@ def _header(job: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
         ("accuracy", "-" if accuracy is None else f"{accuracy:.1%} of {summary['labelled']}"),
         ("mean confidence", "-" if mean_confidence is None else f"{mean_confidence:.3f}"),
     ]
+    unmatched = (summary.get("labels_without_image") or {}).get("count")
+    if unmatched:  # labels rows that name no image: a typo, or a file missing from the input
+        cards.append(("labels rows without an image", unmatched))
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(job.get("updated") or time.time()))
     meta = (
         f"<p>model <b>{escape(str(job.get('model')))}</b>, methods "

@@ -251,8 +251,8 @@ def compare(
     pairwise agreement and faithfulness scores.
 
     Args:
-        scores: "deletion", "insertion", "randomization" (default: all); [] or "none"
-            for the agreement only.
+        scores: "deletion", "insertion", "randomization" (default: deletion and insertion);
+            [] or "none" for the agreement only.
         steps: points per perturbation curve.
         options: further form fields of the route (baseline, top_k, stages, seed, ssim,
             shared_scale, random_baseline).

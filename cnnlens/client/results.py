@@ -11,6 +11,7 @@ from PIL import Image
 
 from cnnlens.api import codecs
 from cnnlens.api.models import ArrayPayload, parse
+from cnnlens.api.png import png_bytes
 
 
 def decode_array(payload: Mapping[str, Any] | None) -> np.ndarray | None:
@@ -62,7 +63,8 @@ class ExplanationResult:
     layer: str | None
     width: int
     height: int
-    map: np.ndarray | None = None  # (H, W) or (3, H, W) raw float values, when output has array
+    # (H, W) or (3, H, W) raw float values, when output has array (not in the repr)
+    map: np.ndarray | None = field(default=None, repr=False)
     overlay: Image.Image | None = field(default=None, repr=False)
     heatmap: Image.Image | None = field(default=None, repr=False)
     overlay_png: bytes | None = field(default=None, repr=False)
@@ -233,6 +235,20 @@ class CompareResult(_Answer):
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
+
+    def _repr_png_(self) -> bytes | None:
+        """A notebook shows the grid (`_repr_html_` adds the score tables)."""
+        return None if self.grid is None else png_bytes(self.grid)
+
+    def _repr_html_(self) -> str:
+        from cnnlens.display import comparison_html
+
+        pairs = [
+            (" · ".join(a.methods), a.spearman, a.top_k_iou)
+            for a in (self.images[0].agreement if len(self.images) == 1 else [])
+        ]
+        title = f"Comparison on {self.model}: {len(self.images)} images x {', '.join(self.methods)}"
+        return comparison_html(self.grid, list(self.summary), self.summary, pairs, title)
 
 
 def _required_score(data: Mapping[str, Any], key: str) -> ClassScore:

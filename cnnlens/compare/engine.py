@@ -31,6 +31,7 @@ from cnnlens.methods.targets import Target, class_index
 from cnnlens.models import heads
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.regions import Region, region_weights
+from cnnlens.progress import Bar, Tick, watched
 
 RANDOM = "random"  # name of the reference map scored with `random_baseline`
 SCORE_NAMES = (
@@ -70,6 +71,14 @@ class ImageComparison:
     scores: dict[str, dict[str, float]]  # method -> score name -> value (NaN: undefined)
     elapsed_ms: float = 0.0
     region: tuple[float, ...] | None = None  # segmentation: the box given, in image pixels
+
+    def __repr__(self) -> str:
+        target = self.target
+        return (
+            f"<ImageComparison {self.name!r} {self.width}x{self.height}: target "
+            f"{target.label!r} ({target.index}, {target.probability:.3f}), "
+            f"methods {', '.join(self.maps)}, {self.elapsed_ms / 1000:.1f} s>"
+        )
 
 
 @dataclass
@@ -116,6 +125,38 @@ class Comparison:
         shared = self.options.shared_scale if shared_scale is None else shared_scale
         return comparison_grid(self, shared_scale=shared, tile_size=tile_size)
 
+    def __repr__(self) -> str:
+        return (
+            f"<Comparison on {self.model}: {len(self.images)} images x "
+            f"{', '.join(self.methods)}; scores {', '.join(self.score_names) or 'none'}>"
+        )
+
+    def _repr_png_(self) -> bytes:
+        """A notebook shows the grid (`_repr_html_` adds the score tables)."""
+        from cnnlens.render import to_png
+
+        return to_png(self.grid())
+
+    def _repr_html_(self) -> str:
+        """The grid, the scores per method (mean ± std over the images) and the agreement."""
+        from cnnlens.display import comparison_html
+
+        pairs = [
+            (
+                f"{first} · {second}",
+                _mean([a.spearman for a in found]),
+                _mean([a.top_k_iou for a in found]),
+            )
+            for (first, second), found in _agreement_by_pair(self.images).items()
+        ]
+        return comparison_html(
+            self.grid() if self.images else None,
+            self.scored,
+            {m: {k: vars(v) for k, v in s.items()} for m, s in self.summary().items()},
+            pairs,
+            repr(self),
+        )
+
     def to_json(self) -> dict[str, Any]:
         """Plain JSON (NaN as null), without images or maps."""
         return {
@@ -128,6 +169,19 @@ class Comparison:
                 for method, scores in self.summary().items()
             },
         }
+
+
+def _agreement_by_pair(images: Sequence[ImageComparison]) -> dict[tuple[str, str], list[Agreement]]:
+    pairs: dict[tuple[str, str], list[Agreement]] = {}
+    for item in images:
+        for agreement in item.agreement:
+            pairs.setdefault((agreement.first, agreement.second), []).append(agreement)
+    return pairs
+
+
+def _mean(values: Sequence[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
 
 
 def summarize_scores(
@@ -163,6 +217,7 @@ def compare(
     on_image: Callable[[ImageComparison], None] | None = None,
     on_error: Callable[[str, Exception], None] | None = None,
     region: ImageRegion = None,
+    progress: bool | None = None,
 ) -> Comparison:
     """Several methods on several images: maps, pairwise agreement and faithfulness.
 
@@ -182,6 +237,8 @@ def compare(
             (H, W) mask that the target's score is taken over (default: the pixels predicted
             as the target). The curves then follow the target's mean per-pixel probability
             over the region, fixed from the clean image.
+        progress: a progress bar on stderr (True / False); None: where someone watches (a
+            terminal or a notebook).
     """
     options = options or CompareOptions()
     method_names = check_methods(methods)
@@ -197,21 +254,34 @@ def compare(
         list(names) if names is not None else [_default_name(s, i) for i, s in enumerate(sources)]
     )
     results: list[ImageComparison] = []
-    for source, name in zip(sources, labels, strict=True):
-        try:
-            picture = source if isinstance(source, Image.Image) else load_image(source)
-            item = compare_image(
-                model, picture, method_names, target, layer, params, options, name, region
-            )
-        except (ImageDecodeError, OSError) as error:
-            if on_error is None:
-                raise
-            on_error(name, error)
-            continue
-        results.append(item)
-        if on_image is not None:
-            on_image(item)
+    steps = steps_per_image(len(method_names), options)
+    with Bar(len(sources) * steps, "comparing", "step", watched(progress)) as bar:
+        for number, (source, name) in enumerate(zip(sources, labels, strict=True), start=1):
+            try:
+                picture = source if isinstance(source, Image.Image) else load_image(source)
+                item = compare_image(
+                    model, picture, method_names, target, layer, params, options, name, region,
+                    tick=bar.update,
+                )  # fmt: skip
+            except (ImageDecodeError, OSError) as error:
+                if on_error is None:
+                    raise
+                on_error(name, error)
+                continue
+            finally:
+                bar.set_done(number * steps)
+            results.append(item)
+            if on_image is not None:
+                on_image(item)
     return Comparison(model.name, method_names, options, results)
+
+
+def steps_per_image(methods: int, options: CompareOptions) -> int:
+    """Progress units of one image: its maps, each scored map's curves, each randomized stage."""
+    scored = methods + int(options.random_baseline)
+    curves = scored if {"deletion", "insertion"} & set(options.scores) else 0
+    stages = options.stages if "randomization" in options.scores else 0
+    return 1 + curves + stages
 
 
 def check_methods(methods: Sequence[str] | str) -> list[str]:
@@ -238,9 +308,12 @@ def compare_image(
     options: CompareOptions,
     name: str = "image",
     region: ImageRegion = None,
+    tick: Tick | None = None,
 ) -> ImageComparison:
-    """One image: the maps in one shared pass, then agreement, curves and randomization."""
+    """One image: the maps in one shared pass, then agreement, curves and randomization.
+    `tick(1)` after the maps, each map's curves and each randomized stage (progress)."""
     started = time.perf_counter()
+    tick = tick or _no_tick
     x = model.preprocessing(picture).to(model.device)  # (1, 3, H, W)
     classes = len(model.categories) or 1000
     explained = None if target is None else class_index(target, model.categories, classes)
@@ -260,6 +333,7 @@ def compare_image(
     shares = heads.pixel_shares(run.logits[:1])[0] if weights is not None else None
     predictions = predictions_of(model, run.logits[:1])
     maps = {m: run.outputs[m].map[0].float().cpu().numpy() for m in methods}  # (C, H, W)
+    tick(1)
     agreement = [
         Agreement(a, b, spearman(maps[a], maps[b]), top_k_iou(maps[a], maps[b], options.top_k))
         for a, b in itertools.combinations(methods, 2)
@@ -276,12 +350,13 @@ def compare_image(
                 baseline=options.baseline, batch_size=options.batch_size,
                 blur_sigma=options.blur_sigma, seed=options.seed, head=model.head, region=weights,
             )  # fmt: skip
+            tick(1)
     randomization = None
     if "randomization" in options.scores:
         randomization = cascading_randomization(
             model, x, methods, index, {m: run.outputs[m].map for m in methods}, layer=layer,
             params=params, stages=options.stages, seed=options.seed, with_ssim=options.ssim,
-            region=_fixed_region(given, weights, size),
+            region=_fixed_region(given, weights, size), on_stage=lambda: tick(1),
         )  # fmt: skip
     scores = {m: _scores(m, curves.get(m), randomization) for m in scored}
     return ImageComparison(
@@ -307,6 +382,10 @@ def compare_image(
         elapsed_ms=(time.perf_counter() - started) * 1000,
         region=_given_box(region),
     )
+
+
+def _no_tick(n: int) -> None:
+    pass
 
 
 def _given_box(region: ImageRegion) -> tuple[float, ...] | None:

@@ -21,6 +21,7 @@ from cnnlens.errors import (
     IncompatibleModelError,
     InvalidParamsError,
     MethodNotFoundError,
+    did_you_mean,
     validation_problems,
 )
 from cnnlens.methods.workload import Cost, Workload
@@ -173,7 +174,8 @@ def get_method(name: str) -> Method:
         return METHODS[name]
     except KeyError:
         known = ", ".join(sorted(METHODS))
-        raise MethodNotFoundError(f"unknown method {name!r}; known: {known}") from None
+        hint = did_you_mean(name, METHODS)
+        raise MethodNotFoundError(f"unknown method {name!r}{hint or ';'} known: {known}") from None
 
 
 def method_names() -> list[str]:

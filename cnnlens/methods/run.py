@@ -94,7 +94,7 @@ def resolve_layer(
         return inventory.default_layer
     info = inventory.get(layer)
     if info is None:
-        raise LayerNotFoundError(f"unknown layer {layer!r}; see the model's layer list")
+        raise inventory.unknown(layer, model.name if isinstance(model, LoadedModel) else None)
     return layer
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from cnnlens.errors import TargetError
+from cnnlens.errors import TargetError, did_you_mean
 
 Target = int | str | None
 Targets = Target | Sequence[int | str] | torch.Tensor
@@ -25,7 +25,7 @@ def class_index(target: int | str, categories: Sequence[str], num_classes: int) 
             for index, label in enumerate(categories):
                 if label.lower() == lowered:
                     return index
-            raise TargetError(f"unknown class label {text!r}")
+            raise TargetError(f"unknown class label {text!r}{did_you_mean(text, categories)}")
     if not isinstance(target, int):
         raise TargetError(f"target must be a class index or label, not {target!r}")
     if not 0 <= target < num_classes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -118,15 +119,27 @@ def wrap(
     )
 
 
+# Modules already warned about train mode: the warning comes once per model, not per call.
+_WARNED_TRAIN_MODE: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+
+def warn_train_mode(module: nn.Module, stacklevel: int = 3) -> None:
+    """Say once per module that it came in train mode and is explained in eval mode."""
+    if module in _WARNED_TRAIN_MODE:
+        return
+    _WARNED_TRAIN_MODE.add(module)
+    warnings.warn(
+        "the model was in train mode; cnnlens explains it in eval mode "
+        "(dropout off, batch-norm running statistics)",
+        stacklevel=stacklevel + 1,
+    )
+
+
 def freeze(module: nn.Module) -> bool:
-    """Eval mode and frozen parameters; True (with a warning) if it was in train mode."""
+    """Eval mode and frozen parameters; True (with a warning, once) if it was in train mode."""
     was_training = module.training
     if was_training:
-        warnings.warn(
-            "the model was in train mode; cnnlens explains it in eval mode "
-            "(dropout off, batch-norm running statistics)",
-            stacklevel=3,
-        )
+        warn_train_mode(module, stacklevel=3)
     module.eval()
     for parameter in module.parameters():
         parameter.requires_grad_(False)

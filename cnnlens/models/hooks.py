@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn.modules import module as torch_module
 from torch.overrides import TorchFunctionMode
 
-from cnnlens.errors import IncompatibleModelError, LayerNotFoundError
+from cnnlens.errors import IncompatibleModelError, LayerNotFoundError, unknown_layer
 from cnnlens.models.module_tree import module_tree
 
 
@@ -295,7 +295,7 @@ class HookSession:
         modules = self._modules if self._modules is not None else dict(self.model.named_modules())
         missing = [name for name in self.layer_names if name not in modules]
         if missing:
-            raise LayerNotFoundError(f"unknown layer(s) {missing}; see the model's layer list")
+            raise unknown_layer(missing[0], list(modules))
         with ExitStack() as stack:
             for name in self.layer_names:
                 handle = modules[name].register_forward_hook(self._capture_hook(name))

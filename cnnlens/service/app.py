@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 import cnnlens
 from cnnlens.methods.cost import Calibration
 from cnnlens.models.loaded import LoadedModel
-from cnnlens.service.deps import require_api_key
+from cnnlens.service.deps import IMAGE_ANSWER_HEADERS, require_api_key
 from cnnlens.service.docs import install_offline_docs
 from cnnlens.service.errors import install_error_handlers
 from cnnlens.service.metrics import Metrics
@@ -73,7 +73,7 @@ def create_app(
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST"],
             allow_headers=["X-API-Key", "X-Request-ID", "Content-Type", "Accept"],
-            expose_headers=["X-Request-ID", "Retry-After"],
+            expose_headers=["X-Request-ID", "Retry-After", *IMAGE_ANSWER_HEADERS],
         )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import Request
 
 from cnnlens.api.forms import DEFAULT_METHOD, json_object, split_list
-from cnnlens.errors import InvalidParamsError, LayerNotFoundError, TargetError
+from cnnlens.errors import InvalidParamsError, TargetError
 from cnnlens.methods.base import Method, MethodParams, get_method, parse_params
 from cnnlens.methods.targets import class_index
 from cnnlens.models.loaded import LoadedModel
@@ -85,9 +85,7 @@ def parse_layer(value: str | None, model: LoadedModel) -> str | None:
         return None
     name = value.strip()
     if model.layers.get(name) is None:
-        raise LayerNotFoundError(
-            f"unknown layer {name!r} for model {model.name!r}; see GET /v1/models/{model.name}"
-        )
+        raise model.layers.unknown(name, model.name)
     return name
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from cnnlens.api.forms import DEFAULT_METHOD
-from cnnlens.errors import CnnlensError, ModelNotFoundError, WeightsError
+from cnnlens.errors import CnnlensError, ModelNotFoundError, WeightsError, did_you_mean
 from cnnlens.methods.cost import Budget, Calibration, calibrate
 from cnnlens.methods.run import run_methods
 from cnnlens.models.loaded import LoadedModel
@@ -85,7 +85,10 @@ class ServiceState:
         name = name or self.settings.default_model
         if name not in self.settings.model_names:
             known = ", ".join(self.settings.model_names)
-            raise ModelNotFoundError(f"model {name!r} is not served here; served: {known}")
+            hint = did_you_mean(name, self.settings.model_names)
+            raise ModelNotFoundError(
+                f"model {name!r} is not served here{hint or ';'} served: {known}"
+            )
         loaded = self.models.get(name)
         if loaded is None or name not in self.workers:
             if self.load_error:

@@ -18,7 +18,7 @@ from torch import nn
 
 import cnnlens
 from cnnlens.cli import main
-from cnnlens.compare import CompareOptions, compare
+from cnnlens.compare import SCORES, CompareOptions, compare
 from cnnlens.compare.faithfulness import importance_ranks
 from cnnlens.errors import IncompatibleModelError
 from cnnlens.models import count_hooks
@@ -30,8 +30,8 @@ SIZE = 24  # the model's input; the photo is twice as large, so image boxes halv
 IMAGE_BOX = (8, 12, 32, 40)
 INPUT_BOX = (4.0, 6.0, 16.0, 20.0)
 SKY = 1
-OPTIONS = CompareOptions(steps=4, stages=2, baseline="mean")
-FORM = {"steps": "4", "stages": "2", "baseline": "mean"}
+OPTIONS = CompareOptions(steps=4, stages=2, baseline="mean", scores=list(SCORES))
+FORM = {"steps": "4", "stages": "2", "baseline": "mean", "scores": ",".join(SCORES)}
 
 
 @pytest.fixture(scope="module")

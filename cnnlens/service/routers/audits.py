@@ -303,7 +303,8 @@ async def audit_results(
         )
     from cnnlens.audit.summary import summarize
 
-    return JSONResponse({"job": _describe(job), "summary": summarize(every), "results": records})
+    summary = summarize(every, unmatched_labels=job.unmatched_labels)
+    return JSONResponse({"job": _describe(job), "summary": summary, "results": records})
 
 
 @router.get(

@@ -24,6 +24,7 @@ from cnnlens.service.deps import (
     DeadlineDep,
     SettingsDep,
     StateDep,
+    image_headers,
     read_image,
     render_until,
     wants_png,
@@ -88,7 +89,11 @@ async def compare_route(
         ),
     ] = None,
     scores: Annotated[
-        str | None, Form(description="comma list of deletion, insertion, randomization; all")
+        str | None,
+        Form(
+            description="comma list of deletion, insertion, randomization; default "
+            "deletion,insertion; none: agreement only"
+        ),
     ] = None,
     steps: Annotated[str | None, Form(description="points per perturbation curve (16)")] = None,
     baseline: Annotated[str | None, Form(description="rise (default), mean or blur")] = None,
@@ -133,7 +138,8 @@ async def compare_route(
     comparison = await state.run(loaded.name, each, work, cost=cost, deadline=deadline)
     grid = await render_until(deadline, lambda abort: to_png(comparison.grid()))
     if wants_png(request):
-        return Response(grid, media_type="image/png")
+        headers = image_headers(comparison.methods, comparison.images[0].target)
+        return Response(grid, media_type="image/png", headers=headers)
     body = comparison.to_json()
     body["grid_png"] = base64.b64encode(grid).decode("ascii")
     body["elapsed_ms"] = round((time.monotonic() - started) * 1000, 3)

@@ -18,6 +18,7 @@ from cnnlens.service.deps import (
     DeadlineDep,
     SettingsDep,
     StateDep,
+    image_headers,
     off_loop,
     read_image,
     render_until,
@@ -168,11 +169,12 @@ async def explain(
     )
     names = [m.name for m in methods]
     if png:
-        body = await render_until(
+        body, shown_explanation = await render_until(
             deadline,
             lambda abort: render_overlay_png(loaded, picture, rows, names[0], abort, image_format),
         )
-        return Response(body, media_type=IMAGE_FORMATS[image_format][2])
+        headers = image_headers(names[0], shown_explanation.target)
+        return Response(body, media_type=IMAGE_FORMATS[image_format][2], headers=headers)
     answer: ExplainResponse = await render_until(
         deadline,
         lambda abort: render_explain_response(

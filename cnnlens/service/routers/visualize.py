@@ -101,7 +101,8 @@ def _endpoint(name: str, answer: OwnRoute) -> Callable[..., Coroutine[Any, Any, 
             deadline, lambda abort: answer.render(loaded, run, result, started)
         )
         if deps.wants_png(request):
-            return Response(png, media_type="image/png")
+            headers = deps.image_headers(name, getattr(body, "target", None))
+            return Response(png, media_type="image/png", headers=headers)
         return body
 
     endpoint.__name__ = name
