@@ -185,3 +185,26 @@ def test_did_you_mean_for_methods_labels_layers_and_models(default_model: Loaded
         lambda: cnnlens.load_model("torchvision:resnet05", weights="none")
     )
     assert EGYPTIAN_CAT == 285
+
+
+def test_the_client_s_comparison_shows_its_grid_and_scores(
+    default_model: LoadedModel, chelsea: Image.Image
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from cnnlens.client import Client
+    from tests.pinned import pinned_app, pinned_settings
+
+    app = pinned_app(pinned_settings({"warmup": False}), default_model)
+    buffer = io.BytesIO()
+    chelsea.resize((96, 64)).save(buffer, "PNG")
+    with TestClient(app) as served:
+        assert app.state.service.wait_ready(60)
+        result = Client(http_client=served).compare(
+            buffer.getvalue(), ["grad_cam", "saliency"], scores="deletion", steps=2
+        )
+    assert "array(" not in repr(result) and len(repr(result)) < 2000
+    assert _png(result._repr_png_()).size == result.grid.size  # type: ignore[union-attr]
+    html = result._repr_html_()
+    assert html.count("<img ") == 1 and "deletion_auc" in html and "grad_cam · saliency" in html
+    assert f"{result.images[0].scores['grad_cam']['deletion_auc']:.3f}" in html

@@ -16,6 +16,7 @@ from cnnlens.models.loaded import LoadedModel
 from cnnlens.service.deps import IMAGE_ANSWER_HEADERS, require_api_key
 from cnnlens.service.docs import install_offline_docs
 from cnnlens.service.errors import install_error_handlers
+from cnnlens.service.guide import guide_files
 from cnnlens.service.metrics import Metrics
 from cnnlens.service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from cnnlens.service.routers import PUBLIC_ROUTERS, V1_ROUTERS
@@ -65,6 +66,7 @@ def create_app(
     for name in V1_ROUTERS:
         app.include_router(_router(name), dependencies=[Depends(require_api_key)])
     app.mount("/web", StaticFiles(directory=WEB_DIRECTORY, check_dir=False), name="web")
+    app.mount("/guide", guide_files(settings.guide_dir), name="guide")  # the docs site
     # Added last = outermost: the request id and metrics see every answer, 413 included.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_request_bytes)
     if settings.cors_origins:
