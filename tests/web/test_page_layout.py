@@ -19,6 +19,7 @@ pytestmark = pytest.mark.browser
 # Where an element sits relative to the viewport, and whether `first` precedes `second`.
 RECT = "const r = arguments[0].getBoundingClientRect(); return [r.top, r.bottom, innerHeight];"
 PRECEDES = "return Boolean(arguments[0].compareDocumentPosition(arguments[1]) & 4);"
+CLICK_IN_VIEW = "arguments[0].scrollIntoView({block: 'center'}); arguments[0].click();"
 
 # A tile canvas's pixels, (height, width, 3), read in the page.
 PIXELS = """
@@ -65,19 +66,38 @@ def test_a_failed_explain_shows_its_error_in_sight(
     driver.set_window_size(1280, 857)  # the laptop screen the error once fell below
     try:
         views.open_view(driver, server_url, "explain", chelsea_png)
-        for name in ("saliency", "guided_backprop", "occlusion"):
-            driver.find_element(By.ID, f"method-{name}").click()  # a longer form
+        for name in ("saliency", "guided_backprop", "occlusion"):  # a longer form
+            box = driver.find_element(By.ID, f"method-{name}")
+            driver.execute_script(CLICK_IN_VIEW, box)
         views.set_value(driver, "target-input", "egyptian kat")
+        driver.execute_script("window.scrollTo(0, 0)")  # the page as it first shows
+        button = driver.find_element(By.ID, "explain-button")
+        _in_sight(driver, button)  # the controls end at the window's edge: no scrolling
         views.submit(driver, "explain-button")
         error = views.wait_for(driver, "#error:not([hidden])")
-        top, bottom, height = driver.execute_script(RECT, error)
-        assert 0 <= top and bottom <= height, (top, bottom, height)
+        _in_sight(driver, error)
         assert error.get_attribute("data-code") == "bad_target"
         assert "did you mean 'Egyptian cat'" in error.text
         button = driver.find_element(By.ID, "explain-button")
         assert driver.execute_script(PRECEDES, button, error)  # right under the button
     finally:
         driver.set_window_size(1280, 1000)
+
+
+def _in_sight(driver: Any, element: Any) -> None:
+    """Within the window's height, once the page has laid out (the controls fit themselves to
+    the window on the next frame after a scroll)."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def inside(_: Any) -> bool:
+        top, bottom, height = driver.execute_script(RECT, element)
+        return bool(0 <= top and bottom <= height)
+
+    try:
+        WebDriverWait(driver, 5).until(inside)
+    except TimeoutException:
+        raise AssertionError(f"out of sight: {driver.execute_script(RECT, element)}") from None
 
 
 def test_compare_defaults_are_the_library_s_and_tiles_keep_the_whole_photo(

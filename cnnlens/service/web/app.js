@@ -1079,7 +1079,19 @@ function setUpForms() {
   }
 }
 
+// The controls end at the window's bottom edge (they scroll inside), wherever the page is
+// scrolled: their action bar, the button and any error, is always in sight.
+function fitControls() {
+  const controls = document.querySelector(".controls");
+  if (getComputedStyle(controls).position !== "sticky") return;
+  const top = Math.max(controls.getBoundingClientRect().top, 0);
+  controls.style.maxHeight = `${Math.max(240, window.innerHeight - top - 8)}px`;
+}
+
 async function start() {
+  fitControls();
+  window.addEventListener("scroll", fitControls, { passive: true });
+  window.addEventListener("resize", fitControls);
   setUpDropZone();
   setUpRegionPicker();
   for (const tab of document.querySelectorAll('[role="tab"]')) {
