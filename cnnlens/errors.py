@@ -25,18 +25,37 @@ class CnnlensError(Exception):
             self.status = status
 
 
+ECHO_LIMIT = 60  # characters of a caller's value an error message repeats
+
+
+def shown(value: object, limit: int = ECHO_LIMIT) -> str:
+    """A caller's value as an error message quotes it: its repr, cut to a short prefix (a
+    request's text field can be megabytes long, and it comes back in the answer)."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text)} characters)"
+
+
+def location(parts: object) -> str:
+    """A pydantic error's `loc` as dotted text, each part cut to a short prefix."""
+    assert isinstance(parts, tuple | list)
+    return ".".join(str(part)[:ECHO_LIMIT] for part in parts)
+
+
 def validation_problems(error: ValidationError, whole: str) -> str:
     """A pydantic error as one line, `where: what; ...` (`whole`: where the error is the
     object itself), never repeating the offending input."""
     return "; ".join(
-        f"{'.'.join(str(part) for part in issue['loc']) or whole}: {issue['msg']}"
-        for issue in error.errors()
+        f"{location(issue['loc']) or whole}: {issue['msg']}" for issue in error.errors()[:10]
     )
 
 
 def did_you_mean(name: str, choices: Iterable[str], limit: int = 3) -> str:
     """`; did you mean 'grad_cam'?` for the choices closest to a mistyped name (difflib,
-    case-insensitive), or "" when none is close."""
+    case-insensitive), or "" when none is close (or the name is too long to be a typo)."""
+    if len(name) > 4 * ECHO_LIMIT:
+        return ""
     by_folded: dict[str, str] = {}
     for choice in choices:
         by_folded.setdefault(choice.casefold(), choice)
@@ -55,7 +74,7 @@ def unknown_layer(name: str, names: Iterable[str], model: str | None = None) -> 
     )
     listed = list(names)
     hint = did_you_mean(name, listed) or f"; the model has {len(listed)} layers"
-    return LayerNotFoundError(f"unknown layer {name!r}{hint} ({where})")
+    return LayerNotFoundError(f"unknown layer {shown(name)}{hint} ({where})")
 
 
 class ModelNotFoundError(CnnlensError):

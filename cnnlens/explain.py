@@ -205,9 +205,9 @@ def explain(
     )
     predictions = predictions_of(loaded, result.logits[:1], top_k)
     explanations = explanations_from_run(loaded, picture, result, method_list)
-    if loaded.was_training:
-        warn_train_mode(loaded.module, stacklevel=2)  # once per model, not every call
-    return Explanations(explanations, predictions, picture, was_training=loaded.was_training)
+    warn_train_mode(loaded.module, loaded.name)
+    was_training = loaded.was_training or loaded.module.training
+    return Explanations(explanations, predictions, picture, was_training=was_training)
 
 
 class MethodRun(Protocol):

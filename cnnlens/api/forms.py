@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from cnnlens.errors import InvalidParamsError
+from cnnlens.errors import InvalidParamsError, shown
 
 DEFAULT_METHOD = "grad_cam"
 # The comparison every front runs when no method is named (library, REST, client, CLI).
@@ -36,7 +36,8 @@ def parse_outputs(value: str | Iterable[str] | None) -> tuple[str, ...]:
     unknown = [item for item in outputs if item not in OUTPUTS]
     if unknown:
         raise InvalidParamsError(
-            f"unknown output {', '.join(unknown)!s}; choose from {', '.join(OUTPUTS)}",
+            f"unknown output {', '.join(map(shown, unknown[:5]))}; choose from "
+            f"{', '.join(OUTPUTS)}",
             code="invalid_output",
         )
     return tuple(outputs)

@@ -352,6 +352,14 @@ class AuditJob(Schema):
     links: AuditLinks
 
 
+class AuditDeleted(Schema):
+    """DELETE of a finished job: it and its files are gone."""
+
+    id: str
+    status: str = Field(description="what the job was: done, failed or cancelled")
+    deleted: bool = Field(description="always true: a later GET is a 404")
+
+
 class AuditList(Schema):
     audits: list[AuditJob] = Field(description="newest first; only the API key's own jobs")
     next_cursor: str | None = Field(

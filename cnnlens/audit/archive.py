@@ -1,5 +1,7 @@
 """Safe extraction of uploaded zip and tar archives: zip-slip, absolute paths, links and
-special files are refused; member count, member size and total uncompressed size are capped."""
+special files are refused; member count, member size, total uncompressed size and compression
+ratio are capped from the headers before anything is written; only images are written, each
+checked by its first bytes (its signature) before the rest follows."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from typing import IO
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cnnlens.errors import CnnlensError
+from cnnlens.errors import CnnlensError, ImageDecodeError
+from cnnlens.imageio import ALLOWED_FORMATS, sniff_format
 
 _CHUNK = 1 << 20
 
@@ -36,6 +39,27 @@ class QuotaExceededError(ArchiveTooLargeError):
     status = 413
 
 
+class CompressionRatioError(ArchiveTooLargeError):
+    """A member that inflates far beyond what images do: a zip bomb."""
+
+    code = "compression_ratio"
+    status = 413
+
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+# Members at most this large are not held to the compression ratio: a small flat image may
+# deflate far, and what they may write is bounded by their count and the job's quota.
+RATIO_FLOOR_BYTES = 1024 * 1024
+_HEAD_BYTES = 16  # enough for every image signature sniff_format knows
+_COMPRESSED_TAR = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ")  # gzip, bzip2, xz
+
+
+def is_image_name(relative: PurePosixPath | Path) -> bool:
+    """An image an audit reads: an image suffix, no hidden part (".x") and no `__MACOSX`."""
+    hidden = any(part.startswith(".") or part == "__MACOSX" for part in relative.parts)
+    return not hidden and relative.suffix.lower() in IMAGE_SUFFIXES
+
+
 class ArchiveLimits(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -49,6 +73,12 @@ class ArchiveLimits(BaseModel):
     )
     max_data_dir_bytes: int | None = Field(
         default=None, ge=1, description="all the jobs' files together (None: no quota)"
+    )
+    max_compression_ratio: float | None = Field(
+        default=200.0,
+        ge=1,
+        description="uncompressed:compressed size of a member over RATIO_FLOOR_BYTES (zip: "
+        "its header; compressed tar: the whole stream), checked before extraction",
     )
 
 
@@ -69,6 +99,9 @@ def safe_member_path(name: str) -> PurePosixPath:
     text = name.replace("\\", "/")
     if not text or text.startswith("/") or (len(text) > 1 and text[1] == ":"):
         raise ArchiveError(f"archive entry {_short(name)!r} has an absolute path; refused")
+    # bytes that are not UTF-8 (an old tar's latin-1 names) become U+FFFD: a name that can be
+    # stored, exported and shown
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     parts = [part for part in PurePosixPath(text).parts if part not in ("", ".")]
     if any(part == ".." for part in parts):
         raise ArchiveError(
@@ -109,7 +142,7 @@ def extract_archive(
         shutil.rmtree(destination, ignore_errors=True)
         reason = error.strerror or type(error).__name__
         raise ArchiveError(f"cannot extract the {kind} archive: {reason}") from None
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as error:
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, UnicodeDecodeError) as error:
         shutil.rmtree(destination, ignore_errors=True)
         raise ArchiveError(f"cannot read the {kind} archive: {_short(str(error))}") from None
     except BaseException:
@@ -148,6 +181,7 @@ def _extract_zip(path: Path, destination: Path, limits: ArchiveLimits) -> None:
         entries = archive.infolist()
         _check_totals(len(entries), 0, limits)
         files: list[tuple[zipfile.ZipInfo, PurePosixPath]] = []
+        seen: set[PurePosixPath] = set()
         total = 0
         for entry in entries:
             target = safe_member_path(entry.filename)
@@ -160,9 +194,13 @@ def _extract_zip(path: Path, destination: Path, limits: ArchiveLimits) -> None:
                 raise ArchiveError(
                     f"archive entry {_short(entry.filename)!r} is not a regular file"
                 )
+            if not is_image_name(target):
+                continue  # not read by the audit: not written
             _check_member_size(entry.filename, entry.file_size, limits)
+            what = f"archive entry {_short(entry.filename)!r}"
+            _check_ratio(what, entry.file_size, entry.compress_size, limits)
             total += entry.file_size
-            files.append((entry, target))
+            files.append((entry, _unique(target, seen)))
         _check_totals(len(entries), total, limits)
         budget = _Budget(limits)
         for entry, target in files:
@@ -171,12 +209,18 @@ def _extract_zip(path: Path, destination: Path, limits: ArchiveLimits) -> None:
 
 
 def _extract_tar(path: Path, destination: Path, limits: ArchiveLimits) -> None:
+    compressed = path.stat().st_size
     with tarfile.open(path, "r:*") as archive:
+        with open(path, "rb") as head:
+            plain = not head.read(6).startswith(_COMPRESSED_TAR)
         files: list[tuple[tarfile.TarInfo, PurePosixPath]] = []
+        seen: set[PurePosixPath] = set()
         total = count = 0
         for member in archive:  # streams headers: stop early on a flood of entries
             count += 1
             _check_totals(count, total, limits)
+            if not plain:  # the stream as a whole: a tar member has no compressed size
+                _check_ratio("the compressed archive", total, compressed, limits)
             target = safe_member_path(member.name)
             if member.issym() or member.islnk():
                 raise ArchiveError(f"archive entry {_short(member.name)!r} is a link; refused")
@@ -184,10 +228,14 @@ def _extract_tar(path: Path, destination: Path, limits: ArchiveLimits) -> None:
                 continue
             if not member.isfile():
                 raise ArchiveError(f"archive entry {_short(member.name)!r} is not a regular file")
+            if not is_image_name(target):
+                continue  # not read by the audit: not written
             _check_member_size(member.name, member.size, limits)
             total += member.size
-            files.append((member, target))
+            files.append((member, _unique(target, seen)))
         _check_totals(count, total, limits)
+        if not plain:
+            _check_ratio("the compressed archive", total, compressed, limits)
         budget = _Budget(limits)
         for member, target in files:
             source = archive.extractfile(member)
@@ -195,6 +243,14 @@ def _extract_tar(path: Path, destination: Path, limits: ArchiveLimits) -> None:
                 raise ArchiveError(f"archive entry {_short(member.name)!r} cannot be read")
             with source:
                 _copy(source, destination / target, member.name, budget)
+
+
+def _unique(target: PurePosixPath, seen: set[PurePosixPath]) -> PurePosixPath:
+    """The target, unless an earlier entry writes it already (one would overwrite the other)."""
+    if target in seen:
+        raise ArchiveError(f"two archive entries are named {_short(str(target))!r}; refused")
+    seen.add(target)
+    return target
 
 
 class _Budget:
@@ -205,11 +261,32 @@ class _Budget:
         self.total = 0
 
 
+def _check_ratio(what: str, size: int, compressed: int, limits: ArchiveLimits) -> None:
+    """`what` inflates `size` bytes from `compressed`: refused past the ratio bound."""
+    ratio = limits.max_compression_ratio
+    if ratio is None or size <= RATIO_FLOOR_BYTES or size <= ratio * compressed:
+        return
+    raise CompressionRatioError(
+        f"{what} inflates {size} bytes from {compressed} "
+        f"({size / max(compressed, 1):.0f}:1), past the bound of {ratio:g}:1 for entries over "
+        f"{RATIO_FLOOR_BYTES} bytes; refused before extraction"
+    )
+
+
 def _copy(source: IO[bytes], target: Path, name: str, budget: _Budget) -> None:
+    head = source.read(_HEAD_BYTES)
+    try:
+        sniff_format(head)
+    except ImageDecodeError:
+        raise ArchiveError(
+            f"archive entry {_short(name)!r} is not an image: its first bytes are no "
+            f"{', '.join(ALLOWED_FORMATS)} signature; refused"
+        ) from None
     target.parent.mkdir(parents=True, exist_ok=True)
     written = 0
     with open(target, "wb") as sink:
-        while chunk := source.read(_CHUNK):
+        while chunk := (head or source.read(_CHUNK)):
+            head = b""
             written += len(chunk)
             budget.total += len(chunk)
             _check_member_size(name, written, budget.limits)

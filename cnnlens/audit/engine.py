@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cnnlens.audit.archive import ArchiveLimits
+from cnnlens.audit.archive import IMAGE_SUFFIXES, ArchiveLimits
 from cnnlens.audit.config import AuditConfig
 from cnnlens.audit.export import overlay_filename, write_outputs
 from cnnlens.audit.files import write_atomic
 from cnnlens.audit.inputs import (
-    IMAGE_SUFFIXES,
     Annotations,
     AuditInputError,
     build_items,

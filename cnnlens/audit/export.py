@@ -10,11 +10,11 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from cnnlens.audit.files import open_atomic, write_atomic
 from cnnlens.audit.parquet import PARQUET, ParquetRows, parquet_available
-from cnnlens.audit.report import EMBEDDED_ROWS, write_report
+from cnnlens.audit.report import EMBEDDED_ROWS, OverlayLink, write_report
 from cnnlens.audit.store import AuditStore
 from cnnlens.audit.summary import ClassMeans, SummaryBuilder
 
@@ -48,8 +48,7 @@ def write_outputs(store: AuditStore, job_id: str, out_dir: Path) -> dict[str, Pa
     with ExitStack() as files:
         jsonl = io.TextIOWrapper(files.enter_context(open_atomic(paths[JSONL])), "utf-8")
         table = io.TextIOWrapper(files.enter_context(open_atomic(paths[CSV])), "utf-8", newline="")
-        rows = csv.writer(table)
-        rows.writerow(CSV_COLUMNS)
+        table.write(export_header("csv"))
         columns = (
             files.enter_context(ParquetRows(files.enter_context(open_atomic(paths[PARQUET]))))
             if parquet
@@ -58,8 +57,8 @@ def write_outputs(store: AuditStore, job_id: str, out_dir: Path) -> dict[str, Pa
         for record, mean_map in store.iter_records(job_id, with_maps=True):
             facts.add(record)
             means.add(record, mean_map)
-            jsonl.write(json.dumps(neutralized(record)) + "\n")
-            rows.writerow(csv_row(record, methods))
+            jsonl.write(export_line(record, methods, "jsonl"))
+            table.write(export_line(record, methods, "csv"))
             if columns is not None:
                 columns.add(record)
         jsonl.detach()  # flushed; the atomic file itself is closed (and renamed) by its context
@@ -78,9 +77,12 @@ def report_html(
     job_id: str,
     records: Sequence[Mapping[str, Any]] | None = None,
     summary: Mapping[str, Any] | None = None,
+    overlay_link: OverlayLink | None = None,
 ) -> str:
     """The HTML report from what the store holds now (also for a job still running); the
-    rows are always read from the store, `records` and `summary` only spare a pass over it."""
+    rows are always read from the store, `records` and `summary` only spare a pass over it.
+    `overlay_link`: where rows past the embedded ones link their overlays (a service's route;
+    default: the files next to the report)."""
     job = store.job(job_id)
     unmatched = job.unmatched_labels if job is not None else []
     facts, means = SummaryBuilder(unmatched_labels=unmatched), ClassMeans()
@@ -94,7 +96,8 @@ def report_html(
             facts.add(given)
             means.add(given, maps.get(given["index"]))
     sink = io.StringIO()
-    _write_report(sink, store, job_id, facts.result() if summary is None else summary, facts, means)
+    summary = facts.result() if summary is None else summary
+    _write_report(sink, store, job_id, summary, facts, means, overlay_link)
     return sink.getvalue()
 
 
@@ -105,6 +108,7 @@ def _write_report(
     summary: Mapping[str, Any],
     facts: SummaryBuilder,
     means: ClassMeans,
+    overlay_link: OverlayLink | None = None,
 ) -> None:
     job = store.job(job_id)
     if job is None:
@@ -120,6 +124,7 @@ def _write_report(
         facts=facts,
         rows=store.iter_report_rows(job_id, EMBEDDED_ROWS),
         class_means=means.result(),
+        overlay_link=overlay_link,
     )
 
 
@@ -138,18 +143,44 @@ def neutralized(value: Any) -> Any:
     return value
 
 
+ExportFormat = Literal["jsonl", "csv"]
+
+
+def export_header(form: ExportFormat) -> str:
+    """What an export starts with: the CSV's header line (JSONL has none)."""
+    return _csv_line(CSV_COLUMNS) if form == "csv" else ""
+
+
+def export_line(record: Mapping[str, Any], methods: Sequence[str], form: ExportFormat) -> str:
+    """One image as a line of a JSONL or CSV export, formula-leading text neutralized: every
+    export (the audit's files, the REST results, what `cnnlens audit --server` saves) is
+    written line by line by this function."""
+    if form == "jsonl":
+        return json.dumps(neutralized(record)) + "\n"
+    return _csv_line(csv_row(record, methods))
+
+
+def records_text(
+    records: Iterable[Mapping[str, Any]], methods: Sequence[str], form: ExportFormat
+) -> str:
+    """A whole JSONL or CSV export."""
+    lines = (export_line(record, methods, form) for record in records)
+    return export_header(form) + "".join(lines)
+
+
 def records_jsonl(records: Iterable[Mapping[str, Any]]) -> str:
-    """One JSON object per line, formula-leading text neutralized as in the CSV."""
-    return "".join(json.dumps(neutralized(record)) + "\n" for record in records)
+    """One JSON object per line."""
+    return records_text(records, (), "jsonl")
 
 
 def records_csv(records: Iterable[Mapping[str, Any]], methods: Sequence[str]) -> str:
     """One row per image; localization columns from the first method."""
+    return records_text(records, methods, "csv")
+
+
+def _csv_line(cells: Sequence[Any]) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    for record in records:
-        writer.writerow(csv_row(record, methods))
+    csv.writer(buffer).writerow(cells)
     return buffer.getvalue()
 
 

@@ -9,13 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from cnnlens.audit.archive import ArchiveLimits, archive_kind, extract_archive
+from cnnlens.audit.archive import ArchiveLimits, archive_kind, extract_archive, is_image_name
 from cnnlens.audit.localization import Box
 from cnnlens.audit.records import AuditItem
-from cnnlens.errors import CnnlensError, TargetError
+from cnnlens.errors import CnnlensError, TargetError, shown
 from cnnlens.methods.targets import class_index
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 T = TypeVar("T")
 _HEADER_WORDS = frozenset({"filename", "file", "path", "image", "name"})
 
@@ -25,6 +24,14 @@ class AuditInputError(CnnlensError):
 
     code = "bad_audit_input"
     status = 400
+
+
+class LabelsError(AuditInputError):
+    """A labels CSV row that names no class: a class index is ASCII digits, a name one of the
+    model's labels (compared after NFKC and case folding)."""
+
+    code = "bad_labels"
+    status = 422
 
 
 @dataclass
@@ -61,8 +68,7 @@ def scan_images(root: Path) -> list[tuple[str, Path]]:
     found = []
     for path in root.rglob("*"):
         relative = path.relative_to(root)
-        hidden = any(part.startswith(".") or part == "__MACOSX" for part in relative.parts)
-        if hidden or path.suffix.lower() not in IMAGE_SUFFIXES or path.is_symlink():
+        if not is_image_name(relative) or path.is_symlink():
             continue
         if path.is_file():
             found.append((relative.as_posix(), path))
@@ -98,7 +104,7 @@ def read_labels(path: Path) -> dict[str, str]:
     labels = {}
     for row in _rows(path):
         if len(row) < 2 or not row[1]:
-            raise AuditInputError(f"{path.name}: each row needs filename,label; got {row}")
+            raise LabelsError(f"{path.name}: the row {shown(','.join(row))} needs filename,label")
         labels[row[0]] = row[1]
     return labels
 
@@ -111,10 +117,10 @@ def read_boxes(path: Path) -> dict[str, list[Box]]:
             x0, y0, x1, y1 = (float(value) for value in row[1:5])
         except ValueError:
             raise AuditInputError(
-                f"{path.name}: each row needs filename,x0,y0,x1,y1 numbers; got {row}"
+                f"{path.name}: each row needs filename,x0,y0,x1,y1 numbers; got {shown(row)}"
             ) from None
         if len(row) < 5 or x1 <= x0 or y1 <= y0:
-            raise AuditInputError(f"{path.name}: a box needs x0 < x1 and y0 < y1; got {row}")
+            raise AuditInputError(f"{path.name}: a box needs x0 < x1 and y0 < y1; got {shown(row)}")
         boxes.setdefault(row[0], []).append((x0, y0, x1, y1))
     return boxes
 
@@ -151,14 +157,14 @@ def build_items(
                 )
                 label = label_set[0] if label_set else None
             except TargetError as error:
-                bad.append(f"{name}: {error.message}")
+                bad.append(f"the row {shown(f'{name},{raw}')}: {error.message}")
         stem = Path(name).with_suffix("").as_posix()
         mask = masks_by_stem.get(stem) or masks_by_stem.get(Path(name).stem)
         boxes = _lookup(annotations.boxes, name) or []
         items.append(AuditItem(index, name, str(path), label, list(boxes), mask, label_set))
     if bad:
-        shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise AuditInputError(f"labels that name no class of the model: {shown}", code="bad_labels")
+        listed = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise LabelsError(f"labels that name no class of the model: {listed}")
     return items
 
 

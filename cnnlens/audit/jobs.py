@@ -9,7 +9,8 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -37,6 +38,21 @@ def directory_bytes(root: Path) -> int:
         except OSError:
             continue  # removed meanwhile
     return total
+
+
+def disk_share_quota(root: Path, share: float) -> int:
+    """A data directory's quota from a share of the free disk: what it holds now plus `share`
+    of the space free on its filesystem now (the directory need not exist yet)."""
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    held = directory_bytes(root) if root.exists() else 0
+    return max(1, held + int(share * free))
+
+
+# How long DELETE waits for a job that has just finished to write its report and tables.
+FINISHING_WAIT_S = 60.0
 
 
 class ModelRunner(Protocol):
@@ -86,6 +102,8 @@ class AuditJobs:
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._closed = threading.Event()
         self._current: str | None = None  # the job the thread works on (outputs included)
+        self._reservations = 0  # bytes the uploads being extracted may still write
+        self._reservations_lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="cnnlens-audits", daemon=True)
         self._thread.start()
         if retention_s is not None:
@@ -119,7 +137,17 @@ class AuditJobs:
         check_model(config, loaded)
         if self.retention_s is not None:
             self.purge_finished(self.retention_s)
-        limits = self._quota(len(archive) + len(labels or b"") + len(boxes or b""))
+        with self._reserved(len(archive) + len(labels or b"") + len(boxes or b"")) as limits:
+            job = self._extract(archive, filename, config, labels, boxes, owner, limits, loaded)
+        self._queue.put(job.id)
+        return self.job(job.id)
+
+    def _extract(
+        self, archive: bytes, filename: str, config: AuditConfig, labels: bytes | None,
+        boxes: bytes | None, owner: str | None, limits: ArchiveLimits, loaded: LoadedModel,
+    ) -> JobInfo:  # fmt: skip
+        """The upload's files written under a new job folder and its rows in the store; on any
+        failure, nothing of it is left."""
         job_id = uuid.uuid4().hex
         job_dir = self.root / job_id
         job_dir.mkdir(parents=True)
@@ -146,28 +174,59 @@ class AuditJobs:
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise
-        self._queue.put(job.id)
-        return self.job(job.id)
+        return job
 
-    def _quota(self, upload_bytes: int) -> ArchiveLimits:
+    @contextmanager
+    def _reserved(self, upload_bytes: int) -> Iterator[ArchiveLimits]:
         """The limits for one more job: its extraction may write no more than the job quota,
-        nor what the data directory's quota has left (counted on the files really there)."""
+        nor what the data directory's quota has left (counted on the files really there, less
+        what the uploads being extracted meanwhile may still write)."""
         total = self.limits.max_data_dir_bytes
         if total is None:
-            return self.limits
-        left = total - directory_bytes(self.root) - upload_bytes
-        if left <= 0:
-            raise QuotaExceededError("the audit data directory is full; delete finished jobs")
-        return self.limits.model_copy(
-            update={"max_total_bytes": min(self.limits.max_total_bytes, left)}
-        )
+            yield self.limits
+            return
+        with self._reservations_lock:
+            left = total - directory_bytes(self.root) - upload_bytes - self._reservations
+            if left <= 0:
+                raise QuotaExceededError(
+                    "the audit data directory is full (its quota is "
+                    f"{total} bytes); delete finished jobs"
+                )
+            reserved = upload_bytes + min(self.limits.max_total_bytes, left)
+            self._reservations += reserved
+        try:
+            yield self.limits.model_copy(
+                update={"max_total_bytes": min(self.limits.max_total_bytes, left)}
+            )
+        finally:
+            with self._reservations_lock:
+                self._reservations -= reserved
 
-    def delete(self, job_id: str) -> None:
-        """Remove a finished job: its files and its rows (JobActiveError while it runs)."""
-        job = self.job(job_id)
-        if job.status in ACTIVE or job_id == self._current:
+    def delete(self, job_id: str, owner: str | None = None, wait_s: float = 0.0) -> None:
+        """Remove a finished job: its files and its rows (JobActiveError while it runs, or
+        while it is still writing its report after `wait_s` seconds)."""
+        job = self.job(job_id, owner)
+        if job.status in ACTIVE:
             raise JobActiveError(f"audit job {job_id} is {job.status}; cancel it first")
+        deadline = time.monotonic() + wait_s
+        while job_id == self._current and time.monotonic() < deadline:
+            time.sleep(0.02)  # a job marked finished writes its report and tables, then lets go
+        if job_id == self._current:
+            raise JobActiveError(f"audit job {job_id} is writing its report; try again shortly")
         self._remove(job_id)
+
+    def discard(self, job_id: str, owner: str | None = None) -> tuple[JobInfo, bool]:
+        """What DELETE does: cancel a queued or running job (the job, False: it stops after its
+        batch in flight), or remove a finished, failed or cancelled one with its files and rows
+        (the job as it was, True)."""
+        job = self.job(job_id, owner)
+        if job.status in ACTIVE:
+            try:
+                return self.cancel(job_id, owner), False
+            except JobFinishedError:  # it finished meanwhile
+                job = self.job(job_id, owner)
+        self.delete(job_id, owner, wait_s=FINISHING_WAIT_S)
+        return job, True
 
     def purge_finished(self, older_than_s: float) -> list[str]:
         """Remove the finished jobs that finished more than `older_than_s` seconds ago."""

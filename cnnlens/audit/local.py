@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Literal
 
@@ -64,34 +65,42 @@ def run_audit(
         require_ray()  # before anything is created: a missing extra leaves no job behind
     source = source if is_uri(source) else Path(source)
     out_dir = Path(out_dir)
-    loaded = model or load_model(config.model, weights=config.weights)
-    resolve_layer(loaded, config.layer, loaded.input_size)  # unknown layer: fail before work
-    check_model(config, loaded)
-    annotations = Annotations(
-        labels=read_labels(Path(labels)) if labels else {},
-        boxes=read_boxes(Path(boxes)) if boxes else {},
-        masks=read_masks(Path(masks)) if masks else {},
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    store = AuditStore(store_path(out_dir))
-    bars = AuditBars(watched(progress), len(config.epsilons) if config.fragility else 0)
-    watch = Watch(bars.following(on_progress), should_stop)
-    try:
-        job = prepare_job(
-            store, source, out_dir, config, annotations, loaded.categories, resume=resume,
-            exclusive=exclusive,
-        )  # fmt: skip
-        if engine == "ray":
-            from cnnlens.audit.ray_engine import execute_on_ray
-            from cnnlens.audit.replicas import ReplicaShape
+    connection: AbstractContextManager[None] = nullcontext()
+    if engine == "ray":  # joined first: a cluster that cannot be used fails at once, no job made
+        from cnnlens.audit.ray_engine import ray_connected
 
-            shape = ReplicaShape(replicas, cpus_per_replica, gpus_per_replica)
-            return execute_on_ray(store, job.id, config, watch, ray_address, shape, model)
-        analyzer = AuditAnalyzer(loaded, config, on_rungs=bars.rungs)
-        return execute(store, job.id, analyzer, config.batch_size, watch)
-    finally:
-        bars.close()
-        store.close()
+        connection = ray_connected(ray_address)
+    with connection:
+        loaded = model or load_model(config.model, weights=config.weights)
+        resolve_layer(loaded, config.layer, loaded.input_size)  # unknown layer: fail before work
+        check_model(config, loaded)
+        annotations = Annotations(
+            labels=read_labels(Path(labels)) if labels else {},
+            boxes=read_boxes(Path(boxes)) if boxes else {},
+            masks=read_masks(Path(masks)) if masks else {},
+        )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        store = AuditStore(store_path(out_dir))
+        bars = AuditBars(watched(progress), len(config.epsilons) if config.fragility else 0)
+        watch = Watch(bars.following(on_progress), should_stop)
+        try:
+            job = prepare_job(
+                store, source, out_dir, config, annotations, loaded.categories, resume=resume,
+                exclusive=exclusive,
+            )  # fmt: skip
+            if engine == "ray":
+                from cnnlens.audit.ray_engine import execute_on_ray
+                from cnnlens.audit.replicas import ReplicaShape
+
+                shape = ReplicaShape(replicas, cpus_per_replica, gpus_per_replica)
+                run = execute_on_ray(store, job.id, config, watch, ray_address, shape, model)
+            else:
+                analyzer = AuditAnalyzer(loaded, config, on_rungs=bars.rungs)
+                run = execute(store, job.id, analyzer, config.batch_size, watch)
+        finally:
+            bars.close()
+            store.close()
+    return run
 
 
 class AuditBars:

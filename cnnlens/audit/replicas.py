@@ -3,6 +3,7 @@ many replicas a cluster fits, and the pool that keeps them busy and reruns a los
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +30,13 @@ class PortableModel:
 
     @classmethod
     def of(cls, model: LoadedModel) -> PortableModel:
+        """The model as it travels: the caller's module itself when on the CPU, else a CPU
+        copy (the caller's stays on its device)."""
+        module = model.module
+        if model.device.type != "cpu":
+            module = copy.deepcopy(module).cpu()
         return cls(
-            model.name, model.module.cpu(), model.preprocessing, model.categories,
+            model.name, module, model.preprocessing, model.categories,
             model.weights_sha256, model.weights_source,
         )  # fmt: skip
 

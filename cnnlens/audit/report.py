@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape, unescape
 from typing import Any, TextIO
@@ -19,6 +18,7 @@ from cnnlens import render
 from cnnlens.audit.records import FLAG_DEGENERATE, FLAG_OFF_OBJECT, FLAGS
 from cnnlens.audit.summary import HISTOGRAM_BINS, SummaryBuilder
 from cnnlens.audit.svg import bar_chart, binned_histogram
+from cnnlens.html_safety import csp, inline_hashes, json_in_html
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:20px;color:#222}
@@ -74,6 +74,22 @@ table.querySelectorAll('th.sortable').forEach(function(th){let up=true;
   up=!up;filter();render();});});
 apply();})();
 """
+# Every inline script and style of the report, in the order they are written: the report's
+# Content-Security-Policy allows exactly these texts, by their hashes (`report_policy`). A
+# feature of the report that needs script adds its text here.
+SCRIPTS: tuple[str, ...] = (_SCRIPT,)
+STYLES: tuple[str, ...] = (_STYLE,)
+# Where a row past the embedded ones links an overlay: (image index, method, the overlay's
+# file relative to the report) -> URL. The default is the file next to an on-disk report.
+OverlayLink = Callable[[int, str, str], str]
+
+
+def report_policy() -> str:
+    """The report's Content-Security-Policy: nothing runs or loads but its own inline scripts
+    and styles (hashed from their text) and the images embedded in it."""
+    return csp(
+        script_src=inline_hashes(*SCRIPTS), style_src=inline_hashes(*STYLES), img_src=["data:"]
+    )
 
 
 def render_report(
@@ -84,6 +100,7 @@ def render_report(
     thumbnails: Mapping[int, bytes],
     overlays: Mapping[int, Mapping[str, bytes]],
     class_means: Sequence[Mapping[str, Any]],
+    overlay_link: OverlayLink | None = None,
 ) -> str:
     """The report as one HTML string."""
     facts = SummaryBuilder()
@@ -98,6 +115,7 @@ def render_report(
         facts=facts,
         rows=((r, thumbnails.get(r["index"]), overlays.get(r["index"], {})) for r in ordered),
         class_means=class_means,
+        overlay_link=overlay_link,
     )
     return sink.getvalue()
 
@@ -113,16 +131,20 @@ def write_report(
     facts: SummaryBuilder,
     rows: Iterable[ReportRow],
     class_means: Sequence[Mapping[str, Any]],
+    overlay_link: OverlayLink | None = None,
 ) -> None:
     """The report written as a stream: `facts` (one pass over the records) decides the charts
     and columns, `rows` (record, thumbnail, overlay thumbnails; flagged first) come one by one,
-    so that only one row at a time is held."""
+    so that only one row at a time is held. `overlay_link`: where rows past the embedded ones
+    link their overlays (default: the files next to the report)."""
     methods = list(job.get("methods") or [])
     title = f"cnnlens audit {job.get('id', '')}"
     sink.write(
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<meta http-equiv='Content-Security-Policy' content=\"{report_policy()}\">"
         f"<title>{escape(title)}</title><link rel='icon' href='{_FAVICON}'>"
-        f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>"
+        + "".join(f"<style>{style}</style>" for style in STYLES)
+        + f"</head><body><h1>{escape(title)}</h1>"
     )
     sink.write(_header(job, summary))
     sink.write(_charts(facts, summary))
@@ -134,11 +156,17 @@ def write_report(
     sink.write(_results_head(methods, shown))
     min_box_energy = float(job.get("min_box_energy") or 0.5)
     sink.write("[")
+    link = overlay_link or _overlay_file
     for position, (record, thumbnail, overlays) in enumerate(rows):
         embed = position < EMBEDDED_ROWS
-        row = _row(record, methods, thumbnail, overlays, shown, min_box_energy, embed)
+        row = _row(record, methods, thumbnail, overlays, shown, min_box_energy, embed, link)
         sink.write(("," if position else "") + _row_entry(row))
-    sink.write(f"]</script><script>{_SCRIPT}</script></body></html>")
+    sink.write("]</script>" + "".join(f"<script>{script}</script>" for script in SCRIPTS))
+    sink.write("</body></html>")
+
+
+def _overlay_file(index: int, method: str, relative: str) -> str:
+    return relative
 
 
 def _header(job: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
@@ -278,13 +306,12 @@ _VALUE = re.compile(r"<td[^>]*?(?: data-v='([^']*)')?>")
 
 def _row_entry(row: str) -> str:
     """One row as data the page renders a page at a time: text and flags to filter on, each
-    cell's sort value, the row's HTML ('</' escaped: the JSON sits in a script element)."""
+    cell's sort value, the row's HTML (the JSON sits in a script element)."""
     head = row[: row.index(">") + 1]
     flags = unescape(re.search(r"data-flags='([^']*)'", head).group(1))  # type: ignore[union-attr]
     text = unescape(re.search(r"data-text='([^']*)'", head).group(1))  # type: ignore[union-attr]
     values = [unescape(value or "") for value in _VALUE.findall(row)]
-    entry = {"t": text, "f": flags, "v": values, "h": row}
-    return json.dumps(entry, separators=(",", ":")).replace("</", "<\\/")
+    return json_in_html({"t": text, "f": flags, "v": values, "h": row})
 
 
 @dataclass(frozen=True)
@@ -314,6 +341,7 @@ def _row(
     shown: _Columns,
     min_box_energy: float,
     embed: bool = True,
+    overlay_link: OverlayLink = _overlay_file,
 ) -> str:
     index = record["index"]
     flags = list(record.get("flags") or [])
@@ -328,8 +356,8 @@ def _row(
     for method in methods:
         if embed:
             cells.append(_image_cell(overlays.get(method), f"{method} of {name}"))
-        elif method in files:  # beyond the embedded rows: the overlay file next to the report
-            link = escape(str(files[method]))
+        elif method in files:  # beyond the embedded rows: a link to the overlay
+            link = escape(overlay_link(index, method, str(files[method])))
             cells.append(f"<td><a href='{link}'>{escape(method)}</a></td>")
         else:
             cells.append("<td></td>")

@@ -466,7 +466,9 @@ def audit_report(job_id: str) -> Call[bytes]:
 
 
 def delete_audit(job_id: str) -> Call[dict[str, Any]]:
-    """DELETE /v1/audits/{id}: cancel a running job (or forget a finished one)."""
+    """DELETE /v1/audits/{id}: cancel a queued or running job (the job, `status` as it is: it
+    stops after its batch in flight), or remove a finished, failed or cancelled one with its
+    files (`{"id", "status", "deleted": True}`; a later `audit(id)` is a 404)."""
     return Call("DELETE", _job_path(job_id), _json_object)
 
 

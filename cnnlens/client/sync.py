@@ -40,7 +40,7 @@ class Client(Connection[httpx.Client, httpx.BaseTransport]):
         """A client of an in-process ASGI app, with its lifespan started (for tests)."""
         from starlette.testclient import TestClient
 
-        test_client = TestClient(app, base_url="http://cnnlens.test")
+        test_client = TestClient(app, base_url="http://localhost")  # a Host the service answers
         test_client.__enter__()  # runs the lifespan: models loaded
         client = cls(api_key=api_key, http_client=cast(httpx.Client, test_client))
         client._stop_app = lambda: test_client.__exit__(None, None, None)

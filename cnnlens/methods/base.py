@@ -22,6 +22,7 @@ from cnnlens.errors import (
     InvalidParamsError,
     MethodNotFoundError,
     did_you_mean,
+    shown,
     validation_problems,
 )
 from cnnlens.methods.workload import Cost, Workload
@@ -174,8 +175,8 @@ def get_method(name: str) -> Method:
         return METHODS[name]
     except KeyError:
         known = ", ".join(sorted(METHODS))
-        hint = did_you_mean(name, METHODS)
-        raise MethodNotFoundError(f"unknown method {name!r}{hint or ';'} known: {known}") from None
+        hint = did_you_mean(name, METHODS) or ";"
+        raise MethodNotFoundError(f"unknown method {shown(name)}{hint} known: {known}") from None
 
 
 def method_names() -> list[str]:

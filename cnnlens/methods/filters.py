@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from cnnlens.errors import IncompatibleModelError, InvalidParamsError, LayerNotFoundError
+from cnnlens.errors import IncompatibleModelError, InvalidParamsError, LayerNotFoundError, shown
 from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, register
 
 
@@ -61,7 +61,9 @@ def _choose_conv(model: nn.Module, layer: str, conv_name: str | None) -> tuple[s
     modules = dict(model.named_modules())
     if conv_name is not None:
         if conv_name not in modules:
-            raise LayerNotFoundError(f"unknown module {conv_name!r}; see the model's layer list")
+            raise LayerNotFoundError(
+                f"unknown module {shown(conv_name)}; see the model's layer list"
+            )
         module = modules[conv_name]
         if not isinstance(module, nn.Conv2d):
             raise InvalidParamsError(

@@ -86,10 +86,12 @@ def wrap(
 ) -> LoadedModel:
     """A LoadedModel around a module already in memory, for every cnnlens front.
 
-    The module is put in eval mode with frozen parameters (in place); if it was in train
-    mode a warning says so and the LoadedModel's `was_training` flag stays set. `head`
-    None detects it: "segmentation" when the module returns (B, K, H, W) logits (or a dict
-    with them under "out", torchvision's segmentation models), else "softmax".
+    The module is left as it is (training flags, requires_grad, hooks, buffers): every
+    cnnlens call runs it in eval mode with frozen parameters inside its hook session and
+    restores them after, on error too, so that training can go on between explanations. A
+    module in train mode gets one warning (its `was_training` flag stays set). `head` None
+    detects it: "segmentation" when the module returns (B, K, H, W) logits (or a dict with
+    them under "out", torchvision's segmentation models), else "softmax".
     """
     from cnnlens.models.segmentation import head_of, plain_output
 
@@ -98,7 +100,8 @@ def wrap(
         prep = preprocessing
     else:
         prep = Preprocessing.from_mapping(preprocessing or {})
-    was_training = freeze(module)
+    was_training = module.training
+    warn_train_mode(module, name)
     head_name = asked or "softmax"
     if asked in (None, "segmentation"):  # one probe forward tells a segmentation model
         module, output = plain_output(module, prep)
@@ -119,28 +122,15 @@ def wrap(
     )
 
 
-# Modules already warned about train mode: the warning comes once per model, not per call.
-_WARNED_TRAIN_MODE: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+_WARNED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 
 
-def warn_train_mode(module: nn.Module, stacklevel: int = 3) -> None:
-    """Say once per module that it came in train mode and is explained in eval mode."""
-    if module in _WARNED_TRAIN_MODE:
-        return
-    _WARNED_TRAIN_MODE.add(module)
-    warnings.warn(
-        "the model was in train mode; cnnlens explains it in eval mode "
-        "(dropout off, batch-norm running statistics)",
-        stacklevel=stacklevel + 1,
-    )
-
-
-def freeze(module: nn.Module) -> bool:
-    """Eval mode and frozen parameters; True (with a warning, once) if it was in train mode."""
-    was_training = module.training
-    if was_training:
-        warn_train_mode(module, stacklevel=3)
-    module.eval()
-    for parameter in module.parameters():
-        parameter.requires_grad_(False)
-    return was_training
+def warn_train_mode(module: nn.Module, name: str) -> None:
+    """Once per module: it is in train mode, and cnnlens explains it in eval mode."""
+    if module.training and module not in _WARNED:
+        _WARNED.add(module)
+        warnings.warn(
+            f"model {name!r} is in train mode; cnnlens explains it in eval mode (dropout off, "
+            "batch-norm running statistics) and leaves its mode as it is",
+            stacklevel=3,
+        )

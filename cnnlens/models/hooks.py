@@ -325,8 +325,10 @@ class HookSession:
 
 
 @contextmanager
-def _frozen_eval(model: nn.Module) -> Iterator[dict[str, nn.Module]]:
-    """Eval mode and frozen parameters under the model's session lock; all restored on exit.
+def frozen_eval(model: nn.Module) -> Iterator[dict[str, nn.Module]]:
+    """Eval mode and frozen parameters under the model's session lock; all restored on exit
+    (every module's own training flag, every parameter's requires_grad), on error too: the
+    only way cnnlens runs a caller's module.
 
     Yields the named modules: the tree's walk is kept across sessions (`module_tree`; it is
     a visible share of a small model's forward), and the callers reuse it.
@@ -362,7 +364,7 @@ def hook_session(
         layers: module names (as in `named_modules`) whose outputs to capture.
         relu_rules: route ReLUs through the rule switch (needed for guided / deconv).
     """
-    with _frozen_eval(model) as modules:
+    with frozen_eval(model) as modules:
         session = HookSession(model, layers, relu_rules, modules)
         try:
             with session._registered():
@@ -379,7 +381,7 @@ ModuleObserver = Callable[[str, nn.Module, Any], None]
 def observe_modules(model: nn.Module, observe: ModuleObserver) -> Iterator[None]:
     """`observe(name, module, output)` after every named module's forward (the layer
     inventory's trace), under the same lock and restore guarantees as `hook_session`."""
-    with _frozen_eval(model) as modules:
+    with frozen_eval(model) as modules:
         handles = []
         try:
             for name, module in modules.items():

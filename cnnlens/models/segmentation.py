@@ -56,21 +56,20 @@ def plain_output(module: nn.Module, preprocessing: Preprocessing) -> tuple[nn.Mo
 
 
 def probe(module: nn.Module, preprocessing: Preprocessing) -> Any:
-    """One forward of a zero input of the model's input size (eval mode, no gradients)."""
-    was_training = module.training
+    """One forward of a zero input of the model's input size (eval mode, no gradients; the
+    module's flags restored after)."""
+    from cnnlens.models.hooks import frozen_eval
+
     device = next((p.device for p in module.parameters()), torch.device("cpu"))
     x = torch.zeros(1, preprocessing.channels, *preprocessing.input_size, device=device)
-    module.eval()
     try:
-        with torch.no_grad():
+        with frozen_eval(module), torch.no_grad():
             return module(x)
     except RuntimeError as error:  # typically a size the model cannot take
         raise InvalidParamsError(
             f"the model cannot run on a {tuple(x.shape)} input ({error}); "
             "give its preprocessing (input_size, channels)"
         ) from None
-    finally:
-        module.train(was_training)
 
 
 def head_of(output: Any, head: str | None) -> str:

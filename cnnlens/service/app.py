@@ -16,12 +16,14 @@ from cnnlens.models.loaded import LoadedModel
 from cnnlens.service.deps import IMAGE_ANSWER_HEADERS, require_api_key
 from cnnlens.service.docs import install_offline_docs
 from cnnlens.service.errors import install_error_handlers
+from cnnlens.service.form_fields import refuse_unknown_form_fields
 from cnnlens.service.guide import guide_files
 from cnnlens.service.metrics import Metrics
 from cnnlens.service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from cnnlens.service.routers import PUBLIC_ROUTERS, V1_ROUTERS
 from cnnlens.service.routers.audits import resume_audit_jobs, stop_audit_jobs
 from cnnlens.service.routers.web import WEB_DIRECTORY
+from cnnlens.service.security import SecurityMiddleware
 from cnnlens.service.settings import Settings
 from cnnlens.service.state import ServiceState
 
@@ -64,7 +66,10 @@ def create_app(
     for name in PUBLIC_ROUTERS:
         app.include_router(_router(name))
     for name in V1_ROUTERS:
-        app.include_router(_router(name), dependencies=[Depends(require_api_key)])
+        app.include_router(
+            _router(name),
+            dependencies=[Depends(require_api_key), Depends(refuse_unknown_form_fields)],
+        )
     app.mount("/web", StaticFiles(directory=WEB_DIRECTORY, check_dir=False), name="web")
     app.mount("/guide", guide_files(settings.guide_dir), name="guide")  # the docs site
     # Added last = outermost: the request id and metrics see every answer, 413 included.
@@ -73,10 +78,12 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["X-API-Key", "X-Request-ID", "Content-Type", "Accept"],
             expose_headers=["X-Request-ID", "Retry-After", *IMAGE_ANSWER_HEADERS],
         )
+    # Host and origin checks and the security headers cover every answer, 413 and CORS included.
+    app.add_middleware(SecurityMiddleware, settings=settings)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app
 

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cnnlens.errors import CnnlensError
+from cnnlens.errors import CnnlensError, location
 
 logger = logging.getLogger("cnnlens.service")
 
@@ -109,9 +109,14 @@ def _validation_message(error: RequestValidationError) -> str:
     """Where and what, never the offending input itself (it may be binary or huge)."""
     problems = []
     for issue in error.errors()[:10]:
-        location = ".".join(str(part) for part in issue.get("loc", ()) if part != "body")
-        problems.append(f"{location or 'request'}: {issue.get('msg', 'invalid')}")
+        where = location([part for part in issue.get("loc", ()) if part != "body"])
+        problems.append(f"{where or 'request'}: {issue.get('msg', 'invalid')}")
     return "; ".join(problems) or "invalid request"
+
+
+# However an error quotes the request, its message stays this short (values are cut to a
+# prefix where they are quoted; this bounds what a message missed).
+MAX_MESSAGE_CHARS = 2000
 
 
 async def _cnnlens_error(request: Request, error: Exception) -> JSONResponse:
@@ -119,7 +124,10 @@ async def _cnnlens_error(request: Request, error: Exception) -> JSONResponse:
     headers = getattr(error, "headers", None)
     if error.status >= 500:
         logger.warning("request failed: %s", error.message, extra={"code": error.code})
-    return error_response(error.status, error.code, error.message, headers)
+    message = error.message
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 1] + "…"
+    return error_response(error.status, error.code, message, headers)
 
 
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:
@@ -135,8 +143,12 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
 
 
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    from cnnlens.service.security import API_POLICY, SECURITY_HEADERS
+
     logger.error("unhandled error", exc_info=(type(error), error, error.__traceback__))
-    return error_response(500, "internal_error", "internal server error")
+    # answered by Starlette's outermost middleware, past the one that adds these headers
+    headers = {**SECURITY_HEADERS, "Content-Security-Policy": API_POLICY}
+    return error_response(500, "internal_error", "internal server error", headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from fastapi import Request
 
 from cnnlens.api.forms import DEFAULT_METHOD, json_object, split_list
-from cnnlens.errors import InvalidParamsError, TargetError
+from cnnlens.errors import InvalidParamsError, TargetError, shown
 from cnnlens.methods.base import Method, MethodParams, get_method, parse_params
 from cnnlens.methods.targets import class_index
 from cnnlens.models.loaded import LoadedModel
 
 _MAX_METHODS = 32
 _MAX_TARGET_CHARS = 200
-_CLASS_INDEX = re.compile(r"[0-9]+")  # ASCII digits only: no sign, no space, no other script
-_NUMBER_LIKE = re.compile(r"\s*[+-]?\s*\d+\s*")  # \d: digits of any script
 
 
 def single_valued_fields(
@@ -59,25 +56,12 @@ def parse_targets(values: Sequence[str] | None, model: LoadedModel, limit: int) 
 
 
 def parse_class(value: int | str, model: LoadedModel) -> int:
-    """One class index or label -> its index; a 422 for anything else (never a ValueError)."""
+    """One class index or label -> its index (see `class_index`); a 422 for anything else."""
     if isinstance(value, str) and len(value) > _MAX_TARGET_CHARS:
         raise TargetError(f"a target is at most {_MAX_TARGET_CHARS} characters")
-    if isinstance(value, str) and not _CLASS_INDEX.fullmatch(value) and _looks_numeric(value):
-        raise TargetError(
-            f"target {value!r} is not a class index: write an index with the ASCII digits "
-            "0-9 only (no sign, spaces or other digits)"
-        )
     if isinstance(value, str) and value != value.strip():
-        raise TargetError(f"target {value!r} has leading or trailing spaces")
-    try:
-        return class_index(value, model.categories, len(model.categories) or 1000)
-    except ValueError:  # digits int() refuses: "²", "--5"
-        raise TargetError(f"target {value!r} is not a class index or label") from None
-
-
-def _looks_numeric(text: str) -> bool:
-    """Meant as a number: signed, spaced or in another script's digits ("-0", " 3", "２８５")."""
-    return bool(_NUMBER_LIKE.fullmatch(text))
+        raise TargetError(f"target {shown(value)} has leading or trailing spaces")
+    return class_index(value, model.categories, len(model.categories) or 1000)
 
 
 def parse_layer(value: str | None, model: LoadedModel) -> str | None:

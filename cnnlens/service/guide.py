@@ -1,4 +1,5 @@
-"""GET /guide: the documentation site that `make docs` builds (mkdocs), served as files.
+"""GET /guide: the documentation site that `make docs` builds (mkdocs), served as files under
+its own Content-Security-Policy (security.GUIDE_POLICY: scripts from this origin only).
 
 Before it is built, /guide answers 404 with the command that builds it."""
 
@@ -11,6 +12,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from cnnlens.service.errors import error_response
+from cnnlens.service.security import GUIDE_POLICY
 
 GUIDE_DIRECTORY = Path(__file__).resolve().parent / "site"  # mkdocs.yml's site_dir
 NOT_BUILT = (
@@ -29,7 +31,9 @@ class GuideFiles(StaticFiles):
     async def get_response(self, path: str, scope: Scope) -> Response:
         if not (self.site / "index.html").is_file():
             return error_response(404, "guide_not_built", NOT_BUILT)
-        return await super().get_response(path, scope)
+        response = await super().get_response(path, scope)
+        response.headers["Content-Security-Policy"] = GUIDE_POLICY
+        return response
 
 
 def guide_files(directory: str | None) -> GuideFiles:

@@ -173,7 +173,7 @@ class BodyLimitMiddleware:
             return
         declared = _header(scope, b"content-length")
         if declared is not None:
-            if not declared.strip().isdigit():
+            if not (declared.strip().isascii() and declared.strip().isdigit()):
                 await error_response(400, "bad_request", "invalid Content-Length")(
                     scope, receive, send
                 )

@@ -84,7 +84,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config: Path | None = None)
     if not settings.auth_enabled and host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning(
             "listening beyond this machine without API keys: anyone who can reach "
-            f"{host}:{port} can use the service; set api_keys or CNNLENS_API_KEYS"
+            f"{host}:{port} can use the service; set api_keys or CNNLENS_API_KEYS. Only the "
+            "Host names 127.0.0.1, localhost, [::1] and allowed_hosts are answered"
         )
     app = create_app(settings, models=models)
     server = _DrainingServer(uvicorn_config(app, host, port, settings.limits))

@@ -24,6 +24,18 @@ if TYPE_CHECKING:
     from cnnlens.models.loaded import LoadedModel
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#\s]+$", re.IGNORECASE)
+_HOST_NAME = re.compile(r"^(\[[0-9a-f:.]+\]|[a-z0-9_.-]+)$")
+ANY_ORIGIN = ("*", "null")  # cors_origins values that name no one site
+
+
+def host_name(host: str) -> str:
+    """A Host header's or a host entry's name: lower case, without its port and trailing dot
+    ("LocalHost.:8000" -> "localhost", "[::1]:80" -> "[::1]")."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rpartition(":")[0].rstrip(".") if ":" in host else host.rstrip(".")
 
 
 class SettingsError(CnnlensError):
@@ -177,6 +189,26 @@ class Limits(_Strict):
     max_header_bytes: int = Field(
         default=16 * 1024, ge=1024, description="request line and headers, bytes"
     )
+    # Audit storage: what uploads may write under the data directory.
+    data_dir_max_bytes: int | None = Field(
+        default=None,
+        ge=1,
+        description="audit data directory quota in bytes (default: what it holds at start-up "
+        "plus data_dir_disk_share of the free disk)",
+    )
+    data_dir_disk_share: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description="share of the free disk at start-up the audit data directory may grow by "
+        "(when data_dir_max_bytes is not set)",
+    )
+    archive_max_ratio: float = Field(
+        default=200.0,
+        ge=1,
+        description="largest uncompressed:compressed size ratio of an archive member over "
+        "1 MiB, read from its header before extraction (zip bombs)",
+    )
 
     @property
     def max_request_bytes(self) -> int:
@@ -199,7 +231,19 @@ class Settings(_Strict):
         description="sha256 hex digests of the accepted X-API-Key values; empty = no auth",
     )
     cors_origins: tuple[str, ...] = Field(
-        default=(), description="allowed CORS origins; empty = off"
+        default=(),
+        description="origins (scheme://host[:port]) whose pages may call the API; empty = none "
+        "but the service's own page",
+    )
+    allow_any_origin: bool = Field(
+        default=False,
+        description='lets cors_origins hold "*" (any origin) or "null" (sandboxed and file: '
+        "pages): every website a user visits could then drive the service",
+    )
+    allowed_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="Host names accepted besides the loopback ones (127.0.0.1, localhost, "
+        "[::1]): always checked without API keys, with keys only when set",
     )
     warmup: bool = True
     log_level: str = "info"
@@ -229,6 +273,37 @@ class Settings(_Strict):
             if not _SHA256.match(value.lower()):
                 raise ValueError("api_key_sha256 entries must be 64 hexadecimal characters")
         return tuple(value.lower() for value in values)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        names = []
+        for value in values:
+            name = host_name(value)
+            if not name or not _HOST_NAME.match(name):
+                raise ValueError(
+                    f"allowed_hosts entry {value[:80]!r} is not a host name or address"
+                )
+            names.append(name)
+        return tuple(names)
+
+    @model_validator(mode="after")
+    def _origins_are_exact(self) -> Settings:
+        for origin in self.cors_origins:
+            if origin in ANY_ORIGIN:
+                if not self.allow_any_origin:
+                    raise ValueError(
+                        f"cors_origins holds {origin!r}, which lets "
+                        + ("any website" if origin == "*" else "sandboxed and file: pages")
+                        + " drive this service from its visitors' browsers; list the exact "
+                        "origins, or set allow_any_origin = true to mean it"
+                    )
+            elif not _ORIGIN.match(origin):
+                raise ValueError(
+                    f"cors_origins entry {origin[:80]!r} is not an origin: write "
+                    "scheme://host[:port], with no path and no trailing slash"
+                )
+        return self
 
     @model_validator(mode="after")
     def _default_is_configured(self) -> Settings:
@@ -296,7 +371,7 @@ def _model_entry(text: str) -> dict[str, Any]:
             )
         if key.strip() in _PREPROCESSING_OPTIONS:
             value = value.strip()
-            number = value.isdigit() and key.strip() != "resize"
+            number = value.isascii() and value.isdigit() and key.strip() != "resize"
             entry.setdefault("preprocessing", {})[key.strip()] = int(value) if number else value
         else:
             entry[key.strip()] = value.strip()
@@ -321,6 +396,9 @@ _LIMIT_VARIABLES = {
     "CNNLENS_BUDGET_FORWARD_PASSES": "budget_forward_passes",
     "CNNLENS_BUDGET_MEMORY_BYTES": "budget_memory_bytes",
     "CNNLENS_BUDGET_DEADLINE_SHARE": "budget_deadline_share",
+    "CNNLENS_DATA_DIR_MAX_BYTES": "data_dir_max_bytes",
+    "CNNLENS_DATA_DIR_DISK_SHARE": "data_dir_disk_share",
+    "CNNLENS_ARCHIVE_MAX_RATIO": "archive_max_ratio",
 }
 
 
@@ -344,6 +422,10 @@ def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None
             data[field] = environ[variable]
     if environ.get("CNNLENS_CORS_ORIGINS"):
         data["cors_origins"] = _split(environ["CNNLENS_CORS_ORIGINS"])
+    if environ.get("CNNLENS_ALLOW_ANY_ORIGIN"):
+        data["allow_any_origin"] = environ["CNNLENS_ALLOW_ANY_ORIGIN"]
+    if environ.get("CNNLENS_ALLOWED_HOSTS"):
+        data["allowed_hosts"] = _split(environ["CNNLENS_ALLOWED_HOSTS"])
     hashes = list(data.get("api_key_sha256") or [])
     if environ.get("CNNLENS_API_KEY_SHA256"):
         hashes += _split(environ["CNNLENS_API_KEY_SHA256"])

@@ -78,9 +78,17 @@ def _cmdline(pid: int) -> str:
 
 
 class LocalCluster:
-    """`with LocalCluster() as cluster:` a head (1 CPU) and a worker node (1 CPU) on 127.0.0.1."""
+    """`with LocalCluster() as cluster:` a head (1 CPU) and a worker node (1 CPU) on 127.0.0.1.
 
-    def __init__(self, worker_cpus: int = 1, head_cpus: int = 1) -> None:
+    `ray_version`: the Ray version the cluster says it runs (a cluster of another release, for
+    the drivers that must refuse it); its nodes and the readiness check say the same."""
+
+    def __init__(
+        self, worker_cpus: int = 1, head_cpus: int = 1, ray_version: str | None = None
+    ) -> None:
+        self.prelude = _KEEP_LOOPBACK + (
+            f"; import ray; ray.__version__ = {ray_version!r}" if ray_version else ""
+        )
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.temp = tempfile.mkdtemp(prefix="cnr")
@@ -121,8 +129,9 @@ class LocalCluster:
 
     def _start(self, *args: str) -> subprocess.Popen[bytes]:
         log = open(Path(self.temp) / f"node{len(self.processes)}.log", "wb")  # noqa: SIM115
+        ray_cli = [*RAY_CLI[:2], RAY_CLI[2].replace(_KEEP_LOOPBACK, self.prelude, 1)]
         process = subprocess.Popen(
-            [*RAY_CLI, "start", "--block", "--node-ip-address", "127.0.0.1", "--num-gpus", "0",
+            [*ray_cli, "start", "--block", "--node-ip-address", "127.0.0.1", "--num-gpus", "0",
              "--disable-usage-stats", *args],
             env=self.env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -132,7 +141,7 @@ class LocalCluster:
 
     def _wait_nodes(self, count: int, timeout: float = 300) -> None:
         code = (
-            f"{_KEEP_LOOPBACK};import ray;ray.init(address=%r,log_to_driver=False);"
+            f"{self.prelude};import ray;ray.init(address=%r,log_to_driver=False);"
             "print(sum(n['Alive'] for n in ray.nodes()))" % self.address
         )
         deadline = time.monotonic() + timeout

@@ -120,10 +120,18 @@ def test_a_request_cannot_name_a_path_or_url(
     with TestClient(app, raise_server_exceptions=False) as client:
         assert app.state.service.wait_ready(60)
         for value in (str(elsewhere), f"file://{elsewhere}", "s3://bucket/prefix"):
-            job_id = _submit(client, _zip(chelsea, 2), **dict.fromkeys(FIELDS, value))
-            _wait_all(client, [job_id])
-            results = client.get(f"/v1/audits/{job_id}/results").json()["results"]
-            assert [r["name"] for r in results] == ["cat0.png", "cat1.png"]  # the upload's only
-            assert all(r["status"] == "ok" for r in results)
-            job_dir = tmp_path / "data" / "audits" / job_id
-            assert not any(p.name == "secret.png" for p in job_dir.rglob("*"))
+            answer = client.post(
+                "/v1/audits", files={"archive": ("a.zip", _zip(chelsea, 2), "application/zip")},
+                data=dict.fromkeys(FIELDS, value),
+            )  # fmt: skip
+            assert answer.status_code == 422  # a field the route does not take: refused
+            error = answer.json()["error"]
+            assert error["code"] == "unknown_field" and "'source'" in error["message"]
+        assert client.get("/v1/audits").json()["audits"] == []  # nothing was queued
+        job_id = _submit(client, _zip(chelsea, 2))
+        _wait_all(client, [job_id])
+        results = client.get(f"/v1/audits/{job_id}/results").json()["results"]
+        assert [r["name"] for r in results] == ["cat0.png", "cat1.png"]  # the upload's only
+        assert all(r["status"] == "ok" for r in results)
+        job_dir = tmp_path / "data" / "audits" / job_id
+        assert not any(p.name == "secret.png" for p in job_dir.rglob("*"))

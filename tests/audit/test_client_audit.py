@@ -56,6 +56,9 @@ def test_client_runs_an_audit(photos: Path, tmp_path: Path, default_model: Loade
         with pytest.raises(CnnlensAPIError) as missing:
             client.audit("0" * 16)
         assert missing.value.status == 404
-        with pytest.raises(CnnlensAPIError) as finished:
-            client.delete_audit(job["id"])
-        assert finished.value.status == 409  # a finished job cannot be cancelled
+        deleted = client.delete_audit(job["id"])  # a finished job: removed with its files
+        assert deleted == {"id": job["id"], "status": "done", "deleted": True}
+        with pytest.raises(CnnlensAPIError) as gone:
+            client.audit(job["id"])
+        assert gone.value.status == 404
+        assert client.audits(limit=10)["audits"] == []

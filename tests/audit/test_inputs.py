@@ -21,8 +21,9 @@ CATEGORIES = ["tench", "goldfish", "tabby, tabby cat"]
 
 
 def _touch(path: Path) -> Path:
+    """A file with a PNG signature (what extraction checks), not a decodable image."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"x")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n")
     return path
 
 

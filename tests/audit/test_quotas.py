@@ -15,7 +15,12 @@ from pathlib import Path
 import pytest
 
 from cnnlens.audit import AuditConfig
-from cnnlens.audit.archive import ArchiveError, ArchiveLimits, QuotaExceededError
+from cnnlens.audit.archive import (
+    ArchiveError,
+    ArchiveLimits,
+    CompressionRatioError,
+    QuotaExceededError,
+)
 from cnnlens.audit.export import records_csv, records_jsonl
 from cnnlens.audit.jobs import AuditJobs, JobActiveError, directory_bytes
 from tests.audit.test_jobs import BlockingRunner
@@ -24,11 +29,13 @@ from tests.audit.tiny_model import synthetic_png, tiny_loaded
 MB = 1 << 20
 
 
-def _bomb(path: Path, inflated_mb: int = 1024) -> Path:
-    """A ~1 MB zip of one member that inflates to `inflated_mb` MB of zeros (a bounded loop)."""
+def _bomb(path: Path, inflated_mb: int = 1024, head: bytes = b"") -> Path:
+    """A ~1 MB zip of one member that inflates to `inflated_mb` MB of zeros (a bounded loop),
+    after `head` (an image's signature, to pass the check of the first bytes)."""
     zeros = bytes(MB)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
         with archive.open("bomb.png", "w", force_zip64=True) as member:
+            member.write(head)
             for _ in range(inflated_mb):
                 member.write(zeros)
     return path
@@ -58,8 +65,14 @@ def jobs(tmp_path: Path) -> AuditJobs:
 def test_zip_bomb_stops_at_the_quota_and_leaves_nothing(jobs: AuditJobs, tmp_path: Path) -> None:
     bomb = _bomb(tmp_path / "bomb.zip").read_bytes()
     assert len(bomb) < 2 * MB
-    with pytest.raises(QuotaExceededError) as refused:
+    with pytest.raises(CompressionRatioError) as refused:  # its header: 1000:1
         jobs.submit(bomb, "bomb.zip", AuditConfig(model="tiny"))
+    assert refused.value.status == 413 and refused.value.code == "compression_ratio"
+    # without the ratio bound, the bytes really written stop at the quota
+    jobs.limits = jobs.limits.model_copy(update={"max_compression_ratio": None})
+    png_bomb = _bomb(tmp_path / "png.zip", head=b"\x89PNG\r\n\x1a\n").read_bytes()
+    with pytest.raises(QuotaExceededError) as refused:
+        jobs.submit(png_bomb, "bomb.zip", AuditConfig(model="tiny"))
     assert refused.value.status == 413 and refused.value.code == "quota_exceeded"
     assert str(jobs.root) not in refused.value.message
     assert _files(jobs.root) == [] and jobs.jobs() == []

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from cnnlens.models import LoadedModel
+from tests.conftest import SCHEMATHESIS_HOST
 from tests.pinned import pinned_app, pinned_settings
 
 schemathesis = pytest.importorskip("schemathesis")
@@ -33,7 +34,9 @@ def audit_app(
     default_model: LoadedModel, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FastAPI]:
     data = tmp_path_factory.mktemp("audit-data")
-    settings = pinned_settings({"data_dir": str(data), "warmup": False})
+    settings = pinned_settings(
+        {"data_dir": str(data), "warmup": False, "allowed_hosts": [SCHEMATHESIS_HOST]}
+    )
     app = pinned_app(settings, efficientnet_lite0=default_model)
     with TestClient(app):
         assert app.state.service.wait_ready(60)

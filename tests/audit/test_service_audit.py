@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +14,9 @@ from PIL import Image
 from cnnlens.models import LoadedModel
 from tests.audit.conftest import BROKEN, EGYPTIAN_CAT, write_photos
 from tests.pinned import pinned_app, pinned_settings
+from tests.uploads import zipped
 
 MODEL = "efficientnet_lite0"
-
-
-def _zip(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def _wait(client: TestClient, job_id: str, timeout: float = 60) -> tuple[dict[str, Any], list[int]]:
@@ -46,7 +38,7 @@ def test_service_audit_from_a_zip(
 ) -> None:
     folder = tmp_path / "photos"
     chelsea_size = write_photos(folder, chelsea, coffee, astronaut)["chelsea.png"]
-    archive = _zip({f"batch/{p.name}": p.read_bytes() for p in sorted(folder.iterdir())})
+    archive = zipped({f"batch/{p.name}": p.read_bytes() for p in sorted(folder.iterdir())})
     labels = f"chelsea.png,{EGYPTIAN_CAT}\ncoffee.png,1\n".encode()  # coffee: a wrong label
     settings = pinned_settings({"data_dir": str(tmp_path / "data"), "warmup": False})
     app = pinned_app(settings, default_model)
@@ -105,17 +97,12 @@ def test_service_audit_from_a_zip(
         assert csv_text.splitlines()[0].startswith("index,name,status")
         assert len(csv_text.splitlines()) == 5
 
-        finished = client.delete(f"/v1/audits/{job_id}")
-        assert (
-            finished.status_code == 409 and finished.json()["error"]["code"] == "already_finished"
-        )
-
         slip = client.post(
             "/v1/audits",
             files={
                 "archive": (
                     "evil.zip",
-                    _zip({"ok.png": b"1", "../../evil.png": b"2"}),
+                    zipped({"ok.png": b"1", "../../evil.png": b"2"}),
                     "application/zip",
                 )
             },
@@ -150,6 +137,12 @@ def test_service_audit_from_a_zip(
         listed = client.get("/v1/audits").json()["audits"]
         assert [(j["id"], j["status"]) for j in listed] == [(job_id, "done")]
         assert "chelsea.png" in client.get(f"/v1/audits/{job_id}/report").text
+        deleted = client.delete(f"/v1/audits/{job_id}")  # a finished job: gone with its files
+        assert deleted.status_code == 200
+        assert deleted.json() == {"id": job_id, "status": "done", "deleted": True}
+        assert client.get(f"/v1/audits/{job_id}").status_code == 404
+        assert client.get("/v1/audits").json()["audits"] == []
+        assert not (tmp_path / "data" / "audits" / job_id).exists()
 
 
 def test_unfinished_audit_resumes_when_the_service_starts(
@@ -159,7 +152,7 @@ def test_unfinished_audit_resumes_when_the_service_starts(
     from cnnlens.audit.jobs import AuditJobs
     from tests.audit.test_jobs import BlockingRunner
 
-    archive = _zip({p.name: p.read_bytes() for p in sorted(photos.iterdir())})
+    archive = zipped({p.name: p.read_bytes() for p in sorted(photos.iterdir())})
     never_ready = BlockingRunner(default_model, ready=False)
     stopped = AuditJobs(tmp_path / "data" / "audits", never_ready)
     job = stopped.submit(archive, "p.zip", AuditConfig(batch_size=2))

@@ -75,7 +75,7 @@ def test_async_client_sends_the_api_key_header(api_key: str | None) -> None:
 
     async def run() -> CnnlensAPIError:
         transport = httpx.MockTransport(handler)
-        async with AsyncClient("http://cnnlens.test", api_key=api_key, transport=transport) as c:
+        async with AsyncClient("http://localhost", api_key=api_key, transport=transport) as c:
             try:
                 await c.models()
             except CnnlensAPIError as error:
@@ -98,7 +98,7 @@ def test_async_client_in_process_over_the_asgi_transport(
     async def scenario() -> tuple:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with AsyncClient("http://cnnlens.test", transport=transport) as client:
+            async with AsyncClient("http://localhost", transport=transport) as client:
                 for _ in range(600):
                     if (await client.health()).ready:
                         break

@@ -53,7 +53,7 @@ def test_configured_own_model_explains_with_its_labels(
             response = client.post(
                 "/v1/explain",
                 files={"image": ("c.png", buffer.getvalue(), "application/octet-stream")},
-                data={"model": "colours", "methods": "grad_cam", "output": "array"},
+                data={"model": "colours", "method": "grad_cam", "output": "array"},
             )
             assert response.status_code == 200, response.text
             body = response.json()

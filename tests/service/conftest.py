@@ -15,6 +15,7 @@ from PIL import Image
 
 from cnnlens.models import LoadedModel
 from cnnlens.service import Settings
+from tests.conftest import SCHEMATHESIS_HOST
 from tests.pinned import pinned_app, pinned_settings
 
 MODEL = "efficientnet_lite0"
@@ -23,7 +24,8 @@ MAX_UPLOAD_BYTES = 2_000_000
 
 def service_settings(**limits: Any) -> Settings:
     base = {"max_upload_bytes": MAX_UPLOAD_BYTES, "max_batch": 8, "max_batch_delay_ms": 20}
-    return pinned_settings({"limits": {**base, **limits}})
+    # test_schemathesis's in-process client names the host "testserver"
+    return pinned_settings({"limits": {**base, **limits}, "allowed_hosts": [SCHEMATHESIS_HOST]})
 
 
 @pytest.fixture(scope="session")

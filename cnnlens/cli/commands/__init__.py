@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "models",
     "layers",
     "audit",
+    "audits",
     "compare",
     "visualize",
 )

@@ -102,7 +102,7 @@ def parse_targets(values: Sequence[str] | None) -> list[int | str]:
     targets: list[int | str] = []
     for value in values or []:
         text = value.strip()
-        targets.append(int(text) if text.isdigit() else text)
+        targets.append(int(text) if text.isascii() and text.isdigit() else text)
     return targets
 
 

@@ -146,6 +146,7 @@ def _run_local(args: argparse.Namespace, source: Path | str, config: Any) -> int
     from cnnlens.audit import run_audit
     from cnnlens.audit.engine import OutputInUseError
     from cnnlens.audit.extras import MissingExtraError, require_ray
+    from cnnlens.audit.ray_engine import RayConnectionError
 
     try:
         if args.engine == "ray":
@@ -155,7 +156,7 @@ def _run_local(args: argparse.Namespace, source: Path | str, config: Any) -> int
             engine=args.engine, resume=not args.fresh, exclusive=not args.replace,
             ray_address=args.ray_address, progress=False if args.quiet else None,
         )  # fmt: skip
-    except (MissingExtraError, OutputInUseError) as error:
+    except (MissingExtraError, OutputInUseError, RayConnectionError) as error:
         hint = " (or --replace)" if isinstance(error, OutputInUseError) else ""
         raise UsageError(error.message + hint) from None
     job = result.job

@@ -111,4 +111,4 @@ def _local(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _target(text: str) -> int | str:
-    return int(text) if text.strip().isdigit() else text
+    return int(text) if text.strip().isascii() and text.strip().isdigit() else text

@@ -1,6 +1,7 @@
 """Audit jobs: POST /v1/audits (a zip or tar of images, optional labels/boxes CSV) -> 202 and
 an id; GET for the list, a job's progress and ETA, its results and its HTML report; DELETE
-cancels. Jobs run on a background thread; their store lives under the server's data dir."""
+cancels a running job and removes a finished one with its files. Jobs run on a background
+thread; their store lives under the server's data dir, within its quota."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import quote
 
 import anyio
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
@@ -20,13 +22,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from pydantic import ValidationError
 
 from cnnlens.api.forms import DEFAULT_METHOD
-from cnnlens.api.models import AuditJob, AuditList, AuditResults, ErrorBody
+from cnnlens.api.models import AuditDeleted, AuditJob, AuditList, AuditResults, ErrorBody
 from cnnlens.audit.archive import ArchiveLimits
 from cnnlens.audit.config import AuditConfig
-from cnnlens.audit.export import JSONL, records_csv, report_html
-from cnnlens.audit.jobs import STORE_FILE, AuditJobs, JobNotFoundError
+from cnnlens.audit.export import CSV, JSONL, records_text, report_html
+from cnnlens.audit.jobs import STORE_FILE, AuditJobs, JobNotFoundError, disk_share_quota
+from cnnlens.audit.report import report_policy
 from cnnlens.audit.store import JobInfo
-from cnnlens.errors import InvalidParamsError
+from cnnlens.errors import InvalidParamsError, shown
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.service.budget import audit_plan
 from cnnlens.service.deps import SettingsDep, StateDep
@@ -39,6 +42,7 @@ router = APIRouter(prefix="/v1", tags=["audits"])
 T = TypeVar("T")
 _JOB_ID = re.compile(r"^[0-9a-f]{16,32}$")
 MAX_CSV_BYTES = 4 * 1024 * 1024
+EXPORTS = {"csv": CSV, "jsonl": JSONL}
 _jobs_lock = threading.Lock()
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -47,7 +51,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "not a zip/tar archive, an unsafe entry (.., absolute path, link), bad CSV"),
         (401, "missing or invalid X-API-Key (when keys are configured)"),
         (404, "no such audit job, or the model is not served here"),
-        (409, "the job is already finished"),
+        (409, "the job is writing its report: try again shortly"),
         (413, "the archive, an entry or the uncompressed total is too large"),
         (422, "invalid method or option"),
         (503, "the model is still loading (Retry-After)"),
@@ -99,6 +103,21 @@ class _StateRunner:
             return result
 
 
+def archive_limits(settings: Settings, root: FilePath) -> ArchiveLimits:
+    """What uploads may write: the data directory's quota (data_dir_max_bytes, else what it
+    holds plus data_dir_disk_share of the free disk, measured when this is called: at start-up)
+    and the compression bound."""
+    limits = settings.limits
+    quota = limits.data_dir_max_bytes or disk_share_quota(root, limits.data_dir_disk_share)
+    return ArchiveLimits(max_data_dir_bytes=quota, max_compression_ratio=limits.archive_max_ratio)
+
+
+def _open_jobs(app: FastAPI, state: ServiceState) -> AuditJobs:
+    root = data_dir(state.settings) / "audits"
+    limits = getattr(app.state, "audit_limits", None) or archive_limits(state.settings, root)
+    return AuditJobs(root, _StateRunner(state), limits)
+
+
 def get_jobs(request: Request, state: StateDep) -> AuditJobs:
     """One AuditJobs per running app (created on first use, closed with the app's state)."""
     with _jobs_lock:
@@ -106,7 +125,7 @@ def get_jobs(request: Request, state: StateDep) -> AuditJobs:
         if jobs is None or jobs.runner.state is not state:
             if jobs is not None:
                 jobs.close()
-            jobs = AuditJobs(data_dir(state.settings) / "audits", _StateRunner(state))
+            jobs = _open_jobs(request.app, state)
             request.app.state.audits = jobs
         return jobs
 
@@ -128,12 +147,14 @@ MAX_PAGE = 200
 
 
 def resume_audit_jobs(app: FastAPI, state: ServiceState) -> None:
-    """At startup: when the data dir already holds audit jobs, open them now, so that the
-    unfinished ones resume without waiting for a request (a fresh dir stays untouched)."""
+    """At startup: measure the data directory's quota; when the data dir already holds audit
+    jobs, open them now, so that the unfinished ones resume without waiting for a request (a
+    fresh dir stays untouched)."""
     root = data_dir(state.settings) / "audits"
+    app.state.audit_limits = archive_limits(state.settings, root)  # the disk's share: now
     if (root / STORE_FILE).is_file():
         with _jobs_lock:
-            app.state.audits = AuditJobs(root, _StateRunner(state))
+            app.state.audits = _open_jobs(app, state)
 
 
 def stop_audit_jobs(app: FastAPI) -> None:
@@ -147,7 +168,7 @@ def stop_audit_jobs(app: FastAPI) -> None:
 
 def _job_id(job_id: str) -> str:
     if not _JOB_ID.match(job_id):
-        raise JobNotFoundError(f"no audit job {job_id!r}")
+        raise JobNotFoundError(f"no audit job {shown(job_id)}")
     return job_id
 
 
@@ -289,17 +310,12 @@ async def audit_results(
     every = await anyio.to_thread.run_sync(jobs.store.records, job.id)
     records = [r for r in every if r.get("flags")] if flagged else every
     records = records[offset : None if limit is None else offset + limit]
-    if format == "csv":
-        text = records_csv(records, job.config.get("methods") or [])
-        return PlainTextResponse(text, media_type="text/csv")
-    if format == "jsonl":
-        import json
-
-        lines = "".join(json.dumps(record) + "\n" for record in records)
+    if format in ("csv", "jsonl"):
+        text = records_text(records, job.config.get("methods") or [], format)
         return PlainTextResponse(
-            lines,
-            media_type="application/x-ndjson",
-            headers={"Content-Disposition": f'attachment; filename="{JSONL}"'},
+            text,
+            media_type="text/csv" if format == "csv" else "application/x-ndjson",
+            headers={"Content-Disposition": f'attachment; filename="{EXPORTS[format]}"'},
         )
     from cnnlens.audit.summary import summarize
 
@@ -321,8 +337,15 @@ async def audit_results(
 async def audit_report(job_id: str, jobs: JobsDep, owner: OwnerDep) -> HTMLResponse:
     """The self-contained HTML report (of the images finished so far while running)."""
     job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id), owner)
-    html = await anyio.to_thread.run_sync(report_html, jobs.store, job.id)
-    return HTMLResponse(html)
+
+    def overlay_route(index: int, method: str, relative: str) -> str:
+        # relative to /v1/audits/{id}/report: this router's overlay route, under any prefix
+        return f"overlays/{index}/{quote(method, safe='')}.png"
+
+    html = await anyio.to_thread.run_sync(
+        lambda: report_html(jobs.store, job.id, overlay_link=overlay_route)
+    )
+    return HTMLResponse(html, headers={"Content-Security-Policy": report_policy()})
 
 
 _PNG = {"image/png": {"schema": {"type": "string", "format": "binary"}}}
@@ -345,7 +368,9 @@ async def audit_overlay(
     record = await anyio.to_thread.run_sync(jobs.store.record, job.id, index)
     relative = ((record or {}).get("overlays") or {}).get(method)
     if relative is None:
-        raise JobNotFoundError(f"audit job {job.id} has no {method!r} overlay for image {index}")
+        raise JobNotFoundError(
+            f"audit job {job.id} has no {shown(method)} overlay for image {index}"
+        )
     # the file name comes from the store (written by the audit), never from the request
     try:
         data = await anyio.to_thread.run_sync((FilePath(job.out_dir) / relative).read_bytes)
@@ -354,7 +379,22 @@ async def audit_overlay(
     return Response(data, media_type="image/png")
 
 
-@router.delete("/audits/{job_id}", status_code=202, response_model=AuditJob, responses=ERRORS)
-async def cancel_audit(job_id: str, jobs: JobsDep, owner: OwnerDep) -> dict[str, Any]:
-    """Cancel a queued or running job (it stops after the batch in flight)."""
-    return _describe(await anyio.to_thread.run_sync(jobs.cancel, _job_id(job_id), owner))
+@router.delete(
+    "/audits/{job_id}",
+    status_code=202,
+    response_model=AuditJob,
+    responses={
+        **ERRORS,
+        200: {"model": AuditDeleted, "description": "the finished job and its files are gone"},
+        202: {"model": AuditJob, "description": "the job is cancelled (it stops after its batch)"},
+    },
+)
+async def delete_audit(job_id: str, jobs: JobsDep, owner: OwnerDep) -> JSONResponse:
+    """Cancel a queued or running job (202: it stops after the batch in flight), or remove a
+    finished, failed or cancelled one with its files (200): a later GET is a 404 and the
+    listing no longer shows it."""
+    job, removed = await anyio.to_thread.run_sync(jobs.discard, _job_id(job_id), owner)
+    if removed:
+        body = AuditDeleted(id=job.id, status=job.status, deleted=True)
+        return JSONResponse(body.model_dump(), status_code=200)
+    return JSONResponse(_describe(job), status_code=202)
