@@ -22,13 +22,15 @@ from cnnlens._lazy import lazy_exports
 from cnnlens.errors import CnnlensError
 
 if TYPE_CHECKING:
+    from cnnlens.api.models import ClassScore
     from cnnlens.audit.config import AuditConfig
     from cnnlens.audit.local import run_audit
     from cnnlens.compare.options import CompareOptions
-    from cnnlens.explain import ClassScore, Explanation, Explanations, explain
+    from cnnlens.explain import Explanation, Explanations, explain
     from cnnlens.heap import reuse_heap
     from cnnlens.methods import attribute, method_names, run_methods
     from cnnlens.models import DEFAULT_MODEL, LoadedModel, list_models, load_model, wrap
+    from cnnlens.targets import BoxTarget, ChannelTarget, ClassTarget, RegionTarget, Target
 
 # The subpackages a user reaches from here (`cnnlens.compare` is also callable).
 SUBPACKAGES = ("audit", "client", "compare", "methods", "models")
@@ -41,7 +43,7 @@ __getattr__ = lazy_exports(
         "AuditConfig": "cnnlens.audit.config",
         "run_audit": "cnnlens.audit.local",
         "CompareOptions": "cnnlens.compare.options",
-        "ClassScore": "cnnlens.explain",
+        "ClassScore": "cnnlens.api.models",
         "Explanation": "cnnlens.explain",
         "Explanations": "cnnlens.explain",
         "explain": "cnnlens.explain",
@@ -54,6 +56,11 @@ __getattr__ = lazy_exports(
         "load_model": "cnnlens.models",
         "wrap": "cnnlens.models",
         "reuse_heap": "cnnlens.heap",
+        "Target": "cnnlens.targets",
+        "ClassTarget": "cnnlens.targets",
+        "RegionTarget": "cnnlens.targets",
+        "BoxTarget": "cnnlens.targets",
+        "ChannelTarget": "cnnlens.targets",
     },
     submodules=SUBPACKAGES,
 )
@@ -75,12 +82,17 @@ sys.modules[__name__].__class__ = _Package
 __all__ = [
     "DEFAULT_MODEL",
     "AuditConfig",
+    "BoxTarget",
+    "ChannelTarget",
     "ClassScore",
+    "ClassTarget",
     "CnnlensError",
     "CompareOptions",
     "Explanation",
     "Explanations",
     "LoadedModel",
+    "RegionTarget",
+    "Target",
     "attribute",
     "compare",
     "explain",

@@ -16,7 +16,8 @@ from PIL import Image, ImageDraw, ImageFont
 from cnnlens.api.png import png_bytes
 
 if TYPE_CHECKING:
-    from cnnlens.explain import ClassScore, Explanation, Explanations
+    from cnnlens.api.models import ClassScore
+    from cnnlens.explain import Explanation, Explanations
 
 MAX_SIDE = 512  # figures are scaled down to this many pixels a side: light notebooks
 CLIP_PERCENTILE = 99.5  # as render.normalize_map: the legend names the scale it uses

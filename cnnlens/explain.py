@@ -12,26 +12,19 @@ from PIL import Image
 from torch import nn
 
 from cnnlens import render
+from cnnlens.api.models import ClassScore  # segmentation: probability is the pixels' mean
 from cnnlens.imageio import ImageSource, load_image
 from cnnlens.methods.base import MethodOutput, get_method, row_extras
 from cnnlens.methods.run import run_methods
-from cnnlens.methods.targets import class_index
 from cnnlens.models import heads
 from cnnlens.models.custom import warn_train_mode
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.regions import Region, RegionError
 from cnnlens.models.registry import load_model
+from cnnlens.targets import class_index
 
 # A segmentation target's region over the image: a box (x0, y0, x1, y1) or an (H, W) mask.
 ImageRegion = Sequence[float] | np.ndarray | torch.Tensor | None
-
-
-@dataclass(frozen=True)
-class ClassScore:
-    index: int
-    label: str
-    probability: float  # segmentation: the class's mean per-pixel probability
-    pixel_share: float | None = None  # segmentation: fraction of pixels predicted as it
 
 
 @dataclass
@@ -215,9 +208,12 @@ class MethodRun(Protocol):
 
     outputs: dict[str, MethodOutput]
     logits: torch.Tensor  # (rows, K)
-    targets: torch.Tensor  # (rows,)
     layer: str
     elapsed_ms: dict[str, float]
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """(rows,) each row's class index."""
 
 
 def explanations_from_run(
@@ -237,7 +233,10 @@ def explanations_from_run(
             index = int(run.targets[row])
             share = None if shares is None else float(shares[row, index])
             target = ClassScore(
-                index, model.label_of(index), float(probabilities[row, index]), share
+                index=index,
+                label=model.label_of(index),
+                probability=float(probabilities[row, index]),
+                pixel_share=share,
             )
             raw = output.map[row]
             explanations.append(
@@ -279,7 +278,13 @@ def predictions_of(model: LoadedModel, logits: torch.Tensor, k: int = 5) -> list
     shares = heads.pixel_shares(logits)[0]  # (K,)
     present = [int(i) for i in torch.argsort(shares, descending=True) if shares[i] > 0]
     return [
-        ClassScore(i, model.label_of(i), float(probabilities[i]), float(shares[i])) for i in present
+        ClassScore(
+            index=i,
+            label=model.label_of(i),
+            probability=float(probabilities[i]),
+            pixel_share=float(shares[i]),
+        )
+        for i in present
     ]
 
 
@@ -294,6 +299,6 @@ def _target_list(model: LoadedModel, target: Any) -> list[int]:
 def _top_k(model: LoadedModel, probabilities: torch.Tensor, k: int) -> list[ClassScore]:
     values, indices = probabilities.topk(min(k, probabilities.numel()))
     return [
-        ClassScore(int(i), model.label_of(int(i)), float(v))
+        ClassScore(index=int(i), label=model.label_of(int(i)), probability=float(v))
         for v, i in zip(values, indices, strict=True)
     ]

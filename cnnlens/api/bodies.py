@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from cnnlens.api.codecs import encode_array, encode_png
+from cnnlens.api.codecs import b64, encode_array, image_bytes
 from cnnlens.api.models import ClassScore, ExplainResponse, ExplanationBody, ImageSize
 
 if TYPE_CHECKING:
@@ -48,23 +48,34 @@ def score_of(index: int, label: str, probability: float) -> ClassScore:
     return ClassScore(index=index, label=label, probability=value if math.isfinite(value) else 0.0)
 
 
+def image_files(
+    explanation: Explanation, outputs: Sequence[str], image_format: str = "png"
+) -> tuple[bytes | None, bytes | None]:
+    """The overlay and heatmap files `outputs` asks for, encoded as `image_format` (heatmaps
+    as palette PNGs), as sent and as the CLI writes them."""
+    overlay = image_bytes(explanation.overlay(), image_format) if "overlay" in outputs else None
+    heatmap = (
+        image_bytes(explanation.heatmap(palette=image_format == "png"), image_format)
+        if "heatmap" in outputs
+        else None
+    )
+    return overlay, heatmap
+
+
 def explanation_body(
     explanation: Explanation, size: ImageSize, outputs: Sequence[str], image_format: str = "png"
 ) -> ExplanationBody:
     """One map as sent: images (`image_format`) and the raw array as `outputs` asks, at the
     image's size."""
+    overlay, heatmap = image_files(explanation, outputs, image_format)
     return ExplanationBody(
         method=explanation.method,
         target=class_score(explanation.target),
         layer=explanation.layer,
         width=size.width if explanation.aligned else explanation.width,
         height=size.height if explanation.aligned else explanation.height,
-        heatmap_png=encode_png(explanation.heatmap(palette=image_format == "png"), image_format)
-        if "heatmap" in outputs
-        else None,
-        overlay_png=encode_png(explanation.overlay(), image_format)
-        if "overlay" in outputs
-        else None,
+        heatmap_png=None if heatmap is None else b64(heatmap),
+        overlay_png=None if overlay is None else b64(overlay),
         array=encode_array(explanation.map.astype(np.float32)) if "array" in outputs else None,
         elapsed_ms=round(explanation.elapsed_ms, 3),
         explained_box=list(box) if (box := explanation.explained_box) is not None else None,

@@ -39,14 +39,19 @@ def encode_png(image: Image.Image, image_format: str = "png") -> str:
     return b64(image_bytes(image, image_format))
 
 
-def decode_png(encoded: str | None) -> Image.Image | None:
-    """Base64 PNG (or JPEG, WebP) -> a loaded PIL image (None stays None). Palette images
+def decode_image(data: bytes | None) -> Image.Image | None:
+    """PNG (or JPEG, WebP) bytes -> a loaded PIL image (None stays None). Palette images
     (the service's heatmaps travel as palette PNGs) come back as RGB."""
-    if not encoded:
+    if not data:
         return None
-    image = Image.open(io.BytesIO(base64.b64decode(encoded)))
+    image = Image.open(io.BytesIO(data))
     image.load()
     return image.convert("RGB") if image.mode == "P" else image
+
+
+def decode_png(encoded: str | None) -> Image.Image | None:
+    """Base64 PNG (or JPEG, WebP) -> a loaded PIL image (None stays None), see decode_image."""
+    return decode_image(png_payload(encoded))
 
 
 def png_payload(encoded: str | None) -> bytes | None:

@@ -371,3 +371,23 @@ class AuditResults(Schema):
     job: AuditJob
     summary: dict[str, Any] = Field(description="over every finished image: accuracy, flags...")
     results: list[dict[str, Any]] = Field(description="per-image records, in input order")
+
+
+# The bodies of the methods whose own routes answer with a body of their own; any other
+# method's route answers a MethodResponse (service and client read this one table).
+METHOD_RESPONSES: dict[str, type[MethodAnswer]] = {
+    "adversarial": AdversarialResponse,
+    "activation_max": ActivationMaxResponse,
+    "feature_maps": FeatureMapsResponse,
+    "filters": FiltersResponse,
+}
+
+
+def method_response(name: str) -> type[MethodAnswer]:
+    """The body of method `name`'s own route."""
+    return METHOD_RESPONSES.get(name, MethodResponse)
+
+
+def method_route(name: str) -> str:
+    """The path of a method's own route: /v1/<name with - for _>."""
+    return "/v1/" + name.replace("_", "-")

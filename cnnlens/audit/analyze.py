@@ -25,14 +25,16 @@ from cnnlens.audit.records import (
     FLAGS,
     MEAN_MAP_SIDE,
     AuditItem,
+    AuditRecord,
     ImageOutcome,
+    MapFindings,
+    Prediction,
     error_outcome,
 )
 from cnnlens.audit.sources import readable
 from cnnlens.errors import CnnlensError
 from cnnlens.imageio import load_image
 from cnnlens.methods.adversarial_image import adversarial_images
-from cnnlens.methods.base import MethodOutput
 from cnnlens.methods.passes import heap_rows
 from cnnlens.methods.run import RunResult, run_methods
 from cnnlens.models import heads
@@ -92,25 +94,11 @@ class AuditAnalyzer:
         model, config = self.model, self.config
         methods: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in config.methods]
         rows = heap_rows(model, x) or len(x)
-        parts = [
-            run_methods(model, x[start : start + rows], methods, target=None, layer=config.layer)
-            for start in range(0, len(x), rows)
-        ]
-        if len(parts) == 1:
-            return parts[0]
-        outputs = {
-            name: MethodOutput(torch.cat([part.outputs[name].map for part in parts]))
-            for name in config.methods
-        }
-        return RunResult(
-            outputs=outputs,
-            logits=torch.cat([part.logits for part in parts]),
-            targets=torch.cat([part.targets for part in parts]),
-            layer=parts[0].layer,
-            elapsed_ms={
-                name: sum(part.elapsed_ms.get(name, 0.0) for part in parts)
-                for name in config.methods
-            },
+        return RunResult.join(
+            [
+                run_methods(model, x[start : start + rows], methods, layer=config.layer)
+                for start in range(0, len(x), rows)
+            ]
         )
 
     def _outcome(
@@ -124,28 +112,70 @@ class AuditAnalyzer:
         row: int,
     ) -> ImageOutcome:
         config, model = self.config, self.model
-        predictions = scores.predictions
-        top = predictions[0]
+        top = scores.predictions[0]
         correct = _correct(model.head, item, scores.predicted)
-        region = self._region(item, image)
         flags: list[str] = []
         if correct is False:
             flags.append(FLAG_MISCLASSIFIED)
         if scores.confidence < config.low_confidence:
             flags.append(FLAG_LOW_CONFIDENCE)
-        outcome = ImageOutcome(item.index, {})
+        outcome = ImageOutcome(
+            item.index, AuditRecord(index=item.index, name=item.name)
+        )  # row: below
         outcome.thumbnail = _jpeg(_thumbnail(image, config.thumbnail_side))
-        map_records: dict[str, dict[str, Any]] = {}
-        framing = model.preprocessing.framing(image.width, image.height)
+        region = self._region(item, image)
+        findings = self._maps(outcome, image, maps, region, flags)
+        flip = fragile[row] if fragile is not None else None
+        if flip is not None and flip.epsilon <= config.fragile_at:
+            flags.append(FLAG_FRAGILE)
+        outcome.record = AuditRecord(
+            index=item.index,
+            name=item.name,
+            status="ok",
+            error=None,
+            width=image.width,
+            height=image.height,
+            label=item.label,
+            label_name=None if item.label is None else model.label_of(item.label),
+            predicted=top.index,
+            predicted_name=top.label,
+            confidence=scores.confidence,
+            correct=correct,
+            predictions=scores.predictions,
+            layer=layer,
+            has_region=region is not None,
+            maps=findings,
+            fragility_tested=fragile is not None,
+            fragile_epsilon=None if flip is None else flip.epsilon,
+            fragile_class=None if flip is None else flip.index,
+            fragile_class_name=None if flip is None else model.label_of(flip.index),
+            fragile_probability=None if flip is None else flip.probability,
+            flags=flags,
+        )
+        return outcome
+
+    def _maps(
+        self,
+        outcome: ImageOutcome,
+        image: Image.Image,
+        maps: dict[str, torch.Tensor],
+        region: np.ndarray | None,
+        flags: list[str],
+    ) -> dict[str, MapFindings]:
+        """Each method's findings (their flags added to `flags`), overlay and thumbnail; the
+        first method's class-mean map."""
+        config = self.config
+        findings: dict[str, MapFindings] = {}
+        framing = self.model.preprocessing.framing(image.width, image.height)
         for position, (name, raw) in enumerate(maps.items()):
             on_image = render.to_2d(framing.place(raw))  # NaN outside a center crop
-            entry = map_records[name] = self._localize(raw, on_image, region)
-            off_object = entry["pointing_hit"] is False or (
-                entry["box_energy"] is not None and entry["box_energy"] < config.min_box_energy
+            entry = findings[name] = self._localize(raw, on_image, region)
+            off_object = entry.pointing_hit is False or (
+                entry.box_energy is not None and entry.box_energy < config.min_box_energy
             )
             for flag, raised in (
                 (FLAG_OFF_OBJECT, off_object),
-                (FLAG_DEGENERATE, entry["degenerate"]),
+                (FLAG_DEGENERATE, entry.degenerate),
             ):
                 if raised and flag not in flags:
                     flags.append(flag)
@@ -155,50 +185,20 @@ class AuditAnalyzer:
             if position == 0:
                 small = render.resize_map(render.to_2d(raw), (MEAN_MAP_SIDE, MEAN_MAP_SIDE))
                 outcome.mean_map = render.normalize_map(small).astype(np.float16).tobytes()
-        flip = fragile[row] if fragile is not None else None
-        if flip is not None and flip.epsilon <= config.fragile_at:
-            flags.append(FLAG_FRAGILE)
-        outcome.record = {
-            "index": item.index,
-            "name": item.name,
-            "status": "ok",
-            "error": None,
-            "width": image.width,
-            "height": image.height,
-            "label": item.label,
-            "label_name": None if item.label is None else model.label_of(item.label),
-            "predicted": top["index"],
-            "predicted_name": top["label"],
-            "confidence": scores.confidence,
-            "correct": correct,
-            "predictions": predictions,
-            "layer": layer,
-            "has_region": region is not None,
-            "maps": map_records,
-            "fragility_tested": fragile is not None,
-            "fragile_epsilon": None if flip is None else flip.epsilon,
-            "fragile_class": None if flip is None else flip.index,
-            "fragile_class_name": None if flip is None else model.label_of(flip.index),
-            "fragile_probability": None if flip is None else flip.probability,
-            "flags": flags,
-        }
-        return outcome
+        return findings
 
     def _localize(
         self, raw: torch.Tensor, on_image: np.ndarray, region: np.ndarray | None
-    ) -> dict[str, Any]:
+    ) -> MapFindings:
         """Degenerate or not; with an object region, its energy share and the pointing game."""
+        degenerate = is_degenerate(raw.numpy())
         if region is None:
-            return {
-                "degenerate": is_degenerate(raw.numpy()),
-                "box_energy": None,
-                "pointing_hit": None,
-            }
-        return {
-            "degenerate": is_degenerate(raw.numpy()),
-            "box_energy": energy_share(on_image, region),
-            "pointing_hit": pointing_hit(on_image, region, self.config.pointing_tolerance),
-        }
+            return MapFindings(degenerate=degenerate, box_energy=None, pointing_hit=None)
+        return MapFindings(
+            degenerate=degenerate,
+            box_energy=energy_share(on_image, region),
+            pointing_hit=pointing_hit(on_image, region, self.config.pointing_tolerance),
+        )
 
     def _region(self, item: AuditItem, image: Image.Image) -> np.ndarray | None:
         """The object's pixels from boxes and/or a mask (mask resized to the image)."""
@@ -291,7 +291,7 @@ MIN_PIXEL_SHARE = 0.01
 class ClassScores:
     """One image's answer as an audit judges it."""
 
-    predictions: list[dict[str, Any]]  # best first: index, label, probability (pixel_share)
+    predictions: list[Prediction]  # best first
     predicted: set[int]  # the classes predicted: top-1, or a set (sigmoid, segmentation)
     confidence: float  # the top class's probability (segmentation: over its own pixels)
 
@@ -302,30 +302,28 @@ def _class_scores(model: LoadedModel, logits: torch.Tensor, top_k: int) -> Class
     probabilities = heads.probabilities(model.head, logits)[0].cpu()  # (K,)
     if model.head != heads.SEGMENTATION:
         order = probabilities.argsort(descending=True, stable=True)
-        predictions: list[dict[str, Any]] = [
-            {
-                "index": int(i),
-                "label": model.label_of(int(i)),
-                "probability": float(probabilities[i]),
-            }
+        predictions = [
+            Prediction(
+                index=int(i), label=model.label_of(int(i)), probability=float(probabilities[i])
+            )
             for i in order[:top_k]
         ]
-        top = predictions[0]["index"]
+        top = predictions[0].index
         predicted = (
             set(torch.nonzero(probabilities >= MULTI_LABEL_THRESHOLD).flatten().tolist())
             if model.head == "sigmoid"
             else {top}
         )
-        return ClassScores(predictions, predicted, predictions[0]["probability"])
+        return ClassScores(predictions, predicted, predictions[0].probability)
     shares = heads.pixel_shares(logits)[0].cpu()  # (K,)
     present = [int(i) for i in shares.argsort(descending=True, stable=True) if shares[i] > 0]
     predictions = [
-        {
-            "index": i,
-            "label": model.label_of(i),
-            "probability": float(probabilities[i]),
-            "pixel_share": float(shares[i]),
-        }
+        Prediction(
+            index=i,
+            label=model.label_of(i),
+            probability=float(probabilities[i]),
+            pixel_share=float(shares[i]),
+        )
         for i in present[:top_k]
     ]
     top = present[0]

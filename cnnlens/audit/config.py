@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 if TYPE_CHECKING:
+    from cnnlens.methods.run import RunPlan
     from cnnlens.models.loaded import LoadedModel
 
 # PGD L-inf budgets, 0-255 pixel units: whole 8-bit levels, since a flip counts only if the
@@ -94,22 +95,18 @@ def check_methods(config: AuditConfig) -> None:
             )
 
 
-def check_model(config: AuditConfig, model: LoadedModel) -> None:
+def check_model(config: AuditConfig, model: LoadedModel) -> RunPlan:
     """Methods the model (its head, its layers) cannot serve, and the fragility ladder on a
     segmentation model (PGD flips one class score, which a class map does not have), fail
-    before any work."""
+    before any work. Returns the audit's resolved plan (methods, default params, layer)."""
     from cnnlens.errors import IncompatibleModelError
-    from cnnlens.methods.base import check_head_support, get_method
-    from cnnlens.methods.run import resolve_layer
+    from cnnlens.methods.run import plan_run
     from cnnlens.models import heads
 
-    layer = resolve_layer(model, config.layer, model.input_size)
-    for name in config.methods:
-        method = get_method(name)
-        check_head_support(method, model.head)
-        method.check_model(model.layers, layer)
+    plan = plan_run(model, [(name, None) for name in config.methods], config.layer)
     if config.fragility and model.head == heads.SEGMENTATION:
         raise IncompatibleModelError(
             "the fragility check attacks an image's top-1 class, which a segmentation model "
             "does not have: audit it without fragility"
         )
+    return plan

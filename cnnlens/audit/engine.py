@@ -247,12 +247,12 @@ def save_outcomes(
     for outcome in outcomes:
         files = {}
         for method, png in outcome.overlay_pngs.items():
-            relative = overlay_filename(outcome.index, outcome.record["name"], method)
+            relative = overlay_filename(outcome.index, outcome.record.name, method)
             # no fsync per overlay (it was most of the driver's time per image): an overlay
             # lost with the machine is redrawn by a --fresh run; the rows stay in the store
             write_atomic(out_dir / relative, png, durable=False)
             files[method] = relative
-        outcome.record["overlays"] = files
+        outcome.record.overlays = files
     return store.save_outcomes(job_id, outcomes)
 
 

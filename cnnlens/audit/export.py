@@ -14,6 +14,7 @@ from typing import Any, Literal, TextIO
 
 from cnnlens.audit.files import open_atomic, write_atomic
 from cnnlens.audit.parquet import PARQUET, ParquetRows, parquet_available
+from cnnlens.audit.records import OPTIONAL_COLUMNS, AuditRecord, MapFindings
 from cnnlens.audit.report import EMBEDDED_ROWS, OverlayLink, write_report
 from cnnlens.audit.store import AuditStore
 from cnnlens.audit.summary import ClassMeans, SummaryBuilder
@@ -25,6 +26,7 @@ CSV_COLUMNS = (
     "index", "name", "status", "error", "label", "label_name", "predicted", "predicted_name",
     "confidence", "correct", "flags", "box_energy", "pointing_hit", "fragile_epsilon", "overlays",
 )  # fmt: skip
+CSV_HEADER = CSV_COLUMNS + OPTIONAL_COLUMNS
 
 
 def overlay_filename(index: int, name: str, method: str) -> str:
@@ -75,7 +77,7 @@ def write_outputs(store: AuditStore, job_id: str, out_dir: Path) -> dict[str, Pa
 def report_html(
     store: AuditStore,
     job_id: str,
-    records: Sequence[Mapping[str, Any]] | None = None,
+    records: Sequence[AuditRecord | Mapping[str, Any]] | None = None,
     summary: Mapping[str, Any] | None = None,
     overlay_link: OverlayLink | None = None,
 ) -> str:
@@ -92,9 +94,9 @@ def report_html(
             means.add(record, mean_map)
     else:
         maps = store.mean_maps(job_id)
-        for given in records:
+        for given in map(AuditRecord.of, records):
             facts.add(given)
-            means.add(given, maps.get(given["index"]))
+            means.add(given, maps.get(given.index))
     sink = io.StringIO()
     summary = facts.result() if summary is None else summary
     _write_report(sink, store, job_id, summary, facts, means, overlay_link)
@@ -148,32 +150,35 @@ ExportFormat = Literal["jsonl", "csv"]
 
 def export_header(form: ExportFormat) -> str:
     """What an export starts with: the CSV's header line (JSONL has none)."""
-    return _csv_line(CSV_COLUMNS) if form == "csv" else ""
+    return _csv_line(CSV_HEADER) if form == "csv" else ""
 
 
-def export_line(record: Mapping[str, Any], methods: Sequence[str], form: ExportFormat) -> str:
+def export_line(
+    row: AuditRecord | Mapping[str, Any], methods: Sequence[str], form: ExportFormat
+) -> str:
     """One image as a line of a JSONL or CSV export, formula-leading text neutralized: every
     export (the audit's files, the REST results, what `cnnlens audit --server` saves) is
     written line by line by this function."""
+    record = AuditRecord.of(row)
     if form == "jsonl":
-        return json.dumps(neutralized(record)) + "\n"
+        return json.dumps(neutralized(record.to_json())) + "\n"
     return _csv_line(csv_row(record, methods))
 
 
 def records_text(
-    records: Iterable[Mapping[str, Any]], methods: Sequence[str], form: ExportFormat
+    records: Iterable[AuditRecord | Mapping[str, Any]], methods: Sequence[str], form: ExportFormat
 ) -> str:
     """A whole JSONL or CSV export."""
     lines = (export_line(record, methods, form) for record in records)
     return export_header(form) + "".join(lines)
 
 
-def records_jsonl(records: Iterable[Mapping[str, Any]]) -> str:
+def records_jsonl(records: Iterable[AuditRecord | Mapping[str, Any]]) -> str:
     """One JSON object per line."""
     return records_text(records, (), "jsonl")
 
 
-def records_csv(records: Iterable[Mapping[str, Any]], methods: Sequence[str]) -> str:
+def records_csv(records: Iterable[AuditRecord | Mapping[str, Any]], methods: Sequence[str]) -> str:
     """One row per image; localization columns from the first method."""
     return records_text(records, methods, "csv")
 
@@ -184,14 +189,14 @@ def _csv_line(cells: Sequence[Any]) -> str:
     return buffer.getvalue()
 
 
-def csv_row(record: Mapping[str, Any], methods: Sequence[str]) -> list[Any]:
-    """One image's CSV cells (CSV_COLUMNS), formula-leading text neutralized."""
-    first = (record.get("maps") or {}).get(methods[0] if methods else "", {})
+def csv_row(record: AuditRecord, methods: Sequence[str]) -> list[Any]:
+    """One image's CSV cells (CSV_HEADER), formula-leading text neutralized."""
+    first = record.maps.get(methods[0] if methods else "", MapFindings())
     row = {
-        **record,
-        "flags": ";".join(record.get("flags") or []),
-        "box_energy": first.get("box_energy"),
-        "pointing_hit": first.get("pointing_hit"),
-        "overlays": ";".join((record.get("overlays") or {}).values()),
+        **record.to_json(),
+        "flags": ";".join(record.flags),
+        "box_energy": first.box_energy,
+        "pointing_hit": first.pointing_hit,
+        "overlays": ";".join(record.overlays.values()),
     }
-    return ["" if row.get(column) is None else neutralized(row[column]) for column in CSV_COLUMNS]
+    return ["" if row.get(column) is None else neutralized(row[column]) for column in CSV_HEADER]

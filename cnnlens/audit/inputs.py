@@ -13,7 +13,7 @@ from cnnlens.audit.archive import ArchiveLimits, archive_kind, extract_archive, 
 from cnnlens.audit.localization import Box
 from cnnlens.audit.records import AuditItem
 from cnnlens.errors import CnnlensError, TargetError, shown
-from cnnlens.methods.targets import class_index
+from cnnlens.targets import class_index
 
 T = TypeVar("T")
 _HEADER_WORDS = frozenset({"filename", "file", "path", "image", "name"})
@@ -41,6 +41,17 @@ class Annotations:
     labels: dict[str, str] = field(default_factory=dict)  # raw text: index or class name
     boxes: dict[str, list[Box]] = field(default_factory=dict)
     masks: dict[str, str] = field(default_factory=dict)  # name -> mask file
+
+    @classmethod
+    def read(
+        cls, labels: Path | str | None, boxes: Path | str | None, masks: Path | str | None
+    ) -> Annotations:
+        """From a labels CSV, a boxes CSV and a folder of masks, each optional."""
+        return cls(
+            labels=read_labels(Path(labels)) if labels else {},
+            boxes=read_boxes(Path(boxes)) if boxes else {},
+            masks=read_masks(Path(masks)) if masks else {},
+        )
 
 
 def collect_images(source: Path, workdir: Path, limits: ArchiveLimits | None = None) -> tuple[

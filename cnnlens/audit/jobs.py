@@ -18,7 +18,8 @@ from cnnlens.audit.analyze import AuditAnalyzer, ImageOutcome
 from cnnlens.audit.archive import ArchiveError, ArchiveLimits, QuotaExceededError, archive_kind
 from cnnlens.audit.config import AuditConfig, check_methods, check_model
 from cnnlens.audit.engine import execute, prepare_job
-from cnnlens.audit.inputs import Annotations, AuditItem, read_boxes, read_labels
+from cnnlens.audit.inputs import Annotations, read_boxes, read_labels
+from cnnlens.audit.records import AuditItem
 from cnnlens.audit.store import ACTIVE, STORE_NAME, AuditStore, JobInfo, store_path
 from cnnlens.errors import CnnlensError
 from cnnlens.models.loaded import LoadedModel

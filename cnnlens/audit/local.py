@@ -11,10 +11,9 @@ from cnnlens.audit.analyze import AuditAnalyzer
 from cnnlens.audit.config import AuditConfig, check_methods, check_model
 from cnnlens.audit.engine import AuditRun, ProgressCallback, Watch, execute, prepare_job
 from cnnlens.audit.extras import require_ray
-from cnnlens.audit.inputs import Annotations, read_boxes, read_labels, read_masks
+from cnnlens.audit.inputs import Annotations
 from cnnlens.audit.sources import is_uri
 from cnnlens.audit.store import AuditStore, JobInfo, store_path
-from cnnlens.methods.run import resolve_layer
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.registry import load_model
 from cnnlens.progress import Bar, JobBar, watched
@@ -49,36 +48,22 @@ def run_audit(
     shared filesystem. `replicas` model copies (default: as many as the cluster's CPUs or GPUs
     fit), each with `cpus_per_replica` CPUs (and as many torch threads) and `gpus_per_replica`
     GPUs (default: 1 where the cluster has GPUs). `model` is used by either engine (shipped to
-    the replicas on Ray). Overlays and maps come back to this process, which writes `out_dir`.
+    the replicas on Ray). Overlays and maps come back here, and this process writes `out_dir`.
 
-    Writes out_dir/index.html, results.jsonl, results.csv, summary.json, overlays/*.png and
-    keeps its progress in out_dir/audit.sqlite (an older out dir's audits.sqlite is still read):
-    running it again with the same images and config resumes the unfinished job (finished
-    images are not analyzed again). `exclusive`: refuse (OutputInUseError) an `out_dir` that
-    holds another audit's report instead of adding this one to its store. `progress`: bars
-    on stderr for the images and, with `fragility` on the local engine, the epsilon ladder's
-    rungs (True / False; None: where someone watches, a terminal or a notebook).
+    Writes index.html, results.jsonl, results.csv, summary.json, overlays/*.png and its
+    progress (audit.sqlite) to out_dir: the same images and config again resume the job.
+    `exclusive`: refuse (OutputInUseError) an `out_dir` holding another audit's report.
+    `progress`: bars on stderr for the images and, with `fragility` on the local engine, the
+    epsilon ladder's rungs (True / False; None: where someone watches, a terminal or a
+    notebook).
     """
     config = config or AuditConfig()
     check_methods(config)
-    if engine == "ray":
-        require_ray()  # before anything is created: a missing extra leaves no job behind
-    source = source if is_uri(source) else Path(source)
-    out_dir = Path(out_dir)
-    connection: AbstractContextManager[None] = nullcontext()
-    if engine == "ray":  # joined first: a cluster that cannot be used fails at once, no job made
-        from cnnlens.audit.ray_engine import ray_connected
-
-        connection = ray_connected(ray_address)
-    with connection:
+    source, out_dir = source if is_uri(source) else Path(source), Path(out_dir)
+    with _cluster(engine, ray_address):
         loaded = model or load_model(config.model, weights=config.weights)
-        resolve_layer(loaded, config.layer, loaded.input_size)  # unknown layer: fail before work
-        check_model(config, loaded)
-        annotations = Annotations(
-            labels=read_labels(Path(labels)) if labels else {},
-            boxes=read_boxes(Path(boxes)) if boxes else {},
-            masks=read_masks(Path(masks)) if masks else {},
-        )
+        check_model(config, loaded)  # an unknown layer, a method it cannot serve: before work
+        annotations = Annotations.read(labels, boxes, masks)
         out_dir.mkdir(parents=True, exist_ok=True)
         store = AuditStore(store_path(out_dir))
         bars = AuditBars(watched(progress), len(config.epsilons) if config.fragility else 0)
@@ -88,19 +73,28 @@ def run_audit(
                 store, source, out_dir, config, annotations, loaded.categories, resume=resume,
                 exclusive=exclusive,
             )  # fmt: skip
-            if engine == "ray":
-                from cnnlens.audit.ray_engine import execute_on_ray
-                from cnnlens.audit.replicas import ReplicaShape
-
-                shape = ReplicaShape(replicas, cpus_per_replica, gpus_per_replica)
-                run = execute_on_ray(store, job.id, config, watch, ray_address, shape, model)
-            else:
+            if engine != "ray":
                 analyzer = AuditAnalyzer(loaded, config, on_rungs=bars.rungs)
-                run = execute(store, job.id, analyzer, config.batch_size, watch)
+                return execute(store, job.id, analyzer, config.batch_size, watch)
+            from cnnlens.audit.ray_engine import execute_on_ray
+            from cnnlens.audit.replicas import ReplicaShape
+
+            shape = ReplicaShape(replicas, cpus_per_replica, gpus_per_replica)
+            return execute_on_ray(store, job.id, config, watch, ray_address, shape, model)
         finally:
             bars.close()
             store.close()
-    return run
+
+
+def _cluster(engine: str, ray_address: str | None) -> AbstractContextManager[None]:
+    """Ray, joined before any work (a missing extra or a cluster that cannot be used fails
+    at once, with no job made); nothing for the local engine."""
+    if engine != "ray":
+        return nullcontext()
+    require_ray()
+    from cnnlens.audit.ray_engine import ray_connected
+
+    return ray_connected(ray_address)
 
 
 class AuditBars:

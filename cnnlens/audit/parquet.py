@@ -6,16 +6,18 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, BinaryIO
+
+from cnnlens.audit.records import OPTIONAL_COLUMNS, AuditRecord
 
 logger = logging.getLogger(__name__)
 
 PARQUET = "results.parquet"
 ROW_GROUP = 4096  # rows held before a row group is written
 
-# Scalar fields as typed columns; the nested ones (maps, predictions, overlays) as JSON text.
+# Scalar fields as typed columns; the nested ones (maps, predictions, overlays) and the
+# optional columns as JSON text.
 _TYPES = {
     "index": "int64", "name": "string", "status": "string", "error": "string",
     "width": "int64", "height": "int64", "label": "int64", "label_name": "string",
@@ -24,7 +26,7 @@ _TYPES = {
     "fragile_epsilon": "float64", "fragile_class": "int64", "fragile_class_name": "string",
     "fragile_probability": "float64",
 }  # fmt: skip
-_NESTED = ("maps", "predictions", "overlays")
+_NESTED = ("maps", "predictions", "overlays", *OPTIONAL_COLUMNS)
 
 _warned = False
 
@@ -56,11 +58,12 @@ class ParquetRows:
         self._writer = pq.ParquetWriter(sink, self.schema)
         self._pending: list[dict[str, Any]] = []
 
-    def add(self, record: Mapping[str, Any]) -> None:
-        row = {name: record.get(name) for name in _TYPES}
-        row["flags"] = list(record.get("flags") or [])
+    def add(self, record: AuditRecord) -> None:
+        stored = record.to_json()
+        row = {name: stored.get(name) for name in _TYPES}
+        row["flags"] = list(record.flags)
         for name in _NESTED:
-            value = record.get(name)
+            value = stored.get(name)
             row[name] = None if value is None else json.dumps(value)
         self._pending.append(row)
         if len(self._pending) >= ROW_GROUP:

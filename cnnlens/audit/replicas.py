@@ -109,7 +109,7 @@ class ReplicaPool:
     def __init__(self, config: AuditConfig, shape: ReplicaShape, model: PortableModel | None):
         import ray
 
-        self.count, cpus, gpus = shape.resolve(ray.cluster_resources())
+        self.count, cpus, gpus = shape.resolve(ray.cluster_resources())  # type: ignore[no-untyped-call]
         actor_class = ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=0)(AuditReplica)
         shipped = ray.put(model) if model is not None else None
         config_json = config.model_dump(mode="json")

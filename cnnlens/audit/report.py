@@ -15,7 +15,13 @@ from typing import Any, TextIO
 from PIL import Image
 
 from cnnlens import render
-from cnnlens.audit.records import FLAG_DEGENERATE, FLAG_OFF_OBJECT, FLAGS
+from cnnlens.audit.records import (
+    FLAG_DEGENERATE,
+    FLAG_OFF_OBJECT,
+    FLAGS,
+    AuditRecord,
+    MapFindings,
+)
 from cnnlens.audit.summary import HISTOGRAM_BINS, SummaryBuilder
 from cnnlens.audit.svg import bar_chart, binned_histogram
 from cnnlens.html_safety import csp, inline_hashes, json_in_html
@@ -95,7 +101,7 @@ def report_policy() -> str:
 def render_report(
     *,
     job: Mapping[str, Any],
-    records: Sequence[Mapping[str, Any]],
+    records: Sequence[AuditRecord | Mapping[str, Any]],
     summary: Mapping[str, Any],
     thumbnails: Mapping[int, bytes],
     overlays: Mapping[int, Mapping[str, bytes]],
@@ -103,24 +109,25 @@ def render_report(
     overlay_link: OverlayLink | None = None,
 ) -> str:
     """The report as one HTML string."""
+    rows = [AuditRecord.of(record) for record in records]
     facts = SummaryBuilder()
-    for record in records:
+    for record in rows:
         facts.add(record)
-    ordered = sorted(records, key=lambda r: (-len(r.get("flags") or ()), r["index"]))
+    ordered = sorted(rows, key=lambda r: (-len(r.flags), r.index))
     sink = io.StringIO()
     write_report(
         sink,
         job=job,
         summary=summary,
         facts=facts,
-        rows=((r, thumbnails.get(r["index"]), overlays.get(r["index"], {})) for r in ordered),
+        rows=((r, thumbnails.get(r.index), overlays.get(r.index, {})) for r in ordered),
         class_means=class_means,
         overlay_link=overlay_link,
     )
     return sink.getvalue()
 
 
-ReportRow = tuple[Mapping[str, Any], bytes | None, Mapping[str, bytes]]
+ReportRow = tuple[AuditRecord, bytes | None, Mapping[str, bytes]]
 
 
 def write_report(
@@ -321,20 +328,22 @@ class _Columns:
     fragility: bool
 
 
-def flag_sources(record: Mapping[str, Any], min_box_energy: float) -> dict[str, list[str]]:
+def flag_sources(
+    row: AuditRecord | Mapping[str, Any], min_box_energy: float
+) -> dict[str, list[str]]:
     """Which methods raised the map flags of a record (off_object, degenerate_map)."""
     sources: dict[str, list[str]] = {}
-    for method, entry in (record.get("maps") or {}).items():
-        energy = entry.get("box_energy")
-        if entry.get("pointing_hit") is False or (energy is not None and energy < min_box_energy):
+    for method, entry in AuditRecord.of(row).maps.items():
+        energy = entry.box_energy
+        if entry.pointing_hit is False or (energy is not None and energy < min_box_energy):
             sources.setdefault(FLAG_OFF_OBJECT, []).append(method)
-        if entry.get("degenerate"):
+        if entry.degenerate:
             sources.setdefault(FLAG_DEGENERATE, []).append(method)
     return sources
 
 
 def _row(
-    record: Mapping[str, Any],
+    record: AuditRecord,
     methods: Sequence[str],
     thumbnail: bytes | None,
     overlays: Mapping[str, bytes],
@@ -343,73 +352,89 @@ def _row(
     embed: bool = True,
     overlay_link: OverlayLink = _overlay_file,
 ) -> str:
-    index = record["index"]
-    flags = list(record.get("flags") or [])
-    name = str(record["name"])
-    label = record.get("label_name") or ""
-    predicted = record.get("predicted_name") or ""
-    text = " ".join([name, label, predicted, *flags]).lower()
-    sources = flag_sources(record, min_box_energy)
-    cells = [_cell(str(index), index)]
-    cells.append(_image_cell(thumbnail if embed else None, name))
-    files = record.get("overlays") or {}
-    for method in methods:
-        if embed:
-            cells.append(_image_cell(overlays.get(method), f"{method} of {name}"))
-        elif method in files:  # beyond the embedded rows: a link to the overlay
-            link = escape(overlay_link(index, method, str(files[method])))
-            cells.append(f"<td><a href='{link}'>{escape(method)}</a></td>")
-        else:
-            cells.append("<td></td>")
+    name, label, predicted = record.name, record.label_name or "", record.predicted_name or ""
+    cells = [
+        _cell(str(record.index), record.index),
+        _image_cell(thumbnail if embed else None, name),
+    ]
+    cells += [_overlay_cell(record, method, overlays, embed, overlay_link) for method in methods]
     cells.append(_cell(escape(name), name))
     if shown.labels:
         cells.append(_cell(escape(label), label))
-    if record.get("status") == "error":
-        cells.append(f"<td colspan='2' class='bad'>{escape(str(record.get('error')))}</td>")
+    if record.status == "error":
+        cells.append(f"<td colspan='2' class='bad'>{escape(str(record.error))}</td>")
     else:
         cells.append(_cell(escape(predicted), predicted))
-        cells.append(_cell(f"{record['confidence']:.3f}", record["confidence"]))
+        cells.append(_cell(f"{record.confidence:.3f}", record.confidence))
     if shown.labels:
-        correct = record.get("correct")
-        mark = {True: "<span class='ok'>yes</span>", False: "<span class='bad'>no</span>"}
-        shown_correct = "" if correct is None else mark[bool(correct)]
-        cells.append(_cell(shown_correct, "" if correct is None else str(correct)))
+        cells.append(_correct_cell(record.correct))
+    cells.append(_flags_cell(record.flags, flag_sources(record, min_box_energy)))
+    if shown.regions:
+        cells += [
+            cell for method in methods for cell in _region_cells(record, method, min_box_energy)
+        ]
+    if shown.fragility:
+        cells += _fragility_cells(record)
+    text = " ".join([name, label, predicted, *record.flags]).lower()
+    return (
+        f"<tr data-flags='{escape(' '.join(record.flags))}' data-text='{escape(text)}'>"
+        f"{''.join(cells)}</tr>"
+    )
+
+
+def _overlay_cell(
+    record: AuditRecord,
+    method: str,
+    overlays: Mapping[str, bytes],
+    embed: bool,
+    overlay_link: OverlayLink,
+) -> str:
+    """The method's overlay thumbnail; beyond the embedded rows, a link to the overlay."""
+    if embed:
+        return _image_cell(overlays.get(method), f"{method} of {record.name}")
+    if method in record.overlays:
+        link = escape(overlay_link(record.index, method, str(record.overlays[method])))
+        return f"<td><a href='{link}'>{escape(method)}</a></td>"
+    return "<td></td>"
+
+
+def _correct_cell(correct: bool | None) -> str:
+    mark = {True: "<span class='ok'>yes</span>", False: "<span class='bad'>no</span>"}
+    return _cell("" if correct is None else mark[correct], "" if correct is None else str(correct))
+
+
+def _flags_cell(flags: Sequence[str], sources: Mapping[str, list[str]]) -> str:
+    """Each flag, with the methods that raised it where they are known."""
     tags = []
     for flag in flags:
         by = sources.get(flag)
         suffix = f": {', '.join(by)}" if by else ""
         tags.append(f"<span class='flag'>{escape(flag + suffix)}</span>")
-    cells.append(_cell("".join(tags), " ".join(flags)))
-    if shown.regions:
-        for method in methods:
-            entry = (record.get("maps") or {}).get(method, {})
-            energy, hit = entry.get("box_energy"), entry.get("pointing_hit")
-            low = energy is not None and energy < min_box_energy
-            cells.append(
-                _cell("" if energy is None else f"{energy:.2f}", "" if energy is None else energy,
-                      "bad" if low else None)
-            )  # fmt: skip
-            cells.append(
-                _cell({True: "hit", False: "miss"}.get(hit, ""), "" if hit is None else str(hit),
-                      "bad" if hit is False else None)
-            )  # fmt: skip
-    if shown.fragility:
-        cells += _fragility_cells(record)
-    return (
-        f"<tr data-flags='{escape(' '.join(flags))}' data-text='{escape(text)}'>"
-        f"{''.join(cells)}</tr>"
-    )
+    return _cell("".join(tags), " ".join(flags))
 
 
-def _fragility_cells(record: Mapping[str, Any]) -> list[str]:
+def _region_cells(record: AuditRecord, method: str, min_box_energy: float) -> list[str]:
+    """The method's box energy (low ones marked) and pointing game hit or miss."""
+    entry = record.maps.get(method, MapFindings())
+    energy, hit = entry.box_energy, entry.pointing_hit
+    low = energy is not None and energy < min_box_energy
+    return [
+        _cell("" if energy is None else f"{energy:.2f}", "" if energy is None else energy,
+              "bad" if low else None),
+        _cell({True: "hit", False: "miss"}.get(hit, "") if hit is not None else "",
+              "" if hit is None else str(hit), "bad" if hit is False else None),
+    ]  # fmt: skip
+
+
+def _fragility_cells(record: AuditRecord) -> list[str]:
     """The ε (of 255) at which the prediction first changed on the fragility ladder, and the
     class it changed to with that class's probability; "robust" where no step flipped it."""
-    epsilon = record.get("fragile_epsilon")
+    epsilon = record.fragile_epsilon
     if epsilon is None:
-        tested = bool(record.get("fragility_tested")) and record.get("status") == "ok"
+        tested = record.fragility_tested and record.status == "ok"
         return [_cell("robust" if tested else "", ""), _cell("", "")]
-    name = str(record.get("fragile_class_name") or record.get("fragile_class") or "")
-    probability = record.get("fragile_probability")
+    name = str(record.fragile_class_name or record.fragile_class or "")
+    probability = record.fragile_probability
     flip = escape(name) + ("" if probability is None else f" ({probability:.2f})")
     return [_cell(f"{epsilon:g}/255", epsilon), _cell(flip, name)]
 

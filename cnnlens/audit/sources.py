@@ -25,7 +25,8 @@ def filesystem(uri: str) -> tuple[Any, str]:
     from pyarrow import fs
 
     try:
-        return fs.FileSystem.from_uri(uri)
+        found: tuple[Any, str] = fs.FileSystem.from_uri(uri)
+        return found
     except (ValueError, NotImplementedError) as arrow_error:  # ArrowInvalid, ArrowNotImplemented
         scheme, _, path = uri.partition("://")
         try:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from cnnlens.audit.records import AuditItem, ImageOutcome
+from cnnlens.audit.records import AuditItem, AuditRecord, ImageOutcome
 
 STORE_NAME = "audit.sqlite"
 LEGACY_STORE_NAME = "audits.sqlite"  # the service's data dir used this name before
@@ -314,12 +314,13 @@ class AuditStore:
         recorded = 0
         with self._transaction() as db:
             for outcome in outcomes:
-                status = "error" if outcome.record.get("status") == "error" else "done"
+                status = "error" if outcome.record.status == "error" else "done"
                 cursor = db.execute(
                     "UPDATE items SET status = ?, record = ?, thumbnail = ?, mean_map = ?"
                     " WHERE job_id = ? AND idx = ? AND status = 'pending'",
                     (
-                        status, json.dumps(outcome.record), outcome.thumbnail, outcome.mean_map,
+                        status, json.dumps(outcome.record.to_json()), outcome.thumbnail,
+                        outcome.mean_map,
                         job_id, outcome.index,
                     ),
                 )  # fmt: skip
@@ -337,18 +338,18 @@ class AuditStore:
             db.execute("UPDATE jobs SET updated = ? WHERE id = ?", (time.time(), job_id))
         return recorded
 
-    def records(self, job_id: str) -> list[dict[str, Any]]:
+    def records(self, job_id: str) -> list[AuditRecord]:
         """Finished images' records, in input order."""
         with self._lock:
             rows = self._connection.execute(
                 "SELECT record FROM items WHERE job_id = ? AND record IS NOT NULL ORDER BY idx",
                 (job_id,),
             ).fetchall()
-        return [json.loads(row[0]) for row in rows]
+        return [_record(row[0]) for row in rows]
 
     def iter_records(
         self, job_id: str, page: int = 500, *, with_maps: bool = False
-    ) -> Iterator[tuple[dict[str, Any], bytes | None]]:
+    ) -> Iterator[tuple[AuditRecord, bytes | None]]:
         """Finished images' records in input order, a page at a time (flat memory), each with
         its class-mean map where `with_maps`, else None."""
         column = "mean_map" if with_maps else "NULL"
@@ -357,11 +358,11 @@ class AuditStore:
             " AND idx > ? ORDER BY idx LIMIT ?"
         )
         for rows in self._pages(sql, (job_id,), page):
-            yield from ((json.loads(row[1]), row[2]) for row in rows)
+            yield from ((_record(row[1]), row[2]) for row in rows)
 
     def iter_report_rows(
         self, job_id: str, embedded: int, page: int = 500
-    ) -> Iterator[tuple[dict[str, Any], bytes | None, dict[str, bytes]]]:
+    ) -> Iterator[tuple[AuditRecord, bytes | None, dict[str, bytes]]]:
         """Finished records, most flags first then input order, a page at a time; the first
         `embedded` come with their thumbnail and overlay thumbnails, the others without."""
         counts = self._rows(
@@ -379,7 +380,7 @@ class AuditStore:
                 wanted = [row[0] for row in rows[: max(0, embedded - position)]]
                 thumbnails, overlays = self._thumbnails_of(job_id, wanted)
                 for row in rows:
-                    yield json.loads(row[1]), thumbnails.get(row[0]), overlays.get(row[0], {})
+                    yield _record(row[1]), thumbnails.get(row[0]), overlays.get(row[0], {})
                 position += len(rows)
 
     def _thumbnails_of(
@@ -394,14 +395,14 @@ class AuditStore:
                 self._overlays(job_id, among, indices),
             )
 
-    def record(self, job_id: str, index: int) -> dict[str, Any] | None:
+    def record(self, job_id: str, index: int) -> AuditRecord | None:
         """One finished image's record, or None."""
         with self._lock:
             row = self._connection.execute(
                 "SELECT record FROM items WHERE job_id = ? AND idx = ? AND record IS NOT NULL",
                 (job_id, index),
             ).fetchone()
-        return json.loads(row[0]) if row else None
+        return _record(row[0]) if row else None
 
     def thumbnails(self, job_id: str) -> dict[int, bytes]:
         return self._blobs("thumbnail", job_id)
@@ -441,12 +442,16 @@ SELECT j.*,
 FROM jobs j"""
 
 
+def _record(text: str) -> AuditRecord:
+    return AuditRecord.model_validate_json(text)
+
+
 def _item(row: sqlite3.Row) -> AuditItem:
     boxes = [tuple(box) for box in json.loads(row["boxes"])]
     labels = tuple(json.loads(row["labels"] or "[]"))
     return AuditItem(
         row["idx"], row["name"], row["path"], row["label"], boxes, row["mask_path"], labels
-    )  # type: ignore[arg-type]
+    )
 
 
 def _job_info(row: sqlite3.Row) -> JobInfo:

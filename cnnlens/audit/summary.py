@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlens.audit.records import FLAGS, MEAN_MAP_SIDE
+from cnnlens.audit.records import FLAGS, MEAN_MAP_SIDE, AuditRecord
 
 HISTOGRAM_BINS = 10
 UNMATCHED_SHOWN = 20  # label rows without an image named in the summary (all are counted)
@@ -26,54 +26,56 @@ class SummaryBuilder:
         self.images = self.analyzed = self.labelled = self.correct = self.flagged = 0
         self.confidence_sum = 0.0
         self.per_class: dict[int, dict[str, Any]] = {}
-        self.pairs: Counter[tuple[int, str, int, str]] = Counter()
+        self.pairs: Counter[tuple[int | None, str | None, int | None, str | None]] = Counter()
         self.wrong: list[tuple[float, int, dict[str, Any]]] = []  # a min-heap of the top ones
         self.flag_counts = dict.fromkeys(FLAGS, 0)
         # What the report's charts and columns need, also gathered in the same pass.
         self.histogram = {kind: [0] * HISTOGRAM_BINS for kind in ("correct", "wrong", "none")}
         self.has_labels = self.has_regions = self.has_fragility = False
 
-    def add(self, record: Mapping[str, Any]) -> None:
+    def add(self, row: AuditRecord | Mapping[str, Any]) -> None:
+        record = AuditRecord.of(row)
         self.images += 1
-        flags = record.get("flags") or ()
-        self.flagged += bool(flags)
-        for flag in flags:
+        self.flagged += bool(record.flags)
+        for flag in record.flags:
             if flag in self.flag_counts:
                 self.flag_counts[flag] += 1
-        self.has_labels |= record.get("label") is not None
-        self.has_regions |= bool(record.get("has_region"))
-        self.has_fragility |= bool(record.get("fragility_tested"))
-        if record.get("status") != "ok":
+        self.has_labels |= record.label is not None
+        self.has_regions |= record.has_region
+        self.has_fragility |= record.fragility_tested
+        if record.status != "ok":
             return
         self.analyzed += 1
-        confidence = float(record["confidence"])
+        confidence = float(record.confidence or 0.0)
         self.confidence_sum += confidence
-        correct = record.get("correct")
+        correct = record.correct
         kind = "none" if correct is None else "correct" if correct else "wrong"
         self.histogram[kind][min(HISTOGRAM_BINS - 1, max(0, int(confidence * HISTOGRAM_BINS)))] += 1
-        if correct is None:
+        if correct is None or record.label is None:
             return
         self.labelled += 1
-        self.correct += int(bool(correct))
+        self.correct += int(correct)
         entry = self.per_class.setdefault(
-            record["label"],
-            {"label": record["label"], "name": record["label_name"], "n": 0, "correct": 0},
+            record.label,
+            {"label": record.label, "name": record.label_name, "n": 0, "correct": 0},
         )
         entry["n"] += 1
-        entry["correct"] += int(bool(correct))
-        if correct:
-            return
-        key = (record["label"], record["label_name"], record["predicted"], record["predicted_name"])
+        entry["correct"] += int(correct)
+        if not correct:
+            self._mistake(record, confidence)
+
+    def _mistake(self, record: AuditRecord, confidence: float) -> None:
+        key = (record.label, record.label_name, record.predicted, record.predicted_name)
         self.pairs[key] += 1
         mistake = {
-            "index": record["index"],
-            "name": record["name"],
-            "label_name": record["label_name"],
-            "predicted_name": record["predicted_name"],
+            "index": record.index,
+            "name": record.name,
+            "label_name": record.label_name,
+            "predicted_name": record.predicted_name,
             "confidence": confidence,
         }
         # Ties keep input order, as a stable sort by confidence would: earlier index wins.
-        candidate = (confidence, -int(record["index"]), mistake)
+        candidate = (confidence, -record.index, mistake)
         if len(self.wrong) < self.mistakes:
             heapq.heappush(self.wrong, candidate)
         elif self.mistakes and candidate[:2] > self.wrong[0][:2]:
@@ -109,7 +111,9 @@ class SummaryBuilder:
 
 
 def summarize(
-    records: Iterable[Mapping[str, Any]], mistakes: int = 10, unmatched_labels: Sequence[str] = ()
+    records: Iterable[AuditRecord | Mapping[str, Any]],
+    mistakes: int = 10,
+    unmatched_labels: Sequence[str] = (),
 ) -> dict[str, Any]:
     """JSON-ready summary of the finished records."""
     builder = SummaryBuilder(mistakes, unmatched_labels)
@@ -126,18 +130,19 @@ class ClassMeans:
         self.counts: Counter[int] = Counter()
         self.names: dict[int, str] = {}
 
-    def add(self, record: Mapping[str, Any], data: bytes | None) -> None:
-        if record.get("status") != "ok" or data is None:
+    def add(self, row: AuditRecord | Mapping[str, Any], data: bytes | None) -> None:
+        record = AuditRecord.of(row)
+        if record.status != "ok" or data is None or record.predicted is None:
             return
         array = np.frombuffer(data, dtype=np.float16).astype(np.float64)
-        predicted = record["predicted"]
+        predicted = record.predicted
         total = self.sums.get(predicted)
         if total is None:
             self.sums[predicted] = array.reshape(MEAN_MAP_SIDE, MEAN_MAP_SIDE).copy()
         else:
             total += array.reshape(MEAN_MAP_SIDE, MEAN_MAP_SIDE)
         self.counts[predicted] += 1
-        self.names[predicted] = record["predicted_name"]
+        self.names[predicted] = str(record.predicted_name)
 
     def result(self, limit: int = 12) -> list[dict[str, Any]]:
         """Per predicted class (most frequent first, ties in first-seen order): the mean map,
@@ -155,11 +160,12 @@ class ClassMeans:
 
 
 def class_mean_maps(
-    records: Iterable[Mapping[str, Any]], maps: Mapping[int, bytes], limit: int = 12
+    records: Iterable[AuditRecord | Mapping[str, Any]], maps: Mapping[int, bytes], limit: int = 12
 ) -> list[dict[str, Any]]:
     """Per predicted class (most frequent first): the mean of the images' normalized maps,
     (MEAN_MAP_SIDE, MEAN_MAP_SIDE) on the model's input grid."""
     means = ClassMeans()
-    for record in records:
-        means.add(record, maps.get(record["index"]))
+    for row in records:
+        record = AuditRecord.of(row)
+        means.add(record, maps.get(record.index))
     return means.result(limit)

@@ -18,12 +18,15 @@ from urllib.parse import quote
 import httpx
 import numpy as np
 from PIL import Image
+from pydantic import BaseModel
 
+from cnnlens.api import models as api
 from cnnlens.api.forms import COMPARE_METHODS, DEFAULT_METHOD, OUTPUTS, split_list
 from cnnlens.client import results
 from cnnlens.client.errors import CnnlensConnectionError, error_from_response
 
 T = TypeVar("T")
+B = TypeVar("B", bound=BaseModel)
 P = ParamSpec("P")
 
 ImageInput = str | Path | bytes | Image.Image | np.ndarray
@@ -171,7 +174,7 @@ def explain(
     return Call(
         "POST",
         "/v1/explain",
-        results.ExplainResult.from_json,
+        _parser(results.ExplainResult),
         data={
             **form,
             "output": ",".join(outputs),
@@ -271,24 +274,10 @@ def compare(
     return Call(
         "POST",
         "/v1/compare",
-        results.CompareResult.from_json,
+        _parser(results.CompareResult),
         data=form,
         files=[("image", image_file(upload)) for upload in uploads],
     )
-
-
-def method_path(name: str) -> str:
-    """The route of a method with results of its own: /v1/<name with - for _>."""
-    return "/v1/" + name.replace("_", "-")
-
-
-# Methods whose answers have result types of their own; any other: `MethodResult`.
-_RESULTS: dict[str, Callable[[Any], Any]] = {
-    "adversarial": results.AdversarialResult.from_json,
-    "activation_max": results.ActivationMaxResult.from_json,
-    "feature_maps": results.FeatureMapsResult.from_json,
-    "filters": results.FiltersResult.from_json,
-}
 
 
 class MethodOptions(TypedDict, total=False):
@@ -316,8 +305,8 @@ def run_method(
     upload = image_file(image, options.get("filename")) if image is not None else None
     return Call(
         "POST",
-        method_path(name),
-        _RESULTS.get(name, results.MethodResult.from_json),
+        api.method_route(name),
+        _parser(api.method_response(name)),
         data=form,
         files={"image": upload} if upload is not None else None,
     )
@@ -350,29 +339,29 @@ def filters(**options: Unpack[MethodOptions]) -> Call[results.FiltersResult]:
     return run_method("filters", **options)
 
 
-def _listing(key: str, item: Callable[[Any], T]) -> Callable[[Any], list[T]]:
-    """A parser of `{key: [...]}` (or a bare list) into typed items."""
+def _parser(body: type[B]) -> Callable[[Any], B]:
+    """A parser of `body` (a `cnnlens.api` model) into the client's result type for it."""
+    return lambda data: results.parse(body, data)
 
-    def parse(body: Any) -> list[T]:
-        items = body.get(key, []) if isinstance(body, dict) else body
-        return [item(entry) for entry in items]
 
-    return parse
+def _listing(key: str, item: type[B]) -> Callable[[Any], list[B]]:
+    """A parser of `{key: [...]}` (a list of `item` bodies) into the client's results."""
+    return lambda data: [results.parse(item, entry) for entry in data.get(key, [])]
 
 
 def models() -> Call[list[results.ModelSummary]]:
     """GET /v1/models."""
-    return Call("GET", "/v1/models", _listing("models", results.ModelSummary.from_json))
+    return Call("GET", "/v1/models", _listing("models", results.ModelSummary))
 
 
 def model(name: str) -> Call[results.ModelInfo]:
     """GET /v1/models/{name}: layers, default layer, compatibility, class names."""
-    return Call("GET", f"/v1/models/{quote(name, safe='')}", results.ModelInfo.from_json)
+    return Call("GET", f"/v1/models/{quote(name, safe='')}", _parser(results.ModelInfo))
 
 
 def methods() -> Call[list[results.MethodInfo]]:
     """GET /v1/methods: every method with its params' JSON schema."""
-    return Call("GET", "/v1/methods", _listing("methods", results.MethodInfo.from_json))
+    return Call("GET", "/v1/methods", _listing("methods", results.MethodInfo))
 
 
 def _json_object(body: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ def _awaited(
 ) -> Callable[Concatenate[AsyncClient, P], Coroutine[Any, Any, T]]:
     """An AsyncClient method that sends what `endpoint` describes, awaited."""
 
-    async def method(self: AsyncClient, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def method(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._run(endpoint(*args, **kwargs))
 
     return protocol.named_like(method, endpoint)

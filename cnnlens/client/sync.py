@@ -18,7 +18,7 @@ P = ParamSpec("P")
 def _sent(endpoint: Callable[P, protocol.Call[T]]) -> Callable[Concatenate[Client, P], T]:
     """A Client method that sends what `endpoint` describes (its signature and docstring)."""
 
-    def method(self: Client, *args: P.args, **kwargs: P.kwargs) -> T:
+    def method(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return self._run(endpoint(*args, **kwargs))
 
     return protocol.named_like(method, endpoint)

@@ -23,8 +23,8 @@ from cnnlens.compare.engine import (
 )
 from cnnlens.compare.options import CompareOptions
 from cnnlens.errors import InvalidParamsError
-from cnnlens.methods.targets import Target
 from cnnlens.models.loaded import LoadedModel
+from cnnlens.targets import Class
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 _PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c")
@@ -45,7 +45,7 @@ def benchmark(
     model: LoadedModel,
     folder: str | Path | Sequence[str | Path],
     methods: Sequence[str] = ("saliency", "grad_cam", "guided_backprop"),
-    target: Target = None,
+    target: Class | None = None,
     layer: str | None = None,
     options: CompareOptions | None = None,
     on_image: Callable[[ImageComparison], None] | None = None,

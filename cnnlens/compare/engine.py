@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from cnnlens.api.models import ClassScore
 from cnnlens.compare.faithfulness import (
     PerturbationCurves,
     perturbation_curves,
@@ -23,15 +24,15 @@ from cnnlens.compare.metrics import spearman, top_k_iou
 from cnnlens.compare.options import CompareOptions
 from cnnlens.compare.sanity import RandomizationResult, cascading_randomization
 from cnnlens.errors import ImageDecodeError, InvalidParamsError
-from cnnlens.explain import ClassScore, ImageRegion, input_region, predictions_of
+from cnnlens.explain import ImageRegion, input_region, predictions_of
 from cnnlens.imageio import ImageSource, load_image
 from cnnlens.methods.base import get_method
 from cnnlens.methods.run import run_methods
-from cnnlens.methods.targets import Target, class_index
 from cnnlens.models import heads
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.regions import Region, region_weights
 from cnnlens.progress import Bar, Tick, watched
+from cnnlens.targets import Class, class_index
 
 RANDOM = "random"  # name of the reference map scored with `random_baseline`
 SCORE_NAMES = (
@@ -209,7 +210,7 @@ def compare(
     model: LoadedModel,
     images: Sequence[ImageSource] | ImageSource,
     methods: Sequence[str] = ("saliency", "grad_cam", "guided_backprop"),
-    target: Target = None,
+    target: Class | None = None,
     layer: str | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
     options: CompareOptions | None = None,
@@ -302,7 +303,7 @@ def compare_image(
     model: LoadedModel,
     picture: Image.Image,
     methods: Sequence[str],
-    target: Target,
+    target: Class | None,
     layer: str | None,
     params: Mapping[str, Mapping[str, Any]],
     options: CompareOptions,
@@ -367,10 +368,10 @@ def compare_image(
         .crop(model.preprocessing.framing(picture.width, picture.height).explained_box)
         .resize((x.shape[-1], x.shape[-2]), Image.Resampling.BICUBIC),  # what the maps cover
         target=ClassScore(
-            index,
-            model.label_of(index),
-            probability,
-            None if shares is None else float(shares[index]),
+            index=index,
+            label=model.label_of(index),
+            probability=probability,
+            pixel_share=None if shares is None else float(shares[index]),
         ),
         predictions=predictions,
         layer=run.layer,

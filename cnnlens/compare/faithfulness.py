@@ -158,7 +158,7 @@ def perturbation_curves(
             raise ValueError(f"unknown curve {kind!r}; use deletion or insertion")
         probabilities: list[torch.Tensor] = []
         with hook_session(model), torch.no_grad():
-            for chunk in counts.split(batch_size):
+            for chunk in torch.split(counts, batch_size):
                 switched = (ranks.unsqueeze(0) < chunk.view(-1, 1, 1)).unsqueeze(1)  # (b,1,H,W)
                 inputs = torch.where(switched, finish, start)  # (b, 3, H, W)
                 logits = model(inputs).float()

@@ -133,7 +133,7 @@ class IncrementalOcclusion:
         self._padded.clear()
         output, values = replay(self.graph, x, keep=True)
         self._clean = values
-        return output
+        return torch.as_tensor(output)
 
     def logits(self, start: int, stop: int, patch: torch.Tensor) -> torch.Tensor:
         """(P, K) logits for windows start..stop-1, each replaced by `patch` (P, 3, h, w)."""
@@ -169,7 +169,7 @@ class IncrementalOcclusion:
                 for source in set(node.inputs):
                     if graph.last_use[source] == node.index:
                         del states[source]
-            return self._dense(graph.output.node, states)
+            return torch.as_tensor(self._dense(graph.output.node, states))
 
     def _boxed(self, index: int, states: dict[int, Any], select: slice | torch.Tensor) -> _Boxed:
         node, plan = self.graph.nodes[index], self.plan.nodes[index]

@@ -1,4 +1,4 @@
-"""The target's loss (-log P(target), see `heads.target_loss`) of window-occluded copies of
+"""The target's loss (`Target.loss`: -log P(target) for a class) of window-occluded copies of
 an image, `batch_size` copies at a time, by dense forwards or by exact incremental inference."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from torch import nn
 from cnnlens.errors import IncompatibleModelError
 from cnnlens.incremental.engine import IncrementalOcclusion, Unsupported
 from cnnlens.incremental.windows import WindowGrid
-from cnnlens.models import heads
+from cnnlens.targets import Target
 
 Engine = Literal["auto", "dense", "incremental"]
 # "auto" keeps the incremental engine only if its planned work is clearly below dense work.
@@ -33,18 +33,14 @@ class Occluder:
         engine: Engine,
         example: torch.Tensor,
         threshold: float = 0.0,
-        head: str = "softmax",
     ) -> None:
         """example: (1, C, H, W), an input of the size to plan for (and, with a projective-
-        field `threshold` > 0, the image its effect profile is measured on); head: how logits
-        become the loss (-log softmax, or -log sigmoid(z_c) for sigmoid and binary heads)."""
+        field `threshold` > 0, the image its effect profile is measured on)."""
         self.model = model
-        self.head = head
         self.grid = grid
         self.batch_size = batch_size
         self.incremental: IncrementalOcclusion | None = None
         self.note: str | None = None  # why the dense engine runs when it was not asked for
-        self._region: torch.Tensor | None = None  # the current image's, see `losses`
         if engine != "dense":
             rows, cols = grid.corners(example.device)
             size = (grid.window, grid.window)
@@ -78,15 +74,13 @@ class Occluder:
     def losses(
         self,
         x: torch.Tensor,
-        target: int,
+        target: Target,
         patch: torch.Tensor,
         windows: torch.Tensor | None = None,
-        region: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (1, 3, H, W), patch (3, w, w) -> clean loss () and occluded losses (N,), or (M,)
-        at the `windows` (M,) indices of the grid, row-major, when given. `region` (1, h, w):
-        a segmentation target's weights per output pixel."""
-        self._region = region
+        """x (1, 3, H, W), its resolved one-row target, patch (3, w, w) -> clean loss () and
+        occluded losses (N,), or (M,) at the `windows` (M,) indices of the grid, row-major,
+        when given."""
         with torch.inference_mode():
             if self.incremental is not None:
                 return self._incremental_losses(self.incremental, x, target, patch, windows)
@@ -96,7 +90,7 @@ class Occluder:
         self,
         engine: IncrementalOcclusion,
         x: torch.Tensor,
-        target: int,
+        target: Target,
         patch: torch.Tensor,
         windows: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,7 +105,7 @@ class Occluder:
         return clean, torch.cat(losses)
 
     def _dense_losses(
-        self, x: torch.Tensor, target: int, patch: torch.Tensor, windows: torch.Tensor | None
+        self, x: torch.Tensor, target: Target, patch: torch.Tensor, windows: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         clean = self._loss(self.model(x), target)[0]
         corners = [(r, c) for r in self.grid.row_starts for c in self.grid.col_starts]
@@ -132,8 +126,7 @@ class Occluder:
             losses.append(self._loss(self.model(copies), target))
         return clean, torch.cat(losses)
 
-    def _loss(self, logits: torch.Tensor, target: int) -> torch.Tensor:
-        """(P, K) logits -> (P,) the target class's loss under the model's head."""
-        targets = torch.full((logits.shape[0],), target, dtype=torch.long, device=logits.device)
-        region = None if self._region is None else self._region.expand(logits.shape[0], -1, -1)
-        return heads.target_losses(self.head, logits, targets, region)
+    @staticmethod
+    def _loss(logits: torch.Tensor, target: Target) -> torch.Tensor:
+        """(P, K) logits of copies of one image -> (P,) its target's loss."""
+        return target.loss(logits, torch.zeros(logits.shape[0], dtype=torch.long))

@@ -57,20 +57,8 @@ def _pair(value: Any) -> tuple[int, int]:
 
 def is_pointwise(node: OpNode, shapes: list[tuple[int, ...]]) -> bool:
     """Each output position depends only on the same position of every graph input."""
-    func = node.func
-    if func in _NEEDS_EVAL:
-        if bool(_argument(node, _NEEDS_EVAL[func], "training", True)):
-            return False
-        if func is F.batch_norm and _argument(node, 1, "running_mean", None) is None:
-            return False
-    elif func in _CONCATENATIONS:
-        dim = int(_argument(node, 1, "dim", 0))
-        if dim not in (1, -3):
-            return False
-    elif func not in POINTWISE_FUNCTIONS:
-        return False
     spatial = node.spatial
-    if spatial is None or node.shape[0] != 1:
+    if not _pointwise_call(node) or spatial is None or node.shape[0] != 1:
         return False
     for value in [*node.args, *node.kwargs.values()]:
         items = value if isinstance(value, list | tuple) else [value]
@@ -79,10 +67,22 @@ def is_pointwise(node: OpNode, shapes: list[tuple[int, ...]]) -> bool:
                 shape = shapes[item.node]
                 if len(shape) != 4 or shape[2:] != spatial:
                     return False
-            elif isinstance(item, torch.Tensor) and item.dim() >= 2:
-                if any(size != 1 for size in item.shape[-2:]):
-                    return False  # a constant with spatial extent would need gathering
+            elif isinstance(item, torch.Tensor) and item.dim() >= 2 and item.shape[-2:] != (1, 1):
+                return False  # a constant with spatial extent would need gathering
     return True
+
+
+def _pointwise_call(node: OpNode) -> bool:
+    """The function is pointwise as called: normalization in eval mode (batch norm with
+    running statistics), concatenation along channels, or a pointwise function."""
+    func = node.func
+    if func in _NEEDS_EVAL:
+        if bool(_argument(node, _NEEDS_EVAL[func], "training", True)):
+            return False
+        return not (func is F.batch_norm and _argument(node, 1, "running_mean", None) is None)
+    if func in _CONCATENATIONS:
+        return int(_argument(node, 1, "dim", 0)) in (1, -3)
+    return func in POINTWISE_FUNCTIONS
 
 
 @dataclass(frozen=True)

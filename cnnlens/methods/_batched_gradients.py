@@ -17,8 +17,8 @@ from torch import nn
 
 from cnnlens.methods.base import Method, MethodParams
 from cnnlens.methods.workload import Cost, Workload, chunked, cost_field
-from cnnlens.models import heads
 from cnnlens.models.hooks import hook_session
+from cnnlens.targets import Target
 
 
 class BatchedGradientParams(MethodParams):
@@ -36,12 +36,10 @@ def mean_input_gradient(
     like: torch.Tensor,
     points: Callable[[int], torch.Tensor],
     count: int,
-    targets: torch.Tensor,
+    target: Target,
     weights: torch.Tensor,
     batch_size: int,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    head: str = "softmax",
-    region: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """sum_s weights[s] * T(d S_target / d x at points(s)), for s in range(count).
 
@@ -51,12 +49,10 @@ def mean_input_gradient(
         points: s -> (B, 3, H, W) the s-th evaluation point for every sample; called once
             per s, in increasing order (so a seeded generator may draw inside it).
         count: number of points per sample.
-        targets: (B,) class per sample.
+        target: the resolved target of the B samples (its `score` is differentiated).
         weights: (count,) weight of each point (quadrature weights or 1/count).
         batch_size: rows per forward/backward.
         transform: T applied to each point's gradient before weighting (default identity).
-        head: how logits become class scores (see `cnnlens.models.heads.target_scores`).
-        region: (B, h, w) segmentation heads: each sample's weights per output pixel.
     """
     batch = like.shape[0]
     total = torch.zeros_like(like)
@@ -67,10 +63,10 @@ def mean_input_gradient(
             current[:] = [(s, points(s))]
         return current[0][1]
 
-    rows = count * batch
+    total_rows = count * batch
     with hook_session(model) as session, torch.enable_grad():
-        for start in range(0, rows, batch_size):
-            stop = min(rows, start + batch_size)
+        for start in range(0, total_rows, batch_size):
+            stop = min(total_rows, start + batch_size)
             pieces: list[tuple[int, int, int]] = []  # (point, first sample, end sample)
             row = start
             while row < stop:
@@ -79,12 +75,9 @@ def mean_input_gradient(
                 pieces.append((s, first, end))
                 row += end - first
             chunk = torch.cat([point(s)[first:end] for s, first, end in pieces])  # (n, 3, H, W)
-            chunk_targets = torch.cat([targets[first:end] for _, first, end in pieces])
-            chunk_region = (
-                None if region is None else torch.cat([region[a:b] for _, a, b in pieces])
-            )
+            rows = torch.cat([torch.arange(first, end) for _, first, end in pieces])  # (n,)
             logits = session.forward(chunk, input_grad=True)
-            scores = heads.target_scores(head, logits, chunk_targets, chunk_region)
+            scores = target.score(logits, rows)
             assert session.input is not None
             (gradient,) = session.gradients(scores, [session.input], retain_graph=False)
             if transform is not None:

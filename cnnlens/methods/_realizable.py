@@ -68,7 +68,7 @@ def png_roundtrip_probabilities(model: LoadedModel, pngs: list[bytes]) -> torch.
     """(B, K) softmax of saved images, decoded and preprocessed exactly as uploads are."""
     x = torch.cat([model.preprocessing(decode_image(png)) for png in pngs]).to(model.device)
     with hook_session(model.module), torch.no_grad():
-        logits = model.module(x)
+        logits: torch.Tensor = model.module(x)
     return logits.float().softmax(dim=1).cpu()
 
 

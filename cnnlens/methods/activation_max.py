@@ -7,11 +7,11 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from cnnlens.errors import InvalidParamsError
 from cnnlens.methods._image_parameterization import FourierImage, PixelImage
 from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, register
 from cnnlens.methods.workload import Cost, Workload, chunked, cost_field
 from cnnlens.models.hooks import HookSession, hook_session
+from cnnlens.targets import ChannelTarget
 
 
 class ActivationMaxParams(MethodParams):
@@ -116,7 +116,7 @@ class ActivationMax(Method):
                 # Chain rule through the jitter and parameterization, minus the L2 prior.
                 loss = params.l2 * x.pow(2).sum() - (shifted * gradient).sum()
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                torch.autograd.backward(loss)
                 optimizer.step()
                 image.project()
                 if params.blur_every and (step + 1) % params.blur_every == 0:
@@ -138,13 +138,7 @@ def _objective(
     """(B,) class logit of each sample's target, or the mean activation of one channel."""
     if channel is None:
         return logits.gather(1, targets.view(-1, 1)).squeeze(1)
-    activations = session.activations[layer]  # (B, C, h, w) or (B, C)
-    if activations.dim() < 2 or channel >= activations.shape[1]:
-        raise InvalidParamsError(
-            f"channel {channel} is out of range for layer {layer!r} "
-            f"with output {tuple(activations.shape[1:])}"
-        )
-    return activations[:, channel].flatten(1).mean(dim=1)
+    return ChannelTarget(layer, channel).score(session.activations[layer])
 
 
 def _start_noise(

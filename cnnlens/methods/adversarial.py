@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, register
-from cnnlens.methods.targets import class_index
 from cnnlens.methods.workload import Cost, Workload, cost_field
 from cnnlens.models.hooks import HookSession, hook_session
+from cnnlens.targets import class_index
 
 # Maps the attacked pixels (one tensor per group of samples) to the model's input batch.
 ToInput = Callable[[Sequence[torch.Tensor]], torch.Tensor]
@@ -155,7 +155,9 @@ def projected_gradient_attack(
             if not active.any():
                 break
         # sign(dL/dp) is what moves: the same step for every pixel (L-inf steepest ascent).
-        for group, (mask, gradient) in enumerate(zip(active.split(counts), gradients, strict=True)):
+        for group, (mask, gradient) in enumerate(
+            zip(torch.split(active, counts), gradients, strict=True)
+        ):
             update = direction * step * gradient.sign() * mask.view(-1, 1, 1, 1)
             moved = pixels[group] + update
             pixels[group] = torch.maximum(torch.minimum(moved, high[group]), low[group])

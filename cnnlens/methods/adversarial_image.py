@@ -11,6 +11,7 @@ again as an upload. An epsilon below one level (1/255) cannot be stored and is r
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,8 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cnnlens.api.models import ClassScore
 from cnnlens.errors import InvalidParamsError
-from cnnlens.explain import ClassScore
 from cnnlens.imageio import ImageSource, load_image
 from cnnlens.methods._realizable import (
     LEVELS,
@@ -36,10 +37,10 @@ from cnnlens.methods.adversarial import (
     projected_gradient_attack,
 )
 from cnnlens.methods.base import MethodParams, check_head_support, get_method, parse_params
-from cnnlens.methods.targets import Targets, resolve_targets
 from cnnlens.models.hooks import hook_session
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.preprocess import Preprocessing
+from cnnlens.targets import Classes, class_indices
 
 MIN_SAVED_EPSILON = 1.0  # one 8-bit level, 0-255 units
 
@@ -79,7 +80,7 @@ class AdversarialImage:
         """JSON-ready fields (no image bytes)."""
 
         def score(value: ClassScore | None) -> dict[str, Any] | None:
-            return None if value is None else vars(value).copy()
+            return None if value is None else value.model_dump()
 
         return {
             "output_size": self.output_size,
@@ -119,7 +120,7 @@ def adversarial_images(
     model: LoadedModel,
     images: Sequence[Image.Image],
     params: MethodParams | dict[str, Any] | None = None,
-    targets: Targets = None,
+    targets: Classes = None,
 ) -> list[AdversarialImage]:
     """`adversarial_image` for several photos of any sizes, with batched model passes."""
     check_head_support(get_method("adversarial"), model.head)
@@ -128,19 +129,16 @@ def adversarial_images(
     device = model.device
     originals = [_original_levels(model, image, parsed.output_size).to(device) for image in images]
     budget = float(math.floor(parsed.epsilon))
+    start = [levels / LEVELS for levels in originals]
     low = [(levels - budget).clamp(min=0) / LEVELS for levels in originals]
     high = [(levels + budget).clamp(max=LEVELS) / LEVELS for levels in originals]
-
-    def to_input(pixels: Sequence[torch.Tensor]) -> torch.Tensor:
-        return prep.normalize(torch.cat([_model_view(prep, quantize(p)) for p in pixels]))
-
-    start = [levels / LEVELS for levels in originals]
+    to_input = functools.partial(_to_input, prep)
     uploads = torch.cat([prep(image) for image in images]).to(device)  # the photos as uploads
     with hook_session(model.module) as session, torch.enable_grad():
         with torch.no_grad():
             logits = session.forward(uploads, input_grad=False)
         num_classes = logits.shape[1]
-        explained = resolve_targets(targets, logits, model.categories, len(images), num_classes)
+        explained = class_indices(targets, logits, model.categories, len(images))
         labels, direction = attack_labels(
             parsed, explained.to(device), model.categories, num_classes
         )
@@ -177,6 +175,11 @@ def adversarial_images(
             )
         )
     return results
+
+
+def _to_input(prep: Preprocessing, pixels: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The attacked pixels of each photo, quantized, as the model's input batch."""
+    return prep.normalize(torch.cat([_model_view(prep, quantize(p)) for p in pixels]))
 
 
 def saved_output_params(params: MethodParams | dict[str, Any] | None) -> AdversarialParams:
@@ -230,4 +233,6 @@ def _on_lattice(pixels: torch.Tensor, levels: torch.Tensor, budget: float) -> to
 
 
 def _score(model: LoadedModel, index: int, probabilities: torch.Tensor) -> ClassScore:
-    return ClassScore(index, model.label_of(index), float(probabilities[index]))
+    return ClassScore(
+        index=index, label=model.label_of(index), probability=float(probabilities[index])
+    )

@@ -17,6 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
+from cnnlens.api.models import method_route
 from cnnlens.errors import (
     IncompatibleModelError,
     InvalidParamsError,
@@ -30,6 +31,7 @@ from cnnlens.models import heads
 from cnnlens.models.hooks import HookSession, ReluRule
 from cnnlens.models.layers import LayerInventory
 from cnnlens.models.preprocess import Preprocessing
+from cnnlens.targets import Target
 
 INPUT = "input"  # the gradient target meaning "the model's input"
 
@@ -93,18 +95,41 @@ def _per_row(value: Any, rows: int) -> bool:
 
 @dataclass
 class MethodContext:
-    """Everything a method may use for one batch."""
+    """Everything a method may use for one batch.
+
+    What to explain is `target` (`cnnlens.targets`), resolved: `scores(x)` is the one way to
+    get the (B,) scores it explains for an input, e.g. captum's `forward_func`:
+
+        IntegratedGradients(context.scores).attribute(
+            context.x, additional_forward_args=(context.target_rows,)
+        )
+
+    (captum expands `target_rows` with the inputs, so each expanded row keeps its target).
+    """
 
     model: nn.Module
     x: torch.Tensor  # (B, 3, H, W) preprocessed, never modified
-    targets: torch.Tensor  # (B,) class indices
+    target: Target  # resolved: the class, region or box each row explains
     layer: str  # resolved target layer
     preprocessing: Preprocessing  # normalization, for methods that work in pixel units
     inventory: LayerInventory  # layer shapes, default layer, compatibility report
     categories: Sequence[str] = ()  # class names by index (empty when unknown)
     gradient_pass: GradientPass | None = None
-    head: str = "softmax"  # how logits become class scores (see cnnlens.models.heads)
-    region: torch.Tensor | None = None  # (B, h, w) segmentation heads: weights per output pixel
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """(B,) each row's class index (the target's `indices`)."""
+        return self.target.indices
+
+    @property
+    def target_rows(self) -> torch.Tensor:
+        """(B,) 0..B-1: the target row of each row of x (for batches that repeat rows)."""
+        return torch.arange(self.x.shape[0], device=self.x.device)
+
+    def scores(self, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """(N,) the target's score for each row of `x` (N, 3, H, W), differentiable; `rows`
+        (N,): the target row of each (default: row n is row n, N = B)."""
+        return self.target.score(self.model(x), rows)
 
     @property
     def shared(self) -> GradientPass:
@@ -130,7 +155,7 @@ class Method(ABC):
     # Whether the method looks at an uploaded image (weights and optimized images need none).
     uses_image: ClassVar[bool] = True
     # Whether it explains a segmentation target (a class's logits over a region, through
-    # `heads.target_scores` / `target_losses`); False: it reads (B, K) class logits.
+    # the target's `score` / `loss`); False: it reads (B, K) class logits.
     segmentation: ClassVar[bool] = True
 
     def requirements(self, params: Any, layer: str) -> Requirements:
@@ -197,7 +222,7 @@ def own_route(name: str) -> str | None:
     """The REST path of a method with results of its own (None: a map, on /v1/explain)."""
     if get_method(name).produces == "map":
         return None
-    return "/v1/" + name.replace("_", "-")
+    return method_route(name)
 
 
 def check_head_support(method: Method, head: str) -> None:
@@ -243,13 +268,10 @@ class GradientPass:
         self.logits = self.session.forward(x, input_grad=self.needs_input_gradient)
         return self.logits
 
-    def select(
-        self, targets: torch.Tensor, head: str = "softmax", region: torch.Tensor | None = None
-    ) -> None:
-        """The scores to explain: the targets' logits (+/- the one logit of a binary head;
-        summed over `region` for a segmentation head)."""
+    def select(self, target: Target) -> None:
+        """The scores to explain: the resolved target's, from this pass's logits."""
         assert self.logits is not None
-        self.scores = heads.target_scores(head, self.logits, targets, region)  # (B,)
+        self.scores = target.score(self.logits)  # (B,)
 
     def activation(self, layer: str) -> torch.Tensor:
         return self.session.activations[layer]

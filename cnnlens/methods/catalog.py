@@ -7,7 +7,7 @@ import pkgutil
 
 import cnnlens.methods as _package
 
-_NOT_METHODS = {"base", "catalog", "run", "targets", "cam_base"}
+_NOT_METHODS = {"base", "catalog", "run", "cam_base"}
 
 for _info in pkgutil.iter_modules(_package.__path__):
     if _info.name not in _NOT_METHODS and not _info.name.startswith("_"):

@@ -213,7 +213,7 @@ def request_cost(chosen: Sequence[tuple[Method, Any]], workload: Workload) -> Co
 
 
 def estimate_request(
-    methods: Sequence[tuple[str, Any]],
+    methods: Sequence[tuple[str | Method, Any]],
     n_targets: int,
     input_shape: tuple[int, int, int],
     calibration: Calibration,
@@ -228,7 +228,8 @@ def estimate_request(
 
 
 def layer_channels(model: LoadedModel, layer: str | None) -> int | None:
-    """Channels of `layer` (default: the model's default layer), for Score-CAM's cost."""
+    """Channels of `layer`, for Score-CAM's cost (None: the default layer, for a caller with
+    no resolved plan; a request's plan always names its layer)."""
     info = model.layers.get(layer or model.default_layer)
     if info is None or not info.output_shape:
         return None
@@ -251,7 +252,7 @@ def check_budget(
 
 
 def check_methods_budget(
-    methods: Sequence[tuple[str, Any]],
+    methods: Sequence[tuple[str | Method, Any]],
     n_targets: int,
     input_shape: tuple[int, int, int],
     budget: Budget,
@@ -376,10 +377,11 @@ def _with(params: MethodParams, name: str, value: int) -> MethodParams | None:
         return None
 
 
-def _parsed(methods: Sequence[tuple[str, Any]]) -> list[tuple[Method, MethodParams]]:
+def _parsed(methods: Sequence[tuple[str | Method, Any]]) -> list[tuple[Method, MethodParams]]:
+    """(name or method, params) -> (method, validated params); resolved pairs pass as they are."""
     chosen = []
     for name, params in methods:
-        method = get_method(name)
+        method = name if isinstance(name, Method) else get_method(name)
         chosen.append((method, parse_params(method, params)))
     return chosen
 

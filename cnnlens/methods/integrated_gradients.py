@@ -58,11 +58,9 @@ class IntegratedGradients(BatchedGradientMethod):
             x,
             point,
             len(alphas),
-            context.targets,
+            context.target,
             weights_tensor,
             params.batch_size,
-            head=context.head,
-            region=context.region,
         )
         return MethodOutput(delta * path_gradient, {"baseline": baseline})
 

@@ -13,6 +13,7 @@ from cnnlens.incremental.occluder import Engine, Occluder
 from cnnlens.incremental.windows import WindowGrid
 from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, register
 from cnnlens.methods.workload import Cost, Workload, chunked, cost_field
+from cnnlens.targets import Target
 
 
 class OcclusionParams(MethodParams):
@@ -60,7 +61,7 @@ class OcclusionParams(MethodParams):
 @register
 class Occlusion(Method):
     """map(p) = mean over windows W containing p of  L(x with W occluded) - L(x),
-    L = -log P(target | x) (segmentation: L = -(the target's logits summed over the region)).
+    L = the target's loss: -log P(target | x) for a class, -score for a region or a box.
 
     Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014 (the
     loss-difference form of the seeds' occlusion loss map, signed so that high = the region
@@ -109,17 +110,17 @@ class Occlusion(Method):
             coarse = self._occluder(context, coarse_grid, params)
         clean_losses, loss_changes = [], []
         evaluated = 0
-        for row, (image, target) in enumerate(zip(x, context.targets.tolist(), strict=True)):
+        for row, image in enumerate(x):
             image = image.unsqueeze(0)  # (1, 3, H, W)
+            target = context.target.take(slice(row, row + 1))
             patch = _patch(context, image, params)
-            region = None if context.region is None else context.region[row : row + 1]
             if coarse is None:
-                clean, occluded = occluder.losses(image, target, patch, region=region)
+                clean, occluded = occluder.losses(image, target, patch)
                 deltas_one = occluded - clean  # (N,)
                 evaluated += len(grid)
             else:
                 clean, deltas_one, count = _drill_down(
-                    coarse, occluder, image, target, patch, params.refine, region
+                    coarse, occluder, image, target, patch, params.refine
                 )
                 evaluated += count
             clean_losses.append(clean)
@@ -139,13 +140,7 @@ class Occlusion(Method):
     def _occluder(context: MethodContext, grid: WindowGrid, params: OcclusionParams) -> Occluder:
         x = context.x
         return Occluder(
-            context.model,
-            grid,
-            params.batch_size,
-            params.engine,
-            x[:1],
-            params.threshold,
-            head=context.head,
+            context.model, grid, params.batch_size, params.engine, x[:1], params.threshold
         )
 
 
@@ -153,16 +148,15 @@ def _drill_down(
     coarse: Occluder,
     fine: Occluder,
     image: torch.Tensor,
-    target: int,
+    target: Target,
     patch: torch.Tensor,
     refine: float,
-    region: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Adaptive drill-down (Krypton, section 4.2): clean loss, (N,) fine loss changes and the
     number of copies scored. Fine windows that are coarse windows keep their coarse values;
     the others get the coarse values interpolated linearly over window corners, which rank
     them; the highest `refine` fraction of them is recomputed."""
-    clean, occluded = coarse.losses(image, target, patch, region=region)
+    clean, occluded = coarse.losses(image, target, patch)
     values = (occluded - clean).view(coarse.grid.shape)  # (Rc, Cc)
     rows = _interpolation(fine.grid.row_starts, coarse.grid.row_starts, values)  # (Rf, Rc)
     cols = _interpolation(fine.grid.col_starts, coarse.grid.col_starts, values)  # (Cf, Cc)
@@ -174,7 +168,7 @@ def _drill_down(
     if count > 0:
         order = torch.topk(estimate[unknown], count).indices
         chosen = torch.sort(unknown[order]).values
-        _, refined = fine.losses(image, target, patch, chosen, region=region)
+        _, refined = fine.losses(image, target, patch, chosen)
         deltas[chosen] = refined - clean
     return clean, deltas, len(coarse.grid) + count
 

@@ -1,4 +1,9 @@
-"""The tensor-level driver: `attribute` for one method, `run_methods` for several sharing passes."""
+"""The tensor-level driver: `attribute` for one method, `run_methods` for several sharing passes.
+
+A call is resolved once (`plan_run`: methods and their params checked, the layer named and
+checked, its default filled in) and then run with its target (`run_plan`); the service
+resolves its requests with the same `plan_run` and hands the plan to its worker.
+"""
 
 from __future__ import annotations
 
@@ -11,24 +16,26 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlens.errors import LayerNotFoundError, TargetError
+from cnnlens.errors import LayerNotFoundError
 from cnnlens.methods.base import (
     GradientPass,
+    Method,
     MethodContext,
     MethodOutput,
+    MethodParams,
     check_head_support,
     get_method,
     join_outputs,
     parse_params,
 )
 from cnnlens.methods.passes import rows_per_pass
-from cnnlens.methods.targets import Targets, resolve_targets
 from cnnlens.models import heads
 from cnnlens.models.hooks import hook_session
 from cnnlens.models.layers import LayerInventory, inspect_layers
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.preprocess import Preprocessing
-from cnnlens.models.regions import Region, RegionError, region_weights
+from cnnlens.models.regions import Region
+from cnnlens.targets import Classes, ClassTarget, Target, as_target
 
 # Per module, then per input size: shapes (hence the default layer and the CAM head check)
 # depend on the size the inventory was traced at.
@@ -36,14 +43,49 @@ _INVENTORIES: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, ...], LayerIn
     weakref.WeakKeyDictionary()
 )
 
+TargetLike = Target | Classes  # a Target, or classes for the model's own kind of target
+Layer = str | nn.Module | None
+
 
 @dataclass
 class RunResult:
     outputs: dict[str, MethodOutput]  # by method name
     logits: torch.Tensor  # (B, K), detached
-    targets: torch.Tensor  # (B,)
+    target: Target  # resolved: what each row explained
     layer: str
     elapsed_ms: dict[str, float]  # by method; a shared forward is split evenly among its users
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """(B,) each row's class index."""
+        return self.target.indices
+
+    @staticmethod
+    def join(parts: Sequence[RunResult]) -> RunResult:
+        """Runs over consecutive rows of one batch -> one, row by row (times add up)."""
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+        return RunResult(
+            {name: join_outputs([p.outputs[name] for p in parts]) for name in first.outputs},
+            torch.cat([p.logits for p in parts]),
+            first.target.join([p.target for p in parts[1:]]),
+            first.layer,
+            {name: sum(p.elapsed_ms.get(name, 0.0) for p in parts) for name in first.elapsed_ms},
+        )
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One call, resolved before any pass: methods with validated params that can explain
+    the model, and the checked layer (the default filled in)."""
+
+    methods: tuple[tuple[Method, MethodParams], ...]
+    layer: str
+
+    @property
+    def names(self) -> list[str]:
+        return [method.name for method, _ in self.methods]
 
 
 def inventory_of(
@@ -68,9 +110,6 @@ def inventory_of(
     return inventory
 
 
-Layer = str | nn.Module | None
-
-
 def layer_name(model: LoadedModel | nn.Module, layer: Layer) -> str | None:
     """A layer given by name or as the module object itself -> its name."""
     if layer is None or isinstance(layer, str):
@@ -78,7 +117,7 @@ def layer_name(model: LoadedModel | nn.Module, layer: Layer) -> str | None:
     module = model.module if isinstance(model, LoadedModel) else model
     for name, child in module.named_modules():
         if child is layer:
-            return name
+            return str(name)
     raise LayerNotFoundError("the layer module given is not part of this model")
 
 
@@ -88,21 +127,49 @@ def resolve_layer(
     input_size: tuple[int, int],
     channels: int | None = None,
 ) -> str:
+    """The layer's name, checked against the model's layers; None: the default layer."""
     inventory = inventory_of(model, input_size, channels)
     layer = layer_name(model, layer)
     if layer is None:
         return inventory.default_layer
-    info = inventory.get(layer)
-    if info is None:
+    if inventory.get(layer) is None:
         raise inventory.unknown(layer, model.name if isinstance(model, LoadedModel) else None)
     return layer
+
+
+def head_of(model: LoadedModel | nn.Module) -> str:
+    return model.head if isinstance(model, LoadedModel) else "softmax"
+
+
+def plan_run(
+    model: LoadedModel | nn.Module,
+    methods: Sequence[tuple[str | Method, Any]],
+    layer: Layer = None,
+    input_shape: tuple[int, int, int] | None = None,
+) -> RunPlan:
+    """Resolve a call once: each method known and able to explain this model at this layer
+    (422 otherwise), its params validated, the layer checked (default filled in).
+    `input_shape` (C, H, W): the batch's (default: the LoadedModel's own input)."""
+    if input_shape is None:
+        assert isinstance(model, LoadedModel), "an nn.Module's plan needs the input shape"
+        input_shape = (model.preprocessing.channels, *model.input_size)
+    channels, size = input_shape[0], (input_shape[1], input_shape[2])
+    resolved_layer = resolve_layer(model, layer, size, channels)
+    inventory = inventory_of(model, size, channels)
+    chosen = []
+    for name, params in methods:
+        method = name if isinstance(name, Method) else get_method(name)
+        check_head_support(method, head_of(model))
+        method.check_model(inventory, resolved_layer)
+        chosen.append((method, parse_params(method, params)))
+    return RunPlan(tuple(chosen), resolved_layer)
 
 
 def run_methods(
     model: LoadedModel | nn.Module,
     x: torch.Tensor,
     methods: Sequence[tuple[str, Any]],
-    target: Targets = None,
+    target: TargetLike = None,
     layer: Layer = None,
     region: Region = None,
 ) -> RunResult:
@@ -113,193 +180,150 @@ def run_methods(
         model: a LoadedModel or any nn.Module classifier returning logits.
         x: (B, 3, H, W) preprocessed batch (left untouched).
         methods: (name, params) pairs; params a dict, the method's Params or None.
-        target: None (top-1), an index, a label, or one per sample.
+        target: a Target (`cnnlens.targets`: ClassTarget, RegionTarget, BoxTarget), or
+            for the model's own kind: None (top-1), an index, a label, or one per sample.
         layer: module name or module object for layer-based methods (default: the
             model's default layer).
         region: segmentation models: a box (x0, y0, x1, y1) or a mask (H, W) / (B, H, W) in
             the input's pixels that each target's logits are summed over (default: the
-            pixels predicted as the target).
+            pixels predicted as the target); the same as `RegionTarget(target, region)`.
     """
-    module = model.module if isinstance(model, LoadedModel) else model
-    categories = model.categories if isinstance(model, LoadedModel) else ()
-    preprocessing = model.preprocessing if isinstance(model, LoadedModel) else Preprocessing()
-    head = model.head if isinstance(model, LoadedModel) else "softmax"
-    if region is not None and head != heads.SEGMENTATION:
-        raise RegionError("a region applies to segmentation models only")
-    device = next((p.device for p in module.parameters()), x.device)
-    x = x.detach().to(device)
-    size, channels = (x.shape[-2], x.shape[-1]), x.shape[1]
-    resolved_layer = resolve_layer(model, layer, size, channels)
-    inventory = inventory_of(model, size, channels)
-    chosen = [(get_method(name), name) for name, _ in methods]
-    for method, _ in chosen:
-        check_head_support(method, head)
-        method.check_model(inventory, resolved_layer)
-    parsed = [
-        parse_params(method, params)
-        for (method, _), (_, params) in zip(chosen, methods, strict=True)
-    ]
+    wanted = as_target(target, head_of(model), x.shape[0], region)
+    plan = plan_run(model, methods, layer, (x.shape[1], x.shape[2], x.shape[3]))
+    return run_plan(model, x, plan, wanted)
 
-    gradient_methods = [
-        (m, p) for (m, _), p in zip(chosen, parsed, strict=True) if m.kind == "gradient"
-    ]
-    other_methods = [
-        (m, p) for (m, _), p in zip(chosen, parsed, strict=True) if m.kind != "gradient"
-    ]
-    outputs: dict[str, MethodOutput] = {}
-    elapsed: dict[str, float] = {}
-    logits: torch.Tensor | None = None
-    targets: torch.Tensor | None = None
-    region_mask: torch.Tensor | None = None  # (B, h, w), segmentation heads
 
-    def context(
-        x: torch.Tensor,
-        targets: torch.Tensor,
-        region_mask: torch.Tensor | None,
-        gradient_pass: GradientPass | None = None,
-    ) -> MethodContext:
-        return MethodContext(
-            module,
-            x,
-            targets.to(device),
-            resolved_layer,
-            preprocessing,
-            inventory,
-            categories,
-            gradient_pass,
-            head,
-            region_mask,
-        )
-
-    def shared_pass(x: torch.Tensor, target: Targets) -> _SharedPass:
-        """The gradient methods on rows x: one forward, one backward per ReLU rule."""
-        with hook_session(module, layers=layers, relu_rules=needs_rules) as session:
-            gradient_pass = GradientPass(session, requirements)
-            started = time.perf_counter()
-            logits = gradient_pass.run_forward(x)
-            forward_share = (time.perf_counter() - started) * 1000 / len(gradient_methods)
-            targets = _targets(target, logits, categories, x.shape[0], head)
-            region_mask = _region(head, region, logits, targets, size)
-            gradient_pass.select(targets.to(device), head, region_mask)
-            shared_context = context(x, targets, region_mask, gradient_pass)
-            outputs: dict[str, MethodOutput] = {}
-            elapsed: dict[str, float] = {}
-            for method, params in gradient_methods:
-                started = time.perf_counter()
-                outputs[method.name] = _detached(method.compute(shared_context, params))
-                elapsed[method.name] = forward_share + (time.perf_counter() - started) * 1000
-            return _SharedPass(outputs, elapsed, logits.detach(), targets, region_mask)
-
-    if gradient_methods:
-        requirements = [m.requirements(p, resolved_layer) for m, p in gradient_methods]
-        layers = sorted(set().union(*(r.layers for r in requirements)))
-        needs_rules = any(rule.value != "gradient" for r in requirements for _, rule in r.gradients)
-        rows = _rows_per_shared_pass(inventory, x, head, region)
-        joined = _SharedPass.join(
+def run_plan(
+    model: LoadedModel | nn.Module, x: torch.Tensor, plan: RunPlan, target: Target
+) -> RunResult:
+    """Run a resolved call (`plan_run`) on the batch x for `target` (`as_target`)."""
+    batch = _Batch.of(model, x, plan)
+    gradient = [(m, p) for m, p in plan.methods if m.kind == "gradient"]
+    others = [(m, p) for m, p in plan.methods if m.kind != "gradient"]
+    if gradient:
+        rows = _rows_per_shared_pass(batch, target)
+        result = RunResult.join(
             [
-                shared_pass(x[start : start + rows], _target_rows(target, start, rows, len(x)))
-                for start in range(0, max(x.shape[0], 1), rows)
+                batch.shared_pass(start, rows, gradient, target)
+                for start in range(0, max(batch.x.shape[0], 1), rows)
             ]
         )
-        outputs, elapsed = joined.outputs, joined.elapsed
-        logits, targets, region_mask = joined.logits, joined.targets, joined.region_mask
-
-    if logits is None:
-        with hook_session(module), torch.no_grad():
-            logits = module(x)
-    if targets is None:
-        targets = _targets(target, logits, categories, x.shape[0], head)
-        region_mask = _region(head, region, logits, targets, size)
-    for method, params in other_methods:
+    else:
+        with hook_session(batch.module), torch.no_grad():
+            logits = batch.module(batch.x)
+        result = RunResult({}, logits, batch.resolve(target, logits), plan.layer, {})
+    for method, params in others:
         started = time.perf_counter()
-        with hook_session(module):  # eval mode and frozen weights; methods nest their own
-            outputs[method.name] = _detached(
-                method.compute(context(x, targets, region_mask), params)
-            )
-        elapsed[method.name] = (time.perf_counter() - started) * 1000
-    return RunResult(outputs, logits, targets, resolved_layer, elapsed)
+        with hook_session(batch.module):  # eval mode and frozen weights; methods nest their own
+            output = method.compute(batch.context(batch.x, result.target), params)
+        result.outputs[method.name] = _detached(output)
+        result.elapsed_ms[method.name] = (time.perf_counter() - started) * 1000
+    result.outputs = {name: result.outputs[name] for name in plan.names}  # the asked order
+    return result
 
 
 def attribute(
     method: str,
     model: LoadedModel | nn.Module,
     x: torch.Tensor,
-    target: Targets = None,
+    target: TargetLike = None,
     layer: Layer = None,
     region: Region = None,
     **params: Any,
 ) -> torch.Tensor:
     """One method on a preprocessed batch, like captum's `attribute`: the raw map in input space.
 
-    `region` (segmentation models): a box or mask in the input's pixels (see `run_methods`).
+    `target`: as `run_methods`'s (a Target, or classes); `region` (segmentation models): a box
+    or mask in the input's pixels (see `run_methods`).
     """
     result = run_methods(model, x, [(method, params)], target=target, layer=layer, region=region)
     return result.outputs[method].map
 
 
-def _targets(
-    target: Targets, logits: torch.Tensor, categories: Sequence[str], batch: int, head: str
-) -> torch.Tensor:
-    scores = heads.ranking(head, logits)  # binary: negative, positive; segmentation: shares
-    return resolve_targets(target, scores, categories, batch, scores.shape[1]).to(logits.device)
-
-
-def _region(
-    head: str, region: Region, logits: torch.Tensor, targets: torch.Tensor, size: tuple[int, int]
-) -> torch.Tensor | None:
-    """(B, h, w) weights of each row's segmentation target; None for classifiers."""
-    if head != heads.SEGMENTATION:
-        return None
-    return region_weights(region, logits, targets.to(logits.device), size)
-
-
 @dataclass
-class _SharedPass:
-    """What the shared gradient pass gave for some rows of the batch."""
+class _Batch:
+    """What every pass of one call shares: the model's parts and the batch on its device."""
 
-    outputs: dict[str, MethodOutput]
-    elapsed: dict[str, float]
-    logits: torch.Tensor
-    targets: torch.Tensor
-    region_mask: torch.Tensor | None
+    module: nn.Module
+    x: torch.Tensor  # (B, C, H, W) on the model's device, detached
+    layer: str
+    preprocessing: Preprocessing
+    inventory: LayerInventory
+    categories: Sequence[str]
+    head: str
 
     @staticmethod
-    def join(parts: list[_SharedPass]) -> _SharedPass:
-        """Passes over consecutive rows -> one, row by row (times add up)."""
-        if len(parts) == 1:
-            return parts[0]
-        return _SharedPass(
-            {name: join_outputs([p.outputs[name] for p in parts]) for name in parts[0].outputs},
-            {name: sum(p.elapsed[name] for p in parts) for name in parts[0].elapsed},
-            torch.cat([p.logits for p in parts]),
-            torch.cat([p.targets for p in parts]),
-            None,  # only classifiers are split (see _rows_per_shared_pass)
+    def of(model: LoadedModel | nn.Module, x: torch.Tensor, plan: RunPlan) -> _Batch:
+        module = model.module if isinstance(model, LoadedModel) else model
+        device = next((p.device for p in module.parameters()), x.device)
+        x = x.detach().to(device)
+        loaded = model if isinstance(model, LoadedModel) else None
+        return _Batch(
+            module,
+            x,
+            plan.layer,
+            loaded.preprocessing if loaded else Preprocessing(),
+            inventory_of(model, (x.shape[-2], x.shape[-1]), x.shape[1]),
+            loaded.categories if loaded else (),
+            head_of(model),
         )
 
+    def resolve(self, target: Target, logits: torch.Tensor) -> Target:
+        size = (self.x.shape[-2], self.x.shape[-1])
+        return target.resolve(logits, head=self.head, categories=self.categories, input_size=size)
 
-def _rows_per_shared_pass(
-    inventory: LayerInventory, x: torch.Tensor, head: str, region: Region
-) -> int:
+    def context(
+        self, x: torch.Tensor, target: Target, gradient_pass: GradientPass | None = None
+    ) -> MethodContext:
+        return MethodContext(
+            self.module,
+            x,
+            target,
+            self.layer,
+            self.preprocessing,
+            self.inventory,
+            self.categories,
+            gradient_pass,
+        )
+
+    def shared_pass(
+        self,
+        start: int,
+        rows: int,
+        methods: Sequence[tuple[Method, MethodParams]],
+        target: Target,
+    ) -> RunResult:
+        """The gradient methods on rows start..start+rows: one forward, one backward per
+        ReLU rule."""
+        x = self.x[start : start + rows]
+        requirements = [m.requirements(p, self.layer) for m, p in methods]
+        layers = sorted(set().union(*(r.layers for r in requirements)))
+        rules = any(rule.value != "gradient" for r in requirements for _, rule in r.gradients)
+        with hook_session(self.module, layers=layers, relu_rules=rules) as session:
+            gradient_pass = GradientPass(session, requirements)
+            started = time.perf_counter()
+            logits = gradient_pass.run_forward(x)
+            forward_share = (time.perf_counter() - started) * 1000 / len(methods)
+            resolved = self.resolve(target.take(slice(start, start + rows)), logits)
+            gradient_pass.select(resolved)
+            context = self.context(x, resolved, gradient_pass)
+            outputs: dict[str, MethodOutput] = {}
+            elapsed: dict[str, float] = {}
+            for method, params in methods:
+                started = time.perf_counter()
+                outputs[method.name] = _detached(method.compute(context, params))
+                elapsed[method.name] = forward_share + (time.perf_counter() - started) * 1000
+            return RunResult(outputs, logits.detach(), resolved, self.layer, elapsed)
+
+
+def _rows_per_shared_pass(batch: _Batch, target: Target) -> int:
     """Rows per shared gradient pass: on a CPU, few enough that its activations reuse the
     heap (`passes.rows_per_pass`: a batch of 64 in one pass ran at half the images/s of
-    heap-sized passes); the whole batch elsewhere, and for segmentation heads, whose regions
-    may be given per row."""
-    if x.shape[0] <= 1 or head == heads.SEGMENTATION or region is not None:
+    heap-sized passes); the whole batch elsewhere, and for segmentation heads."""
+    x = batch.x
+    if x.shape[0] <= 1 or batch.head == heads.SEGMENTATION or not isinstance(target, ClassTarget):
         return max(1, x.shape[0])  # (one row: nothing to split, and no inventory walk)
-    return max(1, min(x.shape[0], rows_per_pass(inventory, x.device) or x.shape[0]))
-
-
-def _target_rows(target: Targets, start: int, rows: int, batch: int) -> Targets:
-    """The targets of rows start..start+rows: one per sample is sliced, one for all is kept."""
-    if target is None or isinstance(target, int | str):
-        return target
-    if isinstance(target, torch.Tensor) and target.dim() == 0:
-        return target
-    if not isinstance(target, torch.Tensor | Sequence):
-        target = list(target)  # any other iterable of classes
-    if len(target) != batch:
-        raise TargetError(f"got {len(target)} targets for a batch of {batch}")
-    return target[start : start + rows]
+    return max(1, min(x.shape[0], rows_per_pass(batch.inventory, x.device) or x.shape[0]))
 
 
 def _detached(output: MethodOutput) -> MethodOutput:

@@ -62,12 +62,10 @@ class SmoothGrad(BatchedGradientMethod):
             x,
             noisy,
             params.samples,
-            context.targets,
+            context.target,
             weights,
             params.batch_size,
             transform=torch.square if params.squared else None,
-            head=context.head,
-            region=context.region,
         )
         if params.reduce == "max_abs":
             return MethodOutput(gradient.abs().amax(dim=1, keepdim=True))

@@ -34,45 +34,15 @@ def class_logits(head: str, logits: torch.Tensor) -> torch.Tensor:
     """(B, K) logits, one column per class; a binary head's one logit z becomes (-z, z);
     a segmentation head's (B, K, H, W) logits keep their pixels.
 
-    Gradient methods explain the target's column of this tensor: the logit itself for
-    softmax and sigmoid heads, and +/-z (the log-odds of that class) for a binary head.
+    Class targets (`cnnlens.targets.ClassTarget`) explain a column of this tensor: the logit
+    itself for softmax and sigmoid heads, and +/-z (the log-odds of that class) for a binary
+    head.
     """
     if head == "binary":
         if logits.shape[1] != 1:
             raise HeadError(f"a binary head needs one output, the model gives {logits.shape[1]}")
         return torch.cat([-logits, logits], dim=1)
     return logits
-
-
-def target_scores(
-    head: str, logits: torch.Tensor, targets: torch.Tensor, region: torch.Tensor | None = None
-) -> torch.Tensor:
-    """(B,) the score gradient methods explain: the target's column of `class_logits`.
-
-    Softmax and sigmoid heads: the target's logit. Binary head (one logit z): z for
-    "positive" (index 1) and -z for "negative" (index 0). Segmentation head: the target's
-    logits summed over the region, S = sum_ij region_ij * y^c_ij (`region` (B, H, W) weights
-    at the logits' resolution; pytorch-grad-cam's SemanticSegmentationTarget).
-    """
-    if head == SEGMENTATION:
-        if logits.dim() != 4:
-            raise HeadError(f"a segmentation head needs (B, K, H, W) outputs, got {logits.dim()}-D")
-        if region is None:
-            raise HeadError("a segmentation target needs a region")
-        index = targets.view(-1, 1, 1, 1).expand(-1, 1, *logits.shape[-2:])
-        maps = logits.gather(1, index).squeeze(1)  # (B, H, W)
-        return (maps * region.to(maps.dtype)).sum(dim=(1, 2))
-    return class_logits(head, logits).gather(1, targets.view(-1, 1)).squeeze(1)
-
-
-def target_losses(
-    head: str, logits: torch.Tensor, targets: torch.Tensor, region: torch.Tensor | None = None
-) -> torch.Tensor:
-    """(B,) the loss occlusion measures: `target_loss` at each row's target; for a
-    segmentation head the negated region score (occlusion then maps its change)."""
-    if head == SEGMENTATION:
-        return -target_scores(head, logits, targets, region)
-    return target_loss(head, logits).gather(1, targets.view(-1, 1)).squeeze(1)
 
 
 def pixel_shares(logits: torch.Tensor) -> torch.Tensor:

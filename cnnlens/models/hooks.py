@@ -313,10 +313,8 @@ class HookSession:
         def capture(module: nn.Module, inputs: Any, output: Any) -> torch.Tensor:
             if not isinstance(output, torch.Tensor):
                 raise LayerNotFoundError(f"layer {name!r} does not output a single tensor")
-            if output.requires_grad:
-                captured = output
-            else:  # nothing below needs a graph: the backward will stop right here
-                captured = output.detach().requires_grad_(True)
+            # Nothing below needs a graph: the backward will stop right here.
+            captured = output if output.requires_grad else output.detach().requires_grad_(True)
             self.activations[name] = captured
             # Downstream gets a copy, so a later in-place op cannot rewrite what we captured.
             return captured.clone()

@@ -71,34 +71,7 @@ def load_model(
         alias: the name the LoadedModel carries (default: `name`).
     """
     head_name = None if head is None else check_head(head)
-    arch_kwargs: dict[str, Any] = {}
-    if num_classes is not None:
-        arch_kwargs["num_classes"] = num_classes
-    if in_chans is not None:
-        if in_chans not in (1, 3):
-            raise InvalidParamsError(
-                f"models with {in_chans} input channels are not supported (1 or 3)"
-            )
-        arch_kwargs["in_chans"] = in_chans
-    family, _, arch = name.partition(":")
-    if not arch:
-        family, arch = "cnnlens", name
-    if family == "cnnlens" and arch == zoo.DEFAULT_MODEL:
-        if arch_kwargs:
-            raise InvalidParamsError(f"{zoo.DEFAULT_MODEL} takes no num_classes / in_chans")
-        loaded = _load_default(weights)
-    elif family == "torchvision":
-        if "in_chans" in arch_kwargs:
-            raise InvalidParamsError("in_chans is a timm argument; use a timm architecture")
-        loaded = _load_torchvision(arch, weights, arch_kwargs)
-    elif family == "timm":
-        loaded = _load_timm(arch, weights, arch_kwargs)
-    else:
-        hint = did_you_mean(name, [zoo.DEFAULT_MODEL])
-        raise ModelNotFoundError(
-            f"unknown model {name!r}{hint or ':'} use {zoo.DEFAULT_MODEL!r}, "
-            "'torchvision:<arch>' or 'timm:<arch>' (`cnnlens models --all` lists them)"
-        )
+    loaded = _build(name, weights, _arch_kwargs(num_classes, in_chans))
     if in_chans == 1:
         loaded.preprocessing = Preprocessing.from_mapping(
             {"channels": 1}, base=loaded.preprocessing
@@ -124,6 +97,42 @@ def load_model(
     if device is not None:
         loaded.to(device)
     return loaded
+
+
+def _arch_kwargs(num_classes: int | None, in_chans: int | None) -> dict[str, Any]:
+    """The architecture's keyword arguments (timm / torchvision) for these options."""
+    arch_kwargs: dict[str, Any] = {}
+    if num_classes is not None:
+        arch_kwargs["num_classes"] = num_classes
+    if in_chans is not None:
+        if in_chans not in (1, 3):
+            raise InvalidParamsError(
+                f"models with {in_chans} input channels are not supported (1 or 3)"
+            )
+        arch_kwargs["in_chans"] = in_chans
+    return arch_kwargs
+
+
+def _build(name: str, weights: Weights, arch_kwargs: dict[str, Any]) -> LoadedModel:
+    """The named architecture of its family with its weights."""
+    family, _, arch = name.partition(":")
+    if not arch:
+        family, arch = "cnnlens", name
+    if family == "cnnlens" and arch == zoo.DEFAULT_MODEL:
+        if arch_kwargs:
+            raise InvalidParamsError(f"{zoo.DEFAULT_MODEL} takes no num_classes / in_chans")
+        return _load_default(weights)
+    if family == "torchvision":
+        if "in_chans" in arch_kwargs:
+            raise InvalidParamsError("in_chans is a timm argument; use a timm architecture")
+        return _load_torchvision(arch, weights, arch_kwargs)
+    if family == "timm":
+        return _load_timm(arch, weights, arch_kwargs)
+    hint = did_you_mean(name, [zoo.DEFAULT_MODEL])
+    raise ModelNotFoundError(
+        f"unknown model {name!r}{hint or ':'} use {zoo.DEFAULT_MODEL!r}, "
+        "'torchvision:<arch>' or 'timm:<arch>' (`cnnlens models --all` lists them)"
+    )
 
 
 def _load_default(weights: Weights) -> LoadedModel:
@@ -206,7 +215,7 @@ def _load_timm(arch: str, weights: Weights, arch_kwargs: dict[str, Any]) -> Load
     if source is None:
         source = "timm" if _is_default(weights) else "none"
         sha = _state_sha256(module) if _is_default(weights) else None
-    config = timm.data.resolve_data_config(model=module)
+    config = timm.data.resolve_data_config(model=module)  # type: ignore[attr-defined,no-untyped-call]
     _, height, width = config["input_size"]
     preprocessing = Preprocessing(
         input_size=(height, width),

@@ -35,7 +35,8 @@ class MainOutput(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         output = self.inner(x)
-        return output[self.key] if isinstance(output, Mapping) else output
+        main: torch.Tensor = output[self.key] if isinstance(output, Mapping) else output
+        return main
 
     def train(self, mode: bool = True) -> MainOutput:
         super().train(mode)

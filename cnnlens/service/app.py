@@ -23,9 +23,9 @@ from cnnlens.service.middleware import BodyLimitMiddleware, RequestContextMiddle
 from cnnlens.service.routers import PUBLIC_ROUTERS, V1_ROUTERS
 from cnnlens.service.routers.audits import resume_audit_jobs, stop_audit_jobs
 from cnnlens.service.routers.web import WEB_DIRECTORY
+from cnnlens.service.runtime.state import ServiceState
 from cnnlens.service.security import SecurityMiddleware
 from cnnlens.service.settings import Settings
-from cnnlens.service.state import ServiceState
 
 
 def create_app(

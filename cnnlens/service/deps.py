@@ -33,11 +33,11 @@ from fastapi import Depends, Request, UploadFile
 from PIL import Image
 
 from cnnlens.imageio import decode_image
-from cnnlens.service.abort import AbortSignal, abort_when
 from cnnlens.service.errors import NotReadyError, PayloadTooLargeError, UnauthorizedError
+from cnnlens.service.runtime.abort import AbortSignal, abort_when
+from cnnlens.service.runtime.state import ServiceState
+from cnnlens.service.runtime.worker import PER_THREAD_INTRA_OP
 from cnnlens.service.settings import Settings
-from cnnlens.service.state import ServiceState
-from cnnlens.service.worker import PER_THREAD_INTRA_OP
 
 T = TypeVar("T")
 

@@ -80,6 +80,13 @@ class NotAcceptableError(ServiceError):
     status = 406
 
 
+def documented_errors(*answers: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    """A route's error answers for its OpenAPI `responses`: (status, when) -> ErrorBody."""
+    from cnnlens.api.models import ErrorBody
+
+    return {status: {"model": ErrorBody, "description": when} for status, when in answers}
+
+
 def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 

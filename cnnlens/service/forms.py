@@ -10,8 +10,8 @@ from fastapi import Request
 from cnnlens.api.forms import DEFAULT_METHOD, json_object, split_list
 from cnnlens.errors import InvalidParamsError, TargetError, shown
 from cnnlens.methods.base import Method, MethodParams, get_method, parse_params
-from cnnlens.methods.targets import class_index
 from cnnlens.models.loaded import LoadedModel
+from cnnlens.targets import class_index
 
 _MAX_METHODS = 32
 _MAX_TARGET_CHARS = 200
@@ -64,13 +64,11 @@ def parse_class(value: int | str, model: LoadedModel) -> int:
     return class_index(value, model.categories, len(model.categories) or 1000)
 
 
-def parse_layer(value: str | None, model: LoadedModel) -> str | None:
+def layer_field(value: str | None) -> str | None:
+    """The `layer` field's name (None when empty); `plan_run` checks it against the model."""
     if value is None or not value.strip():
         return None
-    name = value.strip()
-    if model.layers.get(name) is None:
-        raise model.layers.unknown(name, model.name)
-    return name
+    return value.strip()
 
 
 def parse_params_by_method(text: str | None, methods: Sequence[Method]) -> dict[str, MethodParams]:

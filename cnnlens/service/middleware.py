@@ -171,16 +171,23 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        refusal = self._declared_refusal(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self._limited(scope, receive, send)
+
+    def _declared_refusal(self, scope: Scope) -> ASGIApp | None:
+        """400 for a Content-Length that is not a number, 413 for one over the limit."""
         declared = _header(scope, b"content-length")
-        if declared is not None:
-            if not (declared.strip().isascii() and declared.strip().isdigit()):
-                await error_response(400, "bad_request", "invalid Content-Length")(
-                    scope, receive, send
-                )
-                return
-            if int(declared) > self.max_bytes:
-                await self._too_large(scope, receive, send)
-                return
+        if declared is None:
+            return None
+        if not (declared.strip().isascii() and declared.strip().isdigit()):
+            return error_response(400, "bad_request", "invalid Content-Length")
+        return self._too_large if int(declared) > self.max_bytes else None
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app, with its body cut off (and answered 413) once it passes the limit."""
         received = 0
         exceeded = False
         response_started = False

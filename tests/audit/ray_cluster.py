@@ -3,6 +3,7 @@ its own `ray start --block` process with its own resources, stopped by killing o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -162,10 +163,8 @@ class LocalCluster:
                 workers = _children(pid)
                 os.kill(pid, signal.SIGKILL)
                 for worker in workers:
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.kill(worker, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
                 return pid
         raise RuntimeError("no raylet under the worker node's process")
 
@@ -178,7 +177,5 @@ class LocalCluster:
             except subprocess.TimeoutExpired:
                 process.kill()
             for pid in tree:  # what `ray start --block` left behind
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass

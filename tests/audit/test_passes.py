@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from pydantic import BaseModel
 
 from cnnlens.audit import AuditConfig
 from cnnlens.audit import analyze as analyze_module
@@ -86,7 +87,9 @@ def test_passes_change_no_result(
 
 def _assert_close(one: object, other: object) -> None:
     """Equal, floats within 1e-5: batch size changes the convolutions' last bits."""
-    if isinstance(one, dict) and isinstance(other, dict):
+    if isinstance(one, BaseModel) and isinstance(other, BaseModel):  # parts of a row
+        _assert_close(one.model_dump(), other.model_dump())
+    elif isinstance(one, dict) and isinstance(other, dict):
         assert one.keys() == other.keys()
         for key in one:
             _assert_close(one[key], other[key])

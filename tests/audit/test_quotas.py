@@ -33,11 +33,13 @@ def _bomb(path: Path, inflated_mb: int = 1024, head: bytes = b"") -> Path:
     """A ~1 MB zip of one member that inflates to `inflated_mb` MB of zeros (a bounded loop),
     after `head` (an image's signature, to pass the check of the first bytes)."""
     zeros = bytes(MB)
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        with archive.open("bomb.png", "w", force_zip64=True) as member:
-            member.write(head)
-            for _ in range(inflated_mb):
-                member.write(zeros)
+    with (
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive,
+        archive.open("bomb.png", "w", force_zip64=True) as member,
+    ):
+        member.write(head)
+        for _ in range(inflated_mb):
+            member.write(zeros)
     return path
 
 

@@ -63,71 +63,9 @@ def test_service_audit_from_a_zip(
         assert final["progress"] == {"done": 4, "total": 4, "errors": 1, "fraction": 1.0}
         assert seen == sorted(seen)  # progress only grows
 
-        results = client.get(f"/v1/audits/{job_id}/results").json()
-        by_name = {r["name"]: r for r in results["results"]}
-        assert set(by_name) == {
-            f"batch/{n}" for n in ("astronaut.png", BROKEN, "chelsea.png", "coffee.png")
-        }
-        assert by_name["batch/chelsea.png"]["correct"] is True
-        assert by_name["batch/coffee.png"]["correct"] is False
-        assert "misclassified" in by_name["batch/coffee.png"]["flags"]
-        assert by_name[f"batch/{BROKEN}"]["status"] == "error"
-        assert results["summary"]["accuracy"] == 0.5
+        _check_results(client, job_id, chelsea_size)
 
-        only_flagged = client.get(f"/v1/audits/{job_id}/results", params={"flagged": "true"})
-        flagged_names = {r["name"] for r in only_flagged.json()["results"]}
-        assert flagged_names == {n for n, r in by_name.items() if r["flags"]}
-        assert f"batch/{BROKEN}" in flagged_names and "batch/coffee.png" in flagged_names
-        page = client.get(f"/v1/audits/{job_id}/results", params={"offset": 1, "limit": 2})
-        assert [r["index"] for r in page.json()["results"]] == [1, 2]
-        assert page.json()["summary"]["images"] == 4
-
-        chelsea_index = by_name["batch/chelsea.png"]["index"]
-        overlay = client.get(f"/v1/audits/{job_id}/overlays/{chelsea_index}/grad_cam.png")
-        assert overlay.status_code == 200 and overlay.content[:4] == b"\x89PNG"
-        assert Image.open(io.BytesIO(overlay.content)).size == chelsea_size
-        missing = client.get(f"/v1/audits/{job_id}/overlays/{chelsea_index}/saliency.png")
-        assert missing.status_code == 404
-
-        report = client.get(f"/v1/audits/{job_id}/report")
-        assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
-        for name in by_name:
-            assert name in report.text
-        csv_text = client.get(f"/v1/audits/{job_id}/results", params={"format": "csv"}).text
-        assert csv_text.splitlines()[0].startswith("index,name,status")
-        assert len(csv_text.splitlines()) == 5
-
-        slip = client.post(
-            "/v1/audits",
-            files={
-                "archive": (
-                    "evil.zip",
-                    zipped({"ok.png": b"1", "../../evil.png": b"2"}),
-                    "application/zip",
-                )
-            },
-        )
-        assert slip.status_code == 400
-        assert (
-            slip.json()["error"]["code"] == "bad_archive"
-            and ".." in slip.json()["error"]["message"]
-        )
-        assert (
-            not (tmp_path / "evil.png").exists() and not (tmp_path / "data" / "evil.png").exists()
-        )
-        not_archive = client.post(
-            "/v1/audits", files={"archive": ("x.zip", b"hello", "application/zip")}
-        )
-        assert not_archive.status_code == 400
-        # a CSV list would name files on the server: only archives are accepted here
-        listing = f"{folder / 'chelsea.png'}\n".encode()
-        as_csv = client.post("/v1/audits", files={"archive": ("list.csv", listing, "text/csv")})
-        assert as_csv.status_code == 400 and as_csv.json()["error"]["code"] == "bad_archive"
-        bad_method = client.post(
-            "/v1/audits", files={"archive": ("p.zip", archive, "application/zip")},
-            data={"method": "adversarial"},
-        )  # fmt: skip
-        assert bad_method.status_code == 422
+        _check_refusals(client, tmp_path, folder, archive)
         assert client.get("/v1/audits/0123456789abcdef").status_code == 404
         assert client.get("/v1/audits/..%2F..%2Fetc").status_code == 404
         assert [j["id"] for j in client.get("/v1/audits").json()["audits"]] == [job_id]
@@ -143,6 +81,73 @@ def test_service_audit_from_a_zip(
         assert client.get(f"/v1/audits/{job_id}").status_code == 404
         assert client.get("/v1/audits").json()["audits"] == []
         assert not (tmp_path / "data" / "audits" / job_id).exists()
+
+
+def _check_results(client: TestClient, job_id: str, chelsea_size: tuple[int, int]) -> None:
+    """A finished job's results, their flagged subset and pages, an overlay and the report."""
+    results = client.get(f"/v1/audits/{job_id}/results").json()
+    by_name = {r["name"]: r for r in results["results"]}
+    assert set(by_name) == {
+        f"batch/{n}" for n in ("astronaut.png", BROKEN, "chelsea.png", "coffee.png")
+    }
+    assert by_name["batch/chelsea.png"]["correct"] is True
+    assert by_name["batch/coffee.png"]["correct"] is False
+    assert "misclassified" in by_name["batch/coffee.png"]["flags"]
+    assert by_name[f"batch/{BROKEN}"]["status"] == "error"
+    assert results["summary"]["accuracy"] == 0.5
+
+    only_flagged = client.get(f"/v1/audits/{job_id}/results", params={"flagged": "true"})
+    flagged_names = {r["name"] for r in only_flagged.json()["results"]}
+    assert flagged_names == {n for n, r in by_name.items() if r["flags"]}
+    assert f"batch/{BROKEN}" in flagged_names and "batch/coffee.png" in flagged_names
+    page = client.get(f"/v1/audits/{job_id}/results", params={"offset": 1, "limit": 2})
+    assert [r["index"] for r in page.json()["results"]] == [1, 2]
+    assert page.json()["summary"]["images"] == 4
+
+    chelsea_index = by_name["batch/chelsea.png"]["index"]
+    overlay = client.get(f"/v1/audits/{job_id}/overlays/{chelsea_index}/grad_cam.png")
+    assert overlay.status_code == 200 and overlay.content[:4] == b"\x89PNG"
+    assert Image.open(io.BytesIO(overlay.content)).size == chelsea_size
+    missing = client.get(f"/v1/audits/{job_id}/overlays/{chelsea_index}/saliency.png")
+    assert missing.status_code == 404
+
+    report = client.get(f"/v1/audits/{job_id}/report")
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+    for name in by_name:
+        assert name in report.text
+    csv_text = client.get(f"/v1/audits/{job_id}/results", params={"format": "csv"}).text
+    assert csv_text.splitlines()[0].startswith("index,name,status")
+    assert len(csv_text.splitlines()) == 5
+
+
+def _check_refusals(client: TestClient, tmp_path: Path, folder: Path, archive: bytes) -> None:
+    """Unsafe and unreadable uploads, and methods an audit cannot run, are refused."""
+    slip = client.post(
+        "/v1/audits",
+        files={
+            "archive": (
+                "evil.zip",
+                zipped({"ok.png": b"1", "../../evil.png": b"2"}),
+                "application/zip",
+            )
+        },
+    )
+    assert slip.status_code == 400
+    assert slip.json()["error"]["code"] == "bad_archive" and ".." in slip.json()["error"]["message"]
+    assert not (tmp_path / "evil.png").exists() and not (tmp_path / "data" / "evil.png").exists()
+    not_archive = client.post(
+        "/v1/audits", files={"archive": ("x.zip", b"hello", "application/zip")}
+    )
+    assert not_archive.status_code == 400
+    # a CSV list would name files on the server: only archives are accepted here
+    listing = f"{folder / 'chelsea.png'}\n".encode()
+    as_csv = client.post("/v1/audits", files={"archive": ("list.csv", listing, "text/csv")})
+    assert as_csv.status_code == 400 and as_csv.json()["error"]["code"] == "bad_archive"
+    bad_method = client.post(
+        "/v1/audits", files={"archive": ("p.zip", archive, "application/zip")},
+        data={"method": "adversarial"},
+    )  # fmt: skip
+    assert bad_method.status_code == 422
 
 
 def test_unfinished_audit_resumes_when_the_service_starts(

@@ -169,9 +169,11 @@ def test_api_key_is_sent_and_checked(default_model: LoadedModel, chelsea: Image.
 
 
 def test_unreachable_server_is_a_connection_error() -> None:
-    with Client("http://127.0.0.1:9", timeout=2) as nowhere:
-        with pytest.raises(CnnlensConnectionError) as caught:
-            nowhere.models()
+    with (
+        Client("http://127.0.0.1:9", timeout=2) as nowhere,
+        pytest.raises(CnnlensConnectionError) as caught,
+    ):
+        nowhere.models()
     assert caught.value.status == 0 and caught.value.code == "connection_error"
 
 

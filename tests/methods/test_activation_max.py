@@ -14,8 +14,8 @@ from torch import nn
 from cnnlens.errors import InvalidParamsError
 from cnnlens.methods import MethodOutput, run_methods
 from cnnlens.methods._image_parameterization import FourierImage, gaussian_blur
-from cnnlens.methods.targets import Targets
 from cnnlens.models import LoadedModel, Preprocessing, count_hooks
+from cnnlens.targets import Classes
 
 BELL_PEPPER = 945
 SIZE = 4
@@ -50,7 +50,7 @@ def score_gradient(target: int) -> np.ndarray:
 
 
 def maximize(
-    model: nn.Module | LoadedModel, x: torch.Tensor, target: Targets = None, **params: Any
+    model: nn.Module | LoadedModel, x: torch.Tensor, target: Classes = None, **params: Any
 ) -> MethodOutput:
     return run_methods(model, x, [("activation_max", params)], target=target).outputs[
         "activation_max"

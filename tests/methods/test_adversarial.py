@@ -10,8 +10,8 @@ import torch
 
 from cnnlens.errors import InvalidParamsError, TargetError
 from cnnlens.methods import MethodOutput, run_methods
-from cnnlens.methods.targets import Targets
 from cnnlens.models import LoadedModel, Preprocessing, count_hooks
+from cnnlens.targets import Classes
 from tests.conftest import EGYPTIAN_CAT
 from tests.tiny import FC, FC_BIAS, input_gradient, pre_activations, tiny_cnn, tiny_input
 
@@ -36,7 +36,7 @@ def cross_entropy_gradient(label: int) -> np.ndarray:
 
 
 def attack(
-    model: torch.nn.Module | LoadedModel, x: torch.Tensor, target: Targets = None, **params: Any
+    model: torch.nn.Module | LoadedModel, x: torch.Tensor, target: Classes = None, **params: Any
 ) -> MethodOutput:
     return run_methods(model, x, [("adversarial", params)], target=target).outputs["adversarial"]
 

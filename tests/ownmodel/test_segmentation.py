@@ -383,12 +383,13 @@ def test_cli_passes_the_region(tmp_path: Path) -> None:
 def test_region_score_and_shares_by_hand() -> None:
     from cnnlens.models import heads
     from cnnlens.models.regions import region_weights
+    from cnnlens.targets import RegionTarget
 
     logits = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[0.0, 5.0], [-1.0, 0.5]]]])  # (1, 2, 2, 2)
     region = torch.tensor([[[1.0, 0.0], [0.5, 1.0]]])
-    scores = heads.target_scores("segmentation", logits, torch.tensor([1]), region)
+    scores = RegionTarget(torch.tensor([1]), weights=region).score(logits)
     assert float(scores[0]) == pytest.approx(0.0 * 1 + 5.0 * 0 + (-1.0) * 0.5 + 0.5 * 1)
-    losses = heads.target_losses("segmentation", logits, torch.tensor([0]), region)
+    losses = RegionTarget(torch.tensor([0]), weights=region).loss(logits)
     assert float(losses[0]) == pytest.approx(-(1.0 + 1.5 + 4.0))
     assert heads.pixel_shares(logits).tolist() == [[0.75, 0.25]]  # class 1 wins one pixel
     assert heads.predicted_sets("segmentation", logits) == [{0, 1}]

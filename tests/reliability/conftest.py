@@ -20,8 +20,8 @@ from fastapi import FastAPI
 
 from cnnlens.models import LoadedModel
 from cnnlens.models.hooks import count_hooks
-from cnnlens.service.state import ServiceState
-from cnnlens.service.worker import ModelWorker
+from cnnlens.service.runtime.state import ServiceState
+from cnnlens.service.runtime.worker import ModelWorker
 from tests.pinned import pinned_app, pinned_settings
 
 SERVER_LIMITS = {"request_deadline_s": 30.0, "queue_size": 16}

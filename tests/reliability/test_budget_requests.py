@@ -20,9 +20,10 @@ from PIL import Image
 from cnnlens.compare.options import parse_options
 from cnnlens.errors import OverBudgetError, ResponseTooLargeError
 from cnnlens.methods.cost import Budget, check_methods_budget, layer_channels
+from cnnlens.methods.run import plan_run
 from cnnlens.models import LoadedModel
 from cnnlens.response_size import check_response_size
-from cnnlens.service.budget import compare_plan
+from cnnlens.service.runtime.budget import compare_plan
 from cnnlens.service.settings import Limits
 from tests.pinned import pinned_app, pinned_settings
 
@@ -216,7 +217,7 @@ def test_a_comparison_over_budget_names_its_steps(served: Served, small_jpeg: by
 
     def fits(count: int) -> bool:
         options = parse_options(scores=["deletion", "insertion"], steps=count)
-        plan = compare_plan(["grad_cam"], {}, 1, options)
+        plan = compare_plan(plan_run(served.model, [("grad_cam", None)]), 1, options)
         try:
             plan.admit(served.model, served.budget, served.limits)
         except OverBudgetError:

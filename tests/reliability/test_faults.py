@@ -47,9 +47,9 @@ def _slow_request_bytes(url: str) -> bytes:
 def _requests_counted(http: httpx.Client, status: str) -> float:
     total = 0.0
     for line in http.get("/metrics").text.splitlines():
-        if line.startswith("cnnlens_requests_total{") and f'status="{status}"' in line:
-            if 'route="/v1/explain"' in line:
-                total += float(line.rsplit(" ", 1)[1])
+        counted = line.startswith("cnnlens_requests_total{") and f'status="{status}"' in line
+        if counted and 'route="/v1/explain"' in line:
+            total += float(line.rsplit(" ", 1)[1])
     return total
 
 

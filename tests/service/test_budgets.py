@@ -15,18 +15,18 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 import cnnlens.api.bodies as bodies
+from cnnlens.methods.run import plan_run
 from cnnlens.models import LoadedModel
-from cnnlens.service.abort import AbortSignal
 from cnnlens.service.deps import render_until
-from cnnlens.service.engine import (
+from cnnlens.service.errors import DeadlineExceededError
+from cnnlens.service.handlers.explain import (
     ExplainInput,
-    ExplainPlan,
     render_explain_response,
     run_explain_batch,
 )
-from cnnlens.service.errors import DeadlineExceededError
+from cnnlens.service.runtime.abort import AbortSignal
+from cnnlens.service.runtime.worker import ModelWorker
 from cnnlens.service.settings import Limits
-from cnnlens.service.worker import ModelWorker
 from tests.pinned import PINNED_CALIBRATION, PINNED_LIMITS, pinned_app, pinned_settings
 from tests.service.conftest import MODEL
 
@@ -137,9 +137,9 @@ def test_a_heavy_job_is_passed_over_a_bounded_number_of_times(
 
 @pytest.fixture(scope="module")
 def eight_targets(default_model: LoadedModel, chelsea: Image.Image) -> Any:
-    plan = ExplainPlan(MODEL, (("grad_cam", "{}"),), None, explicit_targets=True)
+    plan = plan_run(default_model, [("grad_cam", {})])
     x = default_model.preprocessing(chelsea)
-    (rows,) = run_explain_batch(default_model, [ExplainInput(plan, x, list(range(8)))])
+    (rows,) = run_explain_batch(default_model, [ExplainInput(plan, x, tuple(range(8)))])
     return rows
 
 

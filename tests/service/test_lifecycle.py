@@ -13,7 +13,7 @@ import torch
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-import cnnlens.service.state as state_module
+import cnnlens.service.runtime.state as state_module
 from cnnlens.models import LoadedModel
 from cnnlens.models.hooks import count_hooks
 from cnnlens.service import Settings, load_settings

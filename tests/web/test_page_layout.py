@@ -92,7 +92,7 @@ def _in_sight(driver: Any, element: Any) -> None:
 
     def inside(_: Any) -> bool:
         top, bottom, height = driver.execute_script(RECT, element)
-        return bool(0 <= top and bottom <= height)
+        return bool(top >= 0 and bottom <= height)
 
     try:
         WebDriverWait(driver, 5).until(inside)

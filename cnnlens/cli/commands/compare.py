@@ -187,7 +187,7 @@ def _remote(
         )  # fmt: skip
 
     for path, result in each_image(images, compare, failed, "comparing", args.quiet):
-        answer = dict(result.data)
+        answer = result.model_dump(mode="json", exclude={"grid_png"})
         for item in answer.get("images", []):
             item["name"] = str(path)
         answers.append(answer)

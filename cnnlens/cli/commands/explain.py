@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from cnnlens.cli.commands._common import (
 )
 
 if TYPE_CHECKING:
+    from cnnlens.api.models import ClassScore
     from cnnlens.client.results import ExplainResult
 
 HELP = "explain images with one or more methods; write overlays, heatmaps and a summary"
@@ -136,24 +136,26 @@ class LocalEngine:
         self.overlay_format = args.overlay_format
 
     def __call__(self, path: Path) -> ImageResult:
-        """The one v1 body (`cnnlens.api.bodies`), read as a client reads it."""
-        from cnnlens.api.bodies import explain_response
-        from cnnlens.api.models import ImageSize
-        from cnnlens.client.results import ExplainResult
+        """The Explanations, rendered to the files the service would send."""
+        import numpy as np
+
+        from cnnlens.api.bodies import class_score, image_files
         from cnnlens.explain import explain
 
-        started = time.monotonic()
         result = explain(
             self.model, path, self.methods, target=self.targets or None, layer=self.layer,
             params=self.params, region=self.region,
         )  # fmt: skip
-        size = ImageSize(width=result.image.width, height=result.image.height)
-        elapsed = (time.monotonic() - started) * 1000
-        body = explain_response(
-            self.model.name, size, result.predictions, result, self.output, elapsed,
-            image_format=self.overlay_format,
-        )  # fmt: skip
-        return image_result(ExplainResult.from_json(body.model_dump(mode="json")))
+        rendered = []
+        for item in result:
+            overlay, heatmap = image_files(item, self.output, self.overlay_format)
+            array = item.map.astype(np.float32) if "array" in self.output else None
+            target = _score(class_score(item.target))
+            rendered.append(
+                Rendered(item.method, target, item.layer, overlay, heatmap, array, item.elapsed_ms)
+            )
+        predictions = [score.model_dump() for p in result.predictions if (score := class_score(p))]
+        return ImageResult(result.image.width, result.image.height, predictions, rendered)
 
 
 class RemoteEngine:
@@ -181,21 +183,25 @@ class RemoteEngine:
 
 
 def image_result(result: ExplainResult) -> ImageResult:
-    """A v1 explain body (as the client reads it) as the files and rows this command writes."""
+    """A v1 explain answer (as the client reads it) as the files and rows this command writes."""
     rendered = [
         Rendered(
             method=item.method,
-            target=vars(item.target) if item.target else None,
+            target=_score(item.target),
             layer=item.layer,
-            overlay_png=item.overlay_png,
-            heatmap_png=item.heatmap_png,
+            overlay_png=item.overlay_bytes,
+            heatmap_png=item.heatmap_bytes,
             array=item.map,
             elapsed_ms=item.elapsed_ms,
         )
         for item in result.explanations
     ]
-    predictions = [vars(p) for p in result.predictions]
+    predictions = [p.model_dump() for p in result.predictions]
     return ImageResult(result.width, result.height, predictions, rendered)
+
+
+def _score(score: ClassScore | None) -> dict[str, Any] | None:
+    return None if score is None else score.model_dump()
 
 
 def run(args: argparse.Namespace) -> int:

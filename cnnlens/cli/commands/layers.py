@@ -57,14 +57,7 @@ def _field(value: int | None) -> str:
 def _remote(args: argparse.Namespace) -> dict[str, Any]:
     with open_client(args) as client:
         model = client.model(args.model)
-    data = dict(model.data)
-    data.pop("categories", None)
-    return {
-        **data,
-        "name": model.name,
-        "default_layer": model.default_layer,
-        "layers": [vars(layer) for layer in model.layers],
-    }
+    return model.model_dump(mode="json", exclude={"categories"})
 
 
 def _local(name: str, weights: str) -> dict[str, Any]:

@@ -55,7 +55,7 @@ def _local(args: argparse.Namespace) -> list[dict[str, Any]]:
 def run(args: argparse.Namespace) -> int:
     if args.server:
         with open_client(args) as client:
-            entries = [summary.data for summary in client.models()]
+            entries = [summary.model_dump(mode="json") for summary in client.models()]
     else:
         entries = _local(args)
     if args.filter:

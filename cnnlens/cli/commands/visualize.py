@@ -91,17 +91,18 @@ def _local(args: argparse.Namespace) -> dict[str, Any]:
     """The service's own check, work and render of the method, in this process."""
     from cnnlens.imageio import decode_image
     from cnnlens.methods.base import get_method
+    from cnnlens.methods.run import plan_run
     from cnnlens.models import load_model
-    from cnnlens.service.engine import SingleRun, own_route
-    from cnnlens.service.forms import parse_class, parse_layer, parse_method_params
+    from cnnlens.service.forms import layer_field, parse_class, parse_method_params
+    from cnnlens.service.handlers import SingleRun, own_route
 
     started = time.monotonic()
     method, answer = get_method(args.method), own_route(args.method)
     loaded = load_model(args.model or DEFAULT_MODEL, weights=args.weights)
     params = parse_method_params(args.params, method)
     target = parse_class(_target(args.target), loaded) if args.target else None
-    layer = parse_layer(args.layer, loaded)
-    run = answer.check(loaded, SingleRun(method.name, params, None, target, layer))
+    plan = plan_run(loaded, [(method, params)], layer_field(args.layer))
+    run = answer.check(loaded, SingleRun(plan, target))
     if method.uses_image:
         run.picture = decode_image(Path(args.image).read_bytes())
         run.x = loaded.preprocessing(run.picture) if answer.preprocess else None

@@ -17,26 +17,29 @@ from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote
 
 import anyio
-from fastapi import APIRouter, Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Path, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from pydantic import ValidationError
 
-from cnnlens.api.forms import DEFAULT_METHOD
-from cnnlens.api.models import AuditDeleted, AuditJob, AuditList, AuditResults, ErrorBody
+from cnnlens.api.models import AuditDeleted, AuditJob, AuditList, AuditResults
 from cnnlens.audit.archive import ArchiveLimits
-from cnnlens.audit.config import AuditConfig
 from cnnlens.audit.export import CSV, JSONL, records_text, report_html
 from cnnlens.audit.jobs import STORE_FILE, AuditJobs, JobNotFoundError, disk_share_quota
 from cnnlens.audit.report import report_policy
 from cnnlens.audit.store import JobInfo
 from cnnlens.errors import InvalidParamsError, shown
 from cnnlens.models.loaded import LoadedModel
-from cnnlens.service.budget import audit_plan
 from cnnlens.service.deps import SettingsDep, StateDep
-from cnnlens.service.engine import each
-from cnnlens.service.errors import NotReadyError, PayloadTooLargeError, QueueFullError
+from cnnlens.service.errors import (
+    NotReadyError,
+    PayloadTooLargeError,
+    QueueFullError,
+    documented_errors,
+)
+from cnnlens.service.requests import AuditDep
+from cnnlens.service.runtime.budget import audit_plan
+from cnnlens.service.runtime.state import ServiceState
+from cnnlens.service.runtime.worker import each
 from cnnlens.service.settings import Settings
-from cnnlens.service.state import ServiceState
 
 router = APIRouter(prefix="/v1", tags=["audits"])
 T = TypeVar("T")
@@ -45,18 +48,15 @@ MAX_CSV_BYTES = 4 * 1024 * 1024
 EXPORTS = {"csv": CSV, "jsonl": JSONL}
 _jobs_lock = threading.Lock()
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": description}
-    for status, description in (
-        (400, "not a zip/tar archive, an unsafe entry (.., absolute path, link), bad CSV"),
-        (401, "missing or invalid X-API-Key (when keys are configured)"),
-        (404, "no such audit job, or the model is not served here"),
-        (409, "the job is writing its report: try again shortly"),
-        (413, "the archive, an entry or the uncompressed total is too large"),
-        (422, "invalid method or option"),
-        (503, "the model is still loading (Retry-After)"),
-    )
-}
+ERRORS = documented_errors(
+    (400, "not a zip/tar archive, an unsafe entry (.., absolute path, link), bad CSV"),
+    (401, "missing or invalid X-API-Key (when keys are configured)"),
+    (404, "no such audit job, or the model is not served here"),
+    (409, "the job is writing its report: try again shortly"),
+    (413, "the archive, an entry or the uncompressed total is too large"),
+    (422, "invalid method or option"),
+    (503, "the model is still loading (Retry-After)"),
+)
 
 
 def data_dir(settings: Settings) -> FilePath:
@@ -187,6 +187,7 @@ async def _read_limited(upload: UploadFile, limit: int, what: str) -> bytes:
 
 @router.post("/audits", status_code=202, response_model=AuditJob, responses=ERRORS)
 async def create_audit(
+    request: AuditDep,
     state: StateDep,
     settings: SettingsDep,
     jobs: JobsDep,
@@ -196,35 +197,9 @@ async def create_audit(
         UploadFile | None, File(description="CSV filename,label (class index or name)")
     ] = None,
     boxes: Annotated[UploadFile | None, File(description="CSV filename,x0,y0,x1,y1")] = None,
-    model: Annotated[str | None, Form(description="a served model; default: the default")] = None,
-    method: Annotated[
-        list[str] | None, Form(description=f"heatmap methods; default {DEFAULT_METHOD}")
-    ] = None,
-    batch_size: Annotated[int, Form(ge=1, le=256)] = 8,
-    top_k: Annotated[int, Form(ge=1, le=20)] = 5,
-    low_confidence: Annotated[float, Form(ge=0, le=1)] = 0.5,
-    min_box_energy: Annotated[float, Form(ge=0, le=1)] = 0.5,
-    fragility: Annotated[bool, Form(description="PGD epsilon ladder (slow)")] = False,
 ) -> JSONResponse:
-    name = model or settings.default_model
-    state.model(name)  # 404 for a model not served, 503 while loading
-    try:
-        config = AuditConfig.model_validate(
-            {
-                "model": name,
-                "methods": method or [DEFAULT_METHOD],
-                "batch_size": batch_size,
-                "top_k": top_k,
-                "low_confidence": low_confidence,
-                "min_box_energy": min_box_energy,
-                "fragility": fragility,
-                "max_pixels": settings.limits.max_pixels,
-            }
-        )
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        raise InvalidParamsError(f"invalid audit options: {problems}") from None
-    state.admit(name, audit_plan(config.methods, config.batch_size))  # 422 before any upload
+    config = request.config
+    state.admit(request.model, audit_plan(request.plan, config.batch_size))  # 422 before upload
     limit = min(settings.limits.max_upload_bytes, ArchiveLimits().max_archive_bytes)
     archive_bytes = await _read_limited(archive, limit, "archive")
     labels_bytes = await _read_limited(labels, MAX_CSV_BYTES, "labels CSV") if labels else None
@@ -308,7 +283,7 @@ async def audit_results(
     summary always covers every finished image."""
     job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id), owner)
     every = await anyio.to_thread.run_sync(jobs.store.records, job.id)
-    records = [r for r in every if r.get("flags")] if flagged else every
+    records = [r for r in every if r.flags] if flagged else every
     records = records[offset : None if limit is None else offset + limit]
     if format in ("csv", "jsonl"):
         text = records_text(records, job.config.get("methods") or [], format)
@@ -319,8 +294,9 @@ async def audit_results(
         )
     from cnnlens.audit.summary import summarize
 
+    rows = [record.to_json() for record in records]
     summary = summarize(every, unmatched_labels=job.unmatched_labels)
-    return JSONResponse({"job": _describe(job), "summary": summary, "results": records})
+    return JSONResponse({"job": _describe(job), "summary": summary, "results": rows})
 
 
 @router.get(
@@ -366,7 +342,7 @@ async def audit_overlay(
     """One image's overlay at its own resolution (the report embeds small copies)."""
     job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id), owner)
     record = await anyio.to_thread.run_sync(jobs.store.record, job.id, index)
-    relative = ((record or {}).get("overlays") or {}).get(method)
+    relative = None if record is None else record.overlays.get(method)
     if relative is None:
         raise JobNotFoundError(
             f"audit job {job.id} has no {shown(method)} overlay for image {index}"

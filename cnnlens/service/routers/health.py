@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, Response
 
 from cnnlens.api.models import Health
 from cnnlens.service.deps import StateDep
-from cnnlens.service.state import ServiceState
+from cnnlens.service.runtime.state import ServiceState
 
 router = APIRouter(tags=["health"])
 

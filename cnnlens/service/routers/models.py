@@ -7,16 +7,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
-from cnnlens.api.models import ErrorBody, ModelDetail, ModelList, ModelSummary
+from cnnlens.api.models import ModelDetail, ModelList, ModelSummary
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.service.deps import StateDep
+from cnnlens.service.errors import documented_errors
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorBody, "description": "the model is not served here"},
-    503: {"model": ErrorBody, "description": "the model is still loading"},
-}
+_ERRORS = documented_errors(
+    (404, "the model is not served here"), (503, "the model is still loading")
+)
 
 
 def _summary(loaded: LoadedModel, default: str) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Every request within its budget: what a request will run, checked before it is queued.
 
-A route describes its work as a plan (`MethodsPlan` for explain, the method routes and audit
-batches; `ComparePlan` for comparisons). `ServiceState.run` checks the plan against the
-model's `Budget` (measured at start-up, see `model_budget`) before anything is queued, and
+A resolved request describes its work as a plan (`MethodsPlan` for explain, the method
+routes and audit batches; `ComparePlan` for comparisons), from its resolved methods and
+layer. `ServiceState.admit` checks the plan against the model's `Budget` (measured at
+start-up, see `model_budget`) before anything is queued, and
 the estimate's forward-equivalents order the model's queue, lighter first. A plan over the
 budget is a 422 `over_budget` naming the param to change and the value that fits; an explain
 response too large to render is a 422 `response_too_large`.
@@ -10,9 +11,9 @@ response too large to render is a 422 `response_too_large`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from cnnlens.compare.options import CompareOptions
 from cnnlens.errors import OverBudgetError
@@ -24,6 +25,7 @@ from cnnlens.methods.cost import (
     estimate_request,
     layer_channels,
 )
+from cnnlens.methods.run import RunPlan
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.response_size import check_response_size
 from cnnlens.service.settings import Limits
@@ -61,16 +63,16 @@ class Rendered:
 
 @dataclass(frozen=True)
 class MethodsPlan:
-    """Methods run together on `images` inputs, `targets` rows each (one `run_methods`).
+    """A resolved run (`RunPlan`: methods, params, layer) on `images` inputs, `targets` rows
+    each (one `run_plan`).
 
     `images_param` names the request field that sets `images` (an audit's batch_size), so
     a refusal can say how many fit.
     """
 
-    methods: tuple[tuple[str, Any], ...]
+    run: RunPlan
     targets: int = 1
     images: int = 1
-    layer: str | None = None
     rendered: Rendered | None = None
     images_param: str | None = None
 
@@ -81,17 +83,17 @@ class MethodsPlan:
                 rendered.width,
                 rendered.height,
                 self.targets,
-                len(self.methods),
+                len(self.run.methods),
                 rendered.outputs,
                 max_bytes=limits.max_response_bytes,
                 max_rendered_pixels=limits.max_rendered_pixels,
-                array_channels=3 if any(name in _RGB_MAPS for name, _ in self.methods) else 1,
+                array_channels=3 if _RGB_MAPS.intersection(self.run.names) else 1,
             )
         shape = _input_shape(model)
-        channels = layer_channels(model, self.layer)
+        channels = layer_channels(model, self.run.layer)
         try:
             check_methods_budget(
-                self.methods,
+                self.run.methods,
                 self.targets,
                 shape,
                 budget,
@@ -119,11 +121,11 @@ class MethodsPlan:
 
     def _estimate(self, model: LoadedModel, calibration: Calibration, images: int) -> Estimate:
         return estimate_request(
-            self.methods,
+            self.run.methods,
             self.targets,
             _input_shape(model),
             calibration,
-            layer_channels=layer_channels(model, self.layer),
+            layer_channels=layer_channels(model, self.run.layer),
             images=images,
         )
 
@@ -137,16 +139,15 @@ class ComparePlan:
     `steps` + 1 forwards each (`batch_size` at a time), and the methods again on each of
     `stages` randomized copies."""
 
-    methods: tuple[tuple[str, Any], ...]
+    run: RunPlan
     images: int
     curves: int  # curves per image: scored maps x (deletion, insertion)
     steps: int
     batch_size: int
     stages: int  # 0 without the randomization score
-    layer: str | None = None
 
     def admit(self, model: LoadedModel, budget: Budget, limits: Limits) -> Estimate:
-        maps = MethodsPlan(self.methods, layer=self.layer)
+        maps = MethodsPlan(self.run)
         if not maps._fits(model, budget, 1):  # the maps alone: name the method's own param
             maps.admit(model, budget, limits)
         found = self._estimate(model, budget.calibration, self.images, self.steps, self.stages)
@@ -179,7 +180,7 @@ class ComparePlan:
     def _estimate(
         self, model: LoadedModel, calibration: Calibration, images: int, steps: int, stages: int
     ) -> Estimate:
-        maps = MethodsPlan(self.methods, layer=self.layer)._estimate(model, calibration, 1)
+        maps = MethodsPlan(self.run)._estimate(model, calibration, 1)
         curve_forwards = self.curves * (steps + 1)
         per_image = maps.forward_equivalents * (1 + stages) + curve_forwards
         curve_peak = min(self.batch_size, steps + 1) * calibration.inference_bytes_per_row
@@ -215,40 +216,20 @@ def _problem(message: str) -> str:
     return text.split("; ")[0].removesuffix(", even with one target").split(", even with")[0]
 
 
-def methods_plan(
-    methods: Sequence[tuple[str, Any]],
-    targets: int = 1,
-    *,
-    layer: str | None = None,
-    rendered: Rendered | None = None,
-) -> MethodsPlan:
-    """The plan of one `run_methods` on one image (explain and the method routes)."""
-    return MethodsPlan(tuple(methods), max(1, targets), 1, layer, rendered)
-
-
-def compare_plan(
-    methods: Sequence[str],
-    params: Mapping[str, Any],
-    images: int,
-    options: CompareOptions,
-    layer: str | None = None,
-) -> ComparePlan:
-    """The plan of POST /v1/compare from its methods, their params and the options."""
-    scored = len(methods) + int(options.random_baseline)
+def compare_plan(run: RunPlan, images: int, options: CompareOptions) -> ComparePlan:
+    """The plan of POST /v1/compare from its resolved methods and layer, and the options."""
+    scored = len(run.methods) + int(options.random_baseline)
     kinds = sum(kind in options.scores for kind in ("deletion", "insertion"))
     return ComparePlan(
-        methods=tuple((name, params.get(name)) for name in methods),
+        run=run,
         images=images,
         curves=scored * kinds,
         steps=options.steps,
         batch_size=options.batch_size,
         stages=options.stages if "randomization" in options.scores else 0,
-        layer=layer,
     )
 
 
-def audit_plan(methods: Sequence[str], batch_size: int) -> MethodsPlan:
+def audit_plan(run: RunPlan, batch_size: int) -> MethodsPlan:
     """One batch of an audit: its methods (default params) on `batch_size` images, top-1."""
-    return MethodsPlan(
-        tuple((name, None) for name in methods), images=batch_size, images_param="batch_size"
-    )
+    return MethodsPlan(run, images=batch_size, images_param="batch_size")

@@ -16,11 +16,11 @@ from cnnlens.errors import CnnlensError, ModelNotFoundError, WeightsError, did_y
 from cnnlens.methods.cost import Budget, Calibration, calibrate
 from cnnlens.methods.run import run_methods
 from cnnlens.models.loaded import LoadedModel
-from cnnlens.service.budget import Plan, model_budget
 from cnnlens.service.errors import NotReadyError
 from cnnlens.service.metrics import Metrics
+from cnnlens.service.runtime.budget import Plan, model_budget
+from cnnlens.service.runtime.worker import BatchRunner, Job, ModelWorker
 from cnnlens.service.settings import ModelConfig, Settings
-from cnnlens.service.worker import BatchRunner, Job, ModelWorker
 
 logger = logging.getLogger("cnnlens.service")
 
@@ -98,20 +98,18 @@ class ServiceState:
 
     def budget(self, name: str | None) -> Budget:
         """The per-request budget of a configured model (404 / 503 like `model`)."""
-        loaded = self.model(name)
-        return self.budgets[loaded.name]
+        return self.budgets[self.model(name).name]
 
-    def admit(self, model: str | None, plan: Plan) -> float:
+    def admit(self, model: LoadedModel, plan: Plan) -> float:
         """Check `plan` against the model's budget before any work is queued (422
         over_budget / response_too_large). Returns its estimated forward-equivalents: the
         `cost` that `run` and `submit` take, which orders the model's queue, lighter first."""
-        loaded = self.model(model)
-        found = plan.admit(loaded, self.budgets[loaded.name], self.settings.limits)
+        found = plan.admit(model, self.budgets[model.name], self.settings.limits)
         return found.forward_equivalents
 
     def submit(
         self,
-        model: str | None,
+        model: LoadedModel | str | None,
         work: BatchRunner,
         payload: Any,
         *,
@@ -121,17 +119,19 @@ class ServiceState:
     ) -> Job[Any]:
         """Queue `work(loaded, payloads)` on that model's worker thread: the one way in.
 
-        Every use of a model's hooks goes through its worker. `cost`: what `admit` returned
-        (None: unknown, queued after every known cost). Queue full -> 503 with Retry-After;
-        shutting down -> 503. `batch_key`: equal keys may share one batch.
+        Every use of a model's hooks goes through its worker. `model`: a request's resolved
+        model, or a name (looked up: 404 / 503). `cost`: what `admit` returned (None:
+        unknown, queued after every known cost). Queue full -> 503 with Retry-After; shutting
+        down -> 503. `batch_key`: equal keys may share one batch.
         """
-        return self._lane(model, cost).submit(
+        loaded = model if isinstance(model, LoadedModel) else self.model(model)
+        return self._lane(loaded, cost).submit(
             work, payload, batch_key=batch_key, deadline=deadline, cost=cost
         )
 
     async def run(
         self,
-        model: str | None,
+        model: LoadedModel,
         work: BatchRunner,
         payload: Any,
         *,
@@ -147,21 +147,16 @@ class ServiceState:
 
     def worker(self, name: str | None) -> ModelWorker:
         """The worker thread that owns a configured model (for its queue depth and metrics)."""
-        return self._worker(name)
+        return self.workers[self.model(name).name]
 
-    def _lane(self, name: str | None, cost: float | None) -> ModelWorker:
+    def _lane(self, model: LoadedModel, cost: float | None) -> ModelWorker:
         """The express lane for a light job while a heavier one runs, else the worker."""
-        worker = self._worker(name)
-        express = self.express.get(worker.model.name)
+        worker = self.workers[model.name]
+        express = self.express.get(model.name)
         light = self.settings.limits.express_max_forward_passes
         if express is None or cost is None or cost > light or worker.running_cost <= light:
             return worker
         return express
-
-    def _worker(self, name: str | None) -> ModelWorker:
-        name = name or self.settings.default_model
-        self.model(name)
-        return self.workers[name]
 
     def _load_all(self) -> None:
         try:
@@ -201,11 +196,7 @@ class ServiceState:
 
     def _load(self, config: ModelConfig) -> LoadedModel:
         device = config.device or self.settings.device
-        preloaded = self._preloaded.get(config.name)
-        if preloaded is not None:
-            loaded = preloaded
-        else:
-            loaded = config.load(device)
+        loaded = self._preloaded.get(config.name) or config.load(device)
         if config.sha256 is not None and loaded.weights_sha256 != config.sha256:
             raise WeightsError(
                 f"weights of {config.name!r} have sha256 {loaded.weights_sha256}, "

@@ -32,7 +32,6 @@ from typing import Any, Generic, TypeVar
 import torch
 
 from cnnlens.models.loaded import LoadedModel
-from cnnlens.service.abort import abort_when
 from cnnlens.service.errors import (
     ComputeOutOfMemoryError,
     DeadlineExceededError,
@@ -40,15 +39,22 @@ from cnnlens.service.errors import (
     QueueFullError,
 )
 from cnnlens.service.metrics import Metrics
+from cnnlens.service.runtime.abort import abort_when
 from cnnlens.service.settings import Limits
 
-logger = logging.getLogger("cnnlens.service.worker")
+logger = logging.getLogger("cnnlens.service.runtime.worker")
 
 P = TypeVar("P")
 R = TypeVar("R")
 
 # Runs a batch of payloads on the model; returns one result per payload, in order.
 BatchRunner = Callable[[LoadedModel, Sequence[Any]], Sequence[Any]]
+
+
+def each(loaded: LoadedModel, works: Sequence[Callable[[LoadedModel], R]]) -> list[R]:
+    """The batch runner of closure work (compare, audits): `work(loaded)` for each, one at
+    a time."""
+    return [work(loaded) for work in works]
 
 
 @dataclass(eq=False)
