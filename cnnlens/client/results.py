@@ -9,6 +9,8 @@ client parses it as.
 
 from __future__ import annotations
 
+import reprlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, TypeVar
@@ -51,11 +53,41 @@ class _Result(BaseModel):
         """The body as sent, JSON-ready (less any field this client does not know)."""
         return self.model_dump(mode="json", by_alias=True)
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """Short reprs: base64 payloads, long lists and nested bodies abbreviated."""
+        for name, value in super().__repr_args__():
+            yield name, _Brief(_BRIEF.repr(value))
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         body = next((base for base in cls.__mro__[1:] if base.__module__ == api.__name__), None)
         if body is not None:
             _RESULT_TYPES[body] = cls
+
+
+class _BriefRepr(reprlib.Repr):
+    """reprlib's abbreviations, with an array payload shown as its dtype and shape and an
+    encoded image as its length."""
+
+    def repr_str(self, text: str, level: int) -> str:
+        return f"<{len(text)} chars>" if len(text) > 200 else super().repr_str(text, level)
+
+    def repr_ArrayPayload(self, payload: api.ArrayPayload, level: int) -> str:  # noqa: N802
+        return f"<array {payload.dtype} {tuple(payload.shape)}>"
+
+
+_BRIEF = _BriefRepr()
+_BRIEF.maxstring, _BRIEF.maxlist, _BRIEF.maxdict, _BRIEF.maxother = 60, 6, 8, 200
+
+
+class _Brief:
+    """A value whose repr is the given text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
 
 
 def _picture(encoded: str | None) -> Image.Image | None:
