@@ -131,12 +131,16 @@ def wait_ready(
     raise RuntimeError(f"{url} never became ready")
 
 
-def start_subprocess(port: int, environment: dict[str, str]) -> subprocess.Popen[bytes]:
-    """`python -m cnnlens.service` on 127.0.0.1:port; its JSON logs are discarded."""
+def start_subprocess(
+    port: int, environment: dict[str, str], cwd: str | None = None
+) -> subprocess.Popen[bytes]:
+    """`python -m cnnlens.service` on 127.0.0.1:port; its JSON logs are discarded. `-m`
+    imports from the working directory first: `cwd` picks the checkout that serves."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNNLENS_")} | environment
     return subprocess.Popen(
         [sys.executable, "-m", "cnnlens.service", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

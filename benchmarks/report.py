@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -81,13 +82,14 @@ def environment(threads: int, settings: dict[str, Any]) -> dict[str, Any]:
         "cpu_count": _cpu_count(),
         "torch_threads": threads,
         "cuda_device": cuda,
+        # The machine's load when the run ended (1, 5, 15 minutes): other processes' work
+        # inflates wall-clock times, and not always in proportion on both sides of a ratio.
+        "load_average": [round(value, 2) for value in os.getloadavg()],
         "settings": settings,
     }
 
 
 def _cpu_count() -> int | None:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
@@ -100,7 +102,8 @@ def save(rows: list[Row], env: dict[str, Any], directory: Path, stem: str) -> tu
     header = (
         f"# cnnlens benchmark ({stem})\n\n"
         f"torch {env['torch']}, captum {env['captum']}, {env['cpu_count']} CPU cores, "
-        f"{env['torch_threads']} torch thread(s), GPU: {env['cuda_device'] or 'none'}.\n"
+        f"{env['torch_threads']} torch thread(s), GPU: {env['cuda_device'] or 'none'}, "
+        f"load average {env.get('load_average')}.\n"
         f"Ratios are measured against baselines run in the same process; "
         f"settings: `{json.dumps(env['settings'])}`.\n\n"
     )

@@ -13,7 +13,7 @@ from torch import nn
 
 from cnnlens import render
 from cnnlens.api.models import ClassScore  # segmentation: probability is the pixels' mean
-from cnnlens.imageio import ImageSource, load_image
+from cnnlens.imageio import ImageSource, load_image, rgb_pixels
 from cnnlens.methods.base import MethodOutput, get_method, row_extras
 from cnnlens.methods.run import run_methods
 from cnnlens.models import heads
@@ -42,10 +42,14 @@ class Explanation:
     elapsed_ms: float = 0.0
     aligned: bool = True  # False for methods whose result is not a map of this image
     explained_box: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1) the map covers
-    # The normalized map's colour-table bins and its colour maps by cmap, computed once: the
-    # heatmap and the overlay share them (`map` is not modified after construction).
-    _bins: np.ndarray | None = field(default=None, repr=False, compare=False)
-    _colored: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    # Computed once from `map` (not modified after construction) and shared by the heatmap
+    # and the overlay: whether it has unexplained (NaN) pixels, the normalized map's
+    # colour-table bins and its colour maps by cmap.
+    _unexplained: bool | None = field(default=None, init=False, repr=False, compare=False)
+    _bins: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+    _colored: dict[str, np.ndarray] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def width(self) -> int:
@@ -60,33 +64,58 @@ class Explanation:
         palette (P) image where every pixel is explained, a third of the bytes to encode."""
         if self.map.ndim == 3 and self.map.shape[0] == 3:
             return render.rgb_map_image(self.map)
-        if palette and not np.isnan(self.map).any():
+        if palette and self._in_colour_table():
             return render.palette_heatmap(self._colour_bins(), cmap)
         return Image.fromarray(self._colormap(cmap))
 
+    def _in_colour_table(self) -> bool:
+        """A one-channel map with every pixel explained: its colours are a colour table's."""
+        return not (self.map.ndim == 3 and self.map.shape[0] == 3) and not self._has_unexplained()
+
+    def _has_unexplained(self) -> bool:
+        if self._unexplained is None:
+            self._unexplained = bool(np.isnan(self.map).any())
+        return self._unexplained
+
     def overlay(self, alpha: float = 0.5, cmap: str = "jet") -> Image.Image:
+        """The map's colours blended over the image, RGB (the heatmap where the result is
+        not a map of this image)."""
         if not self.aligned:
             return self.heatmap(cmap)
-        heat = self._colormap(cmap) if self.map.ndim == 2 or self.map.shape[0] == 1 else None
-        return render.overlay(self.image, self.map, alpha=alpha, cmap=cmap, heat=heat)
+        return Image.fromarray(self.overlay_pixels(alpha, cmap))
+
+    def overlay_pixels(self, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+        """`overlay` as (H, W, 3) uint8 RGB pixels (what the service encodes)."""
+        if not self.aligned:
+            return rgb_pixels(self.heatmap(cmap))
+        if self.map.ndim == 2 or self.map.shape[0] == 1:
+            heat = self._colormap(cmap)
+        else:  # (3, H, W): coloured by max |value| (`render.to_2d`)
+            heat = render.map_colours(self.map, (self.height, self.width), cmap)
+        return render.blend(self.image, heat, alpha)
 
     def _colormap(self, cmap: str) -> np.ndarray:
         """(H, W, 3) uint8: the normalized map through `cmap`, computed once per cmap."""
         if cmap not in self._colored:
             colored = render.colour_lookup(self._colour_bins(), cmap)
-            self._colored[cmap] = render.mark_unexplained(colored, self.map)
+            if self._has_unexplained():
+                colored = render.mark_unexplained(colored, self.map)
+            self._colored[cmap] = colored
         return self._colored[cmap]
 
     def _colour_bins(self) -> np.ndarray:
         if self._bins is None:
-            self._bins = render.colour_bins(render.normalize_map(self.map))
+            self._bins = render.map_bins(self.map)
         return self._bins
 
     def heatmap_png(self, cmap: str = "jet") -> bytes:
-        return render.to_png(self.heatmap(cmap, palette=True))
+        """`heatmap(palette=True)` as PNG bytes (a palette PNG where it can be)."""
+        if self._in_colour_table():
+            return render.palette_png(self._colour_bins(), cmap)
+        return render.to_png(self.heatmap(cmap))
 
     def overlay_png(self, alpha: float = 0.5, cmap: str = "jet") -> bytes:
-        return render.to_png(self.overlay(alpha, cmap))
+        return render.to_png(self.overlay_pixels(alpha, cmap))
 
     def __repr__(self) -> str:
         target = "" if self.target is None else f", target={_score_text(self.target)}"

@@ -1,6 +1,13 @@
 """Safe image decoding: a format allowlist by magic bytes, pixel limits checked before any
 pixel is decoded, JPEG scans bounded, EXIF orientation applied, every mode to 8-bit RGB.
 
+Pillow parses every header (the checks below run on what it reads, before any pixel is
+decoded). OpenCV decodes the pixels of JPEG (RGB and greyscale) and WebP (RGB, one frame)
+images, with a reduced DCT scale for `draft`: the same bytes as Pillow's decoder. Pillow
+decodes everything else, and whatever OpenCV refuses: PNG (it stops inflating at the
+image's size where libpng inflates every IDAT byte), GIF and TIFF frames, BMP (faster),
+alpha, palettes with transparency, 16-bit, CMYK and Lab.
+
 Hostile input this guards against: headers claiming huge sizes (checked before the decoder
 allocates: WebP canvases and GIF frame extents are read from the bytes, other formats from
 the header Pillow parses), progressive JPEGs with thousands of scans (each scan is a full
@@ -13,8 +20,10 @@ emitted (a per-size warning text would grow each module's warning registry witho
 from __future__ import annotations
 
 import io
+import os
 import re
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +55,10 @@ _TRANSPOSE_FOR_ORIENTATION = {
 _JPEG_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 _JPEG_STANDALONE = {0x01, 0xD8, *range(0xD0, 0xD8)}
 _JPEG_SOS, _JPEG_EOI = 0xDA, 0xD9
+# Pillow modes (from the header) whose pixels OpenCV decodes, per format.
+_OPENCV_MODES = {"JPEG": ("RGB", "L"), "WEBP": ("RGB",)}
+_LOSSLESS = "lossless"  # info key: the upload's format keeps every pixel (PNG, lossless WebP...)
+_KEPT_PIXELS = "_cnnlens_pixels"  # attribute: (pixel storage, decoded array), `_keep_pixels`
 
 
 def sniff_format(data: bytes) -> str:
@@ -80,6 +93,7 @@ def decode_image(
     draft: for a JPEG, decode at the smallest DCT scale (1/2, 1/4, 1/8) that keeps both
     sides >= draft pixels: far cheaper for a model input than the full decode. The stored
     size is then in `image.info["full_size"]` (width, height, before EXIF orientation).
+    The image's `format` is the upload's (see `lossy_format`).
     """
     if not data:
         raise ImageDecodeError("the image is empty (0 bytes)", code="empty_image")
@@ -88,12 +102,14 @@ def decode_image(
         _check_before_open(data, image_format, max_pixels, max_side)
         image = _open(data, image_format)  # parses headers only; the first frame is current
         _check_size(image.size, max_pixels, max_side)
-        if draft is not None and image_format == "JPEG":
-            full_size = image.size
-            image.draft("RGB", (draft, draft))
-            image.info["full_size"] = full_size
-        image.load()
-        return to_rgb(_apply_exif_orientation(image))
+        decoded = _decode_with_opencv(data, image_format, image, draft)
+        if decoded is None:
+            decoded = _decode_with_pillow(image, image_format, draft)
+        decoded.format = image_format
+        decoded.info[_LOSSLESS] = image_format != "JPEG" and (
+            image_format != "WEBP" or _webp_is_lossless(data)
+        )
+        return decoded
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -106,6 +122,135 @@ def decode_image(
         raise ImageDecodeError(
             f"cannot decode the {image_format} image: {error}", code="corrupt_image"
         ) from None
+
+
+def limit_opencv_decoding(max_pixels: int, max_side: int) -> bool:
+    """OpenCV's own decoder limits set to these: a second fence behind the header checks.
+
+    OpenCV reads them from the environment once, when `cv2` is first imported (cnnlens
+    imports it on first use). True when they are in effect; False when `cv2` was imported
+    before with other limits (OpenCV's default is 2**30 pixels)."""
+    wanted = {
+        "OPENCV_IO_MAX_IMAGE_PIXELS": str(max_pixels),
+        "OPENCV_IO_MAX_IMAGE_WIDTH": str(max_side),
+        "OPENCV_IO_MAX_IMAGE_HEIGHT": str(max_side),
+    }
+    if "cv2" in sys.modules:
+        return all(os.environ.get(name) == value for name, value in wanted.items())
+    os.environ.update(wanted)
+    return True
+
+
+def lossy_format(image: Image.Image) -> str | None:
+    """The lossy format an image `decode_image` read was uploaded in, "JPEG" or "WEBP";
+    None for lossless uploads (PNG, lossless WebP...) and images made otherwise."""
+    if image.format in ("JPEG", "WEBP") and image.info.get(_LOSSLESS) is False:
+        return image.format
+    return None
+
+
+def _decode_with_pillow(image: Image.Image, image_format: str, draft: int | None) -> Image.Image:
+    if draft is not None and image_format == "JPEG":
+        full_size = image.size
+        image.draft("RGB", (draft, draft))
+        image.info["full_size"] = full_size
+    image.load()
+    return to_rgb(_apply_exif_orientation(image))
+
+
+def _decode_with_opencv(
+    data: bytes, image_format: str, image: Image.Image, draft: int | None
+) -> Image.Image | None:
+    """The pixels decoded by OpenCV where its decoder gives Pillow's bytes: JPEGs in RGB or
+    greyscale, WebPs in RGB with one frame. None: Pillow decodes (other images, and those
+    OpenCV refuses, over its own limits or malformed: Pillow then says why)."""
+    if image.mode not in _OPENCV_MODES.get(image_format, ()) or getattr(
+        image, "is_animated", False
+    ):
+        return None
+    import cv2
+
+    drafted = draft is not None and image_format == "JPEG"  # as Pillow: only JPEGs draft
+    scale = _draft_scale(image.size, draft) if draft is not None and drafted else 1
+    # IMREAD_REDUCED_GRAYSCALE_n is the 1/n scale bit alone; orientation is applied below,
+    # read as for Pillow's images.
+    reduced = {1: 0, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+               8: cv2.IMREAD_REDUCED_GRAYSCALE_8}[scale]  # fmt: skip
+    flags = reduced | cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
+    try:
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error:
+        return None
+    if pixels is None:
+        return None
+    pixels = _turned(pixels, _exif_orientation(image))
+    decoded = Image.fromarray(pixels)
+    if drafted:
+        decoded.info["full_size"] = image.size
+    _keep_pixels(decoded, pixels)
+    return decoded
+
+
+def _keep_pixels(image: Image.Image, pixels: np.ndarray) -> None:
+    """Keep the decoder's array with the image it made, for `rgb_pixels`. The image is
+    marked read-only: Pillow's in-place operations (paste, ImageDraw...) then give it new
+    pixel storage first, which `rgb_pixels` notices (writes through `load()` are refused)."""
+    pixels.flags.writeable = False
+    image.readonly = 1
+    setattr(image, _KEPT_PIXELS, (image.im, pixels))
+
+
+def rgb_pixels(image: Image.Image | np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB pixels of an image (an array is taken as it is): the decoder's
+    own array for an image `decode_image` made with OpenCV and nothing changed since (no
+    36 MB copy at 12 megapixels), else a copy out of Pillow."""
+    if isinstance(image, np.ndarray):
+        return image
+    kept = getattr(image, _KEPT_PIXELS, None)
+    if kept is not None and kept[0] is image.im:
+        pixels: np.ndarray = kept[1]
+        return pixels
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+
+
+def _draft_scale(size: tuple[int, int], draft: int) -> int:
+    """The DCT scale Pillow's JPEG draft picks: the largest of 8, 4, 2 that keeps both sides
+    >= draft pixels, else 1."""
+    fits = min(size[0] // draft, size[1] // draft)
+    return next((scale for scale in (8, 4, 2) if fits >= scale), 1)
+
+
+def _turned(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """(H, W, 3) pixels turned as EXIF orientation 2-8 says (as `_TRANSPOSE_FOR_ORIENTATION`)."""
+    import cv2
+
+    if orientation == 2:
+        return cv2.flip(pixels, 1)
+    if orientation == 3:
+        return cv2.rotate(pixels, cv2.ROTATE_180)
+    if orientation == 4:
+        return cv2.flip(pixels, 0)
+    if orientation == 5:
+        return cv2.transpose(pixels)
+    if orientation == 6:
+        return cv2.rotate(pixels, cv2.ROTATE_90_CLOCKWISE)
+    if orientation == 7:
+        return cv2.rotate(cv2.transpose(pixels), cv2.ROTATE_180)
+    if orientation == 8:
+        return cv2.rotate(pixels, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    return pixels
+
+
+def _webp_is_lossless(data: bytes) -> bool:
+    """A WebP whose image chunk is VP8L (lossless), not VP8 (lossy)."""
+    position = 12
+    while position + 8 <= len(data):
+        chunk = data[position : position + 4]
+        if chunk in (b"VP8L", b"VP8 "):
+            return chunk == b"VP8L"
+        (length,) = struct.unpack_from("<I", data, position + 4)
+        position += 8 + length + (length & 1)
+    return False
 
 
 def fitted_size(image: Image.Image, max_side: int | None) -> tuple[int, int]:

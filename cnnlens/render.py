@@ -1,16 +1,22 @@
-"""Rendering raw maps: normalization, colormaps, heatmaps, overlays, grids and PNG bytes."""
+"""Rendering raw maps: normalization, colormaps, heatmaps, overlays, grids and PNG bytes.
+
+OpenCV resizes maps to the photo, looks their colours up and blends them over it (each
+threaded inside OpenCV). The normalization and the colour-table bins stay numpy: the bins
+must be today's to the pixel (see `colour_bins`).
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from cnnlens.api.bands import in_row_bands
-from cnnlens.api.png import png_bytes
+from cnnlens.api.png import array_png, png_bytes
+from cnnlens.imageio import rgb_pixels
 
 # Control points (position, r, g, b) of the colormaps, linearly interpolated into 256 entries.
 _COLORMAP_POINTS: dict[str, list[tuple[float, int, int, int]]] = {
@@ -35,6 +41,12 @@ def _lookup_table(name: str) -> np.ndarray:
     return np.stack(channels, axis=1).round().astype(np.uint8)  # (256, 3)
 
 
+@functools.cache
+def _opencv_table(name: str) -> np.ndarray:
+    """The (256, 1, 3) colour table of `name` as OpenCV's applyColorMap takes it."""
+    return np.ascontiguousarray(_lookup_table(name)[:, None, :])
+
+
 def to_2d(raw: np.ndarray | torch.Tensor) -> np.ndarray:
     """(H, W), (1, H, W) or (3, H, W) -> (H, W) float: colour maps reduce by max |value|."""
     array = raw.detach().cpu().float().numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw)
@@ -51,74 +63,113 @@ def normalize_map(raw: np.ndarray | torch.Tensor, clip_percentile: float = 99.5)
     max |v| around 0.5, so that zero stays neutral. Non-finite values count as 0 (NaN marks
     pixels not explained: they take no part in the scale)."""
     array = to_2d(raw)
-    finite = np.isfinite(array)
-    if not finite.all():
+    lowest, highest = array.min(initial=0.0), array.max(initial=0.0)  # NaN and inf show here
+    if not (np.isfinite(lowest) and np.isfinite(highest)):
+        finite = np.isfinite(array)
         scale = array[finite]
         unit = normalize_map(scale.reshape(1, -1), clip_percentile) if scale.size else scale
         neutral = 0.5 if scale.size and scale.min() < 0 else 0.0  # where 0 lands on this scale
         result = np.full(array.shape, neutral, np.float32)
         result[finite] = unit.reshape(-1)
         return result
-    if array.min(initial=0.0) >= 0:
-        top = float(np.percentile(array, clip_percentile)) if array.size else 0.0
-        top = top if top > 0 else float(array.max(initial=0.0))
+    if lowest >= 0:
+        top = percentile(array, clip_percentile) if array.size else 0.0
+        top = top if top > 0 else float(highest)
         return _scaled(array, top, 0.0) if top > 0 else np.zeros_like(array)
-    top = float(np.percentile(np.abs(array), clip_percentile))
-    top = top if top > 0 else float(np.abs(array).max())
+    magnitudes = np.abs(array)
+    top = percentile(magnitudes, clip_percentile)
+    top = top if top > 0 else float(magnitudes.max())
     return _scaled(array, 2 * top, 0.5) if top > 0 else np.full_like(array, 0.5)
+
+
+# Values sampled (one in SAMPLE_STRIDE) to find the top of a large map before selecting in it.
+SAMPLE_STRIDE = 32
+_SMALL = 1 << 16
+
+
+def percentile(values: np.ndarray, q: float) -> float:
+    """`np.percentile(values, q)` of finite values (its "linear" method), the same float.
+
+    numpy partitions a copy of all the values (70 ms of CPU at 12 megapixels). The two
+    order statistics it interpolates between lie in the top 100 - q percent: here a strided
+    sample gives a value below them, and only the values above it are partitioned (14 ms;
+    `benchmarks/pixel_path.py`). Then numpy's own interpolation, step for step.
+    """
+    flat = np.asarray(values).reshape(-1)
+    count = flat.size
+    quantile = q / 100
+    virtual = count * quantile + (1 + quantile * -1) - 1  # numpy's virtual index, as numpy
+    below = int(np.floor(virtual))
+    ranks = (count - 1, count - 1) if virtual >= count - 1 else (below, below + 1)
+    low, high = _order_statistics(flat, ranks)
+    gamma = float(virtual - below)
+    difference = high - low
+    if gamma >= 0.5:
+        return float(high - difference * (1 - gamma))
+    return float(low + difference * gamma)
+
+
+def _order_statistics(
+    flat: np.ndarray, ranks: tuple[int, int]
+) -> tuple[np.floating[Any], np.floating[Any]]:
+    """The values at two ranks (ascending, 0-based) of the finite values `flat`, as scalars of
+    their dtype (numpy interpolates in it)."""
+    count = flat.size
+    needed = count - ranks[0]  # values at or above the lower rank
+    if count >= _SMALL and needed <= count // 4:
+        sample = flat[::SAMPLE_STRIDE]
+        kept = min(sample.size - 1, 2 * needed // SAMPLE_STRIDE + 1)  # twice what is needed
+        floor = np.partition(sample, sample.size - 1 - kept)[sample.size - 1 - kept]
+        top = flat[flat >= floor]
+        if top.size >= needed:  # the ranks are among them (else: select in all the values)
+            start = count - top.size  # the rank of top's smallest value
+            chosen = np.partition(top, [ranks[0] - start, ranks[1] - start])
+            return chosen[ranks[0] - start], chosen[ranks[1] - start]
+    chosen = np.partition(flat, list(ranks))
+    return chosen[ranks[0]], chosen[ranks[1]]
 
 
 def _scaled(array: np.ndarray, divisor: float, offset: float) -> np.ndarray:
     """clip(offset + array / divisor, 0, 1) in one output array (no temporaries)."""
-
-    def scale(rows: np.ndarray, out: np.ndarray) -> None:
-        np.divide(rows, divisor, out=out)
-        if offset:
-            out += offset
-        np.clip(out, 0, 1, out=out)
-
-    return in_row_bands(scale, np.empty(array.shape, np.float32), array)
+    out: np.ndarray = np.divide(array, divisor, dtype=np.float32)
+    if offset:
+        out += offset
+    np.clip(out, 0, 1, out=out)
+    return out
 
 
 def colorize(unit: np.ndarray, cmap: str = "jet") -> np.ndarray:
     """(H, W) values in [0, 1] -> (H, W, 3) uint8."""
-    table = _lookup_table(cmap)
-
-    def colour(rows: np.ndarray, out: np.ndarray) -> None:
-        # uint8 indices index the table several times faster than int64 ones at 12 MP;
-        # they are in range, so mode="clip" writes straight into `out` ("raise" buffers it).
-        np.take(table, _bins(rows), axis=0, out=out, mode="clip")
-
-    unit = np.asarray(unit)
-    return in_row_bands(colour, np.empty((*unit.shape, 3), np.uint8), unit)
+    return colour_lookup(colour_bins(unit), cmap)
 
 
 def colour_bins(unit: np.ndarray) -> np.ndarray:
-    """(H, W) values in [0, 1] -> (H, W) uint8: each value's entry in a colour table (the
-    index `colorize` looks up)."""
+    """(H, W) values in [0, 1] -> (H, W) uint8: each value's entry in a colour table,
+    floor(value * 255 + 0.5) in float32 steps.
 
-    def bins(rows: np.ndarray, out: np.ndarray) -> None:
-        out[:] = _bins(rows)
-
-    unit = np.asarray(unit)
-    return in_row_bands(bins, np.empty(unit.shape, np.uint8), unit)
-
-
-def _bins(unit: np.ndarray) -> np.ndarray:
-    # Clipped before the cast to uint8: the same bins as clipping after it.
-    scaled = unit * 255.0
+    Written out in numpy, not OpenCV: its conversions round half to even, which puts a
+    value whose float32 `value * 255 + 0.5` is an odd integer one bin lower (a jet colour
+    up to 4 levels away): 25 pixels of a 12-megapixel map (`benchmarks/pixel_path.py`)."""
+    scaled = np.asarray(unit) * 255.0
     scaled += 0.5
+    # Clipped before the cast to uint8: the same bins as clipping after it.
     return np.clip(scaled, 0.0, 255.0, out=scaled).astype(np.uint8)
 
 
+def map_bins(raw: np.ndarray | torch.Tensor, clip_percentile: float = 99.5) -> np.ndarray:
+    """`colour_bins(normalize_map(raw))` without a second float copy of a photo-sized map:
+    the normalized values (a new array, in [0, 1]) are scaled in place and need no clip."""
+    scaled = normalize_map(raw, clip_percentile)
+    scaled *= 255.0
+    scaled += 0.5
+    return scaled.astype(np.uint8)
+
+
 def colour_lookup(bins: np.ndarray, cmap: str = "jet") -> np.ndarray:
-    """(H, W) `colour_bins` -> (H, W, 3) uint8: `colorize` from bins already found."""
-    table = _lookup_table(cmap)
+    """(H, W) `colour_bins` -> (H, W, 3) uint8 colours of `cmap` (OpenCV's table lookup)."""
+    import cv2
 
-    def colour(rows: np.ndarray, out: np.ndarray) -> None:
-        np.take(table, rows, axis=0, out=out, mode="clip")
-
-    return in_row_bands(colour, np.empty((*bins.shape, 3), np.uint8), bins)
+    return np.asarray(cv2.applyColorMap(np.ascontiguousarray(bins), _opencv_table(cmap)))
 
 
 def palette_heatmap(bins: np.ndarray, cmap: str = "jet") -> Image.Image:
@@ -127,6 +178,11 @@ def palette_heatmap(bins: np.ndarray, cmap: str = "jet") -> Image.Image:
     image = Image.fromarray(bins)  # "L"; putpalette makes it "P"
     image.putpalette(_lookup_table(cmap).tobytes())
     return image
+
+
+def palette_png(bins: np.ndarray, cmap: str = "jet") -> bytes:
+    """(H, W) `colour_bins` -> the PNG bytes of `palette_heatmap` (written from the bins)."""
+    return array_png(np.ascontiguousarray(bins, dtype=np.uint8), _lookup_table(cmap).tobytes())
 
 
 UNEXPLAINED_GREY = (128, 128, 128)
@@ -142,18 +198,24 @@ def mark_unexplained(colored: np.ndarray, raw: np.ndarray | torch.Tensor) -> np.
 
 
 def resize_map(raw: torch.Tensor | np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(C, h, w) or (h, w) float map -> same channels at (height, width) = size, bilinear."""
-    tensor = torch.as_tensor(np.asarray(raw) if not isinstance(raw, torch.Tensor) else raw)
-    tensor = tensor.detach().float().cpu()
-    squeeze = tensor.dim() == 2
-    if squeeze:
-        tensor = tensor.unsqueeze(0)
-    if tuple(tensor.shape[-2:]) != tuple(size):
-        tensor = F.interpolate(
-            tensor.unsqueeze(0), size=size, mode="bilinear", align_corners=False
-        )[0]
-    array = tensor.numpy()
-    return array[0] if squeeze else array
+    """(C, h, w) or (h, w) float map -> same channels at (height, width) = size, float32.
+
+    Bilinear with pixel centres aligned (torch's `align_corners=False`), by OpenCV."""
+    import cv2
+
+    if isinstance(raw, torch.Tensor):
+        raw = raw.detach().float().cpu().numpy()
+    array = np.asarray(raw, dtype=np.float32)
+    if tuple(array.shape[-2:]) == tuple(size):
+        return array
+    height, width = size
+    planes = array if array.ndim == 2 else np.moveaxis(array, 0, -1)  # (h, w[, C])
+    resized = cv2.resize(
+        np.ascontiguousarray(planes), (width, height), interpolation=cv2.INTER_LINEAR
+    )
+    if array.ndim == 2:
+        return np.asarray(resized)
+    return np.moveaxis(resized.reshape(height, width, -1), -1, 0)  # (C, H, W)
 
 
 def heatmap_image(raw: np.ndarray | torch.Tensor, cmap: str = "jet") -> Image.Image:
@@ -170,14 +232,14 @@ def rgb_map_image(raw: np.ndarray | torch.Tensor) -> Image.Image:
     array = np.nan_to_num(array)
     seen = array[:, ~unexplained] if unexplained.any() else array
     mean = float(seen.mean()) if seen.size else 0.0
-    spread = float(np.percentile(np.abs(seen - mean), 99.5)) if seen.size else 1.0
+    spread = percentile(np.abs(seen - mean), 99.5) if seen.size else 1.0
     unit = np.clip(0.5 + (array - mean) / (2 * (spread or 1.0)), 0, 1)
     unit[:, unexplained] = 0.5
     return Image.fromarray((np.moveaxis(unit, 0, -1) * 255 + 0.5).astype(np.uint8))
 
 
 def overlay(
-    image: Image.Image,
+    image: Image.Image | np.ndarray,
     raw: np.ndarray | torch.Tensor,
     alpha: float = 0.5,
     cmap: str = "jet",
@@ -188,34 +250,26 @@ def overlay(
     heat: the (H, W, 3) uint8 colour map of `raw` at the image's size, when the caller
     already has it (a heatmap of the same map): it is then not normalized twice.
     """
-    if heat is None or heat.shape[:2] != (image.height, image.width):
-        on_image = resize_map(to_2d(raw), (image.height, image.width))
-        heat = mark_unexplained(colorize(normalize_map(on_image), cmap), on_image)
-    rgb = image if image.mode == "RGB" else image.convert("RGB")  # no 36 MB copy at 12 MP
-    if alpha == 0.5:
-        return Image.fromarray(_rounded_mean(np.asarray(rgb), heat))
-    base = np.asarray(rgb, dtype=np.float32)
-    # In place: at 12 megapixels every temporary is a 144 MB array.
-    blended = base * np.float32(1 - alpha)
-    blended += np.float32(alpha) * heat
-    blended += np.float32(0.5)
-    np.clip(blended, 0, 255, out=blended)
-    return Image.fromarray(blended.astype(np.uint8))
+    pixels = rgb_pixels(image)
+    if heat is None or heat.shape[:2] != pixels.shape[:2]:
+        heat = map_colours(raw, pixels.shape[:2], cmap)
+    return Image.fromarray(blend(pixels, heat, alpha))
 
 
-def _rounded_mean(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """floor((a + b) / 2 + 0.5) of two uint8 arrays, in uint8: (a | b) - ((a ^ b) >> 1).
+def map_colours(
+    raw: np.ndarray | torch.Tensor, size: tuple[int, int], cmap: str = "jet"
+) -> np.ndarray:
+    """(H, W, 3) uint8 colours of the map resized to (H, W) = size, grey where unexplained."""
+    on_image = resize_map(to_2d(raw), size)
+    return mark_unexplained(colorize(normalize_map(on_image), cmap), on_image)
 
-    The same bytes as the float blend at alpha 0.5, without float copies of 12-megapixel
-    images (a quarter of the time)."""
 
-    def mean(rows_a: np.ndarray, rows_b: np.ndarray, out: np.ndarray) -> None:
-        halved = np.bitwise_xor(rows_a, rows_b)
-        halved >>= 1
-        np.bitwise_or(rows_a, rows_b, out=out)
-        out -= halved
+def blend(image: Image.Image | np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """(H, W, 3) uint8 RGB: (1 - alpha) * image + alpha * heat, rounded (OpenCV's weighted
+    sum; ties round to even)."""
+    import cv2
 
-    return in_row_bands(mean, np.empty(first.shape, np.uint8), first, second)
+    return np.asarray(cv2.addWeighted(rgb_pixels(image), 1.0 - alpha, heat, alpha, 0.0))
 
 
 def grid(
@@ -261,7 +315,5 @@ def grid(
 
 
 def to_png(image: Image.Image | np.ndarray) -> bytes:
-    """PNG bytes of an image or a uint8 array."""
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
-    return png_bytes(image)
+    """PNG bytes of an image or a uint8 array ((H, W) grey, (H, W, 3) RGB, (H, W, 4) RGBA)."""
+    return array_png(image) if isinstance(image, np.ndarray) else png_bytes(image)

@@ -97,7 +97,7 @@ def test_palette_heatmaps_have_the_rgb_heatmaps_colours(
     decoded = Image.open(io.BytesIO(grad_cam.heatmap_png()))
     assert decoded.mode == "P"
     np.testing.assert_array_equal(np.asarray(decoded.convert("RGB")), rgb)
-    unexplained = dataclasses.replace(grad_cam, map=grad_cam.map.copy(), _bins=None, _colored={})
+    unexplained = dataclasses.replace(grad_cam, map=grad_cam.map.copy())  # no caches
     unexplained.map[:5, :5] = np.nan
     assert unexplained.heatmap(palette=True).mode == "RGB"
     assert unexplained.heatmap(palette=True).getpixel((0, 0)) == render.UNEXPLAINED_GREY

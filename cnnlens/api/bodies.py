@@ -51,22 +51,21 @@ def score_of(index: int, label: str, probability: float) -> ClassScore:
 def image_files(
     explanation: Explanation, outputs: Sequence[str], image_format: str = "png"
 ) -> tuple[bytes | None, bytes | None]:
-    """The overlay and heatmap files `outputs` asks for, encoded as `image_format` (heatmaps
-    as palette PNGs), as sent and as the CLI writes them."""
-    overlay = image_bytes(explanation.overlay(), image_format) if "overlay" in outputs else None
-    heatmap = (
-        image_bytes(explanation.heatmap(palette=image_format == "png"), image_format)
-        if "heatmap" in outputs
-        else None
+    """The overlay and heatmap files `outputs` asks for, as sent and as the CLI writes them:
+    the overlay as `image_format`, the heatmap as a palette PNG (RGB where pixels are not
+    explained)."""
+    overlay = (
+        image_bytes(explanation.overlay_pixels(), image_format) if "overlay" in outputs else None
     )
+    heatmap = explanation.heatmap_png() if "heatmap" in outputs else None
     return overlay, heatmap
 
 
 def explanation_body(
     explanation: Explanation, size: ImageSize, outputs: Sequence[str], image_format: str = "png"
 ) -> ExplanationBody:
-    """One map as sent: images (`image_format`) and the raw array as `outputs` asks, at the
-    image's size."""
+    """One map as sent, as `outputs` asks, at the image's size: the overlay as
+    `image_format`, the heatmap as a palette PNG, the raw array (`image_files`)."""
     overlay, heatmap = image_files(explanation, outputs, image_format)
     return ExplanationBody(
         method=explanation.method,
@@ -92,7 +91,7 @@ def explain_response(
     was_training: bool = False,
     image_format: str = "png",
 ) -> ExplainResponse:
-    """The body of POST /v1/explain (overlay and heatmap encoded as `image_format`)."""
+    """The body of POST /v1/explain (overlays encoded as `image_format`)."""
     return ExplainResponse(
         model=model,
         image=size,

@@ -1,4 +1,10 @@
-"""How v1 bodies carry binary data: base64 PNGs and base64 little-endian arrays."""
+"""How v1 bodies carry binary data: base64 images and base64 little-endian arrays.
+
+PNG goes through `cnnlens.api.png` (OpenCV's writer for large images, the project's for
+small ones and palettes), JPEG through OpenCV, WebP through Pillow (OpenCV's WebP encoder has
+no speed setting: over 3x slower on a 12-megapixel overlay, `benchmarks/results/pixel-path`).
+OpenCV is imported on first use, by the service: clients that only decode never load it.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,10 @@ import numpy as np
 from PIL import Image
 
 from cnnlens.api.models import ArrayPayload
-from cnnlens.api.png import png_bytes
+from cnnlens.api.png import array_png, png_bytes
+from cnnlens.imageio import rgb_pixels
 
-# overlay_format -> (Pillow format, save options, media type); PNG goes through png_bytes.
+# overlay_format -> (Pillow format name, encoder options, media type).
 # JPEG and WebP are lossy: a 12-megapixel overlay encodes several times faster as JPEG.
 IMAGE_FORMATS: dict[str, tuple[str, dict[str, int], str]] = {
     "png": ("PNG", {}, "image/png"),
@@ -20,22 +27,36 @@ IMAGE_FORMATS: dict[str, tuple[str, dict[str, int], str]] = {
 }
 
 
-def image_bytes(image: Image.Image, image_format: str = "png") -> bytes:
-    """The image encoded as `image_format` (png, jpeg or webp; see IMAGE_FORMATS)."""
-    if image_format == "png":
-        return png_bytes(image)
+def image_bytes(image: Image.Image | np.ndarray, image_format: str = "png") -> bytes:
+    """An image, or (H, W, 3) uint8 RGB pixels, encoded as `image_format` (png, jpeg or
+    webp; see IMAGE_FORMATS)."""
     pillow_format, options, _ = IMAGE_FORMATS[image_format]
+    if image_format == "png":
+        return array_png(image) if isinstance(image, np.ndarray) else png_bytes(image)
+    if image_format == "jpeg":
+        return _opencv_jpeg(rgb_pixels(image), options["quality"])
+    picture = Image.fromarray(image) if isinstance(image, np.ndarray) else image
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format=pillow_format, **options)
+    picture.convert("RGB").save(buffer, format=pillow_format, **options)
     return buffer.getvalue()
+
+
+def _opencv_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    import cv2
+
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)  # OpenCV's encoders take BGR
+    encoded, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not encoded:
+        raise ValueError(f"OpenCV could not encode a {rgb.shape} image as JPEG")
+    return data.tobytes()
 
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def encode_png(image: Image.Image, image_format: str = "png") -> str:
-    """A PIL image -> base64 PNG (or `image_format`: jpeg, webp)."""
+def encode_png(image: Image.Image | np.ndarray, image_format: str = "png") -> str:
+    """An image or (H, W, 3) RGB pixels -> base64 PNG (or `image_format`: jpeg, webp)."""
     return b64(image_bytes(image, image_format))
 
 

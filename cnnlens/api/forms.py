@@ -15,6 +15,8 @@ COMPARE_METHODS = ("saliency", "grad_cam", "guided_backprop")
 OUTPUTS = ("overlay", "heatmap", "array")
 DEFAULT_OUTPUTS = ("overlay", "heatmap")
 OVERLAY_FORMATS = ("png", "jpeg", "webp")
+# The overlay format of answers to lossy uploads, by the upload's format; lossless ones: png.
+_LIKE_THE_UPLOAD = {"JPEG": "jpeg", "WEBP": "webp"}
 # Integers in params must survive every consumer (torch seeds are 64-bit, JSON peers use
 # doubles): beyond 2**53 a number is refused rather than overflowing somewhere deep.
 _MAX_JSON_INT = 2**53
@@ -60,9 +62,11 @@ def parse_box(text: str | None) -> tuple[float, float, float, float] | None:
     return values[0], values[1], values[2], values[3]
 
 
-def parse_overlay_format(value: str | None) -> str:
-    """`overlay_format` (png, jpeg or webp; jpg means jpeg) -> the format; empty: png."""
-    name = (value or "").strip().lower() or "png"
+def parse_overlay_format(value: str | None, upload_format: str | None = None) -> str:
+    """`overlay_format` (png, jpeg or webp; jpg means jpeg) -> the format. Empty: like the
+    upload, whose lossy format (`upload_format`: "JPEG", "WEBP") is kept; else png."""
+    default = _LIKE_THE_UPLOAD.get(upload_format or "", "png")
+    name = (value or "").strip().lower() or default
     name = "jpeg" if name == "jpg" else name
     if name not in OVERLAY_FORMATS:
         raise InvalidParamsError(

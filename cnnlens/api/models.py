@@ -69,10 +69,13 @@ class ExplanationBody(Schema):
     width: int
     height: int
     heatmap_png: str | None = Field(
-        default=None, description="base64 image (PNG unless overlay_format) at the image's size"
+        default=None,
+        description="base64 palette PNG at the image's size (an RGB PNG where pixels are not "
+        "explained)",
     )
     overlay_png: str | None = Field(
-        default=None, description="base64 image (PNG unless overlay_format) at the image's size"
+        default=None,
+        description="base64 image in the answer's overlay_format at the image's size",
     )
     array: ArrayPayload | None = None
     elapsed_ms: float
@@ -95,7 +98,9 @@ class ExplainResponse(Schema):
         default=False, description="the model was handed over in train mode (explained in eval)"
     )
     overlay_format: str = Field(
-        default="png", description="the format of overlay_png and heatmap_png: png, jpeg or webp"
+        default="png",
+        description="the format of every overlay_png: png, jpeg or webp; unless the request's "
+        "overlay_format chose, the upload's (jpeg for a JPEG, webp for a lossy WebP, else png)",
     )
 
 

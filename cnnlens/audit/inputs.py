@@ -172,7 +172,8 @@ def build_items(
         stem = Path(name).with_suffix("").as_posix()
         mask = masks_by_stem.get(stem) or masks_by_stem.get(Path(name).stem)
         boxes = _lookup(annotations.boxes, name) or []
-        items.append(AuditItem(index, name, str(path), label, list(boxes), mask, label_set))
+        shown_name = printable_name(name)
+        items.append(AuditItem(index, shown_name, str(path), label, list(boxes), mask, label_set))
     if bad:
         listed = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise LabelsError(f"labels that name no class of the model: {listed}")
@@ -194,3 +195,12 @@ def _lookup(table: Mapping[str, T], name: str) -> T | None:
     if name in table:
         return table[name]
     return table.get(Path(name).name)
+
+
+def printable_name(name: str) -> str:
+    """A file name that is not UTF-8 on disk (its bytes decoded as surrogates), made printable.
+
+    The undecodable bytes are written as ``\\xff``: the report, the exports and the store hold
+    text, and two such names stay distinct.
+    """
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -4,6 +4,7 @@ audit resumes where it stopped and a restarted service still lists its jobs."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -203,11 +204,11 @@ class AuditStore:
                         job_id,
                         it.index,
                         it.name,
-                        it.path,
+                        _stored_path(it.path),
                         it.label,
                         json.dumps(list(it.labels)),
                         json.dumps(it.boxes),
-                        it.mask_path,
+                        _stored_path(it.mask_path),
                     )
                     for it in items
                 ],
@@ -450,8 +451,29 @@ def _item(row: sqlite3.Row) -> AuditItem:
     boxes = [tuple(box) for box in json.loads(row["boxes"])]
     labels = tuple(json.loads(row["labels"] or "[]"))
     return AuditItem(
-        row["idx"], row["name"], row["path"], row["label"], boxes, row["mask_path"], labels
+        row["idx"],
+        row["name"],
+        _loaded_path(row["path"]) or "",
+        row["label"],
+        boxes,
+        _loaded_path(row["mask_path"]),
+        labels,
     )
+
+
+def _stored_path(path: str | None) -> str | bytes | None:
+    """A path as SQLite can hold it: a file name that is not UTF-8 goes in as its bytes."""
+    if path is None:
+        return None
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
+
+
+def _loaded_path(value: str | bytes | None) -> str | None:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
 def _job_info(row: sqlite3.Row) -> JobInfo:

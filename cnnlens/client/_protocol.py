@@ -156,14 +156,16 @@ def explain(
     output: str | Sequence[str] = OUTPUTS,
     filename: str | None = None,
     region: Sequence[float] | None = None,
-    overlay_format: str = "png",
+    overlay_format: str | None = None,
     max_side: int | None = None,
 ) -> Call[results.ExplainResult]:
     """POST /v1/explain: one map per method and target, each raw map a numpy array
     (`ExplanationResult.map`, (H, W) or (3, H, W) at the image's size), the overlay and
-    heatmap PIL images. Leave "array" out of `output` for smaller answers; `overlay_format`
-    jpeg or webp and `max_side` (maps and images at most this many pixels a side) for
-    faster ones. `region` (segmentation models): (x0, y0, x1, y1) in the image's pixels."""
+    heatmap PIL images. Leave "array" out of `output` for smaller answers. `overlay_format`
+    (png, jpeg or webp) chooses the overlay's format; by default the service answers like
+    the upload (jpeg for a JPEG, webp for a lossy WebP, else png; heatmaps are PNG).
+    `max_side` (maps and images at most this many pixels a side) for faster answers.
+    `region` (segmentation models): (x0, y0, x1, y1) in the image's pixels."""
     outputs = _names(output)
     unknown = sorted(set(outputs) - set(OUTPUTS))
     if unknown:
@@ -180,7 +182,7 @@ def explain(
             "output": ",".join(outputs),
             **_region_field(region),
             # sent only when not the default: older services know neither field
-            **_form(overlay_format=None if overlay_format == "png" else overlay_format),
+            **_form(overlay_format=overlay_format),
             **_form(max_side=max_side),
         },
         files={"image": image_file(image, filename)},

@@ -123,7 +123,8 @@ class Preprocessing:
         """One image -> (1, C, H, W) float32, normalized (C = 3, or 1 for grayscale)."""
         frame = self.framing(image.width, image.height)
         mode = "L" if self.channels == 1 else "RGB"
-        resized = image.convert(mode).resize(
+        source = image if image.mode == mode else image.convert(mode)  # convert() would copy
+        resized = source.resize(
             (frame.resized_width, frame.resized_height), resample=_RESAMPLING[self.interpolation]
         )
         if frame.cropped:

@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 import cnnlens
+from cnnlens.imageio import limit_opencv_decoding
 from cnnlens.methods.cost import Calibration
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.service.deps import IMAGE_ANSWER_HEADERS, require_api_key
@@ -37,6 +38,7 @@ def create_app(
     (tests and embedding); the others are loaded from `settings` at startup. `calibrations`
     fixes a model's measured speed and memory instead of calibrating it at startup."""
     settings = settings or Settings.model_validate({})
+    limit_opencv_decoding(settings.limits.max_pixels, settings.limits.max_side)
     metrics = Metrics()
 
     @asynccontextmanager

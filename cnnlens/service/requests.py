@@ -31,6 +31,7 @@ from cnnlens.compare.engine import check_methods as check_compare_methods
 from cnnlens.compare.options import CompareOptions, parse_options
 from cnnlens.errors import InvalidParamsError, TargetError
 from cnnlens.explain import input_region
+from cnnlens.imageio import lossy_format
 from cnnlens.methods.base import Method, get_method
 from cnnlens.methods.run import RunPlan, plan_run
 from cnnlens.models.loaded import LoadedModel
@@ -88,10 +89,17 @@ class ExplainRequest:
     targets: tuple[int, ...]  # distinct class indices; empty: the top-1
     region: Box | None  # segmentation: in the upload's pixels
     outputs: tuple[str, ...]
-    image_format: str  # overlay and heatmap: png, jpeg or webp
+    overlay_format: str | None  # png, jpeg or webp as asked; None: like the upload
     png: bool  # Accept: image/png, answered with the overlay itself
     max_side: int | None
     image: UploadFile
+
+    def image_format(self, upload: Image.Image) -> str:
+        """The overlay's format: as asked, else like the decoded `upload` (jpeg for a JPEG,
+        webp for a lossy WebP, else png; png for Accept: image/png). Heatmaps are PNGs."""
+        if self.overlay_format is not None:
+            return self.overlay_format
+        return parse_overlay_format(None, None if self.png else lossy_format(upload))
 
     @property
     def draft(self) -> int | None:
@@ -133,7 +141,12 @@ async def explain_request(
         ),
     ] = None,
     overlay_format: Annotated[
-        str | None, Form(description="png (default), jpeg or webp: overlay and heatmap format")
+        str | None,
+        Form(
+            description="png, jpeg or webp: the overlay's format; default: like the upload "
+            "(jpeg for a JPEG, webp for a lossy WebP, else png; png with Accept: image/png). "
+            "Heatmaps are palette PNGs"
+        ),
     ] = None,
     max_side: Annotated[
         int | None,
@@ -154,15 +167,14 @@ async def explain_request(
     png = wants_png(request)
     if png and len(methods) != 1:
         raise NotAcceptableError("Accept: image/png answers one method; ask for JSON instead")
-    image_format = parse_overlay_format(overlay_format)
+    # Empty: like the upload, known once decoded; a bad value is a 422 before that.
+    chosen = parse_overlay_format(overlay_format) if (overlay_format or "").strip() else None
     if box is not None and max_side:
         raise InvalidParamsError(
             "region is in the uploaded image's pixels: send it without max_side",
             code="bad_region",
         )
-    return ExplainRequest(
-        loaded, plan, tuple(targets), box, outputs, image_format, png, max_side, image
-    )
+    return ExplainRequest(loaded, plan, tuple(targets), box, outputs, chosen, png, max_side, image)
 
 
 ExplainDep = Annotated[ExplainRequest, Depends(explain_request)]

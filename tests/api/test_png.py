@@ -1,4 +1,5 @@
-"""The fast PNG writer: every pixel comes back, the zlib stream checks out, banded or not."""
+"""The PNG writers, the project's and OpenCV's: every pixel comes back, the zlib stream
+checks out, palettes keep their indices, and each image size goes to the writer chosen."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnnlens.api import png
 from cnnlens.api.png import png_bytes
 
 
@@ -38,36 +40,71 @@ def _photo(mode: str, width: int, height: int) -> Image.Image:
     return picture.convert(mode)
 
 
+@pytest.fixture(params=["own", "opencv"])
+def writer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test runs with both writers: every image by the project's, or by OpenCV's."""
+    monkeypatch.setattr(png, "OPENCV_FROM_BYTES", 1 << 40 if request.param == "own" else 0)
+    return str(request.param)
+
+
 @pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
 @pytest.mark.parametrize("size", [(1, 1), (7, 1), (1, 9), (53, 37), (300, 200)])
-def test_every_pixel_comes_back(mode: str, size: tuple[int, int]) -> None:
+def test_every_pixel_comes_back(writer: str, mode: str, size: tuple[int, int]) -> None:
     picture = _photo(mode, *size)
     decoded = Image.open(io.BytesIO(png_bytes(picture)))
     assert decoded.mode == mode and decoded.size == picture.size
     np.testing.assert_array_equal(np.asarray(decoded), np.asarray(picture))
 
 
-@pytest.mark.parametrize("band_bytes", [1, 4096, 100_000])
-def test_banded_stream_is_one_valid_zlib_stream(band_bytes: int) -> None:
-    picture = _photo("RGB", 301, 211)  # rows of 904 bytes: bands split between rows
-    data = png_bytes(picture, band_bytes=band_bytes)
+def test_both_writers_write_one_up_filtered_zlib_stream(writer: str) -> None:
+    picture = _photo("RGB", 301, 211)
+    data = png_bytes(picture)
     chunks = _chunks(data)
-    assert [kind for kind, _ in chunks] == [b"IHDR", b"IDAT", b"IEND"]
-    raw = zlib.decompress(chunks[1][1])  # checks the header and the Adler-32 trailer
+    assert chunks[0][0] == b"IHDR" and chunks[-1][0] == b"IEND"
+    idat = b"".join(payload for kind, payload in chunks if kind == b"IDAT")
+    raw = zlib.decompress(idat)  # checks the header and the Adler-32 trailer
     rows = np.frombuffer(raw, dtype=np.uint8).reshape(211, 301 * 3 + 1)
     assert (rows[:, 0] == 2).all()  # the "up" filter on every row
-    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), np.asarray(picture))
-    assert data == png_bytes(picture, band_bytes=band_bytes)  # deterministic bytes
+    assert idat[0] == 0x78 and idat[1] >> 6 == 0  # zlib's fastest levels
+    assert data == png_bytes(picture)  # deterministic bytes
 
 
-def test_banding_changes_neither_pixels_nor_much_size() -> None:
-    picture = _photo("RGB", 640, 480)
-    whole, banded = png_bytes(picture, band_bytes=1 << 40), png_bytes(picture, band_bytes=1)
-    assert whole != banded
-    np.testing.assert_array_equal(
-        np.asarray(Image.open(io.BytesIO(whole))), np.asarray(Image.open(io.BytesIO(banded)))
-    )
-    assert len(banded) < 1.05 * len(whole)
+def _header_and_rows(data: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The chunks before the first IDAT, and the inflated (filtered) rows of all IDATs."""
+    chunks = _chunks(data)
+    idat = b"".join(payload for kind, payload in chunks if kind == b"IDAT")
+    return [chunk for chunk in chunks if chunk[0] not in (b"IDAT", b"IEND")], zlib.decompress(idat)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P"])
+def test_the_two_writers_write_the_same_header_and_filtered_rows(mode: str) -> None:
+    """OpenCV's deflate splits IDAT chunks its own way; what they inflate to is the same."""
+    picture = _photo("RGB", 301, 211)
+    palette = None
+    if mode == "P":
+        picture = picture.quantize(77)
+        palette = bytes(picture.getpalette() or [])[: 77 * 3]
+    pixels = np.asarray(picture.convert(mode) if mode != "P" else picture)
+    ours, opencv = png.write_png(pixels, palette), png.opencv_png(pixels, palette)
+    assert _header_and_rows(ours) == _header_and_rows(opencv)
+    assert len(_header_and_rows(ours)[1]) == 211 * (301 * pixels[0, 0].size + 1)
+
+
+def test_large_images_go_to_opencv(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, ...]] = []
+    opencv = png.opencv_png
+
+    def counted(pixels: np.ndarray, palette: bytes | None = None) -> bytes:
+        calls.append(pixels.shape)
+        return opencv(pixels, palette)
+
+    monkeypatch.setattr(png, "opencv_png", counted)
+    small = np.zeros((400, 400, 3), np.uint8)  # 480 kB filtered
+    large = np.zeros((1000, 1500, 3), np.uint8)  # 4.5 MB
+    png.array_png(small)
+    png.array_png(large)
+    png.array_png(np.zeros((1000, 1500, 2), np.uint8))  # grey + alpha: OpenCV writes none
+    assert calls == [(1000, 1500, 3)]
 
 
 def test_no_larger_than_pillow_at_its_fastest_level() -> None:
@@ -80,18 +117,17 @@ def test_no_larger_than_pillow_at_its_fastest_level() -> None:
     assert len(png_bytes(blended)) <= 1.05 * len(buffer.getvalue())
 
 
-@pytest.mark.parametrize("band_bytes", [1, 1 << 40])
 @pytest.mark.parametrize("size", [(1, 1), (7, 1), (53, 37), (300, 200)])
 @pytest.mark.parametrize("entries", [2, 77, 256])
 def test_palette_images_keep_their_indices_and_colours(
-    entries: int, size: tuple[int, int], band_bytes: int
+    writer: str, entries: int, size: tuple[int, int]
 ) -> None:
     rng = np.random.default_rng(entries)
     picture = Image.fromarray(rng.integers(0, entries, size[::-1], dtype=np.uint8))
     picture.putpalette(rng.integers(0, 256, entries * 3, dtype=np.uint8).tobytes())
-    data = png_bytes(picture, band_bytes=band_bytes)
+    data = png_bytes(picture)
     chunks = _chunks(data)
-    assert [kind for kind, _ in chunks] == [b"IHDR", b"PLTE", b"IDAT", b"IEND"]
+    assert [kind for kind, _ in chunks[:2]] == [b"IHDR", b"PLTE"] and chunks[-1][0] == b"IEND"
     assert chunks[0][1][9] == 3 and len(chunks[1][1]) == 3 * entries  # colour type 3
     decoded = Image.open(io.BytesIO(data))
     assert decoded.mode == "P"
@@ -117,3 +153,17 @@ def test_other_modes_go_through_pillow(mode: str) -> None:
     decoded = Image.open(io.BytesIO(png_bytes(picture)))
     expected = np.asarray(picture.convert("I"))
     np.testing.assert_array_equal(np.asarray(decoded.convert("I")), expected)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+def test_arrays_are_written_as_their_images(mode: str) -> None:
+    picture = _photo(mode, 61, 43)
+    assert png.array_png(np.asarray(picture)) == png_bytes(picture)
+
+
+def test_opencv_reads_the_writers_pngs(writer: str) -> None:
+    import cv2
+
+    picture = _photo("RGB", 301, 211)
+    decoded = cv2.imdecode(np.frombuffer(png_bytes(picture), np.uint8), -1)
+    np.testing.assert_array_equal(decoded[..., ::-1], np.asarray(picture))

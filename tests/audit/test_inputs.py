@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tarfile
 from pathlib import Path
 
@@ -89,3 +90,12 @@ def test_bad_rows_are_clear_errors(tmp_path: Path) -> None:
         read_labels(no_label)
     with pytest.raises(AuditInputError, match="not a folder"):
         collect_images(_touch(tmp_path / "file.bin"), tmp_path / "work")
+
+
+def test_a_file_name_that_is_not_utf8_gets_a_printable_name(tmp_path: Path) -> None:
+    folder = Path(os.fsdecode(os.fsencode(str(tmp_path / "in")) + b"/"))
+    _touch(Path(os.fsdecode(os.fsencode(str(folder)) + b"/\xff\xfe.jpg")))
+    images, _ = collect_images(folder, tmp_path / "work")
+    (item,) = build_items(images, Annotations(), CATEGORIES, len(CATEGORIES))
+    assert item.name == "\\xff\\xfe.jpg"
+    assert Path(item.path).read_bytes().startswith(b"\x89PNG")  # the path still opens the file

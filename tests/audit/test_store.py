@@ -50,3 +50,15 @@ def test_a_batch_delivered_twice_is_recorded_once(tmp_path: Path) -> None:
     job = store.job("j")
     assert job is not None and job.done == 3
     store.close()
+
+
+def test_a_file_name_that_is_not_utf8_is_stored_and_read_back(tmp_path: Path) -> None:
+    # On Linux a name's undecodable bytes arrive as surrogates, which SQLite's text refuses.
+    path = os.fsdecode(os.fsencode(str(tmp_path)) + b"/\xff\xfe.jpg")
+    store = AuditStore(tmp_path / STORE_NAME)
+    items = [AuditItem(0, "\\xff\\xfe.jpg", path, mask_path=path)]
+    store.create_job("j", source="s", out_dir=str(tmp_path), signature="d", config={}, items=items)
+    (pending,) = store.iter_pending("j", page=1)
+    assert pending.path == path and pending.mask_path == path
+    assert pending.name == "\\xff\\xfe.jpg"
+    store.close()

@@ -76,13 +76,71 @@ def test_overlay_format_encodes_the_same_pixels_within_lossy_error(
     body = lossy.json()
     assert body["overlay_format"] == overlay_format
     (item,), (reference,) = body["explanations"], default.json()["explanations"]
-    for key in ("overlay_png", "heatmap_png"):
-        image, exact = _image(item[key]), _image(reference[key])
-        assert image.format == pillow_format and exact.format == "PNG"
-        assert image.size == exact.size == chelsea.size
-        exact_rgb = exact.convert("RGB")  # heatmaps travel as palette PNGs
-        difference = np.abs(np.asarray(image, np.int16) - np.asarray(exact_rgb, np.int16))
-        assert difference.mean() < 3.0, (key, difference.mean())  # lossy, not another image
+    image, exact = _image(item["overlay_png"]), _image(reference["overlay_png"])
+    assert image.format == pillow_format and exact.format == "PNG"
+    assert image.size == exact.size == chelsea.size
+    difference = np.abs(np.asarray(image, np.int16) - np.asarray(exact, np.int16))
+    assert difference.mean() < 3.0, difference.mean()  # lossy, not another image
+    heatmap = _image(item["heatmap_png"])  # the heatmap stays a palette PNG, whatever the overlay
+    assert heatmap.format == "PNG" and heatmap.mode == "P"
+    assert item["heatmap_png"] == reference["heatmap_png"]
+
+
+def _encoded(picture: Image.Image, fmt: str, **options: Any) -> bytes:
+    buffer = io.BytesIO()
+    picture.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "options", "answer", "pillow_format"),
+    [
+        ("JPEG", {"quality": 90}, "jpeg", "JPEG"),
+        ("WEBP", {"quality": 80}, "webp", "WEBP"),
+        ("WEBP", {"lossless": True}, "png", "PNG"),
+        ("PNG", {}, "png", "PNG"),
+        ("BMP", {}, "png", "PNG"),
+        ("TIFF", {}, "png", "PNG"),
+    ],
+)
+def test_the_overlay_format_follows_the_uploads_by_default(
+    client: TestClient,
+    chelsea: Image.Image,
+    fmt: str,
+    options: dict[str, Any],
+    answer: str,
+    pillow_format: str,
+) -> None:
+    """A lossy upload is answered in its own lossy format (JPEG at quality 90), a lossless
+    one in PNG; overlay_format still chooses; heatmaps stay palette PNGs."""
+    upload = _encoded(chelsea, fmt, **options)
+    response = _post(client, upload)
+    assert response.status_code == 200, response.text[:300]
+    body = response.json()
+    assert body["overlay_format"] == answer
+    (item,) = body["explanations"]
+    overlay = _image(item["overlay_png"])
+    assert overlay.format == pillow_format and overlay.size == chelsea.size
+    assert _image(item["heatmap_png"]).mode == "P"
+    if answer == "jpeg":  # the quality-90 encoding of the PNG answer's pixels
+        exact = _post(client, upload, overlay_format="png").json()["explanations"][0]
+        pixels = np.asarray(_image(exact["overlay_png"]))
+        assert base64.b64decode(item["overlay_png"]) == image_bytes(pixels, "jpeg")
+    chosen = _post(client, upload, overlay_format="png").json()
+    assert chosen["overlay_format"] == "png"
+    assert _image(chosen["explanations"][0]["overlay_png"]).format == "PNG"
+
+
+def test_accept_png_answers_png_for_a_jpeg_upload(client: TestClient, big_jpeg: bytes) -> None:
+    response = client.post(
+        "/v1/explain",
+        files={"image": ("photo.jpg", big_jpeg, "image/jpeg")},
+        data={"max_side": "300"},
+        headers={"Accept": "image/png"},
+    )
+    assert response.status_code == 200, response.text[:300]
+    assert response.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(response.content)).format == "PNG"
 
 
 def test_binary_overlay_has_the_formats_media_type(
@@ -204,3 +262,15 @@ def test_cli_writes_jpeg_overlays(chelsea_png: Path, tmp_path: Path) -> None:
     overlay = Image.open(tmp_path / entry["overlay"])
     assert entry["overlay"].endswith("_overlay.jpg") and overlay.format == "JPEG"
     assert overlay.size == (451, 300)
+
+
+def test_cli_writes_overlays_in_the_images_own_format(chelsea: Image.Image, tmp_path: Path) -> None:
+    photo = tmp_path / "cat.jpg"
+    chelsea.save(photo, "JPEG", quality=90)
+    out = tmp_path / "out"
+    assert main(["explain", str(photo), "-m", "grad_cam", "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    (entry,) = summary["images"][0]["explanations"]
+    assert entry["overlay"].endswith("_overlay.jpg") and entry["heatmap"].endswith("_heatmap.png")
+    assert Image.open(out / entry["overlay"]).format == "JPEG"
+    assert Image.open(out / entry["heatmap"]).format == "PNG"

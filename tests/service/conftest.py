@@ -73,6 +73,13 @@ def decode_png(b64: str) -> Image.Image:
     return image
 
 
+def decode_overlay(b64: str, overlay_format: str) -> Image.Image:
+    """An overlay in its answer's overlay_format (by default the upload's: JPEG for a JPEG)."""
+    image = Image.open(io.BytesIO(base64.b64decode(b64)))
+    assert image.format == {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}[overlay_format]
+    return image
+
+
 def decode_array(payload: dict[str, Any]) -> np.ndarray:
     dtype = np.dtype(payload["dtype"]).newbyteorder("<")
     return np.frombuffer(base64.b64decode(payload["data"]), dtype=dtype).reshape(payload["shape"])

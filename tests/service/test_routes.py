@@ -19,7 +19,15 @@ from cnnlens.methods.base import method_names
 from cnnlens.models import LoadedModel
 from cnnlens.models.hooks import hook_session
 from tests.conftest import EGYPTIAN_CAT, ESPRESSO
-from tests.service.conftest import MODEL, assert_error, decode_array, decode_png, encode, upload
+from tests.service.conftest import (
+    MODEL,
+    assert_error,
+    decode_array,
+    decode_overlay,
+    decode_png,
+    encode,
+    upload,
+)
 
 # Chelsea's face (eyes, nose, muzzle) in the 451x300 photo; the right edge is background.
 CAT_FACE = (slice(40, 270), slice(90, 360))  # (rows, columns)
@@ -141,7 +149,8 @@ def test_explain_grad_cam_on_chelsea(client: TestClient, chelsea_jpeg: bytes) ->
     assert item["layer"] == "bn2"
     assert (item["width"], item["height"]) == (451, 300)
     assert decode_png(item["heatmap_png"]).size == (451, 300)
-    assert decode_png(item["overlay_png"]).size == (451, 300)
+    assert body["overlay_format"] == "jpeg"  # like the upload
+    assert decode_overlay(item["overlay_png"], "jpeg").size == (451, 300)
     assert 0 < item["elapsed_ms"] <= body["elapsed_ms"]
     heat = decode_array(item["array"])  # (300, 451)
     # The heatmap travels as a palette PNG; the client's decoder gives the array's colours
@@ -222,7 +231,8 @@ def test_accept_png_returns_the_overlay_itself(client: TestClient, chelsea_jpeg:
     overlay = Image.open(io.BytesIO(as_png.content))
     assert overlay.format == "PNG"
     assert overlay.size == (451, 300)
-    as_json = client.post("/v1/explain", files=upload(chelsea_jpeg), data={"output": "overlay"})
+    fields = {"output": "overlay", "overlay_format": "png"}
+    as_json = client.post("/v1/explain", files=upload(chelsea_jpeg), data=fields)
     same = decode_png(as_json.json()["explanations"][0]["overlay_png"])
     assert np.array_equal(np.asarray(overlay), np.asarray(same))
 
@@ -337,7 +347,7 @@ def test_exif_orientation_is_applied_before_explaining(
     assert body["image"] == {"width": 64, "height": 96}
     item = body["explanations"][0]
     assert (item["width"], item["height"]) == (64, 96)
-    assert decode_png(item["overlay_png"]).size == (64, 96)
+    assert decode_overlay(item["overlay_png"], body["overlay_format"]).size == (64, 96)
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16", "1"])
@@ -350,5 +360,5 @@ def test_every_image_mode_is_explained_as_rgb(
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["image"] == {"width": 60, "height": 40}
-    overlay = decode_png(body["explanations"][0]["overlay_png"])
+    overlay = decode_overlay(body["explanations"][0]["overlay_png"], body["overlay_format"])
     assert (overlay.mode, overlay.size) == ("RGB", (60, 40))

@@ -1,6 +1,7 @@
 """Explain images: for each IMAGE, each --method and each --target (default: the top-1
-prediction), write the overlay and heatmap PNGs to --out, plus summary.json with the
-predictions, the targets and the files. Runs locally, or on a service with --server URL.
+prediction), write the overlay (in the image's own format unless --overlay-format) and the
+heatmap PNG to --out, plus summary.json with the predictions, the targets and the files.
+Runs locally, or on a service with --server URL.
 
 examples:
   cnnlens explain cat.jpg
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnlens.api.forms import DEFAULT_METHOD, OVERLAY_FORMATS, parse_box
+from cnnlens.api.forms import DEFAULT_METHOD, OVERLAY_FORMATS, parse_box, parse_overlay_format
 from cnnlens.cli.commands._common import (
     DEFAULT_MODEL,
     add_model_options,
@@ -76,8 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overlay-format",
         choices=OVERLAY_FORMATS,
-        default="png",
-        help="format of the overlay and heatmap files (jpeg and webp encode faster, lossy)",
+        default=None,
+        help="format of the overlay files (default: like the image: jpeg for a JPEG, webp for "
+        "a lossy WebP, else png); heatmaps are PNG",
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or lines")
     add_server_options(parser)
@@ -114,6 +116,7 @@ class ImageResult:
     height: int
     predictions: list[dict[str, Any]]
     rendered: list[Rendered]
+    overlay_format: str = "png"
 
 
 class LocalEngine:
@@ -141,21 +144,24 @@ class LocalEngine:
 
         from cnnlens.api.bodies import class_score, image_files
         from cnnlens.explain import explain
+        from cnnlens.imageio import lossy_format
 
         result = explain(
             self.model, path, self.methods, target=self.targets or None, layer=self.layer,
             params=self.params, region=self.region,
         )  # fmt: skip
+        image_format = parse_overlay_format(self.overlay_format, lossy_format(result.image))
         rendered = []
         for item in result:
-            overlay, heatmap = image_files(item, self.output, self.overlay_format)
+            overlay, heatmap = image_files(item, self.output, image_format)
             array = item.map.astype(np.float32) if "array" in self.output else None
             target = _score(class_score(item.target))
             rendered.append(
                 Rendered(item.method, target, item.layer, overlay, heatmap, array, item.elapsed_ms)
             )
         predictions = [score.model_dump() for p in result.predictions if (score := class_score(p))]
-        return ImageResult(result.image.width, result.image.height, predictions, rendered)
+        width, height = result.image.width, result.image.height
+        return ImageResult(width, height, predictions, rendered, image_format)
 
 
 class RemoteEngine:
@@ -197,7 +203,7 @@ def image_result(result: ExplainResult) -> ImageResult:
         for item in result.explanations
     ]
     predictions = [p.model_dump() for p in result.predictions]
-    return ImageResult(result.width, result.height, predictions, rendered)
+    return ImageResult(result.width, result.height, predictions, rendered, result.overlay_format)
 
 
 def _score(score: ClassScore | None) -> dict[str, Any] | None:
@@ -217,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
     failed: list[dict[str, str]] = []
     for path, result in each_image(images, engine, failed, "explaining", args.quiet):
         report = _write(
-            args.out, stems[path], path, result.rendered, args.array, args.overlay_format
+            args.out, stems[path], path, result.rendered, args.array, result.overlay_format
         )
         report.width, report.height = result.width, result.height
         report.predictions = result.predictions
@@ -260,16 +266,20 @@ def _write(
     path: Path,
     rendered: Sequence[Rendered],
     save_array: bool,
-    image_format: str = "png",
+    overlay_format: str = "png",
 ) -> ImageReport:
     report = ImageReport(image=str(path))
     seen_targets: dict[int, dict[str, Any]] = {}
     for item in rendered:
         name = f"{stem}_{item.method}" + (f"_{item.target['index']}" if item.target else "")
         files: dict[str, str | None] = {"overlay": None, "heatmap": None, "array": None}
-        for kind, data in (("overlay", item.overlay_png), ("heatmap", item.heatmap_png)):
+        overlay_extension = _EXTENSIONS.get(overlay_format, overlay_format)
+        for kind, data, extension in (
+            ("overlay", item.overlay_png, overlay_extension),
+            ("heatmap", item.heatmap_png, "png"),
+        ):
             if data is not None:
-                file_name = f"{name}_{kind}.{_EXTENSIONS.get(image_format, image_format)}"
+                file_name = f"{name}_{kind}.{extension}"
                 (out / file_name).write_bytes(data)
                 files[kind] = file_name
         if save_array and item.array is not None:

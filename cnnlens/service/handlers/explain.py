@@ -151,4 +151,4 @@ def render_overlay_png(
     explanations, _ = explanations_for(model, picture, rows, [method_name])
     if abort is not None:
         abort.check()
-    return image_bytes(explanations[0].overlay(), image_format), explanations[0]
+    return image_bytes(explanations[0].overlay_pixels(), image_format), explanations[0]

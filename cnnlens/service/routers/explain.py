@@ -71,7 +71,7 @@ async def explain(
     rows = await state.run(
         model, run_explain_batch, work, cost=cost, batch_key=work.batch_key, deadline=deadline
     )
-    names, image_format = request.plan.names, request.image_format
+    names, image_format = request.plan.names, request.image_format(decoded)
     if request.png:
         body, shown_explanation = await render(
             deadline,

@@ -470,6 +470,9 @@ function showBody(view) {
 }
 
 const png = (b64) => `data:image/png;base64,${b64}`;
+// Overlays come in the answer's overlay_format (like the upload by default); heatmaps are PNG.
+const overlayExtensions = { png: "png", jpeg: "jpg", webp: "webp" };
+const overlayUrlOf = (b64, format = "png") => `data:image/${format};base64,${b64}`;
 const percent = (p) => `${(100 * p).toFixed(1)}%`;
 const classText = (c) => `${c.label} (${c.index}, ${percent(c.probability)})`;
 
@@ -754,7 +757,8 @@ async function showResults(body, params = {}, region = null) {
     const method = state.methods.get(item.method) || { title: item.method };
     const { heatmap, scale } = await heatmapOf(item, params);
     const heatmapUrl = png(item.heatmap_png);
-    const overlayUrl = png(item.overlay_png);
+    const overlayFormat = body.overlay_format || "png";
+    const overlayUrl = overlayUrlOf(item.overlay_png, overlayFormat);
     const figure = document.createElement("figure");
     figure.className = "explanation";
     figure.dataset.method = item.method;
@@ -795,7 +799,8 @@ async function showResults(body, params = {}, region = null) {
     view.classList.add("download-view");
     view.addEventListener("click", () => { view.href = canvas.toDataURL("image/png"); });
     downloads.append(
-      downloadLink("⤓ Overlay", `Download the ${methodTitle} overlay`, overlayUrl, `${name}_overlay.png`),
+      downloadLink("⤓ Overlay", `Download the ${methodTitle} overlay`, overlayUrl,
+        `${name}_overlay.${overlayExtensions[overlayFormat] || overlayFormat}`),
       downloadLink("⤓ Heatmap", `Download the ${methodTitle} heatmap`, heatmapUrl, `${name}_heatmap.png`),
       view,
     );
