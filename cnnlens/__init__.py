@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from cnnlens.audit.local import run_audit
     from cnnlens.compare.options import CompareOptions
     from cnnlens.explain import Explanation, Explanations, explain
+    from cnnlens.features.vectors import features
     from cnnlens.heap import reuse_heap
     from cnnlens.methods import attribute, method_names, run_methods
     from cnnlens.models import DEFAULT_MODEL, LoadedModel, list_models, load_model, wrap
@@ -47,6 +48,7 @@ __getattr__ = lazy_exports(
         "Explanation": "cnnlens.explain",
         "Explanations": "cnnlens.explain",
         "explain": "cnnlens.explain",
+        "features": "cnnlens.features.vectors",
         "attribute": "cnnlens.methods",
         "method_names": "cnnlens.methods",
         "run_methods": "cnnlens.methods",
@@ -67,12 +69,15 @@ __getattr__ = lazy_exports(
 
 
 class _Package(types.ModuleType):
-    """Keeps `cnnlens.explain` the function when the submodule of that name is imported
-    (the import system would otherwise bind the module over it)."""
+    """Keeps `cnnlens.explain` and `cnnlens.features` the functions when the submodules of
+    those names are imported (the import system would otherwise bind the modules over them);
+    `features` stays lazy, so that the torch-free audit store can import its subpackage."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "explain" and isinstance(value, types.ModuleType):
             value = value.explain
+        if name == "features" and isinstance(value, types.ModuleType):
+            return  # resolved by __getattr__ on first use: the function
         super().__setattr__(name, value)
 
 
@@ -96,6 +101,7 @@ __all__ = [
     "attribute",
     "compare",
     "explain",
+    "features",
     "list_models",
     "load_model",
     "method_names",

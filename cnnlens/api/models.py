@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 
 class Schema(BaseModel):
@@ -341,6 +341,9 @@ class AuditLinks(Schema):
     self: str
     results: str
     report: str
+    neighbors: str | None = Field(
+        default=None, description="POST an image: the audited images nearest to it"
+    )
 
 
 class AuditJob(Schema):
@@ -396,3 +399,26 @@ def method_response(name: str) -> type[MethodAnswer]:
 def method_route(name: str) -> str:
     """The path of a method's own route: /v1/<name with - for _>."""
     return "/v1/" + name.replace("_", "-")
+
+
+class Neighbour(Schema):
+    name: str | None = Field(description="the audited image's name")
+    index: int = Field(description="its index in the audit")
+    distance: float = Field(description="1 - cosine similarity of the feature vectors")
+    label_name: str | None = Field(description="its label, where the audit had labels")
+    predicted_name: str | None = Field(description="the model's top-1 class for it")
+
+
+class NeighboursResponse(Schema):
+    neighbors: list[Neighbour] = Field(description="the nearest audited images, nearest first")
+
+
+class Exemplar(Schema):
+    name: str = Field(description="the audited image's name")
+    index: int = Field(description="its index in the audit")
+    activation: float = Field(description="the channel's largest activation in the image")
+    box: list[int] = Field(description="[x0, y0, x1, y1]: that unit's receptive field, pixels")
+
+
+class Exemplars(RootModel[dict[str, dict[str, list[Exemplar]]]]):
+    """{layer: {channel: [Exemplar, ...]}}, best first."""

@@ -33,11 +33,14 @@ from cnnlens.audit.records import (
 )
 from cnnlens.audit.sources import readable
 from cnnlens.errors import CnnlensError
+from cnnlens.features.capture import FeatureCapture
+from cnnlens.features.columns import pending_columns
 from cnnlens.imageio import load_image
 from cnnlens.methods.adversarial_image import adversarial_images
 from cnnlens.methods.passes import heap_rows
 from cnnlens.methods.run import RunResult, run_methods
 from cnnlens.models import heads
+from cnnlens.models.hooks import Tap
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.progress import Tick
 
@@ -53,6 +56,7 @@ class AuditAnalyzer:
         self.model = model
         self.config = config
         self.on_rungs = on_rungs  # progress: fragility rungs run (or skipped after a flip)
+        self.capture = FeatureCapture(model, config.features) if config.features.enabled else None
 
     def __call__(self, items: Sequence[AuditItem]) -> list[ImageOutcome]:
         outcomes: dict[int, ImageOutcome] = {}
@@ -71,7 +75,7 @@ class AuditAnalyzer:
     def _analyze(self, images: list[tuple[AuditItem, Image.Image]]) -> list[ImageOutcome]:
         config, model = self.config, self.model
         x = torch.cat([model.preprocessing(image) for _, image in images]).to(model.device)
-        result = self._run_in_passes(x)
+        result = self._run_in_passes(x, self.capture.taps if self.capture else [])
         probabilities = heads.probabilities(model.head, result.logits).cpu()  # (B, K)
         predicted = probabilities.argmax(dim=1)
         photos = [image for _, image in images]
@@ -83,12 +87,20 @@ class AuditAnalyzer:
         outcomes = []
         for row, (item, image) in enumerate(images):
             maps = {name: result.outputs[name].map[row].float().cpu() for name in config.methods}
-            outcomes.append(
-                self._outcome(item, image, scores[row], maps, result.layer, fragile, row)
+            small = _thumbnail(image, config.thumbnail_side)
+            outcome = self._outcome(
+                item, image, small, scores[row], maps, result.layer, fragile, row
             )
+            if self.capture is not None:
+                outcome.features = self.capture.image(
+                    row, result.tapped, probabilities, small, item.label is not None
+                )
+                for column, value in pending_columns().items():
+                    setattr(outcome.record, column, value)
+            outcomes.append(outcome)
         return outcomes
 
-    def _run_in_passes(self, x: torch.Tensor) -> RunResult:
+    def _run_in_passes(self, x: torch.Tensor, taps: Sequence[Tap]) -> RunResult:
         """run_methods over `x` in passes of at most `heap_rows` images (see
         methods/passes.py), joined row by row."""
         model, config = self.model, self.config
@@ -96,7 +108,7 @@ class AuditAnalyzer:
         rows = heap_rows(model, x) or len(x)
         return RunResult.join(
             [
-                run_methods(model, x[start : start + rows], methods, layer=config.layer)
+                run_methods(model, x[start : start + rows], methods, layer=config.layer, taps=taps)
                 for start in range(0, len(x), rows)
             ]
         )
@@ -105,6 +117,7 @@ class AuditAnalyzer:
         self,
         item: AuditItem,
         image: Image.Image,
+        thumbnail: Image.Image,
         scores: ClassScores,
         maps: dict[str, torch.Tensor],
         layer: str,
@@ -122,7 +135,7 @@ class AuditAnalyzer:
         outcome = ImageOutcome(
             item.index, AuditRecord(index=item.index, name=item.name)
         )  # row: below
-        outcome.thumbnail = _jpeg(_thumbnail(image, config.thumbnail_side))
+        outcome.thumbnail = _jpeg(thumbnail)
         region = self._region(item, image)
         findings = self._maps(outcome, image, maps, region, flags)
         flip = fragile[row] if fragile is not None else None

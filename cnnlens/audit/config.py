@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cnnlens.features.config import FeatureConfig, split_names
+
 if TYPE_CHECKING:
     from cnnlens.methods.run import RunPlan
     from cnnlens.models.loaded import LoadedModel
@@ -54,16 +56,15 @@ class AuditConfig(BaseModel):
     thumbnail_side: int = Field(default=160, ge=32, le=512)
     overlay_max_side: int = Field(default=1024, ge=64, le=8192, description="overlay PNG files")
     max_pixels: int = Field(default=40_000_000, ge=1)
+    features: FeatureConfig = Field(
+        default_factory=FeatureConfig,
+        description="the dataset view: feature vectors, map, neighbours, findings, exemplars",
+    )
 
     @field_validator("methods", mode="before")
     @classmethod
     def _split_methods(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = [value]
-        if isinstance(value, list | tuple):
-            names = [part.strip() for item in value for part in str(item).split(",")]
-            return tuple(dict.fromkeys(name for name in names if name))
-        return value
+        return split_names(value)
 
     @field_validator("epsilons")
     @classmethod
@@ -104,6 +105,10 @@ def check_model(config: AuditConfig, model: LoadedModel) -> RunPlan:
     from cnnlens.models import heads
 
     plan = plan_run(model, [(name, None) for name in config.methods], config.layer)
+    if config.features.enabled:  # unknown feature or exemplar layers fail here
+        from cnnlens.features.capture import FeatureCapture
+
+        FeatureCapture(model, config.features)
     if config.fragility and model.head == heads.SEGMENTATION:
         raise IncompatibleModelError(
             "the fragility check attacks an image's top-1 class, which a segmentation model "

@@ -183,10 +183,7 @@ def run_batches(
     try:
         while True:
             if store.cancel_requested(job_id) or watch.stopping():
-                store.set_status(job_id, "cancelled", "cancelled by request")
-                return AuditRun(
-                    _job(store, job_id), processed, write_outputs(store, job_id, out_dir)
-                )
+                return conclude(store, job_id, processed, "cancelled", "cancelled by request")
             outcomes = next(batches, None)
             if outcomes is None:
                 break
@@ -215,9 +212,37 @@ def finish(store: AuditStore, job_id: str, processed: int) -> AuditRun:
     job = _job(store, job_id)
     status = "done" if job.done == job.total else "failed"
     message = None if status == "done" else f"{job.total - job.done} images left unprocessed"
+    return conclude(store, job_id, processed, status, message)
+
+
+def conclude(
+    store: AuditStore, job_id: str, processed: int, status: str, message: str | None
+) -> AuditRun:
+    """The dataset view first (its columns complete the rows, so a job is never seen done
+    without them), then the final status, then the report and tables."""
+    out_dir = Path(_job(store, job_id).out_dir)
+    written = build_dataset_view(store, job_id, out_dir)
     store.set_status(job_id, status, message)
-    outputs = write_outputs(store, job_id, Path(job.out_dir))
+    outputs = {**written, **write_outputs(store, job_id, out_dir)}
     return AuditRun(_job(store, job_id), processed, outputs)
+
+
+def build_dataset_view(store: AuditStore, job_id: str, out_dir: Path) -> dict[str, Path]:
+    """The feature space of the analyzed images, when the config asks for it; a failure
+    there is recorded in the summary, and the rows and report are written regardless."""
+    config = AuditConfig.model_validate(_job(store, job_id).config)
+    if not config.features.enabled:
+        return {}
+    from cnnlens.features.dataset import analyze_dataset
+    from cnnlens.features.store import FeatureStore
+
+    store.set_status(job_id, "running", "building the feature space")
+    try:
+        return analyze_dataset(store, job_id, out_dir, config.features)
+    except Exception as error:
+        logger.exception("audit %s: the feature space failed", job_id)
+        FeatureStore(store).set_summary(job_id, {"error": f"{type(error).__name__}: {error}"})
+        return {}
 
 
 # What one image can make a model call raise (bad content, a shape a method refuses, out of

@@ -15,9 +15,12 @@ from typing import Any, Literal, TextIO
 from cnnlens.audit.files import open_atomic, write_atomic
 from cnnlens.audit.parquet import PARQUET, ParquetRows, parquet_available
 from cnnlens.audit.records import OPTIONAL_COLUMNS, AuditRecord, MapFindings
-from cnnlens.audit.report import EMBEDDED_ROWS, OverlayLink, write_report
+from cnnlens.audit.report import EMBEDDED_ROWS, write_report
+from cnnlens.audit.report_views import OverlayLink, ThumbnailLink
 from cnnlens.audit.store import AuditStore
 from cnnlens.audit.summary import ClassMeans, SummaryBuilder
+from cnnlens.features.columns import neighbors_text
+from cnnlens.features.store import FeatureStore
 
 REPORT, JSONL, CSV, SUMMARY, OVERLAYS = (
     "index.html", "results.jsonl", "results.csv", "summary.json", "overlays",
@@ -65,7 +68,7 @@ def write_outputs(store: AuditStore, job_id: str, out_dir: Path) -> dict[str, Pa
                 columns.add(record)
         jsonl.detach()  # flushed; the atomic file itself is closed (and renamed) by its context
         table.detach()
-    summary = facts.result()
+    summary = with_features(facts.result(), store, job_id)
     write_atomic(paths[SUMMARY], json.dumps({"job": job.as_dict(), "summary": summary}, indent=2))
     with open_atomic(paths[REPORT]) as raw:
         sink = io.TextIOWrapper(raw, "utf-8")
@@ -80,11 +83,13 @@ def report_html(
     records: Sequence[AuditRecord | Mapping[str, Any]] | None = None,
     summary: Mapping[str, Any] | None = None,
     overlay_link: OverlayLink | None = None,
+    thumbnail_link: ThumbnailLink | None = None,
 ) -> str:
     """The HTML report from what the store holds now (also for a job still running); the
     rows are always read from the store, `records` and `summary` only spare a pass over it.
-    `overlay_link`: where rows past the embedded ones link their overlays (a service's route;
-    default: the files next to the report)."""
+    `overlay_link`: where rows link their overlays (a service's route; default: the files next
+    to the report); `thumbnail_link`: where rows past the embedded ones find a thumbnail (a
+    service's route; default: none)."""
     job = store.job(job_id)
     unmatched = job.unmatched_labels if job is not None else []
     facts, means = SummaryBuilder(unmatched_labels=unmatched), ClassMeans()
@@ -98,9 +103,16 @@ def report_html(
             facts.add(given)
             means.add(given, maps.get(given.index))
     sink = io.StringIO()
-    summary = facts.result() if summary is None else summary
-    _write_report(sink, store, job_id, summary, facts, means, overlay_link)
+    summary = with_features(facts.result(), store, job_id) if summary is None else summary
+    _write_report(sink, store, job_id, summary, facts, means, overlay_link, thumbnail_link)
     return sink.getvalue()
+
+
+def with_features(summary: dict[str, Any], store: AuditStore, job_id: str) -> dict[str, Any]:
+    """The summary with the dataset view's (clusters, near-duplicates, label issues, map,
+    index), once the audit's end has built it."""
+    found = FeatureStore(store).summary(job_id)
+    return {**summary, "features": found} if found is not None else summary
 
 
 def _write_report(
@@ -111,6 +123,7 @@ def _write_report(
     facts: SummaryBuilder,
     means: ClassMeans,
     overlay_link: OverlayLink | None = None,
+    thumbnail_link: ThumbnailLink | None = None,
 ) -> None:
     job = store.job(job_id)
     if job is None:
@@ -127,6 +140,7 @@ def _write_report(
         rows=store.iter_report_rows(job_id, EMBEDDED_ROWS),
         class_means=means.result(),
         overlay_link=overlay_link,
+        thumbnail_link=thumbnail_link,
     )
 
 
@@ -198,5 +212,6 @@ def csv_row(record: AuditRecord, methods: Sequence[str]) -> list[Any]:
         "box_energy": first.box_energy,
         "pointing_hit": first.pointing_hit,
         "overlays": ";".join(record.overlays.values()),
+        "neighbors": neighbors_text(record),
     }
     return ["" if row.get(column) is None else neutralized(row[column]) for column in CSV_HEADER]

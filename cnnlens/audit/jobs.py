@@ -22,6 +22,7 @@ from cnnlens.audit.inputs import Annotations, read_boxes, read_labels
 from cnnlens.audit.records import AuditItem
 from cnnlens.audit.store import ACTIVE, STORE_NAME, AuditStore, JobInfo, store_path
 from cnnlens.errors import CnnlensError
+from cnnlens.features.capture import prepare_features
 from cnnlens.models.loaded import LoadedModel
 
 logger = logging.getLogger("cnnlens.audit")
@@ -171,6 +172,7 @@ class AuditJobs:
                 resume=False, limits=limits, job_id=job_id,
             )  # fmt: skip
             self.store.set_owner(job.id, owner)
+            prepare_features(self.store, job.id, loaded, config.features)
             upload.unlink()  # extracted: the archive itself is no longer needed
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)

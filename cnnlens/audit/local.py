@@ -14,6 +14,7 @@ from cnnlens.audit.extras import require_ray
 from cnnlens.audit.inputs import Annotations
 from cnnlens.audit.sources import is_uri
 from cnnlens.audit.store import AuditStore, JobInfo, store_path
+from cnnlens.features.capture import prepare_features
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.registry import load_model
 from cnnlens.progress import Bar, JobBar, watched
@@ -73,6 +74,7 @@ def run_audit(
                 store, source, out_dir, config, annotations, loaded.categories, resume=resume,
                 exclusive=exclusive,
             )  # fmt: skip
+            prepare_features(store, job.id, loaded, config.features)
             if engine != "ray":
                 analyzer = AuditAnalyzer(loaded, config, on_rungs=bars.rungs)
                 return execute(store, job.id, analyzer, config.batch_size, watch)

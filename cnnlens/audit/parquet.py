@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any, BinaryIO
 
 from cnnlens.audit.records import OPTIONAL_COLUMNS, AuditRecord
+from cnnlens.features.columns import COLUMN_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -24,9 +25,11 @@ _TYPES = {
     "predicted": "int64", "predicted_name": "string", "confidence": "float64",
     "correct": "bool_", "layer": "string", "has_region": "bool_", "fragility_tested": "bool_",
     "fragile_epsilon": "float64", "fragile_class": "int64", "fragile_class_name": "string",
-    "fragile_probability": "float64",
+    "fragile_probability": "float64", **COLUMN_TYPES,
 }  # fmt: skip
-_NESTED = ("maps", "predictions", "overlays", *OPTIONAL_COLUMNS)
+_NESTED = (
+    "maps", "predictions", "overlays", *(c for c in OPTIONAL_COLUMNS if c not in COLUMN_TYPES)
+)  # fmt: skip
 
 _warned = False
 

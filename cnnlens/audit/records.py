@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from cnnlens.audit.localization import Box
+from cnnlens.features.columns import FEATURE_COLUMNS, ImageFeatures
 
 MEAN_MAP_SIDE = 56  # class-mean maps are averaged on this grid of the model's input
 
@@ -43,7 +44,7 @@ class AuditItem:
 # Columns that optional analyses set on rows (the dataset view's findings): exports write
 # them after the fixed columns, empty where a row has none. Each is an extra field of
 # AuditRecord (see there).
-OPTIONAL_COLUMNS: tuple[str, ...] = ()
+OPTIONAL_COLUMNS: tuple[str, ...] = FEATURE_COLUMNS
 
 
 class _Row(BaseModel):
@@ -147,6 +148,7 @@ class ImageOutcome:
     overlay_thumbnails: dict[str, bytes] = field(default_factory=dict)  # method -> JPEG
     overlay_pngs: dict[str, bytes] = field(default_factory=dict)  # method -> PNG
     mean_map: bytes | None = None  # float16 (MEAN_MAP_SIDE, MEAN_MAP_SIDE), first method
+    features: ImageFeatures | None = None  # the dataset view's vector, hash, maxima
 
     def __post_init__(self) -> None:
         self.record = AuditRecord.of(self.record)  # a row's JSON is read as the row

@@ -7,7 +7,7 @@ import base64
 import io
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape, unescape
 from typing import Any, TextIO
@@ -22,8 +22,27 @@ from cnnlens.audit.records import (
     AuditRecord,
     MapFindings,
 )
+from cnnlens.audit.report_views import (
+    DETAIL_SCRIPT,
+    MAP_SCRIPT,
+    VIEWS_STYLE,
+    OverlayLink,
+    ThumbnailLink,
+    detail_dialog,
+    map_section,
+    row_links,
+)
 from cnnlens.audit.summary import HISTOGRAM_BINS, SummaryBuilder
 from cnnlens.audit.svg import bar_chart, binned_histogram
+from cnnlens.features.report import (
+    FINDING_HEADERS,
+    cluster_rows,
+    finding_cells,
+    finding_options,
+    finding_tags,
+    row_data,
+    summary_cards,
+)
 from cnnlens.html_safety import csp, inline_hashes, json_in_html
 
 _STYLE = """
@@ -60,15 +79,23 @@ const data=JSON.parse(document.getElementById('rows').textContent);
 const search=document.getElementById('search');const flag=document.getElementById('flag');
 const shown=document.getElementById('shown');const pager=document.getElementById('pager');
 const PAGE=100;let page=0;let order=data;let hits=data;
-function filter(){const q=search.value.toLowerCase();const f=flag.value;
- hits=order.filter(function(r){return (!q||r.t.includes(q))&&(f==='all'||
-  (f==='flagged'?r.f!=='':(' '+r.f+' ').includes(' '+f+' ')));});}
+// Shared with the map and the detail view: the rows, the map's selection (a Set of image
+// indices, or null), and the views told of every new filter result.
+const report=window.cnnlensReport={rows:data,selection:null,views:[],
+ select:function(chosen){report.selection=chosen;apply();},shown:function(){return hits;}};
+function matches(r,f){if(f==='all')return true;if(f==='flagged')return r.f!=='';
+ if(f.startsWith('g:'))return (' '+r.g+' ').includes(' '+f.slice(2)+' ');
+ return (' '+r.f+' ').includes(' '+f+' ');}
+function filter(){const q=search.value.toLowerCase();const f=flag.value;const s=report.selection;
+ hits=order.filter(function(r){return (!s||(r.d&&s.has(r.d.index)))&&(!q||r.t.includes(q))
+  &&matches(r,f);});}
 function render(){const pages=Math.max(1,Math.ceil(hits.length/PAGE));
  page=Math.min(page,pages-1);
  body.innerHTML=hits.slice(page*PAGE,(page+1)*PAGE).map(function(r){return r.h;}).join('');
- shown.textContent=hits.length+' of '+data.length+' images';
+ shown.textContent=hits.length+' of '+data.length+' images'
+  +(report.selection?' (selected on the map)':'');
  pager.textContent='page '+(page+1)+' of '+pages;}
-function apply(){page=0;filter();render();}
+function apply(){page=0;filter();render();report.views.forEach(function(v){v(hits);});}
 document.getElementById('prev').addEventListener('click',function(){if(page>0){page--;render();}});
 document.getElementById('next').addEventListener('click',function(){page++;render();});
 search.addEventListener('input',apply);flag.addEventListener('change',apply);
@@ -83,18 +110,19 @@ apply();})();
 # Every inline script and style of the report, in the order they are written: the report's
 # Content-Security-Policy allows exactly these texts, by their hashes (`report_policy`). A
 # feature of the report that needs script adds its text here.
-SCRIPTS: tuple[str, ...] = (_SCRIPT,)
-STYLES: tuple[str, ...] = (_STYLE,)
-# Where a row past the embedded ones links an overlay: (image index, method, the overlay's
-# file relative to the report) -> URL. The default is the file next to an on-disk report.
-OverlayLink = Callable[[int, str, str], str]
+SCRIPTS: tuple[str, ...] = (_SCRIPT, MAP_SCRIPT, DETAIL_SCRIPT)
+STYLES: tuple[str, ...] = (_STYLE, VIEWS_STYLE)
 
 
 def report_policy() -> str:
     """The report's Content-Security-Policy: nothing runs or loads but its own inline scripts
-    and styles (hashed from their text) and the images embedded in it."""
+    and styles (hashed from their text), the images embedded in it, and images of its own
+    origin: the detail view's full-size overlays and the thumbnails of rows past the embedded
+    ones (the files beside an on-disk report, the service's image routes)."""
     return csp(
-        script_src=inline_hashes(*SCRIPTS), style_src=inline_hashes(*STYLES), img_src=["data:"]
+        script_src=inline_hashes(*SCRIPTS),
+        style_src=inline_hashes(*STYLES),
+        img_src=["data:", "'self'"],
     )
 
 
@@ -107,6 +135,7 @@ def render_report(
     overlays: Mapping[int, Mapping[str, bytes]],
     class_means: Sequence[Mapping[str, Any]],
     overlay_link: OverlayLink | None = None,
+    thumbnail_link: ThumbnailLink | None = None,
 ) -> str:
     """The report as one HTML string."""
     rows = [AuditRecord.of(record) for record in records]
@@ -123,6 +152,7 @@ def render_report(
         rows=((r, thumbnails.get(r.index), overlays.get(r.index, {})) for r in ordered),
         class_means=class_means,
         overlay_link=overlay_link,
+        thumbnail_link=thumbnail_link,
     )
     return sink.getvalue()
 
@@ -139,11 +169,13 @@ def write_report(
     rows: Iterable[ReportRow],
     class_means: Sequence[Mapping[str, Any]],
     overlay_link: OverlayLink | None = None,
+    thumbnail_link: ThumbnailLink | None = None,
 ) -> None:
     """The report written as a stream: `facts` (one pass over the records) decides the charts
     and columns, `rows` (record, thumbnail, overlay thumbnails; flagged first) come one by one,
-    so that only one row at a time is held. `overlay_link`: where rows past the embedded ones
-    link their overlays (default: the files next to the report)."""
+    so that only one row at a time is held. `overlay_link`: where rows link their full-size
+    overlays (default: the files next to the report); `thumbnail_link`: where rows past the
+    embedded ones find a thumbnail (a service's route; default: none, their overlay instead)."""
     methods = list(job.get("methods") or [])
     title = f"cnnlens audit {job.get('id', '')}"
     sink.write(
@@ -157,19 +189,25 @@ def write_report(
     sink.write(_charts(facts, summary))
     sink.write(_tables(summary))
     sink.write(_class_means(class_means, methods))
+    features = summary.get("features") if isinstance(summary.get("features"), Mapping) else None
     shown = _Columns(
-        labels=facts.has_labels, regions=facts.has_regions, fragility=facts.has_fragility
-    )
-    sink.write(_results_head(methods, shown))
+        labels=facts.has_labels, regions=facts.has_regions, fragility=facts.has_fragility,
+        features=bool(features and features.get("images")),
+    )  # fmt: skip
+    if shown.features and features is not None:
+        sink.write(dataset_section(features))
+        sink.write(map_section(labels=facts.has_labels))
+    sink.write(_results_head(methods, shown, features if shown.features else None))
     min_box_energy = float(job.get("min_box_energy") or 0.5)
     sink.write("[")
     link = overlay_link or _overlay_file
     for position, (record, thumbnail, overlays) in enumerate(rows):
         embed = position < EMBEDDED_ROWS
         row = _row(record, methods, thumbnail, overlays, shown, min_box_energy, embed, link)
-        sink.write(("," if position else "") + _row_entry(row))
-    sink.write("]</script>" + "".join(f"<script>{script}</script>" for script in SCRIPTS))
-    sink.write("</body></html>")
+        links = row_links(record, link, thumbnail_link, embed and thumbnail is not None)
+        sink.write(("," if position else "") + _row_entry(row, record, links))
+    sink.write("]</script>" + detail_dialog())
+    sink.write("".join(f"<script>{script}</script>" for script in SCRIPTS) + "</body></html>")
 
 
 def _overlay_file(index: int, method: str, relative: str) -> str:
@@ -275,11 +313,28 @@ def _class_means(class_means: Sequence[Mapping[str, Any]], methods: Sequence[str
     )
 
 
-def _results_head(methods: Sequence[str], shown: _Columns) -> str:
+def dataset_section(features: Mapping[str, Any]) -> str:
+    """The dataset view's cards and its clusters, worst accuracy first."""
+    cards = "".join(
+        f"<div class='card'>{escape(name)}<b>{escape(value)}</b></div>"
+        for name, value in summary_cards(features)
+    )
+    clusters = _table(
+        "Clusters (worst accuracy first)", ["cluster", "images", "accuracy", "top labels"],
+        cluster_rows(features),
+    )  # fmt: skip
+    return f"<h2>Feature space</h2><div class='cards'>{cards}</div>{clusters}"
+
+
+def _results_head(
+    methods: Sequence[str], shown: _Columns, features: Mapping[str, Any] | None = None
+) -> str:
     """Only the columns this audit asked for: labels, object regions and fragility each add
-    theirs; localization is shown per method, so that each flag has its value in the row. Ends
-    inside the script element that holds the rows' data."""
+    theirs; localization is shown per method, so that each flag has its value in the row; the
+    dataset view adds its findings and their filters. Ends inside the script element that
+    holds the rows' data."""
     options = "".join(f"<option value='{f}'>{f}</option>" for f in FLAGS)
+    options += finding_options(features)
     head: list[tuple[str, str | None]] = [("#", "num"), ("image", None)]
     head += [(m, None) for m in methods]
     head += [("name", "text")]
@@ -291,6 +346,7 @@ def _results_head(methods: Sequence[str], shown: _Columns) -> str:
         for method in methods:
             head += [(f"{method} box energy", "num"), (f"{method} pointing", "text")]
     head += [("fragile ε", "num"), ("flips to", "text")] if shown.fragility else []
+    head += FINDING_HEADERS if shown.features else []
     header = "".join(
         f"<th class='sortable' data-type='{kind}'>{escape(name)}</th>" if kind
         else f"<th>{escape(name)}</th>"
@@ -309,16 +365,31 @@ def _results_head(methods: Sequence[str], shown: _Columns) -> str:
 
 
 _VALUE = re.compile(r"<td[^>]*?(?: data-v='([^']*)')?>")
+# The attributes a row's HTML carries to this function; the page reads them from the entry.
+_ENTRY_ATTRIBUTES = re.compile(r" data-(?:v|flags|text)='[^']*'")
 
 
-def _row_entry(row: str) -> str:
-    """One row as data the page renders a page at a time: text and flags to filter on, each
-    cell's sort value, the row's HTML (the JSON sits in a script element)."""
+def _row_entry(
+    row: str, record: AuditRecord | None = None, links: Mapping[str, Any] | None = None
+) -> str:
+    """One row as data the page renders a page at a time: text, flags and findings to filter
+    on, each cell's sort value, the row's HTML (the JSON sits in a script element), and its
+    data for the map and the detail view (`d`: map coordinates, cluster, neighbours...,
+    and `links`)."""
     head = row[: row.index(">") + 1]
     flags = unescape(re.search(r"data-flags='([^']*)'", head).group(1))  # type: ignore[union-attr]
     text = unescape(re.search(r"data-text='([^']*)'", head).group(1))  # type: ignore[union-attr]
     values = [unescape(value or "") for value in _VALUE.findall(row)]
-    return json_in_html({"t": text, "f": flags, "v": values, "h": row})
+    # the HTML without what the entry now holds (about 200 bytes a row)
+    html = _ENTRY_ATTRIBUTES.sub("", row)
+    entry: dict[str, Any] = {"t": text, "f": flags, "v": values, "h": html}
+    if record is not None:
+        entry["g"] = finding_tags(record)
+        # null fields left out (the scripts read a missing field as null): a few MB less on
+        # a report of tens of thousands of rows
+        data = {key: value for key, value in row_data(record).items() if value is not None}
+        entry["d"] = {**data, **(links or {})}
+    return json_in_html(entry)
 
 
 @dataclass(frozen=True)
@@ -326,6 +397,7 @@ class _Columns:
     labels: bool
     regions: bool
     fragility: bool
+    features: bool = False
 
 
 def flag_sources(
@@ -355,10 +427,11 @@ def _row(
     name, label, predicted = record.name, record.label_name or "", record.predicted_name or ""
     cells = [
         _cell(str(record.index), record.index),
-        _image_cell(thumbnail if embed else None, name),
+        _image_cell(thumbnail if embed else None, name, "image"),
     ]
     cells += [_overlay_cell(record, method, overlays, embed, overlay_link) for method in methods]
-    cells.append(_cell(escape(name), name))
+    # the name opens the row's detail view (the report's script reads the fragment)
+    cells.append(_cell(f"<a href='#image-{record.index}'>{escape(name)}</a>", name))
     if shown.labels:
         cells.append(_cell(escape(label), label))
     if record.status == "error":
@@ -375,9 +448,12 @@ def _row(
         ]
     if shown.fragility:
         cells += _fragility_cells(record)
+    if shown.features:
+        cells += [_cell(content, value, css) for content, value, css in finding_cells(record)]
     text = " ".join([name, label, predicted, *record.flags]).lower()
+    flags = escape(" ".join(record.flags))
     return (
-        f"<tr data-flags='{escape(' '.join(record.flags))}' data-text='{escape(text)}'>"
+        f"<tr data-i='{record.index}' data-flags='{flags}' data-text='{escape(text)}'>"
         f"{''.join(cells)}</tr>"
     )
 
@@ -391,7 +467,7 @@ def _overlay_cell(
 ) -> str:
     """The method's overlay thumbnail; beyond the embedded rows, a link to the overlay."""
     if embed:
-        return _image_cell(overlays.get(method), f"{method} of {record.name}")
+        return _image_cell(overlays.get(method), f"{method} of {record.name}", method)
     if method in record.overlays:
         link = escape(overlay_link(record.index, method, str(record.overlays[method])))
         return f"<td><a href='{link}'>{escape(method)}</a></td>"
@@ -444,10 +520,13 @@ def _cell(content: str, value: Any, css: str | None = None) -> str:
     return f"<td{kind} data-v='{escape(str(value))}'>{content}</td>"
 
 
-def _image_cell(data: bytes | None, alt: str) -> str:
+def _image_cell(data: bytes | None, alt: str, kind: str) -> str:
+    """An embedded thumbnail; `kind` ("image" or the overlay's method) lets the detail view
+    find it."""
     if data is None:
         return "<td></td>"
-    return f"<td><img class='t' alt='{escape(alt)}' src='{_data_uri(data, 'jpeg')}'></td>"
+    src = _data_uri(data, "jpeg")
+    return f"<td><img class='t' alt='{escape(alt)}' data-k='{escape(kind)}' src='{src}'></td>"
 
 
 def _data_uri(data: bytes, kind: str) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlens.audit.records import AuditItem, AuditRecord, ImageOutcome
+from cnnlens.features import store as feature_tables
 
 STORE_NAME = "audit.sqlite"
 LEGACY_STORE_NAME = "audits.sqlite"  # the service's data dir used this name before
@@ -145,6 +146,7 @@ class AuditStore:
             self._connection.execute("PRAGMA synchronous=NORMAL")
             self._connection.execute("PRAGMA foreign_keys=ON")
             self._connection.executescript(_SCHEMA)
+            self._connection.executescript(feature_tables.SCHEMA)
             columns = {row[1] for row in self._connection.execute("PRAGMA table_info(items)")}
             if "labels" not in columns:  # a store written before multi-label audits
                 self._connection.execute("ALTER TABLE items ADD COLUMN labels TEXT")
@@ -153,6 +155,8 @@ class AuditStore:
                 self._connection.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
             if "unmatched_labels" not in jobs_columns:  # written before they were reported
                 self._connection.execute("ALTER TABLE jobs ADD COLUMN unmatched_labels TEXT")
+            if "features" not in jobs_columns:  # the dataset view's summary (JSON)
+                self._connection.execute("ALTER TABLE jobs ADD COLUMN features TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -260,6 +264,8 @@ class AuditStore:
         nothing, so that the disk space a deletion frees shows (the file's free pages are
         reused by the jobs that come after)."""
         with self._transaction() as db:
+            for table in feature_tables.TABLES:
+                db.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))
             db.execute("DELETE FROM overlays WHERE job_id = ?", (job_id,))
             db.execute("DELETE FROM items WHERE job_id = ?", (job_id,))
             db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
@@ -328,6 +334,7 @@ class AuditStore:
                 if cursor.rowcount == 0:
                     continue
                 recorded += 1
+                feature_tables.save(db, job_id, outcome)
                 db.executemany(
                     "INSERT OR REPLACE INTO overlays (job_id, idx, method, thumbnail)"
                     " VALUES (?, ?, ?, ?)",
@@ -407,6 +414,10 @@ class AuditStore:
 
     def thumbnails(self, job_id: str) -> dict[int, bytes]:
         return self._blobs("thumbnail", job_id)
+
+    def thumbnail(self, job_id: str, index: int) -> bytes | None:
+        """One image's thumbnail (JPEG), or None."""
+        return self._blobs("thumbnail", job_id, " AND idx = ?", (index,)).get(index)
 
     def overlay_thumbnails(self, job_id: str) -> dict[int, dict[str, bytes]]:
         return self._overlays(job_id)

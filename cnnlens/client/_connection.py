@@ -91,4 +91,6 @@ class Connection(Generic[Http, Transport]):
     audits = Endpoint(protocol.audits)
     audit_results = Endpoint(protocol.audit_results)
     audit_report = Endpoint(protocol.audit_report)
+    neighbors = Endpoint(protocol.neighbors)
+    audit_exemplars = Endpoint(protocol.audit_exemplars)
     delete_audit = Endpoint(protocol.delete_audit)

@@ -456,6 +456,27 @@ def audit_report(job_id: str) -> Call[bytes]:
     return Call("GET", _job_path(job_id, "/report"), bytes, raw=True)
 
 
+def neighbors(job_id: str, image: ImageInput, k: int = 5) -> Call[list[dict[str, Any]]]:
+    """POST /v1/audits/{id}/neighbors: the audited images nearest to `image` in the audit's
+    feature space, nearest first: `name`, `index`, `distance` (1 - cosine), `label_name`,
+    `predicted_name`."""
+
+    def parse(body: Any) -> list[dict[str, Any]]:
+        return list(_json_object(body)["neighbors"])
+
+    return Call(
+        "POST", _job_path(job_id, "/neighbors"), parse,
+        data=_form(k=k), files={"image": image_file(image)},
+    )  # fmt: skip
+
+
+def audit_exemplars(job_id: str) -> Call[dict[str, Any]]:
+    """GET /v1/audits/{id}/exemplars: `{layer: {channel: [{name, index, activation, box}]}}`,
+    each channel's audited images by its largest activation (audits run with exemplar
+    layers); GET .../exemplars/{layer}/{channel}.png is the sheet of their crops."""
+    return Call("GET", _job_path(job_id, "/exemplars"), _json_object)
+
+
 def delete_audit(job_id: str) -> Call[dict[str, Any]]:
     """DELETE /v1/audits/{id}: cancel a queued or running job (the job, `status` as it is: it
     stops after its batch in flight), or remove a finished, failed or cancelled one with its
@@ -481,6 +502,8 @@ ENDPOINTS: tuple[Callable[..., Call[Any]], ...] = (
     audits,
     audit_results,
     audit_report,
+    neighbors,
+    audit_exemplars,
     delete_audit,
 )
 

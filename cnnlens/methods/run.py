@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -30,7 +30,7 @@ from cnnlens.methods.base import (
 )
 from cnnlens.methods.passes import rows_per_pass
 from cnnlens.models import heads
-from cnnlens.models.hooks import hook_session
+from cnnlens.models.hooks import Tap, hook_session
 from cnnlens.models.layers import LayerInventory, inspect_layers
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.preprocess import Preprocessing
@@ -54,6 +54,7 @@ class RunResult:
     target: Target  # resolved: what each row explained
     layer: str
     elapsed_ms: dict[str, float]  # by method; a shared forward is split evenly among its users
+    tapped: dict[str, torch.Tensor] = field(default_factory=dict)  # by Tap.name, (B, ...)
 
     @property
     def targets(self) -> torch.Tensor:
@@ -72,7 +73,13 @@ class RunResult:
             first.target.join([p.target for p in parts[1:]]),
             first.layer,
             {name: sum(p.elapsed_ms.get(name, 0.0) for p in parts) for name in first.elapsed_ms},
+            join_tapped([p.tapped for p in parts]),
         )
+
+
+def join_tapped(parts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Tapped results of consecutive rows -> the batch's, row by row."""
+    return {name: torch.cat([part[name] for part in parts]) for name in parts[0]} if parts else {}
 
 
 @dataclass(frozen=True)
@@ -172,6 +179,7 @@ def run_methods(
     target: TargetLike = None,
     layer: Layer = None,
     region: Region = None,
+    taps: Sequence[Tap] = (),
 ) -> RunResult:
     """Run several methods on one batch: gradient methods share one forward and one
     backward per ReLU rule; the others run their own passes.
@@ -190,13 +198,18 @@ def run_methods(
     """
     wanted = as_target(target, head_of(model), x.shape[0], region)
     plan = plan_run(model, methods, layer, (x.shape[1], x.shape[2], x.shape[3]))
-    return run_plan(model, x, plan, wanted)
+    return run_plan(model, x, plan, wanted, taps)
 
 
 def run_plan(
-    model: LoadedModel | nn.Module, x: torch.Tensor, plan: RunPlan, target: Target
+    model: LoadedModel | nn.Module,
+    x: torch.Tensor,
+    plan: RunPlan,
+    target: Target,
+    taps: Sequence[Tap] = (),
 ) -> RunResult:
-    """Run a resolved call (`plan_run`) on the batch x for `target` (`as_target`)."""
+    """Run a resolved call (`plan_run`) on the batch x for `target` (`as_target`); `taps`
+    read their layers in the call's own forward (`RunResult.tapped`)."""
     batch = _Batch.of(model, x, plan)
     gradient = [(m, p) for m, p in plan.methods if m.kind == "gradient"]
     others = [(m, p) for m, p in plan.methods if m.kind != "gradient"]
@@ -204,14 +217,15 @@ def run_plan(
         rows = _rows_per_shared_pass(batch, target)
         result = RunResult.join(
             [
-                batch.shared_pass(start, rows, gradient, target)
+                batch.shared_pass(start, rows, gradient, target, taps)
                 for start in range(0, max(batch.x.shape[0], 1), rows)
             ]
         )
     else:
-        with hook_session(batch.module), torch.no_grad():
-            logits = batch.module(batch.x)
-        result = RunResult({}, logits, batch.resolve(target, logits), plan.layer, {})
+        with hook_session(batch.module, taps=taps) as session, torch.no_grad():
+            logits = session.forward(batch.x, input_grad=False) if taps else batch.module(batch.x)
+            tapped = dict(session.tapped)
+        result = RunResult({}, logits, batch.resolve(target, logits), plan.layer, {}, tapped)
     for method, params in others:
         started = time.perf_counter()
         with hook_session(batch.module):  # eval mode and frozen weights; methods nest their own
@@ -292,6 +306,7 @@ class _Batch:
         rows: int,
         methods: Sequence[tuple[Method, MethodParams]],
         target: Target,
+        taps: Sequence[Tap] = (),
     ) -> RunResult:
         """The gradient methods on rows start..start+rows: one forward, one backward per
         ReLU rule."""
@@ -299,7 +314,7 @@ class _Batch:
         requirements = [m.requirements(p, self.layer) for m, p in methods]
         layers = sorted(set().union(*(r.layers for r in requirements)))
         rules = any(rule.value != "gradient" for r in requirements for _, rule in r.gradients)
-        with hook_session(self.module, layers=layers, relu_rules=rules) as session:
+        with hook_session(self.module, layers=layers, relu_rules=rules, taps=taps) as session:
             gradient_pass = GradientPass(session, requirements)
             started = time.perf_counter()
             logits = gradient_pass.run_forward(x)
@@ -313,7 +328,8 @@ class _Batch:
                 started = time.perf_counter()
                 outputs[method.name] = _detached(method.compute(context, params))
                 elapsed[method.name] = forward_share + (time.perf_counter() - started) * 1000
-            return RunResult(outputs, logits.detach(), resolved, self.layer, elapsed)
+            tapped = dict(session.tapped)
+            return RunResult(outputs, logits.detach(), resolved, self.layer, elapsed, tapped)
 
 
 def _rows_per_shared_pass(batch: _Batch, target: Target) -> int:

@@ -66,6 +66,18 @@ class Framing:
             )
         return inside
 
+    def box_from_input(self, box: Sequence[float]) -> tuple[int, int, int, int]:
+        """A box in input pixels -> the same box in the original image's pixels (rounded
+        outwards, clipped to the image): where an activation's receptive field lies."""
+        sx, sy = self.width / self.resized_width, self.height / self.resized_height
+        x0, y0, x1, y1 = box
+        return (
+            max(0, int(np.floor((x0 + self.left) * sx))),
+            max(0, int(np.floor((y0 + self.top) * sy))),
+            min(self.width, int(np.ceil((x1 + self.left) * sx))),
+            min(self.height, int(np.ceil((y1 + self.top) * sy))),
+        )
+
     def mask_to_input(self, mask: np.ndarray | torch.Tensor) -> torch.Tensor:
         """(H, W) mask over the original image -> (h, w) share of each input pixel it covers."""
         values = torch.as_tensor(np.asarray(mask)).float()

@@ -27,8 +27,9 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -215,6 +216,22 @@ def count_hooks(model: nn.Module) -> int:
     return total
 
 
+@dataclass(frozen=True)
+class Tap:
+    """A layer's input or output, reduced inside its forward hook: only `reduce`'s (small)
+    result is kept, never the activation itself (feature vectors, channel maxima).
+
+    `reduce` gets the detached tensor (B, ...) and returns a (B, ...) tensor; it runs under
+    no_grad, before anything downstream can modify the tensor in place. A module that runs
+    more than once per forward keeps its last call's result.
+    """
+
+    name: str  # the key of the result in `HookSession.tapped`
+    layer: str  # a module name, as in `named_modules`
+    reduce: Callable[[torch.Tensor], torch.Tensor]
+    side: Literal["input", "output"] = "output"
+
+
 class HookSession:
     """One forward with activation captures, then backward passes under any ReLU rule.
 
@@ -227,12 +244,15 @@ class HookSession:
         layers: Sequence[str],
         relu_rules: bool,
         modules: dict[str, nn.Module] | None = None,
+        taps: Sequence[Tap] = (),
     ) -> None:
         self.model = model
         self._modules = modules
         self.layer_names = list(dict.fromkeys(layers))
         self.relu_rules = relu_rules
+        self.taps = list(taps)
         self.activations: dict[str, torch.Tensor] = {}
+        self.tapped: dict[str, torch.Tensor] = {}  # by Tap.name, from the last forward
         self.input: torch.Tensor | None = None
         self._state = _RuleState()
         self._relu_rules: _ReluRules | None = None
@@ -242,6 +262,7 @@ class HookSession:
     def forward(self, x: torch.Tensor, input_grad: bool = True) -> torch.Tensor:
         """Run the model on a copy of `x` (the caller's tensor is never touched)."""
         self.activations.clear()
+        self.tapped.clear()
         self._input_grad = input_grad
         self.input = x.detach().clone().requires_grad_(input_grad)
         if self._relu_rules is not None:
@@ -293,12 +314,20 @@ class HookSession:
     @contextmanager
     def _registered(self) -> Iterator[None]:
         modules = self._modules if self._modules is not None else dict(self.model.named_modules())
-        missing = [name for name in self.layer_names if name not in modules]
+        wanted = [*self.layer_names, *(tap.layer for tap in self.taps)]
+        missing = [name for name in wanted if name not in modules]
         if missing:
             raise unknown_layer(missing[0], list(modules))
         with ExitStack() as stack:
             for name in self.layer_names:
                 handle = modules[name].register_forward_hook(self._capture_hook(name))
+                stack.callback(handle.remove)
+            for tap in self.taps:
+                module = modules[tap.layer]
+                if tap.side == "input":
+                    handle = module.register_forward_pre_hook(self._tap_input_hook(tap))
+                else:
+                    handle = module.register_forward_hook(self._tap_output_hook(tap))
                 stack.callback(handle.remove)
             if self.relu_rules:
                 self._unsupported_modules = unsupported_activation_modules(modules)
@@ -320,6 +349,25 @@ class HookSession:
             return captured.clone()
 
         return capture
+
+    def _tap_input_hook(self, tap: Tap) -> Callable[[nn.Module, Any], None]:
+        def capture(module: nn.Module, inputs: Any) -> None:
+            self._keep(tap, inputs[0] if isinstance(inputs, tuple) and inputs else inputs)
+
+        return capture
+
+    def _tap_output_hook(self, tap: Tap) -> Callable[[nn.Module, Any, Any], None]:
+        def capture(module: nn.Module, inputs: Any, output: Any) -> None:
+            self._keep(tap, output)
+
+        return capture
+
+    def _keep(self, tap: Tap, value: Any) -> None:
+        if not isinstance(value, torch.Tensor):
+            side = "input" if tap.side == "input" else "output"
+            raise LayerNotFoundError(f"layer {tap.layer!r}: its {side} is not a single tensor")
+        with torch.no_grad():
+            self.tapped[tap.name] = tap.reduce(value.detach())
 
 
 @contextmanager
@@ -353,7 +401,10 @@ def frozen_eval(model: nn.Module) -> Iterator[dict[str, nn.Module]]:
 
 @contextmanager
 def hook_session(
-    model: nn.Module, layers: Sequence[str] = (), relu_rules: bool = False
+    model: nn.Module,
+    layers: Sequence[str] = (),
+    relu_rules: bool = False,
+    taps: Sequence[Tap] = (),
 ) -> Iterator[HookSession]:
     """Open a session: eval mode, frozen parameters, hooks registered; all undone on exit.
 
@@ -361,9 +412,10 @@ def hook_session(
         model: the module tree to explain.
         layers: module names (as in `named_modules`) whose outputs to capture.
         relu_rules: route ReLUs through the rule switch (needed for guided / deconv).
+        taps: layers whose input or output is reduced during each forward (`Tap`).
     """
     with frozen_eval(model) as modules:
-        session = HookSession(model, layers, relu_rules, modules)
+        session = HookSession(model, layers, relu_rules, modules, taps)
         try:
             with session._registered():
                 yield session

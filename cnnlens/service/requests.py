@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, File, Form, Request, UploadFile
 from PIL import Image
@@ -344,6 +344,22 @@ async def audit_request(
     low_confidence: Annotated[float, Form(ge=0, le=1)] = 0.5,
     min_box_energy: Annotated[float, Form(ge=0, le=1)] = 0.5,
     fragility: Annotated[bool, Form(description="PGD epsilon ladder (slow)")] = False,
+    features: Annotated[
+        bool, Form(description="feature space: map, neighbours, near-duplicates, label issues")
+    ] = True,
+    feature_layer: Annotated[
+        str | None, Form(description="feature layer (default: the classifier's input)")
+    ] = None,
+    map_method: Annotated[
+        Literal["umap", "pca", "tsne"], Form(alias="map", description="2-D map")
+    ] = "umap",
+    exemplars: Annotated[
+        list[str] | None, Form(description="layers whose channels get their top-k images")
+    ] = None,
+    exemplars_k: Annotated[int, Form(ge=1, le=100, description="exemplars per channel")] = 9,
+    index_exact_max: Annotated[
+        int, Form(ge=1, description="past this many images the neighbour index is IVF")
+    ] = 200_000,
 ) -> AuditRequest:
     loaded = state.model(model)  # 404 for a model not served, 503 while loading
     try:
@@ -357,6 +373,14 @@ async def audit_request(
                 "min_box_energy": min_box_energy,
                 "fragility": fragility,
                 "max_pixels": settings.limits.max_pixels,
+                "features": {
+                    "enabled": features,
+                    "layer": feature_layer,
+                    "map": map_method,
+                    "exemplars": exemplars or [],
+                    "exemplars_k": exemplars_k,
+                    "index_exact_max": index_exact_max,
+                },
             }
         )
     except ValidationError as error:

@@ -69,7 +69,9 @@ def test_cli_audit_of_a_folder(
     assert "<svg" in html and "data:image/jpeg;base64," in html and "<script>" in html
     assert "src='http" not in html and 'src="http' not in html  # self-contained
     # flagged images first: the broken file and the misclassified astronaut precede chelsea
-    assert html.index(BROKEN) < html.index("chelsea.png", html.index("id='results'"))
+    data = html.split("<script id='rows' type='application/json'>")[1].split("</script>")[0]
+    order = [entry["d"]["name"] for entry in json.loads(data)]
+    assert order.index(BROKEN) < order.index("chelsea.png")
     summary = json.loads((out / "summary.json").read_text())["summary"]
     assert summary["accuracy"] == pytest.approx(2 / 3)
     assert summary["confusion_pairs"][0]["label"] == 1

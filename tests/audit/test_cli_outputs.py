@@ -47,7 +47,7 @@ def test_another_audits_folder_is_refused(
     assert main(["audit", str(photos), "--batch-size", "4"]) == 0
     assert "0 analyzed now, 4 already done" in capsys.readouterr().out
     assert _jobs(out) == first
-    report = (out / "index.html").read_bytes()  # rewritten by the resume (its time, to the minute)
+    report = (out / "index.html").read_bytes()  # (rewritten: its time is the resume's)
 
     # another config into the same folder: refused, nothing written, no job added
     with pytest.raises(SystemExit) as refused:

@@ -47,6 +47,12 @@ def test_ray_audit_matches_local(
         if here["status"] == "ok":
             assert remote["confidence"] == pytest.approx(here["confidence"], abs=1e-4)
             assert (tmp_path / "ray" / remote["overlays"]["grad_cam"]).is_file()
+            # the vectors came back with the rows: the same neighbours, map and index
+            assert [n["name"] for n in remote["neighbors"]] == [
+                n["name"] for n in here["neighbors"]
+            ]
+            assert remote["x"] == pytest.approx(here["x"], abs=1e-3)
+    assert (tmp_path / "ray" / "features.faiss").is_file()
     assert "chelsea.png" in (tmp_path / "ray" / "index.html").read_text(encoding="utf-8")
     # the Ray run's store resumes like the local one: nothing left to do
     again = run_audit(photos, tmp_path / "ray", config, labels=labels, engine="ray")

@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image
 
-from tests.web import views
+from tests.web import dataset_screenshots, views
 from tests.web.browser import missing, start_browser
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -83,7 +83,25 @@ def main(out: Path = OUT) -> int:
             driver.quit()
     if not only or "segmentation" in only:
         _segmentation(chelsea, out / "segmentation.png")
+    if not only or only & set(dataset_screenshots.SHOTS):
+        _dataset(work, out, only)
     return 0
+
+
+def _dataset(work: Path, out: Path, only: set[str]) -> None:
+    """The feature-space views: the report's map and detail view, the page's neighbours and
+    exemplars, from an audit of scikit-image crops on a service of their own."""
+    from cnnlens.models import load_model
+    from tests.client.conftest import make_app
+    from tests.client.live_server import live_server
+
+    settings = {"data_dir": str(work / "dataset-data")}
+    with live_server(make_app(load_model("efficientnet_lite0"), **settings)) as url:
+        driver = start_browser()
+        try:
+            dataset_screenshots.take(driver, url, work, out, only)
+        finally:
+            driver.quit()
 
 
 def _segmentation(image: Path, path: Path) -> None:

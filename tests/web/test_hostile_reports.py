@@ -22,32 +22,10 @@ from tests.client.live_server import live_server
 from tests.hostile_names import FILE_NAMES, HOSTILE_NAMES
 from tests.pinned import pinned_app, pinned_settings
 from tests.uploads import small_png, zipped
+from tests.web.report_page import open_report, report_names, watch_violations
 
 pytestmark = pytest.mark.browser
 TIMEOUT_S = 30
-
-# Installed before any script of the page runs: every policy violation is kept.
-WATCH_VIOLATIONS = """
-window.__violations = [];
-document.addEventListener("securitypolicyviolation",
-  (event) => window.__violations.push(event.violatedDirective + " " + event.blockedURI));
-"""
-# Every row of the report's table, page by page: the text of its name cell.
-ROW_NAMES = """
-const names = [];
-const column = [...document.querySelectorAll("#results thead th")]
-  .findIndex((th) => th.textContent === "name");
-const pager = document.getElementById("pager");
-for (let guard = 0; guard < 1000; guard++) {
-  for (const row of document.querySelectorAll("#results tbody tr")) {
-    names.push(row.cells[column].textContent);
-  }
-  const [page, pages] = pager.textContent.match(/\\d+/g).map(Number);
-  if (page >= pages) break;
-  document.getElementById("next").click();
-}
-return names;
-"""
 
 
 @pytest.fixture(scope="module")
@@ -59,19 +37,15 @@ def service(default_model: LoadedModel, tmp_path_factory: pytest.TempPathFactory
 
 
 def _open(driver: Any, url: str) -> None:
-    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": WATCH_VIOLATIONS})
+    watch_violations(driver)
     driver.get(url)
 
 
 def _rendered_names(driver: Any, url: str) -> list[str]:
     """The names of every row of the report at `url`, once its script has rendered them."""
-    _open(driver, url)
-    deadline = time.monotonic() + TIMEOUT_S
-    while not driver.execute_script("return document.getElementById('shown').textContent"):
-        assert time.monotonic() < deadline, "the report's script never rendered the table"
-        time.sleep(0.1)
-    names: list[str] = driver.execute_script(ROW_NAMES)
-    return names
+    watch_violations(driver)
+    open_report(driver, url)
+    return report_names(driver)
 
 
 def _assert_inert(driver: Any) -> None:

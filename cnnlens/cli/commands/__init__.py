@@ -20,6 +20,7 @@ COMMANDS: tuple[str, ...] = (
     "layers",
     "audit",
     "audits",
+    "neighbors",
     "compare",
     "visualize",
 )

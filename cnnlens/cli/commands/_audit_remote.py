@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlens.cli.commands._common import UsageError, echo, open_client
+from cnnlens.features.config import form_options
 from cnnlens.progress import JobBar, watched
 
 
@@ -29,6 +30,7 @@ def run_remote(args: argparse.Namespace, source: Path, config: Any) -> int:
         "low_confidence": config.low_confidence,
         "min_box_energy": config.min_box_energy,
         "fragility": config.fragility,
+        **form_options(config.features),
     }
     bar = JobBar("auditing", "image", watched(False if args.quiet else None))
     with tempfile.TemporaryFile() as archive, open_client(args) as client:

@@ -1,7 +1,9 @@
 """Audit a model over a folder, a zip/tar archive, a CSV list or a URI prefix (s3://, gs://,
 abfs://, file://) of images: per image the top-k predictions, whether they are right (with
 --labels), the maps, and flags (misclassified, low confidence, explanation off the object,
-fragile, degenerate map). Writes a self-contained index.html, results.jsonl, results.csv and
+fragile, degenerate map), and the feature space: each image's nearest images, near-duplicates,
+likely wrong labels, clusters and a 2-D map (--no-features turns it off). Writes a
+self-contained index.html, results.jsonl, results.csv, features.parquet, features.faiss and
 overlays/*.png to --out (default: audit-<input name> in the current folder), and keeps its
 progress in audit.sqlite there: run the same command again after an interruption and it
 resumes. An output folder that holds another audit's report is refused (choose another --out,
@@ -15,6 +17,8 @@ examples:
   cnnlens audit photos/ --engine ray --ray-address auto
   cnnlens audit s3://bucket/photos --engine ray --ray-address 10.0.0.5:6379 --out audit-photos/
   cnnlens audit photos/ --labels labels.csv --server http://127.0.0.1:8000 --out audit/
+  cnnlens audit photos/ --exemplars blocks.3 --map pca
+  cnnlens neighbors query.jpg --audit audit/
 """
 
 from __future__ import annotations
@@ -66,6 +70,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--epsilons", metavar="E,E", help="PGD epsilon ladder, whole 0-255 levels (default 1,2,4,8)"
     )
+    features = parser.add_argument_group("feature space (see docs/guides/feature-space.md)")
+    features.add_argument(
+        "--no-features", dest="features", action="store_false",
+        help="keep no feature vectors: no map, neighbours, near-duplicates, label issues",
+    )  # fmt: skip
+    features.add_argument(
+        "--feature-layer", metavar="L",
+        help="layer whose (pooled) output is the feature vector (default: the classifier's input)",
+    )  # fmt: skip
+    features.add_argument(
+        "--map", choices=("umap", "pca", "tsne"), default="umap", help="2-D map (default umap)"
+    )
+    features.add_argument(
+        "--exemplars", metavar="LAYER", action="append", default=[],
+        help="keep each channel's top-k images of LAYER (repeatable): exemplars.json + sheets",
+    )  # fmt: skip
+    features.add_argument(
+        "--exemplars-k", type=int, default=9, metavar="K", help="exemplars per channel (default 9)"
+    )
+    features.add_argument(
+        "--index-exact-max", type=int, default=200_000, metavar="N",
+        help="past N images the neighbour index is IVF, its recall@10 measured (default 200000)",
+    )  # fmt: skip
     parser.add_argument("--engine", choices=("local", "ray"), default="local")
     parser.add_argument("--ray-address", metavar="ADDR", help="Ray cluster (default: local)")
     parser.add_argument(
@@ -90,6 +117,14 @@ def _config(args: argparse.Namespace) -> Any:
         "low_confidence": args.low_confidence,
         "min_box_energy": args.min_box_energy,
         "fragility": args.fragility,
+        "features": {
+            "enabled": args.features,
+            "layer": args.feature_layer,
+            "map": args.map,
+            "exemplars": args.exemplars,
+            "exemplars_k": args.exemplars_k,
+            "index_exact_max": args.index_exact_max,
+        },
     }
     try:
         if args.epsilons:
@@ -187,7 +222,26 @@ def _print_summary(outputs: dict[str, Path], job: Any, processed: int) -> None:
         names = ", ".join(unmatched["names"][:5])
         more = ", ..." if unmatched["count"] > 5 else ""
         echo(f"{unmatched['count']} labels rows name no image: {names}{more}", error=True)
+    features = summary.get("features")
+    if isinstance(features, dict):
+        _print_features(features)
     report = outputs.get("index.html")
     if report is not None:
         echo(f"report: {report}")
         echo(f"results: {outputs['results.jsonl']}, {outputs['results.csv']}")
+
+
+def _print_features(features: dict[str, Any]) -> None:
+    """The feature space in two lines: its cards (near-duplicates, label issues, map, index)
+    and the worst-classified cluster, where the model fails as a group."""
+    from cnnlens.features.report import summary_cards
+
+    cards = summary_cards(features)
+    echo("feature space: " + "; ".join(f"{name} {value}" for name, value in cards))
+    worst = next((c for c in features.get("clusters") or [] if c.get("accuracy") is not None), None)
+    if worst is not None:
+        labels = ", ".join(f"{item['name']} ({item['count']})" for item in worst["top_labels"])
+        echo(
+            f"worst cluster: {worst['cluster']}, {worst['size']} images, accuracy "
+            f"{worst['accuracy']:.1%} of {worst['labelled']} labelled: {labels}"
+        )

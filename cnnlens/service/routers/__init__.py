@@ -26,4 +26,6 @@ V1_ROUTERS = [
     "visualize",
     "compare",
     "audits",
+    "audit_features",
+    "audit_thumbnails",
 ]

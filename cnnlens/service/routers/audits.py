@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 
 from cnnlens.api.models import AuditDeleted, AuditJob, AuditList, AuditResults
 from cnnlens.audit.archive import ArchiveLimits
-from cnnlens.audit.export import CSV, JSONL, records_text, report_html
+from cnnlens.audit.export import CSV, JSONL, records_text, report_html, with_features
 from cnnlens.audit.jobs import STORE_FILE, AuditJobs, JobNotFoundError, disk_share_quota
 from cnnlens.audit.report import report_policy
 from cnnlens.audit.store import JobInfo
@@ -166,7 +166,8 @@ def stop_audit_jobs(app: FastAPI) -> None:
         jobs.close()
 
 
-def _job_id(job_id: str) -> str:
+def job_id_of(job_id: str) -> str:
+    """A well-formed job id, or 404 (never a path)."""
     if not _JOB_ID.match(job_id):
         raise JobNotFoundError(f"no audit job {shown(job_id)}")
     return job_id
@@ -174,7 +175,12 @@ def _job_id(job_id: str) -> str:
 
 def _describe(job: JobInfo) -> dict[str, Any]:
     base = f"/v1/audits/{job.id}"
-    links = {"self": base, "results": f"{base}/results", "report": f"{base}/report"}
+    links = {
+        "self": base,
+        "results": f"{base}/results",
+        "report": f"{base}/report",
+        "neighbors": f"{base}/neighbors",
+    }
     return {**job.as_dict(), "links": links}
 
 
@@ -199,7 +205,8 @@ async def create_audit(
     boxes: Annotated[UploadFile | None, File(description="CSV filename,x0,y0,x1,y1")] = None,
 ) -> JSONResponse:
     config = request.config
-    state.admit(request.model, audit_plan(request.plan, config.batch_size))  # 422 before upload
+    plan = audit_plan(request.plan, config.batch_size, config.features.enabled)
+    state.admit(request.model, plan)  # 422 before any upload
     limit = min(settings.limits.max_upload_bytes, ArchiveLimits().max_archive_bytes)
     archive_bytes = await _read_limited(archive, limit, "archive")
     labels_bytes = await _read_limited(labels, MAX_CSV_BYTES, "labels CSV") if labels else None
@@ -246,14 +253,14 @@ def _cursor(job: JobInfo) -> str:
 def _read_cursor(cursor: str) -> tuple[float, str]:
     try:
         created, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split(" ")
-        return float(created), _job_id(job_id)
+        return float(created), job_id_of(job_id)
     except (binascii.Error, UnicodeDecodeError, ValueError, JobNotFoundError):
         raise InvalidParamsError("invalid cursor: pass a next_cursor of this listing") from None
 
 
 @router.get("/audits/{job_id}", response_model=AuditJob, responses=ERRORS)
 async def get_audit(job_id: str, jobs: JobsDep, owner: OwnerDep) -> dict[str, Any]:
-    return _describe(await anyio.to_thread.run_sync(jobs.job, _job_id(job_id), owner))
+    return _describe(await anyio.to_thread.run_sync(jobs.job, job_id_of(job_id), owner))
 
 
 @router.get(
@@ -281,7 +288,7 @@ async def audit_results(
 ) -> Response:
     """Per-image results so far (all of them once the job is done), in input order; the
     summary always covers every finished image."""
-    job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id), owner)
+    job = await anyio.to_thread.run_sync(jobs.job, job_id_of(job_id), owner)
     every = await anyio.to_thread.run_sync(jobs.store.records, job.id)
     records = [r for r in every if r.flags] if flagged else every
     records = records[offset : None if limit is None else offset + limit]
@@ -294,8 +301,10 @@ async def audit_results(
         )
     from cnnlens.audit.summary import summarize
 
+    summary = with_features(
+        summarize(every, unmatched_labels=job.unmatched_labels), jobs.store, job.id
+    )
     rows = [record.to_json() for record in records]
-    summary = summarize(every, unmatched_labels=job.unmatched_labels)
     return JSONResponse({"job": _describe(job), "summary": summary, "results": rows})
 
 
@@ -312,25 +321,33 @@ async def audit_results(
 )
 async def audit_report(job_id: str, jobs: JobsDep, owner: OwnerDep) -> HTMLResponse:
     """The self-contained HTML report (of the images finished so far while running)."""
-    job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id), owner)
+    job = await anyio.to_thread.run_sync(jobs.job, job_id_of(job_id), owner)
 
     def overlay_route(index: int, method: str, relative: str) -> str:
         # relative to /v1/audits/{id}/report: this router's overlay route, under any prefix
         return f"overlays/{index}/{quote(method, safe='')}.png"
 
+    def thumbnail_route(index: int) -> str:
+        return f"thumbnails/{index}.jpg"  # routers/audit_thumbnails.py
+
     html = await anyio.to_thread.run_sync(
-        lambda: report_html(jobs.store, job.id, overlay_link=overlay_route)
+        lambda: report_html(
+            jobs.store, job.id, overlay_link=overlay_route, thumbnail_link=thumbnail_route
+        )
     )
     return HTMLResponse(html, headers={"Content-Security-Policy": report_policy()})
 
 
-_PNG = {"image/png": {"schema": {"type": "string", "format": "binary"}}}
+def image_responses(media_type: str, description: str) -> dict[int | str, dict[str, Any]]:
+    """The documented answers of a route that sends an image: the errors, and 200 `media_type`."""
+    content = {media_type: {"schema": {"type": "string", "format": "binary"}}}
+    return {**ERRORS, 200: {"content": content, "description": description}}
 
 
 @router.get(
     "/audits/{job_id}/overlays/{index}/{method}.png",
     response_class=Response,
-    responses={**ERRORS, 200: {"content": _PNG, "description": "the overlay PNG of one image"}},
+    responses=image_responses("image/png", "the overlay PNG of one image"),
 )
 async def audit_overlay(
     job_id: str,
@@ -340,7 +357,7 @@ async def audit_overlay(
     owner: OwnerDep,
 ) -> Response:
     """One image's overlay at its own resolution (the report embeds small copies)."""
-    job = await anyio.to_thread.run_sync(jobs.job, _job_id(job_id), owner)
+    job = await anyio.to_thread.run_sync(jobs.job, job_id_of(job_id), owner)
     record = await anyio.to_thread.run_sync(jobs.store.record, job.id, index)
     relative = None if record is None else record.overlays.get(method)
     if relative is None:
@@ -369,7 +386,7 @@ async def delete_audit(job_id: str, jobs: JobsDep, owner: OwnerDep) -> JSONRespo
     """Cancel a queued or running job (202: it stops after the batch in flight), or remove a
     finished, failed or cancelled one with its files (200): a later GET is a 404 and the
     listing no longer shows it."""
-    job, removed = await anyio.to_thread.run_sync(jobs.discard, _job_id(job_id), owner)
+    job, removed = await anyio.to_thread.run_sync(jobs.discard, job_id_of(job_id), owner)
     if removed:
         body = AuditDeleted(id=job.id, status=job.status, deleted=True)
         return JSONResponse(body.model_dump(), status_code=200)

@@ -67,7 +67,8 @@ class MethodsPlan:
     each (one `run_plan`).
 
     `images_param` names the request field that sets `images` (an audit's batch_size), so
-    a refusal can say how many fit.
+    a refusal can say how many fit. `per_image_forwards`: work per image on top of the
+    methods', in forward-equivalents at the calibrated size (an audit's feature space).
     """
 
     run: RunPlan
@@ -75,6 +76,7 @@ class MethodsPlan:
     images: int = 1
     rendered: Rendered | None = None
     images_param: str | None = None
+    per_image_forwards: float = 0.0
 
     def admit(self, model: LoadedModel, budget: Budget, limits: Limits) -> Estimate:
         if self.rendered is not None:
@@ -117,16 +119,41 @@ class MethodsPlan:
                 param=self.images_param,
                 limit=fitting,
             ) from None
-        return self._estimate(model, budget.calibration, self.images)
+        found = self._estimate(model, budget.calibration, self.images)
+        if not found.fits(budget):  # the methods fit; the work on top of them does not
+            fitting = _largest(self.images, lambda n: self._fits(model, budget, n))
+            advice = (
+                f"lower {self.images_param} to at most {fitting}"
+                if fitting is not None and self.images_param
+                else "turn the feature space off"
+            )
+            raise OverBudgetError(
+                f"audit: {self.images} images with the feature space would cost about "
+                f"{found.forward_equivalents:.0f} forward passes, over the budget of "
+                f"{budget.forward_equivalents:.0f}; {advice}",
+                method="audit",
+                param=self.images_param if fitting is not None else "features",
+                limit=fitting,
+            )
+        return found
 
     def _estimate(self, model: LoadedModel, calibration: Calibration, images: int) -> Estimate:
-        return estimate_request(
+        found = estimate_request(
             self.run.methods,
             self.targets,
             _input_shape(model),
             calibration,
             layer_channels=layer_channels(model, self.run.layer),
             images=images,
+        )
+        if not self.per_image_forwards:
+            return found
+        height, width = model.input_size
+        extra = images * self.per_image_forwards * height * width / calibration.pixels
+        return Estimate(
+            found.forward_equivalents + extra,
+            found.peak_bytes,
+            found.seconds + extra * calibration.forward_s,
         )
 
     def _fits(self, model: LoadedModel, budget: Budget, images: int) -> bool:
@@ -230,6 +257,18 @@ def compare_plan(run: RunPlan, images: int, options: CompareOptions) -> CompareP
     )
 
 
-def audit_plan(run: RunPlan, batch_size: int) -> MethodsPlan:
-    """One batch of an audit: its methods (default params) on `batch_size` images, top-1."""
-    return MethodsPlan(run, images=batch_size, images_param="batch_size")
+# The feature space's share of an audit batch, per image, in forward-equivalents: its taps
+# and the perceptual hash of the thumbnail (benchmarks/features.py measures them), and its end
+# (index, neighbours, map, clusters) spread over the images.
+FEATURES_FORWARD_SHARE = 0.1
+
+
+def audit_plan(run: RunPlan, batch_size: int, features: bool = False) -> MethodsPlan:
+    """One batch of an audit: its methods (default params) on `batch_size` images, top-1,
+    and the feature space's share when `features`."""
+    return MethodsPlan(
+        run,
+        images=batch_size,
+        images_param="batch_size",
+        per_image_forwards=FEATURES_FORWARD_SHARE if features else 0.0,
+    )

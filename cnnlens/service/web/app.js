@@ -306,8 +306,8 @@ function chooseFile(file) {
   image.src = url;
 }
 
-function setUpDropZone() {
-  const zone = $("drop-zone");
+// A zone that takes a file dropped on it or chosen with its input: `onFile(file)`.
+function watchDrops(zone, input, onFile) {
   for (const type of ["dragenter", "dragover"]) {
     zone.addEventListener(type, (event) => {
       event.preventDefault();
@@ -320,9 +320,15 @@ function setUpDropZone() {
   zone.addEventListener("drop", (event) => {
     event.preventDefault();
     const file = event.dataTransfer.files[0];
-    if (file) chooseFile(file);
+    if (file) onFile(file);
   });
-  $("image-input").addEventListener("change", (event) => chooseFile(event.target.files[0]));
+  input.addEventListener("change", (event) => {
+    if (event.target.files[0]) onFile(event.target.files[0]);
+  });
+}
+
+function setUpDropZone() {
+  watchDrops($("drop-zone"), $("image-input"), chooseFile);
 }
 
 // ---------- shared form pieces ----------
@@ -873,6 +879,7 @@ async function activationMax(event) {
     $("act-summary").textContent = `Maximizes ${what}; objective ${body.score.toFixed(3)}.`;
     $("act-caption").textContent = `The model sees: ${classText(body.top1)}`;
     showBody("activation");
+    document.dispatchEvent(new CustomEvent("activation-shown", { detail: body })); // dataset.js
   });
 }
 
@@ -1047,6 +1054,8 @@ async function showAuditResults(job) {
     (record.flags || []).join(", ") || "none",
   ]);
   $("audit-table").hidden = false;
+  const shown = { job, summary: body.summary }; // for dataset.js
+  document.dispatchEvent(new CustomEvent("audit-shown", { detail: shown }));
 }
 
 // ---------- start ----------
