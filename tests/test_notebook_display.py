@@ -114,12 +114,12 @@ def test_a_comparison_shows_its_grid_and_score_table(
     result = cnnlens.compare(default_model, chelsea, ["grad_cam", "saliency"], options=options)
     text = repr(result)
     assert text == (
-        "<Comparison on efficientnet_lite0: 1 images x grad_cam, saliency; scores deletion_auc>"
+        "<Comparison on efficientnet_lite0: 1 images x grad_cam, saliency; scores deletion>"
     )
     assert "array(" not in repr(result.images[0]) and len(repr(result.images[0])) < 200
     assert _png(result._repr_png_()).size == result.grid().size
     html = result._repr_html_()
-    assert html.count("<img ") == 1 and "deletion_auc" in html
+    assert html.count("<img ") == 1 and "deletion" in html
     deletion = result.images[0].scores["grad_cam"]["deletion_auc"]
     assert f"{deletion:.3f}" in html  # the score itself, in its row
     assert "grad_cam · saliency" in html  # the agreement table
@@ -206,5 +206,5 @@ def test_the_client_s_comparison_shows_its_grid_and_scores(
     assert "array(" not in repr(result) and len(repr(result)) < 2000
     assert _png(result._repr_png_()).size == result.grid.size  # type: ignore[union-attr]
     html = result._repr_html_()
-    assert html.count("<img ") == 1 and "deletion_auc" in html and "grad_cam · saliency" in html
+    assert html.count("<img ") == 1 and "deletion" in html and "grad_cam · saliency" in html
     assert f"{result.images[0].scores['grad_cam']['deletion_auc']:.3f}" in html

@@ -306,12 +306,58 @@ class ImageCompareBody(Schema):
     )
     agreement: list[AgreementBody]
     scores: dict[str, dict[str, float | None]] = Field(
-        description="method -> deletion_auc (lower: more faithful), insertion_auc (higher), "
-        "randomization_similarity (lower: passes the sanity check), randomization_ssim"
+        description="method -> score, named as the `scores` option: deletion (AUC, lower: "
+        "more faithful), insertion (AUC, higher), randomization (Spearman similarity, lower: "
+        "passes the sanity check), randomization_ssim, infidelity (lower), sensitivity_max "
+        "(lower), road (higher), sparseness (higher), complexity (lower); the former names "
+        "deletion_auc, insertion_auc and randomization_similarity are sent too, for one release"
     )
     curves: dict[str, CurvesBody]
     randomization: RandomizationBody | None
     elapsed_ms: float
+
+
+class KernelBody(Schema):
+    size: int = Field(description="kernel width and height, pixels")
+    sigma: float
+    padding: str = Field(description="zeros (the RISE authors') or reflect")
+
+
+class InfidelityProtocol(Schema):
+    n_perturb_samples: int
+    noise: float = Field(description="standard deviation of the Gaussian perturbation")
+    normalization: str = Field(description="max: maps divided by their largest |value|")
+
+
+class SensitivityProtocol(Schema):
+    n_perturb_samples: int
+    radius: float = Field(description="perturbations uniform in [-radius, radius]")
+    norm: str
+    normalization: str
+
+
+class RoadProtocol(Schema):
+    percentiles: list[int]
+    imputer: str
+    noise: float
+
+
+class ProtocolBody(Schema):
+    """How the scores were taken: enough to reproduce them and to set them beside others."""
+
+    baseline: str = Field(description="rise (the RISE authors' protocol), mean or blur")
+    deletion: str = Field(description="what deleted pixels become: zeros, rise_blur or blur")
+    insertion: str = Field(description="what insertion starts from: zeros, rise_blur or blur")
+    kernel: KernelBody | None = Field(description="the blur's kernel; null without a blur")
+    steps: int
+    points: int = Field(description="points of each curve: steps + 1")
+    probability: str
+    auc: str
+    ties: str
+    seed: int
+    infidelity: InfidelityProtocol | None = None
+    sensitivity_max: SensitivityProtocol | None = None
+    road: RoadProtocol | None = None
 
 
 class StatBody(Schema):
@@ -324,6 +370,7 @@ class CompareResponse(Schema):
     model: str
     methods: list[str]
     options: dict[str, Any]
+    protocol: ProtocolBody
     images: list[ImageCompareBody]
     summary: dict[str, dict[str, StatBody]] = Field(description="method -> score -> mean ± std")
     grid_png: str = Field(description="base64 PNG: a row per image, a column per method")

@@ -256,11 +256,13 @@ def compare(
     pairwise agreement and faithfulness scores.
 
     Args:
-        scores: "deletion", "insertion", "randomization" (default: deletion and insertion);
-            [] or "none" for the agreement only.
-        steps: points per perturbation curve.
-        options: further form fields of the route (baseline, top_k, stages, seed, ssim,
-            shared_scale, random_baseline).
+        scores: any of "deletion", "insertion", "randomization", "infidelity",
+            "sensitivity_max", "road", "sparseness", "complexity" (default: deletion
+            and insertion); [] or "none" for the agreement only.
+        steps: steps per perturbation curve (224 at 224 px: the RISE authors' schedule).
+        options: further form fields of the route (baseline, blur_sigma, top_k, stages, seed,
+            ssim, shared_scale, random_baseline, n_perturb_samples, perturb_radius,
+            infidelity_noise, road_percentiles).
         region: segmentation models: (x0, y0, x1, y1) in each image's pixels.
     """
     uploads = images if isinstance(images, list) else [images]

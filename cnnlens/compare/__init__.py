@@ -7,8 +7,12 @@
 The subpackage is callable: `cnnlens.compare(...)` is `cnnlens.compare.compare(...)`, the
 function below (`from cnnlens.compare import compare` where a type checker must see it).
 
-Scores: deletion / insertion AUC (Petsiuk et al. 2018), similarity under cascading model
-randomization (Adebayo et al. 2018); agreement: Spearman rank correlation and top-k% IoU.
+Scores (`CompareOptions.scores`): deletion / insertion AUC (Petsiuk et al. 2018; baseline
+"rise" is the RISE authors' protocol), similarity under cascading model randomization
+(Adebayo et al. 2018), infidelity and sensitivity_max (Yeh et al. 2019, through captum),
+road (Rong et al. 2022, through pytorch-grad-cam), sparseness (Chalasani et al. 2020) and
+complexity (Bhatt et al. 2020); agreement: Spearman rank correlation and top-k% IoU. Every
+result records its protocol (`cnnlens.compare.protocol`).
 """
 
 from __future__ import annotations
@@ -37,11 +41,13 @@ from cnnlens.compare.engine import (
     random_map,
 )
 from cnnlens.compare.faithfulness import PerturbationCurves, perturbation_curves
-from cnnlens.compare.metrics import curve_auc, spearman, ssim, top_k_iou
-from cnnlens.compare.options import SCORES, CompareOptions, parse_options
+from cnnlens.compare.metrics import complexity, curve_auc, sparseness, spearman, ssim, top_k_iou
+from cnnlens.compare.options import DEFAULT_SCORES, SCORES, CompareOptions, parse_options
+from cnnlens.compare.protocol import protocol
 from cnnlens.compare.sanity import RandomizationResult, cascading_randomization
 
 __all__ = [
+    "DEFAULT_SCORES",
     "SCORES",
     "Agreement",
     "CompareOptions",
@@ -54,13 +60,16 @@ __all__ = [
     "cascading_randomization",
     "compare",
     "compare_image",
+    "complexity",
     "curve_auc",
     "image_files",
     "merge_reports",
     "parse_options",
     "perturbation_curves",
     "plot",
+    "protocol",
     "random_map",
+    "sparseness",
     "spearman",
     "summarize",
     "ssim",

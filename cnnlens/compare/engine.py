@@ -21,8 +21,16 @@ from cnnlens.compare.faithfulness import (
     target_probability,
 )
 from cnnlens.compare.metrics import spearman, top_k_iou
-from cnnlens.compare.options import CompareOptions
+from cnnlens.compare.options import (
+    ALIASES,
+    SSIM_SCORE,
+    CompareOptions,
+    score_names,
+    with_aliases,
+)
+from cnnlens.compare.protocol import protocol
 from cnnlens.compare.sanity import RandomizationResult, cascading_randomization
+from cnnlens.compare.scoring import Explained, map_scores
 from cnnlens.errors import ImageDecodeError, InvalidParamsError
 from cnnlens.explain import ImageRegion, input_region, predictions_of
 from cnnlens.imageio import ImageSource, load_image
@@ -35,13 +43,21 @@ from cnnlens.progress import Bar, Tick, watched
 from cnnlens.targets import Class, class_index
 
 RANDOM = "random"  # name of the reference map scored with `random_baseline`
-SCORE_NAMES = (
-    "deletion_auc",
-    "insertion_auc",
-    "randomization_similarity",
-    "randomization_ssim",
-)
-LOWER_IS_BETTER = {"deletion_auc", "randomization_similarity", "randomization_ssim"}
+
+
+class Scores(dict[str, float]):
+    """score name -> value; a former name (`deletion_auc`...) still reads its new one."""
+
+    def __missing__(self, key: str) -> float:
+        if key in ALIASES and ALIASES[key] in self:
+            return self[ALIASES[key]]
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
 
 @dataclass
@@ -69,7 +85,7 @@ class ImageComparison:
     agreement: list[Agreement]
     curves: dict[str, PerturbationCurves]
     randomization: RandomizationResult | None
-    scores: dict[str, dict[str, float]]  # method -> score name -> value (NaN: undefined)
+    scores: dict[str, Scores]  # method -> score name -> value (NaN: undefined)
     elapsed_ms: float = 0.0
     region: tuple[float, ...] | None = None  # segmentation: the box given, in image pixels
 
@@ -105,13 +121,13 @@ class Comparison:
 
     @property
     def score_names(self) -> list[str]:
-        wanted = set(self.options.scores)
-        names = [f"{kind}_auc" for kind in ("deletion", "insertion") if kind in wanted]
-        if "randomization" in wanted:
-            names.append("randomization_similarity")
-            if self.options.ssim:
-                names.append("randomization_ssim")
-        return names
+        """The scores reported, named as in `CompareOptions.scores` (+ randomization_ssim)."""
+        return score_names(self.options)
+
+    @property
+    def protocol(self) -> dict[str, Any]:
+        """What the scores did: baseline, kernel, steps, seed (`cnnlens.compare.protocol`)."""
+        return protocol(self.options)
 
     def summary(self) -> dict[str, dict[str, Stat]]:
         """method -> score -> mean ± std over the images (undefined values left out)."""
@@ -164,11 +180,9 @@ class Comparison:
             "model": self.model,
             "methods": list(self.methods),
             "options": self.options.model_dump(),
+            "protocol": self.protocol,
             "images": [_image_json(item) for item in self.images],
-            "summary": {
-                method: {score: _stat_json(stat) for score, stat in scores.items()}
-                for method, scores in self.summary().items()
-            },
+            "summary": summary_json(self.summary()),
         }
 
 
@@ -183,6 +197,14 @@ def _agreement_by_pair(images: Sequence[ImageComparison]) -> dict[tuple[str, str
 def _mean(values: Sequence[float]) -> float:
     finite = [v for v in values if math.isfinite(v)]
     return sum(finite) / len(finite) if finite else math.nan
+
+
+def summary_json(table: Mapping[str, Mapping[str, Stat]]) -> dict[str, dict[str, Any]]:
+    """method -> score -> {mean, std, n}, former score names beside the new ones."""
+    return {
+        method: with_aliases({score: _stat_json(stat) for score, stat in scores.items()})
+        for method, scores in table.items()
+    }
 
 
 def summarize_scores(
@@ -343,6 +365,7 @@ def compare_image(
     if options.random_baseline:
         scored[RANDOM] = random_map((x.shape[-2], x.shape[-1]), options.seed)
     kinds = tuple(kind for kind in ("deletion", "insertion") if kind in options.scores)
+    fixed_region = _fixed_region(given, weights, size)
     curves: dict[str, PerturbationCurves] = {}
     if kinds:
         for method, raw in scored.items():
@@ -357,9 +380,16 @@ def compare_image(
         randomization = cascading_randomization(
             model, x, methods, index, {m: run.outputs[m].map for m in methods}, layer=layer,
             params=params, stages=options.stages, seed=options.seed, with_ssim=options.ssim,
-            region=_fixed_region(given, weights, size), on_stage=lambda: tick(1),
+            region=fixed_region, on_stage=lambda: tick(1),
         )  # fmt: skip
-    scores = {m: _scores(m, curves.get(m), randomization) for m in scored}
+    measured = Explained(model, x, index, weights, fixed_region, layer, params)
+    scores = {
+        m: Scores(
+            **_scores(m, curves.get(m), randomization),
+            **map_scores(measured, None if m == RANDOM else m, raw, options),
+        )
+        for m, raw in scored.items()
+    }
     return ImageComparison(
         name=name,
         width=picture.width,
@@ -423,14 +453,14 @@ def _scores(
     scores: dict[str, float] = {}
     if curves is not None:
         if curves.deletion is not None:
-            scores["deletion_auc"] = float(curves.deletion_auc or 0.0)
+            scores["deletion"] = float(curves.deletion_auc or 0.0)
         if curves.insertion is not None:
-            scores["insertion_auc"] = float(curves.insertion_auc or 0.0)
+            scores["insertion"] = float(curves.insertion_auc or 0.0)
     if randomization is not None and method in randomization.similarity:
-        scores["randomization_similarity"] = randomization.mean_similarity(method)
+        scores["randomization"] = randomization.mean_similarity(method)
         structural = randomization.mean_ssim(method)
         if structural is not None:
-            scores["randomization_ssim"] = structural
+            scores[SSIM_SCORE] = structural
     return scores
 
 
@@ -485,7 +515,9 @@ def _image_json(item: ImageComparison) -> dict[str, Any]:
             }
             for a in item.agreement
         ],
-        "scores": {m: {k: _number(v) for k, v in s.items()} for m, s in item.scores.items()},
+        "scores": {
+            m: with_aliases({k: _number(v) for k, v in s.items()}) for m, s in item.scores.items()
+        },
         "curves": {
             m: {
                 "fractions": _numbers(c.fractions),

@@ -1,4 +1,5 @@
-"""Agreement between attribution maps and the area under a perturbation curve."""
+"""Agreement between attribution maps, the area under a perturbation curve, and the
+concentration of one map (sparseness, complexity)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 
 import numpy as np
 import torch
+from scipy.stats import entropy
 
 from cnnlens import render
 
@@ -93,3 +95,31 @@ def curve_auc(values: np.ndarray | list[float]) -> float:
     if y.size < 2:
         raise ValueError("a curve needs at least two points")
     return float((y.sum() - (y[0] + y[-1]) / 2.0) / (y.size - 1))
+
+
+def sparseness(raw: MapLike) -> float:
+    """The Gini index of |map| (Chalasani et al., ICML 2020; Quantus's Sparseness): higher is
+    sparser, 0 for a flat map, (N - 1) / N for a single pixel.
+
+    G = sum_i (2i - N - 1) a_(i) / (N sum_i a_i), a_(1) <= ... <= a_(N) the sorted |values| of
+    the 2-D map (colour maps: max |value| over channels). NaN for an all-zero map.
+    """
+    values = np.sort(np.abs(as_2d(raw)).ravel())
+    total, n = float(values.sum()), values.size
+    if total <= 0:
+        return math.nan
+    weights = 2 * np.arange(1, n + 1, dtype=np.float64) - n - 1
+    return float(weights @ values) / (n * total)
+
+
+def complexity(raw: MapLike) -> float:
+    """The entropy of the map's fractional contribution (Bhatt et al., IJCAI 2020; Quantus's
+    Complexity): lower is simpler, 0 for one pixel, ln N for a flat map.
+
+    C = -sum_i P_i ln P_i with P_i = |a_i| / sum_j |a_j| over the pixels of the 2-D map
+    (colour maps: max |value| over channels), 0 ln 0 = 0. NaN for an all-zero map.
+    """
+    values = np.abs(as_2d(raw)).ravel()
+    if values.sum() <= 0:
+        return math.nan
+    return float(entropy(values))  # scipy normalizes to P and uses the natural log

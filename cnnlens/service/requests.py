@@ -28,7 +28,7 @@ from cnnlens.api.forms import (
 )
 from cnnlens.audit.config import AuditConfig, check_methods, check_model
 from cnnlens.compare.engine import check_methods as check_compare_methods
-from cnnlens.compare.options import CompareOptions, parse_options
+from cnnlens.compare.options import DEFAULT_SCORES, SCORES, CompareOptions, parse_options
 from cnnlens.errors import InvalidParamsError, TargetError
 from cnnlens.explain import input_region
 from cnnlens.imageio import lossy_format
@@ -52,7 +52,7 @@ from cnnlens.service.settings import Limits
 ModelField = Annotated[str | None, Form(description="a served model; default: the default")]
 LayerField = Annotated[str | None, Form(description="layer for layer-based methods")]
 ImageField = Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP, GIF or TIFF")]
-MAX_COMPARE_IMAGES = 8  # per request: every image costs (steps + 1) x 2 forwards per method
+MAX_COMPARE_IMAGES = 8  # per request: each image costs (steps + 1) x 2 forwards a method, or more
 
 
 def resolve_run(
@@ -278,12 +278,30 @@ async def compare_request(
     scores: Annotated[
         str | None,
         Form(
-            description="comma list of deletion, insertion, randomization; default "
-            "deletion,insertion; none: agreement only"
+            description=f"comma list of {', '.join(SCORES)}, or none; default "
+            f"{','.join(DEFAULT_SCORES)}"
         ),
     ] = None,
-    steps: Annotated[str | None, Form(description="points per perturbation curve (16)")] = None,
-    baseline: Annotated[str | None, Form(description="rise (default), mean or blur")] = None,
+    steps: Annotated[
+        str | None, Form(description="steps per perturbation curve (16; 224: RISE's schedule)")
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        Form(description="rise (default: the RISE authors' protocol), mean or blur"),
+    ] = None,
+    blur_sigma: Annotated[str | None, Form(description="baseline blur: sigma, pixels")] = None,
+    n_perturb_samples: Annotated[
+        str | None, Form(description="infidelity / sensitivity_max: perturbed inputs (10)")
+    ] = None,
+    perturb_radius: Annotated[
+        str | None, Form(description="sensitivity_max: uniform perturbation radius (0.02)")
+    ] = None,
+    infidelity_noise: Annotated[
+        str | None, Form(description="infidelity: Gaussian perturbation's std (0.003)")
+    ] = None,
+    road_percentiles: Annotated[
+        str | None, Form(description="road: comma list of percentiles (10,20,...,90)")
+    ] = None,
     top_k: Annotated[str | None, Form(description="share of pixels for top-k IoU (0.1)")] = None,
     stages: Annotated[str | None, Form(description="blocks randomized, top down (3)")] = None,
     seed: Annotated[str | None, Form(description="randomization / tie-break seed (0)")] = None,
@@ -302,8 +320,11 @@ async def compare_request(
     box = parse_box(region)
     options = parse_options(
         scores=_score_list(scores),
-        steps=steps, baseline=baseline, top_k=top_k, stages=stages, seed=seed, ssim=ssim,
-        shared_scale=shared_scale, random_baseline=random_baseline,
+        steps=steps, baseline=baseline, blur_sigma=blur_sigma, top_k=top_k, stages=stages,
+        seed=seed, ssim=ssim, shared_scale=shared_scale, random_baseline=random_baseline,
+        n_perturb_samples=n_perturb_samples, perturb_radius=perturb_radius,
+        infidelity_noise=infidelity_noise,
+        road_percentiles=None if road_percentiles is None else split_list([road_percentiles]),
     )  # fmt: skip
     if not 1 <= len(image) <= MAX_COMPARE_IMAGES:
         raise InvalidParamsError(

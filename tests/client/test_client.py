@@ -192,9 +192,9 @@ def test_compare_agreement_and_deletion_scores(
         assert pair.spearman is not None and -1 <= pair.spearman <= 1
         assert pair.top_k_iou is not None and 0 <= pair.top_k_iou <= 1
         for method in ("saliency", "grad_cam"):
-            auc = image.scores[method]["deletion_auc"]
+            auc = image.scores[method]["deletion"]
             assert auc is not None and 0 <= auc <= 1
-    assert result.summary["grad_cam"]["deletion_auc"]["n"] == 2
+    assert result.summary["grad_cam"]["deletion"]["n"] == 2
     # Two rows of [photo, saliency, grad_cam]: 224 px tiles at the photos' 3:2 aspect, 6 px gaps.
     assert isinstance(result.grid, Image.Image)
     assert result.grid.size == (3 * 224 + 2 * 6, 2 * (18 + round(224 * 300 / 451)) + 6)

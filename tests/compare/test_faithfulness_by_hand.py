@@ -10,16 +10,7 @@ from torch import nn
 from cnnlens.compare.faithfulness import gaussian_blur, perturbation_curves
 from cnnlens.compare.metrics import curve_auc
 from cnnlens.compare.sanity import parameter_blocks, randomize_block
-
-
-def _summing_model() -> nn.Module:
-    """logits = [sum of all inputs, 0]: p(class 0) = sigmoid(sum)."""
-    linear = nn.Linear(12, 2)
-    with torch.no_grad():
-        linear.weight.zero_()
-        linear.weight[0] = 1.0
-        linear.bias.zero_()
-    return nn.Sequential(nn.Flatten(), linear).eval()
+from tests.tiny import summing_model
 
 
 def _sigmoid(values: list[float]) -> list[float]:
@@ -30,7 +21,7 @@ def test_deletion_and_insertion_by_hand() -> None:
     pixels = torch.tensor([[1.0, -0.5], [0.25, 2.0]])
     x = pixels.expand(1, 3, 2, 2).clone()  # every channel the same: the sum is 3 x pixels
     saliency = torch.tensor([[3.0, 1.0], [2.0, 4.0]])  # order: 2.0, 1.0, 0.25, -0.5
-    curves = perturbation_curves(_summing_model(), x, saliency, 0, steps=4, baseline="mean")
+    curves = perturbation_curves(summing_model(), x, saliency, 0, steps=4, baseline="mean")
     # deletion to 0: sums 3*(2.75), 3*(0.75), 3*(-0.25), 3*(-0.5), 0
     expected_deletion = _sigmoid([8.25, 2.25, -0.75, -1.5, 0.0])
     # insertion from 0, same order: 0, 3*2, 3*3, 3*3.25, 3*2.75
@@ -40,7 +31,7 @@ def test_deletion_and_insertion_by_hand() -> None:
     assert curves.insertion == pytest.approx(expected_insertion, abs=1e-6)
     assert curves.deletion_auc == pytest.approx(curve_auc(expected_deletion), abs=1e-6)
     # the opposite order deletes the negative pixel first: p rises, a worse (higher) AUC
-    worse = perturbation_curves(_summing_model(), x, -saliency, 0, steps=4, baseline="mean")
+    worse = perturbation_curves(summing_model(), x, -saliency, 0, steps=4, baseline="mean")
     assert worse.deletion_auc is not None and curves.deletion_auc is not None
     assert worse.deletion_auc > curves.deletion_auc + 0.2
 
@@ -48,14 +39,14 @@ def test_deletion_and_insertion_by_hand() -> None:
 def test_batches_give_the_same_curve() -> None:
     x = torch.randn(1, 3, 2, 2, generator=torch.Generator().manual_seed(0))
     saliency = torch.rand(2, 2, generator=torch.Generator().manual_seed(1))
-    one = perturbation_curves(_summing_model(), x, saliency, 0, steps=4, batch_size=1)
-    many = perturbation_curves(_summing_model(), x, saliency, 0, steps=4, batch_size=64)
+    one = perturbation_curves(summing_model(), x, saliency, 0, steps=4, batch_size=1)
+    many = perturbation_curves(summing_model(), x, saliency, 0, steps=4, batch_size=64)
     assert one.deletion == pytest.approx(many.deletion)
     assert one.insertion == pytest.approx(many.insertion)
 
 
 def test_bad_curve_inputs_are_errors() -> None:
-    model = _summing_model()
+    model = summing_model()
     with pytest.raises(ValueError, match="one preprocessed image"):
         perturbation_curves(model, torch.zeros(2, 3, 2, 2), torch.zeros(2, 2), 0)
     with pytest.raises(ValueError, match="the map is"):

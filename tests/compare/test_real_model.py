@@ -36,8 +36,8 @@ def test_grad_cam_deletes_faster_than_random_maps(
     comparison: Comparison, default_model: LoadedModel, chelsea_batch: torch.Tensor
 ) -> None:
     scores = comparison.images[0].scores
-    grad_cam = scores["grad_cam"]["deletion_auc"]
-    random_aucs = [scores["random"]["deletion_auc"]]  # seed 0, scored by compare()
+    grad_cam = scores["grad_cam"]["deletion"]
+    random_aucs = [scores["random"]["deletion"]]  # seed 0, scored by compare()
     for seed in (1, 2, 3):
         curves = perturbation_curves(
             default_model.module, chelsea_batch, random_map((224, 224), seed), EGYPTIAN_CAT,
@@ -67,8 +67,8 @@ def test_model_randomization_guided_backprop_barely_changes_grad_cam_does(
     randomization = comparison.images[0].randomization
     assert randomization is not None
     assert randomization.stages == ["classifier", "bn2", "conv_head"]
-    guided = comparison.images[0].scores["guided_backprop"]["randomization_similarity"]
-    grad_cam = comparison.images[0].scores["grad_cam"]["randomization_similarity"]
+    guided = comparison.images[0].scores["guided_backprop"]["randomization"]
+    grad_cam = comparison.images[0].scores["grad_cam"]["randomization"]
     # measured: guided backprop 0.998 (every stage >= 0.99), Grad-CAM 0.479
     assert guided > 0.95
     assert min(randomization.similarity["guided_backprop"]) > 0.95
@@ -112,9 +112,9 @@ def test_json_summary_and_grid(comparison: Comparison) -> None:
     assert body["methods"] == ["grad_cam", "guided_backprop"]
     summary = body["summary"]
     assert set(summary) == {"grad_cam", "guided_backprop", "random"}
-    one = body["images"][0]["scores"]["grad_cam"]["deletion_auc"]
-    assert summary["grad_cam"]["deletion_auc"] == {"mean": one, "std": 0.0, "n": 1}
-    assert summary["random"]["randomization_similarity"]["n"] == 0  # not defined for it
+    one = body["images"][0]["scores"]["grad_cam"]["deletion"]
+    assert summary["grad_cam"]["deletion"] == {"mean": one, "std": 0.0, "n": 1}
+    assert summary["random"]["randomization"]["n"] == 0  # not defined for it
     grid = comparison.grid(tile_size=64)
     item = comparison.images[0]
     assert item.width != item.height

@@ -60,8 +60,8 @@ def test_route_returns_grid_and_scores_like_the_library(
         (pair,) = remote_item["agreement"]
         assert pair["methods"] == ["grad_cam", "saliency"]
         assert pair["spearman"] == pytest.approx(local_item["agreement"][0]["spearman"], abs=1e-4)
-    stats = body["summary"]["grad_cam"]["deletion_auc"]
-    values = [item["scores"]["grad_cam"]["deletion_auc"] for item in body["images"]]
+    stats = body["summary"]["grad_cam"]["deletion"]
+    values = [item["scores"]["grad_cam"]["deletion"] for item in body["images"]]
     assert stats["n"] == 2 and stats["mean"] == pytest.approx(sum(values) / 2, abs=1e-5)
 
 
@@ -139,7 +139,8 @@ def test_cli_compare_writes_grid_and_json(image_folder: Path, tmp_path: Path) ->
     assert item["target"]["index"] == EGYPTIAN_CAT
     assert set(item["scores"]) == {"grad_cam", "saliency"}
     assert len(item["curves"]["grad_cam"]["deletion"]) == 5
-    assert 0 <= item["scores"]["grad_cam"]["deletion_auc"] <= 1
+    assert 0 <= item["scores"]["grad_cam"]["deletion"] <= 1
+    assert report["protocol"]["steps"] == 4 and report["protocol"]["kernel"]["size"] == 11
 
 
 def test_cli_benchmark_over_a_folder(image_folder: Path, tmp_path: Path) -> None:
@@ -151,18 +152,22 @@ def test_cli_benchmark_over_a_folder(image_folder: Path, tmp_path: Path) -> None
     assert status == 0
     report = json.loads((out / "compare.json").read_text())
     assert [Path(i["name"]).name for i in report["images"]] == ["chelsea.png", "coffee.jpg"]
-    values = [i["scores"]["grad_cam"]["deletion_auc"] for i in report["images"]]
+    values = [i["scores"]["grad_cam"]["deletion"] for i in report["images"]]
     mean = sum(values) / 2
     std = abs(values[0] - values[1]) / 2  # population std of two values
     rows = list(csv.DictReader(io.StringIO((out / "benchmark.csv").read_text())))
     assert [row["method"] for row in rows] == ["grad_cam", "random"]
-    assert float(rows[0]["deletion_auc_mean"]) == pytest.approx(mean, abs=1e-5)
-    assert float(rows[0]["deletion_auc_std"]) == pytest.approx(std, abs=1e-5)
-    assert rows[0]["deletion_auc_n"] == "2"
+    assert float(rows[0]["deletion_mean"]) == pytest.approx(mean, abs=1e-5)
+    assert float(rows[0]["deletion_std"]) == pytest.approx(std, abs=1e-5)
+    assert rows[0]["deletion_n"] == "2"
+    assert (rows[0]["baseline"], rows[0]["kernel"]) == ("rise", "11x11 sigma=5 zeros")
+    assert (rows[0]["steps"], rows[0]["seed"]) == ("3", "0")
     table = (out / "benchmark.md").read_text()
     assert f"| grad_cam | {mean:.3f} ± {std:.3f} |" in table
+    assert "Protocol: baseline rise: deletion to zeros, insertion from the blur" in table
+    assert "kernel 11x11 sigma=5 zeros; 3 steps (4 points), trapezoid AUC; seed 0" in table
     svg = ET.fromstring((out / "benchmark.svg").read_bytes())
-    assert svg.tag.endswith("svg") and any("deletion_auc" in (t.text or "") for t in svg.iter())
+    assert svg.tag.endswith("svg") and any("deletion" in (t.text or "") for t in svg.iter())
 
 
 def test_cli_bad_usage_exits_2(image_folder: Path, tmp_path: Path) -> None:
@@ -180,8 +185,9 @@ def test_cli_compare_on_a_server_matches_local(
     from tests.client.live_server import live_server
 
     app = pinned_app(pinned_settings({"warmup": False}), default_model)
-    common = ["--method", "grad_cam", "--scores", "deletion", "--steps", "3", "--quiet"]
-    common += ["--benchmark", "--target", "Egyptian cat"]
+    common = ["--method", "grad_cam", "--scores", "deletion", "sparseness", "--steps", "3"]
+    common += ["--benchmark", "--target", "Egyptian cat", "--quiet"]
+    common += ["--baseline", "blur", "--blur-sigma", "3", "--seed", "2"]
     images = [str(image_folder / "chelsea.png"), str(image_folder / "coffee.jpg")]
     with live_server(app) as url:
         assert (
@@ -194,10 +200,16 @@ def test_cli_compare_on_a_server_matches_local(
     assert [i["name"] for i in remote["images"]] == images
     for mine, theirs in zip(local["images"], remote["images"], strict=True):
         assert mine["target"]["index"] == theirs["target"]["index"] == EGYPTIAN_CAT
-        assert mine["scores"]["grad_cam"]["deletion_auc"] == pytest.approx(
-            theirs["scores"]["grad_cam"]["deletion_auc"], abs=1e-3
+        assert mine["scores"]["grad_cam"]["deletion"] == pytest.approx(
+            theirs["scores"]["grad_cam"]["deletion"], abs=1e-3
         )
-    assert remote["summary"]["grad_cam"]["deletion_auc"]["n"] == 2
+    assert remote["summary"]["grad_cam"]["deletion"]["n"] == 2
+    assert remote["protocol"] == local["protocol"]  # the options reached the server
+    assert remote["protocol"]["kernel"] == {"size": 19, "sigma": 3.0, "padding": "reflect"}
+    assert remote["protocol"]["seed"] == 2
+    assert mine["scores"]["grad_cam"]["sparseness"] == pytest.approx(
+        theirs["scores"]["grad_cam"]["sparseness"], abs=1e-3
+    )
     width, row = _grid_size(2, 1)  # the server's one-row grid per image, stacked
     assert Image.open(tmp_path / "r" / "grid.png").size == (width, 2 * row)
     assert (tmp_path / "r" / "benchmark.md").read_text().startswith("| method |")
@@ -218,3 +230,118 @@ def test_cli_goes_on_past_an_unreadable_image(image_folder: Path, tmp_path: Path
     assert failure["image"] == str(broken) and failure["error"]
     assert report["images"][0]["scores"] == {"grad_cam": {}}
     assert Image.open(out / "grid.png").size == _grid_size(2, 1)
+
+
+def test_route_takes_the_new_scores_and_records_the_protocol(
+    client: TestClient, default_model: LoadedModel, chelsea: Image.Image
+) -> None:
+    data = {
+        "method": "grad_cam,saliency", "steps": "4", "baseline": "blur", "blur_sigma": "3",
+        "scores": "deletion,infidelity,sparseness,complexity", "n_perturb_samples": "2",
+        "infidelity_noise": "0.01", "seed": "5",
+    }  # fmt: skip
+    response = client.post(
+        "/v1/compare", files={"image": ("c.png", _png(chelsea), "image/png")}, data=data
+    )
+    assert response.status_code == 200, response.text[:500]
+    body = response.json()
+    assert body["protocol"]["baseline"] == "blur"
+    assert body["protocol"]["kernel"] == {"size": 19, "sigma": 3.0, "padding": "reflect"}
+    assert (body["protocol"]["steps"], body["protocol"]["seed"]) == (4, 5)
+    assert body["protocol"]["infidelity"] == {
+        "n_perturb_samples": 2, "noise": 0.01, "normalization": "max"
+    }  # fmt: skip
+    scores = body["images"][0]["scores"]["saliency"]
+    assert set(scores) == {"deletion", "deletion_auc", "infidelity", "sparseness", "complexity"}
+    assert scores["deletion_auc"] == scores["deletion"]  # the former name, for one release
+    assert body["summary"]["saliency"]["deletion_auc"] == body["summary"]["saliency"]["deletion"]
+    picture = Image.open(io.BytesIO(_png(chelsea))).convert("RGB")
+    options = CompareOptions(
+        steps=4, baseline="blur", blur_sigma=3, scores=["deletion", "infidelity", "sparseness",
+        "complexity"], n_perturb_samples=2, infidelity_noise=0.01, seed=5,
+    )  # fmt: skip
+    local = compare(default_model, picture, ["grad_cam", "saliency"], options=options)
+    for method in ("grad_cam", "saliency"):
+        for name, value in local.images[0].scores[method].items():
+            assert body["images"][0]["scores"][method][name] == pytest.approx(value, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"scores": "road", "road_percentiles": "0,50"},
+        {"scores": "road", "road_percentiles": "50,x"},
+        {"scores": "infidelity", "n_perturb_samples": "0"},
+        {"scores": "sensitivity_max", "perturb_radius": "-1"},
+        {"scores": "infidelity", "infidelity_noise": "nan"},
+        {"blur_sigma": "0"},
+    ],
+)
+def test_route_refuses_bad_score_options(
+    client: TestClient, small: bytes, fields: dict[str, str]
+) -> None:
+    response = client.post(
+        "/v1/compare", files={"image": ("x.png", small, "image/png")}, data=fields
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_params"
+
+
+def test_route_charges_the_new_scores_to_the_budget(
+    client: TestClient, default_model: LoadedModel, small: bytes
+) -> None:
+    """ROAD's sparse solves and sensitivity's perturbed passes count: with the tests' budget
+    (1500 forwards at 25 ms), ROAD on four maps fits one image, not two."""
+    from cnnlens.compare.options import parse_options
+    from cnnlens.methods.run import plan_run
+    from cnnlens.service.runtime.budget import IMPUTE_SECONDS_PER_PIXEL, compare_plan
+    from tests.pinned import PINNED_CALIBRATION
+
+    road = {"scores": "road", "method": "grad_cam,saliency,guided_backprop"}
+    road["random_baseline"] = "true"
+    two = [("image", (f"{i}.png", small, "image/png")) for i in range(2)]
+    response = client.post("/v1/compare", files=two, data=road)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "over_budget"
+    assert "lower image fields to at most 1" in error["message"]
+    cheap = client.post("/v1/compare", files=two, data={**road, "scores": "sparseness"})
+    assert cheap.status_code == 200, cheap.text
+    # one map's ROAD: 18 forwards and 9 images' worth of removed pixels, in forwards
+    run = plan_run(default_model, [("grad_cam", None)])
+    with_road, without = (
+        compare_plan(run, 1, parse_options(scores=scores))._estimate(
+            default_model, PINNED_CALIBRATION, 1, 16, 0
+        )
+        for scores in (["road"], [])
+    )
+    pixels = 224 * 224 * sum(2 * (100 - p) / 100 for p in range(10, 100, 10))
+    expected = 18 + pixels * IMPUTE_SECONDS_PER_PIXEL / PINNED_CALIBRATION.forward_s
+    assert with_road.forward_equivalents - without.forward_equivalents == pytest.approx(expected)
+    files = {"image": ("x.png", small, "image/png")}
+    many = {"scores": "sensitivity_max", "method": "occlusion", "n_perturb_samples": "100"}
+    response = client.post("/v1/compare", files=files, data=many)
+    assert response.status_code == 422, response.text
+    assert "lower n_perturb_samples to at most" in response.json()["error"]["message"]
+
+
+def test_cli_new_scores_and_the_protocol_line(
+    image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    status = main([
+        "compare", str(image_folder / "chelsea.png"), "--method", "grad_cam", "--scores",
+        "infidelity", "sparseness", "complexity", "--n-perturb-samples", "2",
+        "--infidelity-noise", "0.01", "--baseline", "mean", "--out", str(out),
+    ])  # fmt: skip
+    assert status == 0
+    report = json.loads((out / "compare.json").read_text())
+    assert report["options"]["n_perturb_samples"] == 2
+    assert report["protocol"]["infidelity"]["noise"] == 0.01
+    assert set(report["images"][0]["scores"]["grad_cam"]) == {
+        "infidelity", "sparseness", "complexity"
+    }  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "protocol: baseline mean: deletion to zeros, insertion from zeros" in printed
+    assert "; infidelity: 2 samples, noise 0.01, max-normalized maps" in printed
+    assert "grad_cam: infidelity " in printed and "deletion_auc" not in printed

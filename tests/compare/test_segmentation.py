@@ -18,7 +18,7 @@ from torch import nn
 
 import cnnlens
 from cnnlens.cli import main
-from cnnlens.compare import SCORES, CompareOptions, compare
+from cnnlens.compare import CompareOptions, compare
 from cnnlens.compare.faithfulness import importance_ranks
 from cnnlens.errors import IncompatibleModelError
 from cnnlens.models import count_hooks
@@ -30,8 +30,14 @@ SIZE = 24  # the model's input; the photo is twice as large, so image boxes halv
 IMAGE_BOX = (8, 12, 32, 40)
 INPUT_BOX = (4.0, 6.0, 16.0, 20.0)
 SKY = 1
-OPTIONS = CompareOptions(steps=4, stages=2, baseline="mean", scores=list(SCORES))
-FORM = {"steps": "4", "stages": "2", "baseline": "mean", "scores": ",".join(SCORES)}
+CURVES_AND_RANDOMIZATION = ["deletion", "insertion", "randomization"]
+OPTIONS = CompareOptions(steps=4, stages=2, baseline="mean", scores=CURVES_AND_RANDOMIZATION)
+FORM = {
+    "steps": "4",
+    "stages": "2",
+    "baseline": "mean",
+    "scores": ",".join(CURVES_AND_RANDOMIZATION),
+}
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +95,7 @@ def test_curves_follow_the_region_probability(
     assert curves.deletion[2] == pytest.approx(
         _region_probability(model.module, halfway, mask), abs=1e-6
     )
-    assert item.scores["saliency"]["deletion_auc"] == pytest.approx(
+    assert item.scores["saliency"]["deletion"] == pytest.approx(
         float(np.trapezoid(curves.deletion, curves.fractions)), abs=1e-6
     )
     assert item.randomization is not None and item.randomization.stages == ["4", "2"]
@@ -167,8 +173,8 @@ def test_route_and_client_take_the_region(
         _png(picture), ["saliency"], target="sky", region=IMAGE_BOX, scores="deletion",
         steps=4, options={"baseline": "mean"},
     )  # fmt: skip
-    assert answer.data["images"][0]["scores"]["saliency"]["deletion_auc"] == pytest.approx(
-        local["scores"]["saliency"]["deletion_auc"], abs=1e-5
+    assert answer.data["images"][0]["scores"]["saliency"]["deletion"] == pytest.approx(
+        local["scores"]["saliency"]["deletion"], abs=1e-5
     )
 
 
@@ -212,6 +218,35 @@ def test_cli_sends_the_region(
         model, picture, ["saliency"], target="sky", region=IMAGE_BOX, options=OPTIONS
     ).images[0]
     assert item["region"] == list(IMAGE_BOX)
-    assert item["scores"]["saliency"]["deletion_auc"] == pytest.approx(
-        local.scores["saliency"]["deletion_auc"], abs=1e-5
+    assert item["scores"]["saliency"]["deletion"] == pytest.approx(
+        local.scores["saliency"]["deletion"], abs=1e-5
     )
+
+
+def test_the_other_scores_follow_the_region_too(
+    model: cnnlens.LoadedModel, picture: Image.Image
+) -> None:
+    """infidelity, sensitivity_max and road measure the region's probability, as the curves."""
+    from cnnlens.compare.road import road_score
+    from cnnlens.compare.robustness import infidelity_score
+
+    options = CompareOptions(
+        scores=["infidelity", "sensitivity_max", "road", "sparseness"], n_perturb_samples=3,
+        road_percentiles=[25, 75], seed=1,
+    )  # fmt: skip
+    (item,) = compare(
+        model, picture, ["saliency"], target="sky", region=IMAGE_BOX, options=options
+    ).images
+    scores = item.scores["saliency"]
+    assert all(np.isfinite(scores[name]) for name in options.scores)
+    assert scores["sensitivity_max"] > 0
+    x = model.preprocessing(picture)
+    weights = box_coverage(INPUT_BOX, (SIZE, SIZE))  # the logits have the input's size here
+    saliency = torch.from_numpy(item.maps["saliency"])[None]
+    infidelity = infidelity_score(
+        model.module, x, saliency, SKY, 3, options.infidelity_noise, 1, "segmentation", weights
+    )
+    assert scores["infidelity"] == pytest.approx(infidelity, rel=1e-5)
+    road = road_score(model.module, x, saliency[0], SKY, [25, 75], 1, "segmentation", weights)
+    assert scores["road"] == pytest.approx(road, abs=1e-6)
+    assert count_hooks(model.module) == 0

@@ -3,6 +3,7 @@ page loads nothing but its own origin."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -139,8 +140,48 @@ def test_compare_grid_keeps_the_photo_aspect_and_shows_scores(
     for row in rows:
         deletion, insertion = (float(c.text) for c in row.find_elements(By.TAG_NAME, "td")[:2])
         assert 0 <= deletion <= 1 and 0 <= insertion <= 1
+    head = driver.find_elements(By.CSS_SELECTOR, "#compare-scores-head th")
+    assert [cell.text for cell in head] == ["method", "deletion AUC ↓", "insertion AUC ↑"]
+    protocol = driver.find_element(By.ID, "compare-protocol").text
+    assert "baseline rise" in protocol and "11×11 σ=5 (zeros padding)" in protocol
     spearman = driver.find_element(By.CSS_SELECTOR, "#compare-agreement td").text
     assert -1 <= float(spearman) <= 1
+    _done(driver, server_url)
+
+
+def test_compare_table_shows_the_scores_asked_for_and_their_protocol(
+    browser: Any, server_url: str, chelsea_png: Path
+) -> None:
+    """The table has a column per score asked for, named and arrowed as the API's scores,
+    with the values of the answer; the protocol line adds those scores' settings."""
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    scores = "deletion,insertion,infidelity,sensitivity_max,sparseness,complexity"
+    views.compare(driver, server_url, chelsea_png, scores)
+    head = driver.find_elements(By.CSS_SELECTOR, "#compare-scores-head th")
+    assert [cell.text for cell in head] == [
+        "method", "deletion AUC ↓", "insertion AUC ↑", "infidelity ↓", "max-sensitivity ↓",
+        "sparseness ↑", "complexity ↓",
+    ]  # fmt: skip
+    rows = driver.find_elements(By.CSS_SELECTOR, "#compare-scores-table tr")
+    cells = {
+        row.find_element(By.TAG_NAME, "th").text: [
+            float(cell.text) for cell in row.find_elements(By.TAG_NAME, "td")
+        ]
+        for row in rows
+    }
+    # The page's default methods are the library's (saliency, grad_cam, guided_backprop).
+    assert set(cells) == {"Grad-CAM", "Gradient saliency", "Guided backpropagation"}
+    for values in cells.values():
+        deletion, insertion, infidelity, sensitivity, sparseness, complexity = values
+        assert 0 <= deletion <= 1 and 0 <= insertion <= 1 and infidelity >= 0
+        assert 0 < sparseness < 1 and 0 < complexity <= math.log(224 * 224) + 1e-3
+    # Yeh et al.'s observation, as the page shows it: Grad-CAM is far less sensitive.
+    assert cells["Grad-CAM"][3] < cells["Gradient saliency"][3]
+    protocol = driver.find_element(By.ID, "compare-protocol").text
+    assert "infidelity: 10 samples, noise 0.003" in protocol
+    assert "max-sensitivity: 10 samples, radius 0.02" in protocol and "ROAD" not in protocol
     _done(driver, server_url)
 
 

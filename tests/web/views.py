@@ -108,12 +108,12 @@ def filters(driver: Any, server_url: str) -> None:
     result_of(driver, "filters")
 
 
-def compare(driver: Any, server_url: str, image: Path) -> None:
+def compare(driver: Any, server_url: str, image: Path, scores: str = "deletion,insertion") -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
     open_view(driver, server_url, "compare", image)
-    Select(driver.find_element(By.ID, "compare-scores")).select_by_value("deletion,insertion")
+    Select(driver.find_element(By.ID, "compare-scores")).select_by_value(scores)
     submit(driver, "compare-button")
     result_of(driver, "compare")
 

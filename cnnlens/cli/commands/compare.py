@@ -1,13 +1,18 @@
 """Compare attribution methods on the same images: a side-by-side grid (grid.png), the maps'
-pairwise agreement (Spearman rank correlation, top-k% IoU) and faithfulness scores for each
-map: deletion / insertion AUC (Petsiuk et al. 2018) and similarity under cascading model
-randomization (Adebayo et al. 2018), all in compare.json. A folder stands for its images.
+pairwise agreement (Spearman rank correlation, top-k% IoU) and scores for each map:
+deletion / insertion AUC (Petsiuk et al. 2018; --baseline rise is the RISE authors'
+protocol, --steps 224 their schedule at 224 px), similarity under cascading model
+randomization (Adebayo et al. 2018), infidelity and sensitivity_max (Yeh et al. 2019),
+road (Rong et al. 2022), sparseness (Chalasani et al. 2020) and complexity (Bhatt et al.
+2020), with the protocol followed, all in compare.json. A folder stands for its images.
 With --benchmark: mean ± std of each score per method over all images, as benchmark.md,
 benchmark.csv and a bar plot (benchmark.svg or .png). Runs locally, or with --server URL.
 
 examples:
   cnnlens compare cat.jpg --method grad_cam guided_backprop saliency
   cnnlens compare cat.jpg dog.jpg --shared-scale --steps 32 --baseline blur --ssim
+  cnnlens compare cat.jpg --scores deletion insertion --steps 224   # RISE's own schedule
+  cnnlens compare cat.jpg --scores sensitivity_max sparseness complexity --seed 3
   cnnlens compare photos/ --benchmark --random-baseline --plot-format png --out bench/
   cnnlens compare street.jpg --model scenes --target car --region 40,60,200,180
 """
@@ -32,11 +37,12 @@ from cnnlens.cli.commands._common import (
     parse_targets,
     split_list,
 )
+from cnnlens.compare.options import ALIASES, BASELINES, DEFAULT_SCORES, SCORES
 
 if TYPE_CHECKING:
     from cnnlens.client.results import CompareResult
 
-HELP = "compare methods side by side: grid, agreement, deletion/insertion AUC, sanity check"
+HELP = "compare methods side by side: grid, agreement, faithfulness scores, sanity check"
 DEFAULT_METHODS = COMPARE_METHODS
 GRID, REPORT = "grid.png", "compare.json"
 MAX_GRID_ROWS = 16  # a benchmark over many images writes its tables and plot, not a grid
@@ -60,14 +66,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scores = parser.add_argument_group("scores")
     scores.add_argument(
         "--scores", nargs="+", action="extend", metavar="S",
-        help="deletion, insertion, randomization (default: deletion insertion; "
-        "'none' for agreement only)",
+        help=f"any of {', '.join(SCORES)} (default: {' '.join(DEFAULT_SCORES)}; 'none' for "
+        "agreement only)",
     )  # fmt: skip
-    scores.add_argument("--steps", type=int, help="points per perturbation curve (default 16)")
     scores.add_argument(
-        "--baseline", choices=("rise", "mean", "blur"),
-        help="perturbed pixels become the mean colour or a blur (rise: mean for deletion, "
-        "blur for insertion; default)",
+        "--steps", type=int, help="steps per perturbation curve (default 16; 224: RISE's schedule)"
+    )
+    scores.add_argument(
+        "--baseline", choices=BASELINES,
+        help="rise (default): the RISE authors' protocol, deletion to zeros and insertion from "
+        "an 11x11 sigma=5 blur; mean: zeros both ways; blur: a blur of --blur-sigma both ways",
+    )  # fmt: skip
+    scores.add_argument("--blur-sigma", type=float, help="the blur baseline's sigma (default 5)")
+    scores.add_argument(
+        "--n-perturb-samples", type=int, help="infidelity, sensitivity_max: samples (default 10)"
+    )
+    scores.add_argument(
+        "--perturb-radius", type=float, help="sensitivity_max: uniform radius (default 0.02)"
+    )
+    scores.add_argument(
+        "--infidelity-noise", type=float, help="infidelity: Gaussian std (default 0.003)"
+    )
+    scores.add_argument(
+        "--road-percentiles", nargs="+", action="extend", metavar="P",
+        help="road: percentiles (default 10 20 ... 90)",
     )  # fmt: skip
     scores.add_argument("--top-k", type=float, help="share of pixels for IoU (default 0.1)")
     scores.add_argument("--stages", type=int, help="blocks randomized, top down (default 3)")
@@ -125,9 +147,14 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     if args.scores:
         names = split_list(args.scores)
         chosen["scores"] = [] if names == ["none"] else names
-    for key in ("steps", "baseline", "top_k", "stages", "seed"):
+    for key in (
+        "steps", "baseline", "blur_sigma", "top_k", "stages", "seed", "n_perturb_samples",
+        "perturb_radius", "infidelity_noise",
+    ):  # fmt: skip
         if getattr(args, key) is not None:
             chosen[key] = getattr(args, key)
+    if args.road_percentiles:
+        chosen["road_percentiles"] = split_list(args.road_percentiles)
     for key in ("ssim", "random_baseline", "shared_scale"):
         if getattr(args, key):
             chosen[key] = True
@@ -229,10 +256,13 @@ def _write_benchmark(out: Path, report: dict[str, Any], plot_format: str) -> lis
 
 def _print_report(report: dict[str, Any], benchmark: bool) -> None:
     from cnnlens.compare.benchmark import to_markdown
+    from cnnlens.compare.protocol import protocol_text
 
     if benchmark:
         echo(to_markdown(report).rstrip())
         return
+    if report.get("protocol"):
+        echo(f"protocol: {protocol_text(report['protocol'])}")
     for image in report.get("images", []):
         target = image["target"]
         echo(f"{image['name']}: {target['label']} ({target['probability']:.3f})")
@@ -242,7 +272,9 @@ def _print_report(report: dict[str, Any], benchmark: bool) -> None:
                 f"top-k IoU {_fmt(pair['top_k_iou'])}"
             )
         for method, scores in image["scores"].items():
-            text = ", ".join(f"{name} {_fmt(value)}" for name, value in scores.items())
+            text = ", ".join(
+                f"{name} {_fmt(value)}" for name, value in scores.items() if name not in ALIASES
+            )
             echo(f"  {method}: {text or 'no scores'}")
 
 

@@ -11,7 +11,7 @@ response too large to render is a 422 `response_too_large`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -163,8 +163,10 @@ class MethodsPlan:
 @dataclass(frozen=True)
 class ComparePlan:
     """A comparison: per image, the methods' maps, `curves` perturbation curves of
-    `steps` + 1 forwards each (`batch_size` at a time), and the methods again on each of
-    `stages` randomized copies."""
+    `steps` + 1 forwards each (`batch_size` at a time), the methods again on each of
+    `stages` randomized copies, and the other scores asked for: infidelity's
+    `infidelity_maps` x (`samples` + 1) forwards, sensitivity_max's `samples` perturbed
+    inputs through each method, and ROAD's imputations and forwards for `road_maps` maps."""
 
     run: RunPlan
     images: int
@@ -172,6 +174,11 @@ class ComparePlan:
     steps: int
     batch_size: int
     stages: int  # 0 without the randomization score
+    samples: int = 0  # n_perturb_samples, when infidelity or sensitivity_max is asked for
+    infidelity_maps: int = 0  # scored maps (random included) when infidelity is asked for
+    sensitivity: bool = False
+    road_maps: int = 0  # scored maps when road is asked for
+    road_percentiles: tuple[int, ...] = ()
 
     def admit(self, model: LoadedModel, budget: Budget, limits: Limits) -> Estimate:
         maps = MethodsPlan(self.run)
@@ -181,9 +188,10 @@ class ComparePlan:
         if found.fits(budget):
             return found
         knobs: list[tuple[str, int, Callable[[int], bool]]] = [
-            ("image", self.images, lambda n: self._fits(model, budget, n, self.steps, self.stages)),
-            ("steps", self.steps, lambda n: self._fits(model, budget, 1, n, self.stages)),
-            ("stages", self.stages, lambda n: self._fits(model, budget, 1, self.steps, n)),
+            ("image", self.images, lambda n: self._fits(model, budget, n)),
+            ("steps", self.steps, lambda n: self._fits(model, budget, steps=n)),
+            ("stages", self.stages, lambda n: self._fits(model, budget, stages=n)),
+            ("n_perturb_samples", self.samples, lambda n: self._fits(model, budget, samples=n)),
         ]
         problem = (
             f"would cost about {found.forward_equivalents:.0f} forward passes "
@@ -205,20 +213,65 @@ class ComparePlan:
         )
 
     def _estimate(
-        self, model: LoadedModel, calibration: Calibration, images: int, steps: int, stages: int
+        self,
+        model: LoadedModel,
+        calibration: Calibration,
+        images: int,
+        steps: int,
+        stages: int,
+        samples: int | None = None,
     ) -> Estimate:
+        samples = self.samples if samples is None else samples
         maps = MethodsPlan(self.run)._estimate(model, calibration, 1)
         curve_forwards = self.curves * (steps + 1)
         per_image = maps.forward_equivalents * (1 + stages) + curve_forwards
+        per_image += self.infidelity_maps * (samples + 1)
+        if self.sensitivity:  # each method alone on the perturbed inputs
+            per_image += sum(
+                MethodsPlan(RunPlan((method,), self.run.layer))
+                ._estimate(model, calibration, samples)
+                .forward_equivalents
+                for method in self.run.methods
+            )
+        per_image += self.road_maps * _road_forward_equivalents(self.road_percentiles, calibration)
         curve_peak = min(self.batch_size, steps + 1) * calibration.inference_bytes_per_row
         peak = max(maps.peak_bytes, int(curve_peak))
         work = per_image * images
         return Estimate(work, peak, work * calibration.forward_s)
 
     def _fits(
-        self, model: LoadedModel, budget: Budget, images: int, steps: int, stages: int
+        self,
+        model: LoadedModel,
+        budget: Budget,
+        images: int = 1,
+        steps: int | None = None,
+        stages: int | None = None,
+        samples: int | None = None,
     ) -> bool:
-        return self._estimate(model, budget.calibration, images, steps, stages).fits(budget)
+        """Whether the plan fits with one setting changed (the others as asked, one image)."""
+        found = self._estimate(
+            model,
+            budget.calibration,
+            images,
+            self.steps if steps is None else steps,
+            self.stages if stages is None else stages,
+            samples,
+        )
+        return found.fits(budget)
+
+
+# pytorch-grad-cam's noisy linear imputation solves one sparse system per ROAD image, its
+# unknowns the removed pixels, whatever the model: 46-74 us a removed pixel on one thread of
+# a shared 2-core machine under a load of 11-15 (benchmarks/compare_scores.py), several times
+# its idle speed; charged at 15 us and converted by the model's calibrated forward time.
+IMPUTE_SECONDS_PER_PIXEL = 15e-6
+
+
+def _road_forward_equivalents(percentiles: Sequence[int], calibration: Calibration) -> float:
+    """One map's ROAD: at each percentile p a MoRF and a LeRF image, each imputing
+    (100 - p)% of the pixels, then scored by one forward each."""
+    removed = sum(2 * (100 - p) / 100 for p in percentiles) * calibration.pixels
+    return 2 * len(percentiles) + removed * IMPUTE_SECONDS_PER_PIXEL / calibration.forward_s
 
 
 def _input_shape(model: LoadedModel) -> tuple[int, int, int]:
@@ -246,14 +299,21 @@ def _problem(message: str) -> str:
 def compare_plan(run: RunPlan, images: int, options: CompareOptions) -> ComparePlan:
     """The plan of POST /v1/compare from its resolved methods and layer, and the options."""
     scored = len(run.methods) + int(options.random_baseline)
-    kinds = sum(kind in options.scores for kind in ("deletion", "insertion"))
+    wanted = set(options.scores)
+    kinds = len(wanted & {"deletion", "insertion"})
+    perturbed = bool(wanted & {"infidelity", "sensitivity_max"})
     return ComparePlan(
         run=run,
         images=images,
         curves=scored * kinds,
         steps=options.steps,
         batch_size=options.batch_size,
-        stages=options.stages if "randomization" in options.scores else 0,
+        stages=options.stages if "randomization" in wanted else 0,
+        samples=options.n_perturb_samples if perturbed else 0,
+        infidelity_maps=scored if "infidelity" in wanted else 0,
+        sensitivity="sensitivity_max" in wanted,
+        road_maps=scored if "road" in wanted else 0,
+        road_percentiles=tuple(options.road_percentiles),
     )
 
 

@@ -954,6 +954,39 @@ async function filters(event) {
 
 // ---------- compare ----------
 
+// Former score names, still sent beside the new ones (cnnlens/compare/options.py ALIASES).
+const SCORE_ALIASES = { deletion_auc: 1, insertion_auc: 1, randomization_similarity: 1 };
+const LOWER_IS_BETTER = new Set(["deletion", "randomization", "randomization_ssim", "infidelity",
+  "sensitivity_max", "complexity"]);
+const SCORE_TITLES = { deletion: "deletion AUC", insertion: "insertion AUC",
+  randomization: "randomization similarity", randomization_ssim: "randomization SSIM",
+  sensitivity_max: "max-sensitivity", road: "ROAD" };
+
+function scoreTitle(name) {
+  return `${SCORE_TITLES[name] || name} ${LOWER_IS_BETTER.has(name) ? "↓" : "↑"}`;
+}
+
+function protocolText(p) {
+  if (!p) return "";
+  const kernel = p.kernel ? `${p.kernel.size}×${p.kernel.size} σ=${p.kernel.sigma} ` +
+    `(${p.kernel.padding} padding)` : "none";
+  const substrate = (name) => (name === "zeros" ? "zeros" : "the blur");
+  const parts = [`baseline ${p.baseline} (deletion to ${substrate(p.deletion)}, insertion ` +
+    `from ${substrate(p.insertion)}), blur kernel ${kernel}, ${p.steps} steps ` +
+    `(${p.points} points), trapezoid AUC, seed ${p.seed}`];
+  // The other scores' settings, when they were asked for (cnnlens/compare/protocol.py).
+  if (p.infidelity) {
+    parts.push(`infidelity: ${p.infidelity.n_perturb_samples} samples, noise ` +
+      `${p.infidelity.noise}, max-normalized maps`);
+  }
+  if (p.sensitivity_max) {
+    parts.push(`max-sensitivity: ${p.sensitivity_max.n_perturb_samples} samples, radius ` +
+      `${p.sensitivity_max.radius}, max-normalized maps`);
+  }
+  if (p.road) parts.push(`ROAD: percentiles ${p.road.percentiles.join(",")}, ${p.road.imputer} imputer`);
+  return `Protocol: ${parts.join("; ")}.`;
+}
+
 async function compareMethods(event) {
   event.preventDefault();
   const methods = chosen("compare-methods");
@@ -974,11 +1007,19 @@ async function compareMethods(event) {
       { columns: titles.length + 1, aspect: image.width / image.height });
     $("compare-summary").textContent =
       `${image.name}: target ${classText(image.target)}, layer ${image.layer}.`;
+    const scoreNames = Object.keys(body.summary[body.methods[0]] || {})
+      .filter((name) => !(name in SCORE_ALIASES));
+    $("compare-scores-head").replaceChildren(...["method", ...scoreNames].map((name) => {
+      const cell = document.createElement("th");
+      cell.scope = "col";
+      cell.textContent = name === "method" ? name : scoreTitle(name);
+      return cell;
+    }));
     fillRows($("compare-scores-table"), body.methods, (name) => {
       const s = image.scores[name] || {};
-      return [state.methods.get(name)?.title || name, fixed(s.deletion_auc),
-        fixed(s.insertion_auc), fixed(s.randomization_similarity)];
+      return [state.methods.get(name)?.title || name, ...scoreNames.map((score) => fixed(s[score]))];
     });
+    $("compare-protocol").textContent = protocolText(body.protocol);
     fillRows($("compare-agreement"), image.agreement,
       (pair) => [pair.methods.join(" · "), fixed(pair.spearman), fixed(pair.top_k_iou)]);
     showBody("compare");
