@@ -18,6 +18,8 @@ import torch
 from PIL import Image
 
 from benchmarks import baselines
+from benchmarks.families import cam_variants_figure, captum_methods_figure, lrp_figure
+from benchmarks.family_costs import family_costs_figure
 from benchmarks.memory import rss_bytes
 from benchmarks.occlusion_params import ENGINES, occlusion_params
 from benchmarks.report import Row, at_least, at_most
@@ -822,4 +824,8 @@ FIGURES: list[Callable[[Bench], list[Row]]] = [
     audit_scale_figure,
     batch_scaling_figure,
     service_figure,
+    captum_methods_figure,
+    lrp_figure,
+    cam_variants_figure,
+    family_costs_figure,
 ]

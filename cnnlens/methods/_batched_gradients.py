@@ -9,7 +9,7 @@ chunk, not the number of points.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -20,9 +20,11 @@ from cnnlens.methods.workload import Cost, Workload, chunked, cost_field
 from cnnlens.models.hooks import hook_session
 from cnnlens.targets import Target
 
+Transform = Callable[[torch.Tensor], torch.Tensor] | None
+
 
 class BatchedGradientParams(MethodParams):
-    """Params of the methods built on `mean_input_gradient`: how many rows go at once."""
+    """Params of the methods built on `mean_input_gradients`: how many rows go at once."""
 
     batch_size: int = cost_field(
         8,  # about 0.7 GB kept for the backward on efficientnet_lite0 at 224 x 224
@@ -31,7 +33,7 @@ class BatchedGradientParams(MethodParams):
     )
 
 
-def mean_input_gradient(
+def mean_input_gradients(
     model: nn.Module,
     like: torch.Tensor,
     points: Callable[[int], torch.Tensor],
@@ -39,9 +41,10 @@ def mean_input_gradient(
     target: Target,
     weights: torch.Tensor,
     batch_size: int,
-    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> torch.Tensor:
-    """sum_s weights[s] * T(d S_target / d x at points(s)), for s in range(count).
+    transforms: Sequence[Transform] = (None,),
+) -> list[torch.Tensor]:
+    """For each transform T: sum_s weights[s] * T(d S_target / d x at points(s)), s < count,
+    all from the same gradients (VarGrad's first and second moments).
 
     Args:
         model: classifier returning logits.
@@ -52,10 +55,10 @@ def mean_input_gradient(
         target: the resolved target of the B samples (its `score` is differentiated).
         weights: (count,) weight of each point (quadrature weights or 1/count).
         batch_size: rows per forward/backward.
-        transform: T applied to each point's gradient before weighting (default identity).
+        transforms: each T applied to each point's gradient before weighting (None: identity).
     """
     batch = like.shape[0]
-    total = torch.zeros_like(like)
+    totals = [torch.zeros_like(like) for _ in transforms]
     current: list[tuple[int, torch.Tensor]] = []  # the one point being consumed
 
     def point(s: int) -> torch.Tensor:
@@ -80,17 +83,17 @@ def mean_input_gradient(
             scores = target.score(logits, rows)
             assert session.input is not None
             (gradient,) = session.gradients(scores, [session.input], retain_graph=False)
-            if transform is not None:
-                gradient = transform(gradient)
-            offset = 0
-            for s, first, end in pieces:
-                total[first:end] += weights[s] * gradient[offset : offset + end - first]
-                offset += end - first
-    return total
+            for total, transform in zip(totals, transforms, strict=True):
+                transformed = gradient if transform is None else transform(gradient)
+                offset = 0
+                for s, first, end in pieces:
+                    total[first:end] += weights[s] * transformed[offset : offset + end - first]
+                    offset += end - first
+    return totals
 
 
 class BatchedGradientMethod(Method):
-    """A method that calls `mean_input_gradient` once: its cost follows the number of points."""
+    """A method that calls `mean_input_gradients` once: its cost follows the number of points."""
 
     kind = "standalone"
     # Input-sized tensors kept through the call, per row: by default the input and the sum.

@@ -6,12 +6,12 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
 
+from cnnlens.methods._baselines import BaselineName, baseline, baseline_field
 from cnnlens.methods._batched_gradients import (
     BatchedGradientMethod,
     BatchedGradientParams,
-    mean_input_gradient,
+    mean_input_gradients,
 )
 from cnnlens.methods.base import MethodContext, MethodOutput, register
 from cnnlens.methods.workload import cost_field
@@ -20,9 +20,7 @@ from cnnlens.methods.workload import cost_field
 class IntegratedGradientsParams(BatchedGradientParams):
     steps: int = cost_field(32, "time", "points on the path")
     rule: Literal["gausslegendre", "riemann_trapezoid"] = "gausslegendre"
-    baseline: Literal["black", "zero", "mean"] = Field(
-        "black", description="black pixels, the zero input, or the image's mean colour"
-    )
+    baseline: BaselineName = baseline_field()
 
 
 @register
@@ -45,15 +43,15 @@ class IntegratedGradients(BatchedGradientMethod):
 
     def compute(self, context: MethodContext, params: IntegratedGradientsParams) -> MethodOutput:
         x = context.x.detach()
-        baseline = _baseline(context, params.baseline)
+        reference = baseline(context, params.baseline)
         alphas, weights = _quadrature(params.rule, params.steps)
-        delta = x - baseline
+        delta = x - reference
 
         def point(s: int) -> torch.Tensor:
-            return baseline + float(alphas[s]) * delta
+            return reference + float(alphas[s]) * delta
 
         weights_tensor = torch.as_tensor(weights, dtype=x.dtype, device=x.device)
-        path_gradient = mean_input_gradient(
+        (path_gradient,) = mean_input_gradients(
             context.model,
             x,
             point,
@@ -62,17 +60,7 @@ class IntegratedGradients(BatchedGradientMethod):
             weights_tensor,
             params.batch_size,
         )
-        return MethodOutput(delta * path_gradient, {"baseline": baseline})
-
-
-def _baseline(context: MethodContext, kind: str) -> torch.Tensor:
-    x = context.x.detach()
-    if kind == "zero":
-        return torch.zeros_like(x)
-    prep = context.preprocessing
-    if kind == "black":
-        return prep.normalize(torch.zeros_like(x))
-    return x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()
+        return MethodOutput(delta * path_gradient, {"baseline": reference})
 
 
 def _quadrature(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:

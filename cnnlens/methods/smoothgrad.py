@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from cnnlens.methods._batched_gradients import (
     BatchedGradientMethod,
     BatchedGradientParams,
-    mean_input_gradient,
+    Transform,
+    mean_input_gradients,
 )
 from cnnlens.methods.base import MethodContext, MethodOutput, register
 from cnnlens.methods.workload import cost_field
@@ -22,18 +23,31 @@ class SmoothGradParams(BatchedGradientParams):
         0.15, gt=0, le=1, description="noise std as a share of the input's value range"
     )
     squared: bool = Field(False, description="average squared gradients (SmoothGrad-SQ)")
+    variant: Literal["smoothgrad", "vargrad"] = Field(
+        "smoothgrad",
+        description="the mean of the noisy gradients, or their variance (VarGrad)",
+    )
     reduce: Literal["max_abs", "none"] = Field(
         "max_abs", description="max over colour channels of |grad| (as saliency), or raw"
     )
     seed: int = Field(0, ge=0)
 
+    @model_validator(mode="after")
+    def _squared_is_a_mean(self) -> SmoothGradParams:
+        if self.squared and self.variant == "vargrad":
+            raise ValueError("squared averages squared gradients: it applies to smoothgrad only")
+        return self
+
 
 @register
 class SmoothGrad(BatchedGradientMethod):
-    """M(x) = 1/n sum_s dS_c(x + eps_s)/dx, eps_s ~ N(0, sigma^2), sigma = level (max - min).
+    """M(x) = 1/n sum_s g_s, g_s = dS_c(x + eps_s)/dx, eps_s ~ N(0, sigma^2), sigma = level
+    (max - min); VarGrad: V(x) = 1/n sum_s g_s^2 - M(x)^2.
 
     Smilkov et al., "SmoothGrad: removing noise by adding noise", 2017, eq. (3); sigma as a
-    share of the input range (sec. 3.1). Seeded, so the same request gives the same map.
+    share of the input range (sec. 3.1). VarGrad: Adebayo et al., "Local Explanation Methods
+    for Deep Neural Networks Lack Sensitivity to Parameter Values", ICLR workshop 2018
+    (captum's NoiseTunnel nt_type="vargrad"). Seeded, so the same request gives the same map.
     Shapes: x (B, 3, H, W) -> (B, 1, H, W) with reduce="max_abs", else (B, 3, H, W).
     """
 
@@ -57,7 +71,7 @@ class SmoothGrad(BatchedGradientMethod):
             return x + sigma * noise
 
         weights = torch.full((params.samples,), 1.0 / params.samples, dtype=x.dtype)
-        gradient = mean_input_gradient(
+        moments = mean_input_gradients(
             context.model,
             x,
             noisy,
@@ -65,8 +79,17 @@ class SmoothGrad(BatchedGradientMethod):
             context.target,
             weights,
             params.batch_size,
-            transform=torch.square if params.squared else None,
+            transforms=_MOMENTS[(params.variant, params.squared)],
         )
+        gradient = moments[0] if len(moments) == 1 else moments[1] - moments[0].square()
         if params.reduce == "max_abs":
             return MethodOutput(gradient.abs().amax(dim=1, keepdim=True))
         return MethodOutput(gradient)
+
+
+# What each variant averages: the gradient, its square, or both (a variance).
+_MOMENTS: dict[tuple[str, bool], tuple[Transform, ...]] = {
+    ("smoothgrad", False): (None,),
+    ("smoothgrad", True): (torch.square,),
+    ("vargrad", False): (None, torch.square),
+}

@@ -15,8 +15,10 @@ TorchFunctionMode, so concurrent sessions on other threads never see each other'
 
 The other hooks of the project live here too, under the same lock (`model_lock`) and the same
 restore guarantees: `observe_modules` (forward hooks on every named module, for the layer
-inventory) and `intercept_torch_functions` (the one torch-function mode: the ReLU rules
-and the other interceptors plug into it).
+inventory), `substitute_output` (a layer's output replaced, for ablations),
+`intercept_torch_functions` (the one torch-function mode: the ReLU rules and the other
+interceptors plug into it) and `library_hooks`, the session in which Captum and Zennit
+register hooks of their own: whatever they leave on the tree, on success or error, is undone.
 """
 
 from __future__ import annotations
@@ -480,3 +482,166 @@ def intercept_torch_functions(intercept: FunctionInterceptor) -> Iterator[None]:
     receptive-field tracer, the op-graph recorder and the service's deadline stop use it)."""
     with _InterceptMode(intercept):
         yield
+
+
+@contextmanager
+def substitute_output(
+    model: nn.Module, layer: str, replace: Callable[[torch.Tensor], torch.Tensor]
+) -> Iterator[None]:
+    """Inside the block, `layer`'s output is `replace(output)` (ablations: the rest of the
+    model sees the substitute), under the same lock and restore guarantees as `hook_session`."""
+    with frozen_eval(model) as modules:
+        if layer not in modules:
+            raise unknown_layer(layer, list(modules))
+
+        def substitute(module: nn.Module, inputs: Any, output: Any) -> torch.Tensor:
+            if not isinstance(output, torch.Tensor):
+                raise LayerNotFoundError(f"layer {layer!r} does not output a single tensor")
+            return replace(output)
+
+        handle = modules[layer].register_forward_hook(substitute)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+
+_MODULE_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_state_dict_hooks",
+    "_state_dict_pre_hooks",
+    "_load_state_dict_pre_hooks",
+    "_load_state_dict_post_hooks",
+)
+_GLOBAL_HOOK_DICTS = (
+    "_global_forward_hooks",
+    "_global_forward_hooks_with_kwargs",
+    "_global_forward_hooks_always_called",
+    "_global_forward_pre_hooks",
+    "_global_backward_hooks",
+    "_global_backward_pre_hooks",
+)
+
+
+class _TensorSlot:
+    """A parameter's or buffer's tensor as it was: the object and the data it held."""
+
+    __slots__ = ("tensor", "data", "pointer")
+
+    def __init__(self, tensor: torch.Tensor | None) -> None:
+        self.tensor = tensor
+        self.data = None if tensor is None else tensor.data  # an alias: keeps the storage alive
+        self.pointer = None if tensor is None else tensor.data_ptr()
+
+    def restore(self, slots: dict[str, Any], name: str) -> None:
+        if slots.get(name) is not self.tensor:
+            slots[name] = self.tensor  # a library swapped the object (Zennit's ParamMod)
+        tensor, data = self.tensor, self.data
+        if tensor is None or data is None:
+            return
+        if tensor.data_ptr() != self.pointer or tensor.shape != data.shape:
+            tensor.data = data  # a library swapped its data (a merged batch norm)
+
+
+class _ModuleState:
+    """What a library may change on one module: hooks, attributes, children, tensors.
+
+    Taken on every call of a library method: only cheap reads (the module's own dicts, not
+    nn.Module's attribute lookup), and hook dicts only where they hold something.
+    """
+
+    __slots__ = (
+        "module", "hooks", "hook_count", "attributes", "children", "parameters", "buffers",
+    )  # fmt: skip
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.attributes = dict(vars(module))
+        self.hook_count = _hook_count(self.attributes)
+        self.hooks: dict[str, tuple[Any, ...]] = {}
+        if self.hook_count:
+            self.hooks = {
+                name: tuple(self.attributes.get(name) or ()) for name in _MODULE_HOOK_DICTS
+            }
+        self.children = dict(module._modules)
+        self.parameters = {name: _TensorSlot(p) for name, p in module._parameters.items()}
+        self.buffers = {name: _TensorSlot(b) for name, b in module._buffers.items()}
+
+    def restore(self) -> None:
+        current = vars(self.module)
+        if _hook_count(current) != self.hook_count:
+            self._restore_hooks(current)
+        self._restore_attributes(current)
+        module = self.module
+        for slots, kept_slots in (
+            (module._parameters, self.parameters),
+            (module._buffers, self.buffers),
+        ):
+            if len(slots) != len(kept_slots):
+                for key in [key for key in slots if key not in kept_slots]:
+                    del slots[key]
+            for key, slot in kept_slots.items():
+                slot.restore(slots, key)
+        if module._modules != self.children:
+            module._modules.clear()
+            module._modules.update(self.children)
+
+    def _restore_hooks(self, current: dict[str, Any]) -> None:
+        """Remove the hooks added since the snapshot."""
+        for name in _MODULE_HOOK_DICTS:
+            hooks = current.get(name)
+            kept = self.hooks.get(name, ())
+            if hooks is not None and len(hooks) != len(kept):
+                for key in [key for key in hooks if key not in kept]:
+                    del hooks[key]
+
+    def _restore_attributes(self, current: dict[str, Any]) -> None:
+        """Put back the module's attributes (its `vars`) as they were."""
+        attributes = self.attributes
+        if len(current) == len(attributes) and all(
+            map(operator.is_, current.values(), attributes.values())
+        ):
+            return
+        for key in [key for key in current if key not in attributes]:
+            del current[key]  # DeepLIFT's module.input / .output, a canonizer's forward
+        for key, value in attributes.items():
+            if current.get(key, _MISSING) is not value:
+                current[key] = value
+
+
+_MISSING = object()
+
+
+def _hook_count(attributes: dict[str, Any]) -> int:
+    """Hooks in a module's hook dicts (its `vars`), counted at C speed."""
+    return sum(map(len, filter(None, map(attributes.get, _MODULE_HOOK_DICTS))))
+
+
+@contextmanager
+def library_hooks(model: nn.Module) -> Iterator[dict[str, nn.Module]]:
+    """A session for a library that registers hooks of its own on the model (Captum, Zennit).
+
+    Eval mode and frozen parameters under the model's lock, as `hook_session`; on exit, on
+    success or error, every module hook (and global one) the library added is removed, and
+    every attribute, child, parameter or buffer it set or swapped on any module of the tree
+    is put back as it was. Yields the named modules.
+    """
+    with frozen_eval(model) as modules:
+        states = [_ModuleState(module) for module in modules.values()]
+        global_hooks = {name: set(getattr(torch_module, name, {})) for name in _GLOBAL_HOOK_DICTS}
+        try:
+            yield modules
+        finally:
+            for state in states:
+                state.restore()
+            for name, kept in global_hooks.items():
+                hooks = getattr(torch_module, name, None)
+                if hooks is not None:
+                    for key in [key for key in hooks if key not in kept]:
+                        del hooks[key]

@@ -33,6 +33,13 @@ _NOT_A_TARGET = (
     nn.Dropout, nn.Dropout2d, nn.Identity, nn.Flatten,
 )  # fmt: skip
 _RELU_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh)
+# Element-wise ops of two activations, by the name torch functions and tensor methods carry.
+_SUM_NAMES = {"add", "add_", "__add__", "__iadd__", "__radd__"} | {
+    "sub", "sub_", "__sub__", "__isub__", "__rsub__",
+}  # fmt: skip
+_PRODUCT_NAMES = {"mul", "mul_", "__mul__", "__imul__", "__rmul__"} | {
+    "div", "div_", "__truediv__", "__itruediv__", "__rtruediv__",
+}  # fmt: skip
 
 
 @dataclass
@@ -63,6 +70,15 @@ class LayerInventory:
     layers: list[LayerInfo]
     default_layer: str
     compatibility: CompatibilityReport
+    # The class of every named module, for checks that need more than its name (a subclass),
+    # and the modules that hold parameters or buffers of their own.
+    module_types: dict[str, type[nn.Module]] = field(default_factory=dict)
+    parameterized: frozenset[str] = frozenset()
+    # Element-wise sums (a residual's `out + identity`) and products (a gate's `x * s`) of two
+    # activations in one forward: rules that propagate module by module (LRP, DeepLIFT) have
+    # none for them unless a canonizer rewrites them as a module.
+    activation_sums: int = 0
+    activation_products: int = 0
 
     def get(self, name: str) -> LayerInfo | None:
         return next((layer for layer in self.layers if layer.name == name), None)
@@ -85,6 +101,8 @@ class _ReceptiveFieldTracer:
         self._alive: list[torch.Tensor] = []  # keep tensors alive so ids stay unique
         self.relu_calls = 0
         self.unsupported: set[str] = set()
+        self.sums = 0
+        self.products = 0
 
     def track(self, tensor: torch.Tensor, value: tuple[int | None, int | None]) -> None:
         self.fields[id(tensor)] = value
@@ -98,9 +116,14 @@ class _ReceptiveFieldTracer:
             self.relu_calls += 1
         if func in _UNSUPPORTED_FUNCTIONS:
             self.unsupported.add(getattr(func, "__name__", str(func)))
-        known = [self.fields[id(t)] for t in _tensors_in(args, kwargs) if id(t) in self.fields]
+        tracked = [t for t in _tensors_in(args, kwargs) if id(t) in self.fields]
+        known = [self.fields[id(t)] for t in tracked]
         if not known:
             return output
+        if len(tracked) >= 2 and all(t.dim() >= 3 for t in tracked):
+            name = getattr(func, "__name__", "")
+            self.sums += name in _SUM_NAMES
+            self.products += name in _PRODUCT_NAMES
         if any(rf is None for rf, _ in known):
             value: tuple[int | None, int | None] = (None, None)
         else:
@@ -195,7 +218,17 @@ def inspect_layers(
         layers.append(LayerInfo(name, type(modules[name]).__name__, shape, rf, jump, calls[name]))
     default = _default_layer(layers, modules, logits)
     report = _compatibility(model, modules, calls, tracer, outputs, default, logits)
-    return LayerInventory(layers=layers, default_layer=default, compatibility=report)
+    return LayerInventory(
+        layers=layers,
+        default_layer=default,
+        compatibility=report,
+        module_types={name: type(module) for name, module in modules.items()},
+        parameterized=frozenset(
+            name for name, module in modules.items() if module._parameters or module._buffers
+        ),
+        activation_sums=tracer.sums,
+        activation_products=tracer.products,
+    )
 
 
 def _is_spatial(layer: LayerInfo) -> bool:

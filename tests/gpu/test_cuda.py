@@ -43,6 +43,17 @@ MAP_METHODS: dict[str, dict[str, Any]] = {
     "integrated_gradients": {"steps": 8},
     "smoothgrad": {"samples": 4},  # noise is drawn on the CPU from a seeded generator
     "occlusion": {"window": 32, "stride": 32, "engine": "dense"},
+    # Captum- and pytorch-grad-cam-like methods whose draws, if any, do not follow the device.
+    "deeplift": {},
+    "deeplift_shap": {},
+    "input_x_gradient": {},
+    "feature_ablation": {"superpixels": "grid", "segments": 16},
+    "lime": {"n_samples": 16},  # LIME draws its subsets on the CPU
+    "hirescam": {},
+    "xgrad_cam": {},
+    "layer_cam": {},
+    "eigen_cam": {},
+    "ablation_cam": {"channels": 16},
 }
 
 

@@ -23,6 +23,11 @@ FAST_PARAMS: dict[str, dict[str, Any]] = {
     "adversarial": {"steps": 2},
     "integrated_gradients": {"steps": 2},
     "smoothgrad": {"samples": 2},
+    "gradient_shap": {"n_samples": 2},
+    "lime": {"n_samples": 6, "segments": 4},
+    "kernel_shap": {"n_samples": 6, "segments": 4},
+    "feature_ablation": {"segments": 4},
+    "ablation_cam": {"channels": 4},
 }
 
 

@@ -81,7 +81,25 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("adversarial", {"attack": "fgsm"}),
     ("feature_maps", {}),
     ("filters", {}),
+    ("smoothgrad", {"samples": 5, "batch_size": 3, "variant": "vargrad"}),
+    ("deeplift", {}),
+    ("deeplift_shap", {"baselines": ["black", "white", "zero"]}),
+    ("gradient_shap", {"n_samples": 3}),
+    ("input_x_gradient", {}),
+    ("lime", {"n_samples": 10, "batch_size": 4, "superpixels": "grid", "segments": 4}),
+    ("kernel_shap", {"n_samples": 10, "batch_size": 4, "superpixels": "grid", "segments": 4}),
+    ("feature_ablation", {"batch_size": 3, "superpixels": "grid", "segments": 4}),
+    ("lrp", {}),
+    ("hirescam", {}),
+    ("xgrad_cam", {}),
+    ("layer_cam", {}),
+    ("eigen_cam", {}),
+    ("ablation_cam", {"channels": 5, "batch_size": 2}),
 ]
+# Declared as upper bounds of the work, which the passes through the model's root undercount:
+# LRP's rules re-run each layer's forward inside its backward; Ablation-CAM runs the part
+# before its layer for one row per batch of ablations, the rest for the whole batch.
+UPPER_BOUNDS = {"lrp", "ablation_cam"}
 
 
 def test_every_method_is_covered() -> None:
@@ -100,9 +118,13 @@ def test_declared_passes_match_counted_ones(name: str, params: dict[str, Any]) -
     method = get_method(name)
     workload = Workload(rows=2, input_shape=(3, SIDE, SIDE), layer_channels=CHANNELS)
     cost = request_cost([(method, parse_params(method, params))], workload)
+    declared_peak = max(peak.rows for peak in cost.peaks)
+    if name in UPPER_BOUNDS:
+        assert passes.forwards <= cost.forwards and passes.backwards <= cost.backwards
+        assert passes.largest_batch <= declared_peak
+        return
     assert cost.forwards == pytest.approx(passes.forwards, rel=0.01)
     assert cost.backwards == pytest.approx(passes.backwards, rel=0.01)
-    declared_peak = max(peak.rows for peak in cost.peaks)
     assert passes.largest_batch == declared_peak
 
 

@@ -17,8 +17,16 @@ import cnnlens
 from cnnlens import wrap
 from cnnlens.models import count_hooks
 
-METHODS = ["grad_cam", "saliency", "guided_backprop", "integrated_gradients", "occlusion"]
-PARAMS = {"integrated_gradients": {"steps": 4}, "occlusion": {"window": 8, "stride": 8}}
+METHODS = [
+    "grad_cam", "saliency", "guided_backprop", "integrated_gradients", "occlusion",
+    "deeplift", "lrp", "lime", "ablation_cam",
+]  # fmt: skip
+PARAMS = {
+    "integrated_gradients": {"steps": 4},
+    "occlusion": {"window": 8, "stride": 8},
+    "lime": {"n_samples": 8, "segments": 4},
+    "ablation_cam": {"channels": 4},
+}
 
 
 class Tripwire(nn.Module):
@@ -126,7 +134,7 @@ def test_an_error_inside_an_explanation_restores_the_module() -> None:
         model = wrap(net, labels=["a", "b", "c"], preprocessing={"input_size": 32})
     before = _state(net)
     net[6].armed = True
-    for method in ("grad_cam", "guided_backprop", "occlusion"):
+    for method in ("grad_cam", "guided_backprop", "occlusion", "deeplift", "lrp", "lime"):
         with pytest.raises(RuntimeError, match="tripwire"):
             cnnlens.explain(model, _picture(), [method], params=PARAMS)
         _assert_same(before, _state(net))
