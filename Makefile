@@ -1,5 +1,6 @@
-# Two entry points: `make serve` runs the service, `make test` passes the tests.
-# Both create .venv and install the pinned dependencies if needed.
+# Two entry points: `make serve` runs the service, `make test` passes the tests (and builds the
+# docs site and runs the tutorial notebooks). Both create .venv and install the pinned
+# dependencies if needed.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -11,7 +12,7 @@ STAMP_DEV := $(VENV)/.installed-dev
 
 
 .PHONY: test-cluster
-.PHONY: serve test lint typecheck pytest fuzz bench bench-gpu loadtest soak screenshots clean install install-dev
+.PHONY: serve test lint typecheck pytest docs notebooks fuzz bench bench-gpu loadtest soak screenshots clean install install-dev
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +42,15 @@ typecheck: $(STAMP_DEV)
 pytest: $(STAMP_DEV)
 	$(PY) -m pytest -q -p no:cacheprovider
 
-test: lint typecheck pytest
+# The docs site, offline and strict, into cnnlens/service/site: the service serves it at /guide.
+docs: $(STAMP_DEV)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+# The tutorial notebooks in docs/notebooks, run as they are committed (without outputs).
+notebooks: $(STAMP_DEV)
+	$(PY) -m pytest -q -p no:cacheprovider --nbmake --nbmake-timeout=1800 docs/notebooks
+
+test: lint typecheck docs pytest notebooks
 
 # The tests on a local two-node Ray cluster alone (make test runs them too).
 test-cluster: $(STAMP_DEV)
@@ -70,4 +79,4 @@ screenshots: $(STAMP_DEV)
 	$(PY) -m tests.web.screenshots
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache cnnlens/service/site

@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 
-def lazy_exports(package: str, homes: Mapping[str, str]) -> Callable[[str], Any]:
-    """A module-level `__getattr__` for `package` that imports `name` from `homes[name]`.
+def lazy_exports(
+    package: str, homes: Mapping[str, str], submodules: Collection[str] = ()
+) -> Callable[[str], Any]:
+    """A module-level `__getattr__` for `package` that imports `name` from `homes[name]`, or
+    the subpackage `package.name` itself for a name in `submodules`.
 
     The value is then cached in the package, so later lookups skip this function.
     """
 
     def __getattr__(name: str) -> Any:
+        if name in submodules:
+            return importlib.import_module(f"{package}.{name}")  # the import binds it
         home = homes.get(name)
         if home is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")

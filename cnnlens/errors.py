@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -47,6 +49,32 @@ def validation_problems(error: ValidationError, whole: str) -> str:
     return "; ".join(
         f"{location(issue['loc']) or whole}: {issue['msg']}" for issue in error.errors()[:10]
     )
+
+
+def did_you_mean(name: str, choices: Iterable[str], limit: int = 3) -> str:
+    """`; did you mean 'grad_cam'?` for the choices closest to a mistyped name (difflib,
+    case-insensitive), or "" when none is close (or the name is too long to be a typo)."""
+    if len(name) > 4 * ECHO_LIMIT:
+        return ""
+    by_folded: dict[str, str] = {}
+    for choice in choices:
+        by_folded.setdefault(choice.casefold(), choice)
+    close = difflib.get_close_matches(name.casefold(), list(by_folded), n=limit, cutoff=0.6)
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(repr(by_folded[c]) for c in close) + "?"
+
+
+def unknown_layer(name: str, names: Iterable[str], model: str | None = None) -> LayerNotFoundError:
+    """`unknown layer 'bn3'; did you mean 'bn2'?`, then where every layer name is listed."""
+    where = (
+        f"`cnnlens layers {model}` or GET /v1/models/{model} lists them"
+        if model
+        else "`cnnlens layers MODEL` or GET /v1/models/{name} lists them"
+    )
+    listed = list(names)
+    hint = did_you_mean(name, listed) or f"; the model has {len(listed)} layers"
+    return LayerNotFoundError(f"unknown layer {shown(name)}{hint} ({where})")
 
 
 class ModelNotFoundError(CnnlensError):

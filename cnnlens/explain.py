@@ -129,6 +129,26 @@ class Explanation:
     def overlay_png(self, alpha: float = 0.5, cmap: str = "jet") -> bytes:
         return render.to_png(self.overlay_pixels(alpha, cmap))
 
+    def __repr__(self) -> str:
+        target = "" if self.target is None else f", target={_score_text(self.target)}"
+        layer = "" if self.layer is None else f", layer={self.layer!r}"
+        shape = "x".join(str(n) for n in self.map.shape)
+        return (
+            f"Explanation(method={self.method!r}{target}{layer}, "
+            f"map={self.map.dtype} {shape}, elapsed_ms={self.elapsed_ms:.1f})"
+        )
+
+    def _repr_png_(self) -> bytes:
+        """A notebook shows the overlay with its legend and title."""
+        from cnnlens.display import explanation_figure
+
+        return render.to_png(explanation_figure(self))
+
+    def _repr_html_(self) -> str:
+        from cnnlens.display import explanation_html
+
+        return explanation_html(self)
+
 
 class Explanations(list[Explanation]):
     """The explanations of one image, with the model's top predictions for it.
@@ -148,6 +168,30 @@ class Explanations(list[Explanation]):
         self.was_training = was_training  # the model came in train mode (explained in eval)
         self.predictions = predictions
         self.image = image
+
+    def __repr__(self) -> str:
+        top = f", top-1 {_score_text(self.predictions[0])}" if self.predictions else ""
+        maps = ", ".join(f"{e.method}" + (f"/{e.target.index}" if e.target else "") for e in self)
+        return (
+            f"<Explanations of a {self.image.width}x{self.image.height} image: "
+            f"{len(self)} maps ({maps}){top}>"
+        )
+
+    def _repr_png_(self) -> bytes:
+        """A notebook shows the photo and every overlay in a row, with the predictions."""
+        from cnnlens.display import explanations_strip
+
+        return render.to_png(explanations_strip(self))
+
+    def _repr_html_(self) -> str:
+        """The predictions, then a row per method: target, layer, overlay with its legend."""
+        from cnnlens.display import explanations_html
+
+        return explanations_html(self)
+
+
+def _score_text(score: ClassScore) -> str:
+    return f"{score.label!r} ({score.index}, {score.probability:.3f})"
 
 
 def explain(

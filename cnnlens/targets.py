@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from cnnlens.errors import InvalidParamsError, NoDetectionError, TargetError, shown
+from cnnlens.errors import InvalidParamsError, NoDetectionError, TargetError, did_you_mean, shown
 from cnnlens.models import heads
 from cnnlens.models.outputs import ModelOutput
 from cnnlens.models.regions import Region, RegionError, region_weights
@@ -94,7 +94,8 @@ def class_index(target: Class, categories: Sequence[str], num_classes: int) -> i
                 )
             index = _folded_labels(tuple(categories)).get(folded)
             if index is None:
-                raise TargetError(f"unknown class label {shown(text)}")
+                hint = did_you_mean(text, categories)
+                raise TargetError(f"unknown class label {shown(text)}{hint}")
             return index
     if not isinstance(target, int):
         raise TargetError(f"target must be a class index or label, not {shown(target)}")

@@ -43,6 +43,7 @@ from cnnlens.methods.run import RunResult, run_methods
 from cnnlens.models import heads
 from cnnlens.models.hooks import Tap
 from cnnlens.models.loaded import LoadedModel
+from cnnlens.progress import Tick
 
 __all__ = ["FLAGS", "AuditAnalyzer", "ImageOutcome", "error_outcome"]
 
@@ -50,9 +51,12 @@ __all__ = ["FLAGS", "AuditAnalyzer", "ImageOutcome", "error_outcome"]
 class AuditAnalyzer:
     """Turns a batch of AuditItems into ImageOutcomes with one model (one batched pass)."""
 
-    def __init__(self, model: LoadedModel, config: AuditConfig) -> None:
+    def __init__(
+        self, model: LoadedModel, config: AuditConfig, on_rungs: Tick | None = None
+    ) -> None:
         self.model = model
         self.config = config
+        self.on_rungs = on_rungs  # progress: fragility rungs run (or skipped after a flip)
         self.capture = FeatureCapture(model, config.features) if config.features.enabled else None
 
     def __call__(self, items: Sequence[AuditItem]) -> list[ImageOutcome]:
@@ -237,7 +241,7 @@ class AuditAnalyzer:
         config = self.config
         found: list[Flip | None] = [None] * len(photos)
         remaining = list(range(len(photos)))
-        for epsilon in config.epsilons:
+        for rung, epsilon in enumerate(config.epsilons):
             if not remaining:
                 break
             params = {
@@ -252,12 +256,16 @@ class AuditAnalyzer:
                 self.model, [photos[row] for row in remaining], params,
                 targets=[int(predicted[row]) for row in remaining],
             )  # fmt: skip
+            tested = len(remaining)
             for row, result in zip(list(remaining), results, strict=True):
                 if result.success:
                     found[row] = Flip(
                         epsilon, result.adversarial.index, result.adversarial.probability
                     )
                     remaining.remove(row)
+            rungs_left = len(config.epsilons) - 1 - rung
+            if self.on_rungs is not None:  # flipped images skip the rungs above this one
+                self.on_rungs(tested + (tested - len(remaining)) * rungs_left)
         return found
 
 

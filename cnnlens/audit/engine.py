@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cnnlens.audit.archive import IMAGE_SUFFIXES, ArchiveLimits
 from cnnlens.audit.config import AuditConfig
@@ -21,6 +21,7 @@ from cnnlens.audit.inputs import (
     AuditInputError,
     build_items,
     collect_images,
+    unmatched_labels,
 )
 from cnnlens.audit.records import AuditItem, ImageOutcome, error_outcome
 from cnnlens.audit.sources import is_uri, list_images
@@ -46,6 +47,28 @@ class AuditRun:
     job: JobInfo
     processed: int  # images analyzed in this run (resumed ones not counted)
     outputs: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """summary.json's summary: accuracy, flags, confusions, labels rows without an image."""
+        path = self.outputs.get("summary.json")
+        if path is None or not path.is_file():
+            return {}
+        return dict(json.loads(path.read_text("utf-8"))["summary"])
+
+    def __repr__(self) -> str:
+        job = self.job
+        return (
+            f"<AuditRun {job.id}: {job.status}, {job.done} of {job.total} images "
+            f"({self.processed} analyzed in this run), {len(self.outputs)} outputs>"
+        )
+
+    def _repr_html_(self) -> str:
+        """A notebook shows the summary: counts, accuracy, flags, commonest confusions."""
+        from cnnlens.display import audit_html
+
+        report = self.outputs.get("index.html")
+        return audit_html(self.summary, repr(self), None if report is None else str(report))
 
 
 class OutputInUseError(CnnlensError):
@@ -114,6 +137,7 @@ def prepare_job(
         signature=digest,
         config=config.model_dump(mode="json"),
         items=items,
+        unmatched_labels=unmatched_labels(images, annotations.labels),
     )
     job = store.job(job_id)
     assert job is not None

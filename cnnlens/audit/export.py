@@ -49,7 +49,7 @@ def write_outputs(store: AuditStore, job_id: str, out_dir: Path) -> dict[str, Pa
     parquet = parquet_available()
     if parquet:
         paths[PARQUET] = out_dir / PARQUET
-    facts, means = SummaryBuilder(), ClassMeans()
+    facts, means = SummaryBuilder(unmatched_labels=job.unmatched_labels), ClassMeans()
     with ExitStack() as files:
         jsonl = io.TextIOWrapper(files.enter_context(open_atomic(paths[JSONL])), "utf-8")
         table = io.TextIOWrapper(files.enter_context(open_atomic(paths[CSV])), "utf-8", newline="")
@@ -90,7 +90,9 @@ def report_html(
     `overlay_link`: where rows link their overlays (a service's route; default: the files next
     to the report); `thumbnail_link`: where rows past the embedded ones find a thumbnail (a
     service's route; default: none)."""
-    facts, means = SummaryBuilder(), ClassMeans()
+    job = store.job(job_id)
+    unmatched = job.unmatched_labels if job is not None else []
+    facts, means = SummaryBuilder(unmatched_labels=unmatched), ClassMeans()
     if records is None:
         for record, mean_map in store.iter_records(job_id, with_maps=True):
             facts.add(record)

@@ -208,6 +208,16 @@ def build_items(
     return items
 
 
+def unmatched_labels(
+    images: Sequence[tuple[str, Path | str]], labels: Mapping[str, str]
+) -> list[str]:
+    """The labels rows (file names) that name none of the images, in the CSV's order: a typo
+    or a missing file, reported in the summary rather than silently ignored."""
+    names = {name for name, _ in images}
+    bare = {Path(name).name for name in names}
+    return [key for key in labels if key not in names and key not in bare]
+
+
 def _lookup(table: Mapping[str, T], name: str) -> T | None:
     """By relative path first, then by bare file name."""
     if name in table:

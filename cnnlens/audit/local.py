@@ -13,10 +13,11 @@ from cnnlens.audit.engine import AuditRun, ProgressCallback, Watch, execute, pre
 from cnnlens.audit.extras import require_ray
 from cnnlens.audit.inputs import Annotations
 from cnnlens.audit.sources import is_uri
-from cnnlens.audit.store import AuditStore, store_path
+from cnnlens.audit.store import AuditStore, JobInfo, store_path
 from cnnlens.features.capture import prepare_features
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.registry import load_model
+from cnnlens.progress import Bar, JobBar, watched
 
 
 def run_audit(
@@ -37,6 +38,7 @@ def run_audit(
     replicas: int | None = None,
     cpus_per_replica: float = 1.0,
     gpus_per_replica: float | None = None,
+    progress: bool | None = None,
 ) -> AuditRun:
     """Audit a folder, a zip/tar archive, a CSV list or a URI prefix (`s3://bucket/photos`,
     `gs://...`, `abfs://...`, `file:///data/photos`: any pyarrow / fsspec filesystem) of images
@@ -52,6 +54,9 @@ def run_audit(
     Writes index.html, results.jsonl, results.csv, summary.json, overlays/*.png and its
     progress (audit.sqlite) to out_dir: the same images and config again resume the job.
     `exclusive`: refuse (OutputInUseError) an `out_dir` holding another audit's report.
+    `progress`: bars on stderr for the images and, with `fragility` on the local engine, the
+    epsilon ladder's rungs (True / False; None: where someone watches, a terminal or a
+    notebook).
     """
     config = config or AuditConfig()
     check_methods(config)
@@ -63,7 +68,9 @@ def run_audit(
         check_model(config, loaded)  # an unknown layer, a method it cannot serve: before work
         annotations = Annotations.read(labels, boxes, masks)
         out_dir.mkdir(parents=True, exist_ok=True)
-        store, watch = AuditStore(store_path(out_dir)), Watch(on_progress, should_stop)
+        store = AuditStore(store_path(out_dir))
+        bars = AuditBars(watched(progress), len(config.epsilons) if config.fragility else 0)
+        watch = Watch(bars.following(on_progress), should_stop)
         try:
             job = prepare_job(
                 store, source, out_dir, config, annotations, loaded.categories, resume=resume,
@@ -71,15 +78,15 @@ def run_audit(
             )  # fmt: skip
             prepare_features(store, job.id, loaded, config.features)
             if engine != "ray":
-                return execute(
-                    store, job.id, AuditAnalyzer(loaded, config), config.batch_size, watch
-                )
+                analyzer = AuditAnalyzer(loaded, config, on_rungs=bars.rungs)
+                return execute(store, job.id, analyzer, config.batch_size, watch)
             from cnnlens.audit.ray_engine import execute_on_ray
             from cnnlens.audit.replicas import ReplicaShape
 
             shape = ReplicaShape(replicas, cpus_per_replica, gpus_per_replica)
             return execute_on_ray(store, job.id, config, watch, ray_address, shape, model)
         finally:
+            bars.close()
             store.close()
 
 
@@ -92,3 +99,35 @@ def _cluster(engine: str, ray_address: str | None) -> AbstractContextManager[Non
     from cnnlens.audit.ray_engine import ray_connected
 
     return ray_connected(ray_address)
+
+
+class AuditBars:
+    """The audit's progress bars: images done, and fragility rungs (images x epsilons) run or
+    skipped after a flip, over the images still to analyze."""
+
+    def __init__(self, enabled: bool, rungs_per_image: int) -> None:
+        self.images = JobBar("auditing", "image", enabled)
+        self.enabled, self.rungs_per_image = enabled, rungs_per_image
+        self.fragility: Bar | None = None
+
+    def following(self, callback: ProgressCallback | None) -> ProgressCallback:
+        """A progress callback that moves the bars, then calls `callback`."""
+
+        def update(job: JobInfo) -> None:
+            self.images.update(job)
+            if self.fragility is None:
+                pending = (job.total - job.done) * self.rungs_per_image
+                self.fragility = Bar(pending, "fragility", "rung", self.enabled)
+            if callback is not None:
+                callback(job)
+
+        return update
+
+    def rungs(self, n: int) -> None:
+        if self.fragility is not None:
+            self.fragility.update(n)
+
+    def close(self) -> None:
+        self.images.close()
+        if self.fragility is not None:
+            self.fragility.close()

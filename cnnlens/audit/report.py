@@ -238,6 +238,9 @@ def _header(job: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
             )
         ]
         cards += [(name, detection[name]) for name in ("matched", "missed", "false")]
+    unmatched = (summary.get("labels_without_image") or {}).get("count")
+    if unmatched:  # labels rows that name no image: a typo, or a file missing from the input
+        cards.append(("labels rows without an image", unmatched))
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(job.get("updated") or time.time()))
     meta = (
         f"<p>model <b>{escape(str(job.get('model')))}</b>, methods "

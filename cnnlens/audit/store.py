@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     run_start_done INTEGER NOT NULL DEFAULT 0,
     finished REAL,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
-    owner TEXT
+    owner TEXT,
+    unmatched_labels TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_signature ON jobs (signature);
 CREATE TABLE IF NOT EXISTS items (
@@ -97,6 +98,8 @@ class JobInfo:
     finished: float | None
     cancel_requested: bool
     owner: str | None = None  # a digest of the API key that submitted it (service jobs)
+    # labels CSV rows whose file is not among the images (reported in the summary)
+    unmatched_labels: list[str] = field(default_factory=list)
 
     @property
     def eta_s(self) -> float | None:
@@ -150,6 +153,8 @@ class AuditStore:
             jobs_columns = {row[1] for row in self._connection.execute("PRAGMA table_info(jobs)")}
             if "owner" not in jobs_columns:  # a store written before jobs had owners
                 self._connection.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+            if "unmatched_labels" not in jobs_columns:  # written before they were reported
+                self._connection.execute("ALTER TABLE jobs ADD COLUMN unmatched_labels TEXT")
             if "features" not in jobs_columns:  # the dataset view's summary (JSON)
                 self._connection.execute("ALTER TABLE jobs ADD COLUMN features TEXT")
 
@@ -183,14 +188,18 @@ class AuditStore:
         signature: str,
         config: dict[str, Any],
         items: Sequence[AuditItem],
+        unmatched_labels: Sequence[str] = (),
     ) -> None:
         now = time.time()
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO jobs (id, created, updated, status, source, out_dir, signature,"
-                " config, total) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
-                (job_id, now, now, source, out_dir, signature, json.dumps(config), len(items)),
-            )
+                " config, total, unmatched_labels) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                (
+                    job_id, now, now, source, out_dir, signature, json.dumps(config), len(items),
+                    json.dumps(list(unmatched_labels)),
+                ),
+            )  # fmt: skip
             db.executemany(
                 "INSERT INTO items (job_id, idx, name, path, label, labels, boxes, mask_path)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -479,7 +488,8 @@ def _loaded_path(value: str | bytes | None) -> str | None:
 
 
 def _job_info(row: sqlite3.Row) -> JobInfo:
-    columns = {field.name: row[field.name] for field in fields(JobInfo)}
+    columns = {column.name: row[column.name] for column in fields(JobInfo)}
     columns["config"] = json.loads(columns["config"])
     columns["cancel_requested"] = bool(columns["cancel_requested"])
+    columns["unmatched_labels"] = json.loads(columns["unmatched_labels"] or "[]")
     return JobInfo(**columns)

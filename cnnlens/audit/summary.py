@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,13 +14,15 @@ import numpy as np
 from cnnlens.audit.records import FLAGS, MEAN_MAP_SIDE, AuditRecord
 
 HISTOGRAM_BINS = 10
+UNMATCHED_SHOWN = 20  # label rows without an image named in the summary (all are counted)
 
 
 class SummaryBuilder:
     """The summary of the records added so far; memory bounded by the classes, not images."""
 
-    def __init__(self, mistakes: int = 10) -> None:
+    def __init__(self, mistakes: int = 10, unmatched_labels: Sequence[str] = ()) -> None:
         self.mistakes = mistakes
+        self.unmatched_labels = list(unmatched_labels)  # labels rows that name no image
         self.images = self.analyzed = self.labelled = self.correct = self.flagged = 0
         self.confidence_sum = 0.0
         self.per_class: dict[int, dict[str, Any]] = {}
@@ -108,6 +110,10 @@ class SummaryBuilder:
             "flagged": self.flagged,
             "flag_counts": dict(self.flag_counts),
             "mean_confidence": self.confidence_sum / self.analyzed if self.analyzed else None,
+            "labels_without_image": {
+                "count": len(self.unmatched_labels),
+                "names": self.unmatched_labels[:UNMATCHED_SHOWN],
+            },
             **({"detection": self._detection()} if self.has_detections else {}),
         }
 
@@ -128,10 +134,12 @@ class SummaryBuilder:
 
 
 def summarize(
-    records: Iterable[AuditRecord | Mapping[str, Any]], mistakes: int = 10
+    records: Iterable[AuditRecord | Mapping[str, Any]],
+    mistakes: int = 10,
+    unmatched_labels: Sequence[str] = (),
 ) -> dict[str, Any]:
     """JSON-ready summary of the finished records."""
-    builder = SummaryBuilder(mistakes)
+    builder = SummaryBuilder(mistakes, unmatched_labels)
     for record in records:
         builder.add(record)
     return builder.result()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -64,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "run", None) is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    logs = logging.getLogger("cnnlens")
+    level = logs.level
+    if getattr(args, "quiet", False):  # -q: errors only, no notes (e.g. a skipped export)
+        logs.setLevel(logging.ERROR)
     try:
         return int(args.run(args))
     except UsageError as error:
@@ -80,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"cnnlens {args.command}: error: {describe(error)}", file=sys.stderr)
         return status
+    finally:
+        logs.setLevel(level)  # main() may run again in this process (tests, notebooks)
     return EXIT_OK  # unreachable: parser.exit raises
 
 

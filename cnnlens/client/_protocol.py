@@ -268,8 +268,8 @@ def compare(
 
     Args:
         scores: any of "deletion", "insertion", "randomization", "infidelity",
-            "sensitivity_max", "road", "sparseness", "complexity" (default: the first
-            three); [] or "none" for the agreement only.
+            "sensitivity_max", "road", "sparseness", "complexity" (default: deletion
+            and insertion); [] or "none" for the agreement only.
         steps: steps per perturbation curve (224 at 224 px: the RISE authors' schedule).
         options: further form fields of the route (baseline, blur_sigma, top_k, stages, seed,
             ssim, shared_scale, random_baseline, n_perturb_samples, perturb_radius,

@@ -9,6 +9,8 @@ client parses it as.
 
 from __future__ import annotations
 
+import reprlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, TypeVar
@@ -22,6 +24,7 @@ from cnnlens.api import models as api
 from cnnlens.api.models import ChannelScore as ChannelScore
 from cnnlens.api.models import ClassScore as ClassScore
 from cnnlens.api.models import LayerBody
+from cnnlens.api.png import png_bytes
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -50,11 +53,41 @@ class _Result(BaseModel):
         """The body as sent, JSON-ready (less any field this client does not know)."""
         return self.model_dump(mode="json", by_alias=True)
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """Short reprs: base64 payloads, long lists and nested bodies abbreviated."""
+        for name, value in super().__repr_args__():
+            yield name, _Brief(_BRIEF.repr(value))
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         body = next((base for base in cls.__mro__[1:] if base.__module__ == api.__name__), None)
         if body is not None:
             _RESULT_TYPES[body] = cls
+
+
+class _BriefRepr(reprlib.Repr):
+    """reprlib's abbreviations, with an array payload shown as its dtype and shape and an
+    encoded image as its length."""
+
+    def repr_str(self, text: str, level: int) -> str:
+        return f"<{len(text)} chars>" if len(text) > 200 else super().repr_str(text, level)
+
+    def repr_ArrayPayload(self, payload: api.ArrayPayload, level: int) -> str:  # noqa: N802
+        return f"<array {payload.dtype} {tuple(payload.shape)}>"
+
+
+_BRIEF = _BriefRepr()
+_BRIEF.maxstring, _BRIEF.maxlist, _BRIEF.maxdict, _BRIEF.maxother = 60, 6, 8, 200
+
+
+class _Brief:
+    """A value whose repr is the given text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
 
 
 def _picture(encoded: str | None) -> Image.Image | None:
@@ -164,6 +197,20 @@ class CompareResult(_Result, api.CompareResponse):
     def __getitem__(self, key: str) -> Any:
         """A field of the answer as sent (e.g. `result["options"]`)."""
         return self.data[key]
+
+    def _repr_png_(self) -> bytes | None:
+        """A notebook shows the grid (`_repr_html_` adds the score tables)."""
+        return None if self.grid is None else png_bytes(self.grid)
+
+    def _repr_html_(self) -> str:
+        from cnnlens.display import comparison_html
+
+        pairs = [
+            (" · ".join(a.methods), a.spearman, a.top_k_iou)
+            for a in (self.images[0].agreement if len(self.images) == 1 else [])
+        ]
+        title = f"Comparison on {self.model}: {len(self.images)} images x {', '.join(self.methods)}"
+        return comparison_html(self.grid, list(self.summary), self.summary, pairs, title)
 
 
 class AdversarialResult(_Sized, _Picture, api.AdversarialResponse):

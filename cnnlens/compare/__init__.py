@@ -1,9 +1,11 @@
 """Compare attribution methods: side-by-side maps, their agreement and faithfulness scores.
 
-    from cnnlens.compare import compare, CompareOptions
-    result = compare(model, ["cat.jpg"], ["grad_cam", "guided_backprop"],
-                     options=CompareOptions(steps=16, random_baseline=True))
-    result.grid().save("grid.png"); result.to_json()
+    import cnnlens
+    result = cnnlens.compare(model, ["cat.jpg"], ["grad_cam", "guided_backprop"])
+    result.grid().save("grid.png"); result.to_json()      # in a notebook: just `result`
+
+The subpackage is callable: `cnnlens.compare(...)` is `cnnlens.compare.compare(...)`, the
+function below (`from cnnlens.compare import compare` where a type checker must see it).
 
 Scores (`CompareOptions.scores`): deletion / insertion AUC (Petsiuk et al. 2018; baseline
 "rise" is the RISE authors' protocol), similarity under cascading model randomization
@@ -14,6 +16,11 @@ result records its protocol (`cnnlens.compare.protocol`).
 """
 
 from __future__ import annotations
+
+import inspect
+import sys
+import types
+from typing import Any
 
 from cnnlens.compare.benchmark import (
     benchmark,
@@ -70,3 +77,14 @@ __all__ = [
     "to_markdown",
     "top_k_iou",
 ]
+
+
+class _CallableModule(types.ModuleType):
+    """`cnnlens.compare(...)` calls `compare`: the subpackage is also the function."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Comparison:
+        return compare(*args, **kwargs)
+
+
+__signature__ = inspect.signature(compare)  # what `help` and IDEs show for the call
+sys.modules[__name__].__class__ = _CallableModule

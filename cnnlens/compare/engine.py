@@ -46,6 +46,7 @@ from cnnlens.models import heads
 from cnnlens.models.loaded import LoadedModel
 from cnnlens.models.outputs import ModelOutput, count, take
 from cnnlens.models.regions import Region, RegionError, region_weights
+from cnnlens.progress import Bar, Tick, watched
 from cnnlens.targets import BoxTarget, Class, Target, class_index
 
 RANDOM = "random"  # name of the reference map scored with `random_baseline`
@@ -96,6 +97,14 @@ class ImageComparison:
     # the box given, in image pixels: a segmenter's region, or a detector's detection
     region: tuple[float, ...] | None = None
 
+    def __repr__(self) -> str:
+        target = self.target
+        return (
+            f"<ImageComparison {self.name!r} {self.width}x{self.height}: target "
+            f"{target.label!r} ({target.index}, {target.probability:.3f}), "
+            f"methods {', '.join(self.maps)}, {self.elapsed_ms / 1000:.1f} s>"
+        )
+
 
 @dataclass
 class Stat:
@@ -141,6 +150,38 @@ class Comparison:
         shared = self.options.shared_scale if shared_scale is None else shared_scale
         return comparison_grid(self, shared_scale=shared, tile_size=tile_size)
 
+    def __repr__(self) -> str:
+        return (
+            f"<Comparison on {self.model}: {len(self.images)} images x "
+            f"{', '.join(self.methods)}; scores {', '.join(self.score_names) or 'none'}>"
+        )
+
+    def _repr_png_(self) -> bytes:
+        """A notebook shows the grid (`_repr_html_` adds the score tables)."""
+        from cnnlens.render import to_png
+
+        return to_png(self.grid())
+
+    def _repr_html_(self) -> str:
+        """The grid, the scores per method (mean ± std over the images) and the agreement."""
+        from cnnlens.display import comparison_html
+
+        pairs = [
+            (
+                f"{first} · {second}",
+                _mean([a.spearman for a in found]),
+                _mean([a.top_k_iou for a in found]),
+            )
+            for (first, second), found in _agreement_by_pair(self.images).items()
+        ]
+        return comparison_html(
+            self.grid() if self.images else None,
+            self.scored,
+            {m: {k: vars(v) for k, v in s.items()} for m, s in self.summary().items()},
+            pairs,
+            repr(self),
+        )
+
     def to_json(self) -> dict[str, Any]:
         """Plain JSON (NaN as null), without images or maps."""
         return {
@@ -151,6 +192,19 @@ class Comparison:
             "images": [_image_json(item) for item in self.images],
             "summary": summary_json(self.summary()),
         }
+
+
+def _agreement_by_pair(images: Sequence[ImageComparison]) -> dict[tuple[str, str], list[Agreement]]:
+    pairs: dict[tuple[str, str], list[Agreement]] = {}
+    for item in images:
+        for agreement in item.agreement:
+            pairs.setdefault((agreement.first, agreement.second), []).append(agreement)
+    return pairs
+
+
+def _mean(values: Sequence[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
 
 
 def summary_json(table: Mapping[str, Mapping[str, Stat]]) -> dict[str, dict[str, Any]]:
@@ -195,6 +249,7 @@ def compare(
     on_error: Callable[[str, Exception], None] | None = None,
     region: ImageRegion = None,
     box: Sequence[float] | None = None,
+    progress: bool | None = None,
 ) -> Comparison:
     """Several methods on several images: maps, pairwise agreement and faithfulness.
 
@@ -218,6 +273,8 @@ def compare(
             (with the `target` label, or any; default: each image's highest-scoring
             detection). The curves then follow its box score (IoU + score of the detection
             matching it, 0 once it is lost).
+        progress: a progress bar on stderr (True / False); None: where someone watches (a
+            terminal or a notebook).
     """
     options = options or CompareOptions()
     method_names = check_methods(methods)
@@ -233,21 +290,34 @@ def compare(
         list(names) if names is not None else [_default_name(s, i) for i, s in enumerate(sources)]
     )
     results: list[ImageComparison] = []
-    for source, name in zip(sources, labels, strict=True):
-        try:
-            picture = source if isinstance(source, Image.Image) else load_image(source)
-            item = compare_image(
-                model, picture, method_names, target, layer, params, options, name, region, box
-            )
-        except (ImageDecodeError, OSError) as error:
-            if on_error is None:
-                raise
-            on_error(name, error)
-            continue
-        results.append(item)
-        if on_image is not None:
-            on_image(item)
+    steps = steps_per_image(len(method_names), options)
+    with Bar(len(sources) * steps, "comparing", "step", watched(progress)) as bar:
+        for number, (source, name) in enumerate(zip(sources, labels, strict=True), start=1):
+            try:
+                picture = source if isinstance(source, Image.Image) else load_image(source)
+                item = compare_image(
+                    model, picture, method_names, target, layer, params, options, name, region,
+                    box, tick=bar.update,
+                )  # fmt: skip
+            except (ImageDecodeError, OSError) as error:
+                if on_error is None:
+                    raise
+                on_error(name, error)
+                continue
+            finally:
+                bar.set_done(number * steps)
+            results.append(item)
+            if on_image is not None:
+                on_image(item)
     return Comparison(model.name, method_names, options, results)
+
+
+def steps_per_image(methods: int, options: CompareOptions) -> int:
+    """Progress units of one image: its maps, each scored map's curves, each randomized stage."""
+    scored = methods + int(options.random_baseline)
+    curves = scored if {"deletion", "insertion"} & set(options.scores) else 0
+    stages = options.stages if "randomization" in options.scores else 0
+    return 1 + curves + stages
 
 
 def check_methods(methods: Sequence[str] | str) -> list[str]:
@@ -275,9 +345,12 @@ def compare_image(
     name: str = "image",
     region: ImageRegion = None,
     box: Sequence[float] | None = None,
+    tick: Tick | None = None,
 ) -> ImageComparison:
-    """One image: the maps in one shared pass, then agreement, curves and randomization."""
+    """One image: the maps in one shared pass, then agreement, curves and randomization.
+    `tick(1)` after the maps, each map's curves and each randomized stage (progress)."""
     started = time.perf_counter()
+    tick = tick or _no_tick
     x = model.preprocessing(picture).to(model.device)  # (1, 3, H, W)
     classes = len(model.categories) or 1000
     explained = None if target is None else class_index(target, model.categories, classes)
@@ -316,6 +389,7 @@ def compare_image(
         )
     predictions = predictions_of(model, take(logits, slice(0, 1)), framing=framing)
     maps = {m: run.outputs[m].map[0].float().cpu().numpy() for m in methods}  # (C, H, W)
+    tick(1)
     agreement = [
         Agreement(a, b, spearman(maps[a], maps[b]), top_k_iou(maps[a], maps[b], options.top_k))
         for a, b in itertools.combinations(methods, 2)
@@ -334,6 +408,7 @@ def compare_image(
                 blur_sigma=options.blur_sigma, seed=options.seed, head=model.head, region=weights,
                 follow=follow,
             )  # fmt: skip
+            tick(1)
     randomization = None
     if "randomization" in options.scores:
         randomized_target: Target | int = index
@@ -343,7 +418,7 @@ def compare_image(
             model, x, methods, randomized_target, {m: run.outputs[m].map for m in methods},
             layer=layer,
             params=params, stages=options.stages, seed=options.seed, with_ssim=options.ssim,
-            region=fixed_region,
+            region=fixed_region, on_stage=lambda: tick(1),
         )  # fmt: skip
     measured = Explained(model, x, index, weights, fixed_region, layer, params)
     scores = {
@@ -380,6 +455,10 @@ def _box_score(target: Target) -> Callable[[ModelOutput], torch.Tensor]:
         return target.score(output, torch.zeros(count(output), dtype=torch.long))
 
     return follow
+
+
+def _no_tick(n: int) -> None:
+    pass
 
 
 def _given_box(region: ImageRegion) -> tuple[float, ...] | None:

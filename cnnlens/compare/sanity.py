@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +87,7 @@ def cascading_randomization(
     seed: int = 0,
     with_ssim: bool = False,
     region: Region = None,
+    on_stage: Callable[[], None] | None = None,
 ) -> RandomizationResult:
     """Randomize the top `stages` parameter blocks one after another, on a deep copy, and
     compare each method's map with the original one: Spearman rho of |map| (and SSIM).
@@ -95,7 +96,8 @@ def cascading_randomization(
     it fails the check. A map that became constant shares no ranking with the original and
     counts as 0. Shapes: x (1, 3, H, W); original_maps[method] (1, C, H, W) in input space.
     Segmentation models: `region` (a box or an (H, W) mask in input pixels) is the original
-    target's region, kept fixed (the randomized model predicts other pixels).
+    target's region, kept fixed (the randomized model predicts other pixels). `on_stage` is
+    called after each stage (progress).
     """
     params = params or {}
     blocks = parameter_blocks(model.module)
@@ -119,6 +121,8 @@ def cascading_randomization(
             similarity[name].append(_rank_similarity(before, after))
             if with_ssim:
                 structural[name].append(ssim(before, after))
+        if on_stage is not None:
+            on_stage()
     del duplicate
     return RandomizationResult(stages=chosen, similarity=similarity, ssim=structural)
 

@@ -22,6 +22,7 @@ from cnnlens.errors import (
     IncompatibleModelError,
     InvalidParamsError,
     MethodNotFoundError,
+    did_you_mean,
     shown,
     validation_problems,
 )
@@ -202,7 +203,8 @@ def get_method(name: str) -> Method:
         return METHODS[name]
     except KeyError:
         known = ", ".join(sorted(METHODS))
-        raise MethodNotFoundError(f"unknown method {shown(name)}; known: {known}") from None
+        hint = did_you_mean(name, METHODS) or ";"
+        raise MethodNotFoundError(f"unknown method {shown(name)}{hint} known: {known}") from None
 
 
 def method_names() -> list[str]:

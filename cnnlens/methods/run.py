@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlens.errors import LayerNotFoundError, shown
+from cnnlens.errors import LayerNotFoundError
 from cnnlens.methods.base import (
     GradientPass,
     Method,
@@ -141,8 +141,7 @@ def resolve_layer(
     if layer is None:
         return inventory.default_layer
     if inventory.get(layer) is None:
-        where = f" (GET /v1/models/{model.name})" if isinstance(model, LoadedModel) else ""
-        raise LayerNotFoundError(f"unknown layer {shown(layer)}; see the model's layer list{where}")
+        raise inventory.unknown(layer, model.name if isinstance(model, LoadedModel) else None)
     return layer
 
 

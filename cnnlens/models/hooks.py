@@ -39,7 +39,7 @@ from torch import nn
 from torch.nn.modules import module as torch_module
 from torch.overrides import TorchFunctionMode
 
-from cnnlens.errors import IncompatibleModelError, LayerNotFoundError, shown
+from cnnlens.errors import IncompatibleModelError, LayerNotFoundError, unknown_layer
 from cnnlens.models.levels import is_levels, stack_levels
 from cnnlens.models.module_tree import module_tree
 from cnnlens.models.outputs import is_detections
@@ -345,7 +345,7 @@ class HookSession:
         wanted = [*self.layer_names, *(tap.layer for tap in self.taps)]
         missing = [name for name in wanted if name not in modules]
         if missing:
-            raise LayerNotFoundError(f"unknown layer(s) {missing}; see the model's layer list")
+            raise unknown_layer(missing[0], list(modules))
         with ExitStack() as stack:
             for name in self.layer_names:
                 handle = modules[name].register_forward_hook(self._capture_hook(name))
@@ -533,7 +533,7 @@ def substitute_output(
     model sees the substitute), under the same lock and restore guarantees as `hook_session`."""
     with frozen_eval(model) as modules:
         if layer not in modules:
-            raise LayerNotFoundError(f"unknown layer {shown(layer)}; see the model's layer list")
+            raise unknown_layer(layer, list(modules))
 
         def substitute(module: nn.Module, inputs: Any, output: Any) -> torch.Tensor:
             if not isinstance(output, torch.Tensor):

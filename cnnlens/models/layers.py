@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlens.errors import IncompatibleModelError
+from cnnlens.errors import IncompatibleModelError, LayerNotFoundError, unknown_layer
 from cnnlens.models.hooks import (
     _RELU_FUNCTIONS,
     _UNSUPPORTED_FUNCTIONS,
@@ -88,6 +88,11 @@ class LayerInventory:
     @property
     def names(self) -> list[str]:
         return [layer.name for layer in self.layers]
+
+    def unknown(self, name: str, model: str | None = None) -> LayerNotFoundError:
+        """The error for a layer name this model does not have: the closest names, and
+        where the whole list is."""
+        return unknown_layer(name, self.names, model)
 
 
 class _ReceptiveFieldTracer:

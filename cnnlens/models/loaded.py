@@ -89,6 +89,16 @@ class LoadedModel:
             "score_threshold": self.score_threshold if self.head == "detection" else None,
         }
 
+    def __repr__(self) -> str:
+        """One line (the module's own repr is tens of kilobytes): `model.module` has it."""
+        height, width = self.input_size
+        mode = ", was_training=True" if self.was_training else ""
+        return (
+            f"LoadedModel(name={self.name!r}, head={self.head!r}, "
+            f"classes={len(self.categories)}, input={width}x{height}, "
+            f"weights={self.weights_source!r}{mode})"
+        )
+
     def label_of(self, index: int) -> str:
         if 0 <= index < len(self.categories):
             return self.categories[index]

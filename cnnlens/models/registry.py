@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlens.errors import InvalidParamsError, ModelNotFoundError, WeightsError
+from cnnlens.errors import InvalidParamsError, ModelNotFoundError, WeightsError, did_you_mean
 from cnnlens.models import availability, zoo
 from cnnlens.models.categories import imagenet_categories
 from cnnlens.models.custom import Labels, PreprocessingSpec, fit_labels, output_count
@@ -150,8 +150,10 @@ def _build(name: str, weights: Weights, arch_kwargs: dict[str, Any]) -> LoadedMo
         return _load_torchvision(arch, weights, arch_kwargs)
     if family == "timm":
         return _load_timm(arch, weights, arch_kwargs)
+    hint = did_you_mean(name, [zoo.DEFAULT_MODEL])
     raise ModelNotFoundError(
-        f"unknown model {name!r}: use {zoo.DEFAULT_MODEL!r}, 'torchvision:<arch>' or 'timm:<arch>'"
+        f"unknown model {name!r}{hint or ':'} use {zoo.DEFAULT_MODEL!r}, "
+        "'torchvision:<arch>' or 'timm:<arch>' (`cnnlens models --all` lists them)"
     )
 
 
@@ -188,7 +190,8 @@ def _load_torchvision(arch: str, weights: Weights, arch_kwargs: dict[str, Any]) 
     detector = is_torchvision_detector(arch)
     available = torchvision.models.list_models(torchvision.models)
     if arch not in available and not segmentation and not detector:
-        raise ModelNotFoundError(f"unknown torchvision classifier {arch!r}")
+        hint = did_you_mean(arch, available)
+        raise ModelNotFoundError(f"unknown torchvision classifier {arch!r}{hint}")
     hub_weights = "DEFAULT" if _is_default(weights) else None
     if hub_weights and availability.torchvision_cached(arch) is None:
         availability.ensure_downloadable(f"torchvision:{arch}", "download.pytorch.org")
@@ -228,7 +231,9 @@ def _load_timm(arch: str, weights: Weights, arch_kwargs: dict[str, Any]) -> Load
     import timm
 
     if not timm.is_model(arch):
-        raise ModelNotFoundError(f"unknown timm model {arch!r}")
+        raise ModelNotFoundError(
+            f"unknown timm model {arch!r}{did_you_mean(arch, timm.list_models())}"
+        )
     if _is_default(weights) and availability.timm_cached(arch) is None:
         availability.ensure_downloadable(f"timm:{arch}", "huggingface.co")
     try:

@@ -14,10 +14,11 @@ import cnnlens
 from cnnlens.imageio import limit_opencv_decoding
 from cnnlens.methods.cost import Calibration
 from cnnlens.models.loaded import LoadedModel
-from cnnlens.service.deps import require_api_key
+from cnnlens.service.deps import IMAGE_ANSWER_HEADERS, require_api_key
 from cnnlens.service.docs import install_offline_docs
 from cnnlens.service.errors import install_error_handlers
 from cnnlens.service.form_fields import refuse_unknown_form_fields
+from cnnlens.service.guide import guide_files
 from cnnlens.service.metrics import Metrics
 from cnnlens.service.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from cnnlens.service.routers import PUBLIC_ROUTERS, V1_ROUTERS
@@ -72,6 +73,7 @@ def create_app(
             dependencies=[Depends(require_api_key), Depends(refuse_unknown_form_fields)],
         )
     app.mount("/web", StaticFiles(directory=WEB_DIRECTORY, check_dir=False), name="web")
+    app.mount("/guide", guide_files(settings.guide_dir), name="guide")  # the docs site
     # Added last = outermost: the request id and metrics see every answer, 413 included.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_request_bytes)
     if settings.cors_origins:
@@ -80,7 +82,7 @@ def create_app(
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["X-API-Key", "X-Request-ID", "Content-Type", "Accept"],
-            expose_headers=["X-Request-ID", "Retry-After"],
+            expose_headers=["X-Request-ID", "Retry-After", *IMAGE_ANSWER_HEADERS],
         )
     # Host and origin checks and the security headers cover every answer, 413 and CORS included.
     app.add_middleware(SecurityMiddleware, settings=settings)

@@ -25,6 +25,7 @@ import hmac
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
 
 import anyio
 import torch
@@ -154,3 +155,22 @@ def wants_png(request: Request) -> bool:
         quality[media.lower()] = max(q, quality.get(media.lower(), 0.0))
     png = quality.get("image/png", 0.0)
     return png > 0 and png >= quality.get("application/json", 0.0)
+
+
+METHOD_HEADER, TARGET_HEADER = "X-Cnnlens-Method", "X-Cnnlens-Target"
+IMAGE_ANSWER_HEADERS = (METHOD_HEADER, TARGET_HEADER)  # exposed to CORS callers too
+
+
+def image_headers(methods: str | list[str], target: Any = None) -> dict[str, str]:
+    """What an image answer (Accept: image/png) explains, since its body cannot say it:
+    `X-Cnnlens-Method: grad_cam` and `X-Cnnlens-Target: 285;label="Egyptian cat";probability=
+    0.7731` (a structured field; the label percent-encoded outside printable ASCII)."""
+    names = methods if isinstance(methods, str) else ",".join(methods)
+    headers = {METHOD_HEADER: names}
+    if target is not None:
+        label = quote(str(target.label), safe=" !#$&'()*+,-./:;<=>?@[]^_`{|}~")
+        value = f'{int(target.index)};label="{label}"'
+        if getattr(target, "probability", None) is not None:
+            value += f";probability={float(target.probability):.4f}"
+        headers[TARGET_HEADER] = value
+    return headers

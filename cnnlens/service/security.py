@@ -30,6 +30,15 @@ PAGE_POLICY = csp(
     img_src=["'self'", "data:", "blob:"],
     connect_src=["'self'"],
 )
+# The docs site at /guide (mkdocs-material, built offline): its own scripts (the theme's inline
+# ones moved to files at build time), styles and images; its search worker and index.
+GUIDE_POLICY = csp(
+    script_src=["'self'"],
+    style_src=["'self'"],
+    img_src=["'self'", "data:"],
+    connect_src=["'self'"],
+    worker_src=["'self'"],
+)
 SECURITY_HEADERS: Mapping[str, str] = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",

@@ -259,6 +259,11 @@ class Settings(_Strict):
         default=None,
         description="where audit jobs and their results are kept (default ~/.local/share/cnnlens)",
     )
+    guide_dir: str | None = Field(
+        default=None,
+        description="the built documentation site served at /guide (default: where `make docs` "
+        "builds it, cnnlens/service/site)",
+    )
 
     @field_validator("device")
     @classmethod
@@ -422,6 +427,7 @@ def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None
         ("CNNLENS_LOG_LEVEL", "log_level"),
         ("CNNLENS_WARMUP", "warmup"),
         ("CNNLENS_DATA_DIR", "data_dir"),
+        ("CNNLENS_GUIDE_DIR", "guide_dir"),
     ):
         if environ.get(variable):
             data[field] = environ[variable]

@@ -30,8 +30,14 @@ SIZE = 24  # the model's input; the photo is twice as large, so image boxes halv
 IMAGE_BOX = (8, 12, 32, 40)
 INPUT_BOX = (4.0, 6.0, 16.0, 20.0)
 SKY = 1
-OPTIONS = CompareOptions(steps=4, stages=2, baseline="mean")
-FORM = {"steps": "4", "stages": "2", "baseline": "mean"}
+CURVES_AND_RANDOMIZATION = ["deletion", "insertion", "randomization"]
+OPTIONS = CompareOptions(steps=4, stages=2, baseline="mean", scores=CURVES_AND_RANDOMIZATION)
+FORM = {
+    "steps": "4",
+    "stages": "2",
+    "baseline": "mean",
+    "scores": ",".join(CURVES_AND_RANDOMIZATION),
+}
 
 
 @pytest.fixture(scope="module")

@@ -77,7 +77,6 @@ def test_eigen_cam_of_the_pyramid_equals_pytorch_grad_cams_tutorial(
     """pytorch-grad-cam's Faster R-CNN tutorial exactly: EigenCAM on the backbone through
     `fasterrcnn_reshape_transform` (a class-free map: the box only picks the run's target)."""
     from pytorch_grad_cam import EigenCAM
-
     from pytorch_grad_cam.utils.image import scale_cam_image
     from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
 

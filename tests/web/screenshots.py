@@ -28,8 +28,10 @@ def _photo(name: str) -> Image.Image:
 
 def _save(driver: Any, path: Path) -> None:
     """The whole page (height as laid out), as an optimized PNG."""
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, max(1000, min(int(height) + 20, 2400)))
+    height, chrome = driver.execute_script(
+        "return [document.documentElement.scrollHeight, outerHeight - innerHeight]"
+    )  # the window's own bars take part of its height: the page needs its height below them
+    driver.set_window_size(1280, max(1000, min(int(height) + int(chrome) + 20, 2400)))
     driver.execute_script("window.scrollTo(0, 0); document.activeElement.blur();")
     driver.save_screenshot(str(path))
     with Image.open(path) as shot:

@@ -131,14 +131,12 @@ def test_compare_grid_keeps_the_photo_aspect_and_shows_scores(
     driver = browser
     views.compare(driver, server_url, chelsea_png)
     tiles = driver.find_elements(By.CSS_SELECTOR, "#compare-grid .tile canvas")
-    assert len(tiles) == 3  # the photo, Grad-CAM, saliency
+    assert len(tiles) == 4  # the photo, then the default methods: saliency, Grad-CAM, GBP
     for tile in tiles:
         assert abs(tile.rect["width"] / tile.rect["height"] - 451 / 300) < 0.03
     rows = driver.find_elements(By.CSS_SELECTOR, "#compare-scores-table tr")
-    assert [r.find_element(By.TAG_NAME, "th").text for r in rows] == [
-        "Grad-CAM",
-        "Gradient saliency",
-    ]
+    titles = [r.find_element(By.TAG_NAME, "th").text for r in rows]
+    assert sorted(titles) == ["Grad-CAM", "Gradient saliency", "Guided backpropagation"]
     for row in rows:
         deletion, insertion = (float(c.text) for c in row.find_elements(By.TAG_NAME, "td")[:2])
         assert 0 <= deletion <= 1 and 0 <= insertion <= 1
@@ -173,7 +171,8 @@ def test_compare_table_shows_the_scores_asked_for_and_their_protocol(
         ]
         for row in rows
     }
-    assert set(cells) == {"Grad-CAM", "Gradient saliency"}
+    # The page's default methods are the library's (saliency, grad_cam, guided_backprop).
+    assert set(cells) == {"Grad-CAM", "Gradient saliency", "Guided backpropagation"}
     for values in cells.values():
         deletion, insertion, infidelity, sensitivity, sparseness, complexity = values
         assert 0 <= deletion <= 1 and 0 <= insertion <= 1 and infidelity >= 0

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from cnnlens.cli.commands._common import UsageError, echo, open_client
-from cnnlens.cli.commands.audit import ProgressBar
 from cnnlens.features.config import form_options
+from cnnlens.progress import JobBar, watched
 
 
 def run_remote(args: argparse.Namespace, source: Path, config: Any) -> int:
@@ -32,7 +32,7 @@ def run_remote(args: argparse.Namespace, source: Path, config: Any) -> int:
         "fragility": config.fragility,
         **form_options(config.features),
     }
-    bar = ProgressBar(enabled=not args.quiet)
+    bar = JobBar("auditing", "image", watched(False if args.quiet else None))
     with tempfile.TemporaryFile() as archive, open_client(args) as client:
         name = _pack(source, archive)
         job = client.submit_audit(

@@ -147,13 +147,15 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], file: Any
 
 
 def progress(items: Sequence[T], description: str, enabled: bool = True) -> Iterator[T]:
-    """A tqdm bar on stderr when there are several items."""
-    if not enabled or len(items) < 2:
-        yield from items
-        return
-    from tqdm import tqdm
+    """A tqdm bar on stderr for several items, where someone watches (see cnnlens.progress)."""
+    from cnnlens.progress import Bar, watched
 
-    yield from tqdm(items, desc=description, unit="image", file=sys.stderr)
+    with Bar(
+        len(items) if len(items) > 1 else 0, description, "image", enabled and watched(None)
+    ) as bar:
+        for item in items:
+            yield item
+            bar.update()
 
 
 def echo(message: str, *, error: bool = False) -> None:

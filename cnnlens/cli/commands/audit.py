@@ -24,7 +24,6 @@ examples:
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -194,48 +193,21 @@ def _run_local(args: argparse.Namespace, source: Path | str, config: Any) -> int
     from cnnlens.audit.extras import MissingExtraError, require_ray
     from cnnlens.audit.ray_engine import RayConnectionError
 
-    bar = ProgressBar(enabled=not args.quiet)
     try:
         if args.engine == "ray":
             require_ray()
         result = run_audit(
             source, args.out, config, labels=args.labels, boxes=args.boxes, masks=args.masks,
             engine=args.engine, resume=not args.fresh, exclusive=not args.replace,
-            on_progress=bar.update, ray_address=args.ray_address,
+            ray_address=args.ray_address, progress=False if args.quiet else None,
         )  # fmt: skip
     except (MissingExtraError, OutputInUseError, RayConnectionError) as error:
         hint = " (or --replace)" if isinstance(error, OutputInUseError) else ""
         raise UsageError(error.message + hint) from None
-    finally:
-        bar.close()
     job = result.job
     if not args.quiet:
         _print_summary(result.outputs, job, result.processed)
     return 0 if job.status == "done" else 1
-
-
-class ProgressBar:
-    """tqdm on stderr, fed with the job's done/total (resumed images count as done)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar: Any = None
-
-    def update(self, job: Any) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=job.total, initial=job.done, desc="auditing", unit="image", file=sys.stderr
-            )
-            return
-        self.bar.update(job.done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def _print_summary(outputs: dict[str, Path], job: Any, processed: int) -> None:
@@ -255,6 +227,11 @@ def _print_summary(outputs: dict[str, Path], job: Any, processed: int) -> None:
             else ""
         )
     )
+    unmatched = summary.get("labels_without_image") or {}
+    if unmatched.get("count"):
+        names = ", ".join(unmatched["names"][:5])
+        more = ", ..." if unmatched["count"] > 5 else ""
+        echo(f"{unmatched['count']} labels rows name no image: {names}{more}", error=True)
     features = summary.get("features")
     if isinstance(features, dict):
         _print_features(features)

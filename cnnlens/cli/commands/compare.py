@@ -176,24 +176,17 @@ def _local(
         get_method(name)
     parsed = parse_options(options)
     model = load_model(args.model or DEFAULT_MODEL, weights=args.weights)
-    bar = _bar(len(images), enabled=not args.quiet)
     failed: list[dict[str, str]] = []
 
     def skip(name: str, error: Exception) -> None:
         failed.append({"image": name, "error": str(error)})
         echo(f"{name}: failed: {error}", error=True)
-        if bar is not None:
-            bar.update()
 
-    try:
-        comparison = compare(
-            model, [str(p) for p in images], methods, target=target, layer=args.layer,
-            params=params, options=parsed, names=[str(p) for p in images], region=args.region,
-            on_image=lambda _: bar.update() if bar is not None else None, on_error=skip,
-        )  # fmt: skip
-    finally:
-        if bar is not None:
-            bar.close()
+    comparison = compare(
+        model, [str(p) for p in images], methods, target=target, layer=args.layer,
+        params=params, options=parsed, names=[str(p) for p in images], region=args.region,
+        on_error=skip, progress=False if args.quiet else None,
+    )  # fmt: skip
     rows = len(comparison.images)
     grid = to_png(comparison.grid()) if 0 < rows <= MAX_GRID_ROWS else None
     return {**comparison.to_json(), "server": None, "failed": failed}, grid
@@ -234,17 +227,6 @@ def _remote(
     report.update(server=args.server, failed=failed)
     grid = to_png(_stack(grids)) if grids and len(images) <= MAX_GRID_ROWS else None
     return report, grid
-
-
-def _bar(total: int, enabled: bool) -> Any:
-    """A tqdm bar on stderr for several images, else None."""
-    if not enabled or total < 2:
-        return None
-    import sys
-
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="comparing", unit="image", file=sys.stderr)
 
 
 def _stack(rows: list[Any]) -> Any:

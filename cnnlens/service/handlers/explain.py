@@ -154,9 +154,10 @@ def render_overlay_png(
     method_name: str,
     abort: AbortSignal | None = None,
     image_format: str = "png",
-) -> bytes:
-    """The first explanation's overlay PNG, or `image_format` (Accept: image/png)."""
+) -> tuple[bytes, Explanation]:
+    """The first explanation's overlay PNG, or `image_format` (Accept: image/png), and that
+    explanation (what the answer's headers name)."""
     explanations, _ = explanations_for(model, picture, rows, [method_name])
     if abort is not None:
         abort.check()
-    return image_bytes(explanations[0].overlay_pixels(), image_format)
+    return image_bytes(explanations[0].overlay_pixels(), image_format), explanations[0]

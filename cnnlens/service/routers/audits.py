@@ -301,7 +301,9 @@ async def audit_results(
         )
     from cnnlens.audit.summary import summarize
 
-    summary = with_features(summarize(every), jobs.store, job.id)
+    summary = with_features(
+        summarize(every, unmatched_labels=job.unmatched_labels), jobs.store, job.id
+    )
     rows = [record.to_json() for record in records]
     return JSONResponse({"job": _describe(job), "summary": summary, "results": rows})
 

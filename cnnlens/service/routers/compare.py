@@ -17,6 +17,7 @@ from cnnlens.service.deps import (
     DeadlineDep,
     SettingsDep,
     StateDep,
+    image_headers,
     read_image,
     render_until,
     wants_png,
@@ -63,7 +64,8 @@ async def compare_route(
     comparison = await state.run(model, each, work, cost=cost, deadline=deadline)
     grid = await render_until(deadline, lambda abort: to_png(comparison.grid()))
     if wants_png(http):
-        return Response(grid, media_type="image/png")
+        headers = image_headers(comparison.methods, comparison.images[0].target)
+        return Response(grid, media_type="image/png", headers=headers)
     body = comparison.to_json()
     body["grid_png"] = base64.b64encode(grid).decode("ascii")
     body["elapsed_ms"] = round((time.monotonic() - started) * 1000, 3)

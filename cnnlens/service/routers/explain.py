@@ -12,7 +12,14 @@ from cnnlens.api.codecs import IMAGE_FORMATS
 from cnnlens.api.models import ExplainResponse
 from cnnlens.imageio import fit_within, fitted_size
 from cnnlens.models.heads import DETECTION
-from cnnlens.service.deps import DeadlineDep, SettingsDep, StateDep, off_loop, read_image
+from cnnlens.service.deps import (
+    DeadlineDep,
+    SettingsDep,
+    StateDep,
+    image_headers,
+    off_loop,
+    read_image,
+)
 from cnnlens.service.deps import render_until as render
 from cnnlens.service.detection import detection_input
 from cnnlens.service.errors import documented_errors
@@ -73,11 +80,12 @@ async def explain(
     )
     names, image_format = request.plan.names, request.image_format(decoded)
     if request.png:
-        body = await render(
+        body, shown_explanation = await render(
             deadline,
             lambda abort: render_overlay_png(model, picture, rows, names[0], abort, image_format),
         )
-        return Response(body, media_type=IMAGE_FORMATS[image_format][2])
+        headers = image_headers(names[0], shown_explanation.target)
+        return Response(body, media_type=IMAGE_FORMATS[image_format][2], headers=headers)
     answer: ExplainResponse = await render(
         deadline,
         lambda abort: render_explain_response(

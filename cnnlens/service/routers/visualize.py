@@ -62,7 +62,8 @@ def _endpoint(name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
             deadline, lambda abort: answer.render(model, run, result, started)
         )
         if deps.wants_png(http):
-            return Response(png, media_type="image/png")
+            headers = deps.image_headers(name, getattr(body, "target", None))
+            return Response(png, media_type="image/png", headers=headers)
         return body
 
     endpoint.__name__ = name

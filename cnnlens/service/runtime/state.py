@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from cnnlens.api.forms import DEFAULT_METHOD
-from cnnlens.errors import CnnlensError, ModelNotFoundError, WeightsError, shown
+from cnnlens.errors import CnnlensError, ModelNotFoundError, WeightsError, did_you_mean, shown
 from cnnlens.methods.cost import Budget, Calibration, calibrate
 from cnnlens.methods.run import run_methods
 from cnnlens.models.detection import detect
@@ -87,7 +87,10 @@ class ServiceState:
         name = name or self.settings.default_model
         if name not in self.settings.model_names:
             known = ", ".join(self.settings.model_names)
-            raise ModelNotFoundError(f"model {shown(name)} is not served here; served: {known}")
+            hint = did_you_mean(name, self.settings.model_names) or ";"
+            raise ModelNotFoundError(
+                f"model {shown(name)} is not served here{hint} served: {known}"
+            )
         loaded = self.models.get(name)
         if loaded is None or name not in self.workers:
             if self.load_error:

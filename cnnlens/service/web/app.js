@@ -16,6 +16,10 @@ const state = {
   auditTimer: null,
 };
 
+// Compare's defaults on every front: these methods (api/forms.py COMPARE_METHODS) and the
+// service's own scores and steps (CompareOptions), which the page does not override.
+const COMPARE_METHODS = ["saliency", "grad_cam", "guided_backprop"];
+
 // Which shared controls each view uses.
 const VIEW_USES = {
   explain: ["image", "target", "layer", "region"],
@@ -87,6 +91,8 @@ function showError(error) {
   box.append(title, text);
   box.dataset.code = error.code || "";
   box.hidden = false;
+  // Under the button just pressed, in the bar that stays in sight; scrolled to if need be.
+  box.scrollIntoView({ block: "nearest" });
 }
 
 function clearError() {
@@ -105,7 +111,7 @@ function showView(name) {
   for (const tab of document.querySelectorAll('[role="tab"]')) {
     tab.setAttribute("aria-selected", String(tab.dataset.view === name));
   }
-  for (const element of document.querySelectorAll(".view-form, .view")) {
+  for (const element of document.querySelectorAll(".view-form, .view, .view-action")) {
     element.hidden = element.dataset.view !== name;
   }
   showFields();
@@ -230,7 +236,8 @@ async function loadMethods() {
   const body = await api("/v1/methods");
   const lists = [
     [$("methods-list"), "method-", ["grad_cam"]],
-    [$("compare-methods"), "compare-method-", ["saliency", "grad_cam"]],
+    // The same default as the library, the CLI and POST /v1/compare (api/forms.py).
+    [$("compare-methods"), "compare-method-", COMPARE_METHODS],
     [$("audit-methods"), "audit-method-", ["grad_cam"]],
   ];
   for (const [list] of lists) list.replaceChildren();
@@ -958,28 +965,32 @@ async function activationMax(event) {
 
 // ---------- feature maps and filters: the API's sheet cut into tiles with gaps ----------
 
-// render.grid lays tiles in ceil(sqrt(n)) columns, each with an 18 px caption strip above.
+// render.grid lays tiles in ceil(sqrt(n)) columns (or `columns`), each tile as wide as the
+// others and as high as its aspect makes it, under an 18 px caption strip, 6 px apart.
 const CAPTION_PX = 18;
+const GAP_PX = 6;
 
-// `aspect` (width / height) restores a photo's shape: render.grid squares every tile.
+// Each tile is cut out whole, at the size it has on the sheet: a photo's tile keeps the
+// photo's aspect (`aspect`, width / height; 1 for the square maps and filters).
 async function cutSheet(b64, labels, container, describe, { columns = 0, aspect = 1 } = {}) {
   const sheet = await loadImage(png(b64));
   const perRow = columns || Math.max(1, Math.ceil(Math.sqrt(labels.length)));
   const rows = Math.ceil(labels.length / perRow);
-  const cellWidth = sheet.naturalWidth / perRow;
-  const cellHeight = sheet.naturalHeight / rows;
-  const side = cellHeight - CAPTION_PX;
+  const tileWidth = (sheet.naturalWidth - (perRow - 1) * GAP_PX) / perRow;
+  const rowHeight = (sheet.naturalHeight - (rows - 1) * GAP_PX) / rows;
+  const tileHeight = Math.min(rowHeight - CAPTION_PX, Math.round(tileWidth / aspect));
   container.replaceChildren();
   labels.forEach((label, index) => {
     const [row, column] = [Math.floor(index / perRow), index % perRow];
     const figure = document.createElement("figure");
     figure.className = "tile";
     const canvas = document.createElement("canvas");
-    canvas.width = Math.round(side * aspect);
-    canvas.height = side;
+    canvas.width = Math.round(tileWidth);
+    canvas.height = Math.round(tileHeight);
     canvas.style.aspectRatio = String(aspect);
-    canvas.getContext("2d").drawImage(sheet, column * cellWidth, row * cellHeight + CAPTION_PX,
-      side, side, 0, 0, canvas.width, canvas.height);
+    canvas.getContext("2d").drawImage(sheet, column * (tileWidth + GAP_PX),
+      row * (rowHeight + GAP_PX) + CAPTION_PX, tileWidth, tileHeight,
+      0, 0, canvas.width, canvas.height);
     canvas.setAttribute("role", "img");
     canvas.setAttribute("aria-label", describe(label));
     const caption = document.createElement("figcaption");
@@ -1067,7 +1078,6 @@ async function compareMethods(event) {
   const chosenParams = Object.fromEntries(Object.entries(params).filter(([k]) => methods.includes(k)));
   if (Object.keys(chosenParams).length) form.append("params", JSON.stringify(chosenParams));
   form.append("scores", $("compare-scores").value);
-  form.append("steps", "8");
   await run("compare", $("compare-button"), async () => {
     const body = await api("/v1/compare", { method: "POST", body: form });
     const image = body.images[0];
@@ -1171,7 +1181,8 @@ async function showAuditResults(job) {
 
 // ---------- start ----------
 
-// Each view's form ends with its submit button (data-submit names it) and a live status line.
+// Each view's submit button (data-submit names it) and live status line go in the action bar
+// after the shared fields (target, layer, advanced), so the form reads in the task's order.
 function setUpForms() {
   const handlers = {
     explain,
@@ -1182,24 +1193,40 @@ function setUpForms() {
     compare: compareMethods,
     audit: submitAudit,
   };
+  const bar = $("actions");
   for (const form of document.querySelectorAll("form.view-form")) {
     const view = form.dataset.view;
     const button = Object.assign(document.createElement("button"), {
       id: `${view}-button`, type: "submit", disabled: true, textContent: form.dataset.submit,
     });
+    button.setAttribute("form", form.id); // submits its form from outside it
     const status = Object.assign(document.createElement("span"), {
       id: `${view}-status`, className: "status",
     });
     status.setAttribute("role", "status");
     status.setAttribute("aria-live", "polite");
-    const actions = Object.assign(document.createElement("div"), { className: "actions" });
-    actions.append(button, status);
-    form.append(actions);
+    const action = Object.assign(document.createElement("div"), { className: "view-action" });
+    action.dataset.view = view;
+    action.hidden = view !== state.view;
+    action.append(button, status);
+    bar.insertBefore(action, $("error"));
     form.addEventListener("submit", handlers[view]);
   }
 }
 
+// The controls end at the window's bottom edge (they scroll inside), wherever the page is
+// scrolled: their action bar, the button and any error, is always in sight.
+function fitControls() {
+  const controls = document.querySelector(".controls");
+  if (getComputedStyle(controls).position !== "sticky") return;
+  const top = Math.max(controls.getBoundingClientRect().top, 0);
+  controls.style.maxHeight = `${Math.max(240, window.innerHeight - top - 8)}px`;
+}
+
 async function start() {
+  fitControls();
+  window.addEventListener("scroll", fitControls, { passive: true });
+  window.addEventListener("resize", fitControls);
   setUpDropZone();
   setUpRegionPicker();
   for (const tab of document.querySelectorAll('[role="tab"]')) {
