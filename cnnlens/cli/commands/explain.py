@@ -134,6 +134,31 @@ class ImageResult:
     overlay_format: str = "png"
 
 
+@dataclass(frozen=True)
+class RequestSettings:
+    """What the CLI asks of either engine, read once from the arguments."""
+
+    methods: Sequence[str]
+    targets: list[int | str]
+    params: dict[str, dict[str, Any]]
+    layer: str | None
+    region: tuple[float, ...] | None
+    box: tuple[float, ...] | None
+    output: list[str]
+    overlay_format: str | None
+
+    @classmethod
+    def of(
+        cls, args: argparse.Namespace, methods: Sequence[str], targets: list[int | str],
+        params: dict[str, dict[str, Any]],
+    ) -> RequestSettings:  # fmt: skip
+        return cls(
+            methods, targets, params, args.layer, parse_box(args.region),
+            parse_box(args.box, "box"), ["overlay", "heatmap", *(["array"] if args.array else [])],
+            args.overlay_format,
+        )  # fmt: skip
+
+
 class LocalEngine:
     """Explains in this process with cnnlens.explain; the model loads once."""
 
@@ -150,11 +175,7 @@ class LocalEngine:
             args.model or DEFAULT_MODEL, weights=args.weights, score_threshold=args.score_threshold
         )
         self.model_name: str | None = self.model.name
-        self.methods, self.targets, self.params = methods, targets, params
-        self.layer, self.region = args.layer, parse_box(args.region)
-        self.box = parse_box(args.box, "box")
-        self.output = ["overlay", "heatmap", *(["array"] if args.array else [])]
-        self.overlay_format = args.overlay_format
+        self.request = RequestSettings.of(args, methods, targets, params)
 
     def __call__(self, path: Path) -> ImageResult:
         """The Explanations, rendered to the files the service would send."""
@@ -164,15 +185,16 @@ class LocalEngine:
         from cnnlens.explain import explain
         from cnnlens.imageio import lossy_format
 
+        asked = self.request
         result = explain(
-            self.model, path, self.methods, target=self.targets or None, layer=self.layer,
-            params=self.params, region=self.region, box=self.box,
+            self.model, path, asked.methods, target=asked.targets or None, layer=asked.layer,
+            params=asked.params, region=asked.region, box=asked.box,
         )  # fmt: skip
-        image_format = parse_overlay_format(self.overlay_format, lossy_format(result.image))
+        image_format = parse_overlay_format(asked.overlay_format, lossy_format(result.image))
         rendered = []
         for item in result:
-            overlay, heatmap = image_files(item, self.output, image_format)
-            array = item.map.astype(np.float32) if "array" in self.output else None
+            overlay, heatmap = image_files(item, asked.output, image_format)
+            array = item.map.astype(np.float32) if "array" in asked.output else None
             target = _score(class_score(item.target))
             rendered.append(
                 Rendered(item.method, target, item.layer, overlay, heatmap, array, item.elapsed_ms)
@@ -191,17 +213,14 @@ class RemoteEngine:
     ) -> None:  # fmt: skip
         self.client = open_client(args)
         self.model_name: str | None = args.model
-        self.methods, self.targets, self.params = methods, targets, params
-        self.layer, self.region = args.layer, parse_box(args.region)
-        self.box = parse_box(args.box, "box")
-        self.output = ["overlay", "heatmap", *(["array"] if args.array else [])]
-        self.overlay_format = args.overlay_format
+        self.request = RequestSettings.of(args, methods, targets, params)
 
     def __call__(self, path: Path) -> ImageResult:
+        asked = self.request
         result = self.client.explain(
-            path, self.methods, model=self.model_name, target=self.targets or None,
-            layer=self.layer, params=self.params, output=self.output, region=self.region,
-            overlay_format=self.overlay_format, box=self.box,
+            path, asked.methods, model=self.model_name, target=asked.targets or None,
+            layer=asked.layer, params=asked.params, output=asked.output, region=asked.region,
+            overlay_format=asked.overlay_format, box=asked.box,
         )  # fmt: skip
         self.model_name = result.model or self.model_name
         return image_result(result)
