@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.web import views
+
 pytestmark = pytest.mark.browser
 
 TIMEOUT_S = 20
@@ -168,7 +170,7 @@ def test_dropped_image_two_methods_side_by_side_for_a_chosen_target(
     driver.execute_script(DROP_FILE, encoded, "dropped cat.png")
     _wait(driver, "#preview:not([hidden])")
     assert driver.find_element(By.ID, "image-status").text.startswith("dropped cat.png: 451×300")
-    driver.find_element(By.ID, "method-saliency").click()
+    views.click_in_view(driver, driver.find_element(By.ID, "method-saliency"))
     driver.find_element(By.ID, "target-input").send_keys("281: tabby")
     _explain(driver)
 

@@ -65,6 +65,13 @@ def result_of(driver: Any, view: str) -> Any:
     return wait_for(driver, f".view[data-view='{view}'] .result-body:not([hidden])")
 
 
+def click_in_view(driver: Any, element: Any) -> None:
+    """Bring the element to mid-screen, clear of the sticky Explain bar, as a user scrolling
+    to it would (the method list holds every registered method), then click it."""
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+    element.click()
+
+
 def explain(driver: Any, server_url: str, image: Path, methods: list[str]) -> None:
     from selenium.webdriver.common.by import By
 
@@ -72,7 +79,7 @@ def explain(driver: Any, server_url: str, image: Path, methods: list[str]) -> No
     for name in ("grad_cam", *methods):
         box = driver.find_element(By.ID, f"method-{name}")
         if box.is_selected() != (name in methods):
-            box.click()
+            click_in_view(driver, box)
     submit(driver, "explain-button")
     for name in methods:
         wait_for(driver, f"figure[data-method='{name}'] canvas.overlay[data-ready='true']")
