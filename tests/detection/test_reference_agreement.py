@@ -18,7 +18,6 @@ from pytorch_grad_cam.utils.reshape_transforms import fasterrcnn_reshape_transfo
 from torch import nn
 
 import cnnlens
-from cnnlens.methods import method_names
 from cnnlens.models import count_hooks
 from tests.conftest import pearson
 from tests.detection.detectors import pytorch_grad_cam_on_pyramid, seeded_fasterrcnn
@@ -68,9 +67,6 @@ def test_a_cam_of_a_box_equals_pytorch_grad_cam_on_one_level(
     assert pearson(ours[0, 0], theirs) >= 0.99
 
 
-@pytest.mark.skipif(
-    "eigen_cam" not in method_names(), reason="eigen_cam is not registered in this tree yet"
-)
 def test_eigen_cam_of_the_pyramid_equals_pytorch_grad_cams_tutorial(
     setup: tuple[nn.Module, nn.Module, torch.Tensor, torch.Tensor, int],
 ) -> None:
