@@ -6,13 +6,13 @@ import torch
 
 from cnnlens.errors import IncompatibleModelError
 from cnnlens.methods.base import MethodContext, register
-from cnnlens.methods.cam_base import CamMethod, CamParams
+from cnnlens.methods.cam_base import CamParams, ChannelWeightedCam
 from cnnlens.methods.workload import Cost, Workload
 from cnnlens.models.layers import LayerInventory, find_gap_linear_head
 
 
 @register
-class Cam(CamMethod):
+class Cam(ChannelWeightedCam):
     """M_c(x, y) = sum_k w_k^c f_k(x, y), with w^c the linear head's row for class c.
 
     Zhou et al., "Learning Deep Features for Discriminative Localization", CVPR 2016, eq. (2).

@@ -1,8 +1,9 @@
 """Shared machinery of the CAM family: capture, the class map, ReLU, upsampling.
 
-A CAM supplies its channel weights w^c (`channel_weights`); element-wise variants supply a
-weight per activation (`ElementwiseGradientCam`), EigenCAM its projection (`class_map`), and
-gradient-free CAMs weights measured with further forwards (`GradientFreeCam`).
+A CAM of the shared pass supplies its class map (`CamMethod.class_map`): most through their
+channel weights w^c (`ChannelWeightedCam`), element-wise variants through a weight per
+activation (`ElementwiseGradientCam`), EigenCAM through its projection. Gradient-free CAMs
+measure their weights with further forwards (`GradientFreeCam`).
 """
 
 from __future__ import annotations
@@ -50,11 +51,9 @@ def weighted_sum(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tens
     return torch.matmul(weights.unsqueeze(1), flat).view(batch, 1, height, width)
 
 
-class CamMethod(Method):
-    """L^c = ReLU(sum_k w_k^c A^k), upsampled bilinearly to the input size.
-
-    A subclass supplies only the channel weights w^c (B, C).
-    Shapes: activations (B, C, h, w) -> map (B, 1, H, W).
+class CamBase(Method):
+    """What every CAM shares: its layer, the (B, C, h, w) check, the ReLU and the upsampling
+    of L^c to the input size. Shapes: activations (B, C, h, w) -> map (B, 1, H, W).
     """
 
     uses_layer = True
@@ -62,20 +61,6 @@ class CamMethod(Method):
 
     def requirements(self, params: CamParams, layer: str) -> Requirements:
         return Requirements(layers=frozenset({layer}))
-
-    def channel_weights(self, context: MethodContext, activations: torch.Tensor) -> torch.Tensor:
-        """(B, C) weight of each feature map for each sample's target."""
-        raise NotImplementedError(f"{type(self).__name__} supplies no channel weights")
-
-    def class_map(
-        self, context: MethodContext, params: Any, activations: torch.Tensor
-    ) -> torch.Tensor:
-        """(B, 1, h, w) before the ReLU: sum_k w_k^c A^k."""
-        return weighted_sum(self.channel_weights(context, activations), activations)
-
-    def compute(self, context: MethodContext, params: CamParams) -> MethodOutput:
-        activations = self.spatial(context, context.shared.activation(context.layer))
-        return self.finish(context, params, self.class_map(context, params, activations))
 
     def spatial(self, context: MethodContext, activations: torch.Tensor) -> torch.Tensor:
         """The layer's activations, refused (422) unless (B, C, h, w)."""
@@ -100,6 +85,33 @@ class CamMethod(Method):
             cam, size=context.x.shape[-2:], mode="bilinear", align_corners=False
         )
         return MethodOutput(upsampled, {"low_resolution": cam})
+
+
+class CamMethod(CamBase):
+    """A CAM read from the shared pass: L^c = ReLU(class_map(A)), upsampled bilinearly."""
+
+    @abstractmethod
+    def class_map(
+        self, context: MethodContext, params: Any, activations: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, 1, h, w) before the ReLU, from the layer's activations (B, C, h, w)."""
+
+    def compute(self, context: MethodContext, params: CamParams) -> MethodOutput:
+        activations = self.spatial(context, context.shared.activation(context.layer))
+        return self.finish(context, params, self.class_map(context, params, activations))
+
+
+class ChannelWeightedCam(CamMethod):
+    """L^c = ReLU(sum_k w_k^c A^k): a subclass supplies only the channel weights w^c (B, C)."""
+
+    @abstractmethod
+    def channel_weights(self, context: MethodContext, activations: torch.Tensor) -> torch.Tensor:
+        """(B, C) weight of each feature map for each sample's target."""
+
+    def class_map(
+        self, context: MethodContext, params: Any, activations: torch.Tensor
+    ) -> torch.Tensor:
+        return weighted_sum(self.channel_weights(context, activations), activations)
 
 
 class LayerGradientCam(CamMethod):
@@ -134,7 +146,7 @@ class ElementwiseGradientCam(LayerGradientCam):
         return (weights * activations.detach()).sum(dim=1, keepdim=True)
 
 
-class GradientFreeCam(CamMethod):
+class GradientFreeCam(CamBase):
     """A CAM whose channel weights are measured with further forwards (Score-CAM,
     Ablation-CAM): it runs its own passes, the first a no-grad forward that captures the layer.
     """

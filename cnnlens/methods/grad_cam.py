@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 
 from cnnlens.methods.base import MethodContext, register
-from cnnlens.methods.cam_base import LayerGradientCam
+from cnnlens.methods.cam_base import ChannelWeightedCam, LayerGradientCam
 
 
 @register
-class GradCam(LayerGradientCam):
+class GradCam(ChannelWeightedCam, LayerGradientCam):
     """alpha_k^c = 1/Z sum_ij dy^c/dA_ij^k;  L^c = ReLU(sum_k alpha_k^c A^k).
 
     Selvaraju et al., "Grad-CAM", ICCV 2017, eq. (1)-(2). The backward stops at the layer.

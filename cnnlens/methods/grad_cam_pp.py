@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 
 from cnnlens.methods.base import MethodContext, register
-from cnnlens.methods.cam_base import LayerGradientCam
+from cnnlens.methods.cam_base import ChannelWeightedCam, LayerGradientCam
 
 
 @register
-class GradCamPlusPlus(LayerGradientCam):
+class GradCamPlusPlus(ChannelWeightedCam, LayerGradientCam):
     """w_k^c = sum_ij a_ij^kc ReLU(dY^c/dA_ij^k), a = g^2 / (2 g^2 + sum_ab A_ab^k g^3).
 
     Chattopadhay et al., "Grad-CAM++", WACV 2018, eq. (19) with the exponential-score

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 
 from cnnlens.methods.base import MethodContext, register
-from cnnlens.methods.cam_base import LayerGradientCam
+from cnnlens.methods.cam_base import ChannelWeightedCam, LayerGradientCam
 
 
 @register
-class XGradCam(LayerGradientCam):
+class XGradCam(ChannelWeightedCam, LayerGradientCam):
     """w_k^c = sum_ij (A_ij^k / sum_ab A_ab^k) dy^c/dA_ij^k: the gradient averaged with the
     activation's own spatial distribution, the weights that satisfy the paper's sensitivity
     and conservation axioms best.
