@@ -7,6 +7,7 @@ import torch
 from cnnlens.methods.base import MethodContext, register
 from cnnlens.methods.cam_base import GradientFreeCam, GradientFreeCamParams
 from cnnlens.methods.workload import Cost, Workload, chunked
+from cnnlens.models.heads import TENSOR_HEADS
 from cnnlens.models.hooks import substitute_output
 
 
@@ -27,7 +28,7 @@ class AblationCam(GradientFreeCam):
     paper = "Desai & Ramaswamy 2020, doi:10.1109/WACV45572.2020.9093360"
     Params = GradientFreeCamParams
     # Ablations substitute one tensor output; a detector's default layer is a dict of levels.
-    heads = frozenset({"softmax", "sigmoid", "binary", "segmentation"})
+    heads = TENSOR_HEADS
 
     def cost(self, params: GradientFreeCamParams, workload: Workload) -> Cost:
         ablated = self.cost_param_value(params, "channels", workload)

@@ -11,6 +11,7 @@ from zennit.attribution import Gradient
 from cnnlens.methods._zennit import check_lrp, composite
 from cnnlens.methods.base import Method, MethodContext, MethodOutput, MethodParams, register
 from cnnlens.methods.workload import Cost, Workload
+from cnnlens.models.heads import TENSOR_HEADS
 from cnnlens.models.hooks import library_hooks
 from cnnlens.models.layers import LayerInventory
 
@@ -57,7 +58,7 @@ class Lrp(Method):
     Params = LrpParams
     kind = "standalone"
     # Zennit starts the relevance from a tensor output: a detector's list of dicts has none.
-    heads = frozenset({"softmax", "sigmoid", "binary", "segmentation"})
+    heads = TENSOR_HEADS
 
     def cost(self, params: LrpParams, workload: Workload) -> Cost:
         # The backward re-runs each layer's forward under its rule: about two backwards.

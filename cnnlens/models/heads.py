@@ -13,6 +13,8 @@ HeadName = Literal["softmax", "sigmoid", "binary", "segmentation", "detection"]
 HEADS: tuple[str, ...] = ("softmax", "sigmoid", "binary", "segmentation", "detection")
 SEGMENTATION = "segmentation"  # (B, K, H, W) logits: a class per pixel
 DETECTION = "detection"  # per image {"boxes", "labels", "scores"}: torchvision's detectors
+# The heads whose output is one tensor (every head but a detector's list of dicts).
+TENSOR_HEADS = frozenset(head for head in HEADS if head != DETECTION)
 BINARY_LABELS = ("negative", "positive")
 
 
